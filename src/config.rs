@@ -1,0 +1,236 @@
+//! Configuration: embedded defaults < TOML file < `ADMIND_*` environment <
+//! command-line flags (figment). Unknown keys are errors, so a typo is
+//! caught at start-up instead of silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub scripts_dir: PathBuf,
+    /// Where the file transport writes `.eml` files; `<data_dir>/mail` when unset.
+    pub mail_dir: Option<PathBuf>,
+    /// Base of the links in mails (`<public_url>/...?token=`).
+    pub public_url: String,
+    /// Platform support's bearer token. Generated into
+    /// `<data_dir>/operator.token` when unset.
+    pub operator_token: Option<String>,
+    pub log_format: LogFormat,
+    pub mail: MailConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTransportKind {
+    File,
+    Smtp,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub transport: MailTransportKind,
+    pub from: String,
+    pub smtp: SmtpConfig,
+    /// Attempts before a mail is moved to the dead-letter tree.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, capped at one hour.
+    pub retry_base_ms: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (local relays only).
+    pub security: SmtpSecurity,
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub session_ttl_secs: u64,
+    pub password_set_ttl_secs: u64,
+    pub password_reset_ttl_secs: u64,
+    /// Sign-in and reset attempts per address per minute before 429.
+    pub attempts_per_minute: u32,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub body_max_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub members_per_account_max: u32,
+    pub integrations_per_account_max: usize,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    pub sources: Vec<WebhookSource>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    pub name: String,
+    pub secrets: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            data_dir: PathBuf::from("./data"),
+            scripts_dir: PathBuf::from("./scripts"),
+            mail_dir: None,
+            public_url: "http://127.0.0.1:7878".into(),
+            operator_token: None,
+            log_format: LogFormat::Human,
+            mail: MailConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            webhooks: WebhooksConfig::default(),
+        }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: MailTransportKind::File,
+            from: "admind <admind@localhost>".into(),
+            smtp: SmtpConfig::default(),
+            max_attempts: 12,
+            retry_base_ms: 1000,
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: "localhost".into(),
+            port: 587,
+            username: None,
+            password: None,
+            security: SmtpSecurity::Starttls,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_secs: 12 * 3600,
+            password_set_ttl_secs: 72 * 3600,
+            password_reset_ttl_secs: 3600,
+            attempts_per_minute: 10,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_max_bytes: 1024 * 1024,
+            request_timeout_ms: 30_000,
+            members_per_account_max: 1_000_000,
+            integrations_per_account_max: 1000,
+        }
+    }
+}
+
+/// Values given as flags; `None` leaves the lower layers' value.
+#[derive(Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scripts_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Loads the layers. `file` must exist when given; otherwise
+    /// `./admind.toml` is read when present.
+    pub fn load(file: Option<&Path>, flags: FlagOverrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+                figment = figment.merge(Toml::file(path));
+            }
+            None => {
+                if Path::new("admind.toml").exists() {
+                    figment = figment.merge(Toml::file("admind.toml"));
+                }
+            }
+        }
+        figment = figment
+            .merge(Env::prefixed("ADMIND_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().context("reading the configuration")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.public_url.starts_with("http://") || self.public_url.starts_with("https://"),
+            "public_url must start with http:// or https://"
+        );
+        anyhow::ensure!(self.auth.attempts_per_minute > 0, "auth.attempts_per_minute must be at least 1");
+        anyhow::ensure!(self.mail.max_attempts > 0, "mail.max_attempts must be at least 1");
+        anyhow::ensure!(self.limits.body_max_bytes >= 1024, "limits.body_max_bytes must be at least 1024");
+        for s in &self.webhooks.sources {
+            anyhow::ensure!(!s.secrets.is_empty(), "webhook source {} has no secret", s.name);
+        }
+        Ok(())
+    }
+
+    pub fn mail_dir(&self) -> PathBuf {
+        self.mail_dir.clone().unwrap_or_else(|| self.data_dir.join("mail"))
+    }
+}

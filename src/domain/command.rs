@@ -1,0 +1,308 @@
+//! What callers ask the core to do, and what it answers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::event::{DomainEvent, IntegrationRef};
+use super::model::*;
+
+/// Who is asking. The core decides every permission from this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Principal {
+    Anonymous,
+    /// Platform support (R19): outside every account.
+    Operator,
+    Member {
+        account_id: AccountId,
+        user_id: UserId,
+    },
+    /// A policy script or plugin acting through the same commands (DOMAIN.md
+    /// "Hooks"); named as the actor in the audit log.
+    Policy { name: String },
+}
+
+impl Principal {
+    pub fn audit_name(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Operator => "operator".into(),
+            Principal::Member { user_id, .. } => format!("user:{user_id}"),
+            Principal::Policy { name } => format!("policy:{name}"),
+        }
+    }
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Principal::Member { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateAccount {
+        name: String,
+        owner_name: String,
+        owner_email: String,
+        support_seats: u32,
+    },
+    AddMember {
+        account_id: AccountId,
+        name: String,
+        email: String,
+        role: SupportRole,
+    },
+    ChangeRole {
+        account_id: AccountId,
+        user_id: UserId,
+        role: SupportRole,
+    },
+    RemoveMember {
+        account_id: AccountId,
+        user_id: UserId,
+    },
+    TransferOwnership {
+        account_id: AccountId,
+        to_user_id: UserId,
+    },
+    SetSeats {
+        account_id: AccountId,
+        support_seats: Option<u32>,
+        sell_seats: Option<u32>,
+    },
+    SetPaymentMethod {
+        account_id: AccountId,
+        kind: String,
+        last4: String,
+    },
+    AddIntegration {
+        account_id: AccountId,
+        name: String,
+    },
+    AuthorizeIntegration {
+        account_id: AccountId,
+        integration_id: String,
+    },
+    RequestPasswordReset {
+        account_id: AccountId,
+        email: String,
+    },
+    /// `token_hash` is the SHA-256 of the mailed token; `password_hash` the
+    /// argon2id PHC string of the new password (hashed off the write path).
+    ConfirmPasswordReset {
+        token_hash: String,
+        password_hash: String,
+    },
+    /// The edge checked the password against `verified_hash`; the core
+    /// re-checks that it is still the user's hash (compare-and-set).
+    CreateSession {
+        account_id: AccountId,
+        user_id: UserId,
+        email: String,
+        verified_hash: String,
+        token_hash: String,
+    },
+    RevokeSession {
+        token_hash: String,
+    },
+    OpenSecurityInvestigation {
+        account_id: AccountId,
+        note: String,
+    },
+}
+
+impl Command {
+    /// Stable action name for the audit log and metrics.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::CreateAccount { .. } => "account.create",
+            Command::AddMember { .. } => "member.add",
+            Command::ChangeRole { .. } => "member.change_role",
+            Command::RemoveMember { .. } => "member.remove",
+            Command::TransferOwnership { .. } => "owner.transfer",
+            Command::SetSeats { .. } => "billing.set_seats",
+            Command::SetPaymentMethod { .. } => "billing.set_payment_method",
+            Command::AddIntegration { .. } => "integration.add",
+            Command::AuthorizeIntegration { .. } => "integration.authorize",
+            Command::RequestPasswordReset { .. } => "password_reset.request",
+            Command::ConfirmPasswordReset { .. } => "password_reset.confirm",
+            Command::CreateSession { .. } => "session.create",
+            Command::RevokeSession { .. } => "session.revoke",
+            Command::OpenSecurityInvestigation { .. } => "security_investigation.open",
+        }
+    }
+
+    /// The account an audit entry of this command belongs to, when known
+    /// before the command runs.
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            Command::AddMember { account_id, .. }
+            | Command::ChangeRole { account_id, .. }
+            | Command::RemoveMember { account_id, .. }
+            | Command::TransferOwnership { account_id, .. }
+            | Command::SetSeats { account_id, .. }
+            | Command::SetPaymentMethod { account_id, .. }
+            | Command::AddIntegration { account_id, .. }
+            | Command::AuthorizeIntegration { account_id, .. }
+            | Command::RequestPasswordReset { account_id, .. }
+            | Command::CreateSession { account_id, .. }
+            | Command::OpenSecurityInvestigation { account_id, .. } => Some(account_id),
+            Command::CreateAccount { .. }
+            | Command::ConfirmPasswordReset { .. }
+            | Command::RevokeSession { .. } => None,
+        }
+    }
+
+    /// What the command acts on, for the audit log (never a secret).
+    pub fn target(&self) -> String {
+        match self {
+            Command::CreateAccount { name, .. } => format!("account:{name}"),
+            Command::AddMember { email, .. } => format!("email:{email}"),
+            Command::ChangeRole { user_id, .. } | Command::RemoveMember { user_id, .. } => {
+                format!("user:{user_id}")
+            }
+            Command::TransferOwnership { to_user_id, .. } => format!("user:{to_user_id}"),
+            Command::SetSeats { account_id, .. } | Command::SetPaymentMethod { account_id, .. } => {
+                format!("account:{account_id}")
+            }
+            Command::AddIntegration { name, .. } => format!("integration:{name}"),
+            Command::AuthorizeIntegration { integration_id, .. } => {
+                format!("integration:{integration_id}")
+            }
+            Command::RequestPasswordReset { .. } => "password".into(),
+            Command::ConfirmPasswordReset { .. } => "password".into(),
+            Command::CreateSession { user_id, .. } => format!("user:{user_id}"),
+            Command::RevokeSession { .. } => "session".into(),
+            Command::OpenSecurityInvestigation { account_id, .. } => {
+                format!("account:{account_id}")
+            }
+        }
+    }
+}
+
+/// A state change for the store to apply, all of one outcome atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    PutAccount(Account),
+    PutUser(User),
+    DeleteUser {
+        account_id: AccountId,
+        user_id: UserId,
+    },
+    PutEmailIndex {
+        account_id: AccountId,
+        email: String,
+        user_id: UserId,
+    },
+    DeleteEmailIndex {
+        account_id: AccountId,
+        email: String,
+    },
+    PutIntegration(Integration),
+    PutToken(Token),
+    DeleteToken {
+        hash: String,
+    },
+    PutSession(Session),
+    DeleteSession {
+        hash: String,
+    },
+    /// Ends every session of a user (password change, removal).
+    DeleteUserSessions {
+        account_id: AccountId,
+        user_id: UserId,
+    },
+    PutInvoice(Invoice),
+    PutInvestigation(SecurityInvestigation),
+}
+
+/// A message to mail. Rendered and queued in the outbox in the same
+/// transaction as the change that causes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    PasswordSet {
+        to: String,
+        user_name: String,
+        account_name: String,
+        account_id: AccountId,
+        token: String,
+    },
+    PasswordReset {
+        to: String,
+        account_name: String,
+        account_id: AccountId,
+        token: String,
+    },
+    OwnershipReceived {
+        to: String,
+        account_name: String,
+        previous_owner_name: String,
+        integrations: Vec<IntegrationRef>,
+    },
+    OwnershipHandedOver {
+        to: String,
+        account_name: String,
+        new_owner_name: String,
+    },
+}
+
+impl Notice {
+    pub fn recipient(&self) -> &str {
+        match self {
+            Notice::PasswordSet { to, .. }
+            | Notice::PasswordReset { to, .. }
+            | Notice::OwnershipReceived { to, .. }
+            | Notice::OwnershipHandedOver { to, .. } => to,
+        }
+    }
+}
+
+/// The audit entry an outcome appends; the store gives it its sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDraft {
+    pub account_id: AccountId,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+}
+
+impl AuditDraft {
+    pub fn into_entry(self, seq: u64) -> AuditEntry {
+        AuditEntry {
+            seq,
+            account_id: self.account_id,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            outcome: self.outcome,
+            detail: self.detail,
+        }
+    }
+}
+
+/// What a successful command hands back to its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Account(Account),
+    User(User),
+    Integration(Integration),
+    Investigation(SecurityInvestigation),
+    Session(Session),
+    /// Accepted without saying what happened (password-reset requests, R17).
+    Accepted,
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub changes: Vec<Change>,
+    pub notices: Vec<Notice>,
+    pub events: Vec<DomainEvent>,
+    pub audit: Option<AuditDraft>,
+    pub reply: Reply,
+}

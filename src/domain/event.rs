@@ -1,0 +1,81 @@
+//! Events the core emits for the hooks of DOMAIN.md. The policy layer
+//! consumes them; the core only describes what happened.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{AccountId, UserId};
+
+/// A user as a hook sees it (API.md "Policy scripts").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSnapshot {
+    pub id: UserId,
+    pub name: String,
+    pub primary_email: String,
+    pub email_verified: bool,
+    pub signed_in_before: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrationRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// Input of `before_owner_change`: may veto.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerChangeProposal {
+    pub account_id: AccountId,
+    pub actor_id: UserId,
+    pub from: UserSnapshot,
+    pub to: UserSnapshot,
+}
+
+/// After-hooks: run once the change committed, from a durable queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "hook", rename_all = "snake_case")]
+pub enum DomainEvent {
+    AfterOwnerChange {
+        account_id: AccountId,
+        actor_id: UserId,
+        from: UserSnapshot,
+        to: UserSnapshot,
+        integrations: Vec<IntegrationRef>,
+    },
+    AgentSeatExhausted {
+        account_id: AccountId,
+        actor_id: String,
+        seats_total: u32,
+        seats_used: u32,
+        attempt: String,
+    },
+}
+
+impl DomainEvent {
+    pub fn hook_name(&self) -> &'static str {
+        match self {
+            DomainEvent::AfterOwnerChange { .. } => "after_owner_change",
+            DomainEvent::AgentSeatExhausted { .. } => "agent_seat_exhausted",
+        }
+    }
+}
+
+/// A veto from a `before_` hook: the policy's name and its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Veto {
+    pub policy: String,
+    pub reason: String,
+}
+
+/// What the core asks before a transfer commits. The policy layer implements
+/// it; the default allows everything.
+pub trait PolicyGate: Send + Sync {
+    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<(), Veto>;
+}
+
+pub struct AllowAll;
+
+impl PolicyGate for AllowAll {
+    fn before_owner_change(&self, _: &OwnerChangeProposal) -> Result<(), Veto> {
+        Ok(())
+    }
+}

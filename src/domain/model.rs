@@ -1,0 +1,256 @@
+//! The account state the rules reason about. Plain data: no store, no HTTP.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub type AccountId = String;
+pub type UserId = String;
+
+/// Support role of a member (DOMAIN.md "User").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupportRole {
+    EndUser,
+    Agent,
+    Admin,
+}
+
+impl SupportRole {
+    /// Agents and admins hold an agent seat (R09); end users do not.
+    pub fn holds_seat(self) -> bool {
+        matches!(self, SupportRole::Agent | SupportRole::Admin)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportRole::EndUser => "end_user",
+            SupportRole::Agent => "agent",
+            SupportRole::Admin => "admin",
+        }
+    }
+}
+
+/// Sell role of a member; `user` and `admin` hold one Sell seat (R10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SellRole {
+    #[default]
+    None,
+    User,
+    Admin,
+}
+
+impl SellRole {
+    pub fn holds_seat(self) -> bool {
+        matches!(self, SellRole::User | SellRole::Admin)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SellStatus {
+    /// Nobody has started Sell.
+    #[default]
+    NotStarted,
+    Trial,
+    Active,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Product {
+    Support,
+    Sell,
+}
+
+/// Seats granted for a while by platform support (R11, R18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatGrant {
+    pub product: Product,
+    pub seats: u32,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SellState {
+    pub status: SellStatus,
+    pub seats_bought: u32,
+    pub seats_used: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentMethod {
+    pub kind: String,
+    pub last4: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    /// The single source of truth for ownership (R01): one field, so there is
+    /// never zero or two owners.
+    pub owner_id: UserId,
+    pub created_at: DateTime<Utc>,
+    pub support_seats_bought: u32,
+    pub support_seats_used: u32,
+    pub sell: SellState,
+    pub grants: Vec<SeatGrant>,
+    pub payment_method: Option<PaymentMethod>,
+    pub member_count: u32,
+}
+
+impl Account {
+    fn granted(&self, product: Product, now: DateTime<Utc>) -> u32 {
+        self.grants
+            .iter()
+            .filter(|g| g.product == product && g.expires_at > now)
+            .fold(0u32, |sum, g| sum.saturating_add(g.seats))
+    }
+    /// Seats owned: bought plus unexpired temporary grants (R11). Computed from
+    /// stored times, so expiry needs no timer and survives restarts.
+    pub fn support_seats_total(&self, now: DateTime<Utc>) -> u32 {
+        self.support_seats_bought
+            .saturating_add(self.granted(Product::Support, now))
+    }
+    pub fn sell_seats_total(&self, now: DateTime<Utc>) -> u32 {
+        self.sell
+            .seats_bought
+            .saturating_add(self.granted(Product::Sell, now))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailAddress {
+    pub address: String,
+    pub verified: bool,
+    pub primary: bool,
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub emails: Vec<EmailAddress>,
+    /// PHC string (argon2id); `None` until the password-set link is used.
+    pub password_hash: Option<String>,
+    pub support_role: SupportRole,
+    pub sell_role: SellRole,
+    pub signed_in_before: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// Every user keeps exactly one primary address (R15); a user value
+    /// without one is never written.
+    pub fn primary(&self) -> Option<&EmailAddress> {
+        self.emails.iter().find(|e| e.primary)
+    }
+    pub fn primary_address(&self) -> &str {
+        self.primary().map(|e| e.address.as_str()).unwrap_or("")
+    }
+    pub fn primary_verified(&self) -> bool {
+        self.primary().map(|e| e.verified).unwrap_or(false)
+    }
+    pub fn email(&self, address: &str) -> Option<&EmailAddress> {
+        let wanted = normalize_email(address);
+        self.emails
+            .iter()
+            .find(|e| normalize_email(&e.address) == wanted)
+    }
+    pub fn email_mut(&mut self, address: &str) -> Option<&mut EmailAddress> {
+        let wanted = normalize_email(address);
+        self.emails
+            .iter_mut()
+            .find(|e| normalize_email(&e.address) == wanted)
+    }
+}
+
+/// Addresses are unique per account case-insensitively; this is the key form.
+pub fn normalize_email(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    Active,
+    NeedsReauthorization,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integration {
+    pub id: String,
+    pub account_id: AccountId,
+    pub name: String,
+    pub configured_by: UserId,
+    pub status: IntegrationStatus,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPurpose {
+    /// First password of a new member or owner.
+    PasswordSet,
+    PasswordReset,
+    EmailVerification,
+}
+
+/// A mailed single-use token. Only its SHA-256 is stored (R17).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub hash: String,
+    pub purpose: TokenPurpose,
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    /// The address the token was mailed to; using the token proves it.
+    pub email: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A bearer session. Only the token's SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub hash: String,
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    /// The address used to sign in: removing it ends the session (R16).
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub id: String,
+    pub account_id: AccountId,
+    pub issued_at: DateTime<Utc>,
+    pub description: String,
+    pub support_seats: u32,
+    pub sell_seats: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityInvestigation {
+    pub id: String,
+    pub account_id: AccountId,
+    pub note: String,
+    pub opened_at: DateTime<Utc>,
+}
+
+/// One line of the append-only audit log. `seq` is given by the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub account_id: AccountId,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// `ok`, or `refused:<code>`.
+    pub outcome: String,
+    pub detail: String,
+}

@@ -1,0 +1,257 @@
+//! Read-side questions, with the same permission rules as the commands.
+
+use chrono::{DateTime, Utc};
+
+use super::command::Principal;
+use super::model::*;
+use super::refusal::{Refusal, RefusalKind};
+use super::rules::{member_with, role_label, Need};
+use super::view::StateView;
+
+pub const PAGE_LIMIT_MAX: usize = 200;
+pub const PAGE_LIMIT_DEFAULT: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatSummary {
+    pub seats_total: u32,
+    pub seats_used: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub account: Account,
+    pub support: SeatSummary,
+    pub sell_status: SellStatus,
+    pub sell: SeatSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub user: User,
+    pub is_owner: bool,
+    pub role_label: &'static str,
+}
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+fn clamp_limit(limit: Option<usize>) -> Result<usize, Refusal> {
+    match limit {
+        None => Ok(PAGE_LIMIT_DEFAULT),
+        Some(0) => Err(Refusal::invalid("limit must be at least 1")),
+        Some(n) if n > PAGE_LIMIT_MAX => Err(Refusal::invalid(format!(
+            "limit must be at most {PAGE_LIMIT_MAX}"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+fn summarize(account: Account, now: DateTime<Utc>) -> AccountSummary {
+    AccountSummary {
+        support: SeatSummary {
+            seats_total: account.support_seats_total(now),
+            seats_used: account.support_seats_used,
+        },
+        sell_status: account.sell.status,
+        sell: SeatSummary {
+            seats_total: account.sell_seats_total(now),
+            seats_used: account.sell.seats_used,
+        },
+        account,
+    }
+}
+
+/// Agents and admins see the summary; platform support too (it needs it to
+/// help, and it changes nothing).
+pub fn account_summary(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<AccountSummary, Refusal> {
+    if *who == Principal::Operator {
+        let account = view
+            .account(account_id)?
+            .ok_or_else(|| Refusal::not_found("account"))?;
+        return Ok(summarize(account, now));
+    }
+    let (account, _) = member_with(view, who, account_id, Need::Agent)?;
+    Ok(summarize(account, now))
+}
+
+/// R07: any agent or admin can find out who the owner is.
+pub fn owner(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<MemberView, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Agent)?;
+    let user = view
+        .user(account_id, &account.owner_id)?
+        .ok_or_else(|| Refusal::store("the owner's profile is missing"))?;
+    Ok(MemberView {
+        role_label: role_label(&account, &user),
+        is_owner: true,
+        user,
+    })
+}
+
+/// R07: admins see the team list, paged by user id.
+pub fn members(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Page<MemberView>, Refusal> {
+    let limit = clamp_limit(limit)?;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let users = view.members(account_id, after, limit + 1)?;
+    let more = users.len() > limit;
+    let items: Vec<MemberView> = users
+        .into_iter()
+        .take(limit)
+        .map(|user| MemberView {
+            role_label: role_label(&account, &user),
+            is_owner: account.owner_id == user.id,
+            user,
+        })
+        .collect();
+    let next = if more {
+        items.last().map(|m| m.user.id.clone())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+pub fn member(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    user_id: &str,
+) -> Result<MemberView, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let user = view
+        .user(account_id, user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    Ok(MemberView {
+        role_label: role_label(&account, &user),
+        is_owner: account.owner_id == user.id,
+        user,
+    })
+}
+
+/// R04: the owner picks from the other admins; the list may be empty. The
+/// scan is bounded: a transfer list longer than this is not useful to a person.
+pub const CANDIDATES_MAX: usize = 1000;
+const CANDIDATE_SCAN_PAGE: usize = 500;
+
+pub fn owner_candidates(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<MemberView>, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Owner)?;
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = view.members(account_id, after.as_deref(), CANDIDATE_SCAN_PAGE)?;
+        let done = page.len() < CANDIDATE_SCAN_PAGE;
+        after = page.last().map(|u| u.id.clone());
+        for user in page {
+            if user.support_role == SupportRole::Admin && user.id != account.owner_id {
+                out.push(MemberView {
+                    role_label: role_label(&account, &user),
+                    is_owner: false,
+                    user,
+                });
+                if out.len() >= CANDIDATES_MAX {
+                    return Ok(out);
+                }
+            }
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+pub fn invoices(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<Invoice>, Refusal> {
+    member_with(view, who, account_id, Need::Billing)?;
+    Ok(view.invoices(account_id, PAGE_LIMIT_MAX)?)
+}
+
+pub fn payment_method(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Option<PaymentMethod>, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Billing)?;
+    Ok(account.payment_method)
+}
+
+pub fn integrations(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<Integration>, Refusal> {
+    member_with(view, who, account_id, Need::Admin)?;
+    Ok(view.integrations(account_id, PAGE_LIMIT_MAX * 5)?)
+}
+
+/// Admins page through their account's audit log; platform support may read
+/// it too (it records investigations from it).
+pub fn audit(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    after: Option<u64>,
+    limit: Option<usize>,
+) -> Result<Page<AuditEntry>, Refusal> {
+    let limit = clamp_limit(limit)?;
+    if *who == Principal::Operator {
+        view.account(account_id)?
+            .ok_or_else(|| Refusal::not_found("account"))?;
+    } else {
+        member_with(view, who, account_id, Need::Admin)?;
+    }
+    let mut items = view.audit(account_id, after, limit + 1)?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more {
+        items.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// Who a bearer session token belongs to, if it is live.
+pub fn session_principal(
+    view: &dyn StateView,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Principal, Refusal> {
+    let unauthorized = || {
+        Refusal::new(
+            RefusalKind::Unauthenticated,
+            "unauthorized",
+            "the session is invalid or expired; sign in again",
+        )
+    };
+    let session = view.session(token_hash)?.ok_or_else(unauthorized)?;
+    if session.expires_at <= now {
+        return Err(unauthorized());
+    }
+    Ok(Principal::Member {
+        account_id: session.account_id,
+        user_id: session.user_id,
+    })
+}

@@ -1,0 +1,119 @@
+//! Input limits. Every string and number a client sends is bounded here, so
+//! the edges and the core agree on what is acceptable.
+
+use super::refusal::Refusal;
+
+pub const NAME_MAX_CHARS: usize = 200;
+pub const EMAIL_MAX_CHARS: usize = 254;
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 256;
+pub const NOTE_MAX_CHARS: usize = 4000;
+pub const SEATS_MAX: u32 = 1_000_000;
+pub const TOKEN_MAX_CHARS: usize = 128;
+
+fn text(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(Refusal::invalid(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > max {
+        return Err(Refusal::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
+    }
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(Refusal::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+pub fn name(field: &str, value: &str) -> Result<String, Refusal> {
+    text(field, value, NAME_MAX_CHARS)
+}
+
+pub fn note(field: &str, value: &str) -> Result<String, Refusal> {
+    text(field, value, NOTE_MAX_CHARS)
+}
+
+/// A deliberately plain address check: one `@`, a dotted domain, no spaces
+/// or characters that need quoting. Mail delivery is the real proof.
+pub fn email(field: &str, value: &str) -> Result<String, Refusal> {
+    let v = value.trim();
+    let bad = || Refusal::invalid(format!("{field} is not a valid email address"));
+    if v.is_empty() || v.chars().count() > EMAIL_MAX_CHARS {
+        return Err(bad());
+    }
+    let (local, domain) = v.split_once('@').ok_or_else(bad)?;
+    if local.is_empty() || local.len() > 64 || domain.contains('@') {
+        return Err(bad());
+    }
+    if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        return Err(bad());
+    }
+    if domain.contains("..") || local.starts_with('.') || local.ends_with('.') {
+        return Err(bad());
+    }
+    let forbidden = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c);
+    if v.chars().any(forbidden) {
+        return Err(bad());
+    }
+    Ok(v.to_string())
+}
+
+pub fn password(value: &str) -> Result<(), Refusal> {
+    let n = value.chars().count();
+    if n < PASSWORD_MIN_CHARS {
+        return Err(Refusal::invalid(format!(
+            "password must have at least {PASSWORD_MIN_CHARS} characters"
+        )));
+    }
+    if n > PASSWORD_MAX_CHARS {
+        return Err(Refusal::invalid(format!(
+            "password must have at most {PASSWORD_MAX_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn seats(field: &str, value: u32) -> Result<u32, Refusal> {
+    if value > SEATS_MAX {
+        return Err(Refusal::invalid(format!(
+            "{field} must be at most {SEATS_MAX}"
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_accept_plain_and_refuse_malformed() {
+        assert!(email("e", "a.b+c@example.com").is_ok());
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a@@b.c",
+            "a b@c.d",
+            "a@.c",
+            "<a@b.c>",
+            "a@b.c.",
+        ] {
+            assert!(email("e", bad).is_err(), "{bad} should be refused");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(email("e", &long).is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("n", "  Ana ").unwrap(), "Ana");
+        assert!(name("n", "   ").is_err());
+        assert!(name("n", &"x".repeat(201)).is_err());
+        assert!(name("n", "a\u{0}b").is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! The narrow read interface the core needs from a store. A second store
+//! implements this trait (and applies [`super::Change`]s); the rules do not
+//! change.
+
+use super::model::*;
+use super::refusal::ViewError;
+
+pub trait StateView {
+    fn account(&self, id: &str) -> Result<Option<Account>, ViewError>;
+    fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError>;
+    /// The user holding `email` (any case) in the account.
+    fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError>;
+    /// Members ordered by id, strictly after `after`, at most `limit`.
+    fn members(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError>;
+    fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError>;
+    fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError>;
+    fn token(&self, hash: &str) -> Result<Option<Token>, ViewError>;
+    fn session(&self, hash: &str) -> Result<Option<Session>, ViewError>;
+    /// Newest first, at most `limit`.
+    fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError>;
+    /// Oldest first, entries with `seq > after`, at most `limit`.
+    fn audit(
+        &self,
+        account_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError>;
+}

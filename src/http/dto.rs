@@ -1,0 +1,308 @@
+//! Request and response bodies of the HTTP contract (API.md). Requests deny
+//! unknown fields; responses are built from the core's answers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::query::{AccountSummary, MemberView};
+use crate::domain::*;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwner {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {
+    pub name: String,
+    pub owner: NewOwner,
+    /// Agent seats bought; at least 1 (the owner holds one).
+    pub support_seats: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SeatsOut {
+    pub seats_total: u32,
+    pub seats_used: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SellOut {
+    /// `not_started`, `trial` or `active`.
+    #[schema(value_type = String)]
+    pub status: SellStatus,
+    pub seats_total: u32,
+    pub seats_used: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountOut {
+    pub id: String,
+    pub name: String,
+    pub owner_id: String,
+    pub created_at: DateTime<Utc>,
+    pub support: SeatsOut,
+    pub sell: SellOut,
+}
+
+impl From<AccountSummary> for AccountOut {
+    fn from(s: AccountSummary) -> Self {
+        AccountOut {
+            id: s.account.id,
+            name: s.account.name,
+            owner_id: s.account.owner_id,
+            created_at: s.account.created_at,
+            support: SeatsOut {
+                seats_total: s.support.seats_total,
+                seats_used: s.support.seats_used,
+            },
+            sell: SellOut {
+                status: s.sell_status,
+                seats_total: s.sell.seats_total,
+                seats_used: s.sell.seats_used,
+            },
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberOut {
+    pub id: String,
+    pub name: String,
+    pub primary_email: String,
+    pub email_verified: bool,
+    /// `end_user`, `agent` or `admin`.
+    #[schema(value_type = String)]
+    pub role: SupportRole,
+    /// `Administrator (owner)`, `Administrator`, `Agent` or `End user`.
+    pub role_label: String,
+    pub is_owner: bool,
+    /// `none`, `user` or `admin`.
+    #[schema(value_type = String)]
+    pub sell_role: SellRole,
+}
+
+impl From<MemberView> for MemberOut {
+    fn from(m: MemberView) -> Self {
+        MemberOut {
+            primary_email: m.user.primary_address().to_string(),
+            email_verified: m.user.primary_verified(),
+            id: m.user.id,
+            name: m.user.name,
+            role: m.user.support_role,
+            role_label: m.role_label.to_string(),
+            is_owner: m.is_owner,
+            sell_role: m.user.sell_role,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OwnerOut {
+    pub id: String,
+    pub name: String,
+    pub primary_email: String,
+    pub role_label: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    pub items: Vec<MemberOut>,
+    /// Cursor for the next page (`after=`), absent on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Cursor from the previous page's `next`.
+    pub after: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Sequence number from the previous page's `next`.
+    pub after: Option<u64>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub name: String,
+    pub email: String,
+    /// `end_user`, `agent` or `admin`.
+    #[schema(value_type = String)]
+    pub role: SupportRole,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRoleRequest {
+    #[schema(value_type = String)]
+    pub role: SupportRole,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub user_id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatsRequest {
+    pub support_seats: Option<u32>,
+    pub sell_seats: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethodRequest {
+    /// e.g. `card`.
+    pub kind: String,
+    pub last4: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentMethodOut {
+    pub kind: String,
+    pub last4: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentMethodAnswer {
+    pub payment_method: Option<PaymentMethodOut>,
+}
+
+impl From<Option<PaymentMethod>> for PaymentMethodAnswer {
+    fn from(p: Option<PaymentMethod>) -> Self {
+        PaymentMethodAnswer {
+            payment_method: p.map(|p| PaymentMethodOut {
+                kind: p.kind,
+                last4: p.last4,
+                updated_at: p.updated_at,
+            }),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvoiceOut {
+    pub id: String,
+    pub issued_at: DateTime<Utc>,
+    pub description: String,
+    pub support_seats: u32,
+    pub sell_seats: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvoiceList {
+    pub items: Vec<InvoiceOut>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddIntegrationRequest {
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IntegrationOut {
+    pub id: String,
+    pub name: String,
+    pub configured_by: String,
+    /// `active` or `needs_reauthorization`.
+    #[schema(value_type = String)]
+    pub status: IntegrationStatus,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Integration> for IntegrationOut {
+    fn from(i: Integration) -> Self {
+        IntegrationOut {
+            id: i.id,
+            name: i.name,
+            configured_by: i.configured_by,
+            status: i.status,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IntegrationList {
+    pub items: Vec<IntegrationOut>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    pub token: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionOut {
+    pub token: String,
+    pub user_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvestigationRequest {
+    pub note: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvestigationOut {
+    pub id: String,
+    pub account_id: String,
+    pub note: String,
+    pub opened_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryOut {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    pub items: Vec<AuditEntryOut>,
+    pub next: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}

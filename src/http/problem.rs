@@ -1,0 +1,162 @@
+//! RFC 9457 problem details with a `code` member, and extractors whose
+//! rejections are problems too (never axum's plain-text bodies).
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{Refusal, RefusalKind};
+
+/// An error answer (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code (API.md "Codes a client can act on").
+    pub code: String,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            type_uri: format!("urn:admind:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_string(),
+            retry_after_secs: None,
+        }
+    }
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", detail)
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many attempts for this address; try again in {retry_after_secs} s"),
+        );
+        p.retry_after_secs = Some(retry_after_secs);
+        p
+    }
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Self {
+        let status = match r.kind {
+            RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+            RefusalKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+            RefusalKind::NotFound => StatusCode::NOT_FOUND,
+            RefusalKind::Conflict => StatusCode::CONFLICT,
+            RefusalKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            RefusalKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if r.kind == RefusalKind::Unavailable {
+            // Store details stay in the log, not in answers.
+            tracing::error!(detail = %r.detail, "store unavailable");
+            return Problem::new(status, r.code, "the store is unavailable; try again");
+        }
+        Problem::new(status, r.code, r.detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry = self.retry_after_secs;
+        let mut response = (status, axum::Json(self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// JSON body extractor: malformed JSON, unknown fields, wrong types → 400;
+/// too large → 413; not JSON → 415. All as problems.
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Problem {
+    let status = rejection.status();
+    match rejection {
+        JsonRejection::JsonDataError(e) => Problem::bad_request(format!("invalid body: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        other if status == StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is too large: {}", other.body_text()),
+        ),
+        other => Problem::bad_request(format!("could not read the body: {}", other.body_text())),
+    }
+}
+
+/// Query-string extractor with problem rejections.
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(query_problem(e)),
+        }
+    }
+}
+
+fn query_problem(e: QueryRejection) -> Problem {
+    Problem::bad_request(format!("invalid query string: {}", e.body_text()))
+}

@@ -1,0 +1,255 @@
+//! Outgoing mail: notices rendered into messages, and the outbox worker that
+//! delivers them after the transaction that queued them is flushed.
+//!
+//! Delivery is exactly-once for the file transport: a message's file is named
+//! after its outbox id and written by rename, so a redelivery after a crash
+//! rewrites the same file. SMTP is at-least-once with a stable Message-ID per
+//! outbox id, which receivers use to drop duplicates.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{MailConfig, MailTransportKind, SmtpSecurity};
+use crate::domain::Notice;
+use crate::metrics::Metrics;
+use crate::store::writer::Wakers;
+use crate::store::{OutboxMail, Store, T};
+
+/// Renders a notice; the raw token appears only here, inside the link.
+pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
+    let base = public_url.trim_end_matches('/');
+    let (subject, body) = match notice {
+        Notice::PasswordSet {
+            user_name,
+            account_name,
+            account_id,
+            token,
+            ..
+        } => (
+            format!("Set your password for {account_name}"),
+            format!(
+                "Hello {user_name},\n\nYou have been given access to the account {account_name} ({account_id}).\n\
+                 Set your password here (the link works once):\n\n{base}/password/set?token={token}\n\n\
+                 If you did not expect this, ignore this message.\n"
+            ),
+        ),
+        Notice::PasswordReset {
+            account_name,
+            account_id,
+            token,
+            ..
+        } => (
+            format!("Reset your password for {account_name}"),
+            format!(
+                "Someone asked to reset the password of this address for the account {account_name} ({account_id}).\n\
+                 Choose a new password here (the link works once and expires soon):\n\n\
+                 {base}/password/reset?token={token}\n\n\
+                 If it was not you, ignore this message; your password is unchanged.\n"
+            ),
+        ),
+        Notice::OwnershipReceived {
+            account_name,
+            previous_owner_name,
+            integrations,
+            ..
+        } => {
+            let mut body = format!(
+                "{previous_owner_name} made you the owner of the account {account_name}.\n\
+                 You now manage its subscription: invoices, payment method and seats.\n"
+            );
+            if integrations.is_empty() {
+                body.push_str("\nNo integration needs to be reauthorized.\n");
+            } else {
+                body.push_str("\nThese integrations were set up by the previous owner and need to be reauthorized:\n");
+                for i in integrations {
+                    body.push_str(&format!("- {} ({})\n", i.name, i.id));
+                }
+            }
+            (format!("You are now the owner of {account_name}"), body)
+        }
+        Notice::OwnershipHandedOver {
+            account_name,
+            new_owner_name,
+            ..
+        } => (
+            format!("You handed {account_name} over"),
+            format!(
+                "{new_owner_name} is now the owner of the account {account_name}.\n\
+                 You remain an administrator; the subscription pages are now theirs.\n"
+            ),
+        ),
+    };
+    let now = Utc::now();
+    OutboxMail {
+        id: 0,
+        to: notice.recipient().to_string(),
+        subject,
+        body,
+        created_at: now,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+    }
+}
+
+pub enum Transport {
+    File(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    pub fn from_config(config: &MailConfig, mail_dir: PathBuf) -> anyhow::Result<Transport> {
+        match config.transport {
+            MailTransportKind::File => {
+                std::fs::create_dir_all(&mail_dir)
+                    .with_context(|| format!("creating the mail directory {}", mail_dir.display()))?;
+                Ok(Transport::File(mail_dir))
+            }
+            MailTransportKind::Smtp => {
+                let s = &config.smtp;
+                let builder = match s.security {
+                    SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
+                        .context("configuring SMTP over TLS")?,
+                    SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
+                        .context("configuring SMTP with STARTTLS")?,
+                    SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+                };
+                let mut builder = builder
+                    .port(s.port)
+                    .timeout(Some(Duration::from_millis(s.timeout_ms)));
+                if let (Some(user), Some(pass)) = (&s.username, &s.password) {
+                    builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+                }
+                Ok(Transport::Smtp(builder.build()))
+            }
+        }
+    }
+}
+
+/// Why a delivery failed, and whether trying again can help.
+struct DeliveryError {
+    message: String,
+    permanent: bool,
+}
+
+fn build_message(mail: &OutboxMail, from: &str) -> Result<Message, DeliveryError> {
+    let permanent = |what: &str, e: &dyn std::fmt::Display| DeliveryError {
+        message: format!("{what}: {e}"),
+        permanent: true,
+    };
+    let from: Mailbox = from.parse().map_err(|e| permanent("bad sender address", &e))?;
+    let to: Mailbox = mail.to.parse().map_err(|e| permanent("bad recipient address", &e))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(mail.subject.clone())
+        .message_id(Some(format!("<outbox-{}@admind>", mail.id)))
+        .header(ContentType::TEXT_PLAIN)
+        .body(mail.body.clone())
+        .map_err(|e| permanent("building the message", &e))
+}
+
+async fn deliver(transport: &Transport, mail: &OutboxMail, from: &str) -> Result<(), DeliveryError> {
+    let message = build_message(mail, from)?;
+    match transport {
+        Transport::File(dir) => {
+            let bytes = message.formatted();
+            let name = format!("{:020}.eml", mail.id);
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let transient = |e: std::io::Error| DeliveryError {
+                message: format!("writing the mail file: {e}"),
+                permanent: false,
+            };
+            tokio::fs::write(&tmp, &bytes).await.map_err(transient)?;
+            tokio::fs::rename(&tmp, dir.join(name)).await.map_err(transient)?;
+            Ok(())
+        }
+        Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| DeliveryError {
+            permanent: e.is_permanent(),
+            message: format!("SMTP: {e}"),
+        }),
+    }
+}
+
+pub struct OutboxWorker {
+    pub store: Store,
+    pub transport: Transport,
+    pub from: String,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub metrics: Arc<Metrics>,
+    pub wakers: Arc<Wakers>,
+}
+
+const OUTBOX_SCAN_MAX: usize = 256;
+const RETRY_CAP_MS: u64 = 3_600_000;
+
+impl OutboxWorker {
+    pub async fn run(self) {
+        loop {
+            let wait = match self.pass().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox pass failed");
+                    Duration::from_secs(1)
+                }
+            };
+            let _ = tokio::time::timeout(wait, self.wakers.outbox.notified()).await;
+        }
+    }
+
+    /// Delivers what is due; returns how long to sleep before the next pass.
+    async fn pass(&self) -> anyhow::Result<Duration> {
+        let items: Vec<OutboxMail> = self.store.queue_items(T::Outbox, OUTBOX_SCAN_MAX)?;
+        self.metrics.outbox_depth.set(items.len() as i64);
+        let mut next_due = Duration::from_secs(1);
+        let mut changed = false;
+        for mut mail in items {
+            let now = Utc::now();
+            if mail.next_attempt_at > now {
+                let until = (mail.next_attempt_at - now).to_std().unwrap_or_default();
+                next_due = next_due.min(until);
+                continue;
+            }
+            changed = true;
+            match deliver(&self.transport, &mail, &self.from).await {
+                Ok(()) => {
+                    self.store.queue_remove(T::Outbox, mail.id)?;
+                    self.metrics.mail_delivered.inc();
+                    tracing::info!(outbox_id = mail.id, "mail delivered");
+                }
+                Err(e) => {
+                    self.metrics.mail_delivery_failures.inc();
+                    mail.attempts += 1;
+                    mail.last_error = Some(e.message.clone());
+                    if e.permanent || mail.attempts >= self.max_attempts {
+                        tracing::error!(outbox_id = mail.id, attempts = mail.attempts, error = %e.message, "mail given up; moved to outbox_dead");
+                        self.store.queue_put(T::OutboxDead, mail.id, &mail)?;
+                        self.store.queue_remove(T::Outbox, mail.id)?;
+                        self.metrics.mail_dead_lettered.inc();
+                    } else {
+                        let shift = mail.attempts.saturating_sub(1).min(20);
+                        let delay_ms = self.retry_base_ms.saturating_mul(1 << shift).min(RETRY_CAP_MS);
+                        mail.next_attempt_at = Utc::now() + chrono::Duration::milliseconds(delay_ms as i64);
+                        tracing::warn!(outbox_id = mail.id, attempts = mail.attempts, retry_in_ms = delay_ms, error = %e.message, "mail delivery failed; will retry");
+                        self.store.queue_put(T::Outbox, mail.id, &mail)?;
+                        next_due = next_due.min(Duration::from_millis(delay_ms));
+                    }
+                }
+            }
+        }
+        if changed {
+            self.store.db.flush_async().await?;
+            // More may be waiting beyond this scan.
+            return Ok(Duration::from_millis(0));
+        }
+        Ok(next_due)
+    }
+}

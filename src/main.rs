@@ -1,0 +1,73 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use admind::config::{Config, FlagOverrides, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "admind", version, about = "Account-administration daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Serve the HTTP control API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (default: ./admind.toml when present).
+    #[arg(long, env = "ADMIND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7878; port 0 picks one).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory of the sled store, the operator token and mail (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Directory of the Rhai policies (default ./scripts).
+    #[arg(long)]
+    scripts_dir: Option<PathBuf>,
+    /// Where the file mail transport writes .eml files (default <data-dir>/mail).
+    #[arg(long)]
+    mail_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADMIND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Serve(args) => {
+            let flags = FlagOverrides {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                scripts_dir: args.scripts_dir,
+                mail_dir: args.mail_dir,
+                log_format: args.log_json.then_some(LogFormat::Json),
+            };
+            let config = Config::load(args.config.as_deref(), flags)?;
+            init_tracing(config.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(admind::server::serve(config))
+        }
+    }
+}

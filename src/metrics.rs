@@ -1,0 +1,93 @@
+//! Prometheus metrics (text format at `GET /metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_request_seconds: Family<RouteLabels, Histogram>,
+    pub store_commits: Counter,
+    pub store_flush_seconds: Histogram,
+    pub store_batch_size: Histogram,
+    pub outbox_depth: Gauge,
+    pub mail_delivered: Counter,
+    pub mail_delivery_failures: Counter,
+    pub mail_dead_lettered: Counter,
+    pub hook_queue_depth: Gauge,
+    pub hook_events_dispatched: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("admind");
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        let http_request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+        });
+        let store_commits = Counter::default();
+        let store_flush_seconds = Histogram::new(exponential_buckets(0.00005, 2.5, 14));
+        let store_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        let outbox_depth = Gauge::default();
+        let mail_delivered = Counter::default();
+        let mail_delivery_failures = Counter::default();
+        let mail_dead_lettered = Counter::default();
+        let hook_queue_depth = Gauge::default();
+        let hook_events_dispatched = Counter::default();
+        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
+        registry.register("http_request_seconds", "HTTP request latency", http_request_seconds.clone());
+        registry.register("store_commits", "Committed store transactions", store_commits.clone());
+        registry.register("store_flush_seconds", "Latency of one group-commit flush", store_flush_seconds.clone());
+        registry.register("store_batch_size", "Commands committed under one flush", store_batch_size.clone());
+        registry.register("outbox_depth", "Mails waiting in the outbox", outbox_depth.clone());
+        registry.register("mail_delivered", "Mails delivered", mail_delivered.clone());
+        registry.register("mail_delivery_failures", "Failed mail delivery attempts", mail_delivery_failures.clone());
+        registry.register("mail_dead_lettered", "Mails given up on after the last retry", mail_dead_lettered.clone());
+        registry.register("hook_queue_depth", "After-hook events waiting", hook_queue_depth.clone());
+        registry.register("hook_events_dispatched", "After-hook events dispatched", hook_events_dispatched.clone());
+        Metrics {
+            registry,
+            http_requests,
+            http_request_seconds,
+            store_commits,
+            store_flush_seconds,
+            store_batch_size,
+            outbox_depth,
+            mail_delivered,
+            mail_delivery_failures,
+            mail_dead_lettered,
+            hook_queue_depth,
+            hook_events_dispatched,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,177 @@
+//! Start-up and shutdown: open the store, start the writer and workers,
+//! serve HTTP until SIGINT/SIGTERM, then drain and flush.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::domain::{AllowAll, Settings};
+use crate::hooks::HookWorker;
+use crate::http::{self, App};
+use crate::mail::{self, OutboxWorker, Transport};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::secret::{self, PasswordCost};
+use crate::store::writer::{Wakers, Writer, WriterDeps};
+use crate::store::{Store, T};
+
+const OPERATOR_TOKEN_FILE: &str = "operator.token";
+
+/// The operator token from config, else from `<data_dir>/operator.token`,
+/// else a new one written there with mode 0600.
+pub fn operator_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = config.operator_token.as_ref().filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
+    }
+    let path = config.data_dir.join(OPERATOR_TOKEN_FILE);
+    if path.exists() {
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let token = token.trim().to_string();
+        anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+        return Ok(token);
+    }
+    let token = secret::random_token();
+    write_private(&path, &token)?;
+    tracing::info!(path = %path.display(), "generated the operator token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn settings(config: &Config) -> Settings {
+    let secs = |s: u64| chrono::Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64);
+    Settings {
+        password_set_ttl: secs(config.auth.password_set_ttl_secs),
+        password_reset_ttl: secs(config.auth.password_reset_ttl_secs),
+        session_ttl: secs(config.auth.session_ttl_secs),
+        integrations_per_account_max: config.limits.integrations_per_account_max,
+        members_per_account_max: config.limits.members_per_account_max,
+    }
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir.join("db"))
+        .with_context(|| format!("opening the store under {}", config.data_dir.display()))?;
+    let operator_token = operator_token(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let wakers = Arc::new(Wakers::default());
+    let public_url = config.public_url.clone();
+    let settings = settings(&config);
+    let (writer, writer_thread) = Writer::start(WriterDeps {
+        store: store.clone(),
+        settings: settings.clone(),
+        gate: Arc::new(AllowAll),
+        render: Arc::new(move |n| mail::render(n, &public_url)),
+        metrics: metrics.clone(),
+        wakers: wakers.clone(),
+    });
+
+    let transport = Transport::from_config(&config.mail, config.mail_dir())?;
+    let outbox = tokio::spawn(
+        OutboxWorker {
+            store: store.clone(),
+            transport,
+            from: config.mail.from.clone(),
+            max_attempts: config.mail.max_attempts,
+            retry_base_ms: config.mail.retry_base_ms,
+            metrics: metrics.clone(),
+            wakers: wakers.clone(),
+        }
+        .run(),
+    );
+    let hooks = tokio::spawn(
+        HookWorker {
+            store: store.clone(),
+            handlers: Vec::new(),
+            metrics: metrics.clone(),
+            wakers: wakers.clone(),
+        }
+        .run(),
+    );
+
+    let password_cost = PasswordCost {
+        memory_kib: config.auth.argon2_memory_kib,
+        iterations: config.auth.argon2_iterations,
+    };
+    let app = Arc::new(App {
+        store: store.clone(),
+        writer,
+        metrics: metrics.clone(),
+        operator_token,
+        limiter: RateLimiter::new(config.auth.attempts_per_minute),
+        password_cost,
+        decoy_hash: secret::decoy_hash(password_cost),
+        settings,
+    });
+    let router = http::router(app.clone(), config.limits.body_max_bytes);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(
+        addr = %bound,
+        data_dir = %config.data_dir.display(),
+        outbox = store.queue_len(T::Outbox),
+        hook_queue = store.queue_len(T::HookQueue),
+        "admind serving"
+    );
+    // Tests and scripts read this line to learn an ephemeral port.
+    println!("admind listening on http://{bound}");
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+
+    tracing::info!("stopped taking connections; in-flight requests finished");
+    drop(app);
+    outbox.abort();
+    hooks.abort();
+    // The writer ends once the last sender (held by the app) is gone.
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    store.db.flush_async().await.context("final flush")?;
+    tracing::info!("flushed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,360 @@
+//! The sled store: named trees, versioned values, the [`StateView`] the core
+//! reads, and the application of an outcome as one transaction.
+//!
+//! Only the writer thread ([`writer`]) changes account state, so a command's
+//! reads and its transaction see the same state without retries; the
+//! transaction is what makes its writes (state, audit, outbox, hook queue)
+//! atomic through a crash.
+
+pub mod codec;
+pub mod writer;
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::domain::*;
+use codec::{decode, encode, key2, key_seq, prefix};
+
+/// The trees, in the order of [`Store::trees`] (the transaction view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum T {
+    Accounts = 0,
+    Users,
+    EmailIndex,
+    Integrations,
+    Tokens,
+    Sessions,
+    UserSessions,
+    Invoices,
+    Investigations,
+    Audit,
+    Outbox,
+    HookQueue,
+    OutboxDead,
+}
+
+const TREE_NAMES: [&str; 13] = [
+    "accounts",
+    "users",
+    "email_index",
+    "integrations",
+    "tokens",
+    "sessions",
+    "user_sessions",
+    "invoices",
+    "investigations",
+    "audit",
+    "outbox",
+    "hook_queue",
+    "outbox_dead",
+];
+
+/// A rendered message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMail {
+    pub id: u64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+/// An after-hook event waiting to be dispatched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    pub id: u64,
+    /// The audit entry of the operation that caused it (causal audit).
+    pub cause_seq: Option<u64>,
+    pub event: DomainEvent,
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("{0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("store is shutting down")]
+    Closed,
+}
+
+impl From<StoreError> for ViewError {
+    fn from(e: StoreError) -> Self {
+        ViewError(e.to_string())
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::store(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+/// One write of a transaction: tree, key, value (`None` removes).
+pub type Op = (T, Vec<u8>, Option<Vec<u8>>);
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit group-commit flushes, not a timer.
+            .flush_every_ms(None)
+            .open()?;
+        let trees = TREE_NAMES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Store { db, trees })
+    }
+
+    pub fn tree(&self, t: T) -> &sled::Tree {
+        &self.trees[t as usize]
+    }
+
+    fn get<V: serde::de::DeserializeOwned>(&self, t: T, key: &[u8]) -> Result<Option<V>, StoreError> {
+        match self.tree(t).get(key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Applies all writes atomically (one sled transaction across trees).
+    pub fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let result: Result<(), TransactionError<()>> =
+            self.trees.as_slice().transaction(|txs| {
+                for (t, key, value) in ops {
+                    let tx = &txs[*t as usize];
+                    match value {
+                        Some(v) => {
+                            tx.insert(key.as_slice(), v.as_slice())?;
+                        }
+                        None => {
+                            tx.remove(key.as_slice())?;
+                        }
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
+        }
+    }
+
+    /// Turns domain changes into writes. Runs on the writer thread, so the
+    /// scans it does (sessions of a user) see exactly the state the command
+    /// saw.
+    pub fn ops_for(&self, changes: &[Change]) -> Result<Vec<Op>, StoreError> {
+        let mut ops = Vec::with_capacity(changes.len() + 4);
+        for change in changes {
+            match change {
+                Change::PutAccount(a) => ops.push((T::Accounts, a.id.as_bytes().to_vec(), Some(encode(a)))),
+                Change::PutUser(u) => ops.push((T::Users, key2(&u.account_id, &u.id), Some(encode(u)))),
+                Change::DeleteUser { account_id, user_id } => {
+                    ops.push((T::Users, key2(account_id, user_id), None))
+                }
+                Change::PutEmailIndex { account_id, email, user_id } => ops.push((
+                    T::EmailIndex,
+                    key2(account_id, &normalize_email(email)),
+                    Some(user_id.as_bytes().to_vec()),
+                )),
+                Change::DeleteEmailIndex { account_id, email } => {
+                    ops.push((T::EmailIndex, key2(account_id, &normalize_email(email)), None))
+                }
+                Change::PutIntegration(i) => {
+                    ops.push((T::Integrations, key2(&i.account_id, &i.id), Some(encode(i))))
+                }
+                Change::PutToken(t) => ops.push((T::Tokens, t.hash.as_bytes().to_vec(), Some(encode(t)))),
+                Change::DeleteToken { hash } => ops.push((T::Tokens, hash.as_bytes().to_vec(), None)),
+                Change::PutSession(s) => {
+                    ops.push((T::Sessions, s.hash.as_bytes().to_vec(), Some(encode(s))));
+                    let mut k = key2(&s.account_id, &s.user_id);
+                    k.push(0);
+                    k.extend_from_slice(s.hash.as_bytes());
+                    ops.push((T::UserSessions, k, Some(Vec::new())));
+                }
+                Change::DeleteSession { hash } => {
+                    if let Some(s) = self.get::<Session>(T::Sessions, hash.as_bytes())? {
+                        let mut k = key2(&s.account_id, &s.user_id);
+                        k.push(0);
+                        k.extend_from_slice(s.hash.as_bytes());
+                        ops.push((T::UserSessions, k, None));
+                    }
+                    ops.push((T::Sessions, hash.as_bytes().to_vec(), None));
+                }
+                Change::DeleteUserSessions { account_id, user_id } => {
+                    let mut p = key2(account_id, user_id);
+                    p.push(0);
+                    for item in self.tree(T::UserSessions).scan_prefix(&p) {
+                        let (k, _) = item?;
+                        let hash = k[p.len()..].to_vec();
+                        ops.push((T::Sessions, hash, None));
+                        ops.push((T::UserSessions, k.to_vec(), None));
+                    }
+                }
+                Change::PutInvoice(i) => {
+                    let seq = self.next_id()?;
+                    ops.push((T::Invoices, key_seq(&i.account_id, seq), Some(encode(i))))
+                }
+                Change::PutInvestigation(i) => {
+                    ops.push((T::Investigations, key2(&i.account_id, &i.id), Some(encode(i))))
+                }
+            }
+        }
+        Ok(ops)
+    }
+
+    pub fn audit_op(&self, draft: AuditDraft) -> Result<(u64, Op), StoreError> {
+        let seq = self.next_id()?;
+        let key = key_seq(&draft.account_id, seq);
+        let entry = draft.into_entry(seq);
+        Ok((seq, (T::Audit, key, Some(encode(&entry)))))
+    }
+
+    pub fn outbox_op(&self, mut mail: OutboxMail) -> Result<Op, StoreError> {
+        mail.id = self.next_id()?;
+        Ok((T::Outbox, mail.id.to_be_bytes().to_vec(), Some(encode(&mail))))
+    }
+
+    pub fn event_op(&self, event: DomainEvent, cause_seq: Option<u64>) -> Result<Op, StoreError> {
+        let id = self.next_id()?;
+        let queued = QueuedEvent {
+            id,
+            cause_seq,
+            event,
+            attempts: 0,
+        };
+        Ok((T::HookQueue, id.to_be_bytes().to_vec(), Some(encode(&queued))))
+    }
+
+    /// Items of a queue tree (outbox, hook queue), oldest first, at most `limit`.
+    pub fn queue_items<V: serde::de::DeserializeOwned>(&self, t: T, limit: usize) -> Result<Vec<V>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(t).iter().take(limit) {
+            let (_, v) = item?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn queue_put<V: Serialize>(&self, t: T, id: u64, value: &V) -> Result<(), StoreError> {
+        self.tree(t).insert(id.to_be_bytes(), encode(value))?;
+        Ok(())
+    }
+
+    pub fn queue_remove(&self, t: T, id: u64) -> Result<(), StoreError> {
+        self.tree(t).remove(id.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn queue_len(&self, t: T) -> usize {
+        self.tree(t).len()
+    }
+}
+
+impl StateView for Store {
+    fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
+        Ok(self.get(T::Accounts, id.as_bytes())?)
+    }
+
+    fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
+        Ok(self.get(T::Users, &key2(account_id, user_id))?)
+    }
+
+    fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
+        let key = key2(account_id, &normalize_email(email));
+        match self.tree(T::EmailIndex).get(key).map_err(StoreError::from)? {
+            Some(user_id) => {
+                let user_id = String::from_utf8_lossy(&user_id).into_owned();
+                self.user(account_id, &user_id)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn members(&self, account_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, ViewError> {
+        let p = prefix(account_id);
+        let start = match after {
+            // Just past `after`: append a NUL byte, the smallest suffix.
+            Some(a) => {
+                let mut k = key2(account_id, a);
+                k.push(0);
+                k
+            }
+            None => p.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree(T::Users).range(start..) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            if !k.starts_with(&p) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
+
+    fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
+        let mut out = Vec::new();
+        for item in self.tree(T::Integrations).scan_prefix(prefix(account_id)).take(limit) {
+            let (_, v) = item.map_err(StoreError::from)?;
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
+
+    fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError> {
+        Ok(self.get(T::Integrations, &key2(account_id, id))?)
+    }
+
+    fn token(&self, hash: &str) -> Result<Option<Token>, ViewError> {
+        Ok(self.get(T::Tokens, hash.as_bytes())?)
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
+        Ok(self.get(T::Sessions, hash.as_bytes())?)
+    }
+
+    fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
+        let mut out = Vec::new();
+        for item in self.tree(T::Invoices).scan_prefix(prefix(account_id)).rev().take(limit) {
+            let (_, v) = item.map_err(StoreError::from)?;
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
+
+    fn audit(&self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
+        let p = prefix(account_id);
+        let start = key_seq(account_id, after.map(|a| a.saturating_add(1)).unwrap_or(0));
+        let mut out = Vec::new();
+        for item in self.tree(T::Audit).range(start..) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            if !k.starts_with(&p) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,232 @@
+//! The single writer with group commit.
+//!
+//! Every command goes through one thread: it runs the core against the
+//! store, commits each outcome in its own sled transaction, and after a
+//! batch (everything that queued while the previous flush ran, up to
+//! [`BATCH_MAX`]) flushes once and only then answers every caller of the
+//! batch. Concurrent writers thus share fsyncs, a refused command changes
+//! nothing but its audit entry, and R01/R11 hold under concurrency because
+//! commands never interleave.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{Op, OutboxMail, Store, StoreError};
+use crate::domain::*;
+use crate::metrics::Metrics;
+
+/// Most commands committed under one flush.
+pub const BATCH_MAX: usize = 256;
+/// Commands waiting for the writer; past this, callers wait for room
+/// (back-pressure instead of unbounded memory).
+pub const QUEUE_MAX: usize = 4096;
+
+/// Renders a notice into a mail (templates and links live outside the core).
+pub type Render = Arc<dyn Fn(&Notice) -> OutboxMail + Send + Sync>;
+
+struct Job {
+    actor: Principal,
+    command: Command,
+    reply: oneshot::Sender<Result<Reply, Refusal>>,
+}
+
+/// Wakes the background workers after a flush made new items durable.
+#[derive(Default)]
+pub struct Wakers {
+    pub outbox: Notify,
+    pub hooks: Notify,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn id(&mut self, prefix: &str) -> String {
+        use rand::RngCore;
+        let mut bytes = [0u8; 10];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        format!("{prefix}_{}", hex::encode(bytes))
+    }
+    fn token(&mut self) -> String {
+        crate::secret::random_token()
+    }
+}
+
+pub struct WriterDeps {
+    pub store: Store,
+    pub settings: Settings,
+    pub gate: Arc<dyn PolicyGate>,
+    pub render: Render,
+    pub metrics: Arc<Metrics>,
+    pub wakers: Arc<Wakers>,
+}
+
+impl Writer {
+    /// Starts the writer thread. It stops once every `Writer` clone is
+    /// dropped, after flushing what it committed.
+    pub fn start(deps: WriterDeps) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_MAX);
+        let handle = std::thread::Builder::new()
+            .name("admind-writer".into())
+            .spawn(move || run(deps, rx))
+            .expect("spawning the writer thread");
+        (Writer { tx }, handle)
+    }
+
+    /// Runs `command` as `actor`; returns once the outcome is durable.
+    pub async fn submit(&self, actor: Principal, command: Command) -> Result<Reply, Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                actor,
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?;
+        answer
+            .await
+            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?
+    }
+}
+
+fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
+    let mut entropy = OsEntropy;
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut wrote_mail = false;
+        let mut wrote_events = false;
+        for job in batch.drain(..) {
+            let (answer, mail, events) = run_one(&deps, &mut entropy, &job.actor, job.command);
+            wrote_mail |= mail;
+            wrote_events |= events;
+            answers.push((job.reply, answer));
+        }
+        let started = Instant::now();
+        let flushed = deps.store.db.flush();
+        deps.metrics
+            .store_flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        deps.metrics.store_batch_size.observe(answers.len() as f64);
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "flush failed; answering the batch with an error");
+            for (reply, _) in answers {
+                let _ = reply.send(Err(Refusal::store(format!("flush failed: {e}"))));
+            }
+            continue;
+        }
+        for (reply, answer) in answers {
+            // A caller that went away (timeout, disconnect) still had its
+            // change committed; nobody is left to tell.
+            let _ = reply.send(answer);
+        }
+        if wrote_mail {
+            deps.wakers.outbox.notify_one();
+        }
+        if wrote_events {
+            deps.wakers.hooks.notify_one();
+        }
+    }
+    if let Err(e) = deps.store.db.flush() {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+/// Runs and commits one command. Returns the answer and whether mail or
+/// hook events were queued.
+fn run_one(
+    deps: &WriterDeps,
+    entropy: &mut OsEntropy,
+    actor: &Principal,
+    command: Command,
+) -> (Result<Reply, Refusal>, bool, bool) {
+    let now = Utc::now();
+    let mut ctx = Ctx {
+        now,
+        entropy,
+        gate: deps.gate.as_ref(),
+        settings: &deps.settings,
+    };
+    let audit_copy = command.clone();
+    match execute(&deps.store, &mut ctx, actor, command) {
+        Ok(outcome) => {
+            let has_mail = !outcome.notices.is_empty();
+            let has_events = !outcome.events.is_empty();
+            match commit_outcome(deps, outcome) {
+                Ok(reply) => {
+                    deps.metrics.store_commits.inc();
+                    (Ok(reply), has_mail, has_events)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, action = audit_copy.action(), "commit failed");
+                    (Err(Refusal::store(e.to_string())), false, false)
+                }
+            }
+        }
+        Err(mut refusal) => {
+            let audit = refusal_audit(actor, &audit_copy, &refusal, now);
+            let events = std::mem::take(&mut refusal.events);
+            if audit.is_none() && events.is_empty() {
+                return (Err(refusal), false, false);
+            }
+            let has_events = !events.is_empty();
+            let committed = (|| -> Result<(), StoreError> {
+                let mut ops: Vec<Op> = Vec::new();
+                let mut cause = None;
+                if let Some(draft) = audit {
+                    let (seq, op) = deps.store.audit_op(draft)?;
+                    cause = Some(seq);
+                    ops.push(op);
+                }
+                for event in events {
+                    ops.push(deps.store.event_op(event, cause)?);
+                }
+                deps.store.commit(&ops)
+            })();
+            match committed {
+                Ok(()) => {
+                    deps.metrics.store_commits.inc();
+                    (Err(refusal), false, has_events)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "committing a refusal's audit entry failed");
+                    (Err(Refusal::store(e.to_string())), false, false)
+                }
+            }
+        }
+    }
+}
+
+fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<Reply, StoreError> {
+    let store = &deps.store;
+    let mut ops = store.ops_for(&outcome.changes)?;
+    let mut cause = None;
+    if let Some(draft) = outcome.audit {
+        let (seq, op) = store.audit_op(draft)?;
+        cause = Some(seq);
+        ops.push(op);
+    }
+    for notice in &outcome.notices {
+        ops.push(store.outbox_op((deps.render)(notice))?);
+    }
+    for event in outcome.events {
+        ops.push(store.event_op(event, cause)?);
+    }
+    store.commit(&ops)?;
+    Ok(outcome.reply)
+}
