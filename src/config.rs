@@ -209,7 +209,7 @@ impl Config {
             }
         }
         figment = figment
-            .merge(Env::prefixed("ADMIND_").split("__").ignore(&["config"]))
+            .merge(Env::prefixed("ADMIND_").split("__").ignore(&["config", "log"]))
             .merge(Serialized::defaults(flags));
         let config: Config = figment.extract().context("reading the configuration")?;
         config.check()?;

@@ -7,6 +7,7 @@
 //! atomic through a crash.
 
 pub mod codec;
+pub mod memory;
 pub mod writer;
 
 use std::path::Path;

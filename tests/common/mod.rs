@@ -1,0 +1,343 @@
+//! Test harness: runs the real `admind` binary on an ephemeral port with a
+//! temporary data dir, talks HTTP to it, and reads its mail as `.eml` files.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub base: String,
+    pub operator: String,
+    pub http: Client,
+    extra_config: String,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with("")
+    }
+
+    /// `extra_config` is appended to the test config (TOML).
+    pub fn start_with(extra_config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut d = Daemon {
+            dir,
+            child: None,
+            base: String::new(),
+            operator: String::new(),
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            extra_config: extra_config.to_string(),
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn mail_dir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
+    fn spawn(&mut self) {
+        let config = self.dir.path().join("admind.toml");
+        let has_auth = self.extra_config.contains("[auth]");
+        let auth = if has_auth {
+            String::new()
+        } else {
+            // Cheap hashes keep tests fast; the production default is in Config.
+            "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\n".to_string()
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "public_url = \"http://admind.test\"\n[mail]\nretry_base_ms = 50\n{auth}{}\n",
+                self.extra_config
+            ),
+        )
+        .expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_admind"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--mail-dir")
+            .arg(self.mail_dir())
+            .env("ADMIND_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn admind");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("admind listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        self.base = addr;
+        self.operator = std::fs::read_to_string(self.data_dir().join("operator.token"))
+            .expect("operator token file")
+            .trim()
+            .to_string();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let c = self.child.take().expect("running");
+        let pid = c.id().to_string();
+        let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
+        let mut c = c;
+        c.wait().expect("wait")
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_server_error() {
+            panic!("{path} answered {status}: {body}");
+        }
+        Answer { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Every mail delivered so far, oldest first.
+    pub fn mails(&self) -> Vec<Mail> {
+        read_mails(&self.mail_dir())
+    }
+
+    /// Waits for the `n`th mail (1-based) to `to` whose subject contains `subject`.
+    pub async fn wait_mail(&self, to: &str, subject: &str, n: usize) -> Mail {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<Mail> = self
+                .mails()
+                .into_iter()
+                .filter(|m| m.to.eq_ignore_ascii_case(to) && m.subject.contains(subject))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            if Instant::now() > deadline {
+                panic!("no mail #{n} to {to} about {subject:?}; have: {:?}", self.mails());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Creates an account; returns (account id, owner id).
+    pub async fn create_account(&self, name: &str, owner_email: &str, seats: u32) -> (String, String) {
+        let a = self
+            .post(
+                "/v1/accounts",
+                Some(&self.operator),
+                json!({"name": name, "owner": {"name": "Owner", "email": owner_email}, "support_seats": seats}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+        (
+            a.body["id"].as_str().unwrap().to_string(),
+            a.body["owner_id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Sets a password from the newest password-set mail to `email`, then signs in.
+    pub async fn activate(&self, account: &str, email: &str) -> String {
+        let mail = self.wait_mail(email, "Set your password", 1).await;
+        let r = self
+            .post("/v1/password-resets/confirm", None, json!({"token": mail.token(), "password": PASSWORD}))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        self.sign_in(account, email, PASSWORD).await
+    }
+
+    pub async fn sign_in(&self, account: &str, email: &str, password: &str) -> String {
+        let r = self
+            .post(&format!("/v1/accounts/{account}/sessions"), None, json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "sign-in of {email}: {:?}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Adds a member as `by`; returns the new user's id.
+    pub async fn add_member(&self, by: &str, account: &str, email: &str, role: &str) -> String {
+        let r = self
+            .post(
+                &format!("/v1/accounts/{account}/members"),
+                Some(by),
+                json!({"name": email.split('@').next().unwrap(), "email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// A new account with a signed-in owner: (account, owner id, owner token).
+    pub async fn account_with_owner(&self, seats: u32) -> (String, String, String) {
+        let (a, o) = self.create_account("Acme", "owner@acme.test", seats).await;
+        let t = self.activate(&a, "owner@acme.test").await;
+        (a, o, t)
+    }
+
+    /// A signed-in member: (user id, token).
+    pub async fn member(&self, by: &str, account: &str, email: &str, role: &str) -> (String, String) {
+        let id = self.add_member(by, account, email, role).await;
+        let token = self.activate(account, email).await;
+        (id, token)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub file: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl Mail {
+    /// The token of the link in the mail.
+    pub fn token(&self) -> String {
+        let start = self.body.find("token=").expect("a token link in the mail") + "token=".len();
+        self.body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+}
+
+pub fn read_mails(dir: &Path) -> Vec<Mail> {
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect(),
+        Err(_) => return Vec::new(),
+    };
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            let (head, body) = text.split_once("\r\n\r\n").or_else(|| text.split_once("\n\n"))?;
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            let body = if header("Content-Transfer-Encoding").eq_ignore_ascii_case("quoted-printable") {
+                decode_quoted_printable(body)
+            } else {
+                body.to_string()
+            };
+            Some(Mail {
+                file: p.file_name()?.to_string_lossy().into_owned(),
+                to: header("To"),
+                subject: header("Subject"),
+                body: body.replace("\r\n", "\n"),
+            })
+        })
+        .collect()
+}
+
+/// What a mail client does with a quoted-printable body (RFC 2045 6.7).
+pub fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
