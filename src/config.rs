@@ -199,7 +199,11 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
-                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+                anyhow::ensure!(
+                    path.exists(),
+                    "config file {} does not exist",
+                    path.display()
+                );
                 figment = figment.merge(Toml::file(path));
             }
             None => {
@@ -209,7 +213,11 @@ impl Config {
             }
         }
         figment = figment
-            .merge(Env::prefixed("ADMIND_").split("__").ignore(&["config", "log"]))
+            .merge(
+                Env::prefixed("ADMIND_")
+                    .split("__")
+                    .ignore(&["config", "log"]),
+            )
             .merge(Serialized::defaults(flags));
         let config: Config = figment.extract().context("reading the configuration")?;
         config.check()?;
@@ -221,16 +229,31 @@ impl Config {
             self.public_url.starts_with("http://") || self.public_url.starts_with("https://"),
             "public_url must start with http:// or https://"
         );
-        anyhow::ensure!(self.auth.attempts_per_minute > 0, "auth.attempts_per_minute must be at least 1");
-        anyhow::ensure!(self.mail.max_attempts > 0, "mail.max_attempts must be at least 1");
-        anyhow::ensure!(self.limits.body_max_bytes >= 1024, "limits.body_max_bytes must be at least 1024");
+        anyhow::ensure!(
+            self.auth.attempts_per_minute > 0,
+            "auth.attempts_per_minute must be at least 1"
+        );
+        anyhow::ensure!(
+            self.mail.max_attempts > 0,
+            "mail.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.body_max_bytes >= 1024,
+            "limits.body_max_bytes must be at least 1024"
+        );
         for s in &self.webhooks.sources {
-            anyhow::ensure!(!s.secrets.is_empty(), "webhook source {} has no secret", s.name);
+            anyhow::ensure!(
+                !s.secrets.is_empty(),
+                "webhook source {} has no secret",
+                s.name
+            );
         }
         Ok(())
     }
 
     pub fn mail_dir(&self) -> PathBuf {
-        self.mail_dir.clone().unwrap_or_else(|| self.data_dir.join("mail"))
+        self.mail_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mail"))
     }
 }

@@ -35,7 +35,8 @@ impl HookWorker {
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "hook queue pass failed"),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.wakers.hooks.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.wakers.hooks.notified()).await;
         }
     }
 
@@ -51,11 +52,16 @@ impl HookWorker {
                 let handler = handler.clone();
                 let event = item.event.clone();
                 let cause = item.cause_seq;
-                let result = tokio::task::spawn_blocking(move || handler.handle(&event, cause)).await;
+                let result =
+                    tokio::task::spawn_blocking(move || handler.handle(&event, cause)).await;
                 match result {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(hook = item.event.hook_name(), error = %e, "after-hook handler failed; the change stands"),
-                    Err(e) => tracing::warn!(hook = item.event.hook_name(), error = %e, "after-hook handler panicked; the change stands"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(hook = item.event.hook_name(), error = %e, "after-hook handler failed; the change stands")
+                    }
+                    Err(e) => {
+                        tracing::warn!(hook = item.event.hook_name(), error = %e, "after-hook handler panicked; the change stands")
+                    }
                 }
             }
             self.store.queue_remove(T::HookQueue, item.id)?;

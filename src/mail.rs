@@ -108,8 +108,9 @@ impl Transport {
     pub fn from_config(config: &MailConfig, mail_dir: PathBuf) -> anyhow::Result<Transport> {
         match config.transport {
             MailTransportKind::File => {
-                std::fs::create_dir_all(&mail_dir)
-                    .with_context(|| format!("creating the mail directory {}", mail_dir.display()))?;
+                std::fs::create_dir_all(&mail_dir).with_context(|| {
+                    format!("creating the mail directory {}", mail_dir.display())
+                })?;
                 Ok(Transport::File(mail_dir))
             }
             MailTransportKind::Smtp => {
@@ -117,9 +118,13 @@ impl Transport {
                 let builder = match s.security {
                     SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)
                         .context("configuring SMTP over TLS")?,
-                    SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                        .context("configuring SMTP with STARTTLS")?,
-                    SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+                    SmtpSecurity::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
+                            .context("configuring SMTP with STARTTLS")?
+                    }
+                    SmtpSecurity::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+                    }
                 };
                 let mut builder = builder
                     .port(s.port)
@@ -144,8 +149,13 @@ fn build_message(mail: &OutboxMail, from: &str) -> Result<Message, DeliveryError
         message: format!("{what}: {e}"),
         permanent: true,
     };
-    let from: Mailbox = from.parse().map_err(|e| permanent("bad sender address", &e))?;
-    let to: Mailbox = mail.to.parse().map_err(|e| permanent("bad recipient address", &e))?;
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| permanent("bad sender address", &e))?;
+    let to: Mailbox = mail
+        .to
+        .parse()
+        .map_err(|e| permanent("bad recipient address", &e))?;
     Message::builder()
         .from(from)
         .to(to)
@@ -156,7 +166,11 @@ fn build_message(mail: &OutboxMail, from: &str) -> Result<Message, DeliveryError
         .map_err(|e| permanent("building the message", &e))
 }
 
-async fn deliver(transport: &Transport, mail: &OutboxMail, from: &str) -> Result<(), DeliveryError> {
+async fn deliver(
+    transport: &Transport,
+    mail: &OutboxMail,
+    from: &str,
+) -> Result<(), DeliveryError> {
     let message = build_message(mail, from)?;
     match transport {
         Transport::File(dir) => {
@@ -168,13 +182,19 @@ async fn deliver(transport: &Transport, mail: &OutboxMail, from: &str) -> Result
                 permanent: false,
             };
             tokio::fs::write(&tmp, &bytes).await.map_err(transient)?;
-            tokio::fs::rename(&tmp, dir.join(name)).await.map_err(transient)?;
+            tokio::fs::rename(&tmp, dir.join(name))
+                .await
+                .map_err(transient)?;
             Ok(())
         }
-        Transport::Smtp(smtp) => smtp.send(message).await.map(|_| ()).map_err(|e| DeliveryError {
-            permanent: e.is_permanent(),
-            message: format!("SMTP: {e}"),
-        }),
+        Transport::Smtp(smtp) => smtp
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| DeliveryError {
+                permanent: e.is_permanent(),
+                message: format!("SMTP: {e}"),
+            }),
     }
 }
 
@@ -236,8 +256,12 @@ impl OutboxWorker {
                         self.metrics.mail_dead_lettered.inc();
                     } else {
                         let shift = mail.attempts.saturating_sub(1).min(20);
-                        let delay_ms = self.retry_base_ms.saturating_mul(1 << shift).min(RETRY_CAP_MS);
-                        mail.next_attempt_at = Utc::now() + chrono::Duration::milliseconds(delay_ms as i64);
+                        let delay_ms = self
+                            .retry_base_ms
+                            .saturating_mul(1 << shift)
+                            .min(RETRY_CAP_MS);
+                        mail.next_attempt_at =
+                            Utc::now() + chrono::Duration::milliseconds(delay_ms as i64);
                         tracing::warn!(outbox_id = mail.id, attempts = mail.attempts, retry_in_ms = delay_ms, error = %e.message, "mail delivery failed; will retry");
                         self.store.queue_put(T::Outbox, mail.id, &mail)?;
                         next_due = next_due.min(Duration::from_millis(delay_ms));

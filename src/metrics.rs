@@ -57,17 +57,57 @@ impl Metrics {
         let mail_dead_lettered = Counter::default();
         let hook_queue_depth = Gauge::default();
         let hook_events_dispatched = Counter::default();
-        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
-        registry.register("http_request_seconds", "HTTP request latency", http_request_seconds.clone());
-        registry.register("store_commits", "Committed store transactions", store_commits.clone());
-        registry.register("store_flush_seconds", "Latency of one group-commit flush", store_flush_seconds.clone());
-        registry.register("store_batch_size", "Commands committed under one flush", store_batch_size.clone());
-        registry.register("outbox_depth", "Mails waiting in the outbox", outbox_depth.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "HTTP request latency",
+            http_request_seconds.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Committed store transactions",
+            store_commits.clone(),
+        );
+        registry.register(
+            "store_flush_seconds",
+            "Latency of one group-commit flush",
+            store_flush_seconds.clone(),
+        );
+        registry.register(
+            "store_batch_size",
+            "Commands committed under one flush",
+            store_batch_size.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Mails waiting in the outbox",
+            outbox_depth.clone(),
+        );
         registry.register("mail_delivered", "Mails delivered", mail_delivered.clone());
-        registry.register("mail_delivery_failures", "Failed mail delivery attempts", mail_delivery_failures.clone());
-        registry.register("mail_dead_lettered", "Mails given up on after the last retry", mail_dead_lettered.clone());
-        registry.register("hook_queue_depth", "After-hook events waiting", hook_queue_depth.clone());
-        registry.register("hook_events_dispatched", "After-hook events dispatched", hook_events_dispatched.clone());
+        registry.register(
+            "mail_delivery_failures",
+            "Failed mail delivery attempts",
+            mail_delivery_failures.clone(),
+        );
+        registry.register(
+            "mail_dead_lettered",
+            "Mails given up on after the last retry",
+            mail_dead_lettered.clone(),
+        );
+        registry.register(
+            "hook_queue_depth",
+            "After-hook events waiting",
+            hook_queue_depth.clone(),
+        );
+        registry.register(
+            "hook_events_dispatched",
+            "After-hook events dispatched",
+            hook_events_dispatched.clone(),
+        );
         Metrics {
             registry,
             http_requests,

@@ -22,7 +22,11 @@ const OPERATOR_TOKEN_FILE: &str = "operator.token";
 /// The operator token from config, else from `<data_dir>/operator.token`,
 /// else a new one written there with mode 0600.
 pub fn operator_token(config: &Config) -> anyhow::Result<String> {
-    if let Some(token) = config.operator_token.as_ref().filter(|t| !t.trim().is_empty()) {
+    if let Some(token) = config
+        .operator_token
+        .as_ref()
+        .filter(|t| !t.trim().is_empty())
+    {
         return Ok(token.trim().to_string());
     }
     let path = config.data_dir.join(OPERATOR_TOKEN_FILE);

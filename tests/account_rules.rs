@@ -28,9 +28,23 @@ async fn r01_exactly_one_owner_under_concurrent_transfers() {
         d.put(&path, &ot, json!({"user_id": b})),
         d.put(&path, &ot, json!({"user_id": c}))
     );
-    let ok: Vec<_> = [&rb, &rc].iter().filter(|r| r.status == StatusCode::OK).map(|r| r.body["owner_id"].clone()).collect();
-    assert_eq!(ok.len(), 1, "exactly one transfer wins: {:?} / {:?}", rb.body, rc.body);
-    let loser = if rb.status == StatusCode::OK { &rc } else { &rb };
+    let ok: Vec<_> = [&rb, &rc]
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .map(|r| r.body["owner_id"].clone())
+        .collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "exactly one transfer wins: {:?} / {:?}",
+        rb.body,
+        rc.body
+    );
+    let loser = if rb.status == StatusCode::OK {
+        &rc
+    } else {
+        &rb
+    };
     assert_eq!(loser.status, StatusCode::FORBIDDEN);
     assert_eq!(loser.code(), "not_account_owner");
     let bt = d.sign_in(&a, "b@acme.test", PASSWORD).await;
@@ -48,17 +62,31 @@ async fn r02_only_the_owner_can_transfer() {
     let (b, bt) = d.member(&ot, &a, "b@acme.test", "admin").await;
     let (_, ct) = d.member(&ot, &a, "c@acme.test", "agent").await;
     let path = format!("/v1/accounts/{a}/owner");
-    for (who, token) in [("admin", bt.as_str()), ("agent", ct.as_str()), ("operator", d.operator.as_str())] {
+    for (who, token) in [
+        ("admin", bt.as_str()),
+        ("agent", ct.as_str()),
+        ("operator", d.operator.as_str()),
+    ] {
         let r = d.put(&path, token, json!({"user_id": b})).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{who}: {:?}", r.body);
         assert_eq!(r.code(), "not_account_owner", "{who}");
     }
-    let anon = d.call(reqwest::Method::PUT, &path, None, Some(json!({"user_id": b}))).await;
+    let anon = d
+        .call(
+            reqwest::Method::PUT,
+            &path,
+            None,
+            Some(json!({"user_id": b})),
+        )
+        .await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
     let now = d.get(&format!("/v1/accounts/{a}/owner"), &ot).await;
     assert_eq!(now.body["id"], owner.as_str());
     // Every refusal by the rule is in the audit log.
-    let audit = d.get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot).await.body;
+    let audit = d
+        .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
+        .await
+        .body;
     let refused = audit["items"]
         .as_array()
         .unwrap()
@@ -75,13 +103,25 @@ async fn r03_new_owner_must_be_an_admin_with_a_verified_address() {
     let (agent, _) = d.member(&ot, &a, "agent@acme.test", "agent").await;
     let path = format!("/v1/accounts/{a}/owner");
     let r = d.put(&path, &ot, json!({"user_id": agent})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "new_owner_not_admin"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "new_owner_not_admin")
+    );
     // An admin who never set a password has not verified an address yet.
     let fresh = d.add_member(&ot, &a, "fresh@acme.test", "admin").await;
     let r = d.put(&path, &ot, json!({"user_id": fresh})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "email_unverified"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "email_unverified")
+    );
     // First add them as admin: promote the agent, then hand over.
-    let p = d.patch(&format!("/v1/accounts/{a}/members/{agent}"), &ot, json!({"role": "admin"})).await;
+    let p = d
+        .patch(
+            &format!("/v1/accounts/{a}/members/{agent}"),
+            &ot,
+            json!({"role": "admin"}),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK);
     let r = d.put(&path, &ot, json!({"user_id": agent})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -100,11 +140,19 @@ async fn r04_candidates_are_the_other_admins_and_may_be_empty() {
     d.member(&ot, &a, "c@acme.test", "agent").await;
     d.add_member(&ot, &a, "e@acme.test", "end_user").await;
     let r = d.get(&path, &ot).await;
-    let ids: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![b.as_str()]);
     // Only the owner sees the list.
     let r = d.get(&path, &bt).await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_account_owner"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "not_account_owner")
+    );
 }
 
 #[tokio::test]
@@ -116,20 +164,49 @@ async fn r05_billing_is_owner_only_and_follows_the_transfer() {
     let pm = format!("/v1/accounts/{a}/billing/payment-method");
     let seats = format!("/v1/accounts/{a}/billing/seats");
     assert_eq!(d.get(&inv, &ot).await.status, StatusCode::OK);
-    assert_eq!(d.put(&pm, &ot, json!({"kind": "card", "last4": "4242"})).await.status, StatusCode::OK);
-    assert_eq!(d.put(&seats, &ot, json!({"support_seats": 12})).await.status, StatusCode::OK);
+    assert_eq!(
+        d.put(&pm, &ot, json!({"kind": "card", "last4": "4242"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        d.put(&seats, &ot, json!({"support_seats": 12}))
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(d.get(&inv, &bt).await.code(), "billing_owner_only");
-    assert_eq!(d.put(&format!("/v1/accounts/{a}/owner"), &ot, json!({"user_id": b})).await.status, StatusCode::OK);
+    assert_eq!(
+        d.put(
+            &format!("/v1/accounts/{a}/owner"),
+            &ot,
+            json!({"user_id": b})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     // The previous owner stays an admin but loses the subscription pages.
     for r in [
         d.get(&inv, &ot).await,
         d.get(&pm, &ot).await,
-        d.put(&pm, &ot, json!({"kind": "card", "last4": "1111"})).await,
+        d.put(&pm, &ot, json!({"kind": "card", "last4": "1111"}))
+            .await,
         d.put(&seats, &ot, json!({"support_seats": 20})).await,
     ] {
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "billing_owner_only"));
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "billing_owner_only")
+        );
     }
-    assert_eq!(d.get(&format!("/v1/accounts/{a}/members"), &ot).await.status, StatusCode::OK, "still an admin");
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/members"), &ot)
+            .await
+            .status,
+        StatusCode::OK,
+        "still an admin"
+    );
     let r = d.get(&pm, &bt).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["payment_method"]["last4"], "4242");
@@ -147,10 +224,25 @@ async fn r06_integrations_of_the_previous_owner_need_reauthorization() {
     assert_eq!(mine.status, StatusCode::CREATED);
     assert_eq!(mine.body["configured_by"], owner.as_str());
     let theirs = d.post(&ints, Some(&bt), json!({"name": "Jira"})).await;
-    assert_eq!(d.put(&format!("/v1/accounts/{a}/owner"), &ot, json!({"user_id": b})).await.status, StatusCode::OK);
+    assert_eq!(
+        d.put(
+            &format!("/v1/accounts/{a}/owner"),
+            &ot,
+            json!({"user_id": b})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     let list = d.get(&ints, &bt).await.body;
     let status = |id: &Value| {
-        list["items"].as_array().unwrap().iter().find(|i| &i["id"] == id).unwrap()["status"].clone()
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| &i["id"] == id)
+            .unwrap()["status"]
+            .clone()
     };
     assert_eq!(status(&mine.body["id"]), "needs_reauthorization");
     assert_eq!(status(&theirs.body["id"]), "active");
@@ -160,7 +252,9 @@ async fn r06_integrations_of_the_previous_owner_need_reauthorization() {
     assert!(!mail.body.contains("Jira"), "{}", mail.body);
     // Re-authorizing makes that admin the configurer and the integration active.
     let id = mine.body["id"].as_str().unwrap();
-    let r = d.post(&format!("{ints}/{id}/authorize"), Some(&bt), json!({})).await;
+    let r = d
+        .post(&format!("{ints}/{id}/authorize"), Some(&bt), json!({}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "active");
     assert_eq!(r.body["configured_by"], b.as_str());
@@ -178,18 +272,45 @@ async fn r07_agents_find_the_owner_and_admins_see_the_label() {
     assert_eq!(r.body["id"], owner.as_str());
     assert_eq!(r.body["primary_email"], "owner@acme.test");
     assert_eq!(r.body["role_label"], "Administrator (owner)");
-    assert_eq!(d.get(&format!("/v1/accounts/{a}/owner"), &end_user).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(d.get(&format!("/v1/accounts/{a}/members"), &agent).await.status, StatusCode::FORBIDDEN);
-    let members = d.get(&format!("/v1/accounts/{a}/members"), &admin).await.body;
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/owner"), &end_user)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/members"), &agent)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let members = d
+        .get(&format!("/v1/accounts/{a}/members"), &admin)
+        .await
+        .body;
     let labels: Vec<(String, String)> = members["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["primary_email"].as_str().unwrap().to_string(), m["role_label"].as_str().unwrap().to_string()))
+        .map(|m| {
+            (
+                m["primary_email"].as_str().unwrap().to_string(),
+                m["role_label"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    assert!(labels.contains(&("owner@acme.test".into(), "Administrator (owner)".into())), "{labels:?}");
-    assert!(labels.contains(&("admin@acme.test".into(), "Administrator".into())), "{labels:?}");
-    assert!(labels.contains(&("agent@acme.test".into(), "Agent".into())), "{labels:?}");
+    assert!(
+        labels.contains(&("owner@acme.test".into(), "Administrator (owner)".into())),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("admin@acme.test".into(), "Administrator".into())),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("agent@acme.test".into(), "Agent".into())),
+        "{labels:?}"
+    );
 }
 
 #[tokio::test]
@@ -200,13 +321,28 @@ async fn r08_the_owner_cannot_be_lowered_or_removed() {
     let me = format!("/v1/accounts/{a}/members/{owner}");
     for role in ["agent", "end_user"] {
         let r = d.patch(&me, &bt, json!({"role": role})).await;
-        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "owner_role_locked"));
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "owner_role_locked")
+        );
     }
     let r = d.delete(&me, &bt).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "owner_role_locked"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "owner_role_locked")
+    );
     assert_eq!(d.get(&me, &bt).await.body["role"], "admin");
     // Hand ownership over first; then the former owner can be lowered.
-    assert_eq!(d.put(&format!("/v1/accounts/{a}/owner"), &ot, json!({"user_id": b})).await.status, StatusCode::OK);
+    assert_eq!(
+        d.put(
+            &format!("/v1/accounts/{a}/owner"),
+            &ot,
+            json!({"user_id": b})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     let r = d.patch(&me, &bt, json!({"role": "agent"})).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["role"], "agent");
@@ -218,37 +354,84 @@ async fn r09_adding_or_promoting_without_a_free_seat_fails_and_changes_nothing()
     let (a, _, ot) = d.account_with_owner(2).await;
     d.add_member(&ot, &a, "agent@acme.test", "agent").await;
     let before = d.get(&format!("/v1/accounts/{a}"), &ot).await.body;
-    assert_eq!(before["support"], json!({"seats_total": 2, "seats_used": 2}));
+    assert_eq!(
+        before["support"],
+        json!({"seats_total": 2, "seats_used": 2})
+    );
     let r = d
-        .post(&format!("/v1/accounts/{a}/members"), Some(&ot), json!({"name": "X", "email": "x@acme.test", "role": "agent"}))
+        .post(
+            &format!("/v1/accounts/{a}/members"),
+            Some(&ot),
+            json!({"name": "X", "email": "x@acme.test", "role": "agent"}),
+        )
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "agent_seat_exhausted"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "agent_seat_exhausted")
+    );
     let eu = d.add_member(&ot, &a, "eu@acme.test", "end_user").await;
-    let r = d.patch(&format!("/v1/accounts/{a}/members/{eu}"), &ot, json!({"role": "admin"})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "agent_seat_exhausted"));
+    let r = d
+        .patch(
+            &format!("/v1/accounts/{a}/members/{eu}"),
+            &ot,
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "agent_seat_exhausted")
+    );
     let after = d.get(&format!("/v1/accounts/{a}"), &ot).await.body;
     assert_eq!(after["support"], before["support"]);
     let members = d.get(&format!("/v1/accounts/{a}/members"), &ot).await.body;
-    assert_eq!(members["items"].as_array().unwrap().len(), 3, "x was not added");
-    assert_eq!(d.get(&format!("/v1/accounts/{a}/members/{eu}"), &ot).await.body["role"], "end_user");
+    assert_eq!(
+        members["items"].as_array().unwrap().len(),
+        3,
+        "x was not added"
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/members/{eu}"), &ot)
+            .await
+            .body["role"],
+        "end_user"
+    );
 }
 
 #[tokio::test]
 async fn r10_support_and_sell_seats_are_separate() {
     let d = Daemon::start();
     let (a, _, ot) = d.account_with_owner(1).await;
-    let r = d.put(&format!("/v1/accounts/{a}/billing/seats"), &ot, json!({"sell_seats": 5})).await;
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/billing/seats"),
+            &ot,
+            json!({"sell_seats": 5}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.body["support"], json!({"seats_total": 1, "seats_used": 1}));
+    assert_eq!(
+        r.body["support"],
+        json!({"seats_total": 1, "seats_used": 1})
+    );
     assert_eq!(r.body["sell"]["seats_total"], 5);
     assert_eq!(r.body["sell"]["seats_used"], 0);
     // Sell seats do not make room for an agent.
     let r = d
-        .post(&format!("/v1/accounts/{a}/members"), Some(&ot), json!({"name": "X", "email": "x@acme.test", "role": "agent"}))
+        .post(
+            &format!("/v1/accounts/{a}/members"),
+            Some(&ot),
+            json!({"name": "X", "email": "x@acme.test", "role": "agent"}),
+        )
         .await;
     assert_eq!(r.code(), "agent_seat_exhausted");
     // Support seats do not change Sell's.
-    let r = d.put(&format!("/v1/accounts/{a}/billing/seats"), &ot, json!({"support_seats": 3})).await;
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/billing/seats"),
+            &ot,
+            json!({"support_seats": 3}),
+        )
+        .await;
     assert_eq!(r.body["sell"]["seats_total"], 5);
     assert_eq!(r.body["support"]["seats_total"], 3);
 }
@@ -263,56 +446,39 @@ async fn r11_concurrent_seat_takers_never_exceed_owned_seats() {
         let path = path.clone();
         let ot = ot.clone();
         async move {
-            d.post(&path, Some(&ot), json!({"name": "A", "email": format!("a{i}@acme.test"), "role": "agent"})).await
+            d.post(
+                &path,
+                Some(&ot),
+                json!({"name": "A", "email": format!("a{i}@acme.test"), "role": "agent"}),
+            )
+            .await
         }
     });
-    let answers = futures_join_all(tries).await;
-    let created = answers.iter().filter(|r| r.status == StatusCode::CREATED).count();
-    let exhausted = answers.iter().filter(|r| r.code() == "agent_seat_exhausted").count();
+    let answers = futures::future::join_all(tries).await;
+    let created = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let exhausted = answers
+        .iter()
+        .filter(|r| r.code() == "agent_seat_exhausted")
+        .count();
     assert_eq!((created, exhausted), (4, 16));
     let acc = d.get(&format!("/v1/accounts/{a}"), &ot).await.body;
     assert_eq!(acc["support"], json!({"seats_total": 5, "seats_used": 5}));
     // Buying fewer seats than are in use is refused.
-    let r = d.put(&format!("/v1/accounts/{a}/billing/seats"), &ot, json!({"support_seats": 3})).await;
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/billing/seats"),
+            &ot,
+            json!({"support_seats": 3}),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "seats_in_use"));
-    assert_eq!(d.get(&format!("/v1/accounts/{a}"), &ot).await.body["support"]["seats_total"], 5);
-}
-
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(f);
-    }
-    let mut out = Vec::new();
-    // Poll all concurrently with a JoinSet-free approach: pin and select via join.
-    let pinned: Vec<_> = set.into_iter().map(Box::pin).collect();
-    for r in join_vec(pinned).await {
-        out.push(r);
-    }
-    out
-}
-
-async fn join_vec<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    use std::task::Poll;
-    let mut results: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in futures.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match std::pin::Pin::new(f).poll(cx) {
-                    Poll::Ready(v) => results[i] = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().map(|r| r.expect("ready")).collect()
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}"), &ot).await.body["support"]["seats_total"],
+        5
+    );
 }
 
 #[tokio::test]
@@ -323,25 +489,67 @@ async fn r17_password_reset_is_single_use_primary_only_and_reveals_nothing() {
     let resets = format!("/v1/accounts/{a}/password-resets");
     // Unknown address, unknown account: the same 202, and no mail.
     let before = d.mails().len();
-    let r = d.post(&resets, None, json!({"email": "nobody@acme.test"})).await;
+    let r = d
+        .post(&resets, None, json!({"email": "nobody@acme.test"}))
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let r = d.post("/v1/accounts/acc_nope/password-resets", None, json!({"email": "b@acme.test"})).await;
+    let r = d
+        .post(
+            "/v1/accounts/acc_nope/password-resets",
+            None,
+            json!({"email": "b@acme.test"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = d.post(&resets, None, json!({"email": "b@acme.test"})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let mail = d.wait_mail("b@acme.test", "Reset your password", 1).await;
-    assert_eq!(d.mails().len(), before + 1, "only the known address got mail");
+    assert_eq!(
+        d.mails().len(),
+        before + 1,
+        "only the known address got mail"
+    );
     let confirm = |token: String, password: &str| json!({"token": token, "password": password});
-    let r = d.post("/v1/password-resets/confirm", None, confirm(mail.token(), "a brand new password")).await;
+    let r = d
+        .post(
+            "/v1/password-resets/confirm",
+            None,
+            confirm(mail.token(), "a brand new password"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // Single use.
-    let r = d.post("/v1/password-resets/confirm", None, confirm(mail.token(), "another password")).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_token"));
+    let r = d
+        .post(
+            "/v1/password-resets/confirm",
+            None,
+            confirm(mail.token(), "another password"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
     d.sign_in(&a, "b@acme.test", "a brand new password").await;
-    let old = d.post(&format!("/v1/accounts/{a}/sessions"), None, json!({"email": "b@acme.test", "password": PASSWORD})).await;
-    assert_eq!((old.status, old.code()), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    let old = d
+        .post(
+            &format!("/v1/accounts/{a}/sessions"),
+            None,
+            json!({"email": "b@acme.test", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (old.status, old.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
     // A wrong address gets the same answer as a wrong password.
-    let unknown = d.post(&format!("/v1/accounts/{a}/sessions"), None, json!({"email": "zz@acme.test", "password": PASSWORD})).await;
+    let unknown = d
+        .post(
+            &format!("/v1/accounts/{a}/sessions"),
+            None,
+            json!({"email": "zz@acme.test", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(unknown.body["detail"], old.body["detail"]);
 }
 
@@ -351,34 +559,86 @@ async fn r17_tokens_expire_and_setting_a_password_verifies_the_address() {
     let (a, o) = d.create_account("Acme", "owner@acme.test", 3).await;
     let ot = d.activate(&a, "owner@acme.test").await;
     let me = d.get(&format!("/v1/accounts/{a}/members/{o}"), &ot).await;
-    assert_eq!(me.body["email_verified"], true, "the password-set link proved the address");
-    d.post(&format!("/v1/accounts/{a}/password-resets"), None, json!({"email": "owner@acme.test"})).await;
-    let mail = d.wait_mail("owner@acme.test", "Reset your password", 1).await;
+    assert_eq!(
+        me.body["email_verified"], true,
+        "the password-set link proved the address"
+    );
+    d.post(
+        &format!("/v1/accounts/{a}/password-resets"),
+        None,
+        json!({"email": "owner@acme.test"}),
+    )
+    .await;
+    let mail = d
+        .wait_mail("owner@acme.test", "Reset your password", 1)
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let r = d.post("/v1/password-resets/confirm", None, json!({"token": mail.token(), "password": "too late password"})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_token"));
+    let r = d
+        .post(
+            "/v1/password-resets/confirm",
+            None,
+            json!({"token": mail.token(), "password": "too late password"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
 }
 
 #[tokio::test]
 async fn r17_attempts_are_rate_limited_per_address() {
-    let d = Daemon::start_with("[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 3\n");
+    let d = Daemon::start_with(
+        "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 3\n",
+    );
     let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
     let path = format!("/v1/accounts/{a}/sessions");
     for _ in 0..3 {
-        let r = d.post(&path, None, json!({"email": "owner@acme.test", "password": "wrong password"})).await;
+        let r = d
+            .post(
+                &path,
+                None,
+                json!({"email": "owner@acme.test", "password": "wrong password"}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    let r = d.post(&path, None, json!({"email": "owner@acme.test", "password": "wrong password"})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    let r = d
+        .post(
+            &path,
+            None,
+            json!({"email": "owner@acme.test", "password": "wrong password"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
     assert!(r.headers.contains_key("retry-after"));
     // Another address is not affected.
-    let r = d.post(&path, None, json!({"email": "other@acme.test", "password": "wrong password"})).await;
+    let r = d
+        .post(
+            &path,
+            None,
+            json!({"email": "other@acme.test", "password": "wrong password"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let resets = format!("/v1/accounts/{a}/password-resets");
     for _ in 0..3 {
-        assert_eq!(d.post(&resets, None, json!({"email": "owner@acme.test"})).await.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            d.post(&resets, None, json!({"email": "owner@acme.test"}))
+                .await
+                .status,
+            StatusCode::ACCEPTED
+        );
     }
-    assert_eq!(d.post(&resets, None, json!({"email": "owner@acme.test"})).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        d.post(&resets, None, json!({"email": "owner@acme.test"}))
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
@@ -387,24 +647,73 @@ async fn r19_the_operator_records_investigations_but_never_changes_the_owner() {
     let (a, owner, ot) = d.account_with_owner(5).await;
     let (b, bt) = d.member(&ot, &a, "b@acme.test", "admin").await;
     let r = d
-        .post(&format!("/v1/accounts/{a}/security-investigations"), Some(&d.operator), json!({"note": "owner left the company; caller claims to be IT"}))
+        .post(
+            &format!("/v1/accounts/{a}/security-investigations"),
+            Some(&d.operator),
+            json!({"note": "owner left the company; caller claims to be IT"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = d.put(&format!("/v1/accounts/{a}/owner"), &d.operator, json!({"user_id": b})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_account_owner"));
-    assert_eq!(d.get(&format!("/v1/accounts/{a}/owner"), &bt).await.body["id"], owner.as_str());
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/owner"),
+            &d.operator,
+            json!({"user_id": b}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "not_account_owner")
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/owner"), &bt).await.body["id"],
+        owner.as_str()
+    );
     // Members cannot open investigations; the operator's is audited.
-    let r = d.post(&format!("/v1/accounts/{a}/security-investigations"), Some(&ot), json!({"note": "x"})).await;
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/security-investigations"),
+            Some(&ot),
+            json!({"note": "x"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let audit = d.get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot).await.body;
-    assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "security_investigation.open" && e["actor"] == "operator" && e["outcome"] == "ok"));
+    let audit = d
+        .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
+        .await
+        .body;
+    assert!(audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "security_investigation.open"
+            && e["actor"] == "operator"
+            && e["outcome"] == "ok"));
     // The lost-owner path: a reset through the owner's mailbox.
-    d.post(&format!("/v1/accounts/{a}/password-resets"), None, json!({"email": "owner@acme.test"})).await;
-    let mail = d.wait_mail("owner@acme.test", "Reset your password", 1).await;
-    let r = d.post("/v1/password-resets/confirm", None, json!({"token": mail.token(), "password": "recovered by IT"})).await;
+    d.post(
+        &format!("/v1/accounts/{a}/password-resets"),
+        None,
+        json!({"email": "owner@acme.test"}),
+    )
+    .await;
+    let mail = d
+        .wait_mail("owner@acme.test", "Reset your password", 1)
+        .await;
+    let r = d
+        .post(
+            "/v1/password-resets/confirm",
+            None,
+            json!({"token": mail.token(), "password": "recovered by IT"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let t = d.sign_in(&a, "owner@acme.test", "recovered by IT").await;
-    assert_eq!(d.get(&format!("/v1/accounts/{a}/owner/candidates"), &t).await.status, StatusCode::OK);
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/owner/candidates"), &t)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -412,11 +721,35 @@ async fn sessions_end_on_sign_out_and_on_password_change() {
     let d = Daemon::start();
     let (a, _, ot) = d.account_with_owner(5).await;
     let second = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
-    assert_eq!(d.delete("/v1/sessions/current", &ot).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(d.get(&format!("/v1/accounts/{a}"), &ot).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(d.get(&format!("/v1/accounts/{a}"), &second).await.status, StatusCode::OK);
-    d.post(&format!("/v1/accounts/{a}/password-resets"), None, json!({"email": "owner@acme.test"})).await;
-    let mail = d.wait_mail("owner@acme.test", "Reset your password", 1).await;
-    d.post("/v1/password-resets/confirm", None, json!({"token": mail.token(), "password": "changed password"})).await;
-    assert_eq!(d.get(&format!("/v1/accounts/{a}"), &second).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        d.delete("/v1/sessions/current", &ot).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}"), &ot).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}"), &second).await.status,
+        StatusCode::OK
+    );
+    d.post(
+        &format!("/v1/accounts/{a}/password-resets"),
+        None,
+        json!({"email": "owner@acme.test"}),
+    )
+    .await;
+    let mail = d
+        .wait_mail("owner@acme.test", "Reset your password", 1)
+        .await;
+    d.post(
+        "/v1/password-resets/confirm",
+        None,
+        json!({"token": mail.token(), "password": "changed password"}),
+    )
+    .await;
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}"), &second).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

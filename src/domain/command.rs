@@ -18,7 +18,9 @@ pub enum Principal {
     },
     /// A policy script or plugin acting through the same commands (DOMAIN.md
     /// "Hooks"); named as the actor in the audit log.
-    Policy { name: String },
+    Policy {
+        name: String,
+    },
 }
 
 impl Principal {

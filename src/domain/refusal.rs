@@ -46,7 +46,11 @@ impl Refusal {
         Self::new(RefusalKind::Invalid, "validation_failed", detail)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(RefusalKind::NotFound, "not_found", format!("{what} not found"))
+        Self::new(
+            RefusalKind::NotFound,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(RefusalKind::Forbidden, "forbidden", detail)

@@ -138,9 +138,13 @@ pub fn member_with(
     let account = view
         .account(account_id)?
         .ok_or_else(|| Refusal::not_found("account"))?;
-    let user = view
-        .user(account_id, user_id)?
-        .ok_or_else(|| Refusal::new(RefusalKind::Unauthenticated, "unauthorized", "sign in first"))?;
+    let user = view.user(account_id, user_id)?.ok_or_else(|| {
+        Refusal::new(
+            RefusalKind::Unauthenticated,
+            "unauthorized",
+            "sign in first",
+        )
+    })?;
     let is_owner = account.owner_id == user.id;
     let ok = match need {
         Need::Agent => user.support_role.holds_seat(),
@@ -166,7 +170,12 @@ pub fn member_with(
     Ok((account, user))
 }
 
-fn seat_exhausted(account: &Account, actor: &Principal, now: DateTime<Utc>, attempt: &str) -> Refusal {
+fn seat_exhausted(
+    account: &Account,
+    actor: &Principal,
+    now: DateTime<Utc>,
+    attempt: &str,
+) -> Refusal {
     let total = account.support_seats_total(now);
     Refusal::conflict(
         "agent_seat_exhausted",
@@ -205,7 +214,12 @@ struct Draft<'a> {
 }
 
 impl Draft<'_> {
-    fn ok(&self, account_id: &str, target: String, detail: impl Into<String>) -> Option<AuditDraft> {
+    fn ok(
+        &self,
+        account_id: &str,
+        target: String,
+        detail: impl Into<String>,
+    ) -> Option<AuditDraft> {
         Some(AuditDraft {
             account_id: account_id.to_string(),
             actor: self.actor.audit_name(),
@@ -296,7 +310,13 @@ pub fn execute(
                 ));
             }
             let account_id = ctx.entropy.id("acc");
-            let owner = new_user(ctx, &account_id, owner_name, owner_email.clone(), SupportRole::Admin);
+            let owner = new_user(
+                ctx,
+                &account_id,
+                owner_name,
+                owner_email.clone(),
+                SupportRole::Admin,
+            );
             let account = Account {
                 id: account_id.clone(),
                 name,
@@ -460,7 +480,9 @@ pub fn execute(
             }
             // An integration whose configurer is gone has nobody to keep it
             // authorized: flag it like a transfer does (R06).
-            for mut i in view.integrations(&account_id, ctx.settings.integrations_per_account_max)? {
+            for mut i in
+                view.integrations(&account_id, ctx.settings.integrations_per_account_max)?
+            {
                 if i.configured_by == user.id && i.status == IntegrationStatus::Active {
                     i.status = IntegrationStatus::NeedsReauthorization;
                     i.updated_at = now;
@@ -529,7 +551,9 @@ pub fn execute(
             let mut changes = vec![];
             let mut flagged = vec![];
             // R06: what the previous owner authorized may stop working.
-            for mut i in view.integrations(&account_id, ctx.settings.integrations_per_account_max)? {
+            for mut i in
+                view.integrations(&account_id, ctx.settings.integrations_per_account_max)?
+            {
                 if i.configured_by == from.id && i.status == IntegrationStatus::Active {
                     i.status = IntegrationStatus::NeedsReauthorization;
                     i.updated_at = now;
@@ -628,7 +652,10 @@ pub fn execute(
                 sell_seats: account.sell.seats_bought,
             };
             Ok(Outcome {
-                changes: vec![Change::PutAccount(account.clone()), Change::PutInvoice(invoice)],
+                changes: vec![
+                    Change::PutAccount(account.clone()),
+                    Change::PutInvoice(invoice),
+                ],
                 notices: vec![],
                 events: vec![],
                 audit: draft.ok(
@@ -662,7 +689,11 @@ pub fn execute(
                 changes: vec![Change::PutAccount(account.clone())],
                 notices: vec![],
                 events: vec![],
-                audit: draft.ok(&account_id, format!("account:{account_id}"), "payment method updated"),
+                audit: draft.ok(
+                    &account_id,
+                    format!("account:{account_id}"),
+                    "payment method updated",
+                ),
                 reply: Reply::Account(account),
             })
         }
@@ -763,7 +794,11 @@ pub fn execute(
                     token,
                 }],
                 events: vec![],
-                audit: draft.ok(&account_id, format!("user:{}", user.id), "reset link mailed"),
+                audit: draft.ok(
+                    &account_id,
+                    format!("user:{}", user.id),
+                    "reset link mailed",
+                ),
                 reply: Reply::Accepted,
             })
         }
@@ -780,8 +815,10 @@ pub fn execute(
                 )
             };
             let token = view.token(&token_hash)?.ok_or_else(invalid)?;
-            if !matches!(token.purpose, TokenPurpose::PasswordSet | TokenPurpose::PasswordReset)
-                || token.expires_at <= now
+            if !matches!(
+                token.purpose,
+                TokenPurpose::PasswordSet | TokenPurpose::PasswordReset
+            ) || token.expires_at <= now
             {
                 return Err(invalid());
             }
@@ -872,7 +909,13 @@ pub fn execute(
 
         Command::OpenSecurityInvestigation { account_id, note } => {
             if *actor != Principal::Operator {
-                if view.account(&account_id)?.is_none() {
+                let outsider = match actor {
+                    Principal::Member {
+                        account_id: own, ..
+                    } => *own != account_id,
+                    _ => false,
+                };
+                if outsider || view.account(&account_id)?.is_none() {
                     return Err(Refusal::not_found("account"));
                 }
                 return Err(Refusal::forbidden(

@@ -94,14 +94,7 @@ mod tests {
     fn emails_accept_plain_and_refuse_malformed() {
         assert!(email("e", "a.b+c@example.com").is_ok());
         for bad in [
-            "",
-            "no-at",
-            "a@b",
-            "a@@b.c",
-            "a b@c.d",
-            "a@.c",
-            "<a@b.c>",
-            "a@b.c.",
+            "", "no-at", "a@b", "a@@b.c", "a b@c.d", "a@.c", "<a@b.c>", "a@b.c.",
         ] {
             assert!(email("e", bad).is_err(), "{bad} should be refused");
         }

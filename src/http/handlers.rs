@@ -80,13 +80,18 @@ fn summary(app: &AppState, who: &Principal, account_id: &str) -> ApiResult<Accou
 
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok".into() })
+    axum::Json(Health {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(app): State<AppState>) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()
@@ -113,7 +118,10 @@ async fn create_account(
         )
         .await?;
     match reply {
-        Reply::Account(a) => Ok((StatusCode::CREATED, axum::Json(summary(&app, &Principal::Operator, &a.id)?))),
+        Reply::Account(a) => Ok((
+            StatusCode::CREATED,
+            axum::Json(summary(&app, &Principal::Operator, &a.id)?),
+        )),
         other => Err(unexpected(other)),
     }
 }
@@ -121,7 +129,11 @@ async fn create_account(
 /// The account summary (agents, admins, operator).
 #[utoipa::path(get, path = "/v1/accounts/{a}", tag = "members", params(("a" = String, Path, description = "account id")),
     responses((status = 200, body = AccountOut), Errors), security(("bearer" = [])))]
-async fn get_account(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>) -> ApiResult<axum::Json<AccountOut>> {
+async fn get_account(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<AccountOut>> {
     Ok(axum::Json(summary(&app, &who, &a)?))
 }
 
@@ -135,10 +147,25 @@ async fn open_investigation(
     Path(a): Path<String>,
     Json(body): Json<InvestigationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<InvestigationOut>)> {
-    match app.writer.submit(who, Command::OpenSecurityInvestigation { account_id: a, note: body.note }).await? {
+    match app
+        .writer
+        .submit(
+            who,
+            Command::OpenSecurityInvestigation {
+                account_id: a,
+                note: body.note,
+            },
+        )
+        .await?
+    {
         Reply::Investigation(i) => Ok((
             StatusCode::CREATED,
-            axum::Json(InvestigationOut { id: i.id, account_id: i.account_id, note: i.note, opened_at: i.opened_at }),
+            axum::Json(InvestigationOut {
+                id: i.id,
+                account_id: i.account_id,
+                note: i.note,
+                opened_at: i.opened_at,
+            }),
         )),
         other => Err(unexpected(other)),
     }
@@ -164,7 +191,13 @@ async fn request_password_reset(
         .check(&format!("reset\u{0}{}", rate_key(&a, &body.email)))
         .map_err(Problem::rate_limited)?;
     app.writer
-        .submit(Principal::Anonymous, Command::RequestPasswordReset { account_id: a, email: body.email })
+        .submit(
+            Principal::Anonymous,
+            Command::RequestPasswordReset {
+                account_id: a,
+                email: body.email,
+            },
+        )
         .await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -172,9 +205,18 @@ async fn request_password_reset(
 /// Sets a password from a mailed link; verifies the address it was mailed to.
 #[utoipa::path(post, path = "/v1/password-resets/confirm", tag = "public", request_body = PasswordResetConfirm,
     responses((status = 204, description = "password set"), Errors))]
-async fn confirm_password_reset(State(app): State<AppState>, Json(body): Json<PasswordResetConfirm>) -> ApiResult<StatusCode> {
+async fn confirm_password_reset(
+    State(app): State<AppState>,
+    Json(body): Json<PasswordResetConfirm>,
+) -> ApiResult<StatusCode> {
     validate::password(&body.password)?;
-    let invalid = || Problem::new(StatusCode::BAD_REQUEST, "invalid_token", "the link is invalid, already used or expired; ask for a new one");
+    let invalid = || {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "the link is invalid, already used or expired; ask for a new one",
+        )
+    };
     if body.token.is_empty() || body.token.len() > validate::TOKEN_MAX_CHARS {
         return Err(invalid());
     }
@@ -191,7 +233,13 @@ async fn confirm_password_reset(State(app): State<AppState>, Json(body): Json<Pa
         .map_err(|e| Problem::internal(format!("hashing task failed: {e}")))?
         .map_err(Problem::internal)?;
     app.writer
-        .submit(Principal::Anonymous, Command::ConfirmPasswordReset { token_hash: hash, password_hash })
+        .submit(
+            Principal::Anonymous,
+            Command::ConfirmPasswordReset {
+                token_hash: hash,
+                password_hash,
+            },
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,16 +248,31 @@ async fn confirm_password_reset(State(app): State<AppState>, Json(body): Json<Pa
 #[utoipa::path(post, path = "/v1/accounts/{a}/sessions", tag = "public", request_body = SignInRequest,
     params(("a" = String, Path, description = "account id")),
     responses((status = 201, body = SessionOut), Errors))]
-async fn sign_in(State(app): State<AppState>, Path(a): Path<String>, Json(body): Json<SignInRequest>) -> ApiResult<(StatusCode, axum::Json<SessionOut>)> {
-    let failed = || Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the address or password is wrong");
-    if body.email.len() > validate::EMAIL_MAX_CHARS || body.password.len() > validate::PASSWORD_MAX_CHARS * 4 {
+async fn sign_in(
+    State(app): State<AppState>,
+    Path(a): Path<String>,
+    Json(body): Json<SignInRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SessionOut>)> {
+    let failed = || {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the address or password is wrong",
+        )
+    };
+    if body.email.len() > validate::EMAIL_MAX_CHARS
+        || body.password.len() > validate::PASSWORD_MAX_CHARS * 4
+    {
         return Err(failed());
     }
     app.limiter
         .check(&format!("signin\u{0}{}", rate_key(&a, &body.email)))
         .map_err(Problem::rate_limited)?;
     use crate::domain::StateView;
-    let user = app.store.user_by_email(&a, &body.email).map_err(Refusal::from)?;
+    let user = app
+        .store
+        .user_by_email(&a, &body.email)
+        .map_err(Refusal::from)?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let against = stored.clone().unwrap_or_else(|| app.decoy_hash.clone());
     let password = body.password;
@@ -233,9 +296,22 @@ async fn sign_in(State(app): State<AppState>, Path(a): Path<String>, Json(body):
             },
         )
         .await
-        .map_err(|r| if r.code == "invalid_credentials" { failed() } else { r.into() })?;
+        .map_err(|r| {
+            if r.code == "invalid_credentials" {
+                failed()
+            } else {
+                r.into()
+            }
+        })?;
     match reply {
-        Reply::Session(s) => Ok((StatusCode::CREATED, axum::Json(SessionOut { token, user_id: s.user_id, expires_at: s.expires_at }))),
+        Reply::Session(s) => Ok((
+            StatusCode::CREATED,
+            axum::Json(SessionOut {
+                token,
+                user_id: s.user_id,
+                expires_at: s.expires_at,
+            }),
+        )),
         other => Err(unexpected(other)),
     }
 }
@@ -245,16 +321,26 @@ async fn sign_in(State(app): State<AppState>, Path(a): Path<String>, Json(body):
     responses((status = 204, description = "signed out"), Errors), security(("bearer" = [])))]
 async fn sign_out(State(app): State<AppState>, Authed(who, hash): Authed) -> ApiResult<StatusCode> {
     let Some(hash) = hash else {
-        return Err(Problem::new(StatusCode::BAD_REQUEST, "validation_failed", "the operator token is not a session"));
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "the operator token is not a session",
+        ));
     };
-    app.writer.submit(who, Command::RevokeSession { token_hash: hash }).await?;
+    app.writer
+        .submit(who, Command::RevokeSession { token_hash: hash })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who owns the account (R07; agents and admins).
 #[utoipa::path(get, path = "/v1/accounts/{a}/owner", tag = "members", params(("a" = String, Path, description = "account id")),
     responses((status = 200, body = OwnerOut), Errors), security(("bearer" = [])))]
-async fn get_owner(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>) -> ApiResult<axum::Json<OwnerOut>> {
+async fn get_owner(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<OwnerOut>> {
     let owner = query::owner(&app.store, &who, &a)?;
     Ok(axum::Json(OwnerOut {
         primary_email: owner.user.primary_address().to_string(),
@@ -274,7 +360,17 @@ async fn transfer_owner(
     Path(a): Path<String>,
     Json(body): Json<TransferRequest>,
 ) -> ApiResult<axum::Json<AccountOut>> {
-    match app.writer.submit(who.clone(), Command::TransferOwnership { account_id: a.clone(), to_user_id: body.user_id }).await? {
+    match app
+        .writer
+        .submit(
+            who.clone(),
+            Command::TransferOwnership {
+                account_id: a.clone(),
+                to_user_id: body.user_id,
+            },
+        )
+        .await?
+    {
         Reply::Account(acc) => Ok(axum::Json(summary(&app, &Principal::Operator, &acc.id)?)),
         other => Err(unexpected(other)),
     }
@@ -283,17 +379,32 @@ async fn transfer_owner(
 /// The admins the owner may hand the account to (R04; may be empty).
 #[utoipa::path(get, path = "/v1/accounts/{a}/owner/candidates", tag = "members", params(("a" = String, Path, description = "account id")),
     responses((status = 200, body = MemberList), Errors), security(("bearer" = [])))]
-async fn owner_candidates(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>) -> ApiResult<axum::Json<MemberList>> {
+async fn owner_candidates(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<MemberList>> {
     let items = query::owner_candidates(&app.store, &who, &a)?;
-    Ok(axum::Json(MemberList { items: items.into_iter().map(Into::into).collect(), next: None }))
+    Ok(axum::Json(MemberList {
+        items: items.into_iter().map(Into::into).collect(),
+        next: None,
+    }))
 }
 
 /// The team list, paged (admins; R07).
 #[utoipa::path(get, path = "/v1/accounts/{a}/members", tag = "members", params(("a" = String, Path, description = "account id"), PageQuery),
     responses((status = 200, body = MemberList), Errors), security(("bearer" = [])))]
-async fn list_members(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>, Query(q): Query<PageQuery>) -> ApiResult<axum::Json<MemberList>> {
+async fn list_members(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<MemberList>> {
     let page = query::members(&app.store, &who, &a, q.after.as_deref(), q.limit)?;
-    Ok(axum::Json(MemberList { items: page.items.into_iter().map(Into::into).collect(), next: page.next }))
+    Ok(axum::Json(MemberList {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
 }
 
 /// Adds a member; agents and admins take a seat (R09). Mails a password-set link.
@@ -306,8 +417,23 @@ async fn add_member(
     Path(a): Path<String>,
     Json(body): Json<AddMemberRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
-    match app.writer.submit(who.clone(), Command::AddMember { account_id: a.clone(), name: body.name, email: body.email, role: body.role }).await? {
-        Reply::User(u) => Ok((StatusCode::CREATED, axum::Json(query::member(&app.store, &who, &a, &u.id)?.into()))),
+    match app
+        .writer
+        .submit(
+            who.clone(),
+            Command::AddMember {
+                account_id: a.clone(),
+                name: body.name,
+                email: body.email,
+                role: body.role,
+            },
+        )
+        .await?
+    {
+        Reply::User(u) => Ok((
+            StatusCode::CREATED,
+            axum::Json(query::member(&app.store, &who, &a, &u.id)?.into()),
+        )),
         other => Err(unexpected(other)),
     }
 }
@@ -315,7 +441,11 @@ async fn add_member(
 #[utoipa::path(get, path = "/v1/accounts/{a}/members/{u}", tag = "members",
     params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
     responses((status = 200, body = MemberOut), Errors), security(("bearer" = [])))]
-async fn get_member(State(app): State<AppState>, Authed(who, _): Authed, Path((a, u)): Path<(String, String)>) -> ApiResult<axum::Json<MemberOut>> {
+async fn get_member(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+) -> ApiResult<axum::Json<MemberOut>> {
     Ok(axum::Json(query::member(&app.store, &who, &a, &u)?.into()))
 }
 
@@ -329,7 +459,16 @@ async fn change_role(
     Path((a, u)): Path<(String, String)>,
     Json(body): Json<ChangeRoleRequest>,
 ) -> ApiResult<axum::Json<MemberOut>> {
-    app.writer.submit(who.clone(), Command::ChangeRole { account_id: a.clone(), user_id: u.clone(), role: body.role }).await?;
+    app.writer
+        .submit(
+            who.clone(),
+            Command::ChangeRole {
+                account_id: a.clone(),
+                user_id: u.clone(),
+                role: body.role,
+            },
+        )
+        .await?;
     Ok(axum::Json(query::member(&app.store, &who, &a, &u)?.into()))
 }
 
@@ -337,25 +476,53 @@ async fn change_role(
 #[utoipa::path(delete, path = "/v1/accounts/{a}/members/{u}", tag = "members",
     params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
     responses((status = 204, description = "removed"), Errors), security(("bearer" = [])))]
-async fn remove_member(State(app): State<AppState>, Authed(who, _): Authed, Path((a, u)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    app.writer.submit(who, Command::RemoveMember { account_id: a, user_id: u }).await?;
+async fn remove_member(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    app.writer
+        .submit(
+            who,
+            Command::RemoveMember {
+                account_id: a,
+                user_id: u,
+            },
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{a}/billing/invoices", tag = "billing", params(("a" = String, Path, description = "account id")),
     responses((status = 200, body = InvoiceList), Errors), security(("bearer" = [])))]
-async fn list_invoices(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>) -> ApiResult<axum::Json<InvoiceList>> {
+async fn list_invoices(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<InvoiceList>> {
     let items = query::invoices(&app.store, &who, &a)?
         .into_iter()
-        .map(|i| InvoiceOut { id: i.id, issued_at: i.issued_at, description: i.description, support_seats: i.support_seats, sell_seats: i.sell_seats })
+        .map(|i| InvoiceOut {
+            id: i.id,
+            issued_at: i.issued_at,
+            description: i.description,
+            support_seats: i.support_seats,
+            sell_seats: i.sell_seats,
+        })
         .collect();
     Ok(axum::Json(InvoiceList { items }))
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{a}/billing/payment-method", tag = "billing", params(("a" = String, Path, description = "account id")),
     responses((status = 200, body = PaymentMethodAnswer), Errors), security(("bearer" = [])))]
-async fn get_payment_method(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
-    Ok(axum::Json(query::payment_method(&app.store, &who, &a)?.into()))
+async fn get_payment_method(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
+    Ok(axum::Json(
+        query::payment_method(&app.store, &who, &a)?.into(),
+    ))
 }
 
 #[utoipa::path(put, path = "/v1/accounts/{a}/billing/payment-method", tag = "billing", request_body = PaymentMethodRequest,
@@ -367,7 +534,18 @@ async fn set_payment_method(
     Path(a): Path<String>,
     Json(body): Json<PaymentMethodRequest>,
 ) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
-    match app.writer.submit(who, Command::SetPaymentMethod { account_id: a, kind: body.kind, last4: body.last4 }).await? {
+    match app
+        .writer
+        .submit(
+            who,
+            Command::SetPaymentMethod {
+                account_id: a,
+                kind: body.kind,
+                last4: body.last4,
+            },
+        )
+        .await?
+    {
         Reply::Account(acc) => Ok(axum::Json(acc.payment_method.into())),
         other => Err(unexpected(other)),
     }
@@ -383,7 +561,18 @@ async fn set_seats(
     Path(a): Path<String>,
     Json(body): Json<SeatsRequest>,
 ) -> ApiResult<axum::Json<AccountOut>> {
-    match app.writer.submit(who.clone(), Command::SetSeats { account_id: a.clone(), support_seats: body.support_seats, sell_seats: body.sell_seats }).await? {
+    match app
+        .writer
+        .submit(
+            who.clone(),
+            Command::SetSeats {
+                account_id: a.clone(),
+                support_seats: body.support_seats,
+                sell_seats: body.sell_seats,
+            },
+        )
+        .await?
+    {
         Reply::Account(acc) => Ok(axum::Json(summary(&app, &Principal::Operator, &acc.id)?)),
         other => Err(unexpected(other)),
     }
@@ -391,8 +580,15 @@ async fn set_seats(
 
 #[utoipa::path(get, path = "/v1/accounts/{a}/integrations", tag = "members", params(("a" = String, Path, description = "account id")),
     responses((status = 200, body = IntegrationList), Errors), security(("bearer" = [])))]
-async fn list_integrations(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>) -> ApiResult<axum::Json<IntegrationList>> {
-    let items = query::integrations(&app.store, &who, &a)?.into_iter().map(Into::into).collect();
+async fn list_integrations(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<IntegrationList>> {
+    let items = query::integrations(&app.store, &who, &a)?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(axum::Json(IntegrationList { items }))
 }
 
@@ -406,7 +602,17 @@ async fn add_integration(
     Path(a): Path<String>,
     Json(body): Json<AddIntegrationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IntegrationOut>)> {
-    match app.writer.submit(who, Command::AddIntegration { account_id: a, name: body.name }).await? {
+    match app
+        .writer
+        .submit(
+            who,
+            Command::AddIntegration {
+                account_id: a,
+                name: body.name,
+            },
+        )
+        .await?
+    {
         Reply::Integration(i) => Ok((StatusCode::CREATED, axum::Json(i.into()))),
         other => Err(unexpected(other)),
     }
@@ -421,7 +627,17 @@ async fn authorize_integration(
     Authed(who, _): Authed,
     Path((a, i)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<IntegrationOut>> {
-    match app.writer.submit(who, Command::AuthorizeIntegration { account_id: a, integration_id: i }).await? {
+    match app
+        .writer
+        .submit(
+            who,
+            Command::AuthorizeIntegration {
+                account_id: a,
+                integration_id: i,
+            },
+        )
+        .await?
+    {
         Reply::Integration(i) => Ok(axum::Json(i.into())),
         other => Err(unexpected(other)),
     }
@@ -430,12 +646,28 @@ async fn authorize_integration(
 /// The account's audit log, oldest first, paged by sequence.
 #[utoipa::path(get, path = "/v1/accounts/{a}/audit", tag = "members", params(("a" = String, Path, description = "account id"), AuditQuery),
     responses((status = 200, body = AuditList), Errors), security(("bearer" = [])))]
-async fn list_audit(State(app): State<AppState>, Authed(who, _): Authed, Path(a): Path<String>, Query(q): Query<AuditQuery>) -> ApiResult<axum::Json<AuditList>> {
+async fn list_audit(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<axum::Json<AuditList>> {
     let page = query::audit(&app.store, &who, &a, q.after, q.limit)?;
     let items = page
         .items
         .into_iter()
-        .map(|e| AuditEntryOut { seq: e.seq, at: e.at, actor: e.actor, action: e.action, target: e.target, outcome: e.outcome, detail: e.detail })
+        .map(|e| AuditEntryOut {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+        })
         .collect();
-    Ok(axum::Json(AuditList { items, next: page.next }))
+    Ok(axum::Json(AuditList {
+        items,
+        next: page.next,
+    }))
 }

@@ -50,7 +50,10 @@ pub struct Authed(pub Principal, pub Option<String>);
 impl FromRequestParts<AppState> for Authed {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -61,7 +64,9 @@ impl FromRequestParts<AppState> for Authed {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(|| Problem::unauthorized("the Authorization header must be Bearer <token>"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must be Bearer <token>")
+            })?;
         if secret::secrets_equal(token, &app.operator_token) {
             return Ok(Authed(Principal::Operator, None));
         }
@@ -113,7 +118,11 @@ pub fn router(app: AppState, body_max_bytes: usize) -> Router {
     )
     .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
     .method_not_allowed_fallback(|| async {
-        Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
     })
     .layer(axum::middleware::from_fn_with_state(app.clone(), track))
     .layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))

@@ -119,7 +119,9 @@ where
 fn json_problem(rejection: JsonRejection) -> Problem {
     let status = rejection.status();
     match rejection {
-        JsonRejection::JsonDataError(e) => Problem::bad_request(format!("invalid body: {}", e.body_text())),
+        JsonRejection::JsonDataError(e) => {
+            Problem::bad_request(format!("invalid body: {}", e.body_text()))
+        }
         JsonRejection::JsonSyntaxError(e) => Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",

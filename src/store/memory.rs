@@ -30,17 +30,27 @@ impl MemoryStore {
                 Change::PutUser(u) => {
                     self.users.insert((u.account_id.clone(), u.id.clone()), u);
                 }
-                Change::DeleteUser { account_id, user_id } => {
+                Change::DeleteUser {
+                    account_id,
+                    user_id,
+                } => {
                     self.users.remove(&(account_id, user_id));
                 }
-                Change::PutEmailIndex { account_id, email, user_id } => {
-                    self.email_index.insert((account_id, normalize_email(&email)), user_id);
+                Change::PutEmailIndex {
+                    account_id,
+                    email,
+                    user_id,
+                } => {
+                    self.email_index
+                        .insert((account_id, normalize_email(&email)), user_id);
                 }
                 Change::DeleteEmailIndex { account_id, email } => {
-                    self.email_index.remove(&(account_id, normalize_email(&email)));
+                    self.email_index
+                        .remove(&(account_id, normalize_email(&email)));
                 }
                 Change::PutIntegration(i) => {
-                    self.integrations.insert((i.account_id.clone(), i.id.clone()), i);
+                    self.integrations
+                        .insert((i.account_id.clone(), i.id.clone()), i);
                 }
                 Change::PutToken(t) => {
                     self.tokens.insert(t.hash.clone(), t);
@@ -54,7 +64,10 @@ impl MemoryStore {
                 Change::DeleteSession { hash } => {
                     self.sessions.remove(&hash);
                 }
-                Change::DeleteUserSessions { account_id, user_id } => {
+                Change::DeleteUserSessions {
+                    account_id,
+                    user_id,
+                } => {
                     self.sessions
                         .retain(|_, s| !(s.account_id == account_id && s.user_id == user_id));
                 }
@@ -74,15 +87,26 @@ impl StateView for MemoryStore {
         Ok(self.accounts.get(id).cloned())
     }
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
-        Ok(self.users.get(&(account_id.to_string(), user_id.to_string())).cloned())
+        Ok(self
+            .users
+            .get(&(account_id.to_string(), user_id.to_string()))
+            .cloned())
     }
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
-        match self.email_index.get(&(account_id.to_string(), normalize_email(email))) {
+        match self
+            .email_index
+            .get(&(account_id.to_string(), normalize_email(email)))
+        {
             Some(id) => self.user(account_id, id),
             None => Ok(None),
         }
     }
-    fn members(&self, account_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, ViewError> {
+    fn members(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
         Ok(self
             .users
             .iter()
@@ -101,7 +125,10 @@ impl StateView for MemoryStore {
             .collect())
     }
     fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError> {
-        Ok(self.integrations.get(&(account_id.to_string(), id.to_string())).cloned())
+        Ok(self
+            .integrations
+            .get(&(account_id.to_string(), id.to_string()))
+            .cloned())
     }
     fn token(&self, hash: &str) -> Result<Option<Token>, ViewError> {
         Ok(self.tokens.get(hash).cloned())
@@ -119,7 +146,12 @@ impl StateView for MemoryStore {
             .cloned()
             .collect())
     }
-    fn audit(&self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
+    fn audit(
+        &self,
+        account_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError> {
         Ok(self
             .audit
             .iter()

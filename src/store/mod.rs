@@ -127,7 +127,11 @@ impl Store {
         &self.trees[t as usize]
     }
 
-    fn get<V: serde::de::DeserializeOwned>(&self, t: T, key: &[u8]) -> Result<Option<V>, StoreError> {
+    fn get<V: serde::de::DeserializeOwned>(
+        &self,
+        t: T,
+        key: &[u8],
+    ) -> Result<Option<V>, StoreError> {
         match self.tree(t).get(key)? {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
@@ -140,21 +144,20 @@ impl Store {
 
     /// Applies all writes atomically (one sled transaction across trees).
     pub fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let result: Result<(), TransactionError<()>> =
-            self.trees.as_slice().transaction(|txs| {
-                for (t, key, value) in ops {
-                    let tx = &txs[*t as usize];
-                    match value {
-                        Some(v) => {
-                            tx.insert(key.as_slice(), v.as_slice())?;
-                        }
-                        None => {
-                            tx.remove(key.as_slice())?;
-                        }
+        let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|txs| {
+            for (t, key, value) in ops {
+                let tx = &txs[*t as usize];
+                match value {
+                    Some(v) => {
+                        tx.insert(key.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        tx.remove(key.as_slice())?;
                     }
                 }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
@@ -169,24 +172,39 @@ impl Store {
         let mut ops = Vec::with_capacity(changes.len() + 4);
         for change in changes {
             match change {
-                Change::PutAccount(a) => ops.push((T::Accounts, a.id.as_bytes().to_vec(), Some(encode(a)))),
-                Change::PutUser(u) => ops.push((T::Users, key2(&u.account_id, &u.id), Some(encode(u)))),
-                Change::DeleteUser { account_id, user_id } => {
-                    ops.push((T::Users, key2(account_id, user_id), None))
+                Change::PutAccount(a) => {
+                    ops.push((T::Accounts, a.id.as_bytes().to_vec(), Some(encode(a))))
                 }
-                Change::PutEmailIndex { account_id, email, user_id } => ops.push((
+                Change::PutUser(u) => {
+                    ops.push((T::Users, key2(&u.account_id, &u.id), Some(encode(u))))
+                }
+                Change::DeleteUser {
+                    account_id,
+                    user_id,
+                } => ops.push((T::Users, key2(account_id, user_id), None)),
+                Change::PutEmailIndex {
+                    account_id,
+                    email,
+                    user_id,
+                } => ops.push((
                     T::EmailIndex,
                     key2(account_id, &normalize_email(email)),
                     Some(user_id.as_bytes().to_vec()),
                 )),
-                Change::DeleteEmailIndex { account_id, email } => {
-                    ops.push((T::EmailIndex, key2(account_id, &normalize_email(email)), None))
-                }
+                Change::DeleteEmailIndex { account_id, email } => ops.push((
+                    T::EmailIndex,
+                    key2(account_id, &normalize_email(email)),
+                    None,
+                )),
                 Change::PutIntegration(i) => {
                     ops.push((T::Integrations, key2(&i.account_id, &i.id), Some(encode(i))))
                 }
-                Change::PutToken(t) => ops.push((T::Tokens, t.hash.as_bytes().to_vec(), Some(encode(t)))),
-                Change::DeleteToken { hash } => ops.push((T::Tokens, hash.as_bytes().to_vec(), None)),
+                Change::PutToken(t) => {
+                    ops.push((T::Tokens, t.hash.as_bytes().to_vec(), Some(encode(t))))
+                }
+                Change::DeleteToken { hash } => {
+                    ops.push((T::Tokens, hash.as_bytes().to_vec(), None))
+                }
                 Change::PutSession(s) => {
                     ops.push((T::Sessions, s.hash.as_bytes().to_vec(), Some(encode(s))));
                     let mut k = key2(&s.account_id, &s.user_id);
@@ -203,7 +221,10 @@ impl Store {
                     }
                     ops.push((T::Sessions, hash.as_bytes().to_vec(), None));
                 }
-                Change::DeleteUserSessions { account_id, user_id } => {
+                Change::DeleteUserSessions {
+                    account_id,
+                    user_id,
+                } => {
                     let mut p = key2(account_id, user_id);
                     p.push(0);
                     for item in self.tree(T::UserSessions).scan_prefix(&p) {
@@ -217,9 +238,11 @@ impl Store {
                     let seq = self.next_id()?;
                     ops.push((T::Invoices, key_seq(&i.account_id, seq), Some(encode(i))))
                 }
-                Change::PutInvestigation(i) => {
-                    ops.push((T::Investigations, key2(&i.account_id, &i.id), Some(encode(i))))
-                }
+                Change::PutInvestigation(i) => ops.push((
+                    T::Investigations,
+                    key2(&i.account_id, &i.id),
+                    Some(encode(i)),
+                )),
             }
         }
         Ok(ops)
@@ -234,7 +257,11 @@ impl Store {
 
     pub fn outbox_op(&self, mut mail: OutboxMail) -> Result<Op, StoreError> {
         mail.id = self.next_id()?;
-        Ok((T::Outbox, mail.id.to_be_bytes().to_vec(), Some(encode(&mail))))
+        Ok((
+            T::Outbox,
+            mail.id.to_be_bytes().to_vec(),
+            Some(encode(&mail)),
+        ))
     }
 
     pub fn event_op(&self, event: DomainEvent, cause_seq: Option<u64>) -> Result<Op, StoreError> {
@@ -245,11 +272,19 @@ impl Store {
             event,
             attempts: 0,
         };
-        Ok((T::HookQueue, id.to_be_bytes().to_vec(), Some(encode(&queued))))
+        Ok((
+            T::HookQueue,
+            id.to_be_bytes().to_vec(),
+            Some(encode(&queued)),
+        ))
     }
 
     /// Items of a queue tree (outbox, hook queue), oldest first, at most `limit`.
-    pub fn queue_items<V: serde::de::DeserializeOwned>(&self, t: T, limit: usize) -> Result<Vec<V>, StoreError> {
+    pub fn queue_items<V: serde::de::DeserializeOwned>(
+        &self,
+        t: T,
+        limit: usize,
+    ) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree(t).iter().take(limit) {
             let (_, v) = item?;
@@ -284,7 +319,11 @@ impl StateView for Store {
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
         let key = key2(account_id, &normalize_email(email));
-        match self.tree(T::EmailIndex).get(key).map_err(StoreError::from)? {
+        match self
+            .tree(T::EmailIndex)
+            .get(key)
+            .map_err(StoreError::from)?
+        {
             Some(user_id) => {
                 let user_id = String::from_utf8_lossy(&user_id).into_owned();
                 self.user(account_id, &user_id)
@@ -293,7 +332,12 @@ impl StateView for Store {
         }
     }
 
-    fn members(&self, account_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, ViewError> {
+    fn members(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
         let p = prefix(account_id);
         let start = match after {
             // Just past `after`: append a NUL byte, the smallest suffix.
@@ -317,7 +361,11 @@ impl StateView for Store {
 
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
         let mut out = Vec::new();
-        for item in self.tree(T::Integrations).scan_prefix(prefix(account_id)).take(limit) {
+        for item in self
+            .tree(T::Integrations)
+            .scan_prefix(prefix(account_id))
+            .take(limit)
+        {
             let (_, v) = item.map_err(StoreError::from)?;
             out.push(decode(&v).map_err(StoreError::from)?);
         }
@@ -338,14 +386,24 @@ impl StateView for Store {
 
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
         let mut out = Vec::new();
-        for item in self.tree(T::Invoices).scan_prefix(prefix(account_id)).rev().take(limit) {
+        for item in self
+            .tree(T::Invoices)
+            .scan_prefix(prefix(account_id))
+            .rev()
+            .take(limit)
+        {
             let (_, v) = item.map_err(StoreError::from)?;
             out.push(decode(&v).map_err(StoreError::from)?);
         }
         Ok(out)
     }
 
-    fn audit(&self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
+    fn audit(
+        &self,
+        account_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError> {
         let p = prefix(account_id);
         let start = key_seq(account_id, after.map(|a| a.saturating_add(1)).unwrap_or(0));
         let mut out = Vec::new();

@@ -71,7 +71,8 @@ impl Daemon {
             String::new()
         } else {
             // Cheap hashes keep tests fast; the production default is in Config.
-            "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\n".to_string()
+            "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\n"
+                .to_string()
         };
         std::fs::write(
             &config,
@@ -136,7 +137,13 @@ impl Daemon {
         self.spawn();
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -156,7 +163,11 @@ impl Daemon {
         if status.is_server_error() {
             panic!("{path} answered {status}: {body}");
         }
-        Answer { status, body, headers }
+        Answer {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
@@ -169,7 +180,8 @@ impl Daemon {
         self.call(Method::PUT, path, Some(token), Some(body)).await
     }
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
-        self.call(Method::PATCH, path, Some(token), Some(body)).await
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
     pub async fn delete(&self, path: &str, token: &str) -> Answer {
         self.call(Method::DELETE, path, Some(token), None).await
@@ -193,14 +205,22 @@ impl Daemon {
                 return found[n - 1].clone();
             }
             if Instant::now() > deadline {
-                panic!("no mail #{n} to {to} about {subject:?}; have: {:?}", self.mails());
+                panic!(
+                    "no mail #{n} to {to} about {subject:?}; have: {:?}",
+                    self.mails()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Creates an account; returns (account id, owner id).
-    pub async fn create_account(&self, name: &str, owner_email: &str, seats: u32) -> (String, String) {
+    pub async fn create_account(
+        &self,
+        name: &str,
+        owner_email: &str,
+        seats: u32,
+    ) -> (String, String) {
         let a = self
             .post(
                 "/v1/accounts",
@@ -219,7 +239,11 @@ impl Daemon {
     pub async fn activate(&self, account: &str, email: &str) -> String {
         let mail = self.wait_mail(email, "Set your password", 1).await;
         let r = self
-            .post("/v1/password-resets/confirm", None, json!({"token": mail.token(), "password": PASSWORD}))
+            .post(
+                "/v1/password-resets/confirm",
+                None,
+                json!({"token": mail.token(), "password": PASSWORD}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
         self.sign_in(account, email, PASSWORD).await
@@ -227,9 +251,18 @@ impl Daemon {
 
     pub async fn sign_in(&self, account: &str, email: &str, password: &str) -> String {
         let r = self
-            .post(&format!("/v1/accounts/{account}/sessions"), None, json!({"email": email, "password": password}))
+            .post(
+                &format!("/v1/accounts/{account}/sessions"),
+                None,
+                json!({"email": email, "password": password}),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "sign-in of {email}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "sign-in of {email}: {:?}",
+            r.body
+        );
         r.body["token"].as_str().unwrap().to_string()
     }
 
@@ -254,7 +287,13 @@ impl Daemon {
     }
 
     /// A signed-in member: (user id, token).
-    pub async fn member(&self, by: &str, account: &str, email: &str, role: &str) -> (String, String) {
+    pub async fn member(
+        &self,
+        by: &str,
+        account: &str,
+        email: &str,
+        role: &str,
+    ) -> (String, String) {
         let id = self.add_member(by, account, email, role).await;
         let token = self.activate(account, email).await;
         (id, token)
@@ -299,7 +338,9 @@ pub fn read_mails(dir: &Path) -> Vec<Mail> {
         .into_iter()
         .filter_map(|p| {
             let text = std::fs::read_to_string(&p).ok()?;
-            let (head, body) = text.split_once("\r\n\r\n").or_else(|| text.split_once("\n\n"))?;
+            let (head, body) = text
+                .split_once("\r\n\r\n")
+                .or_else(|| text.split_once("\n\n"))?;
             let header = |name: &str| {
                 head.lines()
                     .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -307,11 +348,12 @@ pub fn read_mails(dir: &Path) -> Vec<Mail> {
                     .trim()
                     .to_string()
             };
-            let body = if header("Content-Transfer-Encoding").eq_ignore_ascii_case("quoted-printable") {
-                decode_quoted_printable(body)
-            } else {
-                body.to_string()
-            };
+            let body =
+                if header("Content-Transfer-Encoding").eq_ignore_ascii_case("quoted-printable") {
+                    decode_quoted_printable(body)
+                } else {
+                    body.to_string()
+                };
             Some(Mail {
                 file: p.file_name()?.to_string_lossy().into_owned(),
                 to: header("To"),
