@@ -14,7 +14,12 @@ async fn raw(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> (StatusCode, serde_json::Value, String) {
-    let mut req = d.http.post(format!("{}{}", d.base, path)).body(body);
+    // A fresh connection per call: a refused body may leave one half-read.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut req = client.post(format!("{}{}", d.base, path)).body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -31,6 +36,44 @@ async fn raw(
     let body = res.json().await.unwrap_or(serde_json::Value::Null);
     assert!(!status.is_server_error(), "{path}: {status} {body}");
     (status, body, ct)
+}
+
+/// Posts `len` bytes over raw TCP, ignoring a reset while writing, and
+/// returns the status and problem the daemon answered.
+async fn oversized_post(
+    d: &Daemon,
+    path: &str,
+    token: &str,
+    len: usize,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = d.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < len {
+        if stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -103,6 +146,11 @@ async fn malformed_unknown_oversized_and_invalid_bodies_are_refused_without_chan
         assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
         assert_eq!(content_type, "application/problem+json");
     }
+    // Over the 1 MiB limit: the daemon answers 413 before reading it all and
+    // closes, so send it as a client that reads the answer while writing.
+    let (status, problem) = oversized_post(&d, &members, &ot, 2 * 1024 * 1024).await;
+    assert_eq!(status, 413, "{problem}");
+    assert_eq!(problem["code"], "payload_too_large");
     assert_eq!(d.get(&members, &ot).await.body, before, "nothing changed");
     // Seats beyond the limit, bad page sizes, bad query strings.
     let r = d
