@@ -85,6 +85,64 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
                  You remain an administrator; the subscription pages are now theirs.\n"
             ),
         ),
+        Notice::EmailAdded {
+            account_name,
+            user_name,
+            added,
+            ..
+        } => (
+            format!("An address was added to your profile on {account_name}"),
+            format!(
+                "The address {added} was added to the profile of {user_name} on the account {account_name}.\n\
+                 If you did not expect this, tell your account's administrators.\n"
+            ),
+        ),
+        Notice::EmailVerification {
+            account_name, token, ..
+        } => (
+            format!("Verify your address for {account_name}"),
+            format!(
+                "This address was added to a profile on the account {account_name}.\n\
+                 Confirm it is yours here (the link works once):\n\n{base}/email/verify?token={token}\n"
+            ),
+        ),
+        Notice::PrimaryEmailChanged {
+            account_name,
+            new_primary,
+            ..
+        } => (
+            format!("Your primary address on {account_name} changed"),
+            format!(
+                "The primary address of your profile on {account_name} is now {new_primary}.\n\
+                 Password resets now go to that address.\n"
+            ),
+        ),
+        Notice::LicenceRequestDecided {
+            account_name,
+            product,
+            granted_seats,
+            expires_at,
+            deny_reason,
+            ..
+        } => match (granted_seats, expires_at) {
+            (Some(seats), Some(until)) => (
+                format!("Temporary {} seats granted for {account_name}", product.as_str()),
+                format!(
+                    "Platform support granted {seats} temporary {} seat(s) to {account_name}, until {}.\n\
+                     When they expire nobody loses access, but no new seat can be taken until usage fits.\n",
+                    product.as_str(),
+                    until.to_rfc3339()
+                ),
+            ),
+            _ => (
+                format!("Temporary {} seats denied for {account_name}", product.as_str()),
+                format!(
+                    "Platform support denied the request for temporary {} seats: {}\n",
+                    product.as_str(),
+                    deny_reason.as_deref().unwrap_or("no reason given")
+                ),
+            ),
+        },
     };
     let now = Utc::now();
     OutboxMail {

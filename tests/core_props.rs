@@ -1,6 +1,7 @@
 //! Property test of the core through the real writer and sled store: random
-//! operations from several principals; after every step R01, R08 and R11
-//! hold, and a refused operation changed nothing but the audit log.
+//! operations from several principals; after every step R01, R08, R11, R14,
+//! R15, R24 and the Sell seat count hold, hook events commit with their
+//! cause, and a refused operation changed nothing but the audit log.
 
 use std::sync::Arc;
 
@@ -39,6 +40,47 @@ enum Op {
     AddIntegration {
         actor: usize,
     },
+    AddEmail {
+        actor: usize,
+        target: usize,
+    },
+    VerifyEmail {
+        target: usize,
+    },
+    MakePrimary {
+        actor: usize,
+        target: usize,
+        which: usize,
+    },
+    RemoveEmail {
+        actor: usize,
+        target: usize,
+        which: usize,
+    },
+    SellTrial {
+        actor: usize,
+    },
+    SellSeats {
+        actor: usize,
+        seats: u32,
+    },
+    GrantSell {
+        actor: usize,
+        target: usize,
+        admin: bool,
+    },
+    ChangeSell {
+        actor: usize,
+        target: usize,
+        admin: bool,
+    },
+    RemoveSell {
+        actor: usize,
+        target: usize,
+    },
+    AppointSell {
+        target: usize,
+    },
 }
 
 fn role() -> impl Strategy<Value = SupportRole> {
@@ -58,7 +100,17 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who.clone(), who.clone()).prop_map(|(actor, target)| Op::Transfer { actor, target }),
         1 => (who.clone(), 0u32..8).prop_map(|(actor, seats)| Op::SetSeats { actor, seats }),
         2 => who.clone().prop_map(|target| Op::Verify { target }),
-        1 => who.prop_map(|actor| Op::AddIntegration { actor }),
+        1 => who.clone().prop_map(|actor| Op::AddIntegration { actor }),
+        2 => (who.clone(), who.clone()).prop_map(|(actor, target)| Op::AddEmail { actor, target }),
+        2 => who.clone().prop_map(|target| Op::VerifyEmail { target }),
+        2 => (who.clone(), who.clone(), 0usize..3).prop_map(|(actor, target, which)| Op::MakePrimary { actor, target, which }),
+        1 => (who.clone(), who.clone(), 0usize..3).prop_map(|(actor, target, which)| Op::RemoveEmail { actor, target, which }),
+        1 => who.clone().prop_map(|actor| Op::SellTrial { actor }),
+        1 => (who.clone(), 0u32..4).prop_map(|(actor, seats)| Op::SellSeats { actor, seats }),
+        2 => (who.clone(), who.clone(), any::<bool>()).prop_map(|(actor, target, admin)| Op::GrantSell { actor, target, admin }),
+        1 => (who.clone(), who.clone(), any::<bool>()).prop_map(|(actor, target, admin)| Op::ChangeSell { actor, target, admin }),
+        1 => (who.clone(), who.clone()).prop_map(|(actor, target)| Op::RemoveSell { actor, target }),
+        1 => who.prop_map(|target| Op::AppointSell { target }),
     ]
 }
 
@@ -83,8 +135,37 @@ fn snapshot(store: &Store, account: &str) -> (Account, Vec<User>) {
     (acc, users)
 }
 
-fn check_invariants(store: &Store, account: &str) {
+fn check_invariants(store: &Store, account: &str, sell_had_admin: &mut bool) {
     let (acc, users) = snapshot(store, account);
+    // Sell seats: used are the holders and never exceed those owned.
+    let sell_holders = users.iter().filter(|u| u.sell_role.holds_seat()).count() as u32;
+    assert_eq!(acc.sell.seats_used, sell_holders, "Sell seat count");
+    assert!(
+        acc.sell.seats_used <= acc.sell_seats_total(chrono::Utc::now()),
+        "R25/R10 Sell seats never exceed"
+    );
+    let sell_admins = users
+        .iter()
+        .filter(|u| u.sell_role == SellRole::Admin)
+        .count() as u32;
+    assert_eq!(acc.sell.admin_count, sell_admins, "Sell admin count");
+    // R24: once Sell has an admin it always keeps one.
+    if *sell_had_admin {
+        assert!(sell_admins >= 1, "R24: Sell lost its last admin");
+    }
+    *sell_had_admin |= sell_admins >= 1;
+    for u in &users {
+        // R14: a primary address other than the one the profile was created
+        // with was verified before it became primary.
+        let primary = u.primary().expect("R15: a primary address");
+        if primary.address != u.emails[0].address || !u.emails[0].primary {
+            assert!(
+                primary.verified,
+                "R14: unverified primary {}",
+                primary.address
+            );
+        }
+    }
     let owner = users.iter().find(|u| u.id == acc.owner_id);
     // R01: exactly one owner, and it exists.
     let owner = owner.expect("R01: the owner is a member");
@@ -113,11 +194,15 @@ fn check_invariants(store: &Store, account: &str) {
 }
 
 fn token_for(store: &Store, address: &str) -> Option<String> {
+    mailed_token(store, address, "Set your password")
+}
+
+fn mailed_token(store: &Store, address: &str, subject: &str) -> Option<String> {
     let mails: Vec<OutboxMail> = store.queue_items(T::Outbox, 100_000).unwrap();
     mails
         .iter()
         .rev()
-        .find(|m| m.to == address && m.subject.starts_with("Set your password"))
+        .find(|m| m.to == address && m.subject.starts_with(subject))
         .map(|m| {
             let start = m.body.find("token=").unwrap() + 6;
             m.body[start..]
@@ -155,6 +240,7 @@ async fn run_case(ops: Vec<Op>) {
     };
     let a = acc.id;
     let mut n = 0;
+    let mut sell_had_admin = false;
     for op in ops {
         let (_, members) = snapshot(&store, &a);
         let pick = |i: usize| members[i % members.len()].id.clone();
@@ -225,10 +311,152 @@ async fn run_case(ops: Vec<Op>) {
                     name: "I".into(),
                 },
             ),
+            Op::AddEmail { actor, target } => {
+                n += 1;
+                (
+                    principal(&a, &members, actor),
+                    Command::AddEmail {
+                        account_id: a.clone(),
+                        user_id: pick(target),
+                        address: format!("x{n}@p.test"),
+                    },
+                )
+            }
+            Op::VerifyEmail { target } => {
+                let user = &members[target % members.len()];
+                let Some(address) = user
+                    .emails
+                    .iter()
+                    .find(|e| !e.verified)
+                    .map(|e| e.address.clone())
+                else {
+                    continue;
+                };
+                let Some(token) = mailed_token(&store, &address, "Verify your address") else {
+                    continue;
+                };
+                (
+                    Principal::Anonymous,
+                    Command::ConfirmEmailVerification {
+                        token_hash: token_hash(&token),
+                    },
+                )
+            }
+            Op::MakePrimary {
+                actor,
+                target,
+                which,
+            } => {
+                let user = &members[target % members.len()];
+                let address = user.emails[which % user.emails.len()].address.clone();
+                (
+                    principal(&a, &members, actor),
+                    Command::MakePrimaryEmail {
+                        account_id: a.clone(),
+                        user_id: user.id.clone(),
+                        address,
+                    },
+                )
+            }
+            Op::RemoveEmail {
+                actor,
+                target,
+                which,
+            } => {
+                let user = &members[target % members.len()];
+                let address = user.emails[which % user.emails.len()].address.clone();
+                (
+                    principal(&a, &members, actor),
+                    Command::RemoveEmail {
+                        account_id: a.clone(),
+                        user_id: user.id.clone(),
+                        address,
+                    },
+                )
+            }
+            Op::SellTrial { actor } => (
+                principal(&a, &members, actor),
+                Command::StartSellTrial {
+                    account_id: a.clone(),
+                },
+            ),
+            Op::SellSeats { actor, seats } => (
+                principal(&a, &members, actor),
+                Command::SetSeats {
+                    account_id: a.clone(),
+                    support_seats: None,
+                    sell_seats: Some(seats),
+                },
+            ),
+            Op::GrantSell {
+                actor,
+                target,
+                admin,
+            } => {
+                let role = if admin {
+                    SellRole::Admin
+                } else {
+                    SellRole::User
+                };
+                (
+                    principal(&a, &members, actor),
+                    Command::GrantSell {
+                        account_id: a.clone(),
+                        user_id: pick(target),
+                        role,
+                    },
+                )
+            }
+            Op::ChangeSell {
+                actor,
+                target,
+                admin,
+            } => {
+                let role = if admin {
+                    SellRole::Admin
+                } else {
+                    SellRole::User
+                };
+                (
+                    principal(&a, &members, actor),
+                    Command::ChangeSellRole {
+                        account_id: a.clone(),
+                        user_id: pick(target),
+                        role,
+                    },
+                )
+            }
+            Op::RemoveSell { actor, target } => (
+                principal(&a, &members, actor),
+                Command::RemoveSell {
+                    account_id: a.clone(),
+                    user_id: pick(target),
+                },
+            ),
+            Op::AppointSell { target } => (
+                Principal::Operator,
+                Command::AppointSellAdmin {
+                    account_id: a.clone(),
+                    user_id: pick(target),
+                },
+            ),
         };
         let before = snapshot(&store, &a);
         let audit_before = store.audit(&a, None, 100_000).unwrap().len();
+        let queued_before = store.queue_len(T::HookQueue);
         let result = writer.submit(command.0, command.1).await;
+        let queued = store.queue_len(T::HookQueue) - queued_before;
+        // Hook events commit with what caused them.
+        match &result {
+            Err(r) if r.code == "agent_seat_exhausted" || r.code == "sell_seat_exhausted" => {
+                assert_eq!(queued, 1, "{op:?}")
+            }
+            Ok(_) if matches!(op, Op::Transfer { .. }) => {
+                assert_eq!(queued, 1, "after_owner_change for {op:?}")
+            }
+            Err(_) => assert_eq!(queued, 0, "{op:?}"),
+            Ok(_) => {}
+        }
         if let Err(refusal) = &result {
             assert_ne!(refusal.kind, RefusalKind::Unavailable, "{op:?}: {refusal}");
             assert_eq!(
@@ -243,15 +471,15 @@ async fn run_case(ops: Vec<Op>) {
                 "a refusal appends at most its audit entry"
             );
         }
-        check_invariants(&store, &a);
+        check_invariants(&store, &a, &mut sell_had_admin);
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn r01_r08_r11_hold_after_every_step_and_refusals_change_nothing(ops in prop::collection::vec(op(), 1..40)) {
+    fn r01_r08_r11_r14_r15_r24_hold_after_every_step_and_refusals_change_nothing(ops in prop::collection::vec(op(), 1..60)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run_case(ops));
     }

@@ -111,6 +111,60 @@ pub enum Command {
         account_id: AccountId,
         note: String,
     },
+    AddEmail {
+        account_id: AccountId,
+        user_id: UserId,
+        address: String,
+    },
+    ConfirmEmailVerification {
+        token_hash: String,
+    },
+    MakePrimaryEmail {
+        account_id: AccountId,
+        user_id: UserId,
+        address: String,
+    },
+    RemoveEmail {
+        account_id: AccountId,
+        user_id: UserId,
+        address: String,
+    },
+    RequestLicence {
+        account_id: AccountId,
+        product: Product,
+        seats: u32,
+        reason: String,
+    },
+    GrantLicence {
+        request_id: String,
+        seats: u32,
+        expires_at: DateTime<Utc>,
+    },
+    DenyLicence {
+        request_id: String,
+        reason: String,
+    },
+    StartSellTrial {
+        account_id: AccountId,
+    },
+    GrantSell {
+        account_id: AccountId,
+        user_id: UserId,
+        role: SellRole,
+    },
+    ChangeSellRole {
+        account_id: AccountId,
+        user_id: UserId,
+        role: SellRole,
+    },
+    RemoveSell {
+        account_id: AccountId,
+        user_id: UserId,
+    },
+    AppointSellAdmin {
+        account_id: AccountId,
+        user_id: UserId,
+    },
 }
 
 impl Command {
@@ -131,6 +185,18 @@ impl Command {
             Command::CreateSession { .. } => "session.create",
             Command::RevokeSession { .. } => "session.revoke",
             Command::OpenSecurityInvestigation { .. } => "security_investigation.open",
+            Command::AddEmail { .. } => "email.add",
+            Command::ConfirmEmailVerification { .. } => "email.verify",
+            Command::MakePrimaryEmail { .. } => "email.make_primary",
+            Command::RemoveEmail { .. } => "email.remove",
+            Command::RequestLicence { .. } => "licence_request.file",
+            Command::GrantLicence { .. } => "licence_request.grant",
+            Command::DenyLicence { .. } => "licence_request.deny",
+            Command::StartSellTrial { .. } => "sell.start_trial",
+            Command::GrantSell { .. } => "sell.grant",
+            Command::ChangeSellRole { .. } => "sell.change_role",
+            Command::RemoveSell { .. } => "sell.remove",
+            Command::AppointSellAdmin { .. } => "sell.appoint_admin",
         }
     }
 
@@ -148,9 +214,21 @@ impl Command {
             | Command::AuthorizeIntegration { account_id, .. }
             | Command::RequestPasswordReset { account_id, .. }
             | Command::CreateSession { account_id, .. }
-            | Command::OpenSecurityInvestigation { account_id, .. } => Some(account_id),
+            | Command::OpenSecurityInvestigation { account_id, .. }
+            | Command::AddEmail { account_id, .. }
+            | Command::MakePrimaryEmail { account_id, .. }
+            | Command::RemoveEmail { account_id, .. }
+            | Command::RequestLicence { account_id, .. }
+            | Command::StartSellTrial { account_id }
+            | Command::GrantSell { account_id, .. }
+            | Command::ChangeSellRole { account_id, .. }
+            | Command::RemoveSell { account_id, .. }
+            | Command::AppointSellAdmin { account_id, .. } => Some(account_id),
             Command::CreateAccount { .. }
             | Command::ConfirmPasswordReset { .. }
+            | Command::ConfirmEmailVerification { .. }
+            | Command::GrantLicence { .. }
+            | Command::DenyLicence { .. }
             | Command::RevokeSession { .. } => None,
         }
     }
@@ -175,9 +253,28 @@ impl Command {
             Command::ConfirmPasswordReset { .. } => "password".into(),
             Command::CreateSession { user_id, .. } => format!("user:{user_id}"),
             Command::RevokeSession { .. } => "session".into(),
-            Command::OpenSecurityInvestigation { account_id, .. } => {
-                format!("account:{account_id}")
+            Command::OpenSecurityInvestigation { account_id, .. }
+            | Command::StartSellTrial { account_id }
+            | Command::RequestLicence { account_id, .. } => format!("account:{account_id}"),
+            Command::AddEmail {
+                user_id, address, ..
             }
+            | Command::MakePrimaryEmail {
+                user_id, address, ..
+            }
+            | Command::RemoveEmail {
+                user_id, address, ..
+            } => {
+                format!("user:{user_id} email:{address}")
+            }
+            Command::ConfirmEmailVerification { .. } => "email".into(),
+            Command::GrantLicence { request_id, .. } | Command::DenyLicence { request_id, .. } => {
+                format!("licence_request:{request_id}")
+            }
+            Command::GrantSell { user_id, .. }
+            | Command::ChangeSellRole { user_id, .. }
+            | Command::RemoveSell { user_id, .. }
+            | Command::AppointSellAdmin { user_id, .. } => format!("user:{user_id}"),
         }
     }
 }
@@ -214,8 +311,16 @@ pub enum Change {
         account_id: AccountId,
         user_id: UserId,
     },
+    /// Ends the sessions a user opened with `email` (R16: removing the
+    /// address signs its holder out).
+    DeleteSessionsSignedInWith {
+        account_id: AccountId,
+        user_id: UserId,
+        email: String,
+    },
     PutInvoice(Invoice),
     PutInvestigation(SecurityInvestigation),
+    PutLicenceRequest(LicenceRequest),
 }
 
 /// A message to mail. Rendered and queued in the outbox in the same
@@ -247,6 +352,31 @@ pub enum Notice {
         account_name: String,
         new_owner_name: String,
     },
+    /// R13: told to every address the profile already had.
+    EmailAdded {
+        to: String,
+        account_name: String,
+        user_name: String,
+        added: String,
+    },
+    EmailVerification {
+        to: String,
+        account_name: String,
+        token: String,
+    },
+    PrimaryEmailChanged {
+        to: String,
+        account_name: String,
+        new_primary: String,
+    },
+    LicenceRequestDecided {
+        to: String,
+        account_name: String,
+        product: Product,
+        granted_seats: Option<u32>,
+        expires_at: Option<DateTime<Utc>>,
+        deny_reason: Option<String>,
+    },
 }
 
 impl Notice {
@@ -255,7 +385,11 @@ impl Notice {
             Notice::PasswordSet { to, .. }
             | Notice::PasswordReset { to, .. }
             | Notice::OwnershipReceived { to, .. }
-            | Notice::OwnershipHandedOver { to, .. } => to,
+            | Notice::OwnershipHandedOver { to, .. }
+            | Notice::EmailAdded { to, .. }
+            | Notice::EmailVerification { to, .. }
+            | Notice::PrimaryEmailChanged { to, .. }
+            | Notice::LicenceRequestDecided { to, .. } => to,
         }
     }
 }
@@ -294,6 +428,7 @@ pub enum Reply {
     User(User),
     Integration(Integration),
     Investigation(SecurityInvestigation),
+    LicenceRequest(LicenceRequest),
     Session(Session),
     /// Accepted without saying what happened (password-reset requests, R17).
     Accepted,

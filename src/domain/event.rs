@@ -48,6 +48,26 @@ pub enum DomainEvent {
         seats_used: u32,
         attempt: String,
     },
+    SellSeatExhausted {
+        account_id: AccountId,
+        actor_id: String,
+        seats_total: u32,
+        seats_used: u32,
+        attempt: String,
+    },
+    AfterEmailPrimary {
+        account_id: AccountId,
+        user: PrimaryChangeUser,
+        old_primary: String,
+        new_primary: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryChangeUser {
+    pub id: UserId,
+    pub name: String,
+    pub is_owner: bool,
 }
 
 impl DomainEvent {
@@ -55,6 +75,8 @@ impl DomainEvent {
         match self {
             DomainEvent::AfterOwnerChange { .. } => "after_owner_change",
             DomainEvent::AgentSeatExhausted { .. } => "agent_seat_exhausted",
+            DomainEvent::SellSeatExhausted { .. } => "sell_seat_exhausted",
+            DomainEvent::AfterEmailPrimary { .. } => "after_email_primary",
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod event;
 pub mod model;
+mod products;
 pub mod query;
 pub mod refusal;
 pub mod rules;

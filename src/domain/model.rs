@@ -62,6 +62,42 @@ pub enum Product {
     Sell,
 }
 
+impl Product {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Support => "support",
+            Product::Sell => "sell",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenceStatus {
+    Pending,
+    Granted,
+    Denied,
+}
+
+/// A request to platform support for temporary seats (R18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenceRequest {
+    pub id: String,
+    pub account_id: AccountId,
+    pub product: Product,
+    pub seats: u32,
+    pub reason: String,
+    pub status: LicenceStatus,
+    /// Audit name of who filed it (`user:…` or `policy:…`).
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// Seats granted (may differ from those asked) and until when.
+    pub granted_seats: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub deny_reason: Option<String>,
+}
+
 /// Seats granted for a while by platform support (R11, R18).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatGrant {
@@ -75,7 +111,14 @@ pub struct SellState {
     pub status: SellStatus,
     pub seats_bought: u32,
     pub seats_used: u32,
+    /// Members whose Sell role is `admin`; once Sell has started it never
+    /// drops to zero (R24).
+    #[serde(default)]
+    pub admin_count: u32,
 }
+
+/// A trial gives its starter one Sell seat (R20) until Sell is bought.
+pub const SELL_TRIAL_SEATS: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentMethod {
@@ -114,8 +157,14 @@ impl Account {
             .saturating_add(self.granted(Product::Support, now))
     }
     pub fn sell_seats_total(&self, now: DateTime<Utc>) -> u32 {
+        let trial = if self.sell.status == SellStatus::Trial {
+            SELL_TRIAL_SEATS
+        } else {
+            0
+        };
         self.sell
             .seats_bought
+            .saturating_add(trial)
             .saturating_add(self.granted(Product::Sell, now))
     }
 }

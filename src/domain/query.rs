@@ -255,3 +255,102 @@ pub fn session_principal(
         user_id: session.user_id,
     })
 }
+
+/// A profile's addresses: the user themselves, or an admin.
+pub fn emails(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    user_id: &str,
+) -> Result<Vec<EmailAddress>, Refusal> {
+    let (_, me) = member_with(view, who, account_id, Need::Member)?;
+    if me.id == user_id {
+        return Ok(me.emails);
+    }
+    if me.support_role != SupportRole::Admin {
+        return Err(Refusal::forbidden(
+            "only the user or an admin sees these addresses",
+        ));
+    }
+    let user = view
+        .user(account_id, user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    Ok(user.emails)
+}
+
+/// The owner sees the account's licence requests (R18).
+pub fn account_licence_requests(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<LicenceRequest>, Refusal> {
+    member_with(view, who, account_id, Need::Owner)?;
+    Ok(view.account_licence_requests(account_id, PAGE_LIMIT_MAX)?)
+}
+
+/// Platform support's queue of licence requests.
+pub fn licence_requests(
+    view: &dyn StateView,
+    who: &Principal,
+    status: Option<LicenceStatus>,
+) -> Result<Vec<LicenceRequest>, Refusal> {
+    if *who != Principal::Operator {
+        return Err(Refusal::forbidden(
+            "the licence request queue is platform support's",
+        ));
+    }
+    Ok(view.licence_requests(status, PAGE_LIMIT_MAX)?)
+}
+
+/// Members holding Sell (admins of the account see it).
+pub const SELL_USERS_MAX: usize = 1000;
+
+pub fn sell_users(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<MemberView>, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = view.members(account_id, after.as_deref(), CANDIDATE_SCAN_PAGE)?;
+        let done = page.len() < CANDIDATE_SCAN_PAGE;
+        after = page.last().map(|u| u.id.clone());
+        for user in page {
+            if user.sell_role != SellRole::None {
+                out.push(MemberView {
+                    role_label: role_label(&account, &user),
+                    is_owner: account.owner_id == user.id,
+                    user,
+                });
+                if out.len() >= SELL_USERS_MAX {
+                    return Ok(out);
+                }
+            }
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// A member's view without a permission check, for rendering the result of
+/// a command the core already authorized.
+pub fn member_unchecked(
+    view: &dyn StateView,
+    account_id: &str,
+    user_id: &str,
+) -> Result<MemberView, Refusal> {
+    let account = view
+        .account(account_id)?
+        .ok_or_else(|| Refusal::not_found("account"))?;
+    let user = view
+        .user(account_id, user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    Ok(MemberView {
+        role_label: role_label(&account, &user),
+        is_owner: account.owner_id == user.id,
+        user,
+    })
+}

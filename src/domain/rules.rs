@@ -82,6 +82,8 @@ pub fn snapshot(user: &User) -> UserSnapshot {
 /// What a caller needs to act on an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
+    /// Any member, end users included.
+    Member,
     Agent,
     Admin,
     Owner,
@@ -147,12 +149,14 @@ pub fn member_with(
     })?;
     let is_owner = account.owner_id == user.id;
     let ok = match need {
+        Need::Member => true,
         Need::Agent => user.support_role.holds_seat(),
         Need::Admin => user.support_role == SupportRole::Admin,
         Need::Owner | Need::Billing => is_owner,
     };
     if !ok {
         return Err(match need {
+            Need::Member => Refusal::not_found("account"),
             Need::Agent => Refusal::forbidden("this needs an agent or admin"),
             Need::Admin => Refusal::forbidden("this needs an admin of the account"),
             Need::Owner => Refusal::new(
@@ -207,14 +211,14 @@ fn take_support_seat(
     Ok(())
 }
 
-struct Draft<'a> {
-    actor: &'a Principal,
-    action: &'static str,
-    now: DateTime<Utc>,
+pub(super) struct Draft<'a> {
+    pub actor: &'a Principal,
+    pub action: &'static str,
+    pub now: DateTime<Utc>,
 }
 
 impl Draft<'_> {
-    fn ok(
+    pub(super) fn ok(
         &self,
         account_id: &str,
         target: String,
@@ -466,6 +470,15 @@ pub fn execute(
             }
             if user.support_role.holds_seat() {
                 account.support_seats_used = account.support_seats_used.saturating_sub(1);
+            }
+            if user.sell_role == SellRole::Admin {
+                if account.sell.admin_count <= 1 {
+                    return Err(Refusal::conflict(
+                        "last_sell_admin",
+                        "this member is the last Sell admin; make someone else Sell admin first",
+                    ));
+                }
+                account.sell.admin_count -= 1;
             }
             if user.sell_role.holds_seat() {
                 account.sell.seats_used = account.sell.seats_used.saturating_sub(1);
@@ -906,6 +919,68 @@ pub fn execute(
             audit: None,
             reply: Reply::Done,
         }),
+
+        Command::AddEmail {
+            account_id,
+            user_id,
+            address,
+        } => super::products::add_email(view, ctx, &draft, &account_id, &user_id, &address),
+        Command::ConfirmEmailVerification { token_hash } => {
+            super::products::confirm_email(view, ctx, &draft, &token_hash)
+        }
+        Command::MakePrimaryEmail {
+            account_id,
+            user_id,
+            address,
+        } => super::products::make_primary(view, ctx, &draft, &account_id, &user_id, &address),
+        Command::RemoveEmail {
+            account_id,
+            user_id,
+            address,
+        } => super::products::remove_email(view, &draft, &account_id, &user_id, &address),
+        Command::RequestLicence {
+            account_id,
+            product,
+            seats,
+            reason,
+        } => super::products::request_licence(
+            view,
+            ctx,
+            &draft,
+            &account_id,
+            product,
+            seats,
+            &reason,
+        ),
+        Command::GrantLicence {
+            request_id,
+            seats,
+            expires_at,
+        } => super::products::grant_licence(view, ctx, &draft, &request_id, seats, expires_at),
+        Command::DenyLicence { request_id, reason } => {
+            super::products::deny_licence(view, ctx, &draft, &request_id, &reason)
+        }
+        Command::StartSellTrial { account_id } => {
+            super::products::start_sell_trial(view, ctx, &draft, &account_id)
+        }
+        Command::GrantSell {
+            account_id,
+            user_id,
+            role,
+        } => super::products::grant_sell(view, ctx, &draft, &account_id, &user_id, role),
+        Command::ChangeSellRole {
+            account_id,
+            user_id,
+            role,
+        } => super::products::change_sell_role(view, &draft, &account_id, &user_id, role),
+        Command::RemoveSell {
+            account_id,
+            user_id,
+        } => super::products::remove_sell(view, &draft, &account_id, &user_id),
+        Command::AppointSellAdmin {
+            account_id,
+            user_id,
+        } => super::products::appoint_sell_admin(view, ctx, &draft, &account_id, &user_id),
 
         Command::OpenSecurityInvestigation { account_id, note } => {
             if *actor != Principal::Operator {

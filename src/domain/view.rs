@@ -23,6 +23,19 @@ pub trait StateView {
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError>;
     /// Newest first, at most `limit`.
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError>;
+    fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError>;
+    /// An account's requests, oldest first, at most `limit`.
+    fn account_licence_requests(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError>;
+    /// Requests of every account in `status`, oldest first, at most `limit`.
+    fn licence_requests(
+        &self,
+        status: Option<LicenceStatus>,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError>;
     /// Oldest first, entries with `seq > after`, at most `limit`.
     fn audit(
         &self,

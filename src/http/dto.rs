@@ -306,3 +306,139 @@ pub struct AuditList {
 pub struct Health {
     pub status: String,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct EmailOut {
+    pub address: String,
+    pub verified: bool,
+    pub primary: bool,
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EmailList {
+    pub items: Vec<EmailOut>,
+}
+
+impl From<Vec<EmailAddress>> for EmailList {
+    fn from(v: Vec<EmailAddress>) -> Self {
+        EmailList {
+            items: v
+                .into_iter()
+                .map(|e| EmailOut {
+                    address: e.address,
+                    verified: e.verified,
+                    primary: e.primary,
+                    added_at: e.added_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddEmailRequest {
+    pub address: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceRequestBody {
+    /// `support` or `sell`.
+    #[schema(value_type = String)]
+    pub product: Product,
+    pub seats: u32,
+    pub reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    pub seats: u32,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DenyRequest {
+    pub reason: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceQuery {
+    /// `pending`, `granted` or `denied`; all when absent.
+    #[param(value_type = Option<String>)]
+    pub status: Option<LicenceStatus>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LicenceRequestOut {
+    pub id: String,
+    pub account_id: String,
+    #[schema(value_type = String)]
+    pub product: Product,
+    pub seats: u32,
+    pub reason: String,
+    #[schema(value_type = String)]
+    pub status: LicenceStatus,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub granted_seats: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub deny_reason: Option<String>,
+}
+
+impl From<LicenceRequest> for LicenceRequestOut {
+    fn from(r: LicenceRequest) -> Self {
+        LicenceRequestOut {
+            id: r.id,
+            account_id: r.account_id,
+            product: r.product,
+            seats: r.seats,
+            reason: r.reason,
+            status: r.status,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            decided_at: r.decided_at,
+            granted_seats: r.granted_seats,
+            expires_at: r.expires_at,
+            deny_reason: r.deny_reason,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LicenceRequestList {
+    pub items: Vec<LicenceRequestOut>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SellUserRequest {
+    pub user_id: String,
+    /// `user` or `admin`.
+    #[schema(value_type = String)]
+    pub role: SellRole,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SellRoleRequest {
+    #[schema(value_type = String)]
+    pub role: SellRole,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIdRequest {
+    pub user_id: String,
+}

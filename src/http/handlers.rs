@@ -14,7 +14,7 @@ use super::{AppState, Authed};
 use crate::domain::{query, token_hash, validate, Command, Principal, Refusal, Reply};
 use crate::secret;
 
-type ApiResult<T> = Result<T, Problem>;
+pub(super) type ApiResult<T> = Result<T, Problem>;
 
 /// The error answers every endpoint may give (problem+json with `code`).
 #[allow(dead_code)]
@@ -67,9 +67,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_integrations, add_integration))
         .routes(routes!(authorize_integration))
         .routes(routes!(list_audit))
+        .merge(super::products::routes())
 }
 
-fn unexpected(reply: Reply) -> Problem {
+pub(super) fn unexpected(reply: Reply) -> Problem {
     tracing::error!(?reply, "the core answered with an unexpected reply");
     Problem::internal("unexpected answer from the core")
 }

@@ -4,6 +4,7 @@
 pub mod dto;
 pub mod handlers;
 pub mod problem;
+mod products;
 
 use std::sync::Arc;
 use std::time::Instant;

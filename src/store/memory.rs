@@ -17,6 +17,7 @@ pub struct MemoryStore {
     pub invoices: Vec<Invoice>,
     pub investigations: Vec<SecurityInvestigation>,
     pub audit: Vec<AuditEntry>,
+    pub licence_requests: BTreeMap<String, LicenceRequest>,
 }
 
 impl MemoryStore {
@@ -70,6 +71,20 @@ impl MemoryStore {
                 } => {
                     self.sessions
                         .retain(|_, s| !(s.account_id == account_id && s.user_id == user_id));
+                }
+                Change::DeleteSessionsSignedInWith {
+                    account_id,
+                    user_id,
+                    email,
+                } => {
+                    self.sessions.retain(|_, s| {
+                        !(s.account_id == account_id
+                            && s.user_id == user_id
+                            && normalize_email(&s.email) == normalize_email(&email))
+                    });
+                }
+                Change::PutLicenceRequest(r) => {
+                    self.licence_requests.insert(r.id.clone(), r);
                 }
                 Change::PutInvoice(i) => self.invoices.push(i),
                 Change::PutInvestigation(i) => self.investigations.push(i),
@@ -145,6 +160,39 @@ impl StateView for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+    fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
+        Ok(self.licence_requests.get(id).cloned())
+    }
+    fn account_licence_requests(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError> {
+        let mut out: Vec<_> = self
+            .licence_requests
+            .values()
+            .filter(|r| r.account_id == account_id)
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.created_at);
+        out.truncate(limit);
+        Ok(out)
+    }
+    fn licence_requests(
+        &self,
+        status: Option<LicenceStatus>,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError> {
+        let mut out: Vec<_> = self
+            .licence_requests
+            .values()
+            .filter(|r| status.is_none_or(|s| s == r.status))
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.created_at);
+        out.truncate(limit);
+        Ok(out)
     }
     fn audit(
         &self,

@@ -37,9 +37,11 @@ pub enum T {
     Outbox,
     HookQueue,
     OutboxDead,
+    LicenceRequests,
+    AccountLicences,
 }
 
-const TREE_NAMES: [&str; 13] = [
+const TREE_NAMES: [&str; 15] = [
     "accounts",
     "users",
     "email_index",
@@ -53,6 +55,8 @@ const TREE_NAMES: [&str; 13] = [
     "outbox",
     "hook_queue",
     "outbox_dead",
+    "licence_requests",
+    "account_licences",
 ];
 
 /// A rendered message waiting in the outbox.
@@ -234,6 +238,37 @@ impl Store {
                         ops.push((T::UserSessions, k.to_vec(), None));
                     }
                 }
+                Change::DeleteSessionsSignedInWith {
+                    account_id,
+                    user_id,
+                    email,
+                } => {
+                    let mut p = key2(account_id, user_id);
+                    p.push(0);
+                    for item in self.tree(T::UserSessions).scan_prefix(&p) {
+                        let (k, _) = item?;
+                        let hash = &k[p.len()..];
+                        let session: Option<Session> = self.get(T::Sessions, hash)?;
+                        if session
+                            .is_some_and(|s| normalize_email(&s.email) == normalize_email(email))
+                        {
+                            ops.push((T::Sessions, hash.to_vec(), None));
+                            ops.push((T::UserSessions, k.to_vec(), None));
+                        }
+                    }
+                }
+                Change::PutLicenceRequest(r) => {
+                    ops.push((
+                        T::LicenceRequests,
+                        r.id.as_bytes().to_vec(),
+                        Some(encode(r)),
+                    ));
+                    ops.push((
+                        T::AccountLicences,
+                        key2(&r.account_id, &r.id),
+                        Some(Vec::new()),
+                    ));
+                }
                 Change::PutInvoice(i) => {
                     let seq = self.next_id()?;
                     ops.push((T::Invoices, key_seq(&i.account_id, seq), Some(encode(i))))
@@ -395,6 +430,47 @@ impl StateView for Store {
             let (_, v) = item.map_err(StoreError::from)?;
             out.push(decode(&v).map_err(StoreError::from)?);
         }
+        Ok(out)
+    }
+
+    fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
+        Ok(self.get(T::LicenceRequests, id.as_bytes())?)
+    }
+
+    fn account_licence_requests(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError> {
+        let p = prefix(account_id);
+        let mut out = Vec::new();
+        for item in self.tree(T::AccountLicences).scan_prefix(&p).take(limit) {
+            let (k, _) = item.map_err(StoreError::from)?;
+            if let Some(r) = self.get(T::LicenceRequests, &k[p.len()..])? {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r: &LicenceRequest| r.created_at);
+        Ok(out)
+    }
+
+    /// Scans every request: fine while requests number in the thousands; an
+    /// index by status is the next step past that.
+    fn licence_requests(
+        &self,
+        status: Option<LicenceStatus>,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError> {
+        let mut out = Vec::new();
+        for item in self.tree(T::LicenceRequests).iter() {
+            let (_, v) = item.map_err(StoreError::from)?;
+            let r: LicenceRequest = decode(&v).map_err(StoreError::from)?;
+            if status.is_none_or(|s| s == r.status) {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| r.created_at);
+        out.truncate(limit);
         Ok(out)
     }
 
