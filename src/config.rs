@@ -28,6 +28,36 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub webhooks: WebhooksConfig,
+    /// Compiled plugins to enable, in call order. When absent, the shipped
+    /// ones (`reauth-reminder`, `owner-password-reset`) are enabled.
+    pub plugins: Option<Vec<PluginConfig>>,
+    /// Per-hook settings, e.g. `[hooks.before_owner_change] on_failure = "allow"`.
+    pub hooks: std::collections::BTreeMap<String, HookConfig>,
+    /// The sandbox of every script call.
+    pub scripts: crate::policy::script::ScriptLimits,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    pub name: String,
+    #[serde(default)]
+    pub settings: serde_json::Value,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// What a failing or over-limit handler means: `deny` (default for
+    /// `before_` hooks: fail closed) or `allow`. After-hooks never undo.
+    pub on_failure: OnFailure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Deny,
+    Allow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +154,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            plugins: None,
+            hooks: Default::default(),
+            scripts: Default::default(),
         }
     }
 }
@@ -241,6 +274,17 @@ impl Config {
             self.limits.body_max_bytes >= 1024,
             "limits.body_max_bytes must be at least 1024"
         );
+        for name in self.hooks.keys() {
+            anyhow::ensure!(
+                admind_plugin_api::Hook::from_name(name).is_some(),
+                "[hooks.{name}]: unknown hook; known: {}",
+                admind_plugin_api::Hook::ALL.map(|h| h.name()).join(", ")
+            );
+        }
+        anyhow::ensure!(
+            self.scripts.timeout_ms >= 1,
+            "scripts.timeout_ms must be at least 1"
+        );
         for s in &self.webhooks.sources {
             anyhow::ensure!(
                 !s.secrets.is_empty(),
@@ -255,5 +299,30 @@ impl Config {
         self.mail_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("mail"))
+    }
+}
+
+impl Config {
+    /// Plugins to enable with their settings, in order.
+    pub fn enabled_plugins(&self) -> Vec<(String, serde_json::Value)> {
+        match &self.plugins {
+            Some(list) => list
+                .iter()
+                .map(|p| (p.name.clone(), p.settings.clone()))
+                .collect(),
+            None => crate::policy::registry::DEFAULT_ENABLED
+                .iter()
+                .map(|n| (n.to_string(), serde_json::Value::Null))
+                .collect(),
+        }
+    }
+
+    /// Hooks whose failing handlers allow instead of deny.
+    pub fn fail_open_hooks(&self) -> std::collections::HashSet<admind_plugin_api::Hook> {
+        self.hooks
+            .iter()
+            .filter(|(_, c)| c.on_failure == OnFailure::Allow)
+            .filter_map(|(n, _)| admind_plugin_api::Hook::from_name(n))
+            .collect()
     }
 }

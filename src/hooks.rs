@@ -1,31 +1,82 @@
 //! After-hooks: events the core emitted, committed in the same transaction
-//! as their change, dispatched from the durable queue once flushed. At least
-//! once: an event leaves the queue only after every handler ran, so a crash
-//! in between runs it again. A failing handler is logged and the change
-//! stands (DOMAIN.md "Hooks").
+//! as their change, dispatched from the durable queue once flushed — at
+//! least once: an event leaves the queue only after its handlers ran and
+//! their actions were submitted, so a crash in between runs it again. A
+//! failing handler is logged and recorded; the change stands (DOMAIN.md
+//! "Hooks").
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::DomainEvent;
-use crate::metrics::Metrics;
-use crate::store::writer::Wakers;
-use crate::store::{QueuedEvent, Store, T};
+use admind_plugin_api::{Action, Event};
 
-/// A handler of after-hooks (compiled plugins and scripts implement it).
-pub trait AfterHook: Send + Sync {
-    fn name(&self) -> &str;
-    fn handle(&self, event: &DomainEvent, cause_seq: Option<u64>) -> Result<(), String>;
-}
+use crate::domain::{Command, PolicyCallRecord, Principal, Product};
+use crate::metrics::Metrics;
+use crate::policy::{hook_event, CallRecord, PolicyHost};
+use crate::store::writer::{Wakers, Writer};
+use crate::store::{QueuedEvent, Store, T};
 
 pub struct HookWorker {
     pub store: Store,
-    pub handlers: Vec<Arc<dyn AfterHook>>,
+    pub host: Arc<PolicyHost>,
+    pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub wakers: Arc<Wakers>,
 }
 
-const HOOK_SCAN_MAX: usize = 256;
+const HOOK_SCAN_MAX: usize = 64;
+
+/// The core command an action asks for, on the event's account.
+pub fn action_command(account_id: &str, action: &Action) -> Result<Command, String> {
+    let account_id = account_id.to_string();
+    Ok(match action.clone() {
+        Action::Notify {
+            address,
+            subject,
+            body,
+        } => Command::PolicyNotify {
+            account_id,
+            address,
+            subject,
+            body,
+        },
+        Action::RequestLicence {
+            product,
+            seats,
+            reason,
+        } => Command::RequestLicence {
+            account_id,
+            product: match product.as_str() {
+                "support" => Product::Support,
+                "sell" => Product::Sell,
+                other => return Err(format!("unknown product {other:?}; use support or sell")),
+            },
+            seats,
+            reason,
+        },
+        Action::FlagIntegration { integration_id } => Command::FlagIntegration {
+            account_id,
+            integration_id,
+        },
+        Action::SendPasswordReset { address } => Command::RequestPasswordReset {
+            account_id,
+            email: address,
+        },
+    })
+}
+
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Notify {
+            address, subject, ..
+        } => format!("notify {address} {subject:?}"),
+        Action::RequestLicence { product, seats, .. } => {
+            format!("request_licence {product} {seats}")
+        }
+        Action::FlagIntegration { integration_id } => format!("flag_integration {integration_id}"),
+        Action::SendPasswordReset { address } => format!("send_password_reset {address}"),
+    }
+}
 
 impl HookWorker {
     pub async fn run(self) {
@@ -47,27 +98,77 @@ impl HookWorker {
             return Ok(false);
         }
         for item in items {
-            tracing::info!(hook = item.event.hook_name(), event_id = item.id, cause_seq = ?item.cause_seq, "after-hook event");
-            for handler in &self.handlers {
-                let handler = handler.clone();
-                let event = item.event.clone();
-                let cause = item.cause_seq;
-                let result =
-                    tokio::task::spawn_blocking(move || handler.handle(&event, cause)).await;
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(hook = item.event.hook_name(), error = %e, "after-hook handler failed; the change stands")
-                    }
-                    Err(e) => {
-                        tracing::warn!(hook = item.event.hook_name(), error = %e, "after-hook handler panicked; the change stands")
-                    }
-                }
+            let (hook, event) = hook_event(&item.event);
+            let host = self.host.clone();
+            let run_event = event.clone();
+            // Handlers run on the blocking pool, never on the async workers.
+            let records = tokio::task::spawn_blocking(move || host.run(hook, &run_event)).await?;
+            for record in records {
+                self.carry_out(&event, record, item.cause_seq).await;
             }
             self.store.queue_remove(T::HookQueue, item.id)?;
             self.metrics.hook_events_dispatched.inc();
         }
         self.store.db.flush_async().await?;
         Ok(true)
+    }
+
+    /// Submits a call's actions as the policy and records the call when it
+    /// acted or failed (causal audit, linked to the operation's entry).
+    async fn carry_out(&self, event: &Event, record: CallRecord, cause_seq: Option<u64>) {
+        let Some(account_id) = event.account_id() else {
+            return;
+        };
+        let actor = Principal::Policy {
+            name: record.policy.clone(),
+        };
+        let mut done = Vec::new();
+        for action in &record.actions {
+            let outcome = match action_command(account_id, action) {
+                Ok(command) => self
+                    .writer
+                    .submit(actor.clone(), command)
+                    .await
+                    .map(|_| ())
+                    .map_err(|r| r.to_string()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => done.push(describe(action)),
+                Err(e) => {
+                    tracing::warn!(policy = %record.policy, action = %describe(action), error = %e, "a policy action was refused");
+                    done.push(format!("{} (refused: {e})", describe(action)));
+                }
+            }
+        }
+        if done.is_empty() && record.error.is_none() {
+            return;
+        }
+        let call = PolicyCallRecord {
+            hook: record.hook.to_string(),
+            version: record.version.clone(),
+            decision: if record.error.is_some() {
+                "failed".into()
+            } else {
+                "acted".into()
+            },
+            actions: done,
+            duration_us: record.duration_us,
+            error: record.error.clone(),
+            cause_seq,
+        };
+        if let Err(e) = self
+            .writer
+            .submit(
+                actor,
+                Command::RecordPolicyCall {
+                    account_id: account_id.to_string(),
+                    call,
+                },
+            )
+            .await
+        {
+            tracing::warn!(policy = %record.policy, error = %e, "recording a policy call failed");
+        }
     }
 }

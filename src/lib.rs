@@ -6,6 +6,8 @@ pub mod hooks;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod policy;
+pub mod policy_cli;
 pub mod ratelimit;
 pub mod secret;
 pub mod server;

@@ -64,13 +64,13 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
                 "{previous_owner_name} made you the owner of the account {account_name}.\n\
                  You now manage its subscription: invoices, payment method and seats.\n"
             );
-            if integrations.is_empty() {
-                body.push_str("\nNo integration needs to be reauthorized.\n");
-            } else {
-                body.push_str("\nThese integrations were set up by the previous owner and need to be reauthorized:\n");
-                for i in integrations {
-                    body.push_str(&format!("- {} ({})\n", i.name, i.id));
-                }
+            if !integrations.is_empty() {
+                // The list itself is the reauth-reminder plugin's mail (R06's
+                // default policy); here only that there is one.
+                body.push_str(&format!(
+                    "\n{} integration(s) set up by the previous owner need to be reauthorized.\n",
+                    integrations.len()
+                ));
             }
             (format!("You are now the owner of {account_name}"), body)
         }
@@ -117,6 +117,7 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
                  Password resets now go to that address.\n"
             ),
         ),
+        Notice::Custom { subject, body, .. } => (subject.clone(), body.clone()),
         Notice::LicenceRequestDecided {
             account_name,
             product,

@@ -15,6 +15,28 @@ struct Cli {
 enum Commands {
     /// Serve the HTTP control API.
     Serve(ServeArgs),
+    /// Tools for policy authors.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Compile scripts, list the hooks each handles, report errors with line
+    /// and column (exit 1 on any error).
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run one hook of a script on an event (JSON) and print the decision and
+    /// the actions it would take. A dry run: nothing is carried out.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        hook: String,
+        #[arg(long)]
+        event: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -68,6 +90,18 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(admind::server::serve(config))
+        }
+        Commands::Policy(PolicyCommand::Check { files }) => {
+            if !admind::policy_cli::check(&files, Default::default()) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Commands::Policy(PolicyCommand::Test { file, hook, event }) => {
+            if !admind::policy_cli::test(&file, &hook, &event, Default::default())? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }

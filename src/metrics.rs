@@ -20,7 +20,22 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+    pub hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
 pub struct Metrics {
+    pub policy_calls: Family<PolicyLabels, Counter>,
+    pub policy_failures: Family<PolicyLabels, Counter>,
+    pub policy_call_seconds: Family<PolicyLabels, Histogram>,
+    pub policy_reloads: Family<ResultLabels, Counter>,
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_seconds: Family<RouteLabels, Histogram>,
@@ -44,6 +59,32 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("admind");
+        let policy_calls = Family::<PolicyLabels, Counter>::default();
+        let policy_failures = Family::<PolicyLabels, Counter>::default();
+        let policy_call_seconds = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000001, 3.0, 14))
+        });
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_calls",
+            "Hook handler calls by policy and hook",
+            policy_calls.clone(),
+        );
+        registry.register(
+            "policy_failures",
+            "Hook handler failures by policy and hook",
+            policy_failures.clone(),
+        );
+        registry.register(
+            "policy_call_seconds",
+            "Hook handler latency",
+            policy_call_seconds.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Script (re)loads by result",
+            policy_reloads.clone(),
+        );
         let http_requests = Family::<RequestLabels, Counter>::default();
         let http_request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.5, 14))
@@ -109,6 +150,10 @@ impl Metrics {
             hook_events_dispatched.clone(),
         );
         Metrics {
+            policy_calls,
+            policy_failures,
+            policy_call_seconds,
+            policy_reloads,
             registry,
             http_requests,
             http_request_seconds,

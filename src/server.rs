@@ -7,11 +7,13 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::domain::{AllowAll, Settings};
+use crate::domain::{Settings, StateView};
 use crate::hooks::HookWorker;
 use crate::http::{self, App};
 use crate::mail::{self, OutboxWorker, Transport};
 use crate::metrics::Metrics;
+use crate::policy::script::{Lookups, ScriptEngine};
+use crate::policy::{registry, PolicyHost};
 use crate::ratelimit::RateLimiter;
 use crate::secret::{self, PasswordCost};
 use crate::store::writer::{Wakers, Writer, WriterDeps};
@@ -81,10 +83,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let wakers = Arc::new(Wakers::default());
     let public_url = config.public_url.clone();
     let settings = settings(&config);
+    let plugins = registry::build(&config.enabled_plugins()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policies = Arc::new(PolicyHost::new(
+        ScriptEngine::new(config.scripts.clone()),
+        plugins,
+        config.scripts_dir.clone(),
+        config.fail_open_hooks(),
+        Some(Arc::new(StoreLookups(store.clone()))),
+        metrics.clone(),
+    ));
+    policies.reload();
+    let _watcher = crate::policy::watch(policies.clone())?;
     let (writer, writer_thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: settings.clone(),
-        gate: Arc::new(AllowAll),
+        gate: policies.clone(),
         render: Arc::new(move |n| mail::render(n, &public_url)),
         metrics: metrics.clone(),
         wakers: wakers.clone(),
@@ -106,7 +119,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let hooks = tokio::spawn(
         HookWorker {
             store: store.clone(),
-            handlers: Vec::new(),
+            host: policies.clone(),
+            writer: writer.clone(),
             metrics: metrics.clone(),
             wakers: wakers.clone(),
         }
@@ -126,6 +140,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         password_cost,
         decoy_hash: secret::decoy_hash(password_cost),
         settings,
+        policies: policies.clone(),
     });
     let router = http::router(app.clone(), config.limits.body_max_bytes);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -151,7 +166,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(app);
     outbox.abort();
     hooks.abort();
-    // The writer ends once the last sender (held by the app) is gone.
+    // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     store.db.flush_async().await.context("final flush")?;
     tracing::info!("flushed; bye");
@@ -178,4 +193,21 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+/// Store reads scripts may make (read-only).
+struct StoreLookups(Store);
+
+impl Lookups for StoreLookups {
+    fn pending_licence_request(&self, account_id: &str, product: &str) -> bool {
+        self.0
+            .account_licence_requests(account_id, 1000)
+            .map(|list| {
+                list.iter().any(|r| {
+                    r.status == crate::domain::LicenceStatus::Pending
+                        && r.product.as_str() == product
+                })
+            })
+            .unwrap_or(false)
+    }
 }

@@ -246,10 +246,18 @@ async fn r06_integrations_of_the_previous_owner_need_reauthorization() {
     };
     assert_eq!(status(&mine.body["id"]), "needs_reauthorization");
     assert_eq!(status(&theirs.body["id"]), "active");
-    // The new owner is told which ones.
-    let mail = d.wait_mail("b@acme.test", "You are now the owner", 1).await;
+    // The new owner is told which ones (the default reauth-reminder plugin).
+    let mail = d
+        .wait_mail("b@acme.test", "Integrations to reauthorize", 1)
+        .await;
     assert!(mail.body.contains("Slack"), "{}", mail.body);
     assert!(!mail.body.contains("Jira"), "{}", mail.body);
+    let owner_mail = d.wait_mail("b@acme.test", "You are now the owner", 1).await;
+    assert!(
+        owner_mail.body.contains("1 integration"),
+        "{}",
+        owner_mail.body
+    );
     // Re-authorizing makes that admin the configurer and the integration active.
     let id = mine.body["id"].as_str().unwrap();
     let r = d

@@ -165,6 +165,36 @@ pub enum Command {
         account_id: AccountId,
         user_id: UserId,
     },
+    /// A policy mails a member of the account.
+    PolicyNotify {
+        account_id: AccountId,
+        address: String,
+        subject: String,
+        body: String,
+    },
+    /// A policy (or an admin) marks an integration as needing reauthorization.
+    FlagIntegration {
+        account_id: AccountId,
+        integration_id: String,
+    },
+    /// Records a hook call that decided or acted (causal audit).
+    RecordPolicyCall {
+        account_id: AccountId,
+        call: PolicyCallRecord,
+    },
+}
+
+/// One hook call, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCallRecord {
+    pub hook: String,
+    pub version: String,
+    /// `allowed`, `denied`, `acted` or `failed`.
+    pub decision: String,
+    pub actions: Vec<String>,
+    pub duration_us: u64,
+    pub error: Option<String>,
+    pub cause_seq: Option<u64>,
 }
 
 impl Command {
@@ -197,6 +227,9 @@ impl Command {
             Command::ChangeSellRole { .. } => "sell.change_role",
             Command::RemoveSell { .. } => "sell.remove",
             Command::AppointSellAdmin { .. } => "sell.appoint_admin",
+            Command::PolicyNotify { .. } => "policy.notify",
+            Command::FlagIntegration { .. } => "integration.flag",
+            Command::RecordPolicyCall { .. } => "policy.call",
         }
     }
 
@@ -223,7 +256,10 @@ impl Command {
             | Command::GrantSell { account_id, .. }
             | Command::ChangeSellRole { account_id, .. }
             | Command::RemoveSell { account_id, .. }
-            | Command::AppointSellAdmin { account_id, .. } => Some(account_id),
+            | Command::AppointSellAdmin { account_id, .. }
+            | Command::PolicyNotify { account_id, .. }
+            | Command::FlagIntegration { account_id, .. }
+            | Command::RecordPolicyCall { account_id, .. } => Some(account_id),
             Command::CreateAccount { .. }
             | Command::ConfirmPasswordReset { .. }
             | Command::ConfirmEmailVerification { .. }
@@ -275,6 +311,11 @@ impl Command {
             | Command::ChangeSellRole { user_id, .. }
             | Command::RemoveSell { user_id, .. }
             | Command::AppointSellAdmin { user_id, .. } => format!("user:{user_id}"),
+            Command::PolicyNotify { address, .. } => format!("email:{address}"),
+            Command::FlagIntegration { integration_id, .. } => {
+                format!("integration:{integration_id}")
+            }
+            Command::RecordPolicyCall { call, .. } => format!("hook:{}", call.hook),
         }
     }
 }
@@ -369,6 +410,12 @@ pub enum Notice {
         account_name: String,
         new_primary: String,
     },
+    /// A policy's own message (`notify`).
+    Custom {
+        to: String,
+        subject: String,
+        body: String,
+    },
     LicenceRequestDecided {
         to: String,
         account_name: String,
@@ -389,7 +436,8 @@ impl Notice {
             | Notice::EmailAdded { to, .. }
             | Notice::EmailVerification { to, .. }
             | Notice::PrimaryEmailChanged { to, .. }
-            | Notice::LicenceRequestDecided { to, .. } => to,
+            | Notice::LicenceRequestDecided { to, .. }
+            | Notice::Custom { to, .. } => to,
         }
     }
 }
@@ -404,6 +452,7 @@ pub struct AuditDraft {
     pub outcome: String,
     pub detail: String,
     pub at: DateTime<Utc>,
+    pub cause: Option<u64>,
 }
 
 impl AuditDraft {
@@ -417,6 +466,7 @@ impl AuditDraft {
             target: self.target,
             outcome: self.outcome,
             detail: self.detail,
+            cause: self.cause,
         }
     }
 }

@@ -85,6 +85,8 @@ impl DomainEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Veto {
     pub policy: String,
+    /// Content hash of the policy version that decided.
+    pub version: String,
     pub reason: String,
 }
 

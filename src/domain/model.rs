@@ -302,4 +302,7 @@ pub struct AuditEntry {
     /// `ok`, or `refused:<code>`.
     pub outcome: String,
     pub detail: String,
+    /// The entry of the operation that caused this one (hook calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<u64>,
 }

@@ -721,3 +721,122 @@ pub(super) fn appoint_sell_admin(
         Reply::User(user),
     )
 }
+
+pub const POLICY_SUBJECT_MAX_CHARS: usize = 200;
+pub const POLICY_BODY_MAX_CHARS: usize = 10_000;
+
+fn policy_only(
+    view: &dyn StateView,
+    actor: &Principal,
+    account_id: &str,
+) -> Result<Account, Refusal> {
+    let account = view
+        .account(account_id)?
+        .ok_or_else(|| Refusal::not_found("account"))?;
+    if !matches!(actor, Principal::Policy { .. }) {
+        return Err(Refusal::forbidden("only policies use this"));
+    }
+    Ok(account)
+}
+
+/// A policy mails a member of the event's account (never an outside address).
+pub(super) fn policy_notify(
+    view: &dyn StateView,
+    draft: &Draft,
+    account_id: &str,
+    address: &str,
+    subject: &str,
+    body: &str,
+) -> Result<Outcome, Refusal> {
+    policy_only(view, draft.actor, account_id)?;
+    let address = validate::email("address", address)?;
+    if view.user_by_email(account_id, &address)?.is_none() {
+        return Err(Refusal::forbidden(
+            "policies mail members of the account only",
+        ));
+    }
+    let subject = validate::name("subject", subject).map_err(|_| {
+        Refusal::invalid(format!(
+            "subject must be 1 to {POLICY_SUBJECT_MAX_CHARS} characters"
+        ))
+    })?;
+    if body.is_empty() || body.chars().count() > POLICY_BODY_MAX_CHARS {
+        return Err(Refusal::invalid(format!(
+            "body must be 1 to {POLICY_BODY_MAX_CHARS} characters"
+        )));
+    }
+    done(
+        vec![],
+        vec![Notice::Custom {
+            to: address.clone(),
+            subject: subject.clone(),
+            body: body.to_string(),
+        }],
+        vec![],
+        draft.ok(
+            account_id,
+            format!("email:{address}"),
+            format!("mailed: {subject}"),
+        ),
+        Reply::Done,
+    )
+}
+
+pub(super) fn flag_integration(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: &str,
+    integration_id: &str,
+) -> Result<Outcome, Refusal> {
+    if matches!(draft.actor, Principal::Policy { .. }) {
+        policy_only(view, draft.actor, account_id)?;
+    } else {
+        member_with(view, draft.actor, account_id, Need::Admin)?;
+    }
+    let mut integration = view
+        .integration(account_id, integration_id)?
+        .ok_or_else(|| Refusal::not_found("integration"))?;
+    integration.status = IntegrationStatus::NeedsReauthorization;
+    integration.updated_at = ctx.now;
+    done(
+        vec![Change::PutIntegration(integration.clone())],
+        vec![],
+        vec![],
+        draft.ok(
+            account_id,
+            format!("integration:{integration_id}"),
+            "flagged: needs reauthorization",
+        ),
+        Reply::Integration(integration),
+    )
+}
+
+pub(super) fn record_policy_call(
+    view: &dyn StateView,
+    draft: &Draft,
+    account_id: &str,
+    call: PolicyCallRecord,
+) -> Result<Outcome, Refusal> {
+    policy_only(view, draft.actor, account_id)?;
+    let mut audit = draft.ok(
+        account_id,
+        format!("hook:{}", call.hook),
+        format!(
+            "version {}; {}; actions [{}]; {} us{}",
+            call.version,
+            call.decision,
+            call.actions.join(", "),
+            call.duration_us,
+            call.error
+                .as_deref()
+                .map(|e| format!("; error: {e}"))
+                .unwrap_or_default()
+        ),
+    );
+    if let Some(a) = audit.as_mut() {
+        a.outcome = call.decision.clone();
+        a.cause = call.cause_seq;
+    }
+    done(vec![], vec![], vec![], audit, Reply::Done)
+}

@@ -232,6 +232,7 @@ impl Draft<'_> {
             outcome: "ok".into(),
             detail: detail.into(),
             at: self.now,
+            cause: None,
         })
     }
 }
@@ -557,7 +558,10 @@ pub fn execute(
             if let Err(veto) = ctx.gate.before_owner_change(&proposal) {
                 return Err(Refusal::conflict(
                     "policy_denied",
-                    format!("policy {} denied: {}", veto.policy, veto.reason),
+                    format!(
+                        "policy {} (version {}) denied: {}",
+                        veto.policy, veto.version, veto.reason
+                    ),
                 ));
             }
             account.owner_id = to.id.clone();
@@ -982,6 +986,20 @@ pub fn execute(
             user_id,
         } => super::products::appoint_sell_admin(view, ctx, &draft, &account_id, &user_id),
 
+        Command::PolicyNotify {
+            account_id,
+            address,
+            subject,
+            body,
+        } => super::products::policy_notify(view, &draft, &account_id, &address, &subject, &body),
+        Command::FlagIntegration {
+            account_id,
+            integration_id,
+        } => super::products::flag_integration(view, ctx, &draft, &account_id, &integration_id),
+        Command::RecordPolicyCall { account_id, call } => {
+            super::products::record_policy_call(view, &draft, &account_id, call)
+        }
+
         Command::OpenSecurityInvestigation { account_id, note } => {
             if *actor != Principal::Operator {
                 let outsider = match actor {
@@ -1041,5 +1059,6 @@ pub fn refusal_audit(
         outcome: format!("refused:{}", refusal.code),
         detail: refusal.detail.clone(),
         at: now,
+        cause: None,
     })
 }

@@ -41,6 +41,7 @@ pub struct App {
     /// Verified against when an address is unknown (equal sign-in cost).
     pub decoy_hash: String,
     pub settings: Settings,
+    pub policies: Arc<crate::policy::PolicyHost>,
 }
 
 pub type AppState = Arc<App>;

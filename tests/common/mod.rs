@@ -64,6 +64,20 @@ impl Daemon {
         self.dir.path().join("mail")
     }
 
+    /// This daemon's own scripts folder (empty unless a test writes to it).
+    pub fn scripts_dir(&self) -> PathBuf {
+        self.dir.path().join("scripts")
+    }
+
+    /// Copies a shipped policy from the repository's `scripts/`.
+    pub fn install_script(&self, name: &str) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scripts")
+            .join(name);
+        std::fs::create_dir_all(self.scripts_dir()).expect("scripts dir");
+        std::fs::copy(&from, self.scripts_dir().join(name)).expect("copy script");
+    }
+
     fn spawn(&mut self) {
         let config = self.dir.path().join("admind.toml");
         let has_auth = self.extra_config.contains("[auth]");
@@ -92,6 +106,8 @@ impl Daemon {
             .arg(self.data_dir())
             .arg("--mail-dir")
             .arg(self.mail_dir())
+            .arg("--scripts-dir")
+            .arg(self.scripts_dir())
             .env("ADMIND_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

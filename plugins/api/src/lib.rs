@@ -1,0 +1,219 @@
+//! The API of compiled admind plugins. A plugin depends on this crate alone:
+//! it implements [`Plugin`], reads [`Event`]s, and answers through a
+//! [`Context`] — deny (in `before_` hooks) or ask for actions, which the
+//! daemon carries out through the same rules as a person's, with the plugin
+//! named as the actor in the audit log.
+
+use serde::{Deserialize, Serialize};
+
+/// The hooks of DOMAIN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    BeforeOwnerChange,
+    AfterOwnerChange,
+    AfterEmailPrimary,
+    AgentSeatExhausted,
+    SellSeatExhausted,
+    WebhookReceived,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 6] = [
+        Hook::BeforeOwnerChange,
+        Hook::AfterOwnerChange,
+        Hook::AfterEmailPrimary,
+        Hook::AgentSeatExhausted,
+        Hook::SellSeatExhausted,
+        Hook::WebhookReceived,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::BeforeOwnerChange => "before_owner_change",
+            Hook::AfterOwnerChange => "after_owner_change",
+            Hook::AfterEmailPrimary => "after_email_primary",
+            Hook::AgentSeatExhausted => "agent_seat_exhausted",
+            Hook::SellSeatExhausted => "sell_seat_exhausted",
+            Hook::WebhookReceived => "webhook_received",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// `before_` hooks may veto; the others run after the commit.
+    pub fn may_veto(self) -> bool {
+        self == Hook::BeforeOwnerChange
+    }
+}
+
+/// A user as a hook sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub name: String,
+    pub primary_email: String,
+    pub email_verified: bool,
+    pub signed_in_before: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrationInfo {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryUser {
+    pub id: String,
+    pub name: String,
+    pub is_owner: bool,
+}
+
+/// The event of a hook, with the fields of API.md "Policy scripts".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Event {
+    OwnerChange {
+        account_id: String,
+        actor_id: String,
+        from: UserInfo,
+        to: UserInfo,
+        /// After the change only: integrations now needing reauthorization.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        integrations: Option<Vec<IntegrationInfo>>,
+    },
+    EmailPrimary {
+        account_id: String,
+        user: PrimaryUser,
+        old_primary: String,
+        new_primary: String,
+    },
+    SeatExhausted {
+        account_id: String,
+        actor_id: String,
+        seats_total: u32,
+        seats_used: u32,
+        attempt: String,
+    },
+    Webhook {
+        source: String,
+        id: String,
+        #[serde(rename = "type")]
+        kind: String,
+        data: serde_json::Value,
+    },
+}
+
+impl Event {
+    /// The account the event concerns (webhooks may name one in `data`).
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            Event::OwnerChange { account_id, .. }
+            | Event::EmailPrimary { account_id, .. }
+            | Event::SeatExhausted { account_id, .. } => Some(account_id),
+            Event::Webhook { data, .. } => data.get("account_id").and_then(|v| v.as_str()),
+        }
+    }
+}
+
+/// Something a policy asks the daemon to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Mail a member of the event's account.
+    Notify {
+        address: String,
+        subject: String,
+        body: String,
+    },
+    /// File a temporary licence request (`support` or `sell`) for the event's account.
+    RequestLicence {
+        product: String,
+        seats: u32,
+        reason: String,
+    },
+    /// Mark an integration of the event's account `needs_reauthorization`.
+    FlagIntegration { integration_id: String },
+    /// Mail a password-reset link to a primary address of the event's account.
+    SendPasswordReset { address: String },
+}
+
+/// What a handler returns through: a veto and the actions it asks for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Context {
+    denied: Option<String>,
+    actions: Vec<Action>,
+}
+
+/// Most actions one handler call may ask for.
+pub const ACTIONS_PER_CALL_MAX: usize = 32;
+
+impl Context {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Vetoes the operation (honoured in `before_` hooks only).
+    pub fn deny(&mut self, reason: impl Into<String>) {
+        if self.denied.is_none() {
+            self.denied = Some(reason.into());
+        }
+    }
+    /// Asks for an action; past [`ACTIONS_PER_CALL_MAX`] it is refused.
+    pub fn act(&mut self, action: Action) -> Result<(), String> {
+        if self.actions.len() >= ACTIONS_PER_CALL_MAX {
+            return Err(format!("at most {ACTIONS_PER_CALL_MAX} actions per call"));
+        }
+        self.actions.push(action);
+        Ok(())
+    }
+    pub fn denied(&self) -> Option<&str> {
+        self.denied.as_deref()
+    }
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+    pub fn into_parts(self) -> (Option<String>, Vec<Action>) {
+        (self.denied, self.actions)
+    }
+}
+
+/// A compiled plugin. Built once at start-up from its settings (a factory
+/// in the daemon's registry), then called from several threads.
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &str;
+    /// The hooks it handles.
+    fn hooks(&self) -> Vec<Hook>;
+    /// Handles one event. An `Err` is a failure: it denies a `before_` hook
+    /// (fail closed) and is logged on the others.
+    fn handle(&self, hook: Hook, event: &Event, ctx: &mut Context) -> Result<(), String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_names_round_trip_and_context_bounds_actions() {
+        for h in Hook::ALL {
+            assert_eq!(Hook::from_name(h.name()), Some(h));
+        }
+        let mut ctx = Context::new();
+        ctx.deny("first");
+        ctx.deny("second");
+        assert_eq!(ctx.denied(), Some("first"));
+        for _ in 0..ACTIONS_PER_CALL_MAX {
+            ctx.act(Action::FlagIntegration {
+                integration_id: "i".into(),
+            })
+            .unwrap();
+        }
+        assert!(ctx
+            .act(Action::FlagIntegration {
+                integration_id: "i".into()
+            })
+            .is_err());
+    }
+}

@@ -1,0 +1,593 @@
+//! The policy layer: the hooks of DOMAIN.md handled by compiled plugins (in
+//! config order) then Rhai scripts (by file name). `before_` hooks decide
+//! inside the operation (first deny wins; a failure denies unless the hook's
+//! `on_failure` says `allow`); the others run after the commit from the
+//! durable hook queue, and their actions go through the core as
+//! `Principal::Policy`.
+
+pub mod registry;
+pub mod script;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use admind_plugin_api::{
+    Action, Context, Event, Hook, IntegrationInfo, Plugin, PrimaryUser, UserInfo,
+};
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{DomainEvent, OwnerChangeProposal, PolicyGate, UserSnapshot, Veto};
+use crate::metrics::{Metrics, PolicyLabels};
+use script::{Compiled, Lookups, ScriptEngine, ScriptError};
+
+/// Most script files loaded from the folder.
+pub const SCRIPTS_MAX: usize = 256;
+
+#[derive(Default)]
+pub struct Stats {
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+    pub total_us: AtomicU64,
+}
+
+impl Stats {
+    fn record(&self, elapsed: Duration, failed: bool) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.total_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct PluginEntry {
+    pub plugin: Box<dyn Plugin>,
+    pub hooks: Vec<Hook>,
+    pub version: String,
+    pub loaded_at: DateTime<Utc>,
+    pub stats: Arc<Stats>,
+}
+
+#[derive(Clone)]
+pub struct ScriptEntry {
+    pub file: String,
+    pub version: String,
+    pub loaded_at: DateTime<Utc>,
+    /// The version in force (the last that compiled), if any.
+    pub compiled: Option<Arc<Compiled>>,
+    pub hooks: Vec<Hook>,
+    pub last_error: Option<ScriptError>,
+    pub stats: Arc<Stats>,
+}
+
+/// One handler call and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub policy: String,
+    pub kind: &'static str,
+    pub version: String,
+    pub hook: &'static str,
+    pub denied: Option<String>,
+    pub actions: Vec<Action>,
+    pub error: Option<String>,
+    pub duration_us: u64,
+}
+
+/// Per-policy status for `GET /v1/policies`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyStatus {
+    pub kind: &'static str,
+    pub name: String,
+    pub hooks: Vec<&'static str>,
+    pub version: String,
+    pub loaded_at: DateTime<Utc>,
+    pub last_error: Option<ScriptError>,
+    pub calls: u64,
+    pub failures: u64,
+    pub mean_latency_us: u64,
+}
+
+pub struct PolicyHost {
+    engine: ScriptEngine,
+    plugins: Vec<PluginEntry>,
+    scripts: ArcSwap<Vec<ScriptEntry>>,
+    scripts_dir: PathBuf,
+    /// Reloads run one at a time; calls never take this.
+    reload_lock: Mutex<()>,
+    fail_open: HashSet<Hook>,
+    lookups: Option<Arc<dyn Lookups>>,
+    metrics: Arc<Metrics>,
+}
+
+fn hash(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+impl PolicyHost {
+    pub fn new(
+        engine: ScriptEngine,
+        plugins: Vec<Box<dyn Plugin>>,
+        scripts_dir: PathBuf,
+        fail_open: HashSet<Hook>,
+        lookups: Option<Arc<dyn Lookups>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let now = Utc::now();
+        let plugins = plugins
+            .into_iter()
+            .map(|plugin| PluginEntry {
+                hooks: plugin.hooks(),
+                version: format!("{}@{}", plugin.name(), env!("CARGO_PKG_VERSION")),
+                plugin,
+                loaded_at: now,
+                stats: Arc::default(),
+            })
+            .collect();
+        PolicyHost {
+            engine,
+            plugins,
+            scripts: ArcSwap::from_pointee(Vec::new()),
+            scripts_dir,
+            reload_lock: Mutex::new(()),
+            fail_open,
+            lookups,
+            metrics,
+        }
+    }
+
+    pub fn scripts_dir(&self) -> &Path {
+        &self.scripts_dir
+    }
+
+    /// Re-reads the scripts folder: compiles what changed, keeps the previous
+    /// version of a file that no longer compiles, drops deleted files, and
+    /// swaps the new set in at once.
+    pub fn reload(&self) {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.scripts.load_full();
+        let previous: HashMap<&str, &ScriptEntry> =
+            current.iter().map(|e| (e.file.as_str(), e)).collect();
+        let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(&self.scripts_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|x| x == "rhai") && path.is_file() {
+                    if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                        files.insert(name.to_string(), path);
+                    }
+                }
+            }
+        }
+        let mut next = Vec::with_capacity(files.len());
+        let mut changed = 0;
+        for (file, path) in files.into_iter().take(SCRIPTS_MAX) {
+            let old = previous.get(file.as_str()).copied();
+            let source = match read_script(&path, self.engine.limits.max_file_bytes) {
+                Ok(s) => s,
+                Err(message) => {
+                    let mut e = old.cloned().unwrap_or_else(|| empty_entry(&file));
+                    e.last_error = Some(ScriptError {
+                        message,
+                        line: None,
+                        column: None,
+                    });
+                    next.push(e);
+                    continue;
+                }
+            };
+            let version = hash(source.as_bytes());
+            if let Some(old) = old {
+                if old.version == version {
+                    next.push(old.clone());
+                    continue;
+                }
+            }
+            changed += 1;
+            match self.engine.compile(&source) {
+                Ok(compiled) => {
+                    tracing::info!(file = %file, version = %version, hooks = ?compiled.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(), "policy loaded");
+                    self.metrics
+                        .policy_reloads
+                        .get_or_create(&crate::metrics::ResultLabels {
+                            result: "loaded".into(),
+                        })
+                        .inc();
+                    next.push(ScriptEntry {
+                        file: file.clone(),
+                        version,
+                        loaded_at: Utc::now(),
+                        hooks: compiled.hooks.clone(),
+                        compiled: Some(Arc::new(compiled)),
+                        last_error: None,
+                        stats: old.map(|o| o.stats.clone()).unwrap_or_default(),
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(file = %file, %error, "policy does not compile; its previous version stays in force");
+                    self.metrics
+                        .policy_reloads
+                        .get_or_create(&crate::metrics::ResultLabels {
+                            result: "failed".into(),
+                        })
+                        .inc();
+                    let mut e = old.cloned().unwrap_or_else(|| empty_entry(&file));
+                    e.last_error = Some(error);
+                    next.push(e);
+                }
+            }
+        }
+        let removed = previous
+            .keys()
+            .filter(|f| !next.iter().any(|e| &e.file == *f))
+            .count();
+        if changed > 0 || removed > 0 || next.len() != current.len() {
+            tracing::info!(scripts = next.len(), changed, removed, "policy set swapped");
+        }
+        self.scripts.store(Arc::new(next));
+    }
+
+    fn call_plugin(&self, entry: &PluginEntry, hook: Hook, event: &Event) -> CallRecord {
+        let started = Instant::now();
+        let mut ctx = Context::new();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            entry.plugin.handle(hook, event, &mut ctx)
+        }));
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the plugin panicked".to_string()),
+        };
+        self.finish(
+            entry.plugin.name(),
+            "plugin",
+            &entry.version,
+            &entry.stats,
+            hook,
+            started,
+            ctx,
+            error,
+        )
+    }
+
+    fn call_script(
+        &self,
+        entry: &ScriptEntry,
+        compiled: &Compiled,
+        hook: Hook,
+        event: &Event,
+    ) -> CallRecord {
+        let started = Instant::now();
+        let (ctx, error) =
+            match self
+                .engine
+                .call(&entry.file, compiled, hook, event, self.lookups.clone())
+            {
+                Ok(ctx) => (ctx, None),
+                Err(e) => (Context::new(), Some(e)),
+            };
+        self.finish(
+            &entry.file,
+            "script",
+            &entry.version,
+            &entry.stats,
+            hook,
+            started,
+            ctx,
+            error,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        name: &str,
+        kind: &'static str,
+        version: &str,
+        stats: &Stats,
+        hook: Hook,
+        started: Instant,
+        ctx: Context,
+        error: Option<String>,
+    ) -> CallRecord {
+        let elapsed = started.elapsed();
+        stats.record(elapsed, error.is_some());
+        let labels = PolicyLabels {
+            policy: name.to_string(),
+            hook: hook.name().to_string(),
+        };
+        self.metrics.policy_calls.get_or_create(&labels).inc();
+        self.metrics
+            .policy_call_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Some(e) = &error {
+            self.metrics.policy_failures.get_or_create(&labels).inc();
+            tracing::warn!(policy = %name, hook = hook.name(), error = %e, "policy call failed");
+        }
+        let (denied, actions) = ctx.into_parts();
+        CallRecord {
+            policy: name.to_string(),
+            kind,
+            version: version.to_string(),
+            hook: hook.name(),
+            denied,
+            actions,
+            error,
+            duration_us: elapsed.as_micros() as u64,
+        }
+    }
+
+    /// Runs every handler of `hook` in order: plugins, then scripts. For a
+    /// `before_` hook it stops at the first deny (or failure, fail closed).
+    pub fn run(&self, hook: Hook, event: &Event) -> Vec<CallRecord> {
+        let mut records = Vec::new();
+        let stop = |r: &CallRecord| {
+            hook.may_veto()
+                && (r.denied.is_some() || (r.error.is_some() && !self.fail_open.contains(&hook)))
+        };
+        for entry in self.plugins.iter().filter(|p| p.hooks.contains(&hook)) {
+            let r = self.call_plugin(entry, hook, event);
+            let done = stop(&r);
+            records.push(r);
+            if done {
+                return records;
+            }
+        }
+        let scripts = self.scripts.load();
+        for entry in scripts.iter().filter(|s| s.hooks.contains(&hook)) {
+            let Some(compiled) = &entry.compiled else {
+                continue;
+            };
+            let r = self.call_script(entry, compiled, hook, event);
+            let done = stop(&r);
+            records.push(r);
+            if done {
+                return records;
+            }
+        }
+        records
+    }
+
+    /// The veto of a `before_` hook's records, if any.
+    pub fn veto(&self, hook: Hook, records: &[CallRecord]) -> Option<Veto> {
+        records.iter().find_map(|r| {
+            if let Some(reason) = &r.denied {
+                return Some(Veto {
+                    policy: r.policy.clone(),
+                    version: r.version.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            match &r.error {
+                Some(e) if !self.fail_open.contains(&hook) => Some(Veto {
+                    policy: r.policy.clone(),
+                    version: r.version.clone(),
+                    reason: format!("the policy failed, and this hook fails closed: {e}"),
+                }),
+                _ => None,
+            }
+        })
+    }
+
+    pub fn status(&self) -> Vec<PolicyStatus> {
+        let row = |kind,
+                   name: &str,
+                   hooks: &[Hook],
+                   version: &str,
+                   loaded_at,
+                   last_error: Option<ScriptError>,
+                   stats: &Stats| {
+            let calls = stats.calls.load(Ordering::Relaxed);
+            PolicyStatus {
+                kind,
+                name: name.to_string(),
+                hooks: hooks.iter().map(|h| h.name()).collect(),
+                version: version.to_string(),
+                loaded_at,
+                last_error,
+                calls,
+                failures: stats.failures.load(Ordering::Relaxed),
+                mean_latency_us: stats
+                    .total_us
+                    .load(Ordering::Relaxed)
+                    .checked_div(calls)
+                    .unwrap_or(0),
+            }
+        };
+        let mut out: Vec<PolicyStatus> = self
+            .plugins
+            .iter()
+            .map(|p| {
+                row(
+                    "plugin",
+                    p.plugin.name(),
+                    &p.hooks,
+                    &p.version,
+                    p.loaded_at,
+                    None,
+                    &p.stats,
+                )
+            })
+            .collect();
+        for s in self.scripts.load().iter() {
+            out.push(row(
+                "script",
+                &s.file,
+                &s.hooks,
+                &s.version,
+                s.loaded_at,
+                s.last_error.clone(),
+                &s.stats,
+            ));
+        }
+        out
+    }
+}
+
+fn empty_entry(file: &str) -> ScriptEntry {
+    ScriptEntry {
+        file: file.to_string(),
+        version: String::new(),
+        loaded_at: Utc::now(),
+        compiled: None,
+        hooks: Vec::new(),
+        last_error: None,
+        stats: Arc::default(),
+    }
+}
+
+fn read_script(path: &Path, max_bytes: u64) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("reading: {e}"))?;
+    if meta.len() > max_bytes {
+        return Err(format!("the file is larger than {max_bytes} bytes"));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("reading: {e}"))
+}
+
+impl PolicyGate for PolicyHost {
+    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<(), Veto> {
+        let event = Event::OwnerChange {
+            account_id: proposal.account_id.clone(),
+            actor_id: proposal.actor_id.clone(),
+            from: user_info(&proposal.from),
+            to: user_info(&proposal.to),
+            integrations: None,
+        };
+        let records = self.run(Hook::BeforeOwnerChange, &event);
+        for r in &records {
+            if !r.actions.is_empty() {
+                tracing::warn!(policy = %r.policy, "actions asked in a before_ hook are ignored; act in after_ hooks");
+            }
+        }
+        match self.veto(Hook::BeforeOwnerChange, &records) {
+            Some(v) => Err(v),
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn user_info(u: &UserSnapshot) -> UserInfo {
+    UserInfo {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        primary_email: u.primary_email.clone(),
+        email_verified: u.email_verified,
+        signed_in_before: u.signed_in_before,
+    }
+}
+
+/// The hook and plugin-API event of a queued domain event.
+pub fn hook_event(event: &DomainEvent) -> (Hook, Event) {
+    match event {
+        DomainEvent::AfterOwnerChange {
+            account_id,
+            actor_id,
+            from,
+            to,
+            integrations,
+        } => (
+            Hook::AfterOwnerChange,
+            Event::OwnerChange {
+                account_id: account_id.clone(),
+                actor_id: actor_id.clone(),
+                from: user_info(from),
+                to: user_info(to),
+                integrations: Some(
+                    integrations
+                        .iter()
+                        .map(|i| IntegrationInfo {
+                            id: i.id.clone(),
+                            name: i.name.clone(),
+                        })
+                        .collect(),
+                ),
+            },
+        ),
+        DomainEvent::AgentSeatExhausted {
+            account_id,
+            actor_id,
+            seats_total,
+            seats_used,
+            attempt,
+        }
+        | DomainEvent::SellSeatExhausted {
+            account_id,
+            actor_id,
+            seats_total,
+            seats_used,
+            attempt,
+        } => (
+            if matches!(event, DomainEvent::AgentSeatExhausted { .. }) {
+                Hook::AgentSeatExhausted
+            } else {
+                Hook::SellSeatExhausted
+            },
+            Event::SeatExhausted {
+                account_id: account_id.clone(),
+                actor_id: actor_id.clone(),
+                seats_total: *seats_total,
+                seats_used: *seats_used,
+                attempt: attempt.clone(),
+            },
+        ),
+        DomainEvent::AfterEmailPrimary {
+            account_id,
+            user,
+            old_primary,
+            new_primary,
+        } => (
+            Hook::AfterEmailPrimary,
+            Event::EmailPrimary {
+                account_id: account_id.clone(),
+                user: PrimaryUser {
+                    id: user.id.clone(),
+                    name: user.name.clone(),
+                    is_owner: user.is_owner,
+                },
+                old_primary: old_primary.clone(),
+                new_primary: new_primary.clone(),
+            },
+        ),
+    }
+}
+
+/// Watches the scripts folder itself (editors save by rename, so single
+/// files are not watched) and reloads on every debounced change.
+pub fn watch(
+    host: Arc<PolicyHost>,
+) -> anyhow::Result<
+    notify_debouncer_full::Debouncer<
+        notify_debouncer_full::notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    use notify_debouncer_full::notify::RecursiveMode;
+    let dir = host.scripts_dir().to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("creating the scripts folder {}: {e}", dir.display()))?;
+    let reloader = host.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(50),
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            Ok(events) if !events.is_empty() => reloader.reload(),
+            Ok(_) => {}
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!(error = %e, "watching the scripts folder");
+                }
+                reloader.reload();
+            }
+        },
+    )?;
+    debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(debouncer)
+}
