@@ -294,6 +294,8 @@ pub struct AuditEntryOut {
     pub target: String,
     pub outcome: String,
     pub detail: String,
+    /// `seq` of the entry whose operation caused this one (hook calls).
+    pub cause: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]

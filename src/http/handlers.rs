@@ -665,6 +665,7 @@ async fn list_audit(
             target: e.target,
             outcome: e.outcome,
             detail: e.detail,
+            cause: e.cause,
         })
         .collect();
     Ok(axum::Json(AuditList {

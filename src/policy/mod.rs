@@ -65,6 +65,9 @@ pub struct ScriptEntry {
     pub compiled: Option<Arc<Compiled>>,
     pub hooks: Vec<Hook>,
     pub last_error: Option<ScriptError>,
+    /// Content hash of the file that failed to compile, so the same broken
+    /// save is not compiled (and reported) again on every watcher event.
+    pub failed_version: Option<String>,
     pub stats: Arc<Stats>,
 }
 
@@ -185,7 +188,8 @@ impl PolicyHost {
             };
             let version = hash(source.as_bytes());
             if let Some(old) = old {
-                if old.version == version {
+                let unchanged = old.version == version && old.last_error.is_none();
+                if unchanged || old.failed_version.as_deref() == Some(version.as_str()) {
                     next.push(old.clone());
                     continue;
                 }
@@ -207,6 +211,7 @@ impl PolicyHost {
                         hooks: compiled.hooks.clone(),
                         compiled: Some(Arc::new(compiled)),
                         last_error: None,
+                        failed_version: None,
                         stats: old.map(|o| o.stats.clone()).unwrap_or_default(),
                     });
                 }
@@ -220,6 +225,7 @@ impl PolicyHost {
                         .inc();
                     let mut e = old.cloned().unwrap_or_else(|| empty_entry(&file));
                     e.last_error = Some(error);
+                    e.failed_version = Some(version);
                     next.push(e);
                 }
             }
@@ -440,6 +446,7 @@ fn empty_entry(file: &str) -> ScriptEntry {
         compiled: None,
         hooks: Vec::new(),
         last_error: None,
+        failed_version: None,
         stats: Arc::default(),
     }
 }

@@ -248,7 +248,8 @@ fn describe(e: &EvalAltResult) -> String {
         EvalAltResult::ErrorDataTooLarge(what, ..) => {
             format!("stopped: {what} grew past its limit")
         }
-        other => other.to_string(),
+        // Rhai's own message already says where.
+        other => return other.to_string(),
     };
     match (pos.line(), pos.position()) {
         (Some(l), Some(c)) => format!("{what} (line {l}, column {c})"),

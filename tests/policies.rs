@@ -1,0 +1,643 @@
+//! The policy layer end to end: hot reload under load, the sandbox, fail
+//! closed, after-hooks across SIGKILL, order, plugin configuration, each
+//! shipped policy and plugin, and the authors' tools.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn policies(d: &Daemon) -> Vec<Value> {
+    let r = d.get("/v1/policies", &d.operator).await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.body["items"].as_array().unwrap().clone()
+}
+
+async fn script_status(d: &Daemon, file: &str) -> Option<Value> {
+    policies(d)
+        .await
+        .into_iter()
+        .find(|p| p["kind"] == "script" && p["name"] == file)
+}
+
+/// Waits until `check` holds for the script's status (or its absence).
+async fn wait_status(
+    d: &Daemon,
+    file: &str,
+    what: &str,
+    check: impl Fn(Option<&Value>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let s = script_status(d, file).await;
+        if check(s.as_ref()) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{file}: never {what}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn write(d: &Daemon, file: &str, source: &str) {
+    std::fs::create_dir_all(d.scripts_dir()).unwrap();
+    // Editors save by writing a temporary file and renaming it.
+    let tmp = d.scripts_dir().join(format!(".{file}.swp"));
+    std::fs::write(&tmp, source).unwrap();
+    std::fs::rename(&tmp, d.scripts_dir().join(file)).unwrap();
+}
+
+const DENY_ALL: &str = "fn before_owner_change(event) { deny(\"frozen for the audit\"); }";
+
+/// A transfer from the owner to `to`, then back with `back` as the new owner.
+async fn try_transfer(d: &Daemon, a: &str, token: &str, to: &str) -> common::Answer {
+    d.put(
+        &format!("/v1/accounts/{a}/owner"),
+        token,
+        json!({"user_id": to}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r02_scripts_reload_while_requests_run_and_broken_files_keep_the_previous_version() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    // Readers hammer the API during every reload; none may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (http, url, ot, stop) = (
+            d.http.clone(),
+            format!("{}/v1/accounts/{a}", d.base),
+            ot.clone(),
+            stop.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http.get(&url).bearer_auth(&ot).send().await.expect("sent");
+                assert_eq!(r.status(), StatusCode::OK);
+                n += 1;
+            }
+            n
+        }));
+    }
+    // Add: the veto applies.
+    write(&d, "freeze.rhai", DENY_ALL);
+    let took = wait_status(&d, "freeze.rhai", "loaded", |s| {
+        s.is_some_and(|s| s["hooks"] == json!(["before_owner_change"]))
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(1),
+        "a save takes effect in well under a second: {took:?}"
+    );
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "policy_denied")
+    );
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("freeze.rhai")
+            && r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("frozen for the audit")
+    );
+    let v1 = script_status(&d, "freeze.rhai").await.unwrap()["version"].clone();
+    // Change: a new reason, a new version.
+    write(
+        &d,
+        "freeze.rhai",
+        "fn before_owner_change(event) { deny(\"still frozen\"); }",
+    );
+    wait_status(&d, "freeze.rhai", "changed", |s| {
+        s.is_some_and(|s| s["version"] != v1)
+    })
+    .await;
+    assert!(try_transfer(&d, &a, &ot, &b).await.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("still frozen"));
+    let v2 = script_status(&d, "freeze.rhai").await.unwrap()["version"].clone();
+    // Break: the error is reported with line and column; v2 stays in force.
+    write(
+        &d,
+        "freeze.rhai",
+        "fn before_owner_change(event) {\n  deny(\"x\"\n}",
+    );
+    wait_status(&d, "freeze.rhai", "reported broken", |s| {
+        s.is_some_and(|s| s["last_error"].is_object())
+    })
+    .await;
+    let s = script_status(&d, "freeze.rhai").await.unwrap();
+    assert_eq!(s["version"], v2, "the previous version stays in force");
+    assert!(
+        s["last_error"]["line"].as_u64().is_some() && s["last_error"]["column"].as_u64().is_some(),
+        "{s}"
+    );
+    assert!(try_transfer(&d, &a, &ot, &b).await.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("still frozen"));
+    // Fix: the error clears.
+    write(&d, "freeze.rhai", DENY_ALL);
+    wait_status(&d, "freeze.rhai", "fixed", |s| {
+        s.is_some_and(|s| s["last_error"].is_null() && s["version"] == v1)
+    })
+    .await;
+    // Delete: it stops applying.
+    std::fs::remove_file(d.scripts_dir().join("freeze.rhai")).unwrap();
+    wait_status(&d, "freeze.rhai", "dropped", |s| s.is_none()).await;
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for r in readers {
+        total += r.await.expect("no reader failed");
+    }
+    assert!(total > 20, "readers ran during the reloads: {total}");
+    let text = d
+        .call(reqwest::Method::GET, "/metrics", None, None)
+        .await
+        .body;
+    assert!(text
+        .as_str()
+        .unwrap()
+        .contains("admind_policy_reloads_total{result=\"failed\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r02_runaway_scripts_are_stopped_and_before_hooks_fail_closed() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    for (file, source) in [
+        ("loop.rhai", "fn before_owner_change(event) { loop { } }"),
+        (
+            "recurse.rhai",
+            "fn down(n) { down(n + 1) } fn before_owner_change(event) { down(0) }",
+        ),
+        (
+            "string.rhai",
+            "fn before_owner_change(event) { let s = \"abcdefgh\"; loop { s += s; } }",
+        ),
+    ] {
+        write(&d, file, source);
+        wait_status(&d, file, "loaded", |s| s.is_some()).await;
+        // /healthz keeps answering while the script runs.
+        let (r, health) = tokio::join!(
+            try_transfer(&d, &a, &ot, &b),
+            d.call(reqwest::Method::GET, "/healthz", None, None)
+        );
+        assert_eq!(health.status, StatusCode::OK);
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "policy_denied"),
+            "{file}"
+        );
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(file) && detail.contains("fails closed") && detail.contains("stopped"),
+            "{detail}"
+        );
+        let s = script_status(&d, file).await.unwrap();
+        assert_eq!(s["failures"], 1, "{s}");
+        std::fs::remove_file(d.scripts_dir().join(file)).unwrap();
+        wait_status(&d, file, "dropped", |s| s.is_none()).await;
+    }
+    let owner = d.get(&format!("/v1/accounts/{a}/owner"), &ot).await.body;
+    assert_ne!(
+        owner["id"],
+        b.as_str(),
+        "no failing policy let the transfer through"
+    );
+}
+
+#[tokio::test]
+async fn r02_a_hook_configured_to_fail_open_allows_on_failure() {
+    let d = Daemon::start_with("[hooks.before_owner_change]\non_failure = \"allow\"\n");
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    write(
+        &d,
+        "broken.rhai",
+        "fn before_owner_change(event) { let x = 1 / 0; }",
+    );
+    wait_status(&d, "broken.rhai", "loaded", |s| s.is_some()).await;
+    assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn scripts_run_in_file_name_order_and_the_first_deny_wins() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    write(
+        &d,
+        "b.rhai",
+        "fn before_owner_change(e) { deny(\"from b\"); }",
+    );
+    write(
+        &d,
+        "a.rhai",
+        "fn before_owner_change(e) { deny(\"from a\"); }",
+    );
+    wait_status(&d, "b.rhai", "loaded", |s| s.is_some()).await;
+    wait_status(&d, "a.rhai", "loaded", |s| s.is_some()).await;
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("from a"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        script_status(&d, "b.rhai").await.unwrap()["calls"],
+        0,
+        "b never ran"
+    );
+    std::fs::rename(
+        d.scripts_dir().join("a.rhai"),
+        d.scripts_dir().join("c.rhai"),
+    )
+    .unwrap();
+    wait_status(&d, "a.rhai", "renamed", |s| s.is_none()).await;
+    wait_status(&d, "c.rhai", "loaded", |s| s.is_some()).await;
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("from b"),
+        "{:?}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn shipped_owner_change_guard_refuses_a_new_owner_who_never_signed_in() {
+    let d = Daemon::start();
+    d.install_script("owner_change_guard.rhai");
+    let (a, _, ot) = d.account_with_owner(10).await;
+    // B is a verified admin (set a password) but never signed in.
+    let b = d.add_member(&ot, &a, "b@acme.test", "admin").await;
+    let mail = d.wait_mail("b@acme.test", "Set your password", 1).await;
+    d.post(
+        "/v1/password-resets/confirm",
+        None,
+        json!({"token": mail.token(), "password": common::PASSWORD}),
+    )
+    .await;
+    wait_status(&d, "owner_change_guard.rhai", "loaded", |s| s.is_some()).await;
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "policy_denied")
+    );
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("signed in at least once"));
+    // The refusal names the policy and its version in the audit log.
+    let audit = d
+        .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
+        .await
+        .body;
+    assert!(audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["outcome"] == "refused:policy_denied"
+            && e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("owner_change_guard.rhai (version ")));
+    d.sign_in(&a, "b@acme.test", common::PASSWORD).await;
+    assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
+}
+
+async fn licence_requests(d: &Daemon, a: &str, ot: &str) -> Vec<Value> {
+    d.get(&format!("/v1/accounts/{a}/licence-requests"), ot)
+        .await
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn shipped_temporary_licences_files_one_request_per_product_while_pending() {
+    let d = Daemon::start();
+    d.install_script("temporary_licences.rhai");
+    let (a, _, ot) = d.account_with_owner(1).await;
+    wait_status(&d, "temporary_licences.rhai", "loaded", |s| s.is_some()).await;
+    for i in 0..3 {
+        let r = d
+            .post(
+                &format!("/v1/accounts/{a}/members"),
+                Some(&ot),
+                json!({"name": "X", "email": format!("x{i}@acme.test"), "role": "agent"}),
+            )
+            .await;
+        assert_eq!(r.code(), "agent_seat_exhausted");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while licence_requests(&d, &a, &ot).await.is_empty() {
+        assert!(Instant::now() < deadline, "no request was filed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let every queued event run, then count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let list = licence_requests(&d, &a, &ot).await;
+    assert_eq!(list.len(), 1, "once while pending: {list:?}");
+    assert_eq!(list[0]["product"], "support");
+    assert_eq!(list[0]["requested_by"], "policy:temporary_licences.rhai");
+    // Sell: a trial has one seat; a second Sell user exhausts it.
+    d.post(
+        &format!("/v1/accounts/{a}/sell/trial"),
+        Some(&ot),
+        json!({}),
+    )
+    .await;
+    let eu = d.add_member(&ot, &a, "eu@acme.test", "end_user").await;
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/sell/users"),
+            Some(&ot),
+            json!({"user_id": eu, "role": "user"}),
+        )
+        .await;
+    assert_eq!(r.code(), "sell_seat_exhausted");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !licence_requests(&d, &a, &ot)
+        .await
+        .iter()
+        .any(|r| r["product"] == "sell")
+    {
+        assert!(Instant::now() < deadline, "no Sell request was filed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The call that acted is in the audit log, linked to what caused it.
+    let audit = d
+        .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
+        .await
+        .body;
+    let items = audit["items"].as_array().unwrap();
+    let call = items
+        .iter()
+        .find(|e| e["action"] == "policy.call" && e["outcome"] == "acted")
+        .expect("a policy.call entry");
+    assert_eq!(call["actor"], "policy:temporary_licences.rhai");
+    assert!(call["detail"]
+        .as_str()
+        .unwrap()
+        .contains("request_licence support 1"));
+    let _ = call;
+}
+
+#[tokio::test]
+async fn shipped_owner_password_reset_mails_the_owners_new_primary() {
+    let d = Daemon::start();
+    let (a, owner, ot) = d.account_with_owner(1).await;
+    d.post(
+        &format!("/v1/accounts/{a}/members/{owner}/emails"),
+        Some(&ot),
+        json!({"address": "next@acme.test"}),
+    )
+    .await;
+    let link = d
+        .wait_mail("next@acme.test", "Verify your address", 1)
+        .await;
+    d.post(
+        "/v1/email-verifications/confirm",
+        None,
+        json!({"token": link.token()}),
+    )
+    .await;
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/members/{owner}/emails/next@acme.test/primary"),
+            &ot,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Nobody asked: the plugin mailed the reset link to the new address.
+    let reset = d
+        .wait_mail("next@acme.test", "Reset your password", 1)
+        .await;
+    let r = d
+        .post(
+            "/v1/password-resets/confirm",
+            None,
+            json!({"token": reset.token(), "password": "the successor's"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    d.sign_in(&a, "next@acme.test", "the successor's").await;
+    let p = policies(&d).await;
+    let plugin = p
+        .iter()
+        .find(|p| p["name"] == "owner-password-reset")
+        .unwrap();
+    assert_eq!(plugin["kind"], "plugin");
+    assert_eq!(plugin["calls"], 1);
+}
+
+#[tokio::test]
+async fn after_hooks_run_at_least_once_across_a_sigkill_right_after_commit() {
+    // A slow after-hook: the kill lands while the event is still queued.
+    let mut d = Daemon::start_with("[scripts]\nmax_operations = 100000000\ntimeout_ms = 20000\n");
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    write(
+        &d,
+        "slow_welcome.rhai",
+        "fn after_owner_change(event) { let i = 0; while i < 3000000 { i += 1; } notify(event.to.primary_email, \"Welcome, owner\", \"slow but sure\"); }",
+    );
+    wait_status(&d, "slow_welcome.rhai", "loaded", |s| s.is_some()).await;
+    assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
+    d.kill();
+    assert!(
+        d.mails().iter().all(|m| m.subject != "Welcome, owner"),
+        "the kill came first"
+    );
+    d.restart();
+    let mail = d.wait_mail("b@acme.test", "Welcome, owner", 1).await;
+    assert!(mail.body.contains("slow but sure"));
+}
+
+#[tokio::test]
+async fn plugins_run_before_scripts_and_their_calls_are_audited_with_their_cause() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (b, bt) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    d.post(
+        &format!("/v1/accounts/{a}/integrations"),
+        Some(&ot),
+        json!({"name": "Slack"}),
+    )
+    .await;
+    write(
+        &d,
+        "also_flag.rhai",
+        "fn after_owner_change(event) { for i in event.integrations { flag_integration(i.id); } }",
+    );
+    wait_status(&d, "also_flag.rhai", "loaded", |s| s.is_some()).await;
+    assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
+    d.wait_mail("b@acme.test", "Integrations to reauthorize", 1)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let calls = loop {
+        let audit = d
+            .get(&format!("/v1/accounts/{a}/audit?limit=200"), &bt)
+            .await
+            .body;
+        let items = audit["items"].as_array().unwrap().clone();
+        let calls: Vec<Value> = items
+            .iter()
+            .filter(|e| e["action"] == "policy.call")
+            .cloned()
+            .collect();
+        if calls.len() >= 2 {
+            let transfer = items
+                .iter()
+                .find(|e| e["action"] == "owner.transfer" && e["outcome"] == "ok")
+                .unwrap()
+                .clone();
+            break (calls, transfer);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "policy calls not recorded: {calls:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (calls, transfer) = calls;
+    assert_eq!(
+        calls[0]["actor"], "policy:reauth-reminder",
+        "the plugin ran first"
+    );
+    assert_eq!(calls[1]["actor"], "policy:also_flag.rhai");
+    for c in &calls {
+        assert_eq!(
+            c["cause"], transfer["seq"],
+            "linked to the transfer's entry"
+        );
+    }
+}
+
+fn admind() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_admind"))
+}
+
+#[test]
+fn an_unknown_plugin_or_a_bad_setting_stops_start_up_naming_it() {
+    for (config, needle) in [
+        ("[[plugins]]\nname = \"no-such-plugin\"\n", "no-such-plugin"),
+        (
+            "[[plugins]]\nname = \"reauth-reminder\"\nsettings = { subjct = \"typo\" }\n",
+            "reauth-reminder",
+        ),
+        (
+            "[hooks.before_everything]\non_failure = \"allow\"\n",
+            "before_everything",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admind.toml");
+        std::fs::write(&file, config).unwrap();
+        let out = admind()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{needle} not named in: {stderr}");
+    }
+}
+
+#[test]
+fn policy_check_and_policy_test_work_on_good_and_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let bad = dir.path().join("bad.rhai");
+    std::fs::write(&bad, "fn before_owner_change(e) {\n    deny(\"x\"\n}\n").unwrap();
+    let out = admind()
+        .args(["policy", "check"])
+        .arg(shipped.join("owner_change_guard.rhai"))
+        .arg(shipped.join("temporary_licences.rhai"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("owner_change_guard.rhai: ok: before_owner_change"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent_seat_exhausted, sell_seat_exhausted"),
+        "{text}"
+    );
+    let out = admind()
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("bad.rhai:3:") || text.contains("bad.rhai:2:"),
+        "line and column: {text}"
+    );
+    // A dry run on an event.
+    let event = dir.path().join("event.json");
+    let user = |signed: bool| json!({"id": "u", "name": "U", "primary_email": "u@x.test", "email_verified": true, "signed_in_before": signed});
+    std::fs::write(
+        &event,
+        json!({"account_id": "acc_1", "actor_id": "o", "from": user(true), "to": user(false)})
+            .to_string(),
+    )
+    .unwrap();
+    let out = admind()
+        .args(["policy", "test"])
+        .arg(shipped.join("owner_change_guard.rhai"))
+        .args(["--hook", "before_owner_change", "--event"])
+        .arg(&event)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["decision"], "deny");
+    assert_eq!(report["dry_run"], true);
+    let seats = dir.path().join("seats.json");
+    std::fs::write(&seats, json!({"account_id": "acc_1", "actor_id": "o", "seats_total": 3, "seats_used": 3, "attempt": "member.add"}).to_string()).unwrap();
+    let out = admind()
+        .args(["policy", "test"])
+        .arg(shipped.join("temporary_licences.rhai"))
+        .args(["--hook", "agent_seat_exhausted", "--event"])
+        .arg(&seats)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        report["actions"][0]["action"], "request_licence",
+        "{report}"
+    );
+    assert_eq!(report["actions"][0]["product"], "support");
+    let out = admind()
+        .args(["policy", "test"])
+        .arg(&bad)
+        .args(["--hook", "before_owner_change", "--event"])
+        .arg(&event)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
