@@ -35,6 +35,27 @@ pub struct Config {
     pub hooks: std::collections::BTreeMap<String, HookConfig>,
     /// The sandbox of every script call.
     pub scripts: crate::policy::script::ScriptLimits,
+    /// Receivers of the daemon's events (Standard Webhooks deliveries).
+    pub subscribers: Vec<crate::outbound::SubscriberConfig>,
+    pub outbound: OutboundConfig,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Delay before each attempt, the first included; after the last, the
+    /// subscriber is disabled. Defaults to the Standard Webhooks schedule.
+    pub retry_schedule_ms: Vec<u64>,
+    pub timeout_ms: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            retry_schedule_ms: crate::outbound::DEFAULT_SCHEDULE_MS.to_vec(),
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -157,6 +178,8 @@ impl Default for Config {
             plugins: None,
             hooks: Default::default(),
             scripts: Default::default(),
+            subscribers: Vec::new(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

@@ -118,6 +118,18 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
             ),
         ),
         Notice::Custom { subject, body, .. } => (subject.clone(), body.clone()),
+        Notice::IntegrationRevoked {
+            account_name,
+            integration_name,
+            source,
+            ..
+        } => (
+            format!("{integration_name} needs to be reauthorized on {account_name}"),
+            format!(
+                "{source} reported that the token of the integration {integration_name}, which you set up on {account_name}, was revoked.\n\
+                 It needs to be reauthorized; until then it may not work.\n"
+            ),
+        ),
         Notice::LicenceRequestDecided {
             account_name,
             product,

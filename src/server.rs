@@ -94,6 +94,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     policies.reload();
     let _watcher = crate::policy::watch(policies.clone())?;
+    let verifier = crate::webhooks::Verifier::from_config(&config.webhooks.sources)?;
+    let outbound = Arc::new(crate::outbound::Outbound::new(
+        &config.subscribers,
+        &config.outbound.retry_schedule_ms,
+        config.outbound.timeout_ms,
+    )?);
     let (writer, writer_thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: settings.clone(),
@@ -101,7 +107,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         render: Arc::new(move |n| mail::render(n, &public_url)),
         metrics: metrics.clone(),
         wakers: wakers.clone(),
+        outbound: outbound.clone(),
     });
+
+    let outbound_worker = tokio::spawn(
+        crate::outbound::OutboundWorker {
+            store: store.clone(),
+            outbound: outbound.clone(),
+            client: reqwest::Client::builder()
+                .user_agent(concat!("admind/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .context("building the HTTP client for outbound events")?,
+            metrics: metrics.clone(),
+            wakers: wakers.clone(),
+        }
+        .run(),
+    );
 
     let transport = Transport::from_config(&config.mail, config.mail_dir())?;
     let outbox = tokio::spawn(
@@ -141,6 +162,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         decoy_hash: secret::decoy_hash(password_cost),
         settings,
         policies: policies.clone(),
+        verifier,
     });
     let router = http::router(app.clone(), config.limits.body_max_bytes);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -166,6 +188,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(app);
     outbox.abort();
     hooks.abort();
+    outbound_worker.abort();
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     store.db.flush_async().await.context("final flush")?;

@@ -222,6 +222,7 @@ async fn run_case(ops: Vec<Op>) {
         render: Arc::new(|n| admind::mail::render(n, "http://t")),
         metrics: Arc::new(Metrics::new()),
         wakers: Arc::new(Wakers::default()),
+        outbound: Arc::new(admind::outbound::Outbound::new(&[], &[0], 1000).unwrap()),
     });
     let created = writer
         .submit(

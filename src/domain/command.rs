@@ -21,6 +21,10 @@ pub enum Principal {
     Policy {
         name: String,
     },
+    /// A verified webhook from a configured source.
+    Webhook {
+        source: String,
+    },
 }
 
 impl Principal {
@@ -30,6 +34,7 @@ impl Principal {
             Principal::Operator => "operator".into(),
             Principal::Member { user_id, .. } => format!("user:{user_id}"),
             Principal::Policy { name } => format!("policy:{name}"),
+            Principal::Webhook { source } => format!("webhook:{source}"),
         }
     }
     pub fn user_id(&self) -> Option<&str> {
@@ -172,6 +177,14 @@ pub enum Command {
         subject: String,
         body: String,
     },
+    /// A verified webhook delivery: recorded (deduplicated by `webhook_id`)
+    /// with its effect in one transaction.
+    ReceiveWebhook {
+        source: String,
+        webhook_id: String,
+        kind: String,
+        data: serde_json::Value,
+    },
     /// A policy (or an admin) marks an integration as needing reauthorization.
     FlagIntegration {
         account_id: AccountId,
@@ -228,6 +241,7 @@ impl Command {
             Command::RemoveSell { .. } => "sell.remove",
             Command::AppointSellAdmin { .. } => "sell.appoint_admin",
             Command::PolicyNotify { .. } => "policy.notify",
+            Command::ReceiveWebhook { .. } => "webhook.receive",
             Command::FlagIntegration { .. } => "integration.flag",
             Command::RecordPolicyCall { .. } => "policy.call",
         }
@@ -265,6 +279,7 @@ impl Command {
             | Command::ConfirmEmailVerification { .. }
             | Command::GrantLicence { .. }
             | Command::DenyLicence { .. }
+            | Command::ReceiveWebhook { .. }
             | Command::RevokeSession { .. } => None,
         }
     }
@@ -312,6 +327,9 @@ impl Command {
             | Command::RemoveSell { user_id, .. }
             | Command::AppointSellAdmin { user_id, .. } => format!("user:{user_id}"),
             Command::PolicyNotify { address, .. } => format!("email:{address}"),
+            Command::ReceiveWebhook {
+                source, webhook_id, ..
+            } => format!("webhook:{source}/{webhook_id}"),
             Command::FlagIntegration { integration_id, .. } => {
                 format!("integration:{integration_id}")
             }
@@ -362,6 +380,12 @@ pub enum Change {
     PutInvoice(Invoice),
     PutInvestigation(SecurityInvestigation),
     PutLicenceRequest(LicenceRequest),
+    /// Remembers a webhook id (for deduplication) with when it arrived.
+    PutWebhookSeen {
+        source: String,
+        webhook_id: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// A message to mail. Rendered and queued in the outbox in the same
@@ -410,6 +434,12 @@ pub enum Notice {
         account_name: String,
         new_primary: String,
     },
+    IntegrationRevoked {
+        to: String,
+        account_name: String,
+        integration_name: String,
+        source: String,
+    },
     /// A policy's own message (`notify`).
     Custom {
         to: String,
@@ -437,7 +467,8 @@ impl Notice {
             | Notice::EmailVerification { to, .. }
             | Notice::PrimaryEmailChanged { to, .. }
             | Notice::LicenceRequestDecided { to, .. }
-            | Notice::Custom { to, .. } => to,
+            | Notice::Custom { to, .. }
+            | Notice::IntegrationRevoked { to, .. } => to,
         }
     }
 }
@@ -480,6 +511,11 @@ pub enum Reply {
     Investigation(SecurityInvestigation),
     LicenceRequest(LicenceRequest),
     Session(Session),
+    /// A webhook delivery: whether it was seen before, and what it did.
+    Webhook {
+        duplicate: bool,
+        effect: String,
+    },
     /// Accepted without saying what happened (password-reset requests, R17).
     Accepted,
     Done,

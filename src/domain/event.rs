@@ -61,6 +61,12 @@ pub enum DomainEvent {
         old_primary: String,
         new_primary: String,
     },
+    WebhookReceived {
+        source: String,
+        id: String,
+        kind: String,
+        data: serde_json::Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +83,7 @@ impl DomainEvent {
             DomainEvent::AgentSeatExhausted { .. } => "agent_seat_exhausted",
             DomainEvent::SellSeatExhausted { .. } => "sell_seat_exhausted",
             DomainEvent::AfterEmailPrimary { .. } => "after_email_primary",
+            DomainEvent::WebhookReceived { .. } => "webhook_received",
         }
     }
 }

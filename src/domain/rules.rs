@@ -122,6 +122,9 @@ pub fn member_with(
         (Principal::Policy { .. }, _) => {
             Refusal::forbidden("policies act only through their own host functions")
         }
+        (Principal::Webhook { .. }, _) => {
+            Refusal::forbidden("webhooks act only through their effects")
+        }
         (Principal::Member { .. }, _) => Refusal::not_found("account"),
     };
     let user_id = match principal {
@@ -996,6 +999,12 @@ pub fn execute(
             account_id,
             integration_id,
         } => super::products::flag_integration(view, ctx, &draft, &account_id, &integration_id),
+        Command::ReceiveWebhook {
+            source,
+            webhook_id,
+            kind,
+            data,
+        } => super::products::receive_webhook(view, ctx, &draft, source, webhook_id, kind, data),
         Command::RecordPolicyCall { account_id, call } => {
             super::products::record_policy_call(view, &draft, &account_id, call)
         }

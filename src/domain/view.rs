@@ -23,6 +23,8 @@ pub trait StateView {
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError>;
     /// Newest first, at most `limit`.
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError>;
+    /// Whether a webhook id from `source` was already recorded.
+    fn webhook_seen(&self, source: &str, webhook_id: &str) -> Result<bool, ViewError>;
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError>;
     /// An account's requests, oldest first, at most `limit`.
     fn account_licence_requests(

@@ -68,6 +68,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(authorize_integration))
         .routes(routes!(list_audit))
         .merge(super::products::routes())
+        .merge(super::webhooks::routes())
 }
 
 pub(super) fn unexpected(reply: Reply) -> Problem {

@@ -5,6 +5,7 @@ pub mod dto;
 pub mod handlers;
 pub mod problem;
 mod products;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +43,7 @@ pub struct App {
     pub decoy_hash: String,
     pub settings: Settings,
     pub policies: Arc<crate::policy::PolicyHost>,
+    pub verifier: crate::webhooks::Verifier,
 }
 
 pub type AppState = Arc<App>;

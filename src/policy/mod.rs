@@ -545,6 +545,20 @@ pub fn hook_event(event: &DomainEvent) -> (Hook, Event) {
                 attempt: attempt.clone(),
             },
         ),
+        DomainEvent::WebhookReceived {
+            source,
+            id,
+            kind,
+            data,
+        } => (
+            Hook::WebhookReceived,
+            Event::Webhook {
+                source: source.clone(),
+                id: id.clone(),
+                kind: kind.clone(),
+                data: data.clone(),
+            },
+        ),
         DomainEvent::AfterEmailPrimary {
             account_id,
             user,

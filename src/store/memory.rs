@@ -18,6 +18,7 @@ pub struct MemoryStore {
     pub investigations: Vec<SecurityInvestigation>,
     pub audit: Vec<AuditEntry>,
     pub licence_requests: BTreeMap<String, LicenceRequest>,
+    pub webhooks_seen: BTreeMap<(String, String), chrono::DateTime<chrono::Utc>>,
 }
 
 impl MemoryStore {
@@ -85,6 +86,13 @@ impl MemoryStore {
                 }
                 Change::PutLicenceRequest(r) => {
                     self.licence_requests.insert(r.id.clone(), r);
+                }
+                Change::PutWebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                } => {
+                    self.webhooks_seen.insert((source, webhook_id), at);
                 }
                 Change::PutInvoice(i) => self.invoices.push(i),
                 Change::PutInvestigation(i) => self.investigations.push(i),
@@ -160,6 +168,11 @@ impl StateView for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+    fn webhook_seen(&self, source: &str, webhook_id: &str) -> Result<bool, ViewError> {
+        Ok(self
+            .webhooks_seen
+            .contains_key(&(source.to_string(), webhook_id.to_string())))
     }
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
         Ok(self.licence_requests.get(id).cloned())

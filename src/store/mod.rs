@@ -39,9 +39,13 @@ pub enum T {
     OutboxDead,
     LicenceRequests,
     AccountLicences,
+    WebhooksSeen,
+    Deliveries,
+    DeliveriesDone,
+    Subscribers,
 }
 
-const TREE_NAMES: [&str; 15] = [
+const TREE_NAMES: [&str; 19] = [
     "accounts",
     "users",
     "email_index",
@@ -57,6 +61,10 @@ const TREE_NAMES: [&str; 15] = [
     "outbox_dead",
     "licence_requests",
     "account_licences",
+    "webhooks_seen",
+    "deliveries",
+    "deliveries_done",
+    "subscribers",
 ];
 
 /// A rendered message waiting in the outbox.
@@ -269,6 +277,13 @@ impl Store {
                         Some(Vec::new()),
                     ));
                 }
+                Change::PutWebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                } => {
+                    ops.push((T::WebhooksSeen, key2(source, webhook_id), Some(encode(at))));
+                }
                 Change::PutInvoice(i) => {
                     let seq = self.next_id()?;
                     ops.push((T::Invoices, key_seq(&i.account_id, seq), Some(encode(i))))
@@ -433,6 +448,13 @@ impl StateView for Store {
         Ok(out)
     }
 
+    fn webhook_seen(&self, source: &str, webhook_id: &str) -> Result<bool, ViewError> {
+        Ok(self
+            .tree(T::WebhooksSeen)
+            .contains_key(key2(source, webhook_id))
+            .map_err(StoreError::from)?)
+    }
+
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
         Ok(self.get(T::LicenceRequests, id.as_bytes())?)
     }
@@ -491,5 +513,22 @@ impl StateView for Store {
             out.push(decode(&v).map_err(StoreError::from)?);
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// Forgets webhook ids received before `cutoff` (senders retry for a
+    /// few days; ids are kept longer than that). Returns how many went.
+    pub fn prune_webhooks_seen(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for item in self.tree(T::WebhooksSeen).iter() {
+            let (k, v) = item?;
+            let at: DateTime<Utc> = decode(&v)?;
+            if at < cutoff {
+                self.tree(T::WebhooksSeen).remove(k)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 }

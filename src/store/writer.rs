@@ -38,6 +38,7 @@ struct Job {
 pub struct Wakers {
     pub outbox: Notify,
     pub hooks: Notify,
+    pub outbound: Notify,
 }
 
 #[derive(Clone)]
@@ -66,6 +67,8 @@ pub struct WriterDeps {
     pub render: Render,
     pub metrics: Arc<Metrics>,
     pub wakers: Arc<Wakers>,
+    /// Subscribers of outbound events (may be empty).
+    pub outbound: Arc<crate::outbound::Outbound>,
 }
 
 impl Writer {
@@ -140,6 +143,7 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
         }
         if wrote_events {
             deps.wakers.hooks.notify_one();
+            deps.wakers.outbound.notify_one();
         }
     }
     if let Err(e) = deps.store.db.flush() {
@@ -166,7 +170,12 @@ fn run_one(
     match execute(&deps.store, &mut ctx, actor, command) {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
-            let has_events = !outcome.events.is_empty();
+            // Licence-request changes make outbound events too.
+            let has_events = !outcome.events.is_empty()
+                || outcome
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::PutLicenceRequest(_)));
             match commit_outcome(deps, outcome) {
                 Ok(reply) => {
                     deps.metrics.store_commits.inc();
@@ -193,6 +202,8 @@ fn run_one(
                     cause = Some(seq);
                     ops.push(op);
                 }
+                let outbound = crate::outbound::Outbound::events(&events, &[]);
+                ops.extend(deps.outbound.ops(&deps.store, &outbound, now)?);
                 for event in events {
                     ops.push(deps.store.event_op(event, cause)?);
                 }
@@ -224,6 +235,8 @@ fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<Reply, StoreErr
     for notice in &outcome.notices {
         ops.push(store.outbox_op((deps.render)(notice))?);
     }
+    let outbound = crate::outbound::Outbound::events(&outcome.events, &outcome.changes);
+    ops.extend(deps.outbound.ops(store, &outbound, chrono::Utc::now())?);
     for event in outcome.events {
         ops.push(store.event_op(event, cause)?);
     }

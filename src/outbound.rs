@@ -1,0 +1,516 @@
+//! Outbound events: the daemon's own events delivered to subscribers named
+//! in the config, as Standard Webhooks deliveries signed with each
+//! subscriber's secret. Deliveries are queued in the same transaction as the
+//! change (so none is sent for a change that did not commit, and none is
+//! lost), then sent by a worker with the specification's retry schedule,
+//! honouring `Retry-After`, disabling a subscriber after the last retry or
+//! at once on 410.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{Change, DomainEvent, LicenceRequest, LicenceStatus};
+use crate::metrics::Metrics;
+use crate::store::codec::{decode, encode};
+use crate::store::writer::Wakers;
+use crate::store::{Op, Store, StoreError, T};
+
+/// Standard Webhooks' schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+pub const DEFAULT_SCHEDULE_MS: [u64; 8] = [
+    0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+];
+/// Finished deliveries kept for `GET /v1/deliveries`.
+pub const DONE_KEEP_DAYS: i64 = 7;
+pub const RETRY_AFTER_MAX_SECS: u64 = 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: u64,
+    /// The `webhook-id`: the same on every attempt, so receivers dedupe.
+    pub msg_id: String,
+    pub subscriber: String,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberState {
+    pub disabled: bool,
+    pub reason: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberConfig {
+    pub name: String,
+    pub url: String,
+    pub secret: String,
+    /// Event types to receive; all when empty.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+pub const EVENT_TYPES: [&str; 6] = [
+    "owner.changed",
+    "email.primary_changed",
+    "seats.exhausted",
+    "licence_request.filed",
+    "licence_request.granted",
+    "licence_request.denied",
+];
+
+struct Subscriber {
+    name: String,
+    url: String,
+    key: Vec<u8>,
+    events: HashSet<String>,
+}
+
+pub struct Outbound {
+    subscribers: Vec<Subscriber>,
+    schedule: Vec<Duration>,
+    timeout: Duration,
+}
+
+impl Outbound {
+    pub fn new(
+        configs: &[SubscriberConfig],
+        schedule_ms: &[u64],
+        timeout_ms: u64,
+    ) -> anyhow::Result<Outbound> {
+        let mut subscribers = Vec::new();
+        for c in configs {
+            anyhow::ensure!(
+                c.url.starts_with("http://") || c.url.starts_with("https://"),
+                "subscriber {:?}: url must be http(s)",
+                c.name
+            );
+            let key = crate::webhooks::decode_secret(&c.secret)
+                .map_err(|e| anyhow::anyhow!("subscriber {:?}: {e}", c.name))?;
+            for e in &c.events {
+                anyhow::ensure!(
+                    EVENT_TYPES.contains(&e.as_str()),
+                    "subscriber {:?}: unknown event type {e:?}; known: {}",
+                    c.name,
+                    EVENT_TYPES.join(", ")
+                );
+            }
+            anyhow::ensure!(
+                !subscribers.iter().any(|s: &Subscriber| s.name == c.name),
+                "subscriber {:?} is configured twice",
+                c.name
+            );
+            subscribers.push(Subscriber {
+                name: c.name.clone(),
+                url: c.url.clone(),
+                key,
+                events: c.events.iter().cloned().collect(),
+            });
+        }
+        anyhow::ensure!(
+            !schedule_ms.is_empty(),
+            "outbound.retry_schedule_ms needs at least one step"
+        );
+        Ok(Outbound {
+            subscribers,
+            schedule: schedule_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subscribers.is_empty()
+    }
+
+    /// The outbound events a committed outcome (or a refusal's events) carries.
+    pub fn events(
+        events: &[DomainEvent],
+        changes: &[Change],
+    ) -> Vec<(&'static str, serde_json::Value)> {
+        let mut out = Vec::new();
+        for e in events {
+            match e {
+                DomainEvent::AfterOwnerChange { account_id, from, to, integrations, .. } => out.push((
+                    "owner.changed",
+                    json!({"account_id": account_id, "from": {"id": from.id, "name": from.name}, "to": {"id": to.id, "name": to.name},
+                           "integrations_needing_reauthorization": integrations.len()}),
+                )),
+                DomainEvent::AfterEmailPrimary { account_id, user, .. } => {
+                    out.push(("email.primary_changed", json!({"account_id": account_id, "user_id": user.id, "is_owner": user.is_owner})))
+                }
+                DomainEvent::AgentSeatExhausted { account_id, seats_total, seats_used, .. } => out.push((
+                    "seats.exhausted",
+                    json!({"account_id": account_id, "product": "support", "seats_total": seats_total, "seats_used": seats_used}),
+                )),
+                DomainEvent::SellSeatExhausted { account_id, seats_total, seats_used, .. } => out.push((
+                    "seats.exhausted",
+                    json!({"account_id": account_id, "product": "sell", "seats_total": seats_total, "seats_used": seats_used}),
+                )),
+                DomainEvent::WebhookReceived { .. } => {}
+            }
+        }
+        for c in changes {
+            if let Change::PutLicenceRequest(r) = c {
+                out.push((licence_type(r), licence_payload(r)));
+            }
+        }
+        out
+    }
+
+    /// Queue writes: one delivery per event and interested, enabled subscriber.
+    pub fn ops(
+        &self,
+        store: &Store,
+        events: &[(&'static str, serde_json::Value)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Op>, StoreError> {
+        let mut ops = Vec::new();
+        if self.subscribers.is_empty() {
+            return Ok(ops);
+        }
+        for (kind, data) in events {
+            for s in &self.subscribers {
+                if !s.events.is_empty() && !s.events.contains(*kind) {
+                    continue;
+                }
+                if subscriber_state(store, &s.name)?.disabled {
+                    continue;
+                }
+                let id = store.next_id()?;
+                let delivery = Delivery {
+                    id,
+                    msg_id: format!("msg_{id:016x}"),
+                    subscriber: s.name.clone(),
+                    event_type: kind.to_string(),
+                    payload: json!({"type": kind, "timestamp": now.to_rfc3339(), "data": data}),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_status: None,
+                    last_error: None,
+                    created_at: now,
+                    finished_at: None,
+                };
+                ops.push((
+                    T::Deliveries,
+                    id.to_be_bytes().to_vec(),
+                    Some(encode(&delivery)),
+                ));
+            }
+        }
+        Ok(ops)
+    }
+}
+
+fn licence_type(r: &LicenceRequest) -> &'static str {
+    match r.status {
+        LicenceStatus::Pending => "licence_request.filed",
+        LicenceStatus::Granted => "licence_request.granted",
+        LicenceStatus::Denied => "licence_request.denied",
+    }
+}
+
+fn licence_payload(r: &LicenceRequest) -> serde_json::Value {
+    json!({"account_id": r.account_id, "id": r.id, "product": r.product.as_str(), "seats": r.seats,
+           "granted_seats": r.granted_seats, "expires_at": r.expires_at, "requested_by": r.requested_by})
+}
+
+pub fn subscriber_state(store: &Store, name: &str) -> Result<SubscriberState, StoreError> {
+    match store.tree(T::Subscribers).get(name.as_bytes())? {
+        Some(v) => Ok(decode(&v)?),
+        None => Ok(SubscriberState::default()),
+    }
+}
+
+fn set_subscriber_state(
+    store: &Store,
+    name: &str,
+    state: &SubscriberState,
+) -> Result<(), StoreError> {
+    store
+        .tree(T::Subscribers)
+        .insert(name.as_bytes(), encode(state))?;
+    Ok(())
+}
+
+/// Pending first (oldest first), then finished (newest first), at most `limit`.
+pub fn list(store: &Store, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+    let mut out: Vec<Delivery> = store.queue_items(T::Deliveries, limit)?;
+    for item in store
+        .tree(T::DeliveriesDone)
+        .iter()
+        .rev()
+        .take(limit.saturating_sub(out.len()))
+    {
+        let (_, v) = item?;
+        out.push(decode(&v)?);
+    }
+    Ok(out)
+}
+
+/// Queues a delivery again from its first attempt and re-enables its
+/// subscriber. `None` when there is no such delivery.
+pub fn redeliver(store: &Store, id: u64) -> Result<Option<Delivery>, StoreError> {
+    let key = id.to_be_bytes();
+    let found = match store.tree(T::Deliveries).get(key)? {
+        Some(v) => Some(v),
+        None => store.tree(T::DeliveriesDone).get(key)?,
+    };
+    let Some(bytes) = found else { return Ok(None) };
+    let mut d: Delivery = decode(&bytes)?;
+    d.state = DeliveryState::Pending;
+    d.attempts = 0;
+    d.next_attempt_at = Utc::now();
+    d.finished_at = None;
+    d.last_error = None;
+    set_subscriber_state(store, &d.subscriber, &SubscriberState::default())?;
+    store.tree(T::DeliveriesDone).remove(key)?;
+    store.tree(T::Deliveries).insert(key, encode(&d))?;
+    store.db.flush()?;
+    Ok(Some(d))
+}
+
+pub struct OutboundWorker {
+    pub store: Store,
+    pub outbound: Arc<Outbound>,
+    pub client: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub wakers: Arc<Wakers>,
+}
+
+enum Sent {
+    Ok(u16),
+    Gone,
+    Retry {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+const SCAN_MAX: usize = 64;
+
+impl OutboundWorker {
+    pub async fn run(self) {
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            let wait = match self.pass().await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbound pass failed");
+                    Duration::from_secs(1)
+                }
+            };
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = std::time::Instant::now();
+                self.prune();
+            }
+            let _ = tokio::time::timeout(wait, self.wakers.outbound.notified()).await;
+        }
+    }
+
+    fn prune(&self) {
+        let cutoff = Utc::now() - chrono::Duration::days(DONE_KEEP_DAYS);
+        let mut pruned = 0;
+        for (k, v) in self.store.tree(T::DeliveriesDone).iter().flatten() {
+            if decode::<Delivery>(&v)
+                .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
+                .unwrap_or(true)
+            {
+                let _ = self.store.tree(T::DeliveriesDone).remove(k);
+                pruned += 1;
+            }
+        }
+        match self.store.prune_webhooks_seen(
+            Utc::now() - chrono::Duration::days(crate::webhooks::SEEN_KEEP_DAYS),
+        ) {
+            Ok(n) if n + pruned > 0 => {
+                tracing::info!(deliveries = pruned, webhook_ids = n, "pruned")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning webhook ids failed"),
+        }
+    }
+
+    async fn pass(&self) -> anyhow::Result<Duration> {
+        let items: Vec<Delivery> = self.store.queue_items(T::Deliveries, SCAN_MAX)?;
+        let mut next = Duration::from_secs(1);
+        let now = Utc::now();
+        let due: Vec<Delivery> = items
+            .into_iter()
+            .filter(|d| {
+                if d.next_attempt_at > now {
+                    next = next.min((d.next_attempt_at - now).to_std().unwrap_or_default());
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(next);
+        }
+        let sends = due.into_iter().map(|d| async move {
+            let result = self.send(&d).await;
+            (d, result)
+        });
+        for (mut d, result) in futures_util::future::join_all(sends).await {
+            d.attempts += 1;
+            match result {
+                Sent::Ok(status) => {
+                    d.last_status = Some(status);
+                    self.finish(d, DeliveryState::Delivered)?;
+                }
+                Sent::Gone => {
+                    d.last_status = Some(410);
+                    d.last_error = Some("the subscriber answered 410 Gone".into());
+                    self.disable(&d.subscriber, "answered 410 Gone")?;
+                    self.finish(d, DeliveryState::Failed)?;
+                }
+                Sent::Retry {
+                    status,
+                    error,
+                    retry_after,
+                } => {
+                    d.last_status = status;
+                    d.last_error = Some(error);
+                    match self.outbound.schedule.get(d.attempts as usize) {
+                        Some(step) => {
+                            let delay = retry_after.map_or(*step, |r| r.max(*step));
+                            d.next_attempt_at =
+                                Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                            self.store.queue_put(T::Deliveries, d.id, &d)?;
+                        }
+                        None => {
+                            self.disable(&d.subscriber, "the last retry failed")?;
+                            self.finish(d, DeliveryState::Failed)?;
+                        }
+                    }
+                }
+            }
+        }
+        self.store.db.flush_async().await?;
+        Ok(Duration::from_millis(0))
+    }
+
+    fn finish(&self, mut d: Delivery, state: DeliveryState) -> Result<(), StoreError> {
+        d.state = state;
+        d.finished_at = Some(Utc::now());
+        tracing::info!(delivery = d.id, subscriber = %d.subscriber, event = %d.event_type, state = ?state, attempts = d.attempts, "delivery finished");
+        self.store.queue_put(T::DeliveriesDone, d.id, &d)?;
+        self.store.queue_remove(T::Deliveries, d.id)
+    }
+
+    fn disable(&self, name: &str, reason: &str) -> Result<(), StoreError> {
+        tracing::warn!(subscriber = %name, reason, "subscriber disabled");
+        set_subscriber_state(
+            self.store_ref(),
+            name,
+            &SubscriberState {
+                disabled: true,
+                reason: Some(reason.into()),
+                since: Some(Utc::now()),
+            },
+        )?;
+        // Its other pending deliveries fail now rather than wait.
+        for d in self.store.queue_items::<Delivery>(T::Deliveries, 100_000)? {
+            if d.subscriber == name {
+                let mut d = d;
+                d.last_error = Some(format!("subscriber disabled: {reason}"));
+                self.finish(d, DeliveryState::Failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn store_ref(&self) -> &Store {
+        &self.store
+    }
+
+    async fn send(&self, d: &Delivery) -> Sent {
+        let Some(sub) = self
+            .outbound
+            .subscribers
+            .iter()
+            .find(|s| s.name == d.subscriber)
+        else {
+            return Sent::Retry {
+                status: None,
+                error: "subscriber no longer configured".into(),
+                retry_after: None,
+            };
+        };
+        match subscriber_state(&self.store, &sub.name) {
+            Ok(s) if s.disabled => return Sent::Gone,
+            _ => {}
+        }
+        let body = serde_json::to_vec(&d.payload).unwrap_or_default();
+        let ts = Utc::now().timestamp();
+        let signature = crate::webhooks::sign(&sub.key, &d.msg_id, ts, &body);
+        let sent = self
+            .client
+            .post(&sub.url)
+            .timeout(self.outbound.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.msg_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Err(e) => Sent::Retry {
+                status: None,
+                error: format!("sending: {e}"),
+                retry_after: None,
+            },
+            Ok(res) => {
+                let status = res.status().as_u16();
+                if res.status().is_success() {
+                    return Sent::Ok(status);
+                }
+                if status == 410 {
+                    return Sent::Gone;
+                }
+                let retry_after = if status == 429 || status == 503 {
+                    res.headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(RETRY_AFTER_MAX_SECS)))
+                } else {
+                    None
+                };
+                Sent::Retry {
+                    status: Some(status),
+                    error: format!("answered {status}"),
+                    retry_after,
+                }
+            }
+        }
+    }
+}
