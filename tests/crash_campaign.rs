@@ -1,0 +1,470 @@
+//! Crash campaign: mixed writes (owner transfers, member changes, address
+//! changes, webhooks) from many clients, SIGKILL at random moments, restart
+//! on the same data dir, and after every restart: every acknowledged write
+//! is there and R01, R11, R15 hold. At the end every mail and every outbound
+//! event has been delivered, none lost, none twice.
+//!
+//! Rounds: `ADMIND_CRASH_ROUNDS` (5 by default, as in CI). The campaign
+//! command: `ADMIND_CRASH_ROUNDS=100 cargo test --release --test crash_campaign -- --nocapture`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, PASSWORD};
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SUB_SECRET: &str = "whsec_dGhlIHN1YnNjcmliZXIncyBvd24gc2VjcmV0IQ==";
+const TRANSFER_ACCOUNTS: usize = 4;
+
+#[derive(Default)]
+struct Acked {
+    members: Vec<(String, String)>,
+    emails: Vec<String>,
+    webhooks: Vec<String>,
+    /// Per transfer account: (owner after the last acknowledged transfer,
+    /// the target of a transfer in flight when the daemon died).
+    owners: HashMap<String, (String, Option<String>)>,
+    transfers_acked: usize,
+}
+
+struct TransferAccount {
+    id: String,
+    users: [(String, String); 2],
+}
+
+async fn owner_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let got: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let state = state.clone();
+                async move {
+                    standardwebhooks::Webhook::new(SUB_SECRET)
+                        .unwrap()
+                        .verify(&body, &headers)
+                        .expect("signed by admind");
+                    let id = headers["webhook-id"].to_str().unwrap().to_string();
+                    state
+                        .lock()
+                        .unwrap()
+                        .push((id, serde_json::from_slice(&body).unwrap()));
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+fn sign(id: &str, body: &Value) -> (String, i64, Vec<u8>) {
+    let body = serde_json::to_vec(body).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let sig = standardwebhooks::Webhook::new(SOURCE_SECRET)
+        .unwrap()
+        .sign(id, ts, &body)
+        .unwrap();
+    (sig, ts, body)
+}
+
+async fn send_webhook(http: &reqwest::Client, base: &str, id: &str) -> Option<Value> {
+    let (sig, ts, body) = sign(id, &json!({"type": "crm.ping", "data": {"n": id}}));
+    let res = http
+        .post(format!("{base}/v1/webhooks/crm"))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    if res.status() != StatusCode::OK {
+        return None;
+    }
+    res.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r01_r11_r15_crash_campaign() {
+    let rounds: usize = std::env::var("ADMIND_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let (url, received) = owner_receiver().await;
+    let mut d = Daemon::start_with(&format!(
+        "[[webhooks.sources]]\nname = \"crm\"\nsecrets = [\"{SOURCE_SECRET}\"]\n\
+         [[subscribers]]\nname = \"audit-sink\"\nurl = \"{url}\"\nsecret = \"{SUB_SECRET}\"\nevents = [\"owner.changed\"]\n\
+         [outbound]\nretry_schedule_ms = [0, 50, 50, 50, 50, 50, 50, 50, 50, 50]\n"
+    ));
+    // A shared account for member and address changes, and accounts whose
+    // ownership goes back and forth.
+    let (m, _, mt) = d.account_with_owner(100_000).await;
+    let m_owner = d.get(&format!("/v1/accounts/{m}/owner"), &mt).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut transfer_accounts = Vec::new();
+    for k in 0..TRANSFER_ACCOUNTS {
+        let (a, o) = d
+            .create_account(&format!("T{k}"), &format!("o{k}@t.test"), 5)
+            .await;
+        let ot = d.activate(&a, &format!("o{k}@t.test")).await;
+        let (b, bt) = d.member(&ot, &a, &format!("b{k}@t.test"), "admin").await;
+        transfer_accounts.push(TransferAccount {
+            id: a,
+            users: [(o, ot), (b, bt)],
+        });
+    }
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    for t in &transfer_accounts {
+        acked
+            .lock()
+            .unwrap()
+            .owners
+            .insert(t.id.clone(), (t.users[0].0.clone(), None));
+    }
+    let mut rng = rand::thread_rng();
+    let started = Instant::now();
+    for round in 0..rounds {
+        let mut clients = Vec::new();
+        // Owner transfers, one client per account (so its last ack is the owner).
+        for t in &transfer_accounts {
+            let (http, base, acked) = (d.http.clone(), d.base.clone(), acked.clone());
+            let (a, users) = (t.id.clone(), t.users.clone());
+            clients.push(tokio::spawn(async move {
+                loop {
+                    let current = acked.lock().unwrap().owners[&a].0.clone();
+                    let (from, to) = if current == users[0].0 {
+                        (&users[0], &users[1])
+                    } else {
+                        (&users[1], &users[0])
+                    };
+                    acked.lock().unwrap().owners.get_mut(&a).unwrap().1 = Some(to.0.clone());
+                    let res = http
+                        .put(format!("{base}/v1/accounts/{a}/owner"))
+                        .bearer_auth(&from.1)
+                        .json(&json!({"user_id": to.0}))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            let mut g = acked.lock().unwrap();
+                            *g.owners.get_mut(&a).unwrap() = (to.0.clone(), None);
+                            g.transfers_acked += 1;
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        // Member adds (agents take seats, end users do not).
+        for w in 0..2 {
+            let (http, base, m, mt, acked) = (
+                d.http.clone(),
+                d.base.clone(),
+                m.clone(),
+                mt.clone(),
+                acked.clone(),
+            );
+            clients.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let email = format!("m{round}-{w}-{i}@m.test");
+                    let role = if i % 2 == 0 { "agent" } else { "end_user" };
+                    let res = http
+                        .post(format!("{base}/v1/accounts/{m}/members"))
+                        .bearer_auth(&mt)
+                        .json(&json!({"name": "M", "email": email, "role": role}))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status() == StatusCode::CREATED => {
+                            let id = r
+                                .json::<Value>()
+                                .await
+                                .map(|b| b["id"].as_str().unwrap_or_default().to_string())
+                                .unwrap_or_default();
+                            acked.lock().unwrap().members.push((id, email));
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        // Address adds on the owner's own profile (at most 10 per profile).
+        {
+            let (http, base, m, mt, owner, acked) = (
+                d.http.clone(),
+                d.base.clone(),
+                m.clone(),
+                mt.clone(),
+                m_owner.clone(),
+                acked.clone(),
+            );
+            clients.push(tokio::spawn(async move {
+                if acked.lock().unwrap().emails.len() >= 8 {
+                    return;
+                }
+                let address = format!("alias{round}@m.test");
+                let res = http
+                    .post(format!("{base}/v1/accounts/{m}/members/{owner}/emails"))
+                    .bearer_auth(&mt)
+                    .json(&json!({"address": address}))
+                    .send()
+                    .await;
+                if let Ok(r) = res {
+                    if r.status() == StatusCode::CREATED {
+                        acked.lock().unwrap().emails.push(address);
+                    }
+                }
+            }));
+        }
+        // Webhooks with unique ids.
+        {
+            let (http, base, acked) = (d.http.clone(), d.base.clone(), acked.clone());
+            clients.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let id = format!("wh-{round}-{i}");
+                    match send_webhook(&http, &base, &id).await {
+                        Some(answer) if answer["duplicate"] == false => {
+                            acked.lock().unwrap().webhooks.push(id)
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(150..600))).await;
+        d.kill();
+        for c in clients {
+            let _ = c.await;
+        }
+        d.restart();
+        check(&d, &m, &mt, &m_owner, &transfer_accounts, &acked).await;
+        // In-flight transfers are resolved by what the restart shows.
+        for t in &transfer_accounts {
+            let owner = d
+                .get(
+                    &format!("/v1/accounts/{}/owner", t.id),
+                    &d.operator_or(&t.users),
+                )
+                .await
+                .body["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            *acked.lock().unwrap().owners.get_mut(&t.id).unwrap() = (owner, None);
+        }
+        let (members, transfers, webhooks) = {
+            let g = acked.lock().unwrap();
+            (g.members.len(), g.transfers_acked, g.webhooks.len())
+        };
+        eprintln!("round {}/{rounds}: ok ({members} members, {transfers} transfers, {webhooks} webhooks acknowledged so far)", round + 1);
+    }
+    // Redelivered webhooks have no second effect.
+    let webhooks = acked.lock().unwrap().webhooks.clone();
+    for id in webhooks.iter().take(20) {
+        let answer = send_webhook(&d.http, &d.base, id).await.expect("200");
+        assert_eq!(answer["duplicate"], true, "{id}");
+    }
+    // Every mail once: one password-set mail per member present, none for
+    // a member whose creation never committed.
+    let members = all_members(&d, &m, &mt).await;
+    let expected: HashSet<String> = members
+        .iter()
+        .map(|u| u["primary_email"].as_str().unwrap().to_lowercase())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for mail in d
+            .mails()
+            .into_iter()
+            .filter(|x| x.subject.starts_with("Set your password") && x.to.ends_with("@m.test"))
+        {
+            *counts.entry(mail.to.to_lowercase()).or_default() += 1;
+        }
+        assert!(
+            counts.values().all(|n| *n == 1),
+            "a mail was sent twice: {counts:?}"
+        );
+        assert!(
+            counts.keys().all(|k| expected.contains(k)),
+            "mail for a change that never committed"
+        );
+        if counts.len() + 1 == expected.len() {
+            break; // the owner's own set-password mail is not an @m.test member mail
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} mails delivered",
+            counts.len(),
+            expected.len() - 1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every outbound event delivered, none lost: one owner.changed per
+    // committed transfer, each id received (receivers dedupe by id).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = d.get("/v1/deliveries", &d.operator).await.body;
+        let items = list["items"].as_array().unwrap().clone();
+        let pending = items.iter().filter(|i| i["state"] == "pending").count();
+        if pending == 0 {
+            assert!(
+                items.iter().all(|i| i["state"] == "delivered"),
+                "a delivery failed: {list}"
+            );
+            let delivered: HashSet<String> = items
+                .iter()
+                .map(|i| i["msg_id"].as_str().unwrap().to_string())
+                .collect();
+            let got: HashSet<String> = received
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect();
+            assert!(delivered.is_subset(&got), "an outbound event was lost");
+            let transfers_acked = acked.lock().unwrap().transfers_acked;
+            assert!(
+                got.len() >= transfers_acked,
+                "{} events for {transfers_acked} acknowledged transfers",
+                got.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} deliveries still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("crash campaign: {rounds} rounds in {:?}", started.elapsed());
+}
+
+trait OperatorOr {
+    fn operator_or(&self, users: &[(String, String); 2]) -> String;
+}
+
+impl OperatorOr for Daemon {
+    /// A token that can read the owner: either user of the account is an admin.
+    fn operator_or(&self, users: &[(String, String); 2]) -> String {
+        users[0].1.clone()
+    }
+}
+
+async fn all_members(d: &Daemon, a: &str, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let q = after
+            .as_ref()
+            .map(|x| format!("&after={x}"))
+            .unwrap_or_default();
+        let page = d
+            .get(&format!("/v1/accounts/{a}/members?limit=200{q}"), token)
+            .await;
+        out.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return out,
+        }
+    }
+}
+
+async fn check(
+    d: &Daemon,
+    m: &str,
+    mt: &str,
+    m_owner: &str,
+    transfer_accounts: &[TransferAccount],
+    acked: &Mutex<Acked>,
+) {
+    let members = all_members(d, m, mt).await;
+    let ids: HashSet<&str> = members.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    let (acked_members, acked_emails, owners) = {
+        let g = acked.lock().unwrap();
+        (g.members.clone(), g.emails.clone(), g.owners.clone())
+    };
+    for (id, email) in &acked_members {
+        assert!(
+            ids.contains(id.as_str()),
+            "acknowledged member {email} lost"
+        );
+    }
+    // R01 and R11 on the shared account.
+    assert_eq!(
+        members.iter().filter(|u| u["is_owner"] == true).count(),
+        1,
+        "R01"
+    );
+    let holders = members.iter().filter(|u| u["role"] != "end_user").count() as u64;
+    let acc = d.get(&format!("/v1/accounts/{m}"), mt).await.body;
+    assert_eq!(
+        acc["support"]["seats_used"].as_u64().unwrap(),
+        holders,
+        "R11 seats used"
+    );
+    assert!(
+        holders <= acc["support"]["seats_total"].as_u64().unwrap(),
+        "R11 never exceeds"
+    );
+    // R15 and the acknowledged addresses.
+    let emails = d
+        .get(&format!("/v1/accounts/{m}/members/{m_owner}/emails"), mt)
+        .await
+        .body;
+    let items = emails["items"].as_array().unwrap();
+    assert_eq!(
+        items.iter().filter(|e| e["primary"] == true).count(),
+        1,
+        "R15"
+    );
+    for a in &acked_emails {
+        assert!(
+            items.iter().any(|e| e["address"] == a.as_str()),
+            "acknowledged address {a} lost"
+        );
+    }
+    // R01 on the transfer accounts: the owner is the last acknowledged one,
+    // or the target of the transfer in flight at the kill.
+    for t in transfer_accounts {
+        let owner = d
+            .get(&format!("/v1/accounts/{}/owner", t.id), &t.users[0].1)
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (last, in_flight) = &owners[&t.id];
+        assert!(
+            &owner == last || in_flight.as_ref() == Some(&owner),
+            "R01: owner {owner}, acknowledged {last}, in flight {in_flight:?}"
+        );
+        let list = d
+            .get(&format!("/v1/accounts/{}/members", t.id), &t.users[0].1)
+            .await
+            .body;
+        assert_eq!(
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|u| u["is_owner"] == true)
+                .count(),
+            1,
+            "R01"
+        );
+    }
+    let _ = PASSWORD;
+}
