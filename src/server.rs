@@ -17,7 +17,7 @@ use crate::policy::{registry, PolicyHost};
 use crate::ratelimit::RateLimiter;
 use crate::secret::{self, PasswordCost};
 use crate::store::writer::{Wakers, Writer, WriterDeps};
-use crate::store::{Store, T};
+use crate::store::Store;
 
 const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
@@ -172,8 +172,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         addr = %bound,
         data_dir = %config.data_dir.display(),
-        outbox = store.queue_len(T::Outbox),
-        hook_queue = store.queue_len(T::HookQueue),
         "admind serving"
     );
     // Tests and scripts read this line to learn an ephemeral port.

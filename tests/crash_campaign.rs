@@ -4,8 +4,8 @@
 //! is there and R01, R11, R15 hold. At the end every mail and every outbound
 //! event has been delivered, none lost, none twice.
 //!
-//! Rounds: `ADMIND_CRASH_ROUNDS` (5 by default, as in CI). The campaign
-//! command: `ADMIND_CRASH_ROUNDS=100 cargo test --release --test crash_campaign -- --nocapture`.
+//! Rounds: `CRASH_CAMPAIGN_ROUNDS` (5 by default, as in CI). The campaign
+//! command: `CRASH_CAMPAIGN_ROUNDS=100 cargo test --release --test crash_campaign -- --nocapture`.
 
 mod common;
 
@@ -96,7 +96,7 @@ async fn send_webhook(http: &reqwest::Client, base: &str, id: &str) -> Option<Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r01_r11_r15_crash_campaign() {
-    let rounds: usize = std::env::var("ADMIND_CRASH_ROUNDS")
+    let rounds: usize = std::env::var("CRASH_CAMPAIGN_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);

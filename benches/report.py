@@ -1,0 +1,75 @@
+"""Turns benches/run.sh's result lines into BENCHMARKS.md."""
+import datetime
+import json
+import os
+import sys
+
+rows = {}
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{"):
+        r = json.loads(line)
+        rows[r["scenario"]] = r
+seconds = sys.argv[2]
+
+
+def g(name, key, default=0.0):
+    return rows.get(name, {}).get(key, default)
+
+
+def ratio(a, b):
+    return a / b if b else 0.0
+
+
+def mark(ok):
+    return "✔" if ok else "✘"
+
+
+mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+out = []
+out.append("# Benchmarks\n")
+out.append(
+    f"Measured by `benches/run.sh` on {datetime.date.today()}: {os.cpu_count()} cores, "
+    f"{mem_gib:.0f} GiB of memory, loopback, release build, {seconds} s per figure, "
+    "64 connections unless said. Every baseline was measured in the same run. "
+    "Raw lines: `benches/last-results.jsonl`.\n"
+)
+out.append("| figure | admind | baseline (same run) | ratio | goal |")
+out.append("|---|---|---|---|---|")
+o, bo = g("owner", "rate"), g("bare_owner_size", "rate")
+out.append(f"| `GET /v1/accounts/{{a}}/owner`, req/s | {o:,.0f} | bare hyper, same body size: {bo:,.0f} | {ratio(o, bo):.2f} | ≥ 0.6 {mark(ratio(o, bo) >= 0.6)} |")
+m, bm = g("members_20", "rate"), g("bare_members_size", "rate")
+out.append(f"| `GET /v1/accounts/{{a}}/members` (20 members), req/s | {m:,.0f} | bare hyper, same body size: {bm:,.0f} | {ratio(m, bm):.2f} | ≥ 0.4 {mark(ratio(m, bm) >= 0.4)} |")
+one = g("sled_one_writer", "rate")
+for c in (1, 16, 64):
+    t = g(f"transfers_{c}", "rate")
+    base = g(f"sled_batched_{c}", "rate") if c > 1 else one
+    label = "sled tx + flush, one writer" if c == 1 else f"sled tx, flushes shared by {c} writers"
+    goal = f"≥ 5× one-writer {mark(ratio(t, one) >= 5)}" if c == 64 else ""
+    out.append(f"| durable owner transfers/s, {c} client(s) | {t:,.0f} ({ratio(t, one):.1f}× one-writer) | {label}: {base:,.0f} | {ratio(t, base):.2f} | {goal} |")
+p99 = g("transfers_64", "p99_ms")
+out.append(f"| p99 latency of transfers, 64 clients | {p99:.2f} ms (p50 {g('transfers_64', 'p50_ms'):.2f} ms) | — | | ≤ 10 ms {mark(p99 <= 10)} |")
+added = g("hook_rhai_script", "median_us") - g("hook_no_handler", "median_us")
+out.append(
+    f"| `before_owner_change` Rhai policy, added median | {added:.2f} µs (script {g('hook_rhai_script', 'median_us'):.2f} µs) | "
+    f"compiled plugin {g('hook_compiled_plugin', 'median_us'):.2f} µs, no handler {g('hook_no_handler', 'median_us'):.2f} µs | | ≤ 5 µs {mark(added <= 5)} |"
+)
+rp99 = g("reload", "p99_ms")
+failed = g("reload", "failed_requests")
+out.append(f"| script save → new decision, p99 over {g('reload', 'saves')} saves under read load | {rp99:.1f} ms (p50 {g('reload', 'p50_ms'):.1f} ms), {failed} failed of {g('reload', 'reads'):,} reads | — | | ≤ 250 ms, 0 failed {mark(rp99 <= 250 and failed == 0)} |")
+wh, hm = g("webhooks", "rate"), g("hmac_verify_alone", "rate")
+out.append(f"| verified, deduplicated, committed webhook deliveries/s, 64 senders | {wh:,.0f} (p99 {g('webhooks', 'p99_ms'):.1f} ms) | HMAC sign + verify alone, all cores: {hm:,.0f}/s | {ratio(wh, hm):.3f} | report |")
+seed = rows.get("seed", {})
+out.append(f"| start-up with {seed.get('accounts', 0):,} accounts and {seed.get('members', 0):,} members | {g('startup', 'startup_ms'):.0f} ms to `/healthz`; RSS {g('startup', 'rss_kib') / 1024:.0f} MiB, {g('rss_after_load', 'rss_kib') / 1024:.0f} MiB after the page runs | — | | ≤ 2 s {mark(g('startup', 'startup_ms') <= 2000)} |")
+ps, pb, pl = g("page_small", "p50_ms"), g("page_big_first", "p50_ms"), g("page_big_later", "p50_ms")
+out.append(
+    f"| members page (20 items), p50 / req/s | 20 members: {ps:.2f} ms / {g('page_small', 'rate'):,.0f}; "
+    f"100,000 members, first page: {pb:.2f} ms / {g('page_big_first', 'rate'):,.0f}; later page: {pl:.2f} ms / {g('page_big_later', 'rate'):,.0f} | — | "
+    f"{ratio(pb, ps):.2f} | same cost {mark(ratio(pb, ps) <= 1.5 and ratio(pl, ps) <= 1.5)} |"
+)
+out.append("")
+out.append("Seeding (in-process through the real core and writer, no HTTP): "
+           f"{seed.get('members', 0):,} members in {seed.get('seconds', 0):.0f} s.")
+out.append("")
+out.append("Errors during the runs: " + ", ".join(f"{k} {v.get('errors', 0)}" for k, v in rows.items() if "errors" in v) + ".")
+print("\n".join(out))

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The benchmark command (issue 6): installs its load tool (wrk), builds
+# release binaries, runs every figure on loopback beside its baseline in the
+# same run, and writes BENCHMARKS.md.
+#
+#   benches/run.sh                 # full run (~6 minutes after the build)
+#   BENCH_SECONDS=3 SCALE_ACCOUNTS=1000 benches/run.sh   # a quick one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+S=${BENCH_SECONDS:-10}
+SCALE_ACCOUNTS=${SCALE_ACCOUNTS:-10000}
+SCALE_MEMBERS=${SCALE_MEMBERS:-20}
+SCALE_BIG=${SCALE_BIG:-100000}
+SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+if ! command -v wrk >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+fi
+cargo build --release --bin admind --examples
+cargo bench --no-run --bench hook_dispatch >/dev/null 2>&1
+BIN=target/release
+W=$(mktemp -d)
+RESULTS=$W/results.jsonl
+cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+# start_admind DIR [extra config]: starts a daemon, sets ADDR and PID.
+start_admind() {
+  local dir=$1
+  mkdir -p "$dir/scripts"
+  printf 'public_url = "http://bench"\n[[webhooks.sources]]\nname = "crm"\nsecrets = ["%s"]\n%s\n' "$SECRET" "${2:-}" > "$dir/admind.toml"
+  local started
+  started=$(date +%s%N)
+  ADMIND_LOG=warn $BIN/admind serve --config "$dir/admind.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" \
+    --mail-dir "$dir/mail" --scripts-dir "$dir/scripts" > "$dir/out" 2> "$dir/err" &
+  PID=$!
+  until grep -q "listening on" "$dir/out" 2>/dev/null; do sleep 0.01; done
+  ADDR=$(sed -n 's/admind listening on //p' "$dir/out")
+  until curl -sf "$ADDR/healthz" >/dev/null; do sleep 0.01; done
+  STARTUP_MS=$(( ($(date +%s%N) - started) / 1000000 ))
+  OPERATOR=$(cat "$dir/data/operator.token")
+}
+
+# wrk_json NAME URL [TOKEN]: 64 connections, S seconds; appends a result line.
+wrk_json() {
+  local name=$1 url=$2 token=${3:-}
+  local out
+  if [ -n "$token" ]; then
+    out=$(wrk -t2 -c64 -d"${S}s" --latency -H "Authorization: Bearer $token" "$url")
+  else
+    out=$(wrk -t2 -c64 -d"${S}s" --latency "$url")
+  fi
+  python3 - "$name" "$out" >> "$RESULTS" <<'PY'
+import json, re, sys
+name, out = sys.argv[1], sys.argv[2]
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
+p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+print(json.dumps({"scenario": name, "rate": rate, "p50_ms": p50, "p99_ms": p99, "errors": int(non2xx.group(1)) if non2xx else 0}))
+PY
+}
+
+echo "== reads" >&2
+D=$W/reads; start_admind "$D"
+SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --members 19)
+ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
+TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+OWNER_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/owner" | wc -c)
+MEMBERS_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/members" | wc -c)
+wrk_json owner "$ADDR/v1/accounts/$ACC/owner" "$TOK"
+wrk_json members_20 "$ADDR/v1/accounts/$ACC/members" "$TOK"
+$BIN/examples/bare_server 127.0.0.1:0 "$OWNER_BYTES" > "$W/bare1" & until grep -q listening "$W/bare1" 2>/dev/null; do sleep 0.01; done
+wrk_json bare_owner_size "$(sed -n 's/bare listening on //p' "$W/bare1")/"
+$BIN/examples/bare_server 127.0.0.1:0 "$MEMBERS_BYTES" > "$W/bare2" & until grep -q listening "$W/bare2" 2>/dev/null; do sleep 0.01; done
+wrk_json bare_members_size "$(sed -n 's/bare listening on //p' "$W/bare2")/"
+
+echo "== reload under read load" >&2
+$BIN/examples/bench reload --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --scripts-dir "$D/scripts" --saves 100 >> "$RESULTS"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+echo "== durable transfers" >&2
+for c in 1 16 64; do
+  D=$W/transfers$c; start_admind "$D"
+  $BIN/examples/bench transfers --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --clients $c --seconds "$S" >> "$RESULTS"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  $BIN/examples/bench store --clients $c $( [ $c -gt 1 ] && echo --batched ) --seconds "$S" >> "$RESULTS"
+done
+$BIN/examples/bench store --clients 1 --seconds "$S" >> "$RESULTS"
+
+echo "== webhooks" >&2
+D=$W/webhooks; start_admind "$D"
+$BIN/examples/bench webhooks --base "$ADDR" --secret "$SECRET" --clients 64 --seconds "$S" >> "$RESULTS"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+$BIN/examples/bench hmac --secret "$SECRET" --seconds "$S" >> "$RESULTS"
+
+echo "== hook dispatch" >&2
+cargo bench --bench hook_dispatch -- --warm-up-time 1 --measurement-time "$S" 2>/dev/null | python3 -c '
+import json, re, sys
+text = sys.stdin.read()
+for name in ("no_handler", "compiled_plugin", "rhai_script"):
+    m = re.search(r"before_owner_change/" + name + r"\s+time:\s+\[\S+ \S+ (\S+) (\S+)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    us = value * {"ns": 0.001, "µs": 1, "us": 1, "ms": 1000}[unit]
+    print(json.dumps({"scenario": "hook_" + name, "median_us": us}))
+' >> "$RESULTS"
+
+echo "== scale: $SCALE_ACCOUNTS accounts x $SCALE_MEMBERS members + one of $SCALE_BIG" >&2
+D=$W/scale; mkdir -p "$D"
+$BIN/examples/bench seed --data-dir "$D/data" --accounts "$SCALE_ACCOUNTS" --members "$SCALE_MEMBERS" --big "$SCALE_BIG" > "$D/seed.json"
+cat "$D/seed.json" >> "$RESULTS"
+SMALL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["small"])' "$D/seed.json")
+BIG=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["big"])' "$D/seed.json")
+start_admind "$D"
+RSS_KB=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
+echo "{\"scenario\": \"startup\", \"startup_ms\": $STARTUP_MS, \"rss_kib\": $RSS_KB}" >> "$RESULTS"
+signin() { curl -s "$ADDR/v1/accounts/$1/sessions" -H 'content-type: application/json' -d "{\"email\":\"$2\",\"password\":\"benchmark password\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
+TS=$(signin "$SMALL" owner-small@seed.test)
+TB=$(signin "$BIG" owner-big@seed.test)
+MID=$(curl -s -H "Authorization: Bearer $TB" "$ADDR/v1/accounts/$BIG/members?limit=200" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][-1]["id"])')
+wrk_json page_small "$ADDR/v1/accounts/$SMALL/members?limit=20" "$TS"
+wrk_json page_big_first "$ADDR/v1/accounts/$BIG/members?limit=20" "$TB"
+wrk_json page_big_later "$ADDR/v1/accounts/$BIG/members?limit=20&after=$MID" "$TB"
+RSS_AFTER=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
+echo "{\"scenario\": \"rss_after_load\", \"rss_kib\": $RSS_AFTER}" >> "$RESULTS"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+
+python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md
+cp "$RESULTS" benches/last-results.jsonl
+echo "wrote BENCHMARKS.md" >&2

@@ -1,0 +1,779 @@
+//! Load scenarios for `benches/run.sh`. Each prints one JSON line with its
+//! figures. Talks to a running daemon over loopback, except `store`, `hmac`
+//! and `seed`, which run in-process.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One account with an owner and `members` members; prints its id and the owner's token.
+    SetupReads {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        mail_dir: PathBuf,
+        #[arg(long)]
+        operator: String,
+        #[arg(long, default_value_t = 20)]
+        members: usize,
+    },
+    /// Durable owner transfers, each client on its own account.
+    Transfers {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        mail_dir: PathBuf,
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Signed webhook deliveries with unique ids.
+    Webhooks {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value = "crm")]
+        source: String,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// HMAC verification alone, in-process, on every core.
+    Hmac {
+        #[arg(long)]
+        secret: String,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// sled transaction + flush: one writer, or `clients` writers sharing flushes.
+    Store {
+        #[arg(long)]
+        clients: usize,
+        #[arg(long)]
+        batched: bool,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Script save → first decision that uses it, under read load.
+    Reload {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        mail_dir: PathBuf,
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        scripts_dir: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        saves: usize,
+        #[arg(long, default_value_t = 16)]
+        readers: usize,
+    },
+    /// Seeds a data dir in-process: `accounts` × `members`, plus one account of `big` members.
+    Seed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        accounts: usize,
+        #[arg(long)]
+        members: usize,
+        #[arg(long)]
+        big: usize,
+    },
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(scenario: &str, extra: Value, mut latencies_ms: Vec<f64>, ops: u64, elapsed: Duration) {
+    latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut out = json!({
+        "scenario": scenario,
+        "ops": ops,
+        "seconds": elapsed.as_secs_f64(),
+        "rate": ops as f64 / elapsed.as_secs_f64(),
+        "p50_ms": percentile(&latencies_ms, 0.5),
+        "p99_ms": percentile(&latencies_ms, 0.99),
+    });
+    if let (Some(o), Some(e)) = (out.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    println!("{out}");
+}
+
+/// The token in the newest mail to `to` whose subject starts with `subject`.
+fn mail_token(dir: &Path, to: &str, subject: &str) -> Option<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    for f in files.iter().rev() {
+        let text = std::fs::read_to_string(f).ok()?;
+        if !text.contains(&format!("To: {to}\r\n"))
+            || !text.contains(&format!("Subject: {subject}"))
+        {
+            continue;
+        }
+        let body = text.replace("=\r\n", "").replace("=3D", "=");
+        let start = body.find("token=")? + 6;
+        return Some(
+            body[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect(),
+        );
+    }
+    None
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    mail_dir: PathBuf,
+    operator: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut r = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let res = r.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn activate(&self, account: &str, email: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let token = loop {
+            if let Some(t) = mail_token(&self.mail_dir, email, "Set your password") {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "no mail to {email}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let (s, b) = self
+            .post(
+                "/v1/password-resets/confirm",
+                None,
+                json!({"token": token, "password": "benchmark password"}),
+            )
+            .await;
+        assert_eq!(s, 204, "{b}");
+        let (s, b) = self
+            .post(
+                &format!("/v1/accounts/{account}/sessions"),
+                None,
+                json!({"email": email, "password": "benchmark password"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["token"].as_str().unwrap().to_string()
+    }
+
+    async fn account(&self, tag: &str, seats: u32) -> (String, String, String) {
+        let email = format!("owner-{tag}@bench.test");
+        let (s, b) = self
+            .post("/v1/accounts", Some(&self.operator), json!({"name": tag, "owner": {"name": "Owner", "email": email}, "support_seats": seats}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let a = b["id"].as_str().unwrap().to_string();
+        let owner = b["owner_id"].as_str().unwrap().to_string();
+        let t = self.activate(&a, &email).await;
+        (a, owner, t)
+    }
+
+    async fn member(&self, a: &str, token: &str, email: &str, role: &str) -> String {
+        let (s, b) = self
+            .post(
+                &format!("/v1/accounts/{a}/members"),
+                Some(token),
+                json!({"name": "M", "email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn client(base: String, mail_dir: PathBuf, operator: String) -> Client {
+    Client {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap(),
+        base,
+        mail_dir,
+        operator,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().cmd {
+        Cmd::SetupReads {
+            base,
+            mail_dir,
+            operator,
+            members,
+        } => {
+            let c = client(base, mail_dir, operator);
+            let (a, _, t) = c.account("reads", members as u32 + 1).await;
+            for i in 0..members {
+                c.member(&a, &t, &format!("m{i}@reads.test"), "agent").await;
+            }
+            println!("{}", json!({"account": a, "token": t}));
+        }
+        Cmd::Transfers {
+            base,
+            mail_dir,
+            operator,
+            clients,
+            seconds,
+        } => {
+            let c = Arc::new(client(base, mail_dir, operator));
+            let mut accounts = Vec::new();
+            for k in 0..clients {
+                let (a, o, ot) = c.account(&format!("t{clients}-{k}"), 5).await;
+                let email = format!("b-{clients}-{k}@bench.test");
+                let b = c.member(&a, &ot, &email, "admin").await;
+                let bt = c.activate(&a, &email).await;
+                accounts.push((a, [(o, ot), (b, bt)]));
+            }
+            let stop = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let tasks: Vec<_> = accounts
+                .into_iter()
+                .map(|(a, users)| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut cur = 0;
+                        let mut errors = 0u64;
+                        while Instant::now() < stop {
+                            let (from, to) = (&users[cur], &users[1 - cur]);
+                            let t0 = Instant::now();
+                            let res = c
+                                .http
+                                .put(format!("{}/v1/accounts/{a}/owner", c.base))
+                                .bearer_auth(&from.1)
+                                .json(&json!({"user_id": to.0}))
+                                .send()
+                                .await;
+                            match res {
+                                Ok(r) if r.status() == 200 => {
+                                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                                    cur = 1 - cur;
+                                }
+                                _ => errors += 1,
+                            }
+                        }
+                        (lat, errors)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for t in tasks {
+                let (l, e) = t.await.unwrap();
+                all.extend(l);
+                errors += e;
+            }
+            let n = all.len() as u64;
+            report(
+                &format!("transfers_{clients}"),
+                json!({"clients": clients, "errors": errors}),
+                all,
+                n,
+                started.elapsed(),
+            );
+        }
+        Cmd::Webhooks {
+            base,
+            secret,
+            source,
+            clients,
+            seconds,
+        } => {
+            let key = admind::webhooks::decode_secret(&secret).expect("secret");
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap();
+            let next = Arc::new(AtomicU64::new(0));
+            let stop = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..clients)
+                .map(|_| {
+                    let (http, key, next, base, source) = (
+                        http.clone(),
+                        key.clone(),
+                        next.clone(),
+                        base.clone(),
+                        source.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut errors = 0u64;
+                        while Instant::now() < stop {
+                            let id = format!("bench-{}", next.fetch_add(1, Ordering::Relaxed));
+                            let body = br#"{"type":"crm.ping","data":{"n":1}}"#;
+                            let ts = chrono::Utc::now().timestamp();
+                            let sig = admind::webhooks::sign(&key, &id, ts, body);
+                            let t0 = Instant::now();
+                            let res = http
+                                .post(format!("{base}/v1/webhooks/{source}"))
+                                .header("webhook-id", &id)
+                                .header("webhook-timestamp", ts.to_string())
+                                .header("webhook-signature", sig)
+                                .body(body.to_vec())
+                                .send()
+                                .await;
+                            match res {
+                                Ok(r) if r.status() == 200 => {
+                                    lat.push(t0.elapsed().as_secs_f64() * 1000.0)
+                                }
+                                _ => errors += 1,
+                            }
+                        }
+                        (lat, errors)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for t in tasks {
+                let (l, e) = t.await.unwrap();
+                all.extend(l);
+                errors += e;
+            }
+            let n = all.len() as u64;
+            report(
+                "webhooks",
+                json!({"clients": clients, "errors": errors}),
+                all,
+                n,
+                started.elapsed(),
+            );
+        }
+        Cmd::Hmac { secret, seconds } => {
+            let verifier = Arc::new(
+                admind::webhooks::Verifier::from_config(&[admind::config::WebhookSource {
+                    name: "crm".into(),
+                    secrets: vec![secret.clone()],
+                }])
+                .unwrap(),
+            );
+            let key = admind::webhooks::decode_secret(&secret).unwrap();
+            let body = br#"{"type":"crm.ping","data":{"n":1}}"#;
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            let started = Instant::now();
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (verifier, key) = (verifier.clone(), key.clone());
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        let stop = Instant::now() + Duration::from_secs(seconds);
+                        while Instant::now() < stop {
+                            let id = format!("bench-{t}-{n}");
+                            let ts = chrono::Utc::now().timestamp();
+                            let sig = admind::webhooks::sign(&key, &id, ts, body);
+                            verifier
+                                .verify(
+                                    "crm",
+                                    Some(&id),
+                                    Some(&ts.to_string()),
+                                    Some(&sig),
+                                    body,
+                                    ts,
+                                )
+                                .unwrap();
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let n: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            report(
+                "hmac_verify_alone",
+                json!({"threads": threads, "note": "sign + verify per op"}),
+                vec![],
+                n,
+                started.elapsed(),
+            );
+        }
+        Cmd::Store {
+            clients,
+            batched,
+            seconds,
+        } => store_bench(clients, batched, seconds),
+        Cmd::Reload {
+            base,
+            mail_dir,
+            operator,
+            scripts_dir,
+            saves,
+            readers,
+        } => {
+            let c = Arc::new(client(base, mail_dir, operator));
+            let (a, _, ot) = c.account("reload", 5).await;
+            let b = c.member(&a, &ot, "b@reload.test", "admin").await;
+            c.activate(&a, "b@reload.test").await;
+            let stop = Arc::new(AtomicBool::new(false));
+            let failed = Arc::new(AtomicU64::new(0));
+            let read = Arc::new(AtomicU64::new(0));
+            let reader_tasks: Vec<_> = (0..readers)
+                .map(|_| {
+                    let (c, a, ot, stop, failed, read) = (
+                        c.clone(),
+                        a.clone(),
+                        ot.clone(),
+                        stop.clone(),
+                        failed.clone(),
+                        read.clone(),
+                    );
+                    tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            match c
+                                .http
+                                .get(format!("{}/v1/accounts/{a}", c.base))
+                                .bearer_auth(&ot)
+                                .send()
+                                .await
+                            {
+                                Ok(r) if r.status() == 200 => read.fetch_add(1, Ordering::Relaxed),
+                                _ => failed.fetch_add(1, Ordering::Relaxed),
+                            };
+                        }
+                    })
+                })
+                .collect();
+            let mut lat = Vec::new();
+            let started = Instant::now();
+            for i in 0..saves {
+                let reason = format!("bench save {i}");
+                let tmp = scripts_dir.join(".bench.rhai.tmp");
+                std::fs::write(
+                    &tmp,
+                    format!("fn before_owner_change(event) {{ deny(\"{reason}\"); }}"),
+                )
+                .unwrap();
+                let t0 = Instant::now();
+                std::fs::rename(&tmp, scripts_dir.join("bench.rhai")).unwrap();
+                loop {
+                    let (s, body) = c.post_put(&a, &ot, &b).await;
+                    if s == 409 && body["detail"].as_str().is_some_and(|d| d.contains(&reason)) {
+                        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                        break;
+                    }
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "save {i} never took effect"
+                    );
+                }
+            }
+            let elapsed = started.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            for t in reader_tasks {
+                let _ = t.await;
+            }
+            let _ = std::fs::remove_file(scripts_dir.join("bench.rhai"));
+            report(
+                "reload",
+                json!({"saves": saves, "reads": read.load(Ordering::Relaxed), "failed_requests": failed.load(Ordering::Relaxed)}),
+                lat,
+                saves as u64,
+                elapsed,
+            );
+        }
+        Cmd::Seed {
+            data_dir,
+            accounts,
+            members,
+            big,
+        } => seed(&data_dir, accounts, members, big).await,
+    }
+}
+
+impl Client {
+    async fn post_put(&self, a: &str, token: &str, to: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .put(format!("{}/v1/accounts/{a}/owner", self.base))
+            .bearer_auth(token)
+            .json(&json!({"user_id": to}))
+            .send()
+            .await
+            .expect("request");
+        let s = res.status().as_u16();
+        (s, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The pure-sled baselines of the transfer figure: one transaction per
+/// transfer (three keys, as a transfer writes the account, an integration
+/// and the audit entry), flushed each time by one writer; or the same with
+/// `clients` threads sharing flushes.
+fn store_bench(clients: usize, batched: bool, seconds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    let trees: Vec<sled::Tree> = ["a", "b", "c"]
+        .iter()
+        .map(|n| db.open_tree(n).unwrap())
+        .collect();
+    let value = vec![7u8; 300];
+    let commit = |i: u64| {
+        use sled::Transactional;
+        let r: sled::transaction::TransactionResult<(), ()> = trees.as_slice().transaction(|t| {
+            for (k, tree) in t.iter().enumerate() {
+                tree.insert(
+                    format!("key{}-{}", k, i % 1000).as_bytes(),
+                    value.as_slice(),
+                )?;
+            }
+            Ok(())
+        });
+        r.unwrap();
+    };
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    if !batched {
+        let mut lat = Vec::new();
+        let mut n = 0u64;
+        while Instant::now() < stop {
+            let t0 = Instant::now();
+            commit(n);
+            db.flush().unwrap();
+            lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            n += 1;
+        }
+        report(
+            "sled_one_writer",
+            json!({"clients": 1}),
+            lat,
+            n,
+            started.elapsed(),
+        );
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<()>>();
+    let done = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (tx, done) = (tx.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                while Instant::now() < stop {
+                    let (ack, wait) = std::sync::mpsc::channel();
+                    let t0 = Instant::now();
+                    if tx.send(ack).is_err() || wait.recv().is_err() {
+                        break;
+                    }
+                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                lat
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut n = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        for _ in &batch {
+            commit(n);
+            n += 1;
+        }
+        db.flush().unwrap();
+        for ack in batch {
+            let _ = ack.send(());
+        }
+    }
+    let lat: Vec<f64> = producers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    report(
+        &format!("sled_batched_{clients}"),
+        json!({"clients": clients}),
+        lat,
+        done.load(Ordering::Relaxed),
+        started.elapsed(),
+    );
+}
+
+/// Seeds through the real core and writer, in-process (no HTTP, no mail
+/// delivery), then activates one owner of a small and of the big account.
+async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
+    use admind::domain::*;
+    use admind::store::writer::{Wakers, Writer, WriterDeps};
+    use admind::store::{OutboxMail, Store, T};
+    std::fs::create_dir_all(data_dir).unwrap();
+    let store = Store::open(&data_dir.join("db")).unwrap();
+    let (writer, thread) = Writer::start(WriterDeps {
+        store: store.clone(),
+        settings: Settings::default(),
+        gate: Arc::new(AllowAll),
+        render: Arc::new(|n| admind::mail::render(n, "http://bench")),
+        metrics: Arc::new(admind::metrics::Metrics::new()),
+        wakers: Arc::new(Wakers::default()),
+        outbound: Arc::new(admind::outbound::Outbound::new(&[], &[0], 1000).unwrap()),
+    });
+    let started = Instant::now();
+    let small = seed_account(
+        writer.clone(),
+        "small".into(),
+        "owner-small@seed.test".into(),
+    )
+    .await;
+    seed_members(writer.clone(), small.clone(), members, "s".into()).await;
+    let large = seed_account(writer.clone(), "big".into(), "owner-big@seed.test".into()).await;
+    // The big account, filled by 32 concurrent adders.
+    let per = big.div_ceil(32);
+    let fills: Vec<_> = (0..32)
+        .map(|k| {
+            tokio::spawn(seed_members(
+                writer.clone(),
+                large.clone(),
+                per.min(big.saturating_sub(k * per)),
+                format!("b{k}-"),
+            ))
+        })
+        .collect();
+    for f in fills {
+        f.await.unwrap();
+    }
+    // The other accounts, 64 at a time.
+    let mut i = 0;
+    while i < accounts {
+        let batch: Vec<_> = (i..(i + 64).min(accounts))
+            .map(|k| {
+                let w = writer.clone();
+                tokio::spawn(async move {
+                    let a =
+                        seed_account(w.clone(), format!("acc{k}"), format!("o{k}@seed.test")).await;
+                    seed_members(w, a, members, format!("a{k}-")).await;
+                })
+            })
+            .collect();
+        for b in batch {
+            b.await.unwrap();
+        }
+        i += 64;
+    }
+    // Activate the two owners we will sign in as; drop the seeding mail.
+    let mails: Vec<OutboxMail> = store.queue_items(T::Outbox, usize::MAX).unwrap();
+    for who in ["owner-small@seed.test", "owner-big@seed.test"] {
+        let m = mails.iter().find(|m| m.to == who).unwrap();
+        let start = m.body.find("token=").unwrap() + 6;
+        let token: String = m.body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let hash = admind::secret::hash_password("benchmark password", Default::default()).unwrap();
+        writer
+            .submit(
+                Principal::Anonymous,
+                Command::ConfirmPasswordReset {
+                    token_hash: token_hash(&token),
+                    password_hash: hash,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store.tree(T::Outbox).clear().unwrap();
+    store.db.flush().unwrap();
+    drop(writer);
+    let _ = thread.join();
+    println!(
+        "{}",
+        json!({"scenario": "seed", "small": small.id, "big": large.id, "seconds": started.elapsed().as_secs_f64(),
+        "accounts": accounts + 2, "members": accounts * members + members + big})
+    );
+}
+
+async fn seed_account(
+    w: admind::store::writer::Writer,
+    name: String,
+    email: String,
+) -> admind::domain::Account {
+    use admind::domain::*;
+    match w
+        .submit(
+            Principal::Operator,
+            Command::CreateAccount {
+                name,
+                owner_name: "Owner".into(),
+                owner_email: email,
+                support_seats: 5,
+            },
+        )
+        .await
+        .unwrap()
+    {
+        Reply::Account(a) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn seed_members(
+    w: admind::store::writer::Writer,
+    a: admind::domain::Account,
+    n: usize,
+    prefix: String,
+) {
+    use admind::domain::*;
+    let owner = Principal::Member {
+        account_id: a.id.clone(),
+        user_id: a.owner_id.clone(),
+    };
+    for i in 0..n {
+        w.submit(
+            owner.clone(),
+            Command::AddMember {
+                account_id: a.id.clone(),
+                name: "M".into(),
+                email: format!("{prefix}{i}@seed.test"),
+                role: SupportRole::EndUser,
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
