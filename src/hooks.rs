@@ -22,6 +22,7 @@ pub struct HookWorker {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub wakers: Arc<Wakers>,
+    pub last_flush: std::sync::Mutex<std::time::Instant>,
 }
 
 const HOOK_SCAN_MAX: usize = 64;
@@ -109,7 +110,9 @@ impl HookWorker {
             self.store.queue_remove(T::HookQueue, item.id)?;
             self.metrics.hook_events_dispatched.inc();
         }
-        self.store.db.flush_async().await?;
+        // After-hooks are at least once: a removal lost in a crash re-runs
+        // the event, so it need not be flushed at once.
+        crate::store::flush_at_most_every(&self.store, &self.last_flush).await?;
         Ok(true)
     }
 

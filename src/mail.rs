@@ -277,6 +277,7 @@ pub struct OutboxWorker {
     pub retry_base_ms: u64,
     pub metrics: Arc<Metrics>,
     pub wakers: Arc<Wakers>,
+    pub last_flush: std::sync::Mutex<std::time::Instant>,
 }
 
 const OUTBOX_SCAN_MAX: usize = 256;
@@ -341,7 +342,11 @@ impl OutboxWorker {
             }
         }
         if changed {
-            self.store.db.flush_async().await?;
+            // Removals need not be flushed at once: a delivery that comes
+            // back after a crash rewrites the same file (SMTP receivers
+            // drop the duplicate Message-ID). Bounded staleness, fewer fsyncs
+            // competing with the writer's group commits.
+            crate::store::flush_at_most_every(&self.store, &self.last_flush).await?;
             // More may be waiting beyond this scan.
             return Ok(Duration::from_millis(0));
         }

@@ -134,6 +134,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             retry_base_ms: config.mail.retry_base_ms,
             metrics: metrics.clone(),
             wakers: wakers.clone(),
+            last_flush: std::sync::Mutex::new(std::time::Instant::now()),
         }
         .run(),
     );
@@ -144,6 +145,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             writer: writer.clone(),
             metrics: metrics.clone(),
             wakers: wakers.clone(),
+            last_flush: std::sync::Mutex::new(std::time::Instant::now()),
         }
         .run(),
     );

@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::Utc;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -142,7 +144,7 @@ pub fn router(app: AppState, body_max_bytes: usize) -> Router {
             .unwrap_or("-");
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
     }))
-    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(SetRequestIdLayer::x_request_id(SequentialIds::new()))
     .with_state(app)
 }
 
@@ -172,4 +174,31 @@ async fn track(State(app): State<AppState>, req: Request, next: Next) -> Respons
         })
         .inc();
     response
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique across
+/// restarts without a random-number syscall per request (UUIDv4 had one).
+#[derive(Clone)]
+struct SequentialIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SequentialIds {
+    fn new() -> Self {
+        let token = secret::random_token();
+        SequentialIds {
+            prefix: token[..8].into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for SequentialIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }

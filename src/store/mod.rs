@@ -532,3 +532,25 @@ impl Store {
         Ok(pruned)
     }
 }
+
+/// Background workers' flushes: at most one per 100 ms per worker.
+pub const WORKER_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+pub async fn flush_at_most_every(
+    store: &Store,
+    last: &std::sync::Mutex<std::time::Instant>,
+) -> Result<(), StoreError> {
+    let due = {
+        let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
+        if l.elapsed() >= WORKER_FLUSH_EVERY {
+            *l = std::time::Instant::now();
+            true
+        } else {
+            false
+        }
+    };
+    if due {
+        store.db.flush_async().await?;
+    }
+    Ok(())
+}
