@@ -72,4 +72,8 @@ out.append("Seeding (in-process through the real core and writer, no HTTP): "
            f"{seed.get('members', 0):,} members in {seed.get('seconds', 0):.0f} s.")
 out.append("")
 out.append("Errors during the runs: " + ", ".join(f"{k} {v.get('errors', 0)}" for k, v in rows.items() if "errors" in v) + ".")
+analysis = os.path.join(os.path.dirname(__file__), "analysis.md")
+if os.path.exists(analysis):
+    out.append("")
+    out.append(open(analysis).read().rstrip())
 print("\n".join(out))

@@ -95,6 +95,8 @@ pub struct Veto {
     /// Content hash of the policy version that decided.
     pub version: String,
     pub reason: String,
+    /// How long the deciding call took.
+    pub duration_us: u64,
 }
 
 /// What the core asks before a transfer commits. The policy layer implements

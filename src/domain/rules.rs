@@ -562,8 +562,8 @@ pub fn execute(
                 return Err(Refusal::conflict(
                     "policy_denied",
                     format!(
-                        "policy {} (version {}) denied: {}",
-                        veto.policy, veto.version, veto.reason
+                        "policy {} (version {}, {} us) denied: {}",
+                        veto.policy, veto.version, veto.duration_us, veto.reason
                     ),
                 ));
             }

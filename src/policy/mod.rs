@@ -370,12 +370,14 @@ impl PolicyHost {
                     policy: r.policy.clone(),
                     version: r.version.clone(),
                     reason: reason.clone(),
+                    duration_us: r.duration_us,
                 });
             }
             match &r.error {
                 Some(e) if !self.fail_open.contains(&hook) => Some(Veto {
                     policy: r.policy.clone(),
                     version: r.version.clone(),
+                    duration_us: r.duration_us,
                     reason: format!("the policy failed, and this hook fails closed: {e}"),
                 }),
                 _ => None,

@@ -554,3 +554,37 @@ pub async fn flush_at_most_every(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_ids_are_kept_seven_days_then_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(8);
+        let ops = store
+            .ops_for(&[
+                Change::PutWebhookSeen {
+                    source: "crm".into(),
+                    webhook_id: "old".into(),
+                    at: old,
+                },
+                Change::PutWebhookSeen {
+                    source: "crm".into(),
+                    webhook_id: "new".into(),
+                    at: now,
+                },
+            ])
+            .unwrap();
+        store.commit(&ops).unwrap();
+        let pruned = store
+            .prune_webhooks_seen(now - chrono::Duration::days(crate::webhooks::SEEN_KEEP_DAYS))
+            .unwrap();
+        assert_eq!(pruned, 1);
+        assert!(!store.webhook_seen("crm", "old").unwrap());
+        assert!(store.webhook_seen("crm", "new").unwrap());
+    }
+}
