@@ -21,28 +21,31 @@ pub(super) type ApiResult<T> = Result<T, Problem>;
 #[derive(IntoResponses)]
 pub enum Errors {
     /// Bad input: malformed JSON, unknown field, bad value (`validation_failed`, `malformed_json`, `invalid_token`).
-    #[response(status = 400)]
+    #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(#[to_schema] Problem),
     /// No or bad credentials.
-    #[response(status = 401)]
+    #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(Problem),
     /// Authenticated but not allowed (`not_account_owner`, `billing_owner_only`, `forbidden`).
-    #[response(status = 403)]
+    #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
     /// Not found, or in an account the caller is not a member of.
-    #[response(status = 404)]
+    #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
     /// A rule refuses it (`agent_seat_exhausted`, `new_owner_not_admin`, `owner_role_locked`, ...).
-    #[response(status = 409)]
+    #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
     /// Body larger than the limit (1 MiB by default).
-    #[response(status = 413)]
+    #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
+    /// A body that is not sent as `application/json` (`unsupported_media_type`).
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
     /// Too many attempts (`rate_limited`, with Retry-After).
-    #[response(status = 429)]
+    #[response(status = 429, content_type = "application/problem+json")]
     RateLimited(Problem),
     /// The store is unavailable.
-    #[response(status = 503)]
+    #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
 }
 
