@@ -458,7 +458,7 @@ async fn after_hooks_run_at_least_once_across_a_sigkill_right_after_commit() {
     write(
         &d,
         "slow_welcome.rhai",
-        "fn after_owner_change(event) { let i = 0; while i < 3000000 { i += 1; } notify(event.to.primary_email, \"Welcome, owner\", \"slow but sure\"); }",
+        "fn after_owner_change(event) { let i = 0; while i < 300000 { i += 1; } notify(event.to.primary_email, \"Welcome, owner\", \"slow but sure\"); }",
     );
     wait_status(&d, "slow_welcome.rhai", "loaded", |s| s.is_some()).await;
     assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);

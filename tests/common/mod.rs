@@ -210,7 +210,8 @@ impl Daemon {
 
     /// Waits for the `n`th mail (1-based) to `to` whose subject contains `subject`.
     pub async fn wait_mail(&self, to: &str, subject: &str, n: usize) -> Mail {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: CI machines may be loaded; a mail normally lands in ms.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let found: Vec<Mail> = self
                 .mails()
