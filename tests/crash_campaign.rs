@@ -278,7 +278,7 @@ async fn r01_r11_r15_crash_campaign() {
     }
     // Every mail once: one password-set mail per member present, none for
     // a member whose creation never committed.
-    let members = all_members(&d, &m, &mt).await;
+    let members = d.all_members(&m, &mt).await;
     let expected: HashSet<String> = members
         .iter()
         .map(|u| u["primary_email"].as_str().unwrap().to_lowercase())
@@ -363,25 +363,6 @@ impl OperatorOr for Daemon {
     }
 }
 
-async fn all_members(d: &Daemon, a: &str, token: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let q = after
-            .as_ref()
-            .map(|x| format!("&after={x}"))
-            .unwrap_or_default();
-        let page = d
-            .get(&format!("/v1/accounts/{a}/members?limit=200{q}"), token)
-            .await;
-        out.extend(page.body["items"].as_array().unwrap().iter().cloned());
-        match page.body["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
-            None => return out,
-        }
-    }
-}
-
 async fn check(
     d: &Daemon,
     m: &str,
@@ -390,7 +371,7 @@ async fn check(
     transfer_accounts: &[TransferAccount],
     acked: &Mutex<Acked>,
 ) {
-    let members = all_members(d, m, mt).await;
+    let members = d.all_members(m, mt).await;
     let ids: HashSet<&str> = members.iter().map(|u| u["id"].as_str().unwrap()).collect();
     let (acked_members, acked_emails, owners) = {
         let g = acked.lock().unwrap();

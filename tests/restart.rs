@@ -12,26 +12,6 @@ use common::Daemon;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn all_members(d: &Daemon, a: &str, token: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let q = after
-            .as_ref()
-            .map(|x| format!("&after={x}"))
-            .unwrap_or_default();
-        let page = d
-            .get(&format!("/v1/accounts/{a}/members?limit=200{q}"), token)
-            .await;
-        assert_eq!(page.status, StatusCode::OK);
-        out.extend(page.body["items"].as_array().unwrap().iter().cloned());
-        match page.body["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
-            None => return out,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r01_r11_acknowledged_writes_and_mail_survive_sigkill() {
     let mut d = Daemon::start();
@@ -85,7 +65,7 @@ async fn r01_r11_acknowledged_writes_and_mail_survive_sigkill() {
         "the writers got some writes in: {}",
         acked.len()
     );
-    let members = all_members(&d, &a, &ot).await;
+    let members = d.all_members(&a, &ot).await;
     let by_id: HashMap<&str, &Value> = members
         .iter()
         .map(|m| (m["id"].as_str().unwrap(), m))

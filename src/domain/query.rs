@@ -155,22 +155,33 @@ pub fn owner_candidates(
     account_id: &str,
 ) -> Result<Vec<MemberView>, Refusal> {
     let (account, _) = member_with(view, who, account_id, Need::Owner)?;
+    scan_members(view, &account, CANDIDATES_MAX, |u| {
+        u.support_role == SupportRole::Admin && u.id != account.owner_id
+    })
+}
+
+/// Members of `account` that `keep` selects, at most `max`, scanning page by
+/// page (bounded lists a person reads; not for the member list itself).
+fn scan_members(
+    view: &dyn StateView,
+    account: &Account,
+    max: usize,
+    keep: impl Fn(&User) -> bool,
+) -> Result<Vec<MemberView>, Refusal> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = view.members(account_id, after.as_deref(), CANDIDATE_SCAN_PAGE)?;
+        let page = view.members(&account.id, after.as_deref(), CANDIDATE_SCAN_PAGE)?;
         let done = page.len() < CANDIDATE_SCAN_PAGE;
         after = page.last().map(|u| u.id.clone());
-        for user in page {
-            if user.support_role == SupportRole::Admin && user.id != account.owner_id {
-                out.push(MemberView {
-                    role_label: role_label(&account, &user),
-                    is_owner: false,
-                    user,
-                });
-                if out.len() >= CANDIDATES_MAX {
-                    return Ok(out);
-                }
+        for user in page.into_iter().filter(|u| keep(u)) {
+            out.push(MemberView {
+                role_label: role_label(account, &user),
+                is_owner: account.owner_id == user.id,
+                user,
+            });
+            if out.len() >= max {
+                return Ok(out);
             }
         }
         if done {
@@ -311,28 +322,9 @@ pub fn sell_users(
     account_id: &str,
 ) -> Result<Vec<MemberView>, Refusal> {
     let (account, _) = member_with(view, who, account_id, Need::Admin)?;
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = view.members(account_id, after.as_deref(), CANDIDATE_SCAN_PAGE)?;
-        let done = page.len() < CANDIDATE_SCAN_PAGE;
-        after = page.last().map(|u| u.id.clone());
-        for user in page {
-            if user.sell_role != SellRole::None {
-                out.push(MemberView {
-                    role_label: role_label(&account, &user),
-                    is_owner: account.owner_id == user.id,
-                    user,
-                });
-                if out.len() >= SELL_USERS_MAX {
-                    return Ok(out);
-                }
-            }
-        }
-        if done {
-            return Ok(out);
-        }
-    }
+    scan_members(view, &account, SELL_USERS_MAX, |u| {
+        u.sell_role != SellRole::None
+    })
 }
 
 /// A member's view without a permission check, for rendering the result of

@@ -296,6 +296,27 @@ impl Daemon {
         r.body["id"].as_str().unwrap().to_string()
     }
 
+    /// Every member of an account, following the pages.
+    pub async fn all_members(&self, a: &str, token: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let q = after
+                .as_ref()
+                .map(|x| format!("&after={x}"))
+                .unwrap_or_default();
+            let page = self
+                .get(&format!("/v1/accounts/{a}/members?limit=200{q}"), token)
+                .await;
+            assert_eq!(page.status, StatusCode::OK);
+            out.extend(page.body["items"].as_array().unwrap().iter().cloned());
+            match page.body["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => return out,
+            }
+        }
+    }
+
     /// A new account with a signed-in owner: (account, owner id, owner token).
     pub async fn account_with_owner(&self, seats: u32) -> (String, String, String) {
         let (a, o) = self.create_account("Acme", "owner@acme.test", seats).await;
