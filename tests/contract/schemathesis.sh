@@ -3,9 +3,10 @@
 # daemon with a seeded account, as the owner and as the operator. Checks: no
 # 5xx, responses that match the schema, documented statuses and content types.
 # Bounded (10 examples per operation, fixed seed) so CI stays deterministic.
-# Needs the debug binaries `cargo test --workspace --all-targets` builds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The daemon and the seeding tool (incremental after the test build).
+cargo build -q --bin admind --example bench
 if ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check 'schemathesis>=4,<5'
 fi
