@@ -397,7 +397,6 @@ async fn shipped_temporary_licences_files_one_request_per_product_while_pending(
         .as_str()
         .unwrap()
         .contains("request_licence support 1"));
-    let _ = call;
 }
 
 #[tokio::test]
