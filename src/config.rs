@@ -38,6 +38,7 @@ pub struct Config {
     /// Receivers of the daemon's events (Standard Webhooks deliveries).
     pub subscribers: Vec<crate::outbound::SubscriberConfig>,
     pub outbound: OutboundConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -137,6 +138,17 @@ pub struct AuthConfig {
     pub attempts_per_minute: u32,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
+    /// Password hashes computed at once (each holds `argon2_memory_kib`);
+    /// 0 means the number of cores.
+    pub hashes_in_flight: usize,
+    /// Requests that may wait for a hash slot; past this they get 503
+    /// `overloaded` with Retry-After.
+    pub hash_queue_max: usize,
+    /// Sign-in and reset attempts per client IP per minute (a second layer
+    /// over the per-user budget); 0 turns it off.
+    pub attempts_per_minute_per_ip: u32,
+    /// Keys the attempt limiters remember at once (per user, per IP).
+    pub limiter_keys_max: usize,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -146,6 +158,32 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
     pub members_per_account_max: u32,
     pub integrations_per_account_max: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no traffic for this long
+    /// is closed (idle keep-alive, or a socket that never sends).
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the listen
+    /// backlog until one closes. Keep it below the descriptor limit.
+    pub connections_max: usize,
+    /// Refused requests (403/409, each one audited) a caller may make per
+    /// minute; past it they get 429 `too_many_refusals` and nothing is audited.
+    pub refusals_per_minute: u32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit entries older than this are deleted (hourly); 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 400,
+        }
+    }
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -180,6 +218,7 @@ impl Default for Config {
             scripts: Default::default(),
             subscribers: Vec::new(),
             outbound: OutboundConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -218,6 +257,10 @@ impl Default for AuthConfig {
             attempts_per_minute: 10,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
+            hashes_in_flight: 0,
+            hash_queue_max: 32,
+            attempts_per_minute_per_ip: 60,
+            limiter_keys_max: 100_000,
         }
     }
 }
@@ -229,6 +272,10 @@ impl Default for LimitsConfig {
             request_timeout_ms: 30_000,
             members_per_account_max: 1_000_000,
             integrations_per_account_max: 1000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            connections_max: 1024,
+            refusals_per_minute: 60,
         }
     }
 }
@@ -296,6 +343,22 @@ impl Config {
         anyhow::ensure!(
             self.limits.body_max_bytes >= 1024,
             "limits.body_max_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.auth.limiter_keys_max >= 100,
+            "auth.limiter_keys_max must be at least 100"
+        );
+        anyhow::ensure!(
+            self.limits.connections_max >= 1,
+            "limits.connections_max must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.idle_timeout_ms >= 100 && self.limits.header_read_timeout_ms >= 100,
+            "limits.idle_timeout_ms and limits.header_read_timeout_ms must be at least 100"
+        );
+        anyhow::ensure!(
+            self.limits.refusals_per_minute >= 1,
+            "limits.refusals_per_minute must be at least 1"
         );
         for name in self.hooks.keys() {
             anyhow::ensure!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use admind_plugin_api::{Action, Event};
 
-use crate::domain::{Command, PolicyCallRecord, Principal, Product};
+use crate::domain::{Command, PolicyCallRecord, Principal, Product, PLATFORM_AUDIT_SCOPE};
 use crate::metrics::Metrics;
 use crate::policy::{hook_event, CallRecord, PolicyHost};
 use crate::store::writer::{Wakers, Writer};
@@ -119,11 +119,34 @@ impl HookWorker {
     /// Submits a call's actions as the policy and records the call when it
     /// acted or failed (causal audit, linked to the operation's entry).
     async fn carry_out(&self, event: &Event, record: CallRecord, cause_seq: Option<u64>) {
-        let Some(account_id) = event.account_id() else {
-            return;
-        };
         let actor = Principal::Policy {
             name: record.policy.clone(),
+        };
+        let Some(account_id) = event.account_id() else {
+            // Nothing to act on: say so instead of dropping the actions.
+            let reason = "the event names no account (a webhook without data.account_id)";
+            let dropped: Vec<String> = record
+                .actions
+                .iter()
+                .map(|a| {
+                    self.count_dropped("no_account");
+                    tracing::warn!(policy = %record.policy, action = %describe(a), reason, "a policy action was not carried out");
+                    format!("{} (not carried out: {reason})", describe(a))
+                })
+                .collect();
+            if dropped.is_empty() && record.error.is_none() {
+                return;
+            }
+            self.record(
+                &actor,
+                PLATFORM_AUDIT_SCOPE,
+                &record,
+                "dropped",
+                dropped,
+                cause_seq,
+            )
+            .await;
+            return;
         };
         let mut done = Vec::new();
         for action in &record.actions {
@@ -139,6 +162,7 @@ impl HookWorker {
             match outcome {
                 Ok(()) => done.push(describe(action)),
                 Err(e) => {
+                    self.count_dropped("refused");
                     tracing::warn!(policy = %record.policy, action = %describe(action), error = %e, "a policy action was refused");
                     done.push(format!("{} (refused: {e})", describe(action)));
                 }
@@ -147,31 +171,83 @@ impl HookWorker {
         if done.is_empty() && record.error.is_none() {
             return;
         }
+        let decision = if record.error.is_some() {
+            "failed"
+        } else {
+            "acted"
+        };
+        self.record(&actor, account_id, &record, decision, done, cause_seq)
+            .await;
+    }
+
+    fn count_dropped(&self, reason: &'static str) {
+        self.metrics
+            .policy_actions_dropped
+            .get_or_create(&crate::metrics::DropLabels { reason })
+            .inc();
+    }
+
+    /// Audits one policy call under `scope` (an account, or the platform's
+    /// log when the account is unknown), linked to its cause.
+    async fn record(
+        &self,
+        actor: &Principal,
+        scope: &str,
+        record: &CallRecord,
+        decision: &str,
+        actions: Vec<String>,
+        cause_seq: Option<u64>,
+    ) {
         let call = PolicyCallRecord {
             hook: record.hook.to_string(),
             version: record.version.clone(),
-            decision: if record.error.is_some() {
-                "failed".into()
-            } else {
-                "acted".into()
-            },
-            actions: done,
+            decision: decision.into(),
+            actions,
             duration_us: record.duration_us,
             error: record.error.clone(),
             cause_seq,
         };
-        if let Err(e) = self
+        let submitted = self
             .writer
             .submit(
-                actor,
+                actor.clone(),
                 Command::RecordPolicyCall {
-                    account_id: account_id.to_string(),
-                    call,
+                    account_id: scope.to_string(),
+                    call: call.clone(),
                 },
             )
-            .await
-        {
-            tracing::warn!(policy = %record.policy, error = %e, "recording a policy call failed");
+            .await;
+        match submitted {
+            Ok(_) => {}
+            // An account named by a webhook that does not exist: the
+            // platform's log keeps the record.
+            Err(r)
+                if r.kind == crate::domain::RefusalKind::NotFound
+                    && scope != PLATFORM_AUDIT_SCOPE =>
+            {
+                let mut call = call;
+                call.actions = call
+                    .actions
+                    .into_iter()
+                    .map(|a| format!("{a} [account {} not found]", crate::logsafe::Clean(scope)))
+                    .collect();
+                if let Err(e) = self
+                    .writer
+                    .submit(
+                        actor.clone(),
+                        Command::RecordPolicyCall {
+                            account_id: PLATFORM_AUDIT_SCOPE.to_string(),
+                            call,
+                        },
+                    )
+                    .await
+                {
+                    tracing::warn!(policy = %record.policy, error = %e, "recording a policy call failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(policy = %record.policy, error = %e, "recording a policy call failed");
+            }
         }
     }
 }

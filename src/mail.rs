@@ -215,7 +215,21 @@ struct DeliveryError {
     permanent: bool,
 }
 
-fn build_message(mail: &OutboxMail, from: &str) -> Result<Message, DeliveryError> {
+/// The Message-ID of an outbox mail: its outbox id and the installation id
+/// (unique across installations and data resets, the same on every attempt),
+/// at the sender's domain.
+pub fn message_id(outbox_id: u64, installation_id: &str, from: &Mailbox) -> String {
+    format!(
+        "<{outbox_id:016x}.{installation_id}@{}>",
+        from.email.domain()
+    )
+}
+
+fn build_message(
+    mail: &OutboxMail,
+    from: &str,
+    installation_id: &str,
+) -> Result<Message, DeliveryError> {
     let permanent = |what: &str, e: &dyn std::fmt::Display| DeliveryError {
         message: format!("{what}: {e}"),
         permanent: true,
@@ -227,11 +241,12 @@ fn build_message(mail: &OutboxMail, from: &str) -> Result<Message, DeliveryError
         .to
         .parse()
         .map_err(|e| permanent("bad recipient address", &e))?;
+    let id = message_id(mail.id, installation_id, &from);
     Message::builder()
         .from(from)
         .to(to)
         .subject(mail.subject.clone())
-        .message_id(Some(format!("<outbox-{}@admind>", mail.id)))
+        .message_id(Some(id))
         .header(ContentType::TEXT_PLAIN)
         .body(mail.body.clone())
         .map_err(|e| permanent("building the message", &e))
@@ -241,8 +256,9 @@ async fn deliver(
     transport: &Transport,
     mail: &OutboxMail,
     from: &str,
+    installation_id: &str,
 ) -> Result<(), DeliveryError> {
-    let message = build_message(mail, from)?;
+    let message = build_message(mail, from, installation_id)?;
     match transport {
         Transport::File(dir) => {
             let bytes = message.formatted();
@@ -311,7 +327,14 @@ impl OutboxWorker {
                 continue;
             }
             changed = true;
-            match deliver(&self.transport, &mail, &self.from).await {
+            match deliver(
+                &self.transport,
+                &mail,
+                &self.from,
+                self.store.installation_id(),
+            )
+            .await
+            {
                 Ok(()) => {
                     self.store.queue_remove(T::Outbox, mail.id)?;
                     self.metrics.mail_delivered.inc();

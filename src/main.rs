@@ -18,6 +18,30 @@ enum Commands {
     /// Tools for policy authors.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write audit entries as JSON lines on stdout, oldest first per account.
+    /// Reads the store directly: run it with the daemon stopped, or on a copy
+    /// of the data directory.
+    Export {
+        /// From when: an RFC 3339 time, a date (2026-11-01) or an age (36h, 7d).
+        #[arg(long)]
+        since: String,
+        /// One account only (`platform` for the platform's own log).
+        #[arg(long)]
+        account: Option<String>,
+        /// TOML config file (for data_dir; default ./admind.toml when present).
+        #[arg(long, env = "ADMIND_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (default from the config, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +114,27 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(admind::server::serve(config))
+        }
+        Commands::Audit(AuditCommand::Export {
+            since,
+            account,
+            config,
+            data_dir,
+        }) => {
+            let config = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            let since = admind::audit::parse_since(&since, chrono::Utc::now())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = admind::audit::export(&config.data_dir, since, account.as_deref(), &mut out)?;
+            eprintln!("{n} audit entries since {}", since.to_rfc3339());
+            Ok(())
         }
         Commands::Policy(PolicyCommand::Check { files }) => {
             if !admind::policy_cli::check(&files, Default::default()) {

@@ -7,16 +7,32 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// The method label: one of a fixed list, so a client cannot grow the
+/// metric set by inventing methods.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
 }
 
@@ -31,7 +47,25 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Why a policy's action was not carried out (a closed set of reasons).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub reason: &'static str,
+}
+
+/// Why a request was answered without running (a closed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
+    pub accept_errors: Counter,
+    pub open_connections: Gauge,
+    pub idle_connections_closed: Counter,
+    pub requests_shed: Family<ShedLabels, Counter>,
+    pub policy_actions_dropped: Family<DropLabels, Counter>,
+    pub audit_entries_pruned: Counter,
     pub policy_calls: Family<PolicyLabels, Counter>,
     pub policy_failures: Family<PolicyLabels, Counter>,
     pub policy_call_seconds: Family<PolicyLabels, Histogram>,
@@ -59,6 +93,42 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("admind");
+        let accept_errors = Counter::default();
+        let open_connections = Gauge::default();
+        let idle_connections_closed = Counter::default();
+        let requests_shed = Family::<ShedLabels, Counter>::default();
+        let policy_actions_dropped = Family::<DropLabels, Counter>::default();
+        let audit_entries_pruned = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accept calls (e.g. out of descriptors); serving continues",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "HTTP connections open now",
+            open_connections.clone(),
+        );
+        registry.register(
+            "idle_connections_closed",
+            "Connections closed for idleness",
+            idle_connections_closed.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests answered 429/503 without running, by reason",
+            requests_shed.clone(),
+        );
+        registry.register(
+            "policy_actions_dropped",
+            "Actions asked by a policy and not carried out, by reason",
+            policy_actions_dropped.clone(),
+        );
+        registry.register(
+            "audit_entries_pruned",
+            "Audit entries deleted by the retention setting",
+            audit_entries_pruned.clone(),
+        );
         let policy_calls = Family::<PolicyLabels, Counter>::default();
         let policy_failures = Family::<PolicyLabels, Counter>::default();
         let policy_call_seconds = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
@@ -150,6 +220,12 @@ impl Metrics {
             hook_events_dispatched.clone(),
         );
         Metrics {
+            accept_errors,
+            open_connections,
+            idle_connections_closed,
+            requests_shed,
+            policy_actions_dropped,
+            audit_entries_pruned,
             policy_calls,
             policy_failures,
             policy_call_seconds,

@@ -203,7 +203,9 @@ impl Outbound {
                 let id = store.next_id()?;
                 let delivery = Delivery {
                     id,
-                    msg_id: format!("msg_{id:016x}"),
+                    // Unique across installations and data resets; stored,
+                    // so every attempt and redelivery sends the same one.
+                    msg_id: format!("msg_{}{id:016x}", store.installation_id()),
                     subscriber: s.name.clone(),
                     event_type: kind.to_string(),
                     payload: json!({"type": kind, "timestamp": now.to_rfc3339(), "data": data}),

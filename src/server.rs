@@ -73,9 +73,67 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
+/// Files the daemon creates are private: the store, the operator token and
+/// the mail files (which carry password-set links) are the owner's alone.
+/// Directories 0700, files 0600, including those an earlier version left
+/// readable. Returns the directories it made private.
+pub fn make_private(dirs: &[&Path]) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Everything created from now on (sled's files, mail, temp files).
+        // SAFETY: umask only sets the process's file-mode mask.
+        unsafe {
+            libc::umask(0o077);
+        }
+        for dir in dirs {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            tighten(dir, 0o700)?;
+            // One level down covers sled's db directory and the mail files;
+            // the walk is bounded so a huge mail folder cannot stall start-up.
+            let entries =
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            for entry in entries.flatten().take(PRIVATE_WALK_MAX) {
+                let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    tighten(&entry.path(), 0o700)?;
+                    if let Ok(inner) = std::fs::read_dir(entry.path()) {
+                        for e in inner.flatten().take(PRIVATE_WALK_MAX) {
+                            if e.file_type().is_ok_and(|t| t.is_file()) {
+                                tighten(&e.path(), 0o600)?;
+                            }
+                        }
+                    }
+                } else if meta.is_file() {
+                    tighten(&entry.path(), 0o600)?;
+                }
+            }
+        }
+        fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("reading the mode of {}", path.display()))?;
+            if meta.permissions().mode() & 0o777 != mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("making {} private", path.display()))?;
+            }
+            Ok(())
+        }
+    }
+    #[cfg(not(unix))]
+    for dir in dirs {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Entries per directory whose mode start-up corrects.
+const PRIVATE_WALK_MAX: usize = 100_000;
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    make_private(&[&config.data_dir, &config.mail_dir()])
+        .with_context(|| format!("preparing the data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))
         .with_context(|| format!("opening the store under {}", config.data_dir.display()))?;
     let operator_token = operator_token(&config)?;
@@ -150,6 +208,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .run(),
     );
 
+    let retention = tokio::spawn(crate::audit::retention_loop(
+        store.clone(),
+        config.audit.retention_days,
+        metrics.clone(),
+    ));
+
     let password_cost = PasswordCost {
         memory_kib: config.auth.argon2_memory_kib,
         iterations: config.auth.argon2_iterations,
@@ -159,7 +223,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         writer,
         metrics: metrics.clone(),
         operator_token,
-        limiter: RateLimiter::new(config.auth.attempts_per_minute),
+        limiter: RateLimiter::new(
+            config.auth.attempts_per_minute,
+            config.auth.limiter_keys_max,
+        ),
+        ip_limiter: (config.auth.attempts_per_minute_per_ip > 0).then(|| {
+            RateLimiter::new(
+                config.auth.attempts_per_minute_per_ip,
+                config.auth.limiter_keys_max,
+            )
+        }),
+        refusals: RateLimiter::new(
+            config.limits.refusals_per_minute,
+            config.auth.limiter_keys_max,
+        ),
+        password_gate: crate::password_gate::PasswordGate::new(
+            config.auth.hashes_in_flight,
+            config.auth.hash_queue_max,
+        ),
         password_cost,
         decoy_hash: secret::decoy_hash(password_cost),
         settings,
@@ -179,16 +260,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn an ephemeral port.
     println!("admind listening on http://{bound}");
 
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    http::listener::serve(
+        listener,
+        router,
+        http::listener::ConnectionLimits {
+            connections_max: config.limits.connections_max,
+            header_read_timeout: std::time::Duration::from_millis(
+                config.limits.header_read_timeout_ms,
+            ),
+            idle_timeout: std::time::Duration::from_millis(config.limits.idle_timeout_ms),
+        },
+        metrics.clone(),
+        shutdown_signal(),
+    )
+    .await;
 
     tracing::info!("stopped taking connections; in-flight requests finished");
     drop(app);
     outbox.abort();
     hooks.abort();
     outbound_worker.abort();
+    retention.abort();
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     store.db.flush_async().await.context("final flush")?;

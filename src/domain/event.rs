@@ -97,18 +97,26 @@ pub struct Veto {
     pub reason: String,
     /// How long the deciding call took.
     pub duration_us: u64,
+    /// Actions asked in the hook and not carried out (see [`GateNotes`]).
+    pub ignored: GateNotes,
 }
+
+/// Actions policies asked for in a `before_` hook, which are never carried
+/// out (deciding and acting are separate), each described with its policy.
+/// The core writes them into the operation's audit entry, so no action
+/// disappears without a trace.
+pub type GateNotes = Vec<String>;
 
 /// What the core asks before a transfer commits. The policy layer implements
 /// it; the default allows everything.
 pub trait PolicyGate: Send + Sync {
-    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<(), Veto>;
+    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto>;
 }
 
 pub struct AllowAll;
 
 impl PolicyGate for AllowAll {
-    fn before_owner_change(&self, _: &OwnerChangeProposal) -> Result<(), Veto> {
-        Ok(())
+    fn before_owner_change(&self, _: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+        Ok(Vec::new())
     }
 }

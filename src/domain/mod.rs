@@ -16,6 +16,7 @@ pub mod view;
 pub use command::*;
 pub use event::*;
 pub use model::*;
+pub use products::PLATFORM_AUDIT_SCOPE;
 pub use refusal::*;
 pub use rules::{execute, refusal_audit, token_hash, Ctx, Entropy, Settings};
 pub use view::StateView;

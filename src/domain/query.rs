@@ -227,7 +227,13 @@ pub fn audit(
     limit: Option<usize>,
 ) -> Result<Page<AuditEntry>, Refusal> {
     let limit = clamp_limit(limit)?;
-    if *who == Principal::Operator {
+    if account_id == super::PLATFORM_AUDIT_SCOPE {
+        if *who != Principal::Operator {
+            return Err(Refusal::forbidden(
+                "the platform audit log is platform support's",
+            ));
+        }
+    } else if *who == Principal::Operator {
         view.account(account_id)?
             .ok_or_else(|| Refusal::not_found("account"))?;
     } else {

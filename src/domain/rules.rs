@@ -558,15 +558,22 @@ pub fn execute(
                 from: snapshot(&from),
                 to: snapshot(&to),
             };
-            if let Err(veto) = ctx.gate.before_owner_change(&proposal) {
-                return Err(Refusal::conflict(
-                    "policy_denied",
-                    format!(
-                        "policy {} (version {}, {} us) denied: {}",
-                        veto.policy, veto.version, veto.duration_us, veto.reason
-                    ),
-                ));
-            }
+            let ignored = match ctx.gate.before_owner_change(&proposal) {
+                Ok(ignored) => ignored,
+                Err(veto) => {
+                    return Err(Refusal::conflict(
+                        "policy_denied",
+                        format!(
+                            "policy {} (version {}, {} us) denied: {}{}",
+                            veto.policy,
+                            veto.version,
+                            veto.duration_us,
+                            veto.reason,
+                            ignored_note(&veto.ignored)
+                        ),
+                    ));
+                }
+            };
             account.owner_id = to.id.clone();
             let mut changes = vec![];
             let mut flagged = vec![];
@@ -613,10 +620,11 @@ pub fn execute(
                     &account_id,
                     format!("user:{}", to.id),
                     format!(
-                        "owner {} -> {}; {} integration(s) need reauthorization",
+                        "owner {} -> {}; {} integration(s) need reauthorization{}",
                         from.id,
                         to.id,
-                        flagged.len()
+                        flagged.len(),
+                        ignored_note(&ignored)
                     ),
                 ),
                 reply: Reply::Account(account),
@@ -1010,20 +1018,12 @@ pub fn execute(
         }
 
         Command::OpenSecurityInvestigation { account_id, note } => {
-            if *actor != Principal::Operator {
-                let outsider = match actor {
-                    Principal::Member {
-                        account_id: own, ..
-                    } => *own != account_id,
-                    _ => false,
-                };
-                if outsider || view.account(&account_id)?.is_none() {
-                    return Err(Refusal::not_found("account"));
-                }
-                return Err(Refusal::forbidden(
-                    "security investigations are opened by platform support",
-                ));
-            }
+            operator_only(
+                view,
+                actor,
+                &account_id,
+                "security investigations are opened by platform support",
+            )?;
             let note = validate::note("note", &note)?;
             if view.account(&account_id)?.is_none() {
                 return Err(Refusal::not_found("account"));
@@ -1050,6 +1050,41 @@ pub fn execute(
 }
 
 /// The audit entry for a refusal by a rule, when it belongs to an account.
+/// For what platform support alone does on an account: a member of the
+/// account is told it is not theirs (403); anyone else gets the same 404
+/// whether the account exists or not, so the answer reveals nothing.
+pub(super) fn operator_only(
+    view: &dyn StateView,
+    actor: &Principal,
+    account_id: &str,
+    detail: &str,
+) -> Result<(), Refusal> {
+    if *actor == Principal::Operator {
+        return Ok(());
+    }
+    let member_here = match actor {
+        Principal::Member {
+            account_id: own, ..
+        } => own == account_id,
+        _ => false,
+    };
+    if !member_here || view.account(account_id)?.is_none() {
+        return Err(Refusal::not_found("account"));
+    }
+    Err(Refusal::forbidden(detail))
+}
+
+/// The audit wording of actions a `before_` hook asked for and did not get.
+fn ignored_note(ignored: &GateNotes) -> String {
+    if ignored.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; not carried out (before_ hooks decide, they do not act): {}",
+        ignored.join(", ")
+    )
+}
+
 pub fn refusal_audit(
     actor: &Principal,
     command: &Command,

@@ -10,6 +10,21 @@ pub const PASSWORD_MAX_CHARS: usize = 256;
 pub const NOTE_MAX_CHARS: usize = 4000;
 pub const SEATS_MAX: u32 = 1_000_000;
 pub const TOKEN_MAX_CHARS: usize = 128;
+/// Random hex digits after the prefix of every id admind issues
+/// (`acc_`, `usr_`, `int_`, `lic_`, `inv_`: 80 random bits).
+pub const ID_HEX_DIGITS: usize = 20;
+
+/// Whether `id` has the shape of an id admind issues with `prefix`
+/// (`acc`, `usr`, ...). Anything else cannot exist, so the edge answers 404
+/// without touching the store or any per-id state.
+pub fn id_has_shape(prefix: &str, id: &str) -> bool {
+    id.len() == prefix.len() + 1 + ID_HEX_DIGITS
+        && id.starts_with(prefix)
+        && id.as_bytes()[prefix.len()] == b'_'
+        && id[prefix.len() + 1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 
 fn text(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
     let trimmed = value.trim();

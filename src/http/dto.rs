@@ -298,6 +298,21 @@ pub struct AuditEntryOut {
     pub cause: Option<u64>,
 }
 
+impl From<crate::domain::AuditEntry> for AuditEntryOut {
+    fn from(e: crate::domain::AuditEntry) -> Self {
+        AuditEntryOut {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+            cause: e.cause,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct AuditList {
     pub items: Vec<AuditEntryOut>,

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::dto::*;
 use super::problem::{Json, Problem, Query};
-use super::{AppState, Authed};
+use super::{AppState, Authed, ClientIp};
 use crate::domain::{query, token_hash, validate, Command, Principal, Refusal, Reply};
 use crate::secret;
 
@@ -70,6 +70,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_integrations, add_integration))
         .routes(routes!(authorize_integration))
         .routes(routes!(list_audit))
+        .routes(routes!(list_platform_audit))
         .merge(super::products::routes())
         .merge(super::webhooks::routes())
 }
@@ -111,7 +112,6 @@ async fn create_account(
     Json(body): Json<CreateAccountRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<AccountOut>)> {
     let reply = app
-        .writer
         .submit(
             who.clone(),
             Command::CreateAccount {
@@ -153,7 +153,6 @@ async fn open_investigation(
     Json(body): Json<InvestigationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<InvestigationOut>)> {
     match app
-        .writer
         .submit(
             who,
             Command::OpenSecurityInvestigation {
@@ -176,8 +175,20 @@ async fn open_investigation(
     }
 }
 
-fn rate_key(account_id: &str, email: &str) -> String {
-    format!("{account_id}\u{0}{}", crate::domain::normalize_email(email))
+/// The attempt-limit key of a sign-in or reset: the profile when the
+/// address belongs to one (all its addresses share one budget), else the
+/// address itself (so unknown addresses are limited alike and the limit
+/// reveals nothing).
+fn attempt_key<'a>(
+    purpose: &'a str,
+    account_id: &'a str,
+    user: Option<&'a crate::domain::User>,
+    normalized_email: &'a str,
+) -> [&'a str; 4] {
+    match user {
+        Some(u) => [purpose, account_id, "user", u.id.as_str()],
+        None => [purpose, account_id, "address", normalized_email],
+    }
 }
 
 /// Asks for a password reset; always 202, whether the address exists or not (R17).
@@ -186,24 +197,36 @@ fn rate_key(account_id: &str, email: &str) -> String {
     responses((status = 202, description = "accepted; a link is mailed if the address is a primary address of the account"), Errors))]
 async fn request_password_reset(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(a): Path<String>,
     Json(body): Json<PasswordResetRequest>,
 ) -> ApiResult<StatusCode> {
     if body.email.len() > validate::EMAIL_MAX_CHARS * 4 {
         return Err(Problem::bad_request("email is too long"));
     }
+    if let Some(ip) = ip {
+        app.check_ip(ip)?;
+    }
+    use crate::domain::StateView;
+    let user = app
+        .store
+        .user_by_email(&a, &body.email)
+        .map_err(Refusal::from)?;
+    let email = crate::domain::normalize_email(&body.email);
     app.limiter
-        .check(&format!("reset\u{0}{}", rate_key(&a, &body.email)))
-        .map_err(Problem::rate_limited)?;
-    app.writer
-        .submit(
-            Principal::Anonymous,
-            Command::RequestPasswordReset {
-                account_id: a,
-                email: body.email,
-            },
-        )
-        .await?;
+        .check(&attempt_key("reset", &a, user.as_ref(), &email))
+        .map_err(|secs| {
+            app.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })?;
+    app.submit(
+        Principal::Anonymous,
+        Command::RequestPasswordReset {
+            account_id: a,
+            email: body.email,
+        },
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -233,19 +256,18 @@ async fn confirm_password_reset(
     }
     let cost = app.password_cost;
     let password = body.password;
-    let password_hash = tokio::task::spawn_blocking(move || secret::hash_password(&password, cost))
-        .await
-        .map_err(|e| Problem::internal(format!("hashing task failed: {e}")))?
+    let password_hash = app
+        .hash_work(move || secret::hash_password(&password, cost))
+        .await?
         .map_err(Problem::internal)?;
-    app.writer
-        .submit(
-            Principal::Anonymous,
-            Command::ConfirmPasswordReset {
-                token_hash: hash,
-                password_hash,
-            },
-        )
-        .await?;
+    app.submit(
+        Principal::Anonymous,
+        Command::ConfirmPasswordReset {
+            token_hash: hash,
+            password_hash,
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -255,6 +277,7 @@ async fn confirm_password_reset(
     responses((status = 201, body = SessionOut), Errors))]
 async fn sign_in(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     Path(a): Path<String>,
     Json(body): Json<SignInRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<SessionOut>)> {
@@ -270,26 +293,32 @@ async fn sign_in(
     {
         return Err(failed());
     }
-    app.limiter
-        .check(&format!("signin\u{0}{}", rate_key(&a, &body.email)))
-        .map_err(Problem::rate_limited)?;
+    if let Some(ip) = ip {
+        app.check_ip(ip)?;
+    }
     use crate::domain::StateView;
     let user = app
         .store
         .user_by_email(&a, &body.email)
         .map_err(Refusal::from)?;
+    let email = crate::domain::normalize_email(&body.email);
+    app.limiter
+        .check(&attempt_key("signin", &a, user.as_ref(), &email))
+        .map_err(|secs| {
+            app.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let against = stored.clone().unwrap_or_else(|| app.decoy_hash.clone());
     let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || secret::verify_password(&password, &against))
-        .await
-        .map_err(|e| Problem::internal(format!("verification task failed: {e}")))?;
+    let ok = app
+        .hash_work(move || secret::verify_password(&password, &against))
+        .await?;
     let (Some(user), Some(verified_hash), true) = (user, stored, ok) else {
         return Err(failed());
     };
     let token = secret::random_token();
     let reply = app
-        .writer
         .submit(
             Principal::Anonymous,
             Command::CreateSession {
@@ -305,7 +334,7 @@ async fn sign_in(
             if r.code == "invalid_credentials" {
                 failed()
             } else {
-                r.into()
+                r
             }
         })?;
     match reply {
@@ -332,8 +361,7 @@ async fn sign_out(State(app): State<AppState>, Authed(who, hash): Authed) -> Api
             "the operator token is not a session",
         ));
     };
-    app.writer
-        .submit(who, Command::RevokeSession { token_hash: hash })
+    app.submit(who, Command::RevokeSession { token_hash: hash })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -366,7 +394,6 @@ async fn transfer_owner(
     Json(body): Json<TransferRequest>,
 ) -> ApiResult<axum::Json<AccountOut>> {
     match app
-        .writer
         .submit(
             who.clone(),
             Command::TransferOwnership {
@@ -423,7 +450,6 @@ async fn add_member(
     Json(body): Json<AddMemberRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
     match app
-        .writer
         .submit(
             who.clone(),
             Command::AddMember {
@@ -464,16 +490,15 @@ async fn change_role(
     Path((a, u)): Path<(String, String)>,
     Json(body): Json<ChangeRoleRequest>,
 ) -> ApiResult<axum::Json<MemberOut>> {
-    app.writer
-        .submit(
-            who.clone(),
-            Command::ChangeRole {
-                account_id: a.clone(),
-                user_id: u.clone(),
-                role: body.role,
-            },
-        )
-        .await?;
+    app.submit(
+        who.clone(),
+        Command::ChangeRole {
+            account_id: a.clone(),
+            user_id: u.clone(),
+            role: body.role,
+        },
+    )
+    .await?;
     Ok(axum::Json(query::member(&app.store, &who, &a, &u)?.into()))
 }
 
@@ -486,15 +511,14 @@ async fn remove_member(
     Authed(who, _): Authed,
     Path((a, u)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    app.writer
-        .submit(
-            who,
-            Command::RemoveMember {
-                account_id: a,
-                user_id: u,
-            },
-        )
-        .await?;
+    app.submit(
+        who,
+        Command::RemoveMember {
+            account_id: a,
+            user_id: u,
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -540,7 +564,6 @@ async fn set_payment_method(
     Json(body): Json<PaymentMethodRequest>,
 ) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
     match app
-        .writer
         .submit(
             who,
             Command::SetPaymentMethod {
@@ -567,7 +590,6 @@ async fn set_seats(
     Json(body): Json<SeatsRequest>,
 ) -> ApiResult<axum::Json<AccountOut>> {
     match app
-        .writer
         .submit(
             who.clone(),
             Command::SetSeats {
@@ -608,7 +630,6 @@ async fn add_integration(
     Json(body): Json<AddIntegrationRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<IntegrationOut>)> {
     match app
-        .writer
         .submit(
             who,
             Command::AddIntegration {
@@ -633,7 +654,6 @@ async fn authorize_integration(
     Path((a, i)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<IntegrationOut>> {
     match app
-        .writer
         .submit(
             who,
             Command::AuthorizeIntegration {
@@ -657,21 +677,29 @@ async fn list_audit(
     Path(a): Path<String>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<axum::Json<AuditList>> {
-    let page = query::audit(&app.store, &who, &a, q.after, q.limit)?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|e| AuditEntryOut {
-            seq: e.seq,
-            at: e.at,
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            outcome: e.outcome,
-            detail: e.detail,
-            cause: e.cause,
-        })
-        .collect();
+    audit_page(&app, &who, &a, q)
+}
+
+/// The platform's own audit log (entries about no account, such as policy
+/// actions that could not be carried out), oldest first; platform support.
+#[utoipa::path(get, path = "/v1/audit", tag = "operator", params(AuditQuery),
+    responses((status = 200, body = AuditList), Errors), security(("bearer" = [])))]
+async fn list_platform_audit(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<axum::Json<AuditList>> {
+    audit_page(&app, &who, crate::domain::PLATFORM_AUDIT_SCOPE, q)
+}
+
+fn audit_page(
+    app: &AppState,
+    who: &Principal,
+    scope: &str,
+    q: AuditQuery,
+) -> ApiResult<axum::Json<AuditList>> {
+    let page = query::audit(&app.store, who, scope, q.after, q.limit)?;
+    let items = page.items.into_iter().map(AuditEntryOut::from).collect();
     Ok(axum::Json(AuditList {
         items,
         next: page.next,

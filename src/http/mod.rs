@@ -3,6 +3,7 @@
 
 pub mod dto;
 pub mod handlers;
+pub mod listener;
 pub mod problem;
 mod products;
 mod webhooks;
@@ -26,7 +27,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::domain::{query, token_hash, Principal, Settings};
+use crate::domain::{query, token_hash, Command, Principal, Reply, Settings};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::ratelimit::RateLimiter;
 use crate::secret::{self, PasswordCost};
@@ -39,7 +40,15 @@ pub struct App {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub operator_token: String,
+    /// Sign-in and reset attempts per user (all addresses of a profile
+    /// share one budget; unknown addresses are keyed by address).
     pub limiter: RateLimiter,
+    /// The same attempts per client IP (0 per minute: off).
+    pub ip_limiter: Option<RateLimiter>,
+    /// Refused requests per caller (each is an audit entry).
+    pub refusals: RateLimiter,
+    /// Bounds the password hashes running and waiting.
+    pub password_gate: crate::password_gate::PasswordGate,
     pub password_cost: PasswordCost,
     /// Verified against when an address is unknown (equal sign-in cost).
     pub decoy_hash: String,
@@ -49,6 +58,72 @@ pub struct App {
 }
 
 pub type AppState = Arc<App>;
+
+impl App {
+    /// Runs a command for an HTTP caller within the caller's budget of
+    /// refused requests: past it the command does not run (429
+    /// `too_many_refusals`), so a caller cannot fill the audit log with
+    /// refusals. Anonymous callers are bounded by the attempt limits instead
+    /// (their refusals are not rule refusals, so they write no audit entry).
+    pub async fn submit(&self, who: Principal, command: Command) -> Result<Reply, Problem> {
+        let key = who.audit_name();
+        let budgeted = who != Principal::Anonymous;
+        if budgeted {
+            if let Err(secs) = self.refusals.peek(&[&key]) {
+                self.metrics
+                    .requests_shed
+                    .get_or_create(&crate::metrics::ShedLabels {
+                        reason: "too_many_refusals",
+                    })
+                    .inc();
+                return Err(Problem::too_many_refusals(secs));
+            }
+        }
+        match self.writer.submit(who, command).await {
+            Ok(reply) => Ok(reply),
+            Err(refusal) => {
+                if budgeted && refusal.is_rule_refusal() {
+                    let _ = self.refusals.check(&[&key]);
+                }
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// Counts an attempt (sign-in, reset) for the client IP; 429 past it.
+    pub fn check_ip(&self, ip: std::net::IpAddr) -> Result<(), Problem> {
+        let Some(limiter) = &self.ip_limiter else {
+            return Ok(());
+        };
+        limiter.check(&[&ip.to_string()]).map_err(|secs| {
+            self.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })
+    }
+
+    pub fn shed(&self, reason: &'static str) {
+        self.metrics
+            .requests_shed
+            .get_or_create(&crate::metrics::ShedLabels { reason })
+            .inc();
+    }
+
+    /// Runs a password hash or verification through the gate; 503 when full.
+    pub async fn hash_work<T, F>(&self, work: F) -> Result<T, Problem>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        use crate::password_gate::{GateError, RETRY_AFTER_SECS};
+        self.password_gate.run(work).await.map_err(|e| match e {
+            GateError::Overloaded => {
+                self.shed("overloaded");
+                Problem::overloaded(RETRY_AFTER_SECS)
+            }
+            GateError::Failed(detail) => Problem::internal(detail),
+        })
+    }
+}
 
 /// An authenticated caller: the operator or a member with a live session.
 pub struct Authed(pub Principal, pub Option<String>);
@@ -79,6 +154,23 @@ impl FromRequestParts<AppState> for Authed {
         let hash = token_hash(token);
         let principal = query::session_principal(&app.store, &hash, Utc::now())?;
         Ok(Authed(principal, Some(hash)))
+    }
+}
+
+/// The client's IP address, when the request came through the listener
+/// (in-process callers have none).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 
@@ -130,6 +222,7 @@ pub fn router(app: AppState, body_max_bytes: usize) -> Router {
             "this route does not take that method",
         )
     })
+    .route_layer(axum::middleware::from_fn(check_path))
     .layer(axum::middleware::from_fn_with_state(app.clone(), track))
     .layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
     .layer(CatchPanicLayer::custom(|_| {
@@ -142,7 +235,12 @@ pub fn router(app: AppState, body_max_bytes: usize) -> Router {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        tracing::info_span!(
+            "request",
+            id = %crate::logsafe::Clean(id),
+            method = %crate::logsafe::Clean(req.method().as_str()),
+            path = %crate::logsafe::Clean(req.uri().path())
+        )
     }))
     .layer(SetRequestIdLayer::x_request_id(SequentialIds::new()))
     .with_state(app)
@@ -155,13 +253,13 @@ async fn track(State(app): State<AppState>, req: Request, next: Next) -> Respons
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = crate::metrics::method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     app.metrics
         .http_request_seconds
         .get_or_create(&RouteLabels {
-            method: method.clone(),
+            method,
             route: route.clone(),
         })
         .observe(started.elapsed().as_secs_f64());
@@ -174,6 +272,56 @@ async fn track(State(app): State<AppState>, req: Request, next: Next) -> Respons
         })
         .inc();
     response
+}
+
+/// Checks the path's parameters before any handler runs: a segment that is
+/// not UTF-8 after percent-decoding is a 400 problem (never axum's plain
+/// text), and an id that does not have the shape admind issues is a 404
+/// before any store read, rate-limit key or other per-id work.
+async fn check_path(
+    params: Result<axum::extract::RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let params = match params {
+        Ok(params) => params,
+        Err(rejection) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                format!("the path is not valid: {}", rejection.body_text()),
+            )
+            .into_response()
+        }
+    };
+    for (name, value) in &params {
+        let prefix = match name {
+            "a" => "acc",
+            "u" => "usr",
+            "i" => "int",
+            _ => {
+                if value.len() > crate::domain::validate::EMAIL_MAX_CHARS {
+                    return Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+                        .into_response();
+                }
+                continue;
+            }
+        };
+        if !crate::domain::validate::id_has_shape(prefix, value) {
+            let what = match prefix {
+                "acc" => "account",
+                "usr" => "member",
+                _ => "integration",
+            };
+            return Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Request ids: a random per-process prefix and a counter. Unique across

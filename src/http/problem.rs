@@ -54,6 +54,28 @@ impl Problem {
         p.retry_after_secs = Some(retry_after_secs);
         p
     }
+    /// Too much work queued: try again shortly (`overloaded`, 503).
+    pub fn overloaded(retry_after_secs: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the server is busy; try again in {retry_after_secs} s"),
+        );
+        p.retry_after_secs = Some(retry_after_secs);
+        p
+    }
+    /// A caller past its budget of refused requests (`too_many_refusals`).
+    pub fn too_many_refusals(retry_after_secs: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_refusals",
+            format!(
+                "too many refused requests from this caller; try again in {retry_after_secs} s"
+            ),
+        );
+        p.retry_after_secs = Some(retry_after_secs);
+        p
+    }
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
     }

@@ -51,7 +51,6 @@ async fn add_email(
     Json(body): Json<AddEmailRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<EmailList>)> {
     match app
-        .writer
         .submit(
             who,
             Command::AddEmail {
@@ -77,7 +76,6 @@ async fn make_primary(
     Path((a, u, address)): Path<(String, String, String)>,
 ) -> ApiResult<axum::Json<EmailList>> {
     match app
-        .writer
         .submit(
             who,
             Command::MakePrimaryEmail {
@@ -102,16 +100,15 @@ async fn remove_email(
     Authed(who, _): Authed,
     Path((a, u, address)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    app.writer
-        .submit(
-            who,
-            Command::RemoveEmail {
-                account_id: a,
-                user_id: u,
-                address,
-            },
-        )
-        .await?;
+    app.submit(
+        who,
+        Command::RemoveEmail {
+            account_id: a,
+            user_id: u,
+            address,
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -129,14 +126,13 @@ async fn confirm_email(
             "the link is invalid, already used or expired",
         ));
     }
-    app.writer
-        .submit(
-            Principal::Anonymous,
-            Command::ConfirmEmailVerification {
-                token_hash: token_hash(&body.token),
-            },
-        )
-        .await?;
+    app.submit(
+        Principal::Anonymous,
+        Command::ConfirmEmailVerification {
+            token_hash: token_hash(&body.token),
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -165,7 +161,6 @@ async fn request_licence(
     Json(body): Json<LicenceRequestBody>,
 ) -> ApiResult<(StatusCode, axum::Json<LicenceRequestOut>)> {
     match app
-        .writer
         .submit(
             who,
             Command::RequestLicence {
@@ -207,7 +202,6 @@ async fn grant_licence(
     Json(body): Json<GrantRequest>,
 ) -> ApiResult<axum::Json<LicenceRequestOut>> {
     match app
-        .writer
         .submit(
             who,
             Command::GrantLicence {
@@ -234,7 +228,6 @@ async fn deny_licence(
     Json(body): Json<DenyRequest>,
 ) -> ApiResult<axum::Json<LicenceRequestOut>> {
     match app
-        .writer
         .submit(
             who,
             Command::DenyLicence {
@@ -257,14 +250,13 @@ async fn start_trial(
     Authed(who, _): Authed,
     Path(a): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<AccountOut>)> {
-    app.writer
-        .submit(
-            who.clone(),
-            Command::StartSellTrial {
-                account_id: a.clone(),
-            },
-        )
-        .await?;
+    app.submit(
+        who.clone(),
+        Command::StartSellTrial {
+            account_id: a.clone(),
+        },
+    )
+    .await?;
     let summary = query::account_summary(&app.store, &Principal::Operator, &a, chrono::Utc::now())?;
     Ok((StatusCode::CREATED, axum::Json(summary.into())))
 }
@@ -294,16 +286,15 @@ async fn grant_sell(
     Json(body): Json<SellUserRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
     let u = body.user_id.clone();
-    app.writer
-        .submit(
-            who.clone(),
-            Command::GrantSell {
-                account_id: a.clone(),
-                user_id: body.user_id,
-                role: body.role,
-            },
-        )
-        .await?;
+    app.submit(
+        who.clone(),
+        Command::GrantSell {
+            account_id: a.clone(),
+            user_id: body.user_id,
+            role: body.role,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, member_view(&app, &a, &u)?))
 }
 
@@ -317,16 +308,15 @@ async fn change_sell_role(
     Path((a, u)): Path<(String, String)>,
     Json(body): Json<SellRoleRequest>,
 ) -> ApiResult<axum::Json<MemberOut>> {
-    app.writer
-        .submit(
-            who,
-            Command::ChangeSellRole {
-                account_id: a.clone(),
-                user_id: u.clone(),
-                role: body.role,
-            },
-        )
-        .await?;
+    app.submit(
+        who,
+        Command::ChangeSellRole {
+            account_id: a.clone(),
+            user_id: u.clone(),
+            role: body.role,
+        },
+    )
+    .await?;
     member_view(&app, &a, &u)
 }
 
@@ -339,15 +329,14 @@ async fn remove_sell(
     Authed(who, _): Authed,
     Path((a, u)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    app.writer
-        .submit(
-            who,
-            Command::RemoveSell {
-                account_id: a,
-                user_id: u,
-            },
-        )
-        .await?;
+    app.submit(
+        who,
+        Command::RemoveSell {
+            account_id: a,
+            user_id: u,
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -362,15 +351,14 @@ async fn appoint_sell_admin(
     Json(body): Json<UserIdRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
     let u = body.user_id.clone();
-    app.writer
-        .submit(
-            who,
-            Command::AppointSellAdmin {
-                account_id: a.clone(),
-                user_id: body.user_id,
-            },
-        )
-        .await?;
+    app.submit(
+        who,
+        Command::AppointSellAdmin {
+            account_id: a.clone(),
+            user_id: body.user_id,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, member_view(&app, &a, &u)?))
 }
 

@@ -103,11 +103,7 @@ async fn receive(
         kind: parsed.kind,
         data: parsed.data,
     };
-    match app
-        .writer
-        .submit(Principal::Webhook { source }, command)
-        .await?
-    {
+    match app.submit(Principal::Webhook { source }, command).await? {
         Reply::Webhook { duplicate, effect } => Ok(axum::Json(WebhookAnswer { duplicate, effect })),
         other => Err(unexpected(other)),
     }

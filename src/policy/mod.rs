@@ -162,7 +162,8 @@ impl PolicyHost {
         if let Ok(entries) = std::fs::read_dir(&self.scripts_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.extension().is_some_and(|x| x == "rhai") && path.is_file() {
+                // Type checks happen in read_script, on the opened file.
+                if path.extension().is_some_and(|x| x == "rhai") {
                     if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
                         files.insert(name.to_string(), path);
                     }
@@ -173,19 +174,20 @@ impl PolicyHost {
         let mut changed = 0;
         for (file, path) in files.into_iter().take(SCRIPTS_MAX) {
             let old = previous.get(file.as_str()).copied();
-            let source = match read_script(&path, self.engine.limits.max_file_bytes) {
-                Ok(s) => s,
-                Err(message) => {
-                    let mut e = old.cloned().unwrap_or_else(|| empty_entry(&file));
-                    e.last_error = Some(ScriptError {
-                        message,
-                        line: None,
-                        column: None,
-                    });
-                    next.push(e);
-                    continue;
-                }
-            };
+            let source =
+                match read_script(&path, &self.scripts_dir, self.engine.limits.max_file_bytes) {
+                    Ok(s) => s,
+                    Err(message) => {
+                        let mut e = old.cloned().unwrap_or_else(|| empty_entry(&file));
+                        e.last_error = Some(ScriptError {
+                            message,
+                            line: None,
+                            column: None,
+                        });
+                        next.push(e);
+                        continue;
+                    }
+                };
             let version = hash(source.as_bytes());
             if let Some(old) = old {
                 let unchanged = old.version == version && old.last_error.is_none();
@@ -371,6 +373,7 @@ impl PolicyHost {
                     version: r.version.clone(),
                     reason: reason.clone(),
                     duration_us: r.duration_us,
+                    ignored: Vec::new(),
                 });
             }
             match &r.error {
@@ -379,6 +382,7 @@ impl PolicyHost {
                     version: r.version.clone(),
                     duration_us: r.duration_us,
                     reason: format!("the policy failed, and this hook fails closed: {e}"),
+                    ignored: Vec::new(),
                 }),
                 _ => None,
             }
@@ -453,16 +457,57 @@ fn empty_entry(file: &str) -> ScriptEntry {
     }
 }
 
-fn read_script(path: &Path, max_bytes: u64) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("reading: {e}"))?;
-    if meta.len() > max_bytes {
+/// Reads one script, trusting neither the directory entry nor its metadata:
+/// only a regular file (or a symlink that resolves to one inside the
+/// scripts folder) is read, without blocking on FIFOs or devices, and never
+/// more than `max_bytes` + 1 bytes whatever size the metadata claims
+/// (`/proc` files say 0).
+fn read_script(path: &Path, scripts_dir: &Path, max_bytes: u64) -> Result<String, String> {
+    use std::io::Read;
+    let link = std::fs::symlink_metadata(path).map_err(|e| format!("reading: {e}"))?;
+    let target = if link.file_type().is_symlink() {
+        let resolved =
+            std::fs::canonicalize(path).map_err(|e| format!("resolving the link: {e}"))?;
+        let folder = std::fs::canonicalize(scripts_dir)
+            .map_err(|e| format!("resolving the scripts folder: {e}"))?;
+        if !resolved.starts_with(&folder) {
+            return Err("a symbolic link pointing outside the scripts folder is not loaded".into());
+        }
+        resolved
+    } else if link.file_type().is_file() {
+        path.to_path_buf()
+    } else {
+        return Err("not a regular file".into());
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // No following a link swapped in since the check, no blocking open
+        // of a FIFO.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(&target).map_err(|e| format!("reading: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("reading: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
         return Err(format!("the file is larger than {max_bytes} bytes"));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("reading: {e}"))
+    String::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())
 }
 
 impl PolicyGate for PolicyHost {
-    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<(), Veto> {
+    fn before_owner_change(
+        &self,
+        proposal: &OwnerChangeProposal,
+    ) -> Result<crate::domain::GateNotes, Veto> {
         let event = Event::OwnerChange {
             account_id: proposal.account_id.clone(),
             actor_id: proposal.actor_id.clone(),
@@ -471,14 +516,29 @@ impl PolicyGate for PolicyHost {
             integrations: None,
         };
         let records = self.run(Hook::BeforeOwnerChange, &event);
+        let mut ignored = Vec::new();
         for r in &records {
-            if !r.actions.is_empty() {
-                tracing::warn!(policy = %r.policy, "actions asked in a before_ hook are ignored; act in after_ hooks");
+            for action in &r.actions {
+                tracing::warn!(policy = %r.policy, action = %crate::hooks::describe(action), "an action asked in a before_ hook is not carried out; act in after_ hooks");
+                self.metrics
+                    .policy_actions_dropped
+                    .get_or_create(&crate::metrics::DropLabels {
+                        reason: "asked_in_before_hook",
+                    })
+                    .inc();
+                ignored.push(format!(
+                    "{} by policy {}",
+                    crate::hooks::describe(action),
+                    r.policy
+                ));
             }
         }
         match self.veto(Hook::BeforeOwnerChange, &records) {
-            Some(v) => Err(v),
-            None => Ok(()),
+            Some(mut v) => {
+                v.ignored = ignored;
+                Err(v)
+            }
+            None => Ok(ignored),
         }
     }
 }
@@ -584,6 +644,24 @@ pub fn hook_event(event: &DomainEvent) -> (Hook, Event) {
 
 /// Watches the scripts folder itself (editors save by rename, so single
 /// files are not watched) and reloads on every debounced change.
+/// Whether a file-system event can change what the folder holds: a create,
+/// a write, a remove or a rename. Reads (open, access, close after reading)
+/// and metadata changes (atime) are not: reacting to them made every reload,
+/// which reads the files, trigger the next one.
+fn changes_scripts(kind: &notify_debouncer_full::notify::EventKind) -> bool {
+    use notify_debouncer_full::notify::event::{AccessKind, AccessMode, ModifyKind};
+    use notify_debouncer_full::notify::EventKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        // `Any` and `Other` come from back-ends that cannot tell: reload.
+        EventKind::Any | EventKind::Other => true,
+    }
+}
+
 pub fn watch(
     host: Arc<PolicyHost>,
 ) -> anyhow::Result<
@@ -601,8 +679,11 @@ pub fn watch(
         Duration::from_millis(50),
         None,
         move |result: notify_debouncer_full::DebounceEventResult| match result {
-            Ok(events) if !events.is_empty() => reloader.reload(),
-            Ok(_) => {}
+            Ok(events) => {
+                if events.iter().any(|e| changes_scripts(&e.event.kind)) {
+                    reloader.reload();
+                }
+            }
             Err(errors) => {
                 for e in errors {
                     tracing::warn!(error = %e, "watching the scripts folder");

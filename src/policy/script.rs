@@ -34,6 +34,9 @@ pub struct ScriptLimits {
     pub max_map_len: usize,
     /// Largest script file read.
     pub max_file_bytes: u64,
+    /// Heap one call may hold beyond what it started with: every value it
+    /// builds, map keys included.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for ScriptLimits {
@@ -47,6 +50,7 @@ impl Default for ScriptLimits {
             max_array_len: 10_000,
             max_map_len: 10_000,
             max_file_bytes: 256 * 1024,
+            max_memory_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -59,8 +63,15 @@ struct CallState {
     lookups: Option<Arc<dyn Lookups>>,
 }
 
+/// The token a call is stopped with when it holds too much memory.
+const MEMORY_STOP: &str = "memory";
+
 thread_local! {
     static CALL: RefCell<Option<CallState>> = const { RefCell::new(None) };
+    /// Live heap bytes of this thread past which the running call stops
+    /// (`isize::MAX` outside calls). Checked on every operation: one
+    /// operation adds at most one string of `max_string_bytes`.
+    static MEMORY_CEILING: std::cell::Cell<isize> = const { std::cell::Cell::new(isize::MAX) };
 }
 
 fn with_call<T>(f: impl FnOnce(&mut CallState) -> T) -> Result<T, Box<EvalAltResult>> {
@@ -129,6 +140,10 @@ impl ScriptEngine {
         engine.on_debug(|s, _, _| tracing::debug!(target: "admind::policy::script", "{s}"));
         // The wall clock, checked every 256 operations (Instant::now is not free).
         engine.on_progress(|ops| {
+            let ceiling = MEMORY_CEILING.with(|c| c.get());
+            if crate::alloc_budget::thread_live_bytes() > ceiling {
+                return Some(Dynamic::from(MEMORY_STOP));
+            }
             if ops % 256 != 0 {
                 return None;
             }
@@ -216,6 +231,9 @@ impl ScriptEngine {
             lookups,
         };
         CALL.with(|c| *c.borrow_mut() = Some(state));
+        let budget = isize::try_from(self.limits.max_memory_bytes).unwrap_or(isize::MAX);
+        MEMORY_CEILING
+            .with(|c| c.set(crate::alloc_budget::thread_live_bytes().saturating_add(budget)));
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
         let result = self.engine.call_fn_with_options::<Dynamic>(
@@ -225,6 +243,7 @@ impl ScriptEngine {
             hook.name(),
             (argument,),
         );
+        MEMORY_CEILING.with(|c| c.set(isize::MAX));
         let state = CALL.with(|c| c.borrow_mut().take());
         match result {
             Ok(_) => Ok(state.map(|s| s.ctx).unwrap_or_default()),
@@ -236,6 +255,9 @@ impl ScriptEngine {
 fn describe(e: &EvalAltResult) -> String {
     let pos = e.position();
     let what = match e {
+        EvalAltResult::ErrorTerminated(token, ..) if token.to_string() == MEMORY_STOP => {
+            "stopped: the script held more memory than its limit".to_string()
+        }
         EvalAltResult::ErrorTerminated(..) => {
             "stopped: the script ran past its wall-clock limit".to_string()
         }

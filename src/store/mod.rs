@@ -116,10 +116,21 @@ impl From<StoreError> for Refusal {
 pub struct Store {
     pub db: sled::Db,
     trees: Vec<sled::Tree>,
+    installation_id: std::sync::Arc<str>,
 }
+
+/// Key (in sled's default tree) of the installation id.
+const INSTALLATION_ID_KEY: &[u8] = b"installation_id";
 
 /// One write of a transaction: tree, key, value (`None` removes).
 pub type Op = (T, Vec<u8>, Option<Vec<u8>>);
+
+fn new_installation_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -132,7 +143,28 @@ impl Store {
             .iter()
             .map(|n| db.open_tree(n))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Store { db, trees })
+        let installation_id = match db.get(INSTALLATION_ID_KEY)? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let id = new_installation_id();
+                db.insert(INSTALLATION_ID_KEY, id.as_bytes())?;
+                db.flush()?;
+                id
+            }
+        };
+        Ok(Store {
+            db,
+            trees,
+            installation_id: installation_id.into(),
+        })
+    }
+
+    /// 128 random bits made when the data directory was created: with a
+    /// sequence number it makes ids that no other installation (nor this one
+    /// after its data was reset) sends: outbound `webhook-id`s and mail
+    /// Message-IDs, which receivers deduplicate on.
+    pub fn installation_id(&self) -> &str {
+        &self.installation_id
     }
 
     pub fn tree(&self, t: T) -> &sled::Tree {

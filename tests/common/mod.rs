@@ -19,6 +19,16 @@ pub struct Daemon {
     pub operator: String,
     pub http: Client,
     extra_config: String,
+    options: SpawnOptions,
+}
+
+/// How the daemon process is started, beyond its config.
+#[derive(Default, Clone)]
+pub struct SpawnOptions {
+    /// Soft and hard limit of open descriptors (RLIMIT_NOFILE).
+    pub nofile: Option<u64>,
+    /// Write stderr (logs at info) to `<dir>/daemon.log` instead of the test's.
+    pub log_to_file: bool,
 }
 
 pub struct Answer {
@@ -40,6 +50,10 @@ impl Daemon {
 
     /// `extra_config` is appended to the test config (TOML).
     pub fn start_with(extra_config: &str) -> Daemon {
+        Self::start_opts(extra_config, SpawnOptions::default())
+    }
+
+    pub fn start_opts(extra_config: &str, options: SpawnOptions) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut d = Daemon {
             dir,
@@ -51,9 +65,41 @@ impl Daemon {
                 .build()
                 .expect("client"),
             extra_config: extra_config.to_string(),
+            options,
         };
         d.spawn();
         d
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("a running daemon")
+    }
+
+    /// A line of `/proc/<pid>/status` (e.g. `VmRSS`, `VmHWM`) in KiB.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Read system calls the daemon made so far (`/proc/<pid>/io` syscr).
+    pub fn read_calls(&self) -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).expect("io");
+        io.lines()
+            .find_map(|l| l.strip_prefix("syscr:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("syscr")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -96,7 +142,34 @@ impl Daemon {
             ),
         )
         .expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_admind"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_admind"));
+        if let Some(limit) = self.options.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
+            unsafe {
+                command.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let (log_level, stderr) = if self.options.log_to_file {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
+                .expect("log file");
+            ("info", Stdio::from(file))
+        } else {
+            ("warn", Stdio::inherit())
+        };
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -108,9 +181,9 @@ impl Daemon {
             .arg(self.mail_dir())
             .arg("--scripts-dir")
             .arg(self.scripts_dir())
-            .env("ADMIND_LOG", "warn")
+            .env("ADMIND_LOG", log_level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn admind");
         let stdout = child.stdout.take().expect("stdout");

@@ -1,0 +1,80 @@
+//! Counts the bytes each thread holds, so the script sandbox can bound what
+//! a call builds however it builds it.
+//!
+//! Rhai's own limits count entries and string lengths but not map keys (a
+//! map of 10,000 keys of 64 KiB each passed them). Instead of chasing each
+//! kind of value, the global allocator keeps a per-thread count of live heap
+//! bytes; a script call notes the count when it starts and is stopped when
+//! it grows past `scripts.max_memory_bytes`. A script runs on one thread
+//! from start to end, so the count sees everything it allocates. The cost is
+//! one thread-local add per allocation.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+pub struct CountingAllocator;
+
+thread_local! {
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+#[inline]
+fn add(delta: isize) {
+    // `try_with`: during thread teardown the slot may be gone; then the
+    // count simply stops, which nothing relies on.
+    let _ = LIVE_BYTES.try_with(|c| c.set(c.get().wrapping_add(delta)));
+}
+
+/// Heap bytes allocated minus freed by this thread so far (may be negative
+/// when it frees what others allocated).
+pub fn thread_live_bytes() -> isize {
+    LIVE_BYTES.try_with(|c| c.get()).unwrap_or(0)
+}
+
+// SAFETY: every method forwards to the system allocator unchanged and only
+// updates a counter (a const-initialised thread-local without destructor,
+// which allocates nothing).
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            add(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            add(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        add(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            add(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_what_this_thread_holds() {
+        let before = thread_live_bytes();
+        let v: Vec<u8> = Vec::with_capacity(1 << 20);
+        assert!(thread_live_bytes() - before >= 1 << 20);
+        drop(v);
+        assert!(thread_live_bytes() - before < 1 << 10);
+    }
+}

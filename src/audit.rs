@@ -1,0 +1,197 @@
+//! The audit log's upkeep: retention (an hourly pass deleting entries older
+//! than `[audit] retention_days`) and export as JSON lines
+//! (`admind audit export`).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::AuditEntry;
+use crate::metrics::Metrics;
+use crate::store::codec::decode;
+use crate::store::{Store, StoreError, T};
+
+/// How often the retention pass runs.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Entries deleted per pass at most (the next pass continues).
+pub const PRUNE_PER_PASS_MAX: usize = 1_000_000;
+
+impl Store {
+    /// Deletes audit entries older than `cutoff`, up to `max`. Entries of one
+    /// scope (account) are stored in sequence order, which is time order, so
+    /// each scope is read from its start only until its first young entry,
+    /// then the scan jumps to the next scope.
+    pub fn prune_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<usize, StoreError> {
+        let tree = self.tree(T::Audit);
+        let mut pruned = 0;
+        let mut cursor: Vec<u8> = Vec::new();
+        'scopes: while pruned < max {
+            let Some(first) = tree.range(cursor.as_slice()..).next() else {
+                break;
+            };
+            let (first_key, _) = first?;
+            let Some(nul) = first_key.iter().position(|b| *b == 0) else {
+                // Not an audit key; step over it.
+                cursor = first_key.to_vec();
+                cursor.push(0);
+                continue;
+            };
+            let scope = first_key[..=nul].to_vec();
+            for item in tree.scan_prefix(&scope) {
+                let (k, v) = item?;
+                let entry: AuditEntry = decode(&v)?;
+                if entry.at >= cutoff || pruned >= max {
+                    break;
+                }
+                tree.remove(k)?;
+                pruned += 1;
+            }
+            // The next scope starts after `scope \0 \xff...`: bump the NUL.
+            cursor = scope;
+            let last = cursor.len() - 1;
+            cursor[last] = 1;
+            if pruned >= max {
+                break 'scopes;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Calls `each` with every audit entry at or after `since`, scope by
+    /// scope in sequence order (one scope when `scope` is given). Reads one
+    /// entry at a time, whatever the log's size.
+    pub fn audit_since(
+        &self,
+        since: DateTime<Utc>,
+        scope: Option<&str>,
+        mut each: impl FnMut(&AuditEntry) -> std::io::Result<()>,
+    ) -> anyhow::Result<u64> {
+        let tree = self.tree(T::Audit);
+        let iter = match scope {
+            Some(s) => tree.scan_prefix(crate::store::codec::prefix(s)),
+            None => tree.iter(),
+        };
+        let mut written = 0;
+        for item in iter {
+            let (_, v) = item?;
+            let entry: AuditEntry = decode(&v)?;
+            if entry.at >= since {
+                each(&entry)?;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Deletes entries past retention every [`PRUNE_EVERY`] (and once at start).
+pub async fn retention_loop(store: Store, retention_days: u32, metrics: Arc<Metrics>) {
+    if retention_days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_audit(cutoff, PRUNE_PER_PASS_MAX)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                metrics.audit_entries_pruned.inc_by(n as u64);
+                tracing::info!(
+                    entries = n,
+                    retention_days,
+                    "audit entries past retention deleted"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "audit retention pass failed"),
+            Err(e) => tracing::error!(error = %e, "audit retention task failed"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
+
+/// A `--since` value: an RFC 3339 time, a date (`2026-11-01`, midnight
+/// UTC), or an age (`90m`, `36h`, `7d`).
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    let split = text.len().saturating_sub(1);
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| {
+        format!(
+            "--since {text:?}: give a time (2026-11-01T00:00:00Z), a date or an age (90m, 36h, 7d)"
+        )
+    })?;
+    let age = match unit {
+        "m" => chrono::Duration::try_minutes(n),
+        "h" => chrono::Duration::try_hours(n),
+        "d" => chrono::Duration::try_days(n),
+        _ => None,
+    }
+    .ok_or_else(|| format!("--since {text:?}: the unit is m, h or d"))?;
+    Ok(now - age)
+}
+
+/// `admind audit export`: JSON lines of the entries since `since` on
+/// `out`, one object per entry (`account_id` is `platform` for the
+/// platform's own log). The daemon must not hold the data directory.
+pub fn export(
+    data_dir: &std::path::Path,
+    since: DateTime<Utc>,
+    scope: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let db_dir = data_dir.join("db");
+    anyhow::ensure!(
+        db_dir.exists(),
+        "no store under {} (is --data-dir right?)",
+        data_dir.display()
+    );
+    let store = Store::open(&db_dir).with_context(|| {
+        format!(
+            "opening the store under {} (a running daemon holds it: stop it first, or export from a copy of the data directory)",
+            data_dir.display()
+        )
+    })?;
+    let written = store.audit_since(since, scope, |entry| {
+        serde_json::to_writer(&mut *out, entry)?;
+        out.write_all(b"\n")
+    })?;
+    out.flush()?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_times_dates_and_ages() {
+        let now = DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_since("7d", now).unwrap(),
+            now - chrono::Duration::days(7)
+        );
+        assert_eq!(
+            parse_since("36h", now).unwrap(),
+            now - chrono::Duration::hours(36)
+        );
+        assert_eq!(
+            parse_since("2026-11-01", now).unwrap().to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert!(parse_since("2026-11-01T10:00:00Z", now).is_ok());
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("7w", now).is_err());
+        assert!(parse_since("", now).is_err());
+    }
+}
