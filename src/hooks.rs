@@ -130,7 +130,7 @@ impl HookWorker {
                 .iter()
                 .map(|a| {
                     self.count_dropped("no_account");
-                    tracing::warn!(policy = %record.policy, action = %describe(a), reason, "a policy action was not carried out");
+                    tracing::warn!(policy = %record.policy, action = %crate::logsafe::Clean(&describe(a)), reason, "a policy action was not carried out");
                     format!("{} (not carried out: {reason})", describe(a))
                 })
                 .collect();
@@ -163,7 +163,7 @@ impl HookWorker {
                 Ok(()) => done.push(describe(action)),
                 Err(e) => {
                     self.count_dropped("refused");
-                    tracing::warn!(policy = %record.policy, action = %describe(action), error = %e, "a policy action was refused");
+                    tracing::warn!(policy = %record.policy, action = %crate::logsafe::Clean(&describe(action)), error = %crate::logsafe::Clean(&e), "a policy action was refused");
                     done.push(format!("{} (refused: {e})", describe(action)));
                 }
             }

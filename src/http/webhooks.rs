@@ -82,7 +82,7 @@ async fn receive(
             now,
         )
         .map_err(|r| {
-            tracing::warn!(source = %source, reason = ?r, "webhook refused");
+            tracing::warn!(source = %crate::logsafe::Clean(&source), reason = ?r, "webhook refused");
             Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "webhook_signature_invalid",

@@ -519,7 +519,7 @@ impl PolicyGate for PolicyHost {
         let mut ignored = Vec::new();
         for r in &records {
             for action in &r.actions {
-                tracing::warn!(policy = %r.policy, action = %crate::hooks::describe(action), "an action asked in a before_ hook is not carried out; act in after_ hooks");
+                tracing::warn!(policy = %r.policy, action = %crate::logsafe::Clean(&crate::hooks::describe(action)), "an action asked in a before_ hook is not carried out; act in after_ hooks");
                 self.metrics
                     .policy_actions_dropped
                     .get_or_create(&crate::metrics::DropLabels {

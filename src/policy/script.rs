@@ -136,8 +136,11 @@ impl ScriptEngine {
             .set_max_modules(0);
         // `eval` would compile code outside the checked AST.
         engine.disable_symbol("eval");
-        engine.on_print(|s| tracing::info!(target: "admind::policy::script", "{s}"));
-        engine.on_debug(|s, _, _| tracing::debug!(target: "admind::policy::script", "{s}"));
+        // Script output may carry webhook data (client text): escaped.
+        engine.on_print(
+            |s| tracing::info!(target: "admind::policy::script", "{}", crate::logsafe::Clean(s)),
+        );
+        engine.on_debug(|s, _, _| tracing::debug!(target: "admind::policy::script", "{}", crate::logsafe::Clean(s)));
         // The wall clock, checked every 256 operations (Instant::now is not free).
         engine.on_progress(|ops| {
             let ceiling = MEMORY_CEILING.with(|c| c.get());
@@ -180,10 +183,10 @@ impl ScriptEngine {
             })
         });
         engine.register_fn("log_info", |msg: &str| {
-            with_call(|s| tracing::info!(policy = %s.policy, "{msg}"))
+            with_call(|s| tracing::info!(policy = %s.policy, "{}", crate::logsafe::Clean(msg)))
         });
         engine.register_fn("log_warn", |msg: &str| {
-            with_call(|s| tracing::warn!(policy = %s.policy, "{msg}"))
+            with_call(|s| tracing::warn!(policy = %s.policy, "{}", crate::logsafe::Clean(msg)))
         });
         engine.register_fn("pending_licence_request", |product: &str| {
             with_call(|s| match (&s.lookups, &s.account_id) {

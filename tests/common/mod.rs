@@ -390,6 +390,27 @@ impl Daemon {
         }
     }
 
+    /// Every entry of an account's audit log, following `next`.
+    pub async fn all_audit(&self, a: &str, token: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let q = after
+                .as_ref()
+                .map(|x| format!("&after={x}"))
+                .unwrap_or_default();
+            let page = self
+                .get(&format!("/v1/accounts/{a}/audit?limit=200{q}"), token)
+                .await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            out.extend(page.body["items"].as_array().unwrap().iter().cloned());
+            match page.body["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => return out,
+            }
+        }
+    }
+
     /// A new account with a signed-in owner: (account, owner id, owner token).
     pub async fn account_with_owner(&self, seats: u32) -> (String, String, String) {
         let (a, o) = self.create_account("Acme", "owner@acme.test", seats).await;
