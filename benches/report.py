@@ -72,6 +72,55 @@ out.append("Seeding (in-process through the real core and writer, no HTTP): "
            f"{seed.get('members', 0):,} members in {seed.get('seconds', 0):.0f} s.")
 out.append("")
 out.append("Errors during the runs: " + ", ".join(f"{k} {v.get('errors', 0)}" for k, v in rows.items() if "errors" in v) + ".")
+if "hostile_signins" in rows:
+    out.append("")
+    out.append("## Hostile load")
+    out.append("")
+    out.append(
+        "Without credentials, from one client address (the per-IP attempt limit off, so "
+        "the bound on password hashing is what is measured), production argon2id cost "
+        "(19 MiB, 2 passes). \"Previous build\" is the same scenario run against the "
+        "build before the hardening (`BEFORE_BIN`), when given."
+    )
+    out.append("")
+    before = "before_hostile_signins" in rows
+    out.append("| figure | admind | baseline (same run) | previous build | goal |")
+    out.append("|---|---|---|---|---|")
+    def prev(name, key, fmt):
+        return fmt(g("before_" + name, key)) if before else "—"
+    hs = rows["hostile_signins"]
+    peak = hs["peak_rss_kib"] / 1024
+    out.append(
+        f"| peak RSS, 3 × 150 concurrent sign-ins for unknown addresses | {peak:,.0f} MiB "
+        f"({hs['answered_401']} answered 401, {hs['shed_503']} shed 503 `overloaded`) | idle daemon: "
+        f"{g('hostile_idle_baseline', 'peak_rss_kib') / 1024:,.0f} MiB | "
+        f"{prev('hostile_signins', 'peak_rss_kib', lambda v: f'{v / 1024:,.0f} MiB')} | ≤ 300 MiB {mark(peak <= 300)} |"
+    )
+    hp = hs["healthz_p99_ms"]
+    out.append(
+        f"| `/healthz` p99 during those sign-ins | {hp:.1f} ms (p50 {hs['healthz_p50_ms']:.1f} ms, {hs['healthz_probes']} probes) | "
+        f"idle daemon: {g('hostile_idle_baseline', 'healthz_p99_ms'):.1f} ms | "
+        f"{prev('hostile_signins', 'healthz_p99_ms', lambda v: f'{v:,.1f} ms')} | ≤ 50 ms {mark(hp <= 50)} |"
+    )
+    ia, ib = rows.get("idle_after_change", {}), rows.get("idle_no_scripts", {})
+    extra_reads = ia.get("read_calls_5s", 0) - ib.get("read_calls_5s", 0)
+    def cpu(r):
+        return 100.0 * r.get("cpu_ticks_5s", 0) / max(1, r.get("ticks_per_s", 100)) / 5
+    out.append(
+        f"| idle for 5 s after one change, 200 scripts of 250 KB: read calls / CPU | {ia.get('read_calls_5s', 0)} / {cpu(ia):.1f}% | "
+        f"no scripts: {ib.get('read_calls_5s', 0)} / {cpu(ib):.1f}% | "
+        f"{(str(rows['before_idle_after_change']['read_calls_5s']) + ' / ' + format(cpu(rows['before_idle_after_change']), '.1f') + '%') if 'before_idle_after_change' in rows else '—'} | "
+        f"no reads {mark(extra_reads <= 0)} |"
+    )
+    mm = rows.get("made_up_methods", {})
+    grew = mm.get("metrics_bytes_after", 0) - mm.get("metrics_bytes_before", 0)
+    out.append(
+        f"| `/metrics` size after {mm.get('methods', 0):,} made-up methods | {mm.get('metrics_bytes_after', 0):,} B | "
+        f"before them: {mm.get('metrics_bytes_before', 0):,} B | "
+        f"{prev('made_up_methods', 'metrics_bytes_after', lambda v: f'{v:,.0f} B')} | "
+        f"unchanged {mark(grew <= 2048)} (+{grew:,} B: the `other` method's series) |"
+    )
+
 analysis = os.path.join(os.path.dirname(__file__), "analysis.md")
 if os.path.exists(analysis):
     out.append("")

@@ -64,6 +64,11 @@ print(json.dumps({"scenario": name, "rate": rate, "p50_ms": p50, "p99_ms": p99, 
 PY
 }
 
+# BENCH_ONLY=hostile runs the hostile-load figures alone and keeps the other
+# figures of benches/last-results.jsonl.
+if [ "${BENCH_ONLY:-}" = hostile ]; then
+  grep -v '"scenario": "\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
+else
 echo "== reads" >&2
 D=$W/reads; start_admind "$D"
 SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --members 19)
@@ -127,6 +132,53 @@ wrk_json page_big_later "$ADDR/v1/accounts/$BIG/members?limit=20&after=$MID" "$T
 RSS_AFTER=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 echo "{\"scenario\": \"rss_after_load\", \"rss_kib\": $RSS_AFTER}" >> "$RESULTS"
 kill "$PID"; wait "$PID" 2>/dev/null || true
+
+fi  # BENCH_ONLY
+
+echo "== hostile load" >&2
+# hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
+hostile() {
+  local bin=$1 prefix=$2 extra=$3 saved=$BIN
+  BIN=$bin
+  D=$W/hostile$prefix; start_admind "$D" "$extra"
+  ACC=$(curl -s "$ADDR/v1/accounts" -H "authorization: Bearer $OPERATOR" -H 'content-type: application/json' \
+    -d '{"name":"Hostile","owner":{"name":"O","email":"owner@hostile.test"},"support_seats":2}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  $saved/examples/bench hostile-signins --base "$ADDR" --account "$ACC" --pid "$PID" --clients 0 | sed "s/\"scenario\": \"/\"scenario\": \"$prefix/" >> "$RESULTS"
+  $saved/examples/bench hostile-signins --base "$ADDR" --account "$ACC" --pid "$PID" --clients 150 --rounds 3 | sed "s/\"scenario\": \"/\"scenario\": \"$prefix/" >> "$RESULTS"
+  $saved/examples/bench made-up-methods --base "$ADDR" --count 20000 | sed "s/\"scenario\": \"/\"scenario\": \"$prefix/" >> "$RESULTS"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  # 200 scripts of 250 KB, one change, then 5 s of quiet: read calls and CPU.
+  D=$W/scripts$prefix; mkdir -p "$D/scripts"
+  for n in $(seq -w 1 200); do
+    { printf 'fn after_owner_change(event) { log_info("%s"); }\n' "$n"; head -c 250000 /dev/zero | tr '\0' '/' | fold -w 100 | sed 's|^|//|'; } > "$D/scripts/p$n.rhai"
+  done
+  start_admind "$D" "$extra"
+  sleep 2
+  touch "$D/scripts/p001.rhai"; echo '// changed' >> "$D/scripts/p001.rhai"
+  sleep 1
+  read -r r0 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c0=$(awk '{print $14+$15}' /proc/$PID/stat)
+  sleep 5
+  read -r r1 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c1=$(awk '{print $14+$15}' /proc/$PID/stat)
+  echo "{\"scenario\": \"${prefix}idle_after_change\", \"scripts\": 200, \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  # The baseline: an idle daemon with an empty scripts folder.
+  D=$W/noscripts$prefix; start_admind "$D" "$extra"
+  sleep 2
+  read -r r0 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c0=$(awk '{print $14+$15}' /proc/$PID/stat)
+  sleep 5
+  read -r r1 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c1=$(awk '{print $14+$15}' /proc/$PID/stat)
+  echo "{\"scenario\": \"${prefix}idle_no_scripts\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  BIN=$saved
+}
+# The per-IP limit is off so that the hashing bound alone is measured (one
+# client address sends everything).
+hostile "$BIN" "" $'[auth]\nattempts_per_minute_per_ip = 0'
+# BEFORE_BIN=<dir holding an older admind> measures the same on that build.
+if [ -n "${BEFORE_BIN:-}" ]; then
+  hostile "$BEFORE_BIN" "before_" ""
+fi
 
 python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md
 cp "$RESULTS" benches/last-results.jsonl

@@ -87,6 +87,29 @@ enum Cmd {
         readers: usize,
     },
     /// Seeds a data dir in-process: `accounts` × `members`, plus one account of `big` members.
+    /// Hostile load: `clients` concurrent sign-ins for unknown addresses while
+    /// `/healthz` is timed and the daemon's RSS sampled; with `--clients 0`
+    /// the same probes on an idle daemon (the baseline).
+    HostileSignins {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 150)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Hostile load: requests with `count` made-up methods; prints the size
+    /// of `/metrics` before and after.
+    MadeUpMethods {
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+    },
     Seed {
         #[arg(long)]
         data_dir: PathBuf,
@@ -564,6 +587,14 @@ async fn main() {
             members,
             big,
         } => seed(&data_dir, accounts, members, big).await,
+        Cmd::HostileSignins {
+            base,
+            account,
+            pid,
+            clients,
+            rounds,
+        } => hostile_signins(&base, &account, pid, clients, rounds).await,
+        Cmd::MadeUpMethods { base, count } => made_up_methods(&base, count).await,
     }
 }
 
@@ -820,4 +851,141 @@ async fn seed_members(
         .await
         .unwrap();
     }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn hostile_signins(base: &str, account: &str, pid: u32, clients: usize, rounds: usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let probe = {
+        let (http, base, done) = (http.clone(), base.to_string(), done.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = http
+                    .get(format!("{base}/healthz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lat
+        })
+    };
+    let started = Instant::now();
+    let (mut answered, mut shed, mut other) = (0u64, 0u64, 0u64);
+    if clients == 0 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    for round in 0..rounds.max(1) {
+        if clients == 0 {
+            break;
+        }
+        let calls = (0..clients).map(|n| {
+            let http = http.clone();
+            let url = format!("{base}/v1/accounts/{account}/sessions");
+            async move {
+                http.post(url)
+                    .json(&json!({"email": format!("nobody{round}-{n}@hostile.test"), "password": "not the password"}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        });
+        for status in futures::future::join_all(calls).await {
+            match status {
+                401 => answered += 1,
+                503 => shed += 1,
+                _ => other += 1,
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    let mut lat = probe.await.unwrap_or_default();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{}",
+        json!({
+            "scenario": if clients == 0 { "hostile_idle_baseline" } else { "hostile_signins" },
+            "clients": clients,
+            "rounds": rounds,
+            "peak_rss_kib": peak.load(Ordering::Relaxed),
+            "healthz_p50_ms": percentile(&lat, 0.50),
+            "healthz_p99_ms": percentile(&lat, 0.99),
+            "healthz_probes": lat.len(),
+            "answered_401": answered,
+            "shed_503": shed,
+            "other": other,
+            "seconds": elapsed.as_secs_f64(),
+        })
+    );
+}
+
+async fn made_up_methods(base: &str, count: usize) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let size = |http: reqwest::Client| async move {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+            .len()
+    };
+    let before = size(http.clone()).await;
+    let next = Arc::new(AtomicU64::new(0));
+    let workers = (0..32).map(|_| {
+        let (http, next, base) = (http.clone(), next.clone(), base.to_string());
+        async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if n >= count {
+                    break;
+                }
+                let method = reqwest::Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+                let _ = http.request(method, format!("{base}/healthz")).send().await;
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    let after = size(http).await;
+    println!(
+        "{}",
+        json!({"scenario": "made_up_methods", "methods": count, "metrics_bytes_before": before, "metrics_bytes_after": after})
+    );
 }

@@ -2,7 +2,7 @@
 //! as their change, dispatched from the durable queue once flushed — at
 //! least once: an event leaves the queue only after its handlers ran and
 //! their actions were submitted, so a crash in between runs it again. A
-//! failing handler is logged and recorded; the change stands (DOMAIN.md
+//! failing handler is logged and recorded; the change stands (docs/rules.md
 //! "Hooks").
 
 use std::sync::Arc;

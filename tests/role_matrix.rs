@@ -1,6 +1,6 @@
 //! Every endpoint called as anonymous, end user, agent, admin, owner,
 //! previous owner, operator and a member of another account; each answer
-//! checked against the role the endpoint needs (API.md).
+//! checked against the role the endpoint needs (docs/api.md).
 
 mod common;
 

@@ -16,7 +16,7 @@ pub enum Principal {
         account_id: AccountId,
         user_id: UserId,
     },
-    /// A policy script or plugin acting through the same commands (DOMAIN.md
+    /// A policy script or plugin acting through the same commands (docs/rules.md
     /// "Hooks"); named as the actor in the audit log.
     Policy {
         name: String,

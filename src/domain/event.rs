@@ -1,11 +1,11 @@
-//! Events the core emits for the hooks of DOMAIN.md. The policy layer
+//! Events the core emits for the hooks of docs/rules.md. The policy layer
 //! consumes them; the core only describes what happened.
 
 use serde::{Deserialize, Serialize};
 
 use super::model::{AccountId, UserId};
 
-/// A user as a hook sees it (API.md "Policy scripts").
+/// A user as a hook sees it (docs/api.md "Policy scripts").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserSnapshot {
     pub id: UserId,

@@ -1,4 +1,4 @@
-//! The domain core: the rules of DOMAIN.md with no I/O. It never names an
+//! The domain core: the rules of docs/rules.md with no I/O. It never names an
 //! HTTP, sled, mail or script type; it sees the state through [`StateView`]
 //! and answers with an [`Outcome`] (changes, mails, events, audit) or a
 //! [`Refusal`].

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub type AccountId = String;
 pub type UserId = String;
 
-/// Support role of a member (DOMAIN.md "User").
+/// Support role of a member (docs/rules.md, vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SupportRole {

@@ -1,4 +1,4 @@
-//! Why the core said no. Each refusal carries a stable `code` (API.md
+//! Why the core said no. Each refusal carries a stable `code` (docs/api.md
 //! "Codes a client can act on") and a kind the edges map to a status.
 
 use std::fmt;

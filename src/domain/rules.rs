@@ -1,4 +1,4 @@
-//! The rules of DOMAIN.md as one function: a command and the current state
+//! The rules of docs/rules.md as one function: a command and the current state
 //! in; changes, mails, events and an audit draft out, or a refusal. Nothing
 //! here does I/O; time, randomness and policy decisions come in through
 //! [`Ctx`].

@@ -1,4 +1,4 @@
-//! Request and response bodies of the HTTP contract (API.md). Requests deny
+//! Request and response bodies of the HTTP contract (docs/api.md). Requests deny
 //! unknown fields; responses are built from the core's answers.
 
 use chrono::{DateTime, Utc};

@@ -176,7 +176,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "admind", description = "Account-administration daemon: the HTTP control API, version 1 (see API.md)."),
+    info(title = "admind", description = "Account-administration daemon: the HTTP control API, version 1 (see docs/api.md)."),
     modifiers(&BearerAuth),
     components(schemas(Problem)),
     tags(

@@ -21,7 +21,7 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// Stable machine-readable code (API.md "Codes a client can act on").
+    /// Stable machine-readable code (docs/api.md "Errors").
     pub code: String,
     #[serde(skip)]
     #[schema(ignore)]

@@ -1,4 +1,4 @@
-//! The policy layer: the hooks of DOMAIN.md handled by compiled plugins (in
+//! The policy layer: the hooks of docs/rules.md handled by compiled plugins (in
 //! config order) then Rhai scripts (by file name). `before_` hooks decide
 //! inside the operation (first deny wins; a failure denies unless the hook's
 //! `on_failure` says `allow`); the others run after the commit from the

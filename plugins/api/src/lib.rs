@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The hooks of DOMAIN.md.
+/// The hooks of docs/rules.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hook {
@@ -72,7 +72,7 @@ pub struct PrimaryUser {
     pub is_owner: bool,
 }
 
-/// The event of a hook, with the fields of API.md "Policy scripts".
+/// The event of a hook, with the fields of docs/api.md "Policy scripts".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Event {
