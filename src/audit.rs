@@ -171,6 +171,54 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AuditDraft;
+
+    fn entry(store: &Store, scope: &str, at: DateTime<Utc>) {
+        let (_, op) = store
+            .audit_op(AuditDraft {
+                account_id: scope.into(),
+                actor: "operator".into(),
+                action: "x".into(),
+                target: "t".into(),
+                outcome: "ok".into(),
+                detail: String::new(),
+                at,
+                cause: None,
+            })
+            .unwrap();
+        store.commit(&[op]).unwrap();
+    }
+
+    #[test]
+    fn retention_deletes_old_entries_of_every_scope_and_keeps_young_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(500);
+        for scope in ["acc_a", "acc_b", "platform"] {
+            for _ in 0..3 {
+                entry(&store, scope, old);
+            }
+            entry(&store, scope, now);
+        }
+        let cutoff = now - chrono::Duration::days(400);
+        assert_eq!(store.prune_audit(cutoff, usize::MAX).unwrap(), 9);
+        assert_eq!(store.prune_audit(cutoff, usize::MAX).unwrap(), 0);
+        let mut left = Vec::new();
+        store
+            .audit_since(old, None, |e| {
+                left.push(e.account_id.clone());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(left, ["acc_a", "acc_b", "platform"]);
+        // A pass stops at its budget; the next one goes on.
+        for _ in 0..5 {
+            entry(&store, "acc_c", old);
+        }
+        assert_eq!(store.prune_audit(cutoff, 2).unwrap(), 2);
+        assert_eq!(store.prune_audit(cutoff, 10).unwrap(), 3);
+    }
 
     #[test]
     fn since_takes_times_dates_and_ages() {
