@@ -17,7 +17,7 @@ if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
 cargo build --release --bin admind --examples
-cargo bench --no-run --bench hook_dispatch >/dev/null 2>&1
+[ "${BENCH_ONLY:-}" = hostile ] || cargo bench --no-run --bench hook_dispatch >/dev/null 2>&1
 BIN=target/release
 W=$(mktemp -d)
 RESULTS=$W/results.jsonl
