@@ -144,9 +144,9 @@ hostile() {
   ACC=$(curl -s "$ADDR/v1/accounts" -H "authorization: Bearer $OPERATOR" -H 'content-type: application/json' \
     -d '{"name":"Hostile","owner":{"name":"O","email":"owner@hostile.test"},"support_seats":2}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  $saved/examples/bench hostile-signins --base "$ADDR" --account "$ACC" --pid "$PID" --clients 0 | sed "s/\"scenario\": \"/\"scenario\": \"$prefix/" >> "$RESULTS"
-  $saved/examples/bench hostile-signins --base "$ADDR" --account "$ACC" --pid "$PID" --clients 150 --rounds 3 | sed "s/\"scenario\": \"/\"scenario\": \"$prefix/" >> "$RESULTS"
-  $saved/examples/bench made-up-methods --base "$ADDR" --count 20000 | sed "s/\"scenario\": \"/\"scenario\": \"$prefix/" >> "$RESULTS"
+  $saved/examples/bench hostile-signins --base "$ADDR" --account "$ACC" --pid "$PID" --clients 0 | sed "s/\"scenario\": *\"/\"scenario\": \"$prefix/" >> "$RESULTS"
+  $saved/examples/bench hostile-signins --base "$ADDR" --account "$ACC" --pid "$PID" --clients 150 --rounds 3 | sed "s/\"scenario\": *\"/\"scenario\": \"$prefix/" >> "$RESULTS"
+  $saved/examples/bench made-up-methods --base "$ADDR" --count 20000 | sed "s/\"scenario\": *\"/\"scenario\": \"$prefix/" >> "$RESULTS"
   kill "$PID"; wait "$PID" 2>/dev/null || true
   # 200 scripts of 250 KB, one change, then 5 s of quiet: read calls and CPU.
   D=$W/scripts$prefix; mkdir -p "$D/scripts"
