@@ -131,7 +131,25 @@ pub fn make_private(dirs: &[&Path]) -> anyhow::Result<()> {
 /// Entries per directory whose mode start-up corrects.
 const PRIVATE_WALK_MAX: usize = 100_000;
 
+/// Large blocks (argon2's 19 MiB, big bodies) are mapped and unmapped on
+/// their own instead of being kept in malloc's arenas. glibc raises its
+/// mmap threshold after the first large free, after which every thread's
+/// arena kept freed 19 MiB blocks: 231 MiB resident after 450 hostile
+/// sign-ins, against 65 MiB at peak (27 MiB after) with a fixed threshold.
+fn return_large_blocks_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator parameter; called once at
+    // start-up.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES);
+    }
+}
+
+/// Allocations of at least this many bytes are mapped on their own.
+const LARGE_BLOCK_BYTES: i32 = 1 << 20;
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    return_large_blocks_to_the_os();
     make_private(&[&config.data_dir, &config.mail_dir()])
         .with_context(|| format!("preparing the data directory {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db"))
