@@ -82,6 +82,13 @@ if "hostile_signins" in rows:
         "(19 MiB, 2 passes). \"Previous build\" is the same scenario run against the "
         "build before the hardening (`BEFORE_BIN`), when given."
     )
+    if os.environ.get("BENCH_ONLY") == "hostile":
+        out.append("")
+        out.append(
+            f"This section was measured on {datetime.date.today()} with `BENCH_ONLY=hostile`; "
+            "the figures above it come from the last full run (their lines in "
+            "`benches/last-results.jsonl` were kept)."
+        )
     out.append("")
     before = "before_hostile_signins" in rows
     out.append("| figure | admind | baseline (same run) | previous build | goal |")
