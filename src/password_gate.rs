@@ -97,9 +97,11 @@ impl PasswordGate {
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            // Held until the work is done, even if the caller left.
-            let _admission = admission;
-            let _ = answer.send(work());
+            // Held until the work is done, even if the caller left; released
+            // before the answer, so a caller that got one sees the room.
+            let result = work();
+            drop(admission);
+            let _ = answer.send(result);
         });
         self.jobs
             .lock()
