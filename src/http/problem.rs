@@ -91,7 +91,13 @@ impl From<Refusal> for Problem {
             RefusalKind::Conflict => StatusCode::CONFLICT,
             RefusalKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             RefusalKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RefusalKind::Broken => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if r.kind == RefusalKind::Broken {
+            // A bug in the state, not the client's doing: details to the log.
+            tracing::error!(detail = %r.detail, code = r.code, "an invariant of the core is broken");
+            return Problem::internal("the request failed unexpectedly; it was logged");
+        }
         if r.kind == RefusalKind::Unavailable {
             // Store details stay in the log, not in answers.
             tracing::error!(detail = %r.detail, "store unavailable");

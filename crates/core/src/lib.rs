@@ -3,20 +3,42 @@
 //! and answers with an [`Outcome`] (changes, mails, events, audit) or a
 //! [`Refusal`].
 
+// Shared by every capability.
+mod access;
 pub mod command;
+pub mod context;
 pub mod event;
+pub mod limits;
 pub mod model;
-mod products;
-pub mod query;
 pub mod refusal;
 pub mod rules;
+mod seats;
 pub mod validate;
 pub mod view;
 
+// One module per capability: its commands, checks, events and audit wording.
+mod accounts;
+mod addresses;
+mod billing;
+mod integrations;
+mod licences;
+mod members;
+mod ownership;
+mod policy_actions;
+mod sell;
+mod sessions;
+mod support;
+mod webhooks;
+
+// The read side.
+pub mod query;
+
+pub use access::{role_label, snapshot};
 pub use command::*;
+pub use context::{token_hash, Ctx, Entropy, Settings};
 pub use event::*;
 pub use model::*;
-pub use products::PLATFORM_AUDIT_SCOPE;
+pub use policy_actions::PLATFORM_AUDIT_SCOPE;
 pub use refusal::*;
-pub use rules::{execute, refusal_audit, token_hash, Ctx, Entropy, Settings};
+pub use rules::{execute, refusal_audit};
 pub use view::StateView;

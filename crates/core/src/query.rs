@@ -2,14 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
+use super::access::{member_with, role_label, Need};
 use super::command::Principal;
 use super::model::*;
 use super::refusal::{Refusal, RefusalKind};
-use super::rules::{member_with, role_label, Need};
 use super::view::StateView;
-
-pub const PAGE_LIMIT_MAX: usize = 200;
-pub const PAGE_LIMIT_DEFAULT: usize = 50;
+pub use crate::limits::{CANDIDATES_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SELL_USERS_MAX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatSummary {
@@ -146,7 +144,6 @@ pub fn member(
 
 /// R04: the owner picks from the other admins; the list may be empty. The
 /// scan is bounded: a transfer list longer than this is not useful to a person.
-pub const CANDIDATES_MAX: usize = 1000;
 const CANDIDATE_SCAN_PAGE: usize = 500;
 
 pub fn owner_candidates(
@@ -320,8 +317,6 @@ pub fn licence_requests(
 }
 
 /// Members holding Sell (admins of the account see it).
-pub const SELL_USERS_MAX: usize = 1000;
-
 pub fn sell_users(
     view: &dyn StateView,
     who: &Principal,

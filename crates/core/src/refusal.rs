@@ -19,6 +19,9 @@ pub enum RefusalKind {
     Conflict,
     /// Too many attempts (429).
     RateLimited,
+    /// The state broke an invariant the core relies on (a counter below
+    /// zero): a bug, surfaced instead of hidden (500, nothing committed).
+    Broken,
     /// The store failed; not the client's doing (500/503).
     Unavailable,
 }
@@ -57,6 +60,9 @@ impl Refusal {
     }
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(RefusalKind::Conflict, code, detail)
+    }
+    pub fn broken(detail: impl Into<String>) -> Self {
+        Self::new(RefusalKind::Broken, "internal", detail)
     }
     pub fn store(detail: impl Into<String>) -> Self {
         Self::new(RefusalKind::Unavailable, "store_unavailable", detail)

@@ -2,17 +2,10 @@
 //! the edges and the core agree on what is acceptable.
 
 use super::refusal::Refusal;
-
-pub const NAME_MAX_CHARS: usize = 200;
-pub const EMAIL_MAX_CHARS: usize = 254;
-pub const PASSWORD_MIN_CHARS: usize = 8;
-pub const PASSWORD_MAX_CHARS: usize = 256;
-pub const NOTE_MAX_CHARS: usize = 4000;
-pub const SEATS_MAX: u32 = 1_000_000;
-pub const TOKEN_MAX_CHARS: usize = 128;
-/// Random hex digits after the prefix of every id admind issues
-/// (`acc_`, `usr_`, `int_`, `lic_`, `inv_`: 80 random bits).
-pub const ID_HEX_DIGITS: usize = 20;
+pub use crate::limits::{
+    EMAIL_MAX_CHARS, ID_HEX_DIGITS, NAME_MAX_CHARS, NOTE_MAX_CHARS, PASSWORD_MAX_CHARS,
+    PASSWORD_MIN_CHARS, SEATS_MAX, TOKEN_MAX_CHARS,
+};
 
 /// Whether `id` has the shape of an id admind issues with `prefix`
 /// (`acc`, `usr`, ...). Anything else cannot exist, so the edge answers 404

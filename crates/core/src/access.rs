@@ -1,0 +1,166 @@
+//! Who may act: membership and role checks, operator-only and policy-only actions.
+
+use crate::command::*;
+use crate::event::*;
+use crate::model::*;
+use crate::refusal::{Refusal, RefusalKind};
+use crate::view::StateView;
+
+pub fn snapshot(user: &User) -> UserSnapshot {
+    UserSnapshot {
+        id: user.id.clone(),
+        name: user.name.clone(),
+        primary_email: user.primary_address().to_string(),
+        email_verified: user.primary_verified(),
+        signed_in_before: user.signed_in_before,
+    }
+}
+
+/// Role label of the member list (R07).
+pub fn role_label(account: &Account, user: &User) -> &'static str {
+    if account.owner_id == user.id {
+        return "Administrator (owner)";
+    }
+    match user.support_role {
+        SupportRole::Admin => "Administrator",
+        SupportRole::Agent => "Agent",
+        SupportRole::EndUser => "End user",
+    }
+}
+
+/// What a caller needs to act on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Any member, end users included.
+    Member,
+    Agent,
+    Admin,
+    Owner,
+    Billing,
+}
+
+/// The caller as a member of `account_id`, with the role `need` asks for.
+/// Non-members get 404 (they must not learn the account exists).
+pub fn member_with(
+    view: &dyn StateView,
+    principal: &Principal,
+    account_id: &str,
+    need: Need,
+) -> Result<(Account, User), Refusal> {
+    let refuse_outsider = |p: &Principal| match (p, need) {
+        // The operator is outside every account; R02/R19 say it never acts
+        // as the owner, so it gets the same codes a non-owner gets.
+        (Principal::Operator, Need::Owner) => Refusal::new(
+            RefusalKind::Forbidden,
+            "not_account_owner",
+            "only the account owner can do this; platform support cannot",
+        ),
+        (Principal::Operator, Need::Billing) => Refusal::new(
+            RefusalKind::Forbidden,
+            "billing_owner_only",
+            "billing is available to the account owner only",
+        ),
+        (Principal::Operator, _) => {
+            Refusal::forbidden("platform support does not act as a member of an account")
+        }
+        (Principal::Anonymous, _) => Refusal::new(
+            RefusalKind::Unauthenticated,
+            "unauthorized",
+            "sign in first",
+        ),
+        (Principal::Policy { .. }, _) => {
+            Refusal::forbidden("policies act only through their own host functions")
+        }
+        (Principal::Webhook { .. }, _) => {
+            Refusal::forbidden("webhooks act only through their effects")
+        }
+        (Principal::Member { .. }, _) => Refusal::not_found("account"),
+    };
+    let user_id = match principal {
+        Principal::Member {
+            account_id: a,
+            user_id,
+        } if a == account_id => user_id,
+        other => {
+            // Outsiders learn nothing about accounts that do not exist.
+            if view.account(account_id)?.is_none() {
+                return Err(Refusal::not_found("account"));
+            }
+            return Err(refuse_outsider(other));
+        }
+    };
+    let account = view
+        .account(account_id)?
+        .ok_or_else(|| Refusal::not_found("account"))?;
+    let user = view.user(account_id, user_id)?.ok_or_else(|| {
+        Refusal::new(
+            RefusalKind::Unauthenticated,
+            "unauthorized",
+            "sign in first",
+        )
+    })?;
+    let is_owner = account.owner_id == user.id;
+    let ok = match need {
+        Need::Member => true,
+        Need::Agent => user.support_role.holds_seat(),
+        Need::Admin => user.support_role == SupportRole::Admin,
+        Need::Owner | Need::Billing => is_owner,
+    };
+    if !ok {
+        return Err(match need {
+            Need::Member => Refusal::not_found("account"),
+            Need::Agent => Refusal::forbidden("this needs an agent or admin"),
+            Need::Admin => Refusal::forbidden("this needs an admin of the account"),
+            Need::Owner => Refusal::new(
+                RefusalKind::Forbidden,
+                "not_account_owner",
+                "only the account owner can do this",
+            ),
+            Need::Billing => Refusal::new(
+                RefusalKind::Forbidden,
+                "billing_owner_only",
+                "billing (invoices, payment method, seats) is available to the account owner only",
+            ),
+        });
+    }
+    Ok((account, user))
+}
+
+/// The audit entry for a refusal by a rule, when it belongs to an account.
+/// For what platform support alone does on an account: a member of the
+/// account is told it is not theirs (403); anyone else gets the same 404
+/// whether the account exists or not, so the answer reveals nothing.
+pub(crate) fn operator_only(
+    view: &dyn StateView,
+    actor: &Principal,
+    account_id: &str,
+    detail: &str,
+) -> Result<(), Refusal> {
+    if *actor == Principal::Operator {
+        return Ok(());
+    }
+    let member_here = match actor {
+        Principal::Member {
+            account_id: own, ..
+        } => own == account_id,
+        _ => false,
+    };
+    if !member_here || view.account(account_id)?.is_none() {
+        return Err(Refusal::not_found("account"));
+    }
+    Err(Refusal::forbidden(detail))
+}
+
+pub(crate) fn policy_only(
+    view: &dyn StateView,
+    actor: &Principal,
+    account_id: &str,
+) -> Result<Account, Refusal> {
+    let account = view
+        .account(account_id)?
+        .ok_or_else(|| Refusal::not_found("account"))?;
+    if !matches!(actor, Principal::Policy { .. }) {
+        return Err(Refusal::forbidden("only policies use this"));
+    }
+    Ok(account)
+}

@@ -1,0 +1,261 @@
+//! Addresses and the profile hand-over (R12-R16).
+
+use chrono::Duration;
+
+use crate::access::*;
+use crate::command::*;
+use crate::context::{token_hash, Ctx, Draft};
+use crate::event::*;
+use crate::limits::*;
+use crate::model::*;
+use crate::refusal::{Refusal, RefusalKind};
+use crate::validate;
+use crate::view::StateView;
+
+/// R12: a user manages their own addresses; an admin those of agents and
+/// end users; nobody another admin's or the owner's.
+pub(crate) fn address_owner(
+    view: &dyn StateView,
+    actor: &Principal,
+    account_id: &str,
+    user_id: &str,
+) -> Result<(Account, User), Refusal> {
+    let (account, me) = member_with(view, actor, account_id, Need::Member)?;
+    if me.id == user_id {
+        return Ok((account, me));
+    }
+    let target = view
+        .user(account_id, user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    if me.support_role != SupportRole::Admin {
+        return Err(Refusal::forbidden(
+            "only the user, or an admin for agents and end users, manages these addresses",
+        ));
+    }
+    if target.support_role == SupportRole::Admin {
+        return Err(Refusal::forbidden(
+            "an admin's or the owner's addresses are managed by that person alone",
+        ));
+    }
+    Ok((account, target))
+}
+
+pub(crate) fn add_email(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+    address: &str,
+) -> Result<Outcome, Refusal> {
+    let address = validate::email("address", address)?;
+    let (account, mut user) = address_owner(view, draft.actor, account_id, user_id)?;
+    if view.user_by_email(account_id, &address)?.is_some() {
+        return Err(Refusal::conflict(
+            "email_taken",
+            "that address already belongs to a member of this account",
+        ));
+    }
+    if user.emails.len() >= EMAILS_PER_USER_MAX {
+        return Err(Refusal::conflict(
+            "email_limit_reached",
+            format!("a profile holds at most {EMAILS_PER_USER_MAX} addresses"),
+        ));
+    }
+    // R13: everyone already on the profile hears of it (the owner too).
+    let mut notices: Vec<Notice> = user
+        .emails
+        .iter()
+        .map(|e| Notice::EmailAdded {
+            to: e.address.clone(),
+            account_name: account.name.clone(),
+            user_name: user.name.clone(),
+            added: address.clone(),
+        })
+        .collect();
+    let token = ctx.entropy.token();
+    notices.push(Notice::EmailVerification {
+        to: address.clone(),
+        account_name: account.name.clone(),
+        token: token.clone(),
+    });
+    user.emails.push(EmailAddress {
+        address: address.clone(),
+        verified: false,
+        primary: false,
+        added_at: ctx.now,
+    });
+    let record = Token {
+        hash: token_hash(&token),
+        purpose: TokenPurpose::EmailVerification,
+        account_id: account_id.to_string(),
+        user_id: user.id.clone(),
+        email: address.clone(),
+        expires_at: ctx.now + Duration::hours(EMAIL_VERIFICATION_TTL_HOURS),
+    };
+    Ok(Outcome {
+        changes: vec![
+            Change::PutEmailIndex {
+                account_id: account_id.to_string(),
+                email: normalize_email(&address),
+                user_id: user.id.clone(),
+            },
+            Change::PutUser(user.clone()),
+            Change::PutToken(record),
+        ],
+        notices,
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{}", user.id),
+            format!("address {address} added"),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
+pub(crate) fn confirm_email(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    hash: &str,
+) -> Result<Outcome, Refusal> {
+    let invalid = || {
+        Refusal::new(
+            RefusalKind::Invalid,
+            "invalid_token",
+            "the link is invalid, already used or expired",
+        )
+    };
+    let token = view.token(hash)?.ok_or_else(invalid)?;
+    if token.purpose != TokenPurpose::EmailVerification || token.expires_at <= ctx.now {
+        return Err(invalid());
+    }
+    let mut user = view
+        .user(&token.account_id, &token.user_id)?
+        .ok_or_else(invalid)?;
+    let address = user.email_mut(&token.email).ok_or_else(invalid)?;
+    address.verified = true;
+    Ok(Outcome {
+        changes: vec![
+            Change::DeleteToken {
+                hash: token.hash.clone(),
+            },
+            Change::PutUser(user.clone()),
+        ],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            &token.account_id,
+            format!("user:{}", user.id),
+            format!("address {} verified", token.email),
+        ),
+        reply: Reply::Done,
+    })
+}
+
+pub(crate) fn make_primary(
+    view: &dyn StateView,
+    _ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+    address: &str,
+) -> Result<Outcome, Refusal> {
+    let (account, mut user) = address_owner(view, draft.actor, account_id, user_id)?;
+    let old = user.primary_address().to_string();
+    let wanted = user
+        .email(address)
+        .ok_or_else(|| Refusal::not_found("address"))?
+        .clone();
+    if wanted.primary {
+        return Ok(Outcome {
+            changes: vec![],
+            notices: vec![],
+            events: vec![],
+            audit: None,
+            reply: Reply::User(user),
+        });
+    }
+    // R14: only a verified address becomes primary.
+    if !wanted.verified {
+        return Err(Refusal::conflict(
+            "email_unverified",
+            "verify the address (use the link mailed to it) before making it primary",
+        ));
+    }
+    for e in &mut user.emails {
+        e.primary = normalize_email(&e.address) == normalize_email(&wanted.address);
+    }
+    let event = DomainEvent::AfterEmailPrimary {
+        account_id: account_id.to_string(),
+        user: PrimaryChangeUser {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            is_owner: account.owner_id == user.id,
+        },
+        old_primary: old.clone(),
+        new_primary: wanted.address.clone(),
+    };
+    Ok(Outcome {
+        changes: vec![Change::PutUser(user.clone())],
+        notices: vec![Notice::PrimaryEmailChanged {
+            to: old.clone(),
+            account_name: account.name.clone(),
+            new_primary: wanted.address.clone(),
+        }],
+        events: vec![event],
+        audit: draft.ok(
+            account_id,
+            format!("user:{}", user.id),
+            format!("primary {old} -> {}", wanted.address),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
+pub(crate) fn remove_email(
+    view: &dyn StateView,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+    address: &str,
+) -> Result<Outcome, Refusal> {
+    let (_, mut user) = address_owner(view, draft.actor, account_id, user_id)?;
+    let found = user
+        .email(address)
+        .ok_or_else(|| Refusal::not_found("address"))?
+        .clone();
+    // R15: a profile always keeps its primary address.
+    if found.primary {
+        return Err(Refusal::conflict(
+            "cannot_remove_primary_email",
+            "the primary address cannot be removed; make another verified address primary first",
+        ));
+    }
+    user.emails
+        .retain(|e| normalize_email(&e.address) != normalize_email(&found.address));
+    Ok(Outcome {
+        changes: vec![
+            Change::PutUser(user.clone()),
+            Change::DeleteEmailIndex {
+                account_id: account_id.to_string(),
+                email: normalize_email(&found.address),
+            },
+            // R16: whoever signed in with the removed address is signed out.
+            Change::DeleteSessionsSignedInWith {
+                account_id: account_id.to_string(),
+                user_id: user.id.clone(),
+                email: found.address.clone(),
+            },
+        ],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{}", user.id),
+            format!("address {} removed", found.address),
+        ),
+        reply: Reply::User(user),
+    })
+}

@@ -1,0 +1,114 @@
+//! Billing: seats bought and the payment method, the owner's alone (R05, R11, R21).
+
+use crate::access::*;
+use crate::command::*;
+use crate::context::{Ctx, Draft};
+use crate::model::*;
+use crate::refusal::Refusal;
+use crate::validate;
+use crate::view::StateView;
+
+pub(crate) fn set_seats(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    support_seats: Option<u32>,
+    sell_seats: Option<u32>,
+) -> Result<Outcome, Refusal> {
+    let actor = draft.actor;
+    let now = ctx.now;
+    let (mut account, _) = member_with(view, actor, &account_id, Need::Billing)?;
+    if support_seats.is_none() && sell_seats.is_none() {
+        return Err(Refusal::invalid("give support_seats, sell_seats or both"));
+    }
+    if let Some(n) = support_seats {
+        let n = validate::seats("support_seats", n)?;
+        // R11: never fewer seats than are in use.
+        if n < account.support_seats_used {
+            return Err(Refusal::conflict(
+                "seats_in_use",
+                format!(
+                    "{} agent seats are in use; free seats before buying fewer",
+                    account.support_seats_used
+                ),
+            ));
+        }
+        account.support_seats_bought = n;
+    }
+    if let Some(n) = sell_seats {
+        let n = validate::seats("sell_seats", n)?;
+        if n < account.sell.seats_used {
+            return Err(Refusal::conflict(
+                "seats_in_use",
+                format!(
+                    "{} Sell seats are in use; free seats before buying fewer",
+                    account.sell.seats_used
+                ),
+            ));
+        }
+        account.sell.seats_bought = n;
+        // R21: buying Sell seats adds Sell to the subscription.
+        if n > 0 {
+            account.sell.status = SellStatus::Active;
+        }
+    }
+    let invoice = Invoice {
+        id: ctx.entropy.id("inv"),
+        account_id: account_id.clone(),
+        issued_at: now,
+        description: "seat change".into(),
+        support_seats: account.support_seats_bought,
+        sell_seats: account.sell.seats_bought,
+    };
+    Ok(Outcome {
+        changes: vec![
+            Change::PutAccount(account.clone()),
+            Change::PutInvoice(invoice),
+        ],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            &account_id,
+            format!("account:{account_id}"),
+            format!(
+                "support seats {}, sell seats {}",
+                account.support_seats_bought, account.sell.seats_bought
+            ),
+        ),
+        reply: Reply::Account(account),
+    })
+}
+
+pub(crate) fn set_payment_method(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    kind: String,
+    last4: String,
+) -> Result<Outcome, Refusal> {
+    let actor = draft.actor;
+    let now = ctx.now;
+    let (mut account, _) = member_with(view, actor, &account_id, Need::Billing)?;
+    let kind = validate::name("kind", &kind)?;
+    if last4.len() != 4 || !last4.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Refusal::invalid("last4 must be exactly four digits"));
+    }
+    account.payment_method = Some(PaymentMethod {
+        kind,
+        last4,
+        updated_at: now,
+    });
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            &account_id,
+            format!("account:{account_id}"),
+            "payment method updated",
+        ),
+        reply: Reply::Account(account),
+    })
+}

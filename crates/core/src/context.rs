@@ -1,0 +1,79 @@
+//! What every command runs with: the time, fresh ids and secrets, the
+//! policy gate and the settings ([`Ctx`]), and how its audit entry is
+//! drafted ([`Draft`]). Imports no capability, so every capability can use it.
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::command::*;
+use crate::event::PolicyGate;
+
+/// Fresh ids and secrets. The daemon uses the OS random source; tests may
+/// use a seeded one.
+pub trait Entropy {
+    /// An opaque id such as `usr_…`.
+    fn id(&mut self, prefix: &str) -> String;
+    /// A bearer secret (at least 256 bits).
+    fn token(&mut self) -> String;
+}
+
+/// Durations and caps the rules apply.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub password_set_ttl: Duration,
+    pub password_reset_ttl: Duration,
+    pub session_ttl: Duration,
+    pub integrations_per_account_max: usize,
+    pub members_per_account_max: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            password_set_ttl: Duration::hours(72),
+            password_reset_ttl: Duration::hours(1),
+            session_ttl: Duration::hours(12),
+            integrations_per_account_max: 1000,
+            members_per_account_max: 1_000_000,
+        }
+    }
+}
+
+pub struct Ctx<'a> {
+    pub now: DateTime<Utc>,
+    pub entropy: &'a mut dyn Entropy,
+    pub gate: &'a dyn PolicyGate,
+    pub settings: &'a Settings,
+}
+
+/// Stored form of a mailed or bearer token: hex SHA-256. Tokens carry 256
+/// random bits, so a fast hash is enough (no dictionary to attack).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub(crate) struct Draft<'a> {
+    pub actor: &'a Principal,
+    pub action: &'static str,
+    pub now: DateTime<Utc>,
+}
+
+impl Draft<'_> {
+    pub(crate) fn ok(
+        &self,
+        account_id: &str,
+        target: String,
+        detail: impl Into<String>,
+    ) -> Option<AuditDraft> {
+        Some(AuditDraft {
+            account_id: account_id.to_string(),
+            actor: self.actor.audit_name(),
+            action: self.action.to_string(),
+            target,
+            outcome: "ok".into(),
+            detail: detail.into(),
+            at: self.now,
+            cause: None,
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! Members: adding, changing the Support role of and removing members (R08, R09, R11).
+
+use crate::access::*;
+use crate::accounts::*;
+use crate::command::*;
+use crate::context::{Ctx, Draft};
+use crate::model::*;
+use crate::refusal::Refusal;
+use crate::seats::*;
+use crate::validate;
+use crate::view::StateView;
+
+pub(crate) fn add_member(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    name: String,
+    email: String,
+    role: SupportRole,
+) -> Result<Outcome, Refusal> {
+    let actor = draft.actor;
+    let now = ctx.now;
+    let name = validate::name("name", &name)?;
+    let email = validate::email("email", &email)?;
+    let (mut account, _) = member_with(view, actor, &account_id, Need::Admin)?;
+    if view.user_by_email(&account_id, &email)?.is_some() {
+        return Err(Refusal::conflict(
+            "email_taken",
+            "that address already belongs to a member of this account",
+        ));
+    }
+    if account.member_count >= ctx.settings.members_per_account_max {
+        return Err(Refusal::conflict(
+            "member_limit_reached",
+            format!(
+                "an account holds at most {} members",
+                ctx.settings.members_per_account_max
+            ),
+        ));
+    }
+    if role.holds_seat() {
+        take_support_seat(&mut account, actor, now, "member.add")?;
+    }
+    account.member_count += 1;
+    let user = new_user(ctx, &account_id, name, email.clone(), role);
+    let (token_change, notice) = password_set_token(ctx, &account, &user);
+    Ok(Outcome {
+        changes: vec![
+            Change::PutAccount(account),
+            Change::PutEmailIndex {
+                account_id: account_id.clone(),
+                email: normalize_email(&email),
+                user_id: user.id.clone(),
+            },
+            Change::PutUser(user.clone()),
+            token_change,
+        ],
+        notices: vec![notice],
+        events: vec![],
+        audit: draft.ok(
+            &account_id,
+            format!("user:{}", user.id),
+            format!("added as {}", role.as_str()),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
+pub(crate) fn change_role(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    user_id: UserId,
+    role: SupportRole,
+) -> Result<Outcome, Refusal> {
+    let actor = draft.actor;
+    let now = ctx.now;
+    let (mut account, _) = member_with(view, actor, &account_id, Need::Admin)?;
+    let mut user = view
+        .user(&account_id, &user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    if account.owner_id == user.id && role != SupportRole::Admin {
+        return Err(Refusal::conflict(
+            "owner_role_locked",
+            "the owner's role cannot be lowered; hand ownership over first",
+        ));
+    }
+    if user.support_role == role {
+        return Ok(Outcome {
+            changes: vec![],
+            notices: vec![],
+            events: vec![],
+            audit: None,
+            reply: Reply::User(user),
+        });
+    }
+    match (user.support_role.holds_seat(), role.holds_seat()) {
+        (false, true) => take_support_seat(&mut account, actor, now, "member.change_role")?,
+        (true, false) => give_back(&mut account.support_seats_used, "support seats used")?,
+        _ => {}
+    }
+    let from = user.support_role;
+    user.support_role = role;
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            &account_id,
+            format!("user:{user_id}"),
+            format!("{} -> {}", from.as_str(), role.as_str()),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
+pub(crate) fn remove_member(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    user_id: UserId,
+) -> Result<Outcome, Refusal> {
+    let actor = draft.actor;
+    let now = ctx.now;
+    let (mut account, _) = member_with(view, actor, &account_id, Need::Admin)?;
+    let user = view
+        .user(&account_id, &user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    if account.owner_id == user.id {
+        return Err(Refusal::conflict(
+            "owner_role_locked",
+            "the owner cannot be removed; hand ownership over first",
+        ));
+    }
+    if user.support_role.holds_seat() {
+        give_back(&mut account.support_seats_used, "support seats used")?;
+    }
+    if user.sell_role == SellRole::Admin {
+        if account.sell.admin_count <= 1 {
+            return Err(Refusal::conflict(
+                "last_sell_admin",
+                "this member is the last Sell admin; make someone else Sell admin first",
+            ));
+        }
+        give_back(&mut account.sell.admin_count, "Sell admins")?;
+    }
+    if user.sell_role.holds_seat() {
+        give_back(&mut account.sell.seats_used, "Sell seats used")?;
+    }
+    give_back(&mut account.member_count, "members")?;
+    let mut changes = vec![];
+    for e in &user.emails {
+        changes.push(Change::DeleteEmailIndex {
+            account_id: account_id.clone(),
+            email: normalize_email(&e.address),
+        });
+    }
+    // An integration whose configurer is gone has nobody to keep it
+    // authorized: flag it like a transfer does (R06).
+    for mut i in view.integrations(&account_id, ctx.settings.integrations_per_account_max)? {
+        if i.configured_by == user.id && i.status == IntegrationStatus::Active {
+            i.status = IntegrationStatus::NeedsReauthorization;
+            i.updated_at = now;
+            changes.push(Change::PutIntegration(i));
+        }
+    }
+    changes.push(Change::DeleteUserSessions {
+        account_id: account_id.clone(),
+        user_id: user_id.clone(),
+    });
+    changes.push(Change::DeleteUser {
+        account_id: account_id.clone(),
+        user_id: user_id.clone(),
+    });
+    changes.push(Change::PutAccount(account));
+    Ok(Outcome {
+        changes,
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(&account_id, format!("user:{user_id}"), "removed"),
+        reply: Reply::Done,
+    })
+}

@@ -1,0 +1,253 @@
+//! Sell: trial, users, Sell roles and admins (R20-R25).
+
+use crate::access::*;
+use crate::command::*;
+use crate::context::{Ctx, Draft};
+use crate::model::*;
+use crate::refusal::Refusal;
+use crate::seats::*;
+use crate::view::StateView;
+
+pub(crate) fn start_sell_trial(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: &str,
+) -> Result<Outcome, Refusal> {
+    // R20: the owner or an admin starts it and is its first Sell admin.
+    let (mut account, mut me) = member_with(view, draft.actor, account_id, Need::Admin)?;
+    if account.sell.status != SellStatus::NotStarted || account.sell.admin_count > 0 {
+        return Err(Refusal::conflict(
+            "sell_already_started",
+            "Sell has already been started for this account",
+        ));
+    }
+    account.sell.status = SellStatus::Trial;
+    if !me.sell_role.holds_seat() {
+        sell_seat(&mut account, draft.actor, ctx.now, "sell.start_trial")?;
+    }
+    me.sell_role = SellRole::Admin;
+    account.sell.admin_count = 1;
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account), Change::PutUser(me.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{}", me.id),
+            "Sell trial started; first Sell admin",
+        ),
+        reply: Reply::User(me),
+    })
+}
+
+pub(crate) fn grant_sell(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+    role: SellRole,
+) -> Result<Outcome, Refusal> {
+    if role == SellRole::None {
+        return Err(Refusal::invalid(
+            "role must be user or admin; remove Sell access with DELETE",
+        ));
+    }
+    // R22: Support admins grant Sell access.
+    let (mut account, me) = member_with(view, draft.actor, account_id, Need::Admin)?;
+    if account.sell.admin_count == 0 {
+        if user_id == me.id {
+            return start_sell_trial(view, ctx, draft, account_id);
+        }
+        // R23: nobody can hand Sell to someone else before Sell has an admin.
+        return Err(Refusal::conflict(
+            "sell_admin_required",
+            format!(
+                "Sell has no admin yet: start a Sell trial yourself, or ask platform support to appoint the first Sell admin (POST /v1/accounts/{account_id}/sell/admins)"
+            ),
+        ));
+    }
+    if role == SellRole::Admin && me.sell_role != SellRole::Admin {
+        return Err(Refusal::forbidden(
+            "making someone a Sell admin needs a Sell admin",
+        ));
+    }
+    let mut user = view
+        .user(account_id, user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    if user.sell_role != SellRole::None {
+        return Err(Refusal::conflict(
+            "already_sell_user",
+            "this member already has Sell; change their Sell role instead",
+        ));
+    }
+    sell_seat(&mut account, draft.actor, ctx.now, "sell.grant")?;
+    user.sell_role = role;
+    if role == SellRole::Admin {
+        account.sell.admin_count += 1;
+    }
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{user_id}"),
+            format!("Sell {role:?} granted").to_lowercase(),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
+/// The caller must be a Sell admin (R22: configuring Sell needs one).
+pub(crate) fn sell_admin(
+    view: &dyn StateView,
+    actor: &Principal,
+    account_id: &str,
+) -> Result<(Account, User), Refusal> {
+    let (account, me) = member_with(view, actor, account_id, Need::Member)?;
+    if account.sell.admin_count == 0 {
+        return Err(Refusal::conflict(
+            "sell_admin_required",
+            format!("Sell has no admin yet; platform support can appoint one (POST /v1/accounts/{account_id}/sell/admins)"),
+        ));
+    }
+    if me.sell_role != SellRole::Admin {
+        return Err(Refusal::forbidden("configuring Sell needs a Sell admin"));
+    }
+    Ok((account, me))
+}
+
+pub(crate) fn sell_user(
+    view: &dyn StateView,
+    account_id: &str,
+    user_id: &str,
+) -> Result<User, Refusal> {
+    view.user(account_id, user_id)?
+        .filter(|u| u.sell_role != SellRole::None)
+        .ok_or_else(|| Refusal::not_found("Sell user"))
+}
+
+pub(crate) fn change_sell_role(
+    view: &dyn StateView,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+    role: SellRole,
+) -> Result<Outcome, Refusal> {
+    if role == SellRole::None {
+        return Err(Refusal::invalid(
+            "role must be user or admin; remove Sell access with DELETE",
+        ));
+    }
+    let (mut account, _) = sell_admin(view, draft.actor, account_id)?;
+    let mut user = sell_user(view, account_id, user_id)?;
+    if user.sell_role == role {
+        return Ok(Outcome {
+            changes: vec![],
+            notices: vec![],
+            events: vec![],
+            audit: None,
+            reply: Reply::User(user),
+        });
+    }
+    if user.sell_role == SellRole::Admin {
+        if account.sell.admin_count <= 1 {
+            return Err(Refusal::conflict(
+                "last_sell_admin",
+                "the last Sell admin cannot be lowered; make someone else Sell admin first",
+            ));
+        }
+        give_back(&mut account.sell.admin_count, "Sell admins")?;
+    } else {
+        account.sell.admin_count += 1;
+    }
+    user.sell_role = role;
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{user_id}"),
+            format!("Sell role {role:?}").to_lowercase(),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
+pub(crate) fn remove_sell(
+    view: &dyn StateView,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+) -> Result<Outcome, Refusal> {
+    let (mut account, _) = sell_admin(view, draft.actor, account_id)?;
+    let mut user = sell_user(view, account_id, user_id)?;
+    // R24: the last Sell admin stays.
+    if user.sell_role == SellRole::Admin {
+        if account.sell.admin_count <= 1 {
+            return Err(Refusal::conflict(
+                "last_sell_admin",
+                "the last Sell admin cannot be removed; make someone else Sell admin first",
+            ));
+        }
+        give_back(&mut account.sell.admin_count, "Sell admins")?;
+    }
+    give_back(&mut account.sell.seats_used, "Sell seats used")?;
+    user.sell_role = SellRole::None;
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(account_id, format!("user:{user_id}"), "Sell access removed"),
+        reply: Reply::Done,
+    })
+}
+
+pub(crate) fn appoint_sell_admin(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+) -> Result<Outcome, Refusal> {
+    operator_only(
+        view,
+        draft.actor,
+        account_id,
+        "the first Sell admin is appointed by platform support",
+    )?;
+    let mut account = view
+        .account(account_id)?
+        .ok_or_else(|| Refusal::not_found("account"))?;
+    if account.sell.admin_count > 0 {
+        return Err(Refusal::conflict(
+            "sell_admin_exists",
+            "Sell already has an admin; they add others",
+        ));
+    }
+    let mut user = view
+        .user(account_id, user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    if account.sell.status == SellStatus::NotStarted {
+        account.sell.status = SellStatus::Trial;
+    }
+    if !user.sell_role.holds_seat() {
+        sell_seat(&mut account, draft.actor, ctx.now, "sell.appoint_admin")?;
+    }
+    user.sell_role = SellRole::Admin;
+    account.sell.admin_count = 1;
+    Ok(Outcome {
+        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{user_id}"),
+            "appointed first Sell admin by platform support (R23)",
+        ),
+        reply: Reply::User(user),
+    })
+}

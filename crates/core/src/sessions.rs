@@ -1,0 +1,182 @@
+//! Sessions and passwords: sign-in, sign-out, password resets and set links (R17).
+
+use crate::command::*;
+use crate::context::{token_hash, Ctx, Draft};
+use crate::model::*;
+use crate::refusal::{Refusal, RefusalKind};
+use crate::validate;
+use crate::view::StateView;
+
+pub(crate) fn request_password_reset(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    email: String,
+) -> Result<Outcome, Refusal> {
+    let now = ctx.now;
+    // R17: the answer is the same whatever exists; only a primary
+    // address of a member of an existing account gets mail.
+    let accepted = Outcome {
+        changes: vec![],
+        notices: vec![],
+        events: vec![],
+        audit: None,
+        reply: Reply::Accepted,
+    };
+    let Ok(email) = validate::email("email", &email) else {
+        return Ok(accepted);
+    };
+    let Some(account) = view.account(&account_id)? else {
+        return Ok(accepted);
+    };
+    let Some(user) = view.user_by_email(&account_id, &email)? else {
+        return Ok(accepted);
+    };
+    if normalize_email(user.primary_address()) != normalize_email(&email) {
+        return Ok(accepted);
+    }
+    let token = ctx.entropy.token();
+    let record = Token {
+        hash: token_hash(&token),
+        purpose: TokenPurpose::PasswordReset,
+        account_id: account_id.clone(),
+        user_id: user.id.clone(),
+        email: user.primary_address().to_string(),
+        expires_at: now + ctx.settings.password_reset_ttl,
+    };
+    Ok(Outcome {
+        changes: vec![Change::PutToken(record)],
+        notices: vec![Notice::PasswordReset {
+            to: user.primary_address().to_string(),
+            account_name: account.name,
+            account_id: account_id.clone(),
+            token,
+        }],
+        events: vec![],
+        audit: draft.ok(
+            &account_id,
+            format!("user:{}", user.id),
+            "reset link mailed",
+        ),
+        reply: Reply::Accepted,
+    })
+}
+
+pub(crate) fn confirm_password_reset(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    token_hash: String,
+    password_hash: String,
+) -> Result<Outcome, Refusal> {
+    let now = ctx.now;
+    let invalid = || {
+        Refusal::new(
+            RefusalKind::Invalid,
+            "invalid_token",
+            "the link is invalid, already used or expired; ask for a new one",
+        )
+    };
+    let token = view.token(&token_hash)?.ok_or_else(invalid)?;
+    if !matches!(
+        token.purpose,
+        TokenPurpose::PasswordSet | TokenPurpose::PasswordReset
+    ) || token.expires_at <= now
+    {
+        return Err(invalid());
+    }
+    let mut user = view
+        .user(&token.account_id, &token.user_id)?
+        .ok_or_else(invalid)?;
+    // Setting the password from the link proves the address it was
+    // mailed to (R17) — if the profile still has that address.
+    let Some(address) = user.email_mut(&token.email) else {
+        return Err(invalid());
+    };
+    address.verified = true;
+    user.password_hash = Some(password_hash);
+    Ok(Outcome {
+        changes: vec![
+            Change::DeleteToken {
+                hash: token.hash.clone(),
+            },
+            Change::PutUser(user.clone()),
+            // A new password ends every existing session.
+            Change::DeleteUserSessions {
+                account_id: user.account_id.clone(),
+                user_id: user.id.clone(),
+            },
+        ],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            &token.account_id,
+            format!("user:{}", user.id),
+            format!("password set; address {} verified", token.email),
+        ),
+        reply: Reply::Done,
+    })
+}
+
+pub(crate) fn create_session(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    account_id: AccountId,
+    user_id: UserId,
+    email: String,
+    verified_hash: String,
+    token_hash: String,
+) -> Result<Outcome, Refusal> {
+    let now = ctx.now;
+    let bad = || {
+        Refusal::new(
+            RefusalKind::Unauthenticated,
+            "invalid_credentials",
+            "the address or password is wrong",
+        )
+    };
+    let mut user = view.user(&account_id, &user_id)?.ok_or_else(bad)?;
+    if user.password_hash.as_deref() != Some(verified_hash.as_str()) {
+        return Err(bad());
+    }
+    let address = user.email(&email).ok_or_else(bad)?;
+    if !address.verified {
+        return Err(bad());
+    }
+    let session = Session {
+        hash: token_hash,
+        account_id: account_id.clone(),
+        user_id: user_id.clone(),
+        email: address.address.clone(),
+        created_at: now,
+        expires_at: now + ctx.settings.session_ttl,
+    };
+    let mut changes = vec![Change::PutSession(session.clone())];
+    if !user.signed_in_before {
+        user.signed_in_before = true;
+        changes.push(Change::PutUser(user));
+    }
+    Ok(Outcome {
+        changes,
+        notices: vec![],
+        events: vec![],
+        audit: None,
+        reply: Reply::Session(session),
+    })
+}
+
+pub(crate) fn revoke_session(
+    _view: &dyn StateView,
+    _ctx: &mut Ctx,
+    _draft: &Draft,
+    token_hash: String,
+) -> Result<Outcome, Refusal> {
+    Ok(Outcome {
+        changes: vec![Change::DeleteSession { hash: token_hash }],
+        notices: vec![],
+        events: vec![],
+        audit: None,
+        reply: Reply::Done,
+    })
+}
