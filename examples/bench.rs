@@ -406,7 +406,7 @@ async fn main() {
         }
         Cmd::Hmac { secret, seconds } => {
             let verifier = Arc::new(
-                admind::webhooks::Verifier::from_config(&[admind::config::WebhookSource {
+                admind::webhooks::Verifier::from_config(&[admind::webhooks::WebhookSource {
                     name: "crm".into(),
                     secrets: vec![secret.clone()],
                 }])
@@ -716,7 +716,8 @@ fn store_bench(clients: usize, batched: bool, seconds: u64) {
 /// delivery), then activates one owner of a small and of the big account.
 async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
     use admind::domain::*;
-    use admind::store::writer::{Wakers, Writer, WriterDeps};
+    use admind::queue::Wakers;
+    use admind::store::writer::{Writer, WriterDeps};
     use admind::store::{OutboxMail, Store, T};
     std::fs::create_dir_all(data_dir).unwrap();
     let store = Store::open(&data_dir.join("db")).unwrap();
@@ -727,7 +728,7 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
         render: Arc::new(|n| admind::mail::render(n, "http://bench")),
         metrics: Arc::new(admind::metrics::Metrics::new()),
         wakers: Arc::new(Wakers::default()),
-        outbound: Arc::new(admind::outbound::Outbound::new(&[], &[0], 1000).unwrap()),
+        sinks: Vec::new(),
     });
     let started = Instant::now();
     let small = seed_account(

@@ -189,14 +189,7 @@ impl Default for AuditConfig {
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhooksConfig {
-    pub sources: Vec<WebhookSource>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSource {
-    pub name: String,
-    pub secrets: Vec<String>,
+    pub sources: Vec<crate::webhooks::WebhookSource>,
 }
 
 impl Default for Config {

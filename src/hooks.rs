@@ -12,8 +12,9 @@ use admind_plugin_api::{Action, Event};
 
 use crate::domain::{Command, PolicyCallRecord, Principal, Product, PLATFORM_AUDIT_SCOPE};
 use crate::metrics::Metrics;
-use crate::policy::{hook_event, CallRecord, PolicyHost};
-use crate::store::writer::{Wakers, Writer};
+use crate::policy::{describe, hook_event, CallRecord, PolicyHost};
+use crate::queue::Wakers;
+use crate::store::writer::Writer;
 use crate::store::{QueuedEvent, Store, T};
 
 pub struct HookWorker {
@@ -64,19 +65,6 @@ pub fn action_command(account_id: &str, action: &Action) -> Result<Command, Stri
             email: address,
         },
     })
-}
-
-pub fn describe(action: &Action) -> String {
-    match action {
-        Action::Notify {
-            address, subject, ..
-        } => format!("notify {address} {subject:?}"),
-        Action::RequestLicence { product, seats, .. } => {
-            format!("request_licence {product} {seats}")
-        }
-        Action::FlagIntegration { integration_id } => format!("flag_integration {integration_id}"),
-        Action::SendPasswordReset { address } => format!("send_password_reset {address}"),
-    }
 }
 
 impl HookWorker {

@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod password_gate;
 pub mod policy;
 pub mod policy_cli;
+pub mod queue;
 pub mod ratelimit;
 pub mod secret;
 pub mod server;

@@ -19,7 +19,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::config::{MailConfig, MailTransportKind, SmtpSecurity};
 use crate::domain::Notice;
 use crate::metrics::Metrics;
-use crate::store::writer::Wakers;
+use crate::queue::Wakers;
 use crate::store::{OutboxMail, Store, T};
 
 /// Renders a notice; the raw token appears only here, inside the link.

@@ -16,8 +16,9 @@ use serde_json::json;
 
 use crate::domain::{Change, DomainEvent, LicenceRequest, LicenceStatus};
 use crate::metrics::Metrics;
+use crate::queue::Wakers;
 use crate::store::codec::{decode, encode};
-use crate::store::writer::Wakers;
+use crate::store::writer::Sink;
 use crate::store::{Op, Store, StoreError, T};
 
 /// Standard Webhooks' schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -182,7 +183,7 @@ impl Outbound {
     }
 
     /// Queue writes: one delivery per event and interested, enabled subscriber.
-    pub fn ops(
+    pub fn delivery_ops(
         &self,
         store: &Store,
         events: &[(&'static str, serde_json::Value)],
@@ -514,5 +515,22 @@ impl OutboundWorker {
                 }
             }
         }
+    }
+}
+
+/// Outbound deliveries are written in the transaction of the change that
+/// caused them.
+impl Sink for Outbound {
+    fn ops(
+        &self,
+        store: &Store,
+        events: &[DomainEvent],
+        changes: &[Change],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Op>, StoreError> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.delivery_ops(store, &Outbound::events(events, changes), now)
     }
 }

@@ -14,9 +14,10 @@ use crate::mail::{self, OutboxWorker, Transport};
 use crate::metrics::Metrics;
 use crate::policy::script::{Lookups, ScriptEngine};
 use crate::policy::{registry, PolicyHost};
+use crate::queue::Wakers;
 use crate::ratelimit::RateLimiter;
 use crate::secret::{self, PasswordCost};
-use crate::store::writer::{Wakers, Writer, WriterDeps};
+use crate::store::writer::{Writer, WriterDeps};
 use crate::store::Store;
 
 const OPERATOR_TOKEN_FILE: &str = "operator.token";
@@ -183,7 +184,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         render: Arc::new(move |n| mail::render(n, &public_url)),
         metrics: metrics.clone(),
         wakers: wakers.clone(),
-        outbound: outbound.clone(),
+        sinks: vec![outbound.clone()],
     });
 
     let outbound_worker = tokio::spawn(

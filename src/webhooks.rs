@@ -9,9 +9,19 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::WebhookSource;
+use serde::{Deserialize, Serialize};
 
 pub const TOLERANCE_SECS: i64 = 5 * 60;
+
+/// A source allowed to call `POST /v1/webhooks/{source}` (config
+/// `[[webhooks.sources]]`), with one or more secrets for rotation.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    pub name: String,
+    pub secrets: Vec<String>,
+}
+
 /// Webhook ids are remembered this long: longer than senders retry.
 pub const SEEN_KEEP_DAYS: i64 = 7;
 pub const BODY_MAX_BYTES: usize = 256 * 1024;

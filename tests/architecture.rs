@@ -2,7 +2,7 @@
 //! that depends on nothing async or I/O (read from `cargo metadata`, so the
 //! check follows the real dependency graph); HTTP handlers never touch sled.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 /// Every package `admind-core` depends on for building (normal
@@ -143,4 +143,276 @@ fn http_reaches_state_only_through_the_core() {
         assert!(!code.contains("sled::"), "{file} names sled");
         assert!(!code.contains(".commit("), "{file} commits directly");
     }
+}
+
+/// The modules of a crate (`crate::a::b` → file) under `root`.
+fn crate_modules(root: &Path, krate: &str) -> HashMap<String, std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let mut mods = HashMap::new();
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap().with_extension("");
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if parts.first().is_some_and(|p| p == "bin") {
+            continue;
+        }
+        if matches!(
+            parts.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
+            parts.pop();
+        }
+        let mut name = vec![krate.to_string()];
+        name.extend(parts);
+        mods.insert(name.join("::"), f);
+    }
+    mods
+}
+
+/// The code of a file without comments and without its `#[cfg(test)]` tail.
+fn non_test_code(text: &str) -> String {
+    let code = code(text);
+    match code.find("#[cfg(test)]") {
+        Some(i) => code[..i].to_string(),
+        None => code,
+    }
+}
+
+/// Which modules each module names (`crate::x`, `super::x`, `use` trees,
+/// and a parent's `child::` paths), resolved to the longest known module.
+fn import_graph(root: &Path, krate: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mods = crate_modules(root, krate);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (m, file) in &mods {
+        let text = non_test_code(&std::fs::read_to_string(file).unwrap());
+        let parts: Vec<&str> = m.split("::").collect();
+        let is_dir = matches!(
+            file.file_name().and_then(|n| n.to_str()),
+            Some("mod.rs" | "lib.rs" | "main.rs")
+        );
+        let parent: Vec<&str> = if is_dir {
+            parts[..parts.len().saturating_sub(1)].to_vec()
+        } else {
+            parts[..parts.len() - 1].to_vec()
+        };
+        let mut refs: Vec<String> = Vec::new();
+        // Tokens: identifiers and `::`, with use trees expanded.
+        let tokens = tokenize(&text);
+        let mut i = 0;
+        while i < tokens.len() {
+            let head = tokens[i].as_str();
+            if (head == "crate" || head == "super") && tokens.get(i + 1).is_some_and(|t| t == "::")
+            {
+                let base: Vec<String> = if head == "crate" {
+                    vec![krate.to_string()]
+                } else {
+                    parent.iter().map(|s| s.to_string()).collect()
+                };
+                let mut path = base;
+                let mut j = i + 1;
+                let mut tree = false;
+                while tokens.get(j).is_some_and(|t| t == "::") {
+                    match tokens.get(j + 1).map(String::as_str) {
+                        Some("{") => {
+                            // A use tree: each first segment inside the braces.
+                            let mut k = j + 2;
+                            let mut depth = 1;
+                            let mut expect_name = true;
+                            while k < tokens.len() && depth > 0 {
+                                match tokens[k].as_str() {
+                                    "{" => depth += 1,
+                                    "}" => depth -= 1,
+                                    "," if depth == 1 => expect_name = true,
+                                    t if depth == 1 && expect_name => {
+                                        refs.push(format!("{}::{t}", path.join("::")));
+                                        expect_name = false;
+                                    }
+                                    _ => {}
+                                }
+                                k += 1;
+                            }
+                            j = k;
+                            tree = true;
+                            break;
+                        }
+                        Some(seg) if seg.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                            path.push(seg.to_string());
+                            j += 2;
+                        }
+                        _ => break,
+                    }
+                }
+                if !tree {
+                    refs.push(path.join("::"));
+                }
+                i = j;
+                continue;
+            }
+            i += 1;
+        }
+        if is_dir {
+            // A parent naming its own children (`handlers::routes()`).
+            for line in text.lines() {
+                let l = line.trim();
+                let declared = l
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("pub(crate) ")
+                    .strip_prefix("mod ")
+                    .and_then(|r| r.strip_suffix(';'));
+                if let Some(child) = declared {
+                    let named = text
+                        .lines()
+                        .filter(|x| {
+                            !x.trim_start().starts_with("mod ")
+                                && !x.trim_start().starts_with("pub mod ")
+                        })
+                        .any(|x| x.contains(&format!("{child}::")));
+                    if named {
+                        refs.push(format!("{m}::{child}"));
+                    }
+                }
+            }
+        }
+        for r in refs {
+            let segs: Vec<&str> = r.split("::").collect();
+            for k in (1..=segs.len()).rev() {
+                let cand = segs[..k].join("::");
+                if mods.contains_key(&cand) {
+                    if &cand != m {
+                        edges.entry(m.clone()).or_default().insert(cand);
+                    }
+                    break;
+                }
+            }
+        }
+        edges.entry(m.clone()).or_default();
+    }
+    edges
+}
+
+fn tokenize(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphanumeric() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            out.push(chars[start..i].iter().collect());
+        } else if c == ':' && chars.get(i + 1) == Some(&':') {
+            out.push("::".into());
+            i += 2;
+        } else if c == '"' {
+            // Skip string literals (paths in strings are not imports).
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+        } else {
+            if matches!(c, '{' | '}' | ',') {
+                out.push(c.to_string());
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Groups of modules that import each other, directly or around a circle.
+fn circles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    // Kosaraju: order by finish time, then walk the reversed graph.
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn finish<'a>(
+        v: &'a str,
+        edges: &'a BTreeMap<String, BTreeSet<String>>,
+        seen: &mut BTreeSet<&'a str>,
+        order: &mut Vec<&'a str>,
+    ) {
+        if !seen.insert(v) {
+            return;
+        }
+        for w in edges.get(v).into_iter().flatten() {
+            finish(w, edges, seen, order);
+        }
+        order.push(v);
+    }
+    for v in edges.keys() {
+        finish(v, edges, &mut seen, &mut order);
+    }
+    let mut reversed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (v, ws) in edges {
+        for w in ws {
+            reversed.entry(w.as_str()).or_default().push(v.as_str());
+        }
+    }
+    let mut assigned = BTreeSet::new();
+    let mut out = Vec::new();
+    for v in order.into_iter().rev() {
+        if assigned.contains(v) {
+            continue;
+        }
+        let mut group = Vec::new();
+        let mut todo = vec![v];
+        while let Some(x) = todo.pop() {
+            if assigned.insert(x) {
+                group.push(x.to_string());
+                todo.extend(reversed.get(x).into_iter().flatten().copied());
+            }
+        }
+        if group.len() > 1 {
+            group.sort();
+            out.push(group);
+        }
+    }
+    out
+}
+
+/// `cargo test --test architecture no_import_circles -- --nocapture` prints
+/// each crate's module graph and fails on any circle.
+#[test]
+fn no_import_circles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for (dir, krate) in [("src", "admind"), ("crates/core/src", "admind_core")] {
+        let edges = import_graph(&root.join(dir), krate);
+        for (m, ws) in &edges {
+            println!(
+                "{m} -> {}",
+                ws.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        found.extend(circles(&edges));
+    }
+    assert!(found.is_empty(), "import circles: {found:?}");
+}
+
+#[test]
+fn the_circle_check_finds_a_circle() {
+    let mut edges = BTreeMap::new();
+    edges.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
+    edges.insert("b".to_string(), BTreeSet::from(["c".to_string()]));
+    edges.insert("c".to_string(), BTreeSet::from(["a".to_string()]));
+    edges.insert("d".to_string(), BTreeSet::from(["a".to_string()]));
+    assert_eq!(circles(&edges), vec![vec!["a", "b", "c"]]);
 }

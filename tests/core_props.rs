@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use admind::domain::*;
 use admind::metrics::Metrics;
-use admind::store::writer::{Wakers, Writer, WriterDeps};
+use admind::queue::Wakers;
+use admind::store::writer::{Writer, WriterDeps};
 use admind::store::{OutboxMail, Store, T};
 use proptest::prelude::*;
 
@@ -222,7 +223,7 @@ async fn run_case(ops: Vec<Op>) {
         render: Arc::new(|n| admind::mail::render(n, "http://t")),
         metrics: Arc::new(Metrics::new()),
         wakers: Arc::new(Wakers::default()),
-        outbound: Arc::new(admind::outbound::Outbound::new(&[], &[0], 1000).unwrap()),
+        sinks: Vec::new(),
     });
     let created = writer
         .submit(

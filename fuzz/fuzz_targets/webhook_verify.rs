@@ -2,7 +2,7 @@
 //! only a correct signature passes, and what `sign` makes always verifies.
 #![no_main]
 
-use admind::config::WebhookSource;
+use admind::webhooks::WebhookSource;
 use admind::webhooks::{decode_secret, sign, Verifier};
 use libfuzzer_sys::fuzz_target;
 

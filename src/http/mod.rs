@@ -1,23 +1,36 @@
 //! The HTTP control API: thin handlers that parse, authenticate, call the
 //! core and render. Routing, middleware and the OpenAPI document live here.
 
+// Shared by every endpoint: the app state, extractors, the error type.
+pub mod api;
 pub mod dto;
-pub mod handlers;
 pub mod listener;
 pub mod problem;
-mod products;
+
+// One module per capability, each with its `routes()`.
+mod accounts;
+mod addresses;
+mod billing;
+mod integrations;
+mod licences;
+mod members;
+mod ownership;
+mod policies;
+mod sell;
+mod sessions;
+mod system;
 mod webhooks;
+
+pub use api::{App, AppState, Authed, ClientIp};
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
-use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use chrono::Utc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -27,152 +40,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::domain::{query, token_hash, Command, Principal, Reply, Settings};
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
-use crate::ratelimit::RateLimiter;
-use crate::secret::{self, PasswordCost};
-use crate::store::writer::Writer;
-use crate::store::Store;
+use crate::metrics::{RequestLabels, RouteLabels};
+use crate::secret::{self};
 use problem::Problem;
-
-pub struct App {
-    pub store: Store,
-    pub writer: Writer,
-    pub metrics: Arc<Metrics>,
-    pub operator_token: String,
-    /// Sign-in and reset attempts per user (all addresses of a profile
-    /// share one budget; unknown addresses are keyed by address).
-    pub limiter: RateLimiter,
-    /// The same attempts per client IP (0 per minute: off).
-    pub ip_limiter: Option<RateLimiter>,
-    /// Refused requests per caller (each is an audit entry).
-    pub refusals: RateLimiter,
-    /// Bounds the password hashes running and waiting.
-    pub password_gate: crate::password_gate::PasswordGate,
-    pub password_cost: PasswordCost,
-    /// Verified against when an address is unknown (equal sign-in cost).
-    pub decoy_hash: String,
-    pub settings: Settings,
-    pub policies: Arc<crate::policy::PolicyHost>,
-    pub verifier: crate::webhooks::Verifier,
-}
-
-pub type AppState = Arc<App>;
-
-impl App {
-    /// Runs a command for an HTTP caller within the caller's budget of
-    /// refused requests: past it the command does not run (429
-    /// `too_many_refusals`), so a caller cannot fill the audit log with
-    /// refusals. Anonymous callers are bounded by the attempt limits instead
-    /// (their refusals are not rule refusals, so they write no audit entry).
-    pub async fn submit(&self, who: Principal, command: Command) -> Result<Reply, Problem> {
-        let key = who.audit_name();
-        let budgeted = who != Principal::Anonymous;
-        if budgeted {
-            if let Err(secs) = self.refusals.peek(&[&key]) {
-                self.metrics
-                    .requests_shed
-                    .get_or_create(&crate::metrics::ShedLabels {
-                        reason: "too_many_refusals",
-                    })
-                    .inc();
-                return Err(Problem::too_many_refusals(secs));
-            }
-        }
-        match self.writer.submit(who, command).await {
-            Ok(reply) => Ok(reply),
-            Err(refusal) => {
-                if budgeted && refusal.is_rule_refusal() {
-                    let _ = self.refusals.check(&[&key]);
-                }
-                Err(refusal.into())
-            }
-        }
-    }
-
-    /// Counts an attempt (sign-in, reset) for the client IP; 429 past it.
-    pub fn check_ip(&self, ip: std::net::IpAddr) -> Result<(), Problem> {
-        let Some(limiter) = &self.ip_limiter else {
-            return Ok(());
-        };
-        limiter.check(&[&ip.to_string()]).map_err(|secs| {
-            self.shed("rate_limited");
-            Problem::rate_limited(secs)
-        })
-    }
-
-    pub fn shed(&self, reason: &'static str) {
-        self.metrics
-            .requests_shed
-            .get_or_create(&crate::metrics::ShedLabels { reason })
-            .inc();
-    }
-
-    /// Runs a password hash or verification through the gate; 503 when full.
-    pub async fn hash_work<T, F>(&self, work: F) -> Result<T, Problem>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        use crate::password_gate::{GateError, RETRY_AFTER_SECS};
-        self.password_gate.run(work).await.map_err(|e| match e {
-            GateError::Overloaded => {
-                self.shed("overloaded");
-                Problem::overloaded(RETRY_AFTER_SECS)
-            }
-            GateError::Failed(detail) => Problem::internal(detail),
-        })
-    }
-}
-
-/// An authenticated caller: the operator or a member with a live session.
-pub struct Authed(pub Principal, pub Option<String>);
-
-impl FromRequestParts<AppState> for Authed {
-    type Rejection = Problem;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <token>"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(|| {
-                Problem::unauthorized("the Authorization header must be Bearer <token>")
-            })?;
-        if secret::secrets_equal(token, &app.operator_token) {
-            return Ok(Authed(Principal::Operator, None));
-        }
-        let hash = token_hash(token);
-        let principal = query::session_principal(&app.store, &hash, Utc::now())?;
-        Ok(Authed(principal, Some(hash)))
-    }
-}
-
-/// The client's IP address, when the request came through the listener
-/// (in-process callers have none).
-pub struct ClientIp(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -204,7 +74,18 @@ impl Modify for BearerAuth {
 /// The router with every route, and the OpenAPI document generated from it.
 pub fn router(app: AppState, body_max_bytes: usize) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(handlers::routes())
+        .merge(system::routes())
+        .merge(accounts::routes())
+        .merge(sessions::routes())
+        .merge(ownership::routes())
+        .merge(members::routes())
+        .merge(billing::routes())
+        .merge(integrations::routes())
+        .merge(addresses::routes())
+        .merge(licences::routes())
+        .merge(sell::routes())
+        .merge(policies::routes())
+        .merge(webhooks::routes())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     api.route(

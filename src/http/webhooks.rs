@@ -9,9 +9,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::handlers::{unexpected, ApiResult, Errors};
+use super::api::{unexpected, ApiResult, AppState, Authed, Errors};
 use super::problem::Problem;
-use super::{AppState, Authed};
 use crate::domain::{Command, Principal, Reply};
 use crate::outbound::{self, Delivery};
 use crate::webhooks::BODY_MAX_BYTES;

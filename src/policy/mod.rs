@@ -519,18 +519,14 @@ impl PolicyGate for PolicyHost {
         let mut ignored = Vec::new();
         for r in &records {
             for action in &r.actions {
-                tracing::warn!(policy = %r.policy, action = %crate::logsafe::Clean(&crate::hooks::describe(action)), "an action asked in a before_ hook is not carried out; act in after_ hooks");
+                tracing::warn!(policy = %r.policy, action = %crate::logsafe::Clean(&describe(action)), "an action asked in a before_ hook is not carried out; act in after_ hooks");
                 self.metrics
                     .policy_actions_dropped
                     .get_or_create(&crate::metrics::DropLabels {
                         reason: "asked_in_before_hook",
                     })
                     .inc();
-                ignored.push(format!(
-                    "{} by policy {}",
-                    crate::hooks::describe(action),
-                    r.policy
-                ));
+                ignored.push(format!("{} by policy {}", describe(action), r.policy));
             }
         }
         match self.veto(Hook::BeforeOwnerChange, &records) {
@@ -540,6 +536,20 @@ impl PolicyGate for PolicyHost {
             }
             None => Ok(ignored),
         }
+    }
+}
+
+/// An action as the audit log and the logs name it.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Notify {
+            address, subject, ..
+        } => format!("notify {address} {subject:?}"),
+        Action::RequestLicence { product, seats, .. } => {
+            format!("request_licence {product} {seats}")
+        }
+        Action::FlagIntegration { integration_id } => format!("flag_integration {integration_id}"),
+        Action::SendPasswordReset { address } => format!("send_password_reset {address}"),
     }
 }
 

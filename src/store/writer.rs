@@ -11,8 +11,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::DateTime;
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
+
+pub use crate::queue::Wakers;
 
 use super::{Op, OutboxMail, Store, StoreError};
 use crate::domain::*;
@@ -33,12 +36,19 @@ struct Job {
     reply: oneshot::Sender<Result<Reply, Refusal>>,
 }
 
-/// Wakes the background workers after a flush made new items durable.
-#[derive(Default)]
-pub struct Wakers {
-    pub outbox: Notify,
-    pub hooks: Notify,
-    pub outbound: Notify,
+/// More writes an outcome implies, added to its transaction by whatever the
+/// server plugs in (outbound deliveries today). The writer knows no worker:
+/// a sink is asked for operations and knows nothing of the writer.
+pub trait Sink: Send + Sync {
+    /// The writes to add for these events and changes (a refusal's events
+    /// come with no changes).
+    fn ops(
+        &self,
+        store: &Store,
+        events: &[DomainEvent],
+        changes: &[Change],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Op>, StoreError>;
 }
 
 #[derive(Clone)]
@@ -67,8 +77,8 @@ pub struct WriterDeps {
     pub render: Render,
     pub metrics: Arc<Metrics>,
     pub wakers: Arc<Wakers>,
-    /// Subscribers of outbound events (may be empty).
-    pub outbound: Arc<crate::outbound::Outbound>,
+    /// Asked for more writes of each committed outcome (may be empty).
+    pub sinks: Vec<Arc<dyn Sink>>,
 }
 
 impl Writer {
@@ -170,14 +180,8 @@ fn run_one(
     match execute(&deps.store, &mut ctx, actor, command) {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
-            // Licence-request changes make outbound events too.
-            let has_events = !outcome.events.is_empty()
-                || outcome
-                    .changes
-                    .iter()
-                    .any(|c| matches!(c, Change::PutLicenceRequest(_)));
             match commit_outcome(deps, outcome) {
-                Ok(reply) => {
+                Ok((reply, has_events)) => {
                     deps.metrics.store_commits.inc();
                     (Ok(reply), has_mail, has_events)
                 }
@@ -202,8 +206,9 @@ fn run_one(
                     cause = Some(seq);
                     ops.push(op);
                 }
-                let outbound = crate::outbound::Outbound::events(&events, &[]);
-                ops.extend(deps.outbound.ops(&deps.store, &outbound, now)?);
+                for sink in &deps.sinks {
+                    ops.extend(sink.ops(&deps.store, &events, &[], now)?);
+                }
                 for event in events {
                     ops.push(deps.store.event_op(event, cause)?);
                 }
@@ -223,7 +228,9 @@ fn run_one(
     }
 }
 
-fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<Reply, StoreError> {
+/// Commits an outcome; returns its reply and whether it queued work for the
+/// event workers (hook events, or writes of a sink).
+fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<(Reply, bool), StoreError> {
     let store = &deps.store;
     let mut ops = store.ops_for(&outcome.changes)?;
     let mut cause = None;
@@ -235,11 +242,15 @@ fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<Reply, StoreErr
     for notice in &outcome.notices {
         ops.push(store.outbox_op((deps.render)(notice))?);
     }
-    let outbound = crate::outbound::Outbound::events(&outcome.events, &outcome.changes);
-    ops.extend(deps.outbound.ops(store, &outbound, chrono::Utc::now())?);
+    let mut has_events = !outcome.events.is_empty();
+    for sink in &deps.sinks {
+        let more = sink.ops(store, &outcome.events, &outcome.changes, Utc::now())?;
+        has_events |= !more.is_empty();
+        ops.extend(more);
+    }
     for event in outcome.events {
         ops.push(store.event_op(event, cause)?);
     }
     store.commit(&ops)?;
-    Ok(outcome.reply)
+    Ok((outcome.reply, has_events))
 }

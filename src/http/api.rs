@@ -1,0 +1,210 @@
+//! What every endpoint shares: the application state (`App`, with the
+//! command path `App::submit`), the extractors (`Authed`, `ClientIp`), the
+//! result and error types. Imports no endpoint module.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::Utc;
+use utoipa::IntoResponses;
+
+use super::dto::*;
+use super::problem::Problem;
+use crate::domain::{query, token_hash, Command, Principal, Reply, Settings};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::secret::{self, PasswordCost};
+use crate::store::writer::Writer;
+use crate::store::Store;
+
+pub struct App {
+    pub store: Store,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    pub operator_token: String,
+    /// Sign-in and reset attempts per user (all addresses of a profile
+    /// share one budget; unknown addresses are keyed by address).
+    pub limiter: RateLimiter,
+    /// The same attempts per client IP (0 per minute: off).
+    pub ip_limiter: Option<RateLimiter>,
+    /// Refused requests per caller (each is an audit entry).
+    pub refusals: RateLimiter,
+    /// Bounds the password hashes running and waiting.
+    pub password_gate: crate::password_gate::PasswordGate,
+    pub password_cost: PasswordCost,
+    /// Verified against when an address is unknown (equal sign-in cost).
+    pub decoy_hash: String,
+    pub settings: Settings,
+    pub policies: Arc<crate::policy::PolicyHost>,
+    pub verifier: crate::webhooks::Verifier,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Runs a command for an HTTP caller within the caller's budget of
+    /// refused requests: past it the command does not run (429
+    /// `too_many_refusals`), so a caller cannot fill the audit log with
+    /// refusals. Anonymous callers are bounded by the attempt limits instead
+    /// (their refusals are not rule refusals, so they write no audit entry).
+    pub async fn submit(&self, who: Principal, command: Command) -> Result<Reply, Problem> {
+        let key = who.audit_name();
+        let budgeted = who != Principal::Anonymous;
+        if budgeted {
+            if let Err(secs) = self.refusals.peek(&[&key]) {
+                self.metrics
+                    .requests_shed
+                    .get_or_create(&crate::metrics::ShedLabels {
+                        reason: "too_many_refusals",
+                    })
+                    .inc();
+                return Err(Problem::too_many_refusals(secs));
+            }
+        }
+        match self.writer.submit(who, command).await {
+            Ok(reply) => Ok(reply),
+            Err(refusal) => {
+                if budgeted && refusal.is_rule_refusal() {
+                    let _ = self.refusals.check(&[&key]);
+                }
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// Counts an attempt (sign-in, reset) for the client IP; 429 past it.
+    pub fn check_ip(&self, ip: std::net::IpAddr) -> Result<(), Problem> {
+        let Some(limiter) = &self.ip_limiter else {
+            return Ok(());
+        };
+        limiter.check(&[&ip.to_string()]).map_err(|secs| {
+            self.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })
+    }
+
+    pub fn shed(&self, reason: &'static str) {
+        self.metrics
+            .requests_shed
+            .get_or_create(&crate::metrics::ShedLabels { reason })
+            .inc();
+    }
+
+    /// Runs a password hash or verification through the gate; 503 when full.
+    pub async fn hash_work<T, F>(&self, work: F) -> Result<T, Problem>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        use crate::password_gate::{GateError, RETRY_AFTER_SECS};
+        self.password_gate.run(work).await.map_err(|e| match e {
+            GateError::Overloaded => {
+                self.shed("overloaded");
+                Problem::overloaded(RETRY_AFTER_SECS)
+            }
+            GateError::Failed(detail) => Problem::internal(detail),
+        })
+    }
+}
+
+/// An authenticated caller: the operator or a member with a live session.
+pub struct Authed(pub Principal, pub Option<String>);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <token>"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must be Bearer <token>")
+            })?;
+        if secret::secrets_equal(token, &app.operator_token) {
+            return Ok(Authed(Principal::Operator, None));
+        }
+        let hash = token_hash(token);
+        let principal = query::session_principal(&app.store, &hash, Utc::now())?;
+        Ok(Authed(principal, Some(hash)))
+    }
+}
+
+/// The client's IP address, when the request came through the listener
+/// (in-process callers have none).
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+pub type ApiResult<T> = Result<T, Problem>;
+
+/// The error answers every endpoint may give (problem+json with `code`).
+#[allow(dead_code)]
+#[derive(IntoResponses)]
+pub enum Errors {
+    /// Bad input: malformed JSON, unknown field, bad value (`validation_failed`, `malformed_json`, `invalid_token`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] Problem),
+    /// No or bad credentials.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// Authenticated but not allowed (`not_account_owner`, `billing_owner_only`, `forbidden`).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// Not found, or in an account the caller is not a member of.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// A rule refuses it (`agent_seat_exhausted`, `new_owner_not_admin`, `owner_role_locked`, ...).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// Body larger than the limit (1 MiB by default).
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// A body that is not sent as `application/json` (`unsupported_media_type`).
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// Too many attempts (`rate_limited`, with Retry-After).
+    #[response(status = 429, content_type = "application/problem+json")]
+    RateLimited(Problem),
+    /// The store is unavailable.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+pub fn unexpected(reply: Reply) -> Problem {
+    tracing::error!(?reply, "the core answered with an unexpected reply");
+    Problem::internal("unexpected answer from the core")
+}
+
+pub fn summary(app: &AppState, who: &Principal, account_id: &str) -> ApiResult<AccountOut> {
+    Ok(query::account_summary(&app.store, who, account_id, Utc::now())?.into())
+}
+
+/// The member as the account's admins see it, after a change the caller was
+/// allowed to make (the caller may not be an admin).
+pub fn member_view(app: &AppState, a: &str, u: &str) -> ApiResult<axum::Json<MemberOut>> {
+    let view = crate::domain::query::member_unchecked(&app.store, a, u)?;
+    Ok(axum::Json(view.into()))
+}

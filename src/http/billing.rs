@@ -1,0 +1,100 @@
+//! Billing, the owner's alone (R05, R11, R21).
+
+use axum::extract::{Path, State};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::api::*;
+use super::dto::*;
+use super::problem::Json;
+use crate::domain::{query, Command, Principal, Reply};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_invoices))
+        .routes(routes!(get_payment_method, set_payment_method))
+        .routes(routes!(set_seats))
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{a}/billing/invoices", tag = "billing", params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = InvoiceList), Errors), security(("bearer" = [])))]
+async fn list_invoices(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<InvoiceList>> {
+    let items = query::invoices(&app.store, &who, &a)?
+        .into_iter()
+        .map(|i| InvoiceOut {
+            id: i.id,
+            issued_at: i.issued_at,
+            description: i.description,
+            support_seats: i.support_seats,
+            sell_seats: i.sell_seats,
+        })
+        .collect();
+    Ok(axum::Json(InvoiceList { items }))
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{a}/billing/payment-method", tag = "billing", params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = PaymentMethodAnswer), Errors), security(("bearer" = [])))]
+async fn get_payment_method(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
+    Ok(axum::Json(
+        query::payment_method(&app.store, &who, &a)?.into(),
+    ))
+}
+
+#[utoipa::path(put, path = "/v1/accounts/{a}/billing/payment-method", tag = "billing", request_body = PaymentMethodRequest,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = PaymentMethodAnswer), Errors), security(("bearer" = [])))]
+async fn set_payment_method(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Json(body): Json<PaymentMethodRequest>,
+) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
+    match app
+        .submit(
+            who,
+            Command::SetPaymentMethod {
+                account_id: a,
+                kind: body.kind,
+                last4: body.last4,
+            },
+        )
+        .await?
+    {
+        Reply::Account(acc) => Ok(axum::Json(acc.payment_method.into())),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Changes seat totals (R11: never below seats in use; R21: Sell seats activate Sell).
+#[utoipa::path(put, path = "/v1/accounts/{a}/billing/seats", tag = "billing", request_body = SeatsRequest,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = AccountOut), Errors), security(("bearer" = [])))]
+async fn set_seats(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Json(body): Json<SeatsRequest>,
+) -> ApiResult<axum::Json<AccountOut>> {
+    match app
+        .submit(
+            who.clone(),
+            Command::SetSeats {
+                account_id: a.clone(),
+                support_seats: body.support_seats,
+                sell_seats: body.sell_seats,
+            },
+        )
+        .await?
+    {
+        Reply::Account(acc) => Ok(axum::Json(summary(&app, &Principal::Operator, &acc.id)?)),
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,116 @@
+//! The team: members and their Support roles (R07-R09).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::api::*;
+use super::dto::*;
+use super::problem::{Json, Query};
+use crate::domain::{query, Command, Reply};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(get_member, change_role, remove_member))
+}
+
+/// The team list, paged (admins; R07).
+#[utoipa::path(get, path = "/v1/accounts/{a}/members", tag = "members", params(("a" = String, Path, description = "account id"), PageQuery),
+    responses((status = 200, body = MemberList), Errors), security(("bearer" = [])))]
+async fn list_members(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<MemberList>> {
+    let page = query::members(&app.store, &who, &a, q.after.as_deref(), q.limit)?;
+    Ok(axum::Json(MemberList {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
+}
+
+/// Adds a member; agents and admins take a seat (R09). Mails a password-set link.
+#[utoipa::path(post, path = "/v1/accounts/{a}/members", tag = "members", request_body = AddMemberRequest,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 201, body = MemberOut), Errors), security(("bearer" = [])))]
+async fn add_member(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Json(body): Json<AddMemberRequest>,
+) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
+    match app
+        .submit(
+            who.clone(),
+            Command::AddMember {
+                account_id: a.clone(),
+                name: body.name,
+                email: body.email,
+                role: body.role,
+            },
+        )
+        .await?
+    {
+        Reply::User(u) => Ok((
+            StatusCode::CREATED,
+            axum::Json(query::member(&app.store, &who, &a, &u.id)?.into()),
+        )),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{a}/members/{u}", tag = "members",
+    params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
+    responses((status = 200, body = MemberOut), Errors), security(("bearer" = [])))]
+async fn get_member(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+) -> ApiResult<axum::Json<MemberOut>> {
+    Ok(axum::Json(query::member(&app.store, &who, &a, &u)?.into()))
+}
+
+/// Changes a member's role (R08: not the owner's; R09: seats).
+#[utoipa::path(patch, path = "/v1/accounts/{a}/members/{u}", tag = "members", request_body = ChangeRoleRequest,
+    params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
+    responses((status = 200, body = MemberOut), Errors), security(("bearer" = [])))]
+async fn change_role(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+    Json(body): Json<ChangeRoleRequest>,
+) -> ApiResult<axum::Json<MemberOut>> {
+    app.submit(
+        who.clone(),
+        Command::ChangeRole {
+            account_id: a.clone(),
+            user_id: u.clone(),
+            role: body.role,
+        },
+    )
+    .await?;
+    Ok(axum::Json(query::member(&app.store, &who, &a, &u)?.into()))
+}
+
+/// Removes a member (R08: never the owner); frees their seat.
+#[utoipa::path(delete, path = "/v1/accounts/{a}/members/{u}", tag = "members",
+    params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
+    responses((status = 204, description = "removed"), Errors), security(("bearer" = [])))]
+async fn remove_member(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    app.submit(
+        who,
+        Command::RemoveMember {
+            account_id: a,
+            user_id: u,
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

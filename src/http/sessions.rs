@@ -1,0 +1,211 @@
+//! Sign-in, sign-out, password resets and set links (R17).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::api::*;
+use super::dto::*;
+use super::problem::{Json, Problem};
+use crate::domain::{token_hash, validate, Command, Principal, Refusal, Reply};
+use crate::secret;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(request_password_reset))
+        .routes(routes!(confirm_password_reset))
+        .routes(routes!(sign_in))
+        .routes(routes!(sign_out))
+}
+
+/// The attempt-limit key of a sign-in or reset: the profile when the
+/// address belongs to one (all its addresses share one budget), else the
+/// address itself (so unknown addresses are limited alike and the limit
+/// reveals nothing).
+fn attempt_key<'a>(
+    purpose: &'a str,
+    account_id: &'a str,
+    user: Option<&'a crate::domain::User>,
+    normalized_email: &'a str,
+) -> [&'a str; 4] {
+    match user {
+        Some(u) => [purpose, account_id, "user", u.id.as_str()],
+        None => [purpose, account_id, "address", normalized_email],
+    }
+}
+
+/// Asks for a password reset; always 202, whether the address exists or not (R17).
+#[utoipa::path(post, path = "/v1/accounts/{a}/password-resets", tag = "public", request_body = PasswordResetRequest,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 202, description = "accepted; a link is mailed if the address is a primary address of the account"), Errors))]
+async fn request_password_reset(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(a): Path<String>,
+    Json(body): Json<PasswordResetRequest>,
+) -> ApiResult<StatusCode> {
+    if body.email.len() > validate::EMAIL_MAX_CHARS * 4 {
+        return Err(Problem::bad_request("email is too long"));
+    }
+    if let Some(ip) = ip {
+        app.check_ip(ip)?;
+    }
+    use crate::domain::StateView;
+    let user = app
+        .store
+        .user_by_email(&a, &body.email)
+        .map_err(Refusal::from)?;
+    let email = crate::domain::normalize_email(&body.email);
+    app.limiter
+        .check(&attempt_key("reset", &a, user.as_ref(), &email))
+        .map_err(|secs| {
+            app.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })?;
+    app.submit(
+        Principal::Anonymous,
+        Command::RequestPasswordReset {
+            account_id: a,
+            email: body.email,
+        },
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Sets a password from a mailed link; verifies the address it was mailed to.
+#[utoipa::path(post, path = "/v1/password-resets/confirm", tag = "public", request_body = PasswordResetConfirm,
+    responses((status = 204, description = "password set"), Errors))]
+async fn confirm_password_reset(
+    State(app): State<AppState>,
+    Json(body): Json<PasswordResetConfirm>,
+) -> ApiResult<StatusCode> {
+    validate::password(&body.password)?;
+    let invalid = || {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "the link is invalid, already used or expired; ask for a new one",
+        )
+    };
+    if body.token.is_empty() || body.token.len() > validate::TOKEN_MAX_CHARS {
+        return Err(invalid());
+    }
+    let hash = token_hash(&body.token);
+    // Cheap check first, so bad tokens cost no password hashing.
+    use crate::domain::StateView;
+    if app.store.token(&hash).map_err(Refusal::from)?.is_none() {
+        return Err(invalid());
+    }
+    let cost = app.password_cost;
+    let password = body.password;
+    let password_hash = app
+        .hash_work(move || secret::hash_password(&password, cost))
+        .await?
+        .map_err(Problem::internal)?;
+    app.submit(
+        Principal::Anonymous,
+        Command::ConfirmPasswordReset {
+            token_hash: hash,
+            password_hash,
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs in; one answer for every failure.
+#[utoipa::path(post, path = "/v1/accounts/{a}/sessions", tag = "public", request_body = SignInRequest,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 201, body = SessionOut), Errors))]
+async fn sign_in(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Path(a): Path<String>,
+    Json(body): Json<SignInRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SessionOut>)> {
+    let failed = || {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the address or password is wrong",
+        )
+    };
+    if body.email.len() > validate::EMAIL_MAX_CHARS
+        || body.password.len() > validate::PASSWORD_MAX_CHARS * 4
+    {
+        return Err(failed());
+    }
+    if let Some(ip) = ip {
+        app.check_ip(ip)?;
+    }
+    use crate::domain::StateView;
+    let user = app
+        .store
+        .user_by_email(&a, &body.email)
+        .map_err(Refusal::from)?;
+    let email = crate::domain::normalize_email(&body.email);
+    app.limiter
+        .check(&attempt_key("signin", &a, user.as_ref(), &email))
+        .map_err(|secs| {
+            app.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let against = stored.clone().unwrap_or_else(|| app.decoy_hash.clone());
+    let password = body.password;
+    let ok = app
+        .hash_work(move || secret::verify_password(&password, &against))
+        .await?;
+    let (Some(user), Some(verified_hash), true) = (user, stored, ok) else {
+        return Err(failed());
+    };
+    let token = secret::random_token();
+    let reply = app
+        .submit(
+            Principal::Anonymous,
+            Command::CreateSession {
+                account_id: a,
+                user_id: user.id.clone(),
+                email: body.email,
+                verified_hash,
+                token_hash: token_hash(&token),
+            },
+        )
+        .await
+        .map_err(|r| {
+            if r.code == "invalid_credentials" {
+                failed()
+            } else {
+                r
+            }
+        })?;
+    match reply {
+        Reply::Session(s) => Ok((
+            StatusCode::CREATED,
+            axum::Json(SessionOut {
+                token,
+                user_id: s.user_id,
+                expires_at: s.expires_at,
+            }),
+        )),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Ends the caller's session.
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "members",
+    responses((status = 204, description = "signed out"), Errors), security(("bearer" = [])))]
+async fn sign_out(State(app): State<AppState>, Authed(who, hash): Authed) -> ApiResult<StatusCode> {
+    let Some(hash) = hash else {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "the operator token is not a session",
+        ));
+    };
+    app.submit(who, Command::RevokeSession { token_hash: hash })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
