@@ -81,7 +81,9 @@ impl HookWorker {
     }
 
     async fn pass(&self) -> anyhow::Result<bool> {
-        let items: Vec<QueuedEvent> = self.store.queue_items(T::HookQueue, HOOK_SCAN_MAX)?;
+        let items: Vec<QueuedEvent> = self
+            .store
+            .durable_queue_items(T::HookQueue, HOOK_SCAN_MAX)?;
         self.metrics.hook_queue_depth.set(items.len() as i64);
         if items.is_empty() {
             return Ok(false);

@@ -315,7 +315,7 @@ impl OutboxWorker {
 
     /// Delivers what is due; returns how long to sleep before the next pass.
     async fn pass(&self) -> anyhow::Result<Duration> {
-        let items: Vec<OutboxMail> = self.store.queue_items(T::Outbox, OUTBOX_SCAN_MAX)?;
+        let items: Vec<OutboxMail> = self.store.durable_queue_items(T::Outbox, OUTBOX_SCAN_MAX)?;
         self.metrics.outbox_depth.set(items.len() as i64);
         let mut next_due = Duration::from_secs(1);
         let mut changed = false;

@@ -275,26 +275,40 @@ pub fn list(store: &Store, limit: usize) -> Result<Vec<Delivery>, StoreError> {
     Ok(out)
 }
 
-/// Queues a delivery again from its first attempt and re-enables its
-/// subscriber. `None` when there is no such delivery.
-pub fn redeliver(store: &Store, id: u64) -> Result<Option<Delivery>, StoreError> {
+/// One delivery, pending or finished.
+pub fn delivery(store: &Store, id: u64) -> Result<Option<Delivery>, StoreError> {
     let key = id.to_be_bytes();
     let found = match store.tree(T::Deliveries).get(key)? {
         Some(v) => Some(v),
         None => store.tree(T::DeliveriesDone).get(key)?,
     };
-    let Some(bytes) = found else { return Ok(None) };
-    let mut d: Delivery = decode(&bytes)?;
+    found
+        .map(|bytes| decode(&bytes).map_err(StoreError::from))
+        .transpose()
+}
+
+/// The writes that queue a delivery again from its first attempt (same
+/// `webhook-id`) and re-enable its subscriber; none when it is gone. Run by
+/// the writer (`Writer::submit_maintenance`), like every request's write.
+pub fn redelivery_ops(store: &Store, id: u64) -> Result<Vec<Op>, StoreError> {
+    let Some(mut d) = delivery(store, id)? else {
+        return Ok(Vec::new());
+    };
+    let key = id.to_be_bytes().to_vec();
     d.state = DeliveryState::Pending;
     d.attempts = 0;
     d.next_attempt_at = Utc::now();
     d.finished_at = None;
     d.last_error = None;
-    set_subscriber_state(store, &d.subscriber, &SubscriberState::default())?;
-    store.tree(T::DeliveriesDone).remove(key)?;
-    store.tree(T::Deliveries).insert(key, encode(&d))?;
-    store.db.flush()?;
-    Ok(Some(d))
+    Ok(vec![
+        (
+            T::Subscribers,
+            d.subscriber.as_bytes().to_vec(),
+            Some(encode(&SubscriberState::default())),
+        ),
+        (T::DeliveriesDone, key.clone(), None),
+        (T::Deliveries, key, Some(encode(&d))),
+    ])
 }
 
 pub struct OutboundWorker {
@@ -360,7 +374,7 @@ impl OutboundWorker {
     }
 
     async fn pass(&self) -> anyhow::Result<Duration> {
-        let items: Vec<Delivery> = self.store.queue_items(T::Deliveries, SCAN_MAX)?;
+        let items: Vec<Delivery> = self.store.durable_queue_items(T::Deliveries, SCAN_MAX)?;
         let mut next = Duration::from_secs(1);
         let now = Utc::now();
         let due: Vec<Delivery> = items

@@ -38,13 +38,7 @@ async fn create_account(
             },
         )
         .await?;
-    match reply {
-        Reply::Account(a) => Ok((
-            StatusCode::CREATED,
-            axum::Json(summary(&app, &Principal::Operator, &a.id)?),
-        )),
-        other => Err(unexpected(other)),
-    }
+    Ok((StatusCode::CREATED, account_out(reply)?))
 }
 
 /// The account summary (agents, admins, operator).
@@ -55,7 +49,9 @@ async fn get_account(
     Authed(who, _): Authed,
     Path(a): Path<String>,
 ) -> ApiResult<axum::Json<AccountOut>> {
-    Ok(axum::Json(summary(&app, &who, &a)?))
+    Ok(axum::Json(
+        query::account_summary(&app.store, &who, &a, chrono::Utc::now())?.into(),
+    ))
 }
 
 /// Records a security investigation (R19); the owner does not change.

@@ -198,13 +198,30 @@ pub fn unexpected(reply: Reply) -> Problem {
     Problem::internal("unexpected answer from the core")
 }
 
-pub fn summary(app: &AppState, who: &Principal, account_id: &str) -> ApiResult<AccountOut> {
-    Ok(query::account_summary(&app.store, who, account_id, Utc::now())?.into())
+/// The account a command answered with, summarized (the state the command
+/// left, read from its reply, not from the store with extra privileges).
+pub fn account_out(reply: Reply) -> ApiResult<axum::Json<AccountOut>> {
+    match reply {
+        Reply::Account(account) => Ok(axum::Json(query::summarize(account, Utc::now()).into())),
+        other => Err(unexpected(other)),
+    }
 }
 
-/// The member as the account's admins see it, after a change the caller was
-/// allowed to make (the caller may not be an admin).
-pub fn member_view(app: &AppState, a: &str, u: &str) -> ApiResult<axum::Json<MemberOut>> {
-    let view = crate::domain::query::member_unchecked(&app.store, a, u)?;
-    Ok(axum::Json(view.into()))
+/// The member a command answered with, as the account's admins see them.
+pub fn member_out(reply: Reply) -> ApiResult<axum::Json<MemberOut>> {
+    match reply {
+        Reply::Member {
+            user,
+            is_owner,
+            role_label,
+        } => Ok(axum::Json(
+            query::MemberView {
+                user,
+                is_owner,
+                role_label,
+            }
+            .into(),
+        )),
+        other => Err(unexpected(other)),
+    }
 }

@@ -7,7 +7,7 @@ use utoipa_axum::routes;
 use super::api::*;
 use super::dto::*;
 use super::problem::Json;
-use crate::domain::{query, Command, Principal, Reply};
+use crate::domain::{query, Command, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -57,7 +57,7 @@ async fn set_payment_method(
     Path(a): Path<String>,
     Json(body): Json<PaymentMethodRequest>,
 ) -> ApiResult<axum::Json<PaymentMethodAnswer>> {
-    match app
+    let reply = app
         .submit(
             who,
             Command::SetPaymentMethod {
@@ -66,8 +66,8 @@ async fn set_payment_method(
                 last4: body.last4,
             },
         )
-        .await?
-    {
+        .await?;
+    match reply {
         Reply::Account(acc) => Ok(axum::Json(acc.payment_method.into())),
         other => Err(unexpected(other)),
     }
@@ -83,7 +83,7 @@ async fn set_seats(
     Path(a): Path<String>,
     Json(body): Json<SeatsRequest>,
 ) -> ApiResult<axum::Json<AccountOut>> {
-    match app
+    let reply = app
         .submit(
             who.clone(),
             Command::SetSeats {
@@ -92,9 +92,6 @@ async fn set_seats(
                 sell_seats: body.sell_seats,
             },
         )
-        .await?
-    {
-        Reply::Account(acc) => Ok(axum::Json(summary(&app, &Principal::Operator, &acc.id)?)),
-        other => Err(unexpected(other)),
-    }
+        .await?;
+    account_out(reply)
 }

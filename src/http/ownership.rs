@@ -7,7 +7,7 @@ use utoipa_axum::routes;
 use super::api::*;
 use super::dto::*;
 use super::problem::Json;
-use crate::domain::{query, Command, Principal, Reply};
+use crate::domain::{query, Command};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,7 +42,7 @@ async fn transfer_owner(
     Path(a): Path<String>,
     Json(body): Json<TransferRequest>,
 ) -> ApiResult<axum::Json<AccountOut>> {
-    match app
+    let reply = app
         .submit(
             who.clone(),
             Command::TransferOwnership {
@@ -50,11 +50,8 @@ async fn transfer_owner(
                 to_user_id: body.user_id,
             },
         )
-        .await?
-    {
-        Reply::Account(acc) => Ok(axum::Json(summary(&app, &Principal::Operator, &acc.id)?)),
-        other => Err(unexpected(other)),
-    }
+        .await?;
+    account_out(reply)
 }
 
 /// The admins the owner may hand the account to (R04; may be empty).

@@ -1,13 +1,11 @@
 //! Loaded policies (platform support).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api::*;
-use super::problem::Problem;
-use crate::domain::Principal;
+use crate::domain::query;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_policies))
@@ -48,13 +46,7 @@ pub(super) async fn list_policies(
     State(app): State<AppState>,
     Authed(who, _): Authed,
 ) -> ApiResult<axum::Json<PolicyList>> {
-    if who != Principal::Operator {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the policy list is platform support's",
-        ));
-    }
+    query::platform_support_only(&who, "loaded policies")?;
     let items = app
         .policies
         .status()

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 use super::api::*;
 use super::dto::*;
 use super::problem::Json;
-use crate::domain::{query, Command, Principal};
+use crate::domain::{query, Command};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,15 +26,10 @@ async fn start_trial(
     Authed(who, _): Authed,
     Path(a): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<AccountOut>)> {
-    app.submit(
-        who.clone(),
-        Command::StartSellTrial {
-            account_id: a.clone(),
-        },
-    )
-    .await?;
-    let summary = query::account_summary(&app.store, &Principal::Operator, &a, chrono::Utc::now())?;
-    Ok((StatusCode::CREATED, axum::Json(summary.into())))
+    let reply = app
+        .submit(who, Command::StartSellTrial { account_id: a })
+        .await?;
+    Ok((StatusCode::CREATED, account_out(reply)?))
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{a}/sell/users", tag = "members", params(("a" = String, Path, description = "account id")),
@@ -61,17 +56,17 @@ async fn grant_sell(
     Path(a): Path<String>,
     Json(body): Json<SellUserRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
-    let u = body.user_id.clone();
-    app.submit(
-        who.clone(),
-        Command::GrantSell {
-            account_id: a.clone(),
-            user_id: body.user_id,
-            role: body.role,
-        },
-    )
-    .await?;
-    Ok((StatusCode::CREATED, member_view(&app, &a, &u)?))
+    let reply = app
+        .submit(
+            who,
+            Command::GrantSell {
+                account_id: a,
+                user_id: body.user_id,
+                role: body.role,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, member_out(reply)?))
 }
 
 /// Changes a Sell role (Sell admin; R24: never the last Sell admin).
@@ -84,16 +79,17 @@ async fn change_sell_role(
     Path((a, u)): Path<(String, String)>,
     Json(body): Json<SellRoleRequest>,
 ) -> ApiResult<axum::Json<MemberOut>> {
-    app.submit(
-        who,
-        Command::ChangeSellRole {
-            account_id: a.clone(),
-            user_id: u.clone(),
-            role: body.role,
-        },
-    )
-    .await?;
-    member_view(&app, &a, &u)
+    let reply = app
+        .submit(
+            who,
+            Command::ChangeSellRole {
+                account_id: a,
+                user_id: u,
+                role: body.role,
+            },
+        )
+        .await?;
+    member_out(reply)
 }
 
 /// Removes a member's Sell access (Sell admin; R24).
@@ -126,14 +122,14 @@ async fn appoint_sell_admin(
     Path(a): Path<String>,
     Json(body): Json<UserIdRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MemberOut>)> {
-    let u = body.user_id.clone();
-    app.submit(
-        who,
-        Command::AppointSellAdmin {
-            account_id: a.clone(),
-            user_id: body.user_id,
-        },
-    )
-    .await?;
-    Ok((StatusCode::CREATED, member_view(&app, &a, &u)?))
+    let reply = app
+        .submit(
+            who,
+            Command::AppointSellAdmin {
+                account_id: a,
+                user_id: body.user_id,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, member_out(reply)?))
 }

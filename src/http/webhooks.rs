@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::api::{unexpected, ApiResult, AppState, Authed, Errors};
 use super::problem::Problem;
-use crate::domain::{Command, Principal, Reply};
+use crate::domain::{query, Command, Principal, Reply};
 use crate::outbound::{self, Delivery};
 use crate::webhooks::BODY_MAX_BYTES;
 
@@ -152,17 +152,6 @@ pub struct DeliveryList {
     pub items: Vec<DeliveryOut>,
 }
 
-fn operator_only(who: &Principal) -> ApiResult<()> {
-    if *who != Principal::Operator {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "deliveries are platform support's",
-        ));
-    }
-    Ok(())
-}
-
 /// Outbound deliveries: pending first, then the latest finished.
 #[utoipa::path(get, path = "/v1/deliveries", tag = "operator",
     responses((status = 200, body = DeliveryList), Errors), security(("bearer" = [])))]
@@ -170,7 +159,7 @@ async fn list_deliveries(
     State(app): State<AppState>,
     Authed(who, _): Authed,
 ) -> ApiResult<axum::Json<DeliveryList>> {
-    operator_only(&who)?;
+    query::platform_support_only(&who, "deliveries")?;
     let items = outbound::list(&app.store, 200).map_err(crate::domain::Refusal::from)?;
     Ok(axum::Json(DeliveryList {
         items: items.into_iter().map(Into::into).collect(),
@@ -186,10 +175,19 @@ async fn redeliver(
     Authed(who, _): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<DeliveryOut>> {
-    operator_only(&who)?;
+    query::platform_support_only(&who, "deliveries")?;
     let not_found = || Problem::new(StatusCode::NOT_FOUND, "not_found", "no such delivery");
     let id: u64 = id.parse().map_err(|_| not_found())?;
-    let d = outbound::redeliver(&app.store, id)
+    outbound::delivery(&app.store, id)
+        .map_err(crate::domain::Refusal::from)?
+        .ok_or_else(not_found)?;
+    app.writer
+        .submit_maintenance(
+            who,
+            Box::new(move |store| outbound::redelivery_ops(store, id)),
+        )
+        .await?;
+    let d = outbound::delivery(&app.store, id)
         .map_err(crate::domain::Refusal::from)?
         .ok_or_else(not_found)?;
     Ok(axum::Json(d.into()))

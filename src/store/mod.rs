@@ -117,6 +117,13 @@ pub struct Store {
     pub db: sled::Db,
     trees: Vec<sled::Tree>,
     installation_id: std::sync::Arc<str>,
+    /// The highest id handed out, and the highest known to be on disk. Queue
+    /// items (mail, hook events, deliveries) carry ids from the same counter,
+    /// so a worker that takes only items up to `durable_id` never acts on a
+    /// change a crash could still undo (sled's reads see a committed write
+    /// before the batch's flush).
+    last_issued_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    durable_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Key (in sled's default tree) of the installation id.
@@ -152,10 +159,14 @@ impl Store {
                 id
             }
         };
+        // Everything on disk at start is durable.
+        let opened_at_id = db.generate_id()?;
         Ok(Store {
             db,
             trees,
             installation_id: installation_id.into(),
+            last_issued_id: std::sync::Arc::new(opened_at_id.into()),
+            durable_id: std::sync::Arc::new(opened_at_id.into()),
         })
     }
 
@@ -183,7 +194,22 @@ impl Store {
     }
 
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        let id = self.db.generate_id()?;
+        self.last_issued_id
+            .fetch_max(id, std::sync::atomic::Ordering::AcqRel);
+        Ok(id)
+    }
+
+    /// The highest id handed out so far (read before a flush).
+    pub fn last_issued_id(&self) -> u64 {
+        self.last_issued_id
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After a flush: every id up to `id` is on disk.
+    pub fn mark_durable(&self, id: u64) {
+        self.durable_id
+            .fetch_max(id, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Applies all writes atomically (one sled transaction across trees).
@@ -369,6 +395,25 @@ impl Store {
     ) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree(t).iter().take(limit) {
+            let (_, v) = item?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Items of a queue tree that are on disk (ids up to the last flush),
+    /// oldest first, at most `limit`: what a worker may act on.
+    pub fn durable_queue_items<V: serde::de::DeserializeOwned>(
+        &self,
+        t: T,
+        limit: usize,
+    ) -> Result<Vec<V>, StoreError> {
+        let durable = self
+            .durable_id
+            .load(std::sync::atomic::Ordering::Acquire)
+            .to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.tree(t).range(..=durable).take(limit) {
             let (_, v) = item?;
             out.push(decode(&v)?);
         }

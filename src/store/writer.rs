@@ -32,8 +32,19 @@ pub type Render = Arc<dyn Fn(&Notice) -> OutboxMail + Send + Sync>;
 
 struct Job {
     actor: Principal,
-    command: Command,
+    work: Work,
     reply: oneshot::Sender<Result<Reply, Refusal>>,
+}
+
+/// Writes that are not a domain command (sending an outbound event again):
+/// computed on the writer thread against the current state and committed in
+/// one transaction, flushed with the batch, like a command's. Every write an
+/// HTTP request causes goes through the writer, these included.
+pub type Maintenance = Box<dyn FnOnce(&Store) -> Result<Vec<Op>, StoreError> + Send>;
+
+enum Work {
+    Command(Command),
+    Maintenance(Maintenance),
 }
 
 /// More writes an outcome implies, added to its transaction by whatever the
@@ -93,13 +104,35 @@ impl Writer {
         (Writer { tx }, handle)
     }
 
+    /// Commits `work`'s writes in one transaction on the writer thread;
+    /// returns once they are durable. Wakes the event workers after.
+    pub async fn submit_maintenance(
+        &self,
+        actor: Principal,
+        work: Maintenance,
+    ) -> Result<(), Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                actor,
+                work: Work::Maintenance(work),
+                reply,
+            })
+            .await
+            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?;
+        answer
+            .await
+            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?
+            .map(|_| ())
+    }
+
     /// Runs `command` as `actor`; returns once the outcome is durable.
     pub async fn submit(&self, actor: Principal, command: Command) -> Result<Reply, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job {
                 actor,
-                command,
+                work: Work::Command(command),
                 reply,
             })
             .await
@@ -125,13 +158,29 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
         let mut wrote_mail = false;
         let mut wrote_events = false;
         for job in batch.drain(..) {
-            let (answer, mail, events) = run_one(&deps, &mut entropy, &job.actor, job.command);
+            let (answer, mail, events) = match job.work {
+                Work::Command(command) => run_one(&deps, &mut entropy, &job.actor, command),
+                Work::Maintenance(work) => {
+                    let committed = work(&deps.store).and_then(|ops| deps.store.commit(&ops));
+                    match committed {
+                        Ok(()) => (Ok(Reply::Done), false, true),
+                        Err(e) => {
+                            tracing::error!(error = %e, "a maintenance write failed");
+                            (Err(Refusal::store(e.to_string())), false, false)
+                        }
+                    }
+                }
+            };
             wrote_mail |= mail;
             wrote_events |= events;
             answers.push((job.reply, answer));
         }
         let started = Instant::now();
+        let issued = deps.store.last_issued_id();
         let flushed = deps.store.db.flush();
+        if flushed.is_ok() {
+            deps.store.mark_durable(issued);
+        }
         deps.metrics
             .store_flush_seconds
             .observe(started.elapsed().as_secs_f64());

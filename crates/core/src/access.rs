@@ -164,3 +164,13 @@ pub(crate) fn policy_only(
     }
     Ok(account)
 }
+
+/// The reply of a command about a member: the member as the account's
+/// admins see them, computed here so no edge reads state unchecked.
+pub(crate) fn member_reply(account: &Account, user: User) -> Reply {
+    Reply::Member {
+        role_label: role_label(account, &user),
+        is_owner: account.owner_id == user.id,
+        user,
+    }
+}

@@ -507,6 +507,12 @@ impl AuditDraft {
 pub enum Reply {
     Account(Account),
     User(User),
+    /// A member as the account's admins see them (the caller may not be one).
+    Member {
+        user: User,
+        is_owner: bool,
+        role_label: &'static str,
+    },
     Integration(Integration),
     Investigation(SecurityInvestigation),
     LicenceRequest(LicenceRequest),

@@ -46,7 +46,7 @@ fn clamp_limit(limit: Option<usize>) -> Result<usize, Refusal> {
     }
 }
 
-fn summarize(account: Account, now: DateTime<Utc>) -> AccountSummary {
+pub fn summarize(account: Account, now: DateTime<Utc>) -> AccountSummary {
     AccountSummary {
         support: SeatSummary {
             seats_total: account.support_seats_total(now),
@@ -308,11 +308,7 @@ pub fn licence_requests(
     who: &Principal,
     status: Option<LicenceStatus>,
 ) -> Result<Vec<LicenceRequest>, Refusal> {
-    if *who != Principal::Operator {
-        return Err(Refusal::forbidden(
-            "the licence request queue is platform support's",
-        ));
-    }
+    platform_support_only(who, "licence requests")?;
     Ok(view.licence_requests(status, PAGE_LIMIT_MAX)?)
 }
 
@@ -328,22 +324,10 @@ pub fn sell_users(
     })
 }
 
-/// A member's view without a permission check, for rendering the result of
-/// a command the core already authorized.
-pub fn member_unchecked(
-    view: &dyn StateView,
-    account_id: &str,
-    user_id: &str,
-) -> Result<MemberView, Refusal> {
-    let account = view
-        .account(account_id)?
-        .ok_or_else(|| Refusal::not_found("account"))?;
-    let user = view
-        .user(account_id, user_id)?
-        .ok_or_else(|| Refusal::not_found("member"))?;
-    Ok(MemberView {
-        role_label: role_label(&account, &user),
-        is_owner: account.owner_id == user.id,
-        user,
-    })
+/// For what platform support alone reads (queues, deliveries, policies).
+pub fn platform_support_only(who: &Principal, what: &str) -> Result<(), Refusal> {
+    if *who != Principal::Operator {
+        return Err(Refusal::forbidden(format!("{what} are platform support's")));
+    }
+    Ok(())
 }

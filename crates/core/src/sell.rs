@@ -29,7 +29,10 @@ pub(crate) fn start_sell_trial(
     me.sell_role = SellRole::Admin;
     account.sell.admin_count = 1;
     Ok(Outcome {
-        changes: vec![Change::PutAccount(account), Change::PutUser(me.clone())],
+        changes: vec![
+            Change::PutAccount(account.clone()),
+            Change::PutUser(me.clone()),
+        ],
         notices: vec![],
         events: vec![],
         audit: draft.ok(
@@ -37,7 +40,7 @@ pub(crate) fn start_sell_trial(
             format!("user:{}", me.id),
             "Sell trial started; first Sell admin",
         ),
-        reply: Reply::User(me),
+        reply: Reply::Account(account),
     })
 }
 
@@ -88,7 +91,10 @@ pub(crate) fn grant_sell(
         account.sell.admin_count += 1;
     }
     Ok(Outcome {
-        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        changes: vec![
+            Change::PutAccount(account.clone()),
+            Change::PutUser(user.clone()),
+        ],
         notices: vec![],
         events: vec![],
         audit: draft.ok(
@@ -96,7 +102,7 @@ pub(crate) fn grant_sell(
             format!("user:{user_id}"),
             format!("Sell {role:?} granted").to_lowercase(),
         ),
-        reply: Reply::User(user),
+        reply: member_reply(&account, user),
     })
 }
 
@@ -149,7 +155,7 @@ pub(crate) fn change_sell_role(
             notices: vec![],
             events: vec![],
             audit: None,
-            reply: Reply::User(user),
+            reply: member_reply(&account, user),
         });
     }
     if user.sell_role == SellRole::Admin {
@@ -165,7 +171,10 @@ pub(crate) fn change_sell_role(
     }
     user.sell_role = role;
     Ok(Outcome {
-        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        changes: vec![
+            Change::PutAccount(account.clone()),
+            Change::PutUser(user.clone()),
+        ],
         notices: vec![],
         events: vec![],
         audit: draft.ok(
@@ -173,7 +182,7 @@ pub(crate) fn change_sell_role(
             format!("user:{user_id}"),
             format!("Sell role {role:?}").to_lowercase(),
         ),
-        reply: Reply::User(user),
+        reply: member_reply(&account, user),
     })
 }
 
@@ -240,7 +249,10 @@ pub(crate) fn appoint_sell_admin(
     user.sell_role = SellRole::Admin;
     account.sell.admin_count = 1;
     Ok(Outcome {
-        changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
+        changes: vec![
+            Change::PutAccount(account.clone()),
+            Change::PutUser(user.clone()),
+        ],
         notices: vec![],
         events: vec![],
         audit: draft.ok(
@@ -248,6 +260,6 @@ pub(crate) fn appoint_sell_admin(
             format!("user:{user_id}"),
             "appointed first Sell admin by platform support (R23)",
         ),
-        reply: Reply::User(user),
+        reply: member_reply(&account, user),
     })
 }
