@@ -19,6 +19,34 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_out))
 }
 
+/// Counts a sign-in or reset attempt against the client IP's budget and
+/// then the person's, cheapest first; returns the profile the address
+/// belongs to, if any.
+fn count_attempt(
+    app: &AppState,
+    ip: Option<std::net::IpAddr>,
+    purpose: &str,
+    account_id: &str,
+    email: &str,
+) -> ApiResult<Option<crate::domain::User>> {
+    if let Some(ip) = ip {
+        app.check_ip(ip)?;
+    }
+    use crate::domain::StateView;
+    let user = app
+        .store
+        .user_by_email(account_id, email)
+        .map_err(Refusal::from)?;
+    let email = crate::domain::normalize_email(email);
+    app.limiter
+        .check(&attempt_key(purpose, account_id, user.as_ref(), &email))
+        .map_err(|secs| {
+            app.shed("rate_limited");
+            Problem::rate_limited(secs)
+        })?;
+    Ok(user)
+}
+
 /// The attempt-limit key of a sign-in or reset: the profile when the
 /// address belongs to one (all its addresses share one budget), else the
 /// address itself (so unknown addresses are limited alike and the limit
@@ -48,21 +76,7 @@ async fn request_password_reset(
     if body.email.len() > validate::EMAIL_MAX_CHARS * 4 {
         return Err(Problem::bad_request("email is too long"));
     }
-    if let Some(ip) = ip {
-        app.check_ip(ip)?;
-    }
-    use crate::domain::StateView;
-    let user = app
-        .store
-        .user_by_email(&a, &body.email)
-        .map_err(Refusal::from)?;
-    let email = crate::domain::normalize_email(&body.email);
-    app.limiter
-        .check(&attempt_key("reset", &a, user.as_ref(), &email))
-        .map_err(|secs| {
-            app.shed("rate_limited");
-            Problem::rate_limited(secs)
-        })?;
+    count_attempt(&app, ip, "reset", &a, &body.email)?;
     app.submit(
         Principal::Anonymous,
         Command::RequestPasswordReset {
@@ -137,21 +151,7 @@ async fn sign_in(
     {
         return Err(failed());
     }
-    if let Some(ip) = ip {
-        app.check_ip(ip)?;
-    }
-    use crate::domain::StateView;
-    let user = app
-        .store
-        .user_by_email(&a, &body.email)
-        .map_err(Refusal::from)?;
-    let email = crate::domain::normalize_email(&body.email);
-    app.limiter
-        .check(&attempt_key("signin", &a, user.as_ref(), &email))
-        .map_err(|secs| {
-            app.shed("rate_limited");
-            Problem::rate_limited(secs)
-        })?;
+    let user = count_attempt(&app, ip, "signin", &a, &body.email)?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let against = stored.clone().unwrap_or_else(|| app.decoy_hash.clone());
     let password = body.password;

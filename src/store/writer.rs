@@ -111,30 +111,18 @@ impl Writer {
         actor: Principal,
         work: Maintenance,
     ) -> Result<(), Refusal> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job {
-                actor,
-                work: Work::Maintenance(work),
-                reply,
-            })
-            .await
-            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?;
-        answer
-            .await
-            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?
-            .map(|_| ())
+        self.send(actor, Work::Maintenance(work)).await.map(|_| ())
     }
 
     /// Runs `command` as `actor`; returns once the outcome is durable.
     pub async fn submit(&self, actor: Principal, command: Command) -> Result<Reply, Refusal> {
+        self.send(actor, Work::Command(command)).await
+    }
+
+    async fn send(&self, actor: Principal, work: Work) -> Result<Reply, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job {
-                actor,
-                work: Work::Command(command),
-                reply,
-            })
+            .send(Job { actor, work, reply })
             .await
             .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?;
         answer

@@ -169,13 +169,7 @@ pub(crate) fn make_primary(
         .ok_or_else(|| Refusal::not_found("address"))?
         .clone();
     if wanted.primary {
-        return Ok(Outcome {
-            changes: vec![],
-            notices: vec![],
-            events: vec![],
-            audit: None,
-            reply: Reply::User(user),
-        });
+        return Ok(Outcome::unchanged(Reply::User(user)));
     }
     // R14: only a verified address becomes primary.
     if !wanted.verified {

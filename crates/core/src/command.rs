@@ -535,3 +535,17 @@ pub struct Outcome {
     pub audit: Option<AuditDraft>,
     pub reply: Reply,
 }
+
+impl Outcome {
+    /// Nothing to change, mail, fire or audit (the request was already
+    /// satisfied): just the reply.
+    pub fn unchanged(reply: Reply) -> Self {
+        Outcome {
+            changes: vec![],
+            notices: vec![],
+            events: vec![],
+            audit: None,
+            reply,
+        }
+    }
+}

@@ -88,13 +88,7 @@ pub(crate) fn change_role(
         ));
     }
     if user.support_role == role {
-        return Ok(Outcome {
-            changes: vec![],
-            notices: vec![],
-            events: vec![],
-            audit: None,
-            reply: Reply::User(user),
-        });
+        return Ok(Outcome::unchanged(Reply::User(user)));
     }
     match (user.support_role.holds_seat(), role.holds_seat()) {
         (false, true) => take_support_seat(&mut account, actor, now, "member.change_role")?,

@@ -90,20 +90,12 @@ pub(crate) fn grant_sell(
     if role == SellRole::Admin {
         account.sell.admin_count += 1;
     }
-    Ok(Outcome {
-        changes: vec![
-            Change::PutAccount(account.clone()),
-            Change::PutUser(user.clone()),
-        ],
-        notices: vec![],
-        events: vec![],
-        audit: draft.ok(
-            account_id,
-            format!("user:{user_id}"),
-            format!("Sell {role:?} granted").to_lowercase(),
-        ),
-        reply: member_reply(&account, user),
-    })
+    member_changed(
+        draft,
+        account,
+        user,
+        format!("Sell {role:?} granted").to_lowercase(),
+    )
 }
 
 /// The caller must be a Sell admin (R22: configuring Sell needs one).
@@ -150,13 +142,7 @@ pub(crate) fn change_sell_role(
     let (mut account, _) = sell_admin(view, draft.actor, account_id)?;
     let mut user = sell_user(view, account_id, user_id)?;
     if user.sell_role == role {
-        return Ok(Outcome {
-            changes: vec![],
-            notices: vec![],
-            events: vec![],
-            audit: None,
-            reply: member_reply(&account, user),
-        });
+        return Ok(Outcome::unchanged(member_reply(&account, user)));
     }
     if user.sell_role == SellRole::Admin {
         if account.sell.admin_count <= 1 {
@@ -170,20 +156,12 @@ pub(crate) fn change_sell_role(
         account.sell.admin_count += 1;
     }
     user.sell_role = role;
-    Ok(Outcome {
-        changes: vec![
-            Change::PutAccount(account.clone()),
-            Change::PutUser(user.clone()),
-        ],
-        notices: vec![],
-        events: vec![],
-        audit: draft.ok(
-            account_id,
-            format!("user:{user_id}"),
-            format!("Sell role {role:?}").to_lowercase(),
-        ),
-        reply: member_reply(&account, user),
-    })
+    member_changed(
+        draft,
+        account,
+        user,
+        format!("Sell role {role:?}").to_lowercase(),
+    )
 }
 
 pub(crate) fn remove_sell(
@@ -248,18 +226,30 @@ pub(crate) fn appoint_sell_admin(
     }
     user.sell_role = SellRole::Admin;
     account.sell.admin_count = 1;
+    member_changed(
+        draft,
+        account,
+        user,
+        "appointed first Sell admin by platform support (R23)",
+    )
+}
+
+/// The outcome of a change to a member's Sell access or role: the account
+/// and the member written, the member in the reply.
+fn member_changed(
+    draft: &Draft,
+    account: Account,
+    user: User,
+    detail: impl Into<String>,
+) -> Result<Outcome, Refusal> {
     Ok(Outcome {
+        audit: draft.ok(&account.id, format!("user:{}", user.id), detail),
         changes: vec![
             Change::PutAccount(account.clone()),
             Change::PutUser(user.clone()),
         ],
         notices: vec![],
         events: vec![],
-        audit: draft.ok(
-            account_id,
-            format!("user:{user_id}"),
-            "appointed first Sell admin by platform support (R23)",
-        ),
         reply: member_reply(&account, user),
     })
 }

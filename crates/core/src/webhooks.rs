@@ -32,16 +32,10 @@ pub(crate) fn receive_webhook(
         )));
     }
     if view.webhook_seen(&source, &webhook_id)? {
-        return Ok(Outcome {
-            changes: vec![],
-            notices: vec![],
-            events: vec![],
-            audit: None,
-            reply: Reply::Webhook {
-                duplicate: true,
-                effect: "none (already received)".into(),
-            },
-        });
+        return Ok(Outcome::unchanged(Reply::Webhook {
+            duplicate: true,
+            effect: "none (already received)".into(),
+        }));
     }
     let mut changes = vec![Change::PutWebhookSeen {
         source: source.clone(),
