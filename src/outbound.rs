@@ -362,14 +362,8 @@ impl OutboundWorker {
                 pruned += 1;
             }
         }
-        match self.store.prune_webhooks_seen(
-            Utc::now() - chrono::Duration::days(crate::webhooks::SEEN_KEEP_DAYS),
-        ) {
-            Ok(n) if n + pruned > 0 => {
-                tracing::info!(deliveries = pruned, webhook_ids = n, "pruned")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning webhook ids failed"),
+        if pruned > 0 {
+            tracing::info!(deliveries = pruned, "finished deliveries pruned");
         }
     }
 

@@ -227,6 +227,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .run(),
     );
 
+    let webhook_ids = tokio::spawn(crate::webhooks::prune_seen_loop(store.clone()));
     let retention = tokio::spawn(crate::audit::retention_loop(
         store.clone(),
         config.audit.retention_days,
@@ -300,6 +301,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     hooks.abort();
     outbound_worker.abort();
     retention.abort();
+    webhook_ids.abort();
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     store.db.flush_async().await.context("final flush")?;

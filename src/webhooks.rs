@@ -171,6 +171,25 @@ impl Verifier {
     }
 }
 
+/// How often received webhook ids past [`SEEN_KEEP_DAYS`] are forgotten.
+pub const SEEN_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Forgets received webhook ids older than [`SEEN_KEEP_DAYS`], every
+/// [`SEEN_PRUNE_EVERY`]: senders retry for a few days, ids are kept longer.
+pub async fn prune_seen_loop(store: crate::store::Store) {
+    loop {
+        tokio::time::sleep(SEEN_PRUNE_EVERY).await;
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(SEEN_KEEP_DAYS);
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_webhooks_seen(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(webhook_ids = n, "received webhook ids pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning webhook ids failed"),
+            Err(e) => tracing::warn!(error = %e, "the webhook-id pruning task failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
