@@ -155,6 +155,7 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     pub body_max_bytes: usize,
+    /// A request still running after this gets 503 `request_timeout`.
     pub request_timeout_ms: u64,
     pub members_per_account_max: u32,
     pub integrations_per_account_max: usize,

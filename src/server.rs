@@ -267,7 +267,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         policies: policies.clone(),
         verifier,
     });
-    let router = http::router(app.clone(), config.limits.body_max_bytes);
+    let router = http::router(
+        app.clone(),
+        config.limits.body_max_bytes,
+        config.limits.request_timeout_ms,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -1038,3 +1038,44 @@ async fn message_ids_and_webhook_ids_are_unique_across_installations() {
         "two installations, one webhook-id"
     );
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_a_problem_not_a_held_connection() {
+    let d = Daemon::start_with(
+        "[limits]\nrequest_timeout_ms = 300\n[scripts]\ntimeout_ms = 3000\nmax_operations = 1000000000\n",
+    );
+    write_script(
+        &d,
+        "slow.rhai",
+        "fn before_owner_change(event) { let n = 0; loop { n += 1; } }\n",
+    );
+    wait_policy(&d, "slow.rhai", |p| {
+        p["version"].as_str().is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let (to, _) = d.member(&ot, &a, "next@acme.test", "admin").await;
+    let started = Instant::now();
+    let (status, headers, body) = raw(
+        &d,
+        Method::PUT,
+        &format!("/v1/accounts/{a}/owner"),
+        Some(&ot),
+        json!({"user_id": to}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (503, Some("request_timeout")),
+        "{body}"
+    );
+    assert!(problem_type(&headers).starts_with("application/problem+json"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the deadline"
+    );
+    // The slow policy failed closed afterwards: the owner did not change.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let owner = d.get(&format!("/v1/accounts/{a}/owner"), &ot).await;
+    assert_eq!(owner.body["primary_email"], "owner@acme.test");
+}

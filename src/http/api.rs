@@ -173,7 +173,7 @@ pub enum Errors {
     /// Authenticated but not allowed (`not_account_owner`, `billing_owner_only`, `forbidden`).
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
-    /// Not found, or in an account the caller is not a member of.
+    /// Not found, an id admind never issues, or an account the caller is not a member of (the same answer whether it exists or not).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
     /// A rule refuses it (`agent_seat_exhausted`, `new_owner_not_admin`, `owner_role_locked`, ...).
@@ -185,10 +185,10 @@ pub enum Errors {
     /// A body that is not sent as `application/json` (`unsupported_media_type`).
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Problem),
-    /// Too many attempts (`rate_limited`, with Retry-After).
+    /// Too many attempts (`rate_limited`) or refused requests (`too_many_refusals`), with Retry-After.
     #[response(status = 429, content_type = "application/problem+json")]
     RateLimited(Problem),
-    /// The store is unavailable.
+    /// Busy (`overloaded`, with Retry-After), too slow (`request_timeout`) or the store is unavailable (`store_unavailable`).
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
 }

@@ -72,7 +72,8 @@ impl Modify for BearerAuth {
 }
 
 /// The router with every route, and the OpenAPI document generated from it.
-pub fn router(app: AppState, body_max_bytes: usize) -> Router {
+pub fn router(app: AppState, body_max_bytes: usize, request_timeout_ms: u64) -> Router {
+    let request_timeout = std::time::Duration::from_millis(request_timeout_ms.max(1));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(system::routes())
         .merge(accounts::routes())
@@ -104,6 +105,9 @@ pub fn router(app: AppState, body_max_bytes: usize) -> Router {
         )
     })
     .route_layer(axum::middleware::from_fn(check_path))
+    .layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| deadline(request_timeout, req, next),
+    ))
     .layer(axum::middleware::from_fn_with_state(app.clone(), track))
     .layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
     .layer(CatchPanicLayer::custom(|_| {
@@ -153,6 +157,28 @@ async fn track(State(app): State<AppState>, req: Request, next: Next) -> Respons
         })
         .inc();
     response
+}
+
+/// Answers a request that runs past `limits.request_timeout_ms` with 503
+/// `request_timeout` instead of holding its connection. A write it started
+/// may still commit (the writer finishes what it took), as after any lost
+/// answer; the client is told so.
+async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut p = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                format!(
+                    "the request took longer than {} ms; a change it asked for may still complete",
+                    limit.as_millis()
+                ),
+            );
+            p.retry_after_secs = Some(1);
+            p.into_response()
+        }
+    }
 }
 
 /// Checks the path's parameters before any handler runs: a segment that is
