@@ -164,7 +164,7 @@ pub type ApiResult<T> = Result<T, Problem>;
 #[allow(dead_code)]
 #[derive(IntoResponses)]
 pub enum Errors {
-    /// Bad input: malformed JSON, unknown field, bad value (`validation_failed`, `malformed_json`, `invalid_token`).
+    /// Bad input: malformed JSON, unknown field, bad value (`validation_failed`, `malformed_json`, `invalid_token`, `invalid_path`).
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(#[to_schema] Problem),
     /// No or bad credentials.
