@@ -131,7 +131,7 @@ impl Daemon {
             String::new()
         } else {
             // Cheap hashes keep tests fast; the production default is in Config.
-            "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\n"
+            "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\nattempts_per_minute_per_ip = 100000\n"
                 .to_string()
         };
         std::fs::write(
