@@ -40,6 +40,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::domain::validate::id_has_shape;
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::secret::{self};
 use problem::Problem;
@@ -201,31 +202,32 @@ async fn check_path(
             .into_response()
         }
     };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("");
     for (name, value) in &params {
-        let prefix = match name {
-            "a" => "acc",
-            "u" => "usr",
-            "i" => "int",
-            _ => {
-                if value.len() > crate::domain::validate::EMAIL_MAX_CHARS {
-                    return Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
-                        .into_response();
-                }
-                continue;
+        let (shaped, what) = match (name, route) {
+            ("a", _) => (id_has_shape("acc", value), "account"),
+            ("u", _) => (id_has_shape("usr", value), "member"),
+            ("i", _) => (id_has_shape("int", value), "integration"),
+            ("id", r) if r.starts_with("/v1/licence-requests/") => {
+                (id_has_shape("lic", value), "licence request")
             }
+            // Delivery ids are sequence numbers.
+            ("id", r) if r.starts_with("/v1/deliveries/") => (
+                !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()),
+                "delivery",
+            ),
+            // Addresses and webhook sources: bounded, checked by their handler.
+            _ => (
+                value.len() <= crate::domain::validate::EMAIL_MAX_CHARS,
+                "resource",
+            ),
         };
-        if !crate::domain::validate::id_has_shape(prefix, value) {
-            let what = match prefix {
-                "acc" => "account",
-                "usr" => "member",
-                _ => "integration",
-            };
-            return Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} not found"),
-            )
-            .into_response();
+        if !shaped {
+            return Problem::from(crate::domain::Refusal::not_found(what)).into_response();
         }
     }
     next.run(req).await
