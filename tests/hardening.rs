@@ -279,6 +279,18 @@ async fn the_limiter_never_forgets_a_live_lock_out_and_odd_ids_cost_nothing() {
         )
         .await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    for path in [
+        "/v1/licence-requests/lic_nope/grant",
+        "/v1/deliveries/12ab/redeliver",
+    ] {
+        let body = json!({"seats": 1, "expires_at": "2030-01-01T00:00:00Z"});
+        let r = d.post(path, Some(&d.operator), body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
+    }
 }
 
 fn idle_sockets(d: &Daemon, n: usize) -> Vec<TcpStream> {
