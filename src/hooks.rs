@@ -8,25 +8,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use admind_plugin_api::{Action, Event};
 
 use crate::domain::{Command, PolicyCallRecord, Principal, Product, PLATFORM_AUDIT_SCOPE};
 use crate::metrics::Metrics;
 use crate::policy::{describe, hook_event, CallRecord, PolicyHost};
-use crate::queue::Wakers;
+use crate::queue::{Attempt, Queue, Settled};
 use crate::store::writer::Writer;
-use crate::store::{QueuedEvent, Store, T};
+use crate::store::{QueuedEvent, Store, StoreError, T};
 
-pub struct HookWorker {
-    pub store: Store,
+/// The after-hook queue: each event runs the handlers of its hook once
+/// committed, their actions go through the core as the policy, and every
+/// call that acted, failed or could not act is audited. At least once: an
+/// event whose removal a crash lost runs again. Drained by
+/// `queue::QueueWorker`.
+pub struct HookQueue {
     pub host: Arc<PolicyHost>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
-    pub wakers: Arc<Wakers>,
-    pub last_flush: std::sync::Mutex<std::time::Instant>,
 }
-
-const HOOK_SCAN_MAX: usize = 64;
 
 /// The core command an action asks for, on the event's account.
 pub fn action_command(account_id: &str, action: &Action) -> Result<Command, String> {
@@ -67,45 +69,53 @@ pub fn action_command(account_id: &str, action: &Action) -> Result<Command, Stri
     })
 }
 
-impl HookWorker {
-    pub async fn run(self) {
-        loop {
-            match self.pass().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "hook queue pass failed"),
+impl Queue for HookQueue {
+    type Item = QueuedEvent;
+    const NAME: &'static str = "hooks";
+    const TREE: T = T::HookQueue;
+
+    fn id(item: &QueuedEvent) -> u64 {
+        item.id
+    }
+    /// Events are due once committed.
+    fn due_at(_: &QueuedEvent) -> DateTime<Utc> {
+        DateTime::<Utc>::MIN_UTC
+    }
+    fn set_due_at(_: &mut QueuedEvent, _: DateTime<Utc>) {}
+    fn record_failure(item: &mut QueuedEvent, _: &str) {
+        item.attempts += 1;
+    }
+
+    async fn attempt(&self, item: &mut QueuedEvent) -> Attempt {
+        let (hook, event) = hook_event(&item.event);
+        let host = self.host.clone();
+        let run_event = event.clone();
+        // Handlers run on the blocking pool, never on the async workers.
+        match tokio::task::spawn_blocking(move || host.run(hook, &run_event)).await {
+            Ok(records) => {
+                for record in records {
+                    self.carry_out(&event, record, item.cause_seq).await;
+                }
+                Attempt::Done
             }
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), self.wakers.hooks.notified()).await;
+            // A handler that panicked is recorded by the host; the event is done.
+            Err(e) => Attempt::GiveUp {
+                error: format!("the handlers' task failed: {e}"),
+            },
         }
     }
 
-    async fn pass(&self) -> anyhow::Result<bool> {
-        let items: Vec<QueuedEvent> = self
-            .store
-            .durable_queue_items(T::HookQueue, HOOK_SCAN_MAX)?;
-        self.metrics.hook_queue_depth.set(items.len() as i64);
-        if items.is_empty() {
-            return Ok(false);
-        }
-        for item in items {
-            let (hook, event) = hook_event(&item.event);
-            let host = self.host.clone();
-            let run_event = event.clone();
-            // Handlers run on the blocking pool, never on the async workers.
-            let records = tokio::task::spawn_blocking(move || host.run(hook, &run_event)).await?;
-            for record in records {
-                self.carry_out(&event, record, item.cause_seq).await;
-            }
-            self.store.queue_remove(T::HookQueue, item.id)?;
-            self.metrics.hook_events_dispatched.inc();
-        }
-        // After-hooks are at least once: a removal lost in a crash re-runs
-        // the event, so it need not be flushed at once.
-        crate::store::flush_at_most_every(&self.store, &self.last_flush).await?;
-        Ok(true)
+    /// Handler failures are recorded per call, not retried.
+    fn retry_in(&self, _: &QueuedEvent, _: Option<Duration>) -> Option<Duration> {
+        None
     }
 
+    fn settle(&self, store: &Store, item: QueuedEvent, _: Settled) -> Result<(), StoreError> {
+        store.queue_remove(T::HookQueue, item.id)
+    }
+}
+
+impl HookQueue {
     /// Submits a call's actions as the policy and records the call when it
     /// acted or failed (causal audit, linked to the operation's entry).
     async fn carry_out(&self, event: &Event, record: CallRecord, cause_seq: Option<u64>) {

@@ -7,20 +7,18 @@
 //! outbox id, which receivers use to drop duplicates.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailConfig, MailTransportKind, SmtpSecurity};
 use crate::domain::Notice;
-use crate::metrics::Metrics;
-use crate::queue::Wakers;
-use crate::store::{OutboxMail, Store, T};
+use crate::queue::{Attempt, Queue, Settled};
+use crate::store::{OutboxMail, Store, StoreError, T};
 
 /// Renders a notice; the raw token appears only here, inside the link.
 pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
@@ -285,94 +283,74 @@ async fn deliver(
     }
 }
 
-pub struct OutboxWorker {
-    pub store: Store,
+/// The outbox: mails committed with their change, delivered after it is on
+/// disk (see `queue::QueueWorker`), retried with doubling delays, dead
+/// letters moved to `outbox_dead`.
+pub struct Outbox {
     pub transport: Transport,
     pub from: String,
     pub max_attempts: u32,
     pub retry_base_ms: u64,
-    pub metrics: Arc<Metrics>,
-    pub wakers: Arc<Wakers>,
-    pub last_flush: std::sync::Mutex<std::time::Instant>,
+    /// Part of every Message-ID (unique across installations).
+    pub installation_id: String,
 }
 
-const OUTBOX_SCAN_MAX: usize = 256;
 const RETRY_CAP_MS: u64 = 3_600_000;
 
-impl OutboxWorker {
-    pub async fn run(self) {
-        loop {
-            let wait = match self.pass().await {
-                Ok(wait) => wait,
-                Err(e) => {
-                    tracing::error!(error = %e, "outbox pass failed");
-                    Duration::from_secs(1)
-                }
-            };
-            let _ = tokio::time::timeout(wait, self.wakers.outbox.notified()).await;
+impl Queue for Outbox {
+    type Item = OutboxMail;
+    const NAME: &'static str = "outbox";
+    const TREE: T = T::Outbox;
+
+    fn id(mail: &OutboxMail) -> u64 {
+        mail.id
+    }
+    fn due_at(mail: &OutboxMail) -> DateTime<Utc> {
+        mail.next_attempt_at
+    }
+    fn set_due_at(mail: &mut OutboxMail, at: DateTime<Utc>) {
+        mail.next_attempt_at = at;
+    }
+    fn record_failure(mail: &mut OutboxMail, error: &str) {
+        mail.attempts += 1;
+        mail.last_error = Some(error.to_string());
+    }
+
+    async fn attempt(&self, mail: &mut OutboxMail) -> Attempt {
+        match deliver(&self.transport, mail, &self.from, &self.installation_id).await {
+            Ok(()) => {
+                tracing::info!(outbox_id = mail.id, "mail delivered");
+                Attempt::Done
+            }
+            Err(e) if e.permanent => Attempt::GiveUp { error: e.message },
+            Err(e) => Attempt::Retry {
+                error: e.message,
+                after: None,
+            },
         }
     }
 
-    /// Delivers what is due; returns how long to sleep before the next pass.
-    async fn pass(&self) -> anyhow::Result<Duration> {
-        let items: Vec<OutboxMail> = self.store.durable_queue_items(T::Outbox, OUTBOX_SCAN_MAX)?;
-        self.metrics.outbox_depth.set(items.len() as i64);
-        let mut next_due = Duration::from_secs(1);
-        let mut changed = false;
-        for mut mail in items {
-            let now = Utc::now();
-            if mail.next_attempt_at > now {
-                let until = (mail.next_attempt_at - now).to_std().unwrap_or_default();
-                next_due = next_due.min(until);
-                continue;
-            }
-            changed = true;
-            match deliver(
-                &self.transport,
-                &mail,
-                &self.from,
-                self.store.installation_id(),
-            )
-            .await
-            {
-                Ok(()) => {
-                    self.store.queue_remove(T::Outbox, mail.id)?;
-                    self.metrics.mail_delivered.inc();
-                    tracing::info!(outbox_id = mail.id, "mail delivered");
-                }
-                Err(e) => {
-                    self.metrics.mail_delivery_failures.inc();
-                    mail.attempts += 1;
-                    mail.last_error = Some(e.message.clone());
-                    if e.permanent || mail.attempts >= self.max_attempts {
-                        tracing::error!(outbox_id = mail.id, attempts = mail.attempts, error = %e.message, "mail given up; moved to outbox_dead");
-                        self.store.queue_put(T::OutboxDead, mail.id, &mail)?;
-                        self.store.queue_remove(T::Outbox, mail.id)?;
-                        self.metrics.mail_dead_lettered.inc();
-                    } else {
-                        let shift = mail.attempts.saturating_sub(1).min(20);
-                        let delay_ms = self
-                            .retry_base_ms
-                            .saturating_mul(1 << shift)
-                            .min(RETRY_CAP_MS);
-                        mail.next_attempt_at =
-                            Utc::now() + chrono::Duration::milliseconds(delay_ms as i64);
-                        tracing::warn!(outbox_id = mail.id, attempts = mail.attempts, retry_in_ms = delay_ms, error = %e.message, "mail delivery failed; will retry");
-                        self.store.queue_put(T::Outbox, mail.id, &mail)?;
-                        next_due = next_due.min(Duration::from_millis(delay_ms));
-                    }
-                }
-            }
+    /// Doubling from `retry_base_ms`, capped at one hour; none after
+    /// `max_attempts`.
+    fn retry_in(&self, mail: &OutboxMail, _wish: Option<Duration>) -> Option<Duration> {
+        if mail.attempts >= self.max_attempts {
+            return None;
         }
-        if changed {
-            // Removals need not be flushed at once: a delivery that comes
-            // back after a crash rewrites the same file (SMTP receivers
-            // drop the duplicate Message-ID). Bounded staleness, fewer fsyncs
-            // competing with the writer's group commits.
-            crate::store::flush_at_most_every(&self.store, &self.last_flush).await?;
-            // More may be waiting beyond this scan.
-            return Ok(Duration::from_millis(0));
+        let shift = mail.attempts.saturating_sub(1).min(20);
+        let delay_ms = self
+            .retry_base_ms
+            .saturating_mul(1 << shift)
+            .min(RETRY_CAP_MS);
+        Some(Duration::from_millis(delay_ms))
+    }
+
+    fn settle(&self, store: &Store, mail: OutboxMail, how: Settled) -> Result<(), StoreError> {
+        // Removals need not be flushed at once: a delivery that comes back
+        // after a crash rewrites the same file (SMTP receivers drop the
+        // duplicate Message-ID).
+        if let Settled::Dead(_) = how {
+            store.queue_put(T::OutboxDead, mail.id, &mail)?;
         }
-        Ok(next_due)
+        store.queue_remove(T::Outbox, mail.id)
     }
 }

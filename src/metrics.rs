@@ -82,6 +82,10 @@ pub struct Metrics {
     pub mail_dead_lettered: Counter,
     pub hook_queue_depth: Gauge,
     pub hook_events_dispatched: Counter,
+    /// The series of each durable queue, as its worker keeps them.
+    pub outbox_queue: crate::queue::QueueMetrics,
+    pub hook_queue: crate::queue::QueueMetrics,
+    pub outbound_queue: crate::queue::QueueMetrics,
 }
 
 impl Default for Metrics {
@@ -168,6 +172,36 @@ impl Metrics {
         let mail_dead_lettered = Counter::default();
         let hook_queue_depth = Gauge::default();
         let hook_events_dispatched = Counter::default();
+        let hook_events_failed = Counter::default();
+        let outbound_depth = Gauge::default();
+        let outbound_delivered = Counter::default();
+        let outbound_failures = Counter::default();
+        let outbound_given_up = Counter::default();
+        registry.register(
+            "hook_events_failed",
+            "After-hook events whose handlers could not run",
+            hook_events_failed.clone(),
+        );
+        registry.register(
+            "outbound_depth",
+            "Outbound deliveries waiting",
+            outbound_depth.clone(),
+        );
+        registry.register(
+            "outbound_delivered",
+            "Outbound deliveries answered 2xx",
+            outbound_delivered.clone(),
+        );
+        registry.register(
+            "outbound_delivery_failures",
+            "Failed outbound delivery attempts",
+            outbound_failures.clone(),
+        );
+        registry.register(
+            "outbound_given_up",
+            "Outbound deliveries given up on (410 or the last retry)",
+            outbound_given_up.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -219,6 +253,24 @@ impl Metrics {
             "After-hook events dispatched",
             hook_events_dispatched.clone(),
         );
+        let outbox_queue = crate::queue::QueueMetrics {
+            depth: outbox_depth.clone(),
+            done: mail_delivered.clone(),
+            failures: mail_delivery_failures.clone(),
+            dead: mail_dead_lettered.clone(),
+        };
+        let hook_queue = crate::queue::QueueMetrics {
+            depth: hook_queue_depth.clone(),
+            done: hook_events_dispatched.clone(),
+            failures: hook_events_failed.clone(),
+            dead: hook_events_failed,
+        };
+        let outbound_queue = crate::queue::QueueMetrics {
+            depth: outbound_depth,
+            done: outbound_delivered,
+            failures: outbound_failures,
+            dead: outbound_given_up,
+        };
         Metrics {
             accept_errors,
             open_connections,
@@ -240,6 +292,9 @@ impl Metrics {
             mail_delivered,
             mail_delivery_failures,
             mail_dead_lettered,
+            outbox_queue,
+            hook_queue,
+            outbound_queue,
             hook_queue_depth,
             hook_events_dispatched,
         }

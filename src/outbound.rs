@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{Change, DomainEvent, LicenceRequest, LicenceStatus};
-use crate::metrics::Metrics;
-use crate::queue::Wakers;
+use crate::queue::{Attempt, Queue, Settled};
 use crate::store::codec::{decode, encode};
 use crate::store::writer::Sink;
 use crate::store::{Op, Store, StoreError, T};
@@ -311,12 +310,14 @@ pub fn redelivery_ops(store: &Store, id: u64) -> Result<Vec<Op>, StoreError> {
     ])
 }
 
-pub struct OutboundWorker {
+/// The outbound deliveries: committed with the change that caused them,
+/// sent after it is on disk (see `queue::QueueWorker`), up to 64 at once,
+/// retried on the schedule (honouring `Retry-After`), finished into
+/// `deliveries_done`; a 410 or the last failure disables the subscriber.
+pub struct OutboundQueue {
     pub store: Store,
     pub outbound: Arc<Outbound>,
     pub client: reqwest::Client,
-    pub metrics: Arc<Metrics>,
-    pub wakers: Arc<Wakers>,
 }
 
 enum Sent {
@@ -329,36 +330,103 @@ enum Sent {
     },
 }
 
-const SCAN_MAX: usize = 64;
+impl Queue for OutboundQueue {
+    type Item = Delivery;
+    const NAME: &'static str = "outbound";
+    const TREE: T = T::Deliveries;
+    const PARALLEL: usize = 64;
+    // Receivers outside: keep the window for a second send after a crash
+    // short (they deduplicate on webhook-id, but need not).
+    const FLUSH_EACH_PASS: bool = true;
 
-impl OutboundWorker {
-    pub async fn run(self) {
-        let mut last_prune = std::time::Instant::now();
-        loop {
-            let wait = match self.pass().await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::error!(error = %e, "outbound pass failed");
-                    Duration::from_secs(1)
-                }
-            };
-            if last_prune.elapsed() > Duration::from_secs(600) {
-                last_prune = std::time::Instant::now();
-                self.prune();
+    fn id(d: &Delivery) -> u64 {
+        d.id
+    }
+    fn due_at(d: &Delivery) -> DateTime<Utc> {
+        d.next_attempt_at
+    }
+    fn set_due_at(d: &mut Delivery, at: DateTime<Utc>) {
+        d.next_attempt_at = at;
+    }
+    /// `attempt` counts attempts (successes included).
+    fn record_failure(d: &mut Delivery, error: &str) {
+        d.last_error = Some(error.to_string());
+    }
+
+    async fn attempt(&self, d: &mut Delivery) -> Attempt {
+        d.attempts += 1;
+        match self.send(d).await {
+            Sent::Ok(status) => {
+                d.last_status = Some(status);
+                Attempt::Done
             }
-            let _ = tokio::time::timeout(wait, self.wakers.outbound.notified()).await;
+            Sent::Gone => {
+                d.last_status = Some(410);
+                if let Err(e) = self.disable(&d.subscriber, "answered 410 Gone") {
+                    tracing::error!(error = %e, "disabling a subscriber failed");
+                }
+                Attempt::GiveUp {
+                    error: "the subscriber answered 410 Gone".into(),
+                }
+            }
+            Sent::Retry {
+                status,
+                error,
+                retry_after,
+            } => {
+                d.last_status = status;
+                Attempt::Retry {
+                    error,
+                    after: retry_after,
+                }
+            }
         }
     }
 
-    fn prune(&self) {
+    /// The schedule's next step (or the receiver's Retry-After when longer);
+    /// after its last step the subscriber is disabled.
+    fn retry_in(&self, d: &Delivery, wish: Option<Duration>) -> Option<Duration> {
+        match self.outbound.schedule.get(d.attempts as usize) {
+            Some(step) => Some(wish.map_or(*step, |r| r.max(*step))),
+            None => {
+                if let Err(e) = self.disable(&d.subscriber, "the last retry failed") {
+                    tracing::error!(error = %e, "disabling a subscriber failed");
+                }
+                None
+            }
+        }
+    }
+
+    fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<(), StoreError> {
+        let state = match how {
+            Settled::Done => DeliveryState::Delivered,
+            Settled::Dead(_) => DeliveryState::Failed,
+        };
+        finish(store, d, state)
+    }
+}
+
+/// Moves a delivery to `deliveries_done` in its final state.
+fn finish(store: &Store, mut d: Delivery, state: DeliveryState) -> Result<(), StoreError> {
+    d.state = state;
+    d.finished_at = Some(Utc::now());
+    tracing::info!(delivery = d.id, subscriber = %d.subscriber, event = %d.event_type, state = ?state, attempts = d.attempts, "delivery finished");
+    store.queue_put(T::DeliveriesDone, d.id, &d)?;
+    store.queue_remove(T::Deliveries, d.id)
+}
+
+/// Forgets finished deliveries after [`DONE_KEEP_DAYS`], every 10 minutes.
+pub async fn prune_done_loop(store: Store) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(600)).await;
         let cutoff = Utc::now() - chrono::Duration::days(DONE_KEEP_DAYS);
         let mut pruned = 0;
-        for (k, v) in self.store.tree(T::DeliveriesDone).iter().flatten() {
+        for (k, v) in store.tree(T::DeliveriesDone).iter().flatten() {
             if decode::<Delivery>(&v)
                 .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
                 .unwrap_or(true)
             {
-                let _ = self.store.tree(T::DeliveriesDone).remove(k);
+                let _ = store.tree(T::DeliveriesDone).remove(k);
                 pruned += 1;
             }
         }
@@ -366,76 +434,9 @@ impl OutboundWorker {
             tracing::info!(deliveries = pruned, "finished deliveries pruned");
         }
     }
+}
 
-    async fn pass(&self) -> anyhow::Result<Duration> {
-        let items: Vec<Delivery> = self.store.durable_queue_items(T::Deliveries, SCAN_MAX)?;
-        let mut next = Duration::from_secs(1);
-        let now = Utc::now();
-        let due: Vec<Delivery> = items
-            .into_iter()
-            .filter(|d| {
-                if d.next_attempt_at > now {
-                    next = next.min((d.next_attempt_at - now).to_std().unwrap_or_default());
-                    false
-                } else {
-                    true
-                }
-            })
-            .collect();
-        if due.is_empty() {
-            return Ok(next);
-        }
-        let sends = due.into_iter().map(|d| async move {
-            let result = self.send(&d).await;
-            (d, result)
-        });
-        for (mut d, result) in futures_util::future::join_all(sends).await {
-            d.attempts += 1;
-            match result {
-                Sent::Ok(status) => {
-                    d.last_status = Some(status);
-                    self.finish(d, DeliveryState::Delivered)?;
-                }
-                Sent::Gone => {
-                    d.last_status = Some(410);
-                    d.last_error = Some("the subscriber answered 410 Gone".into());
-                    self.disable(&d.subscriber, "answered 410 Gone")?;
-                    self.finish(d, DeliveryState::Failed)?;
-                }
-                Sent::Retry {
-                    status,
-                    error,
-                    retry_after,
-                } => {
-                    d.last_status = status;
-                    d.last_error = Some(error);
-                    match self.outbound.schedule.get(d.attempts as usize) {
-                        Some(step) => {
-                            let delay = retry_after.map_or(*step, |r| r.max(*step));
-                            d.next_attempt_at =
-                                Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                            self.store.queue_put(T::Deliveries, d.id, &d)?;
-                        }
-                        None => {
-                            self.disable(&d.subscriber, "the last retry failed")?;
-                            self.finish(d, DeliveryState::Failed)?;
-                        }
-                    }
-                }
-            }
-        }
-        self.store.db.flush_async().await?;
-        Ok(Duration::from_millis(0))
-    }
-
-    fn finish(&self, mut d: Delivery, state: DeliveryState) -> Result<(), StoreError> {
-        d.state = state;
-        d.finished_at = Some(Utc::now());
-        tracing::info!(delivery = d.id, subscriber = %d.subscriber, event = %d.event_type, state = ?state, attempts = d.attempts, "delivery finished");
-        self.store.queue_put(T::DeliveriesDone, d.id, &d)?;
-        self.store.queue_remove(T::Deliveries, d.id)
-    }
-
+impl OutboundQueue {
     fn disable(&self, name: &str, reason: &str) -> Result<(), StoreError> {
         tracing::warn!(subscriber = %name, reason, "subscriber disabled");
         set_subscriber_state(
@@ -452,7 +453,7 @@ impl OutboundWorker {
             if d.subscriber == name {
                 let mut d = d;
                 d.last_error = Some(format!("subscriber disabled: {reason}"));
-                self.finish(d, DeliveryState::Failed)?;
+                finish(&self.store, d, DeliveryState::Failed)?;
             }
         }
         Ok(())

@@ -1,10 +1,32 @@
-//! What the durable queues share: the writer's wake-ups. The writer commits
-//! a queue item (a mail, an after-hook event, an outbound delivery) in the
-//! transaction of its change and, once the batch is flushed, wakes the
-//! worker that drains that queue; workers also poll, so a lost wake-up only
-//! delays.
+//! The durable queues and the one worker that drains them.
+//!
+//! The writer commits a queue item (a mail, an after-hook event, an
+//! outbound delivery) in the transaction of its change and, once the batch
+//! is flushed, wakes the queue's worker. Every queue is drained by the same
+//! [`QueueWorker`]: it claims items that are on disk and due, attempts them
+//! (one or several at once), counts attempts, reschedules a failure on the
+//! queue's retry schedule or gives up on it (dead letter), keeps the
+//! queue's metrics and flushes its own bookkeeping at most every 100 ms. A
+//! [`Queue`] supplies only what differs: how to attempt an item, its retry
+//! schedule, and where a settled item goes.
+//!
+//! Delivery is at least once: an item whose removal a crash lost is
+//! attempted again, which every queue tolerates (a mail file is rewritten
+//! under the same name, hooks are at least once, deliveries keep their
+//! `webhook-id`).
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::Notify;
+
+use crate::store::{Store, StoreError, T};
 
 /// Wakes the background workers after a flush made new items durable.
 #[derive(Default)]
@@ -12,4 +34,188 @@ pub struct Wakers {
     pub outbox: Notify,
     pub hooks: Notify,
     pub outbound: Notify,
+}
+
+/// Items a pass looks at, at most.
+pub const SCAN_MAX: usize = 256;
+/// A worker with nothing due looks again after this, woken or not.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// What one attempt came to.
+pub enum Attempt {
+    Done,
+    /// Try again later (`after`: the receiver's own wish, e.g. Retry-After).
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// No point trying again.
+    GiveUp {
+        error: String,
+    },
+}
+
+/// How an item left its queue.
+pub enum Settled {
+    Done,
+    /// Given up on, with the last error.
+    Dead(String),
+}
+
+/// A queue: its items, how one is attempted, and where it goes after.
+pub trait Queue: Send + Sync + 'static {
+    type Item: Serialize + DeserializeOwned + Send + Sync;
+    /// For logs.
+    const NAME: &'static str;
+    const TREE: T;
+    /// Items attempted at once.
+    const PARALLEL: usize = 1;
+
+    /// Flush after every pass that did something, instead of at most every
+    /// 100 ms (for receivers outside that do not deduplicate as well).
+    const FLUSH_EACH_PASS: bool = false;
+
+    fn id(item: &Self::Item) -> u64;
+    fn due_at(item: &Self::Item) -> DateTime<Utc>;
+    /// Schedules the item's next attempt.
+    fn set_due_at(item: &mut Self::Item, at: DateTime<Utc>);
+    /// Notes a failed attempt on the item (its error, and its count where
+    /// `attempt` does not keep it).
+    fn record_failure(item: &mut Self::Item, error: &str);
+
+    /// One attempt; may note what it learnt on the item.
+    fn attempt(&self, item: &mut Self::Item) -> impl Future<Output = Attempt> + Send;
+    /// When to try again after a failure (`wish`: the receiver's own), or
+    /// `None` to give up.
+    fn retry_in(&self, item: &Self::Item, wish: Option<Duration>) -> Option<Duration>;
+    /// Takes a settled item off the queue (removes it, or moves it to a
+    /// done or dead tree).
+    fn settle(&self, store: &Store, item: Self::Item, how: Settled) -> Result<(), StoreError>;
+}
+
+/// The metrics of one queue (existing series keep their names).
+#[derive(Clone, Default)]
+pub struct QueueMetrics {
+    pub depth: Gauge,
+    pub done: Counter,
+    pub failures: Counter,
+    pub dead: Counter,
+}
+
+pub struct QueueWorker<Q: Queue> {
+    pub queue: Q,
+    pub store: Store,
+    pub wake: Arc<Wakers>,
+    pub waker: fn(&Wakers) -> &Notify,
+    pub metrics: QueueMetrics,
+    pub last_flush: std::sync::Mutex<std::time::Instant>,
+}
+
+impl<Q: Queue> QueueWorker<Q> {
+    pub fn new(
+        queue: Q,
+        store: Store,
+        wake: Arc<Wakers>,
+        waker: fn(&Wakers) -> &Notify,
+        metrics: QueueMetrics,
+    ) -> Self {
+        QueueWorker {
+            queue,
+            store,
+            wake,
+            waker,
+            metrics,
+            last_flush: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    pub async fn run(self) {
+        loop {
+            let wait = match self.pass().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(queue = Q::NAME, error = %e, "queue pass failed");
+                    IDLE_POLL
+                }
+            };
+            if !wait.is_zero() {
+                let _ = tokio::time::timeout(wait, (self.waker)(&self.wake).notified()).await;
+            }
+        }
+    }
+
+    /// Attempts what is durable and due; returns how long to wait before
+    /// the next pass (zero when it did something: more may wait).
+    pub async fn pass(&self) -> Result<Duration, StoreError> {
+        let items: Vec<Q::Item> = self.store.durable_queue_items(Q::TREE, SCAN_MAX)?;
+        self.metrics.depth.set(items.len() as i64);
+        let now = Utc::now();
+        let mut next = IDLE_POLL;
+        let mut due = Vec::new();
+        for item in items {
+            let at = Q::due_at(&item);
+            if at > now {
+                next = next.min((at - now).to_std().unwrap_or_default());
+            } else {
+                due.push(item);
+            }
+        }
+        if due.is_empty() {
+            return Ok(next);
+        }
+        let mut due = due.into_iter();
+        loop {
+            let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let attempts = chunk.into_iter().map(|mut item| async move {
+                let result = self.queue.attempt(&mut item).await;
+                (item, result)
+            });
+            for (item, result) in futures_util::future::join_all(attempts).await {
+                self.conclude(item, result)?;
+            }
+        }
+        if Q::FLUSH_EACH_PASS {
+            self.store.db.flush_async().await?;
+        } else {
+            crate::store::flush_at_most_every(&self.store, &self.last_flush).await?;
+        }
+        Ok(Duration::ZERO)
+    }
+
+    fn conclude(&self, mut item: Q::Item, result: Attempt) -> Result<(), StoreError> {
+        let id = Q::id(&item);
+        match result {
+            Attempt::Done => {
+                self.metrics.done.inc();
+                self.queue.settle(&self.store, item, Settled::Done)
+            }
+            Attempt::GiveUp { error } => {
+                self.metrics.failures.inc();
+                self.metrics.dead.inc();
+                Q::record_failure(&mut item, &error);
+                tracing::error!(queue = Q::NAME, id, error = %error, "given up");
+                self.queue.settle(&self.store, item, Settled::Dead(error))
+            }
+            Attempt::Retry { error, after } => {
+                self.metrics.failures.inc();
+                Q::record_failure(&mut item, &error);
+                match self.queue.retry_in(&item, after) {
+                    Some(delay) => {
+                        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                        Q::set_due_at(&mut item, at);
+                        tracing::warn!(queue = Q::NAME, id, retry_in_ms = delay.as_millis() as u64, error = %error, "attempt failed; will retry");
+                        self.store.queue_put(Q::TREE, id, &item)
+                    }
+                    None => {
+                        self.metrics.dead.inc();
+                        tracing::error!(queue = Q::NAME, id, error = %error, "the last attempt failed; given up");
+                        self.queue.settle(&self.store, item, Settled::Dead(error))
+                    }
+                }
+            }
+        }
+    }
 }

@@ -8,13 +8,13 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::domain::{Settings, StateView};
-use crate::hooks::HookWorker;
+use crate::hooks::HookQueue;
 use crate::http::{self, App};
-use crate::mail::{self, OutboxWorker, Transport};
+use crate::mail::{self, Outbox, Transport};
 use crate::metrics::Metrics;
 use crate::policy::script::{Lookups, ScriptEngine};
 use crate::policy::{registry, PolicyHost};
-use crate::queue::Wakers;
+use crate::queue::{QueueWorker, Wakers};
 use crate::ratelimit::RateLimiter;
 use crate::secret::{self, PasswordCost};
 use crate::store::writer::{Writer, WriterDeps};
@@ -187,43 +187,56 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sinks: vec![outbound.clone()],
     });
 
+    // One worker kind for every durable queue; each queue says only what
+    // differs (queue::Queue).
     let outbound_worker = tokio::spawn(
-        crate::outbound::OutboundWorker {
-            store: store.clone(),
-            outbound: outbound.clone(),
-            client: reqwest::Client::builder()
-                .user_agent(concat!("admind/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .context("building the HTTP client for outbound events")?,
-            metrics: metrics.clone(),
-            wakers: wakers.clone(),
-        }
+        QueueWorker::new(
+            crate::outbound::OutboundQueue {
+                store: store.clone(),
+                outbound: outbound.clone(),
+                client: reqwest::Client::builder()
+                    .user_agent(concat!("admind/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .context("building the HTTP client for outbound events")?,
+            },
+            store.clone(),
+            wakers.clone(),
+            |w| &w.outbound,
+            metrics.outbound_queue.clone(),
+        )
         .run(),
     );
+    let finished_deliveries = tokio::spawn(crate::outbound::prune_done_loop(store.clone()));
 
     let transport = Transport::from_config(&config.mail, config.mail_dir())?;
     let outbox = tokio::spawn(
-        OutboxWorker {
-            store: store.clone(),
-            transport,
-            from: config.mail.from.clone(),
-            max_attempts: config.mail.max_attempts,
-            retry_base_ms: config.mail.retry_base_ms,
-            metrics: metrics.clone(),
-            wakers: wakers.clone(),
-            last_flush: std::sync::Mutex::new(std::time::Instant::now()),
-        }
+        QueueWorker::new(
+            Outbox {
+                transport,
+                from: config.mail.from.clone(),
+                max_attempts: config.mail.max_attempts,
+                retry_base_ms: config.mail.retry_base_ms,
+                installation_id: store.installation_id().to_string(),
+            },
+            store.clone(),
+            wakers.clone(),
+            |w| &w.outbox,
+            metrics.outbox_queue.clone(),
+        )
         .run(),
     );
     let hooks = tokio::spawn(
-        HookWorker {
-            store: store.clone(),
-            host: policies.clone(),
-            writer: writer.clone(),
-            metrics: metrics.clone(),
-            wakers: wakers.clone(),
-            last_flush: std::sync::Mutex::new(std::time::Instant::now()),
-        }
+        QueueWorker::new(
+            HookQueue {
+                host: policies.clone(),
+                writer: writer.clone(),
+                metrics: metrics.clone(),
+            },
+            store.clone(),
+            wakers.clone(),
+            |w| &w.hooks,
+            metrics.hook_queue.clone(),
+        )
         .run(),
     );
 
@@ -304,6 +317,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     outbox.abort();
     hooks.abort();
     outbound_worker.abort();
+    finished_deliveries.abort();
     retention.abort();
     webhook_ids.abort();
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
