@@ -140,6 +140,15 @@ kill "$PID"; wait "$PID" 2>/dev/null || true
 fi  # BENCH_ONLY
 
 echo "== hostile load" >&2
+# idle_figures NAME: read calls and CPU ticks of $PID over 5 quiet seconds.
+idle_figures() {
+  local r0 r1 c0 c1
+  r0=$(awk '/^syscr/ {print $2}' /proc/$PID/io); c0=$(awk '{print $14+$15}' /proc/$PID/stat)
+  sleep 5
+  r1=$(awk '/^syscr/ {print $2}' /proc/$PID/io); c1=$(awk '{print $14+$15}' /proc/$PID/stat)
+  echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
+}
+
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {
   local bin=$1 prefix=$2 extra=$3 saved=$BIN
@@ -161,18 +170,12 @@ hostile() {
   sleep 2
   touch "$D/scripts/p001.rhai"; echo '// changed' >> "$D/scripts/p001.rhai"
   sleep 1
-  read -r r0 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c0=$(awk '{print $14+$15}' /proc/$PID/stat)
-  sleep 5
-  read -r r1 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c1=$(awk '{print $14+$15}' /proc/$PID/stat)
-  echo "{\"scenario\": \"${prefix}idle_after_change\", \"scripts\": 200, \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
+  idle_figures "${prefix}idle_after_change"
   kill "$PID"; wait "$PID" 2>/dev/null || true
   # The baseline: an idle daemon with an empty scripts folder.
   D=$W/noscripts$prefix; start_admind "$D" "$extra"
   sleep 2
-  read -r r0 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c0=$(awk '{print $14+$15}' /proc/$PID/stat)
-  sleep 5
-  read -r r1 < <(awk '/^syscr/ {print $2}' /proc/$PID/io); c1=$(awk '{print $14+$15}' /proc/$PID/stat)
-  echo "{\"scenario\": \"${prefix}idle_no_scripts\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
+  idle_figures "${prefix}idle_no_scripts"
   kill "$PID"; wait "$PID" 2>/dev/null || true
   BIN=$saved
 }

@@ -14,6 +14,15 @@ use serde_json::{json, Value};
 
 const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// `GET /healthz`, which must answer.
+async fn healthz(d: &Daemon) -> reqwest::Response {
+    d.http
+        .get(format!("{}/healthz", d.base))
+        .send()
+        .await
+        .expect("healthz answers")
+}
+
 /// A raw request that may answer 5xx (the harness's `call` refuses those).
 async fn raw(
     d: &Daemon,
@@ -71,12 +80,7 @@ async fn password_hashing_is_bounded_and_the_rest_is_shed_with_overloaded() {
         let mut worst = Duration::ZERO;
         for _ in 0..20 {
             let started = Instant::now();
-            let r = d
-                .http
-                .get(format!("{}/healthz", d.base))
-                .send()
-                .await
-                .expect("healthz");
+            let r = healthz(&d).await;
             assert_eq!(r.status(), StatusCode::OK);
             worst = worst.max(started.elapsed());
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -314,12 +318,7 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
     let held = idle_sockets(&d, 120);
     assert!(held.len() >= 100);
     let started = Instant::now();
-    let r = d
-        .http
-        .get(format!("{}/healthz", d.base))
-        .send()
-        .await
-        .expect("healthz answers");
+    let r = healthz(&d).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(started.elapsed() < Duration::from_secs(10));
     // The idle ones were closed by the daemon: reading gives EOF.
@@ -352,12 +351,7 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
         },
     );
     let held = idle_sockets(&d, 80);
-    let r = d
-        .http
-        .get(format!("{}/healthz", d.base))
-        .send()
-        .await
-        .expect("healthz answers");
+    let r = healthz(&d).await;
     assert_eq!(r.status(), StatusCode::OK);
     drop(held);
     let text = d

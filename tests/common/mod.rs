@@ -371,27 +371,18 @@ impl Daemon {
 
     /// Every member of an account, following the pages.
     pub async fn all_members(&self, a: &str, token: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let q = after
-                .as_ref()
-                .map(|x| format!("&after={x}"))
-                .unwrap_or_default();
-            let page = self
-                .get(&format!("/v1/accounts/{a}/members?limit=200{q}"), token)
-                .await;
-            assert_eq!(page.status, StatusCode::OK);
-            out.extend(page.body["items"].as_array().unwrap().iter().cloned());
-            match page.body["next"].as_str() {
-                Some(n) => after = Some(n.to_string()),
-                None => return out,
-            }
-        }
+        self.all_pages(&format!("/v1/accounts/{a}/members"), token)
+            .await
     }
 
     /// Every entry of an account's audit log, following `next`.
     pub async fn all_audit(&self, a: &str, token: &str) -> Vec<Value> {
+        self.all_pages(&format!("/v1/accounts/{a}/audit"), token)
+            .await
+    }
+
+    /// Every item of a paged list, following `next`.
+    pub async fn all_pages(&self, path: &str, token: &str) -> Vec<Value> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -399,9 +390,7 @@ impl Daemon {
                 .as_ref()
                 .map(|x| format!("&after={x}"))
                 .unwrap_or_default();
-            let page = self
-                .get(&format!("/v1/accounts/{a}/audit?limit=200{q}"), token)
-                .await;
+            let page = self.get(&format!("{path}?limit=200{q}"), token).await;
             assert_eq!(page.status, StatusCode::OK, "{}", page.body);
             out.extend(page.body["items"].as_array().unwrap().iter().cloned());
             match page.body["next"].as_str() {
