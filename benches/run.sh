@@ -71,7 +71,7 @@ PY
 # BENCH_ONLY=hostile runs the hostile-load figures alone and keeps the other
 # figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
-  grep -v '"scenario": "\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
+  grep -v '"scenario": *"\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
 else
 echo "== reads" >&2
 D=$W/reads; start_admind "$D"
