@@ -210,131 +210,214 @@ pub struct PolicyCallRecord {
     pub cause_seq: Option<u64>,
 }
 
+/// What the audit log says of a command: its stable action name, the
+/// account it belongs to (when known before it runs) and what it acts on
+/// (never a secret).
+pub struct CommandInfo<'a> {
+    pub action: &'static str,
+    pub account_id: Option<&'a str>,
+    pub target: String,
+}
+
 impl Command {
+    /// The audit log's view of the command: one arm per command, so adding
+    /// a command adds one line here.
+    pub fn info(&self) -> CommandInfo<'_> {
+        fn with<'a>(
+            action: &'static str,
+            account_id: Option<&'a str>,
+            target: String,
+        ) -> CommandInfo<'a> {
+            CommandInfo {
+                action,
+                account_id,
+                target,
+            }
+        }
+        use Command as C;
+        match self {
+            C::CreateAccount { name, .. } => {
+                with("account.create", None, format!("account:{name}"))
+            }
+            C::AddMember {
+                account_id, email, ..
+            } => with("member.add", Some(account_id), format!("email:{email}")),
+            C::ChangeRole {
+                account_id,
+                user_id,
+                ..
+            } => with(
+                "member.change_role",
+                Some(account_id),
+                format!("user:{user_id}"),
+            ),
+            C::RemoveMember {
+                account_id,
+                user_id,
+            } => with("member.remove", Some(account_id), format!("user:{user_id}")),
+            C::TransferOwnership {
+                account_id,
+                to_user_id,
+            } => with(
+                "owner.transfer",
+                Some(account_id),
+                format!("user:{to_user_id}"),
+            ),
+            C::SetSeats { account_id, .. } => with(
+                "billing.set_seats",
+                Some(account_id),
+                format!("account:{account_id}"),
+            ),
+            C::SetPaymentMethod { account_id, .. } => with(
+                "billing.set_payment_method",
+                Some(account_id),
+                format!("account:{account_id}"),
+            ),
+            C::AddIntegration { account_id, name } => with(
+                "integration.add",
+                Some(account_id),
+                format!("integration:{name}"),
+            ),
+            C::AuthorizeIntegration {
+                account_id,
+                integration_id,
+            } => with(
+                "integration.authorize",
+                Some(account_id),
+                format!("integration:{integration_id}"),
+            ),
+            C::RequestPasswordReset { account_id, .. } => with(
+                "password_reset.request",
+                Some(account_id),
+                "password".into(),
+            ),
+            C::ConfirmPasswordReset { .. } => {
+                with("password_reset.confirm", None, "password".into())
+            }
+            C::CreateSession {
+                account_id,
+                user_id,
+                ..
+            } => with(
+                "session.create",
+                Some(account_id),
+                format!("user:{user_id}"),
+            ),
+            C::RevokeSession { .. } => with("session.revoke", None, "session".into()),
+            C::OpenSecurityInvestigation { account_id, .. } => with(
+                "security_investigation.open",
+                Some(account_id),
+                format!("account:{account_id}"),
+            ),
+            C::AddEmail {
+                account_id,
+                user_id,
+                address,
+            } => with(
+                "email.add",
+                Some(account_id),
+                format!("user:{user_id} email:{address}"),
+            ),
+            C::ConfirmEmailVerification { .. } => with("email.verify", None, "email".into()),
+            C::MakePrimaryEmail {
+                account_id,
+                user_id,
+                address,
+            } => with(
+                "email.make_primary",
+                Some(account_id),
+                format!("user:{user_id} email:{address}"),
+            ),
+            C::RemoveEmail {
+                account_id,
+                user_id,
+                address,
+            } => with(
+                "email.remove",
+                Some(account_id),
+                format!("user:{user_id} email:{address}"),
+            ),
+            C::RequestLicence { account_id, .. } => with(
+                "licence_request.file",
+                Some(account_id),
+                format!("account:{account_id}"),
+            ),
+            C::GrantLicence { request_id, .. } => with(
+                "licence_request.grant",
+                None,
+                format!("licence_request:{request_id}"),
+            ),
+            C::DenyLicence { request_id, .. } => with(
+                "licence_request.deny",
+                None,
+                format!("licence_request:{request_id}"),
+            ),
+            C::StartSellTrial { account_id } => with(
+                "sell.start_trial",
+                Some(account_id),
+                format!("account:{account_id}"),
+            ),
+            C::GrantSell {
+                account_id,
+                user_id,
+                ..
+            } => with("sell.grant", Some(account_id), format!("user:{user_id}")),
+            C::ChangeSellRole {
+                account_id,
+                user_id,
+                ..
+            } => with(
+                "sell.change_role",
+                Some(account_id),
+                format!("user:{user_id}"),
+            ),
+            C::RemoveSell {
+                account_id,
+                user_id,
+            } => with("sell.remove", Some(account_id), format!("user:{user_id}")),
+            C::AppointSellAdmin {
+                account_id,
+                user_id,
+            } => with(
+                "sell.appoint_admin",
+                Some(account_id),
+                format!("user:{user_id}"),
+            ),
+            C::PolicyNotify {
+                account_id,
+                address,
+                ..
+            } => with(
+                "policy.notify",
+                Some(account_id),
+                format!("email:{address}"),
+            ),
+            C::ReceiveWebhook {
+                source, webhook_id, ..
+            } => with(
+                "webhook.receive",
+                None,
+                format!("webhook:{source}/{webhook_id}"),
+            ),
+            C::FlagIntegration {
+                account_id,
+                integration_id,
+            } => with(
+                "integration.flag",
+                Some(account_id),
+                format!("integration:{integration_id}"),
+            ),
+            C::RecordPolicyCall { account_id, call } => with(
+                "policy.call",
+                Some(account_id),
+                format!("hook:{}", call.hook),
+            ),
+        }
+    }
+
     /// Stable action name for the audit log and metrics.
     pub fn action(&self) -> &'static str {
-        match self {
-            Command::CreateAccount { .. } => "account.create",
-            Command::AddMember { .. } => "member.add",
-            Command::ChangeRole { .. } => "member.change_role",
-            Command::RemoveMember { .. } => "member.remove",
-            Command::TransferOwnership { .. } => "owner.transfer",
-            Command::SetSeats { .. } => "billing.set_seats",
-            Command::SetPaymentMethod { .. } => "billing.set_payment_method",
-            Command::AddIntegration { .. } => "integration.add",
-            Command::AuthorizeIntegration { .. } => "integration.authorize",
-            Command::RequestPasswordReset { .. } => "password_reset.request",
-            Command::ConfirmPasswordReset { .. } => "password_reset.confirm",
-            Command::CreateSession { .. } => "session.create",
-            Command::RevokeSession { .. } => "session.revoke",
-            Command::OpenSecurityInvestigation { .. } => "security_investigation.open",
-            Command::AddEmail { .. } => "email.add",
-            Command::ConfirmEmailVerification { .. } => "email.verify",
-            Command::MakePrimaryEmail { .. } => "email.make_primary",
-            Command::RemoveEmail { .. } => "email.remove",
-            Command::RequestLicence { .. } => "licence_request.file",
-            Command::GrantLicence { .. } => "licence_request.grant",
-            Command::DenyLicence { .. } => "licence_request.deny",
-            Command::StartSellTrial { .. } => "sell.start_trial",
-            Command::GrantSell { .. } => "sell.grant",
-            Command::ChangeSellRole { .. } => "sell.change_role",
-            Command::RemoveSell { .. } => "sell.remove",
-            Command::AppointSellAdmin { .. } => "sell.appoint_admin",
-            Command::PolicyNotify { .. } => "policy.notify",
-            Command::ReceiveWebhook { .. } => "webhook.receive",
-            Command::FlagIntegration { .. } => "integration.flag",
-            Command::RecordPolicyCall { .. } => "policy.call",
-        }
-    }
-
-    /// The account an audit entry of this command belongs to, when known
-    /// before the command runs.
-    pub fn account_id(&self) -> Option<&str> {
-        match self {
-            Command::AddMember { account_id, .. }
-            | Command::ChangeRole { account_id, .. }
-            | Command::RemoveMember { account_id, .. }
-            | Command::TransferOwnership { account_id, .. }
-            | Command::SetSeats { account_id, .. }
-            | Command::SetPaymentMethod { account_id, .. }
-            | Command::AddIntegration { account_id, .. }
-            | Command::AuthorizeIntegration { account_id, .. }
-            | Command::RequestPasswordReset { account_id, .. }
-            | Command::CreateSession { account_id, .. }
-            | Command::OpenSecurityInvestigation { account_id, .. }
-            | Command::AddEmail { account_id, .. }
-            | Command::MakePrimaryEmail { account_id, .. }
-            | Command::RemoveEmail { account_id, .. }
-            | Command::RequestLicence { account_id, .. }
-            | Command::StartSellTrial { account_id }
-            | Command::GrantSell { account_id, .. }
-            | Command::ChangeSellRole { account_id, .. }
-            | Command::RemoveSell { account_id, .. }
-            | Command::AppointSellAdmin { account_id, .. }
-            | Command::PolicyNotify { account_id, .. }
-            | Command::FlagIntegration { account_id, .. }
-            | Command::RecordPolicyCall { account_id, .. } => Some(account_id),
-            Command::CreateAccount { .. }
-            | Command::ConfirmPasswordReset { .. }
-            | Command::ConfirmEmailVerification { .. }
-            | Command::GrantLicence { .. }
-            | Command::DenyLicence { .. }
-            | Command::ReceiveWebhook { .. }
-            | Command::RevokeSession { .. } => None,
-        }
-    }
-
-    /// What the command acts on, for the audit log (never a secret).
-    pub fn target(&self) -> String {
-        match self {
-            Command::CreateAccount { name, .. } => format!("account:{name}"),
-            Command::AddMember { email, .. } => format!("email:{email}"),
-            Command::ChangeRole { user_id, .. } | Command::RemoveMember { user_id, .. } => {
-                format!("user:{user_id}")
-            }
-            Command::TransferOwnership { to_user_id, .. } => format!("user:{to_user_id}"),
-            Command::SetSeats { account_id, .. } | Command::SetPaymentMethod { account_id, .. } => {
-                format!("account:{account_id}")
-            }
-            Command::AddIntegration { name, .. } => format!("integration:{name}"),
-            Command::AuthorizeIntegration { integration_id, .. } => {
-                format!("integration:{integration_id}")
-            }
-            Command::RequestPasswordReset { .. } => "password".into(),
-            Command::ConfirmPasswordReset { .. } => "password".into(),
-            Command::CreateSession { user_id, .. } => format!("user:{user_id}"),
-            Command::RevokeSession { .. } => "session".into(),
-            Command::OpenSecurityInvestigation { account_id, .. }
-            | Command::StartSellTrial { account_id }
-            | Command::RequestLicence { account_id, .. } => format!("account:{account_id}"),
-            Command::AddEmail {
-                user_id, address, ..
-            }
-            | Command::MakePrimaryEmail {
-                user_id, address, ..
-            }
-            | Command::RemoveEmail {
-                user_id, address, ..
-            } => {
-                format!("user:{user_id} email:{address}")
-            }
-            Command::ConfirmEmailVerification { .. } => "email".into(),
-            Command::GrantLicence { request_id, .. } | Command::DenyLicence { request_id, .. } => {
-                format!("licence_request:{request_id}")
-            }
-            Command::GrantSell { user_id, .. }
-            | Command::ChangeSellRole { user_id, .. }
-            | Command::RemoveSell { user_id, .. }
-            | Command::AppointSellAdmin { user_id, .. } => format!("user:{user_id}"),
-            Command::PolicyNotify { address, .. } => format!("email:{address}"),
-            Command::ReceiveWebhook {
-                source, webhook_id, ..
-            } => format!("webhook:{source}/{webhook_id}"),
-            Command::FlagIntegration { integration_id, .. } => {
-                format!("integration:{integration_id}")
-            }
-            Command::RecordPolicyCall { call, .. } => format!("hook:{}", call.hook),
-        }
+        self.info().action
     }
 }
 

@@ -190,12 +190,13 @@ pub fn refusal_audit(
     if !refusal.is_rule_refusal() {
         return None;
     }
-    let account_id = command.account_id()?;
+    let info = command.info();
+    let account_id = info.account_id?;
     Some(AuditDraft {
         account_id: account_id.to_string(),
         actor: actor.audit_name(),
-        action: command.action().to_string(),
-        target: command.target(),
+        action: info.action.to_string(),
+        target: info.target,
         outcome: format!("refused:{}", refusal.code),
         detail: refusal.detail.clone(),
         at: now,
