@@ -11,23 +11,22 @@ use chrono::{DateTime, Utc};
 use crate::domain::AuditEntry;
 use crate::metrics::Metrics;
 use crate::store::codec::decode;
-use crate::store::{Store, StoreError, T};
+use crate::store::{Op, Store, StoreError, T};
 
 /// How often the retention pass runs.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Entries deleted per pass at most (the next pass continues).
-pub const PRUNE_PER_PASS_MAX: usize = 1_000_000;
 
 impl Store {
-    /// Deletes audit entries older than `cutoff`, up to `max`. Entries of one
-    /// scope (account) are stored in sequence order, which is time order, so
-    /// each scope is read from its start only until its first young entry,
-    /// then the scan jumps to the next scope.
-    pub fn prune_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<usize, StoreError> {
+    /// The writes that delete audit entries older than `cutoff`, up to
+    /// `max` (for the writer to commit). Entries of one scope (account) are
+    /// stored in sequence order, which is time order, so each scope is read
+    /// from its start only until its first young entry, then the scan jumps
+    /// to the next scope.
+    pub fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Op>, StoreError> {
         let tree = self.tree(T::Audit);
-        let mut pruned = 0;
+        let mut ops: Vec<Op> = Vec::new();
         let mut cursor: Vec<u8> = Vec::new();
-        'scopes: while pruned < max {
+        'scopes: while ops.len() < max {
             let Some(first) = tree.range(cursor.as_slice()..).next() else {
                 break;
             };
@@ -42,21 +41,20 @@ impl Store {
             for item in tree.scan_prefix(&scope) {
                 let (k, v) = item?;
                 let entry: AuditEntry = decode(&v)?;
-                if entry.at >= cutoff || pruned >= max {
+                if entry.at >= cutoff || ops.len() >= max {
                     break;
                 }
-                tree.remove(k)?;
-                pruned += 1;
+                ops.push((T::Audit, k.to_vec(), None));
             }
             // The next scope starts after `scope \0 \xff...`: bump the NUL.
             cursor = scope;
             let last = cursor.len() - 1;
             cursor[last] = 1;
-            if pruned >= max {
+            if ops.len() >= max {
                 break 'scopes;
             }
         }
-        Ok(pruned)
+        Ok(ops)
     }
 
     /// Calls `each` with every audit entry at or after `since`, scope by
@@ -87,25 +85,49 @@ impl Store {
 }
 
 /// Deletes entries past retention every [`PRUNE_EVERY`] (and once at start).
-pub async fn retention_loop(store: Store, retention_days: u32, metrics: Arc<Metrics>) {
+pub async fn retention_loop(
+    store: Store,
+    writer: crate::store::writer::Writer,
+    retention_days: u32,
+    metrics: Arc<Metrics>,
+) {
     if retention_days == 0 {
         return;
     }
     loop {
         let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.prune_audit(cutoff, PRUNE_PER_PASS_MAX)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                metrics.audit_entries_pruned.inc_by(n as u64);
-                tracing::info!(
-                    entries = n,
-                    retention_days,
-                    "audit entries past retention deleted"
-                );
+        // In transactions of bounded size, through the writer, until done.
+        loop {
+            let s = store.clone();
+            let ops = match tokio::task::spawn_blocking(move || {
+                s.expired_audit(cutoff, crate::store::writer::MAINTENANCE_OPS_MAX)
+            })
+            .await
+            {
+                Ok(Ok(ops)) => ops,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "audit retention pass failed");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit retention task failed");
+                    break;
+                }
+            };
+            let n = ops.len();
+            if n == 0 {
+                break;
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "audit retention pass failed"),
-            Err(e) => tracing::error!(error = %e, "audit retention task failed"),
+            if let Err(e) = writer.submit_ops(ops).await {
+                tracing::error!(error = %e, "audit retention commit failed");
+                break;
+            }
+            metrics.audit_entries_pruned.inc_by(n as u64);
+            tracing::info!(
+                entries = n,
+                retention_days,
+                "audit entries past retention deleted"
+            );
         }
         tokio::time::sleep(PRUNE_EVERY).await;
     }
@@ -202,8 +224,13 @@ mod tests {
             entry(&store, scope, now);
         }
         let cutoff = now - chrono::Duration::days(400);
-        assert_eq!(store.prune_audit(cutoff, usize::MAX).unwrap(), 9);
-        assert_eq!(store.prune_audit(cutoff, usize::MAX).unwrap(), 0);
+        let prune = |max| {
+            let ops = store.expired_audit(cutoff, max).unwrap();
+            store.commit(&ops).unwrap();
+            ops.len()
+        };
+        assert_eq!(prune(usize::MAX), 9);
+        assert_eq!(prune(usize::MAX), 0);
         let mut left = Vec::new();
         store
             .audit_since(old, None, |e| {
@@ -216,8 +243,8 @@ mod tests {
         for _ in 0..5 {
             entry(&store, "acc_c", old);
         }
-        assert_eq!(store.prune_audit(cutoff, 2).unwrap(), 2);
-        assert_eq!(store.prune_audit(cutoff, 10).unwrap(), 3);
+        assert_eq!(prune(2), 2);
+        assert_eq!(prune(10), 3);
     }
 
     #[test]

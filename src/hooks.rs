@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::policy::{describe, hook_event, CallRecord, PolicyHost};
 use crate::queue::{Attempt, Queue, Settled};
 use crate::store::writer::Writer;
-use crate::store::{QueuedEvent, Store, StoreError, T};
+use crate::store::{Op, QueuedEvent, Store, StoreError, T};
 
 /// The after-hook queue: each event runs the handlers of its hook once
 /// committed, their actions go through the core as the policy, and every
@@ -110,8 +110,8 @@ impl Queue for HookQueue {
         None
     }
 
-    fn settle(&self, store: &Store, item: QueuedEvent, _: Settled) -> Result<(), StoreError> {
-        store.queue_remove(T::HookQueue, item.id)
+    fn settle(&self, _: &Store, item: QueuedEvent, _: Settled) -> Result<Vec<Op>, StoreError> {
+        Ok(vec![Store::queue_remove(T::HookQueue, item.id)])
     }
 }
 

@@ -18,7 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::config::{MailConfig, MailTransportKind, SmtpSecurity};
 use crate::domain::Notice;
 use crate::queue::{Attempt, Queue, Settled};
-use crate::store::{OutboxMail, Store, StoreError, T};
+use crate::store::{Op, OutboxMail, Store, StoreError, T};
 
 /// Renders a notice; the raw token appears only here, inside the link.
 pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
@@ -344,13 +344,14 @@ impl Queue for Outbox {
         Some(Duration::from_millis(delay_ms))
     }
 
-    fn settle(&self, store: &Store, mail: OutboxMail, how: Settled) -> Result<(), StoreError> {
-        // Removals need not be flushed at once: a delivery that comes back
-        // after a crash rewrites the same file (SMTP receivers drop the
-        // duplicate Message-ID).
+    /// A delivery that comes back after a crash (its removal not yet
+    /// committed) rewrites the same file; SMTP receivers drop the duplicate
+    /// Message-ID.
+    fn settle(&self, _: &Store, mail: OutboxMail, how: Settled) -> Result<Vec<Op>, StoreError> {
+        let mut ops = vec![Store::queue_remove(T::Outbox, mail.id)];
         if let Settled::Dead(_) = how {
-            store.queue_put(T::OutboxDead, mail.id, &mail)?;
+            ops.push(Store::queue_put(T::OutboxDead, mail.id, &mail));
         }
-        store.queue_remove(T::Outbox, mail.id)
+        Ok(ops)
     }
 }

@@ -59,6 +59,15 @@ pub struct ShedLabels {
     pub reason: &'static str,
 }
 
+/// The metrics of one queue (existing series keep their names).
+#[derive(Clone, Default)]
+pub struct QueueMetrics {
+    pub depth: Gauge,
+    pub done: Counter,
+    pub failures: Counter,
+    pub dead: Counter,
+}
+
 pub struct Metrics {
     pub accept_errors: Counter,
     pub open_connections: Gauge,
@@ -83,9 +92,9 @@ pub struct Metrics {
     pub hook_queue_depth: Gauge,
     pub hook_events_dispatched: Counter,
     /// The series of each durable queue, as its worker keeps them.
-    pub outbox_queue: crate::queue::QueueMetrics,
-    pub hook_queue: crate::queue::QueueMetrics,
-    pub outbound_queue: crate::queue::QueueMetrics,
+    pub outbox_queue: QueueMetrics,
+    pub hook_queue: QueueMetrics,
+    pub outbound_queue: QueueMetrics,
 }
 
 impl Default for Metrics {
@@ -253,19 +262,19 @@ impl Metrics {
             "After-hook events dispatched",
             hook_events_dispatched.clone(),
         );
-        let outbox_queue = crate::queue::QueueMetrics {
+        let outbox_queue = QueueMetrics {
             depth: outbox_depth.clone(),
             done: mail_delivered.clone(),
             failures: mail_delivery_failures.clone(),
             dead: mail_dead_lettered.clone(),
         };
-        let hook_queue = crate::queue::QueueMetrics {
+        let hook_queue = QueueMetrics {
             depth: hook_queue_depth.clone(),
             done: hook_events_dispatched.clone(),
             failures: hook_events_failed.clone(),
             dead: hook_events_failed,
         };
-        let outbound_queue = crate::queue::QueueMetrics {
+        let outbound_queue = QueueMetrics {
             depth: outbound_depth,
             done: outbound_delivered,
             failures: outbound_failures,

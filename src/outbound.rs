@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::domain::{Change, DomainEvent, LicenceRequest, LicenceStatus};
 use crate::queue::{Attempt, Queue, Settled};
 use crate::store::codec::{decode, encode};
-use crate::store::writer::Sink;
+use crate::store::writer::{Sink, Writer};
 use crate::store::{Op, Store, StoreError, T};
 
 /// Standard Webhooks' schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -248,15 +248,13 @@ pub fn subscriber_state(store: &Store, name: &str) -> Result<SubscriberState, St
     }
 }
 
-fn set_subscriber_state(
-    store: &Store,
-    name: &str,
-    state: &SubscriberState,
-) -> Result<(), StoreError> {
-    store
-        .tree(T::Subscribers)
-        .insert(name.as_bytes(), encode(state))?;
-    Ok(())
+/// The write that records a subscriber's state.
+fn subscriber_state_op(name: &str, state: &SubscriberState) -> Op {
+    (
+        T::Subscribers,
+        name.as_bytes().to_vec(),
+        Some(encode(state)),
+    )
 }
 
 /// Pending first (oldest first), then finished (newest first), at most `limit`.
@@ -285,6 +283,9 @@ pub fn delivery(store: &Store, id: u64) -> Result<Option<Delivery>, StoreError> 
         .map(|bytes| decode(&bytes).map_err(StoreError::from))
         .transpose()
 }
+
+/// Pending deliveries looked at when a subscriber is disabled.
+const DISABLE_SCAN_MAX: usize = 100_000;
 
 /// The writes that queue a delivery again from its first attempt (same
 /// `webhook-id`) and re-enable its subscriber; none when it is gone. Run by
@@ -335,9 +336,6 @@ impl Queue for OutboundQueue {
     const NAME: &'static str = "outbound";
     const TREE: T = T::Deliveries;
     const PARALLEL: usize = 64;
-    // Receivers outside: keep the window for a second send after a crash
-    // short (they deduplicate on webhook-id, but need not).
-    const FLUSH_EACH_PASS: bool = true;
 
     fn id(d: &Delivery) -> u64 {
         d.id
@@ -362,9 +360,6 @@ impl Queue for OutboundQueue {
             }
             Sent::Gone => {
                 d.last_status = Some(410);
-                if let Err(e) = self.disable(&d.subscriber, "answered 410 Gone") {
-                    tracing::error!(error = %e, "disabling a subscriber failed");
-                }
                 Attempt::GiveUp {
                     error: "the subscriber answered 410 Gone".into(),
                 }
@@ -383,84 +378,98 @@ impl Queue for OutboundQueue {
         }
     }
 
-    /// The schedule's next step (or the receiver's Retry-After when longer);
-    /// after its last step the subscriber is disabled.
+    /// The schedule's next step (or the receiver's Retry-After when longer).
     fn retry_in(&self, d: &Delivery, wish: Option<Duration>) -> Option<Duration> {
-        match self.outbound.schedule.get(d.attempts as usize) {
-            Some(step) => Some(wish.map_or(*step, |r| r.max(*step))),
-            None => {
-                if let Err(e) = self.disable(&d.subscriber, "the last retry failed") {
-                    tracing::error!(error = %e, "disabling a subscriber failed");
-                }
-                None
+        self.outbound
+            .schedule
+            .get(d.attempts as usize)
+            .map(|step| wish.map_or(*step, |r| r.max(*step)))
+    }
+
+    /// A delivery given up on (410, or after the last retry) disables its
+    /// subscriber, and its other pending deliveries fail with it.
+    fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<Vec<Op>, StoreError> {
+        match how {
+            Settled::Done => Ok(finish(d, DeliveryState::Delivered)),
+            Settled::Dead(_) => {
+                let reason = if d.last_status == Some(410) {
+                    "answered 410 Gone"
+                } else {
+                    "the last retry failed"
+                };
+                let mut ops = self.disable(store, &d.subscriber, reason, d.id)?;
+                ops.extend(finish(d, DeliveryState::Failed));
+                Ok(ops)
             }
         }
     }
-
-    fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<(), StoreError> {
-        let state = match how {
-            Settled::Done => DeliveryState::Delivered,
-            Settled::Dead(_) => DeliveryState::Failed,
-        };
-        finish(store, d, state)
-    }
 }
 
-/// Moves a delivery to `deliveries_done` in its final state.
-fn finish(store: &Store, mut d: Delivery, state: DeliveryState) -> Result<(), StoreError> {
+/// The writes that move a delivery to `deliveries_done` in its final state.
+fn finish(mut d: Delivery, state: DeliveryState) -> Vec<Op> {
     d.state = state;
     d.finished_at = Some(Utc::now());
     tracing::info!(delivery = d.id, subscriber = %d.subscriber, event = %d.event_type, state = ?state, attempts = d.attempts, "delivery finished");
-    store.queue_put(T::DeliveriesDone, d.id, &d)?;
-    store.queue_remove(T::Deliveries, d.id)
+    vec![
+        Store::queue_remove(T::Deliveries, d.id),
+        Store::queue_put(T::DeliveriesDone, d.id, &d),
+    ]
 }
 
 /// Forgets finished deliveries after [`DONE_KEEP_DAYS`], every 10 minutes.
-pub async fn prune_done_loop(store: Store) {
+pub async fn prune_done_loop(store: Store, writer: Writer) {
     loop {
         tokio::time::sleep(Duration::from_secs(600)).await;
         let cutoff = Utc::now() - chrono::Duration::days(DONE_KEEP_DAYS);
-        let mut pruned = 0;
-        for (k, v) in store.tree(T::DeliveriesDone).iter().flatten() {
-            if decode::<Delivery>(&v)
-                .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
-                .unwrap_or(true)
-            {
-                let _ = store.tree(T::DeliveriesDone).remove(k);
-                pruned += 1;
+        let ops: Vec<Op> = store
+            .tree(T::DeliveriesDone)
+            .iter()
+            .flatten()
+            .filter(|(_, v)| {
+                decode::<Delivery>(v)
+                    .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
+                    .unwrap_or(true)
+            })
+            .take(crate::store::writer::MAINTENANCE_OPS_MAX)
+            .map(|(k, _)| (T::DeliveriesDone, k.to_vec(), None))
+            .collect();
+        let pruned = ops.len();
+        match writer.submit_ops(ops).await {
+            Ok(()) if pruned > 0 => {
+                tracing::info!(deliveries = pruned, "finished deliveries pruned")
             }
-        }
-        if pruned > 0 {
-            tracing::info!(deliveries = pruned, "finished deliveries pruned");
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning finished deliveries failed"),
         }
     }
 }
 
 impl OutboundQueue {
-    fn disable(&self, name: &str, reason: &str) -> Result<(), StoreError> {
+    /// The writes that disable a subscriber and fail its other pending
+    /// deliveries (`except`: the one being settled).
+    fn disable(
+        &self,
+        store: &Store,
+        name: &str,
+        reason: &str,
+        except: u64,
+    ) -> Result<Vec<Op>, StoreError> {
         tracing::warn!(subscriber = %name, reason, "subscriber disabled");
-        set_subscriber_state(
-            self.store_ref(),
+        let mut ops = vec![subscriber_state_op(
             name,
             &SubscriberState {
                 disabled: true,
                 reason: Some(reason.into()),
                 since: Some(Utc::now()),
             },
-        )?;
-        // Its other pending deliveries fail now rather than wait.
-        for d in self.store.queue_items::<Delivery>(T::Deliveries, 100_000)? {
-            if d.subscriber == name {
-                let mut d = d;
+        )];
+        for mut d in store.queue_items::<Delivery>(T::Deliveries, DISABLE_SCAN_MAX)? {
+            if d.subscriber == name && d.id != except {
                 d.last_error = Some(format!("subscriber disabled: {reason}"));
-                finish(&self.store, d, DeliveryState::Failed)?;
+                ops.extend(finish(d, DeliveryState::Failed));
             }
         }
-        Ok(())
-    }
-
-    fn store_ref(&self) -> &Store {
-        &self.store
+        Ok(ops)
     }
 
     async fn send(&self, d: &Delivery) -> Sent {

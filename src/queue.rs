@@ -5,10 +5,11 @@
 //! is flushed, wakes the queue's worker. Every queue is drained by the same
 //! [`QueueWorker`]: it claims items that are on disk and due, attempts them
 //! (one or several at once), counts attempts, reschedules a failure on the
-//! queue's retry schedule or gives up on it (dead letter), keeps the
-//! queue's metrics and flushes its own bookkeeping at most every 100 ms. A
-//! [`Queue`] supplies only what differs: how to attempt an item, its retry
-//! schedule, and where a settled item goes.
+//! queue's retry schedule or gives up on it (dead letter) and keeps the
+//! queue's metrics. Its bookkeeping (removals, reschedules, dead letters)
+//! goes through the writer like every other write, one transaction per
+//! pass. A [`Queue`] supplies only what differs: how to attempt an item,
+//! its retry schedule, and the writes that settle it.
 //!
 //! Delivery is at least once: an item whose removal a crash lost is
 //! attempted again, which every queue tolerates (a mail file is rewritten
@@ -20,21 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::store::{Store, StoreError, T};
+use crate::domain::Refusal;
+pub use crate::metrics::QueueMetrics;
+use crate::store::writer::Writer;
+use crate::store::{Op, Store, StoreError, T};
 
-/// Wakes the background workers after a flush made new items durable.
-#[derive(Default)]
-pub struct Wakers {
-    pub outbox: Notify,
-    pub hooks: Notify,
-    pub outbound: Notify,
-}
+pub use crate::store::writer::Wakers;
 
 /// Items a pass looks at, at most.
 pub const SCAN_MAX: usize = 256;
@@ -71,10 +67,6 @@ pub trait Queue: Send + Sync + 'static {
     /// Items attempted at once.
     const PARALLEL: usize = 1;
 
-    /// Flush after every pass that did something, instead of at most every
-    /// 100 ms (for receivers outside that do not deduplicate as well).
-    const FLUSH_EACH_PASS: bool = false;
-
     fn id(item: &Self::Item) -> u64;
     fn due_at(item: &Self::Item) -> DateTime<Utc>;
     /// Schedules the item's next attempt.
@@ -88,33 +80,25 @@ pub trait Queue: Send + Sync + 'static {
     /// When to try again after a failure (`wish`: the receiver's own), or
     /// `None` to give up.
     fn retry_in(&self, item: &Self::Item, wish: Option<Duration>) -> Option<Duration>;
-    /// Takes a settled item off the queue (removes it, or moves it to a
-    /// done or dead tree).
-    fn settle(&self, store: &Store, item: Self::Item, how: Settled) -> Result<(), StoreError>;
-}
-
-/// The metrics of one queue (existing series keep their names).
-#[derive(Clone, Default)]
-pub struct QueueMetrics {
-    pub depth: Gauge,
-    pub done: Counter,
-    pub failures: Counter,
-    pub dead: Counter,
+    /// The writes that take a settled item off the queue (remove it, or move
+    /// it to a done or dead tree, and whatever else settling implies).
+    fn settle(&self, store: &Store, item: Self::Item, how: Settled) -> Result<Vec<Op>, StoreError>;
 }
 
 pub struct QueueWorker<Q: Queue> {
     pub queue: Q,
     pub store: Store,
+    pub writer: Writer,
     pub wake: Arc<Wakers>,
     pub waker: fn(&Wakers) -> &Notify,
     pub metrics: QueueMetrics,
-    pub last_flush: std::sync::Mutex<std::time::Instant>,
 }
 
 impl<Q: Queue> QueueWorker<Q> {
     pub fn new(
         queue: Q,
         store: Store,
+        writer: Writer,
         wake: Arc<Wakers>,
         waker: fn(&Wakers) -> &Notify,
         metrics: QueueMetrics,
@@ -122,10 +106,10 @@ impl<Q: Queue> QueueWorker<Q> {
         QueueWorker {
             queue,
             store,
+            writer,
             wake,
             waker,
             metrics,
-            last_flush: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -146,7 +130,7 @@ impl<Q: Queue> QueueWorker<Q> {
 
     /// Attempts what is durable and due; returns how long to wait before
     /// the next pass (zero when it did something: more may wait).
-    pub async fn pass(&self) -> Result<Duration, StoreError> {
+    pub async fn pass(&self) -> Result<Duration, Refusal> {
         let items: Vec<Q::Item> = self.store.durable_queue_items(Q::TREE, SCAN_MAX)?;
         self.metrics.depth.set(items.len() as i64);
         let now = Utc::now();
@@ -164,6 +148,7 @@ impl<Q: Queue> QueueWorker<Q> {
             return Ok(next);
         }
         let mut due = due.into_iter();
+        let mut ops = Vec::new();
         loop {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
             if chunk.is_empty() {
@@ -174,18 +159,15 @@ impl<Q: Queue> QueueWorker<Q> {
                 (item, result)
             });
             for (item, result) in futures_util::future::join_all(attempts).await {
-                self.conclude(item, result)?;
+                ops.extend(self.conclude(item, result)?);
             }
         }
-        if Q::FLUSH_EACH_PASS {
-            self.store.db.flush_async().await?;
-        } else {
-            crate::store::flush_at_most_every(&self.store, &self.last_flush).await?;
-        }
+        // One transaction for the pass's bookkeeping, through the writer.
+        self.writer.submit_ops(ops).await?;
         Ok(Duration::ZERO)
     }
 
-    fn conclude(&self, mut item: Q::Item, result: Attempt) -> Result<(), StoreError> {
+    fn conclude(&self, mut item: Q::Item, result: Attempt) -> Result<Vec<Op>, StoreError> {
         let id = Q::id(&item);
         match result {
             Attempt::Done => {
@@ -207,7 +189,7 @@ impl<Q: Queue> QueueWorker<Q> {
                         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                         Q::set_due_at(&mut item, at);
                         tracing::warn!(queue = Q::NAME, id, retry_in_ms = delay.as_millis() as u64, error = %error, "attempt failed; will retry");
-                        self.store.queue_put(Q::TREE, id, &item)
+                        Ok(vec![Store::queue_put(Q::TREE, id, &item)])
                     }
                     None => {
                         self.metrics.dead.inc();

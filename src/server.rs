@@ -200,13 +200,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     .context("building the HTTP client for outbound events")?,
             },
             store.clone(),
+            writer.clone(),
             wakers.clone(),
             |w| &w.outbound,
             metrics.outbound_queue.clone(),
         )
         .run(),
     );
-    let finished_deliveries = tokio::spawn(crate::outbound::prune_done_loop(store.clone()));
+    let finished_deliveries = tokio::spawn(crate::outbound::prune_done_loop(
+        store.clone(),
+        writer.clone(),
+    ));
 
     let transport = Transport::from_config(&config.mail, config.mail_dir())?;
     let outbox = tokio::spawn(
@@ -219,6 +223,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 installation_id: store.installation_id().to_string(),
             },
             store.clone(),
+            writer.clone(),
             wakers.clone(),
             |w| &w.outbox,
             metrics.outbox_queue.clone(),
@@ -233,6 +238,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 metrics: metrics.clone(),
             },
             store.clone(),
+            writer.clone(),
             wakers.clone(),
             |w| &w.hooks,
             metrics.hook_queue.clone(),
@@ -240,9 +246,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .run(),
     );
 
-    let webhook_ids = tokio::spawn(crate::webhooks::prune_seen_loop(store.clone()));
+    let webhook_ids = tokio::spawn(crate::webhooks::prune_seen_loop(
+        store.clone(),
+        writer.clone(),
+    ));
     let retention = tokio::spawn(crate::audit::retention_loop(
         store.clone(),
+        writer.clone(),
         config.audit.retention_days,
         metrics.clone(),
     ));

@@ -156,6 +156,51 @@ fn http_reaches_state_only_through_the_core() {
     }
 }
 
+/// Only the writer writes: outside `src/store/` no code commits or writes a
+/// tree, and inside it only the writer commits (workers, retention and
+/// redelivery hand their writes to the writer).
+#[test]
+fn only_the_writer_writes() {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    walk(&root.join("src"), &mut files);
+    for file in files {
+        let rel = file
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let code = non_test_code(&std::fs::read_to_string(&file).unwrap());
+        let commits = code.contains(".commit(");
+        let tree_writes = code
+            .lines()
+            .any(|l| l.contains(".tree(") && (l.contains(".insert(") || l.contains(".remove(")));
+        match rel.as_str() {
+            "src/store/writer.rs" => {}
+            r if r.starts_with("src/store/") => {
+                assert!(!tree_writes, "{r} writes a tree outside a transaction");
+            }
+            r => {
+                assert!(
+                    !commits,
+                    "{r} commits to the store: hand the writes to the writer"
+                );
+                assert!(!tree_writes, "{r} writes a tree directly");
+            }
+        }
+    }
+}
+
 /// The modules of a crate (`crate::a::b` → file) under `root`.
 fn crate_modules(root: &Path, krate: &str) -> HashMap<String, std::path::PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

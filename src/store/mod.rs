@@ -420,14 +420,14 @@ impl Store {
         Ok(out)
     }
 
-    pub fn queue_put<V: Serialize>(&self, t: T, id: u64, value: &V) -> Result<(), StoreError> {
-        self.tree(t).insert(id.to_be_bytes(), encode(value))?;
-        Ok(())
+    /// The write that puts a queue item (for the writer to commit).
+    pub fn queue_put<V: Serialize>(t: T, id: u64, value: &V) -> Op {
+        (t, id.to_be_bytes().to_vec(), Some(encode(value)))
     }
 
-    pub fn queue_remove(&self, t: T, id: u64) -> Result<(), StoreError> {
-        self.tree(t).remove(id.to_be_bytes())?;
-        Ok(())
+    /// The write that removes a queue item (for the writer to commit).
+    pub fn queue_remove(t: T, id: u64) -> Op {
+        (t, id.to_be_bytes().to_vec(), None)
     }
 
     pub fn queue_len(&self, t: T) -> usize {
@@ -596,40 +596,26 @@ impl StateView for Store {
 impl Store {
     /// Forgets webhook ids received before `cutoff` (senders retry for a
     /// few days; ids are kept longer than that). Returns how many went.
-    pub fn prune_webhooks_seen(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut pruned = 0;
+    /// The writes that forget webhook ids received before `cutoff`, at most
+    /// `max` (for the writer to commit).
+    pub fn expired_webhook_ids(
+        &self,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Op>, StoreError> {
+        let mut ops = Vec::new();
         for item in self.tree(T::WebhooksSeen).iter() {
+            if ops.len() >= max {
+                break;
+            }
             let (k, v) = item?;
             let at: DateTime<Utc> = decode(&v)?;
             if at < cutoff {
-                self.tree(T::WebhooksSeen).remove(k)?;
-                pruned += 1;
+                ops.push((T::WebhooksSeen, k.to_vec(), None));
             }
         }
-        Ok(pruned)
+        Ok(ops)
     }
-}
-
-/// Background workers' flushes: at most one per 100 ms per worker.
-pub const WORKER_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
-pub async fn flush_at_most_every(
-    store: &Store,
-    last: &std::sync::Mutex<std::time::Instant>,
-) -> Result<(), StoreError> {
-    let due = {
-        let mut l = last.lock().unwrap_or_else(|p| p.into_inner());
-        if l.elapsed() >= WORKER_FLUSH_EVERY {
-            *l = std::time::Instant::now();
-            true
-        } else {
-            false
-        }
-    };
-    if due {
-        store.db.flush_async().await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -657,10 +643,14 @@ mod tests {
             ])
             .unwrap();
         store.commit(&ops).unwrap();
-        let pruned = store
-            .prune_webhooks_seen(now - chrono::Duration::days(crate::webhooks::SEEN_KEEP_DAYS))
+        let expired = store
+            .expired_webhook_ids(
+                now - chrono::Duration::days(crate::webhooks::SEEN_KEEP_DAYS),
+                100,
+            )
             .unwrap();
-        assert_eq!(pruned, 1);
+        assert_eq!(expired.len(), 1);
+        store.commit(&expired).unwrap();
         assert!(!store.webhook_seen("crm", "old").unwrap());
         assert!(store.webhook_seen("crm", "new").unwrap());
     }

@@ -15,11 +15,21 @@ use chrono::DateTime;
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::queue::Wakers;
+/// Wakes the background workers after a flush made new items durable.
+#[derive(Default)]
+pub struct Wakers {
+    pub outbox: tokio::sync::Notify,
+    pub hooks: tokio::sync::Notify,
+    pub outbound: tokio::sync::Notify,
+}
 
 use super::{Op, OutboxMail, Store, StoreError};
 use crate::domain::*;
 use crate::metrics::Metrics;
+
+/// Writes one maintenance transaction carries at most (pruning passes
+/// commit in steps of this size).
+pub const MAINTENANCE_OPS_MAX: usize = 10_000;
 
 /// Most commands committed under one flush.
 pub const BATCH_MAX: usize = 256;
@@ -106,12 +116,19 @@ impl Writer {
 
     /// Commits `work`'s writes in one transaction on the writer thread;
     /// returns once they are durable. Wakes the event workers after.
-    pub async fn submit_maintenance(
-        &self,
-        actor: Principal,
-        work: Maintenance,
-    ) -> Result<(), Refusal> {
-        self.send(actor, Work::Maintenance(work)).await.map(|_| ())
+    pub async fn submit_maintenance(&self, work: Maintenance) -> Result<(), Refusal> {
+        self.send(Principal::Operator, Work::Maintenance(work))
+            .await
+            .map(|_| ())
+    }
+
+    /// Commits blind writes (a worker's bookkeeping, retention) like a
+    /// maintenance step: in one transaction, durable on return.
+    pub async fn submit_ops(&self, ops: Vec<Op>) -> Result<(), Refusal> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.submit_maintenance(Box::new(move |_| Ok(ops))).await
     }
 
     /// Runs `command` as `actor`; returns once the outcome is durable.
