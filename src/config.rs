@@ -149,6 +149,9 @@ pub struct AuthConfig {
     pub attempts_per_minute_per_ip: u32,
     /// Keys the attempt limiters remember at once (per user, per IP).
     pub limiter_keys_max: usize,
+    /// Load balancers and proxies (addresses or CIDR ranges) whose
+    /// `X-Forwarded-For` names the client for the per-IP limit.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -255,6 +258,7 @@ impl Default for AuthConfig {
             hash_queue_max: 32,
             attempts_per_minute_per_ip: 60,
             limiter_keys_max: 100_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -354,6 +358,10 @@ impl Config {
             self.limits.refusals_per_minute >= 1,
             "limits.refusals_per_minute must be at least 1"
         );
+        for p in &self.auth.trusted_proxies {
+            crate::http::client_ip::Cidr::parse(p)
+                .map_err(|e| anyhow::anyhow!("auth.trusted_proxies: {e}"))?;
+        }
         for name in self.hooks.keys() {
             anyhow::ensure!(
                 admind_plugin_api::Hook::from_name(name).is_some(),

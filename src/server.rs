@@ -276,6 +276,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 config.auth.limiter_keys_max,
             )
         }),
+        trusted_proxies: config
+            .auth
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| http::client_ip::Cidr::parse(p).ok())
+            .collect(),
         refusals: RateLimiter::new(
             config.limits.refusals_per_minute,
             config.auth.limiter_keys_max,

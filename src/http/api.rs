@@ -29,6 +29,8 @@ pub struct App {
     pub limiter: RateLimiter,
     /// The same attempts per client IP (0 per minute: off).
     pub ip_limiter: Option<RateLimiter>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<super::client_ip::Cidr>,
     /// Refused requests per caller (each is an audit entry).
     pub refusals: RateLimiter,
     /// Bounds the password hashes running and waiting.
@@ -141,20 +143,29 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
-/// The client's IP address, when the request came through the listener
-/// (in-process callers have none).
+/// The client's IP address (see `client_ip`: the peer, or behind trusted
+/// proxies the hop they forwarded), when the request came through the
+/// listener (in-process callers have none).
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientIp(peer.map(|peer| {
+            let forwarded = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            super::client_ip::client_ip(peer, forwarded, &app.trusted_proxies)
+        })))
     }
 }
 

@@ -3,6 +3,7 @@
 
 // Shared by every endpoint: the app state, extractors, the error type.
 pub mod api;
+pub mod client_ip;
 pub mod dto;
 pub mod listener;
 pub mod problem;
