@@ -1144,3 +1144,59 @@ async fn r17_behind_a_trusted_proxy_each_client_has_its_own_ip_budget_and_nobody
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_mail_that_cannot_be_written_is_retried_then_dead_lettered_and_later_mail_flows() {
+    let d = Daemon::start_opts(
+        "",
+        SpawnOptions {
+            env: vec![("ADMIND_MAIL__MAX_ATTEMPTS".into(), "3".into())],
+            ..Default::default()
+        },
+    );
+    // The mail folder becomes a file: every write fails (transiently, as far
+    // as the worker knows).
+    let mail_dir = d.mail_dir();
+    let aside = d.dir.path().join("mail-aside");
+    std::fs::rename(&mail_dir, &aside).unwrap();
+    std::fs::write(&mail_dir, b"not a folder").unwrap();
+    d.create_account("Lost", "lost@acme.test", 2).await;
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = d
+            .get("/metrics", &d.operator)
+            .await
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if metric(&text, "admind_mail_dead_lettered_total") >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        metric(&text, "admind_mail_dead_lettered_total"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "admind_mail_delivery_failures_total"),
+        3.0,
+        "three attempts"
+    );
+    assert_eq!(metric(&text, "admind_outbox_depth"), 0.0);
+    // The folder is back: the next mail is delivered, the dead one is not.
+    std::fs::remove_file(&mail_dir).unwrap();
+    std::fs::rename(&aside, &mail_dir).unwrap();
+    d.create_account("Found", "found@acme.test", 2).await;
+    d.wait_mail("found@acme.test", "", 1).await;
+    assert!(d.mails().iter().all(|m| m.to != "lost@acme.test"));
+}

@@ -29,6 +29,8 @@ pub struct SpawnOptions {
     pub nofile: Option<u64>,
     /// Write stderr (logs at info) to `<dir>/daemon.log` instead of the test's.
     pub log_to_file: bool,
+    /// More environment (`ADMIND_*` settings the TOML already has a table for).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Answer {
@@ -182,6 +184,12 @@ impl Daemon {
             .arg("--scripts-dir")
             .arg(self.scripts_dir())
             .env("ADMIND_LOG", log_level)
+            .envs(
+                self.options
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
