@@ -157,7 +157,8 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
         _ => None,
     }
     .ok_or_else(|| format!("--since {text:?}: the unit is m, h or d"))?;
-    Ok(now - age)
+    now.checked_sub_signed(age)
+        .ok_or_else(|| format!("--since {text:?} is before any date this can represent"))
 }
 
 /// `admind audit export`: JSON lines of the entries since `since` on
@@ -268,5 +269,13 @@ mod tests {
         assert!(parse_since("yesterday", now).is_err());
         assert!(parse_since("7w", now).is_err());
         assert!(parse_since("", now).is_err());
+        assert!(
+            parse_since("100000000000d", now).is_err(),
+            "no overflow panic"
+        );
+        assert!(
+            parse_since("100000000d", now).is_err(),
+            "past the representable range"
+        );
     }
 }

@@ -183,7 +183,7 @@ impl HookQueue {
     fn count_dropped(&self, reason: &'static str) {
         self.metrics
             .policy_actions_dropped
-            .get_or_create(&crate::metrics::DropLabels { reason })
+            .get_or_create(&crate::metrics::ReasonLabels { reason })
             .inc();
     }
 

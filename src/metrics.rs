@@ -47,15 +47,10 @@ pub struct ResultLabels {
     pub result: String,
 }
 
-/// Why a policy's action was not carried out (a closed set of reasons).
+/// A reason from a closed set (why a request was shed, why a policy action
+/// was not carried out): never client text.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DropLabels {
-    pub reason: &'static str,
-}
-
-/// Why a request was answered without running (a closed set).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShedLabels {
+pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
@@ -72,8 +67,8 @@ pub struct Metrics {
     pub accept_errors: Counter,
     pub open_connections: Gauge,
     pub idle_connections_closed: Counter,
-    pub requests_shed: Family<ShedLabels, Counter>,
-    pub policy_actions_dropped: Family<DropLabels, Counter>,
+    pub requests_shed: Family<ReasonLabels, Counter>,
+    pub policy_actions_dropped: Family<ReasonLabels, Counter>,
     pub audit_entries_pruned: Counter,
     pub policy_calls: Family<PolicyLabels, Counter>,
     pub policy_failures: Family<PolicyLabels, Counter>,
@@ -109,8 +104,8 @@ impl Metrics {
         let accept_errors = Counter::default();
         let open_connections = Gauge::default();
         let idle_connections_closed = Counter::default();
-        let requests_shed = Family::<ShedLabels, Counter>::default();
-        let policy_actions_dropped = Family::<DropLabels, Counter>::default();
+        let requests_shed = Family::<ReasonLabels, Counter>::default();
+        let policy_actions_dropped = Family::<ReasonLabels, Counter>::default();
         let audit_entries_pruned = Counter::default();
         registry.register(
             "accept_errors",
@@ -271,8 +266,10 @@ impl Metrics {
         let hook_queue = QueueMetrics {
             depth: hook_queue_depth.clone(),
             done: hook_events_dispatched.clone(),
-            failures: hook_events_failed.clone(),
-            dead: hook_events_failed,
+            failures: hook_events_failed,
+            // Hook events are never retried: a failure is also the end, and
+            // is counted once, as a failure.
+            dead: Counter::default(),
         };
         let outbound_queue = QueueMetrics {
             depth: outbound_depth,

@@ -32,7 +32,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// of them (on the blocking pool every new thread kept its own malloc arena
 /// with a freed block in it: 3 x 150 sign-ins left 459 MiB).
 pub struct PasswordGate {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     /// Requests admitted: running plus waiting.
     admitted: Arc<AtomicUsize>,
     admitted_max: usize,
@@ -77,7 +77,7 @@ impl PasswordGate {
             }
         }
         PasswordGate {
-            jobs: Mutex::new(tx),
+            jobs: tx,
             admitted: Arc::new(AtomicUsize::new(0)),
             admitted_max: in_flight + queue_max,
         }
@@ -104,8 +104,6 @@ impl PasswordGate {
             let _ = answer.send(result);
         });
         self.jobs
-            .lock()
-            .map_err(|_| GateError::Failed("the hashing queue is poisoned".into()))?
             .send(job)
             .map_err(|_| GateError::Failed("the hashing threads are gone".into()))?;
         answered

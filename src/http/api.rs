@@ -58,7 +58,7 @@ impl App {
             if let Err(secs) = self.refusals.peek(&[&key]) {
                 self.metrics
                     .requests_shed
-                    .get_or_create(&crate::metrics::ShedLabels {
+                    .get_or_create(&crate::metrics::ReasonLabels {
                         reason: "too_many_refusals",
                     })
                     .inc();
@@ -90,7 +90,7 @@ impl App {
     pub fn shed(&self, reason: &'static str) {
         self.metrics
             .requests_shed
-            .get_or_create(&crate::metrics::ShedLabels { reason })
+            .get_or_create(&crate::metrics::ReasonLabels { reason })
             .inc();
     }
 

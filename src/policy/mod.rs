@@ -522,7 +522,7 @@ impl PolicyGate for PolicyHost {
                 tracing::warn!(policy = %r.policy, action = %crate::logsafe::Clean(&describe(action)), "an action asked in a before_ hook is not carried out; act in after_ hooks");
                 self.metrics
                     .policy_actions_dropped
-                    .get_or_create(&crate::metrics::DropLabels {
+                    .get_or_create(&crate::metrics::ReasonLabels {
                         reason: "asked_in_before_hook",
                     })
                     .inc();
