@@ -132,7 +132,8 @@ impl<Q: Queue> QueueWorker<Q> {
     /// the next pass (zero when it did something: more may wait).
     pub async fn pass(&self) -> Result<Duration, Refusal> {
         let items: Vec<Q::Item> = self.store.durable_queue_items(Q::TREE, SCAN_MAX)?;
-        self.metrics.depth.set(items.len() as i64);
+        let scanned = items.len() as i64;
+        self.metrics.depth.set(scanned);
         let now = Utc::now();
         let mut next = IDLE_POLL;
         let mut due = Vec::new();
@@ -149,6 +150,7 @@ impl<Q: Queue> QueueWorker<Q> {
         }
         let mut due = due.into_iter();
         let mut ops = Vec::new();
+        let mut settled = 0;
         loop {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
             if chunk.is_empty() {
@@ -159,27 +161,36 @@ impl<Q: Queue> QueueWorker<Q> {
                 (item, result)
             });
             for (item, result) in futures_util::future::join_all(attempts).await {
-                ops.extend(self.conclude(item, result)?);
+                let (more, done) = self.conclude(item, result)?;
+                ops.extend(more);
+                settled += i64::from(done);
             }
         }
         // One transaction for the pass's bookkeeping, through the writer.
         self.writer.submit_ops(ops).await?;
+        // What is left once this pass's items are off the queue.
+        self.metrics.depth.set(scanned - settled);
         Ok(Duration::ZERO)
     }
 
-    fn conclude(&self, mut item: Q::Item, result: Attempt) -> Result<Vec<Op>, StoreError> {
+    /// The writes that conclude an attempt, and whether the item left the
+    /// queue.
+    fn conclude(&self, mut item: Q::Item, result: Attempt) -> Result<(Vec<Op>, bool), StoreError> {
         let id = Q::id(&item);
         match result {
             Attempt::Done => {
                 self.metrics.done.inc();
-                self.queue.settle(&self.store, item, Settled::Done)
+                Ok((self.queue.settle(&self.store, item, Settled::Done)?, true))
             }
             Attempt::GiveUp { error } => {
                 self.metrics.failures.inc();
                 self.metrics.dead.inc();
                 Q::record_failure(&mut item, &error);
                 tracing::error!(queue = Q::NAME, id, error = %error, "given up");
-                self.queue.settle(&self.store, item, Settled::Dead(error))
+                Ok((
+                    self.queue.settle(&self.store, item, Settled::Dead(error))?,
+                    true,
+                ))
             }
             Attempt::Retry { error, after } => {
                 self.metrics.failures.inc();
@@ -189,12 +200,15 @@ impl<Q: Queue> QueueWorker<Q> {
                         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                         Q::set_due_at(&mut item, at);
                         tracing::warn!(queue = Q::NAME, id, retry_in_ms = delay.as_millis() as u64, error = %error, "attempt failed; will retry");
-                        Ok(vec![Store::queue_put(Q::TREE, id, &item)])
+                        Ok((vec![Store::queue_put(Q::TREE, id, &item)], false))
                     }
                     None => {
                         self.metrics.dead.inc();
                         tracing::error!(queue = Q::NAME, id, error = %error, "the last attempt failed; given up");
-                        self.queue.settle(&self.store, item, Settled::Dead(error))
+                        Ok((
+                            self.queue.settle(&self.store, item, Settled::Dead(error))?,
+                            true,
+                        ))
                     }
                 }
             }

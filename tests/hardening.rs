@@ -1177,7 +1177,10 @@ async fn a_mail_that_cannot_be_written_is_retried_then_dead_lettered_and_later_m
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if metric(&text, "admind_mail_dead_lettered_total") >= 1.0 {
+        // Dead-lettered, and the pass that did it has committed.
+        if metric(&text, "admind_mail_dead_lettered_total") >= 1.0
+            && metric(&text, "admind_outbox_depth") == 0.0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
