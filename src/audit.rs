@@ -94,43 +94,18 @@ pub async fn retention_loop(
     if retention_days == 0 {
         return;
     }
-    loop {
-        let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
-        // In transactions of bounded size, through the writer, until done.
-        loop {
-            let s = store.clone();
-            let ops = match tokio::task::spawn_blocking(move || {
-                s.expired_audit(cutoff, crate::store::writer::MAINTENANCE_OPS_MAX)
-            })
-            .await
-            {
-                Ok(Ok(ops)) => ops,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "audit retention pass failed");
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "audit retention task failed");
-                    break;
-                }
-            };
-            let n = ops.len();
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = writer.submit_ops(ops).await {
-                tracing::error!(error = %e, "audit retention commit failed");
-                break;
-            }
+    let days = chrono::Duration::days(i64::from(retention_days));
+    crate::store::writer::prune_every(
+        PRUNE_EVERY,
+        "audit entries past retention",
+        store,
+        writer,
+        move |store: &Store, max| store.expired_audit(Utc::now() - days, max),
+        move |n| {
             metrics.audit_entries_pruned.inc_by(n as u64);
-            tracing::info!(
-                entries = n,
-                retention_days,
-                "audit entries past retention deleted"
-            );
-        }
-        tokio::time::sleep(PRUNE_EVERY).await;
-    }
+        },
+    )
+    .await;
 }
 
 /// A `--since` value: an RFC 3339 time, a date (`2026-11-01`, midnight

@@ -418,30 +418,35 @@ fn finish(mut d: Delivery, state: DeliveryState) -> Vec<Op> {
 
 /// Forgets finished deliveries after [`DONE_KEEP_DAYS`], every 10 minutes.
 pub async fn prune_done_loop(store: Store, writer: Writer) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(600)).await;
-        let cutoff = Utc::now() - chrono::Duration::days(DONE_KEEP_DAYS);
-        let ops: Vec<Op> = store
-            .tree(T::DeliveriesDone)
-            .iter()
-            .flatten()
-            .filter(|(_, v)| {
-                decode::<Delivery>(v)
-                    .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
-                    .unwrap_or(true)
-            })
-            .take(crate::store::writer::MAINTENANCE_OPS_MAX)
-            .map(|(k, _)| (T::DeliveriesDone, k.to_vec(), None))
-            .collect();
-        let pruned = ops.len();
-        match writer.submit_ops(ops).await {
-            Ok(()) if pruned > 0 => {
-                tracing::info!(deliveries = pruned, "finished deliveries pruned")
-            }
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning finished deliveries failed"),
+    crate::store::writer::prune_every(
+        Duration::from_secs(600),
+        "finished deliveries",
+        store,
+        writer,
+        expired_deliveries,
+        |_| {},
+    )
+    .await;
+}
+
+/// The writes that forget deliveries finished more than [`DONE_KEEP_DAYS`]
+/// ago, at most `max`.
+fn expired_deliveries(store: &Store, max: usize) -> Result<Vec<Op>, StoreError> {
+    let cutoff = Utc::now() - chrono::Duration::days(DONE_KEEP_DAYS);
+    let mut ops = Vec::new();
+    for item in store.tree(T::DeliveriesDone).iter() {
+        if ops.len() >= max {
+            break;
+        }
+        let (k, v) = item?;
+        let expired = decode::<Delivery>(&v)
+            .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
+            .unwrap_or(true);
+        if expired {
+            ops.push((T::DeliveriesDone, k.to_vec(), None));
         }
     }
+    Ok(ops)
 }
 
 impl OutboundQueue {

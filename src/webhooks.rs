@@ -177,32 +177,20 @@ pub const SEEN_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs
 /// Forgets received webhook ids older than [`SEEN_KEEP_DAYS`], every
 /// [`SEEN_PRUNE_EVERY`]: senders retry for a few days, ids are kept longer.
 pub async fn prune_seen_loop(store: crate::store::Store, writer: crate::store::writer::Writer) {
-    loop {
-        tokio::time::sleep(SEEN_PRUNE_EVERY).await;
-        let cutoff = chrono::Utc::now() - chrono::Duration::days(SEEN_KEEP_DAYS);
-        let s = store.clone();
-        let expired = tokio::task::spawn_blocking(move || {
-            s.expired_webhook_ids(cutoff, crate::store::writer::MAINTENANCE_OPS_MAX)
-        })
-        .await;
-        let ops = match expired {
-            Ok(Ok(ops)) => ops,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "reading expired webhook ids failed");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the webhook-id pruning task failed");
-                continue;
-            }
-        };
-        let n = ops.len();
-        match writer.submit_ops(ops).await {
-            Ok(()) if n > 0 => tracing::info!(webhook_ids = n, "received webhook ids pruned"),
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning webhook ids failed"),
-        }
-    }
+    crate::store::writer::prune_every(
+        SEEN_PRUNE_EVERY,
+        "received webhook ids",
+        store,
+        writer,
+        |store: &crate::store::Store, max| {
+            store.expired_webhook_ids(
+                chrono::Utc::now() - chrono::Duration::days(SEEN_KEEP_DAYS),
+                max,
+            )
+        },
+        |_| {},
+    )
+    .await;
 }
 
 #[cfg(test)]

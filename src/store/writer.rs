@@ -230,7 +230,9 @@ fn run_one(
         gate: deps.gate.as_ref(),
         settings: &deps.settings,
     };
-    let audit_copy = command.clone();
+    // What a refusal's audit entry needs, kept while the command moves into
+    // the core (cheaper than keeping a copy of the whole command).
+    let subject = command.info().subject();
     match execute(&deps.store, &mut ctx, actor, command) {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
@@ -240,13 +242,13 @@ fn run_one(
                     (Ok(reply), has_mail, has_events)
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, action = audit_copy.action(), "commit failed");
+                    tracing::error!(error = %e, action = subject.action, "commit failed");
                     (Err(Refusal::store(e.to_string())), false, false)
                 }
             }
         }
         Err(mut refusal) => {
-            let audit = refusal_audit(actor, &audit_copy, &refusal, now);
+            let audit = refusal_audit(actor, &subject, &refusal, now);
             let events = std::mem::take(&mut refusal.events);
             if audit.is_none() && events.is_empty() {
                 return (Err(refusal), false, false);
@@ -307,4 +309,47 @@ fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<(Reply, bool), 
     }
     store.commit(&ops)?;
     Ok((outcome.reply, has_events))
+}
+
+/// Every `period` (and once at start): deletes what `find` reports (run on
+/// the blocking pool, at most [`MAINTENANCE_OPS_MAX`] writes a step),
+/// committing each step through the writer until nothing is left; reports
+/// each step's count to `pruned`. Retention and pruning all run this way.
+pub async fn prune_every<F>(
+    period: std::time::Duration,
+    what: &'static str,
+    store: Store,
+    writer: Writer,
+    find: F,
+    pruned: impl Fn(usize) + Send,
+) where
+    F: Fn(&Store, usize) -> Result<Vec<Op>, StoreError> + Clone + Send + 'static,
+{
+    loop {
+        loop {
+            let (s, f) = (store.clone(), find.clone());
+            let ops = match tokio::task::spawn_blocking(move || f(&s, MAINTENANCE_OPS_MAX)).await {
+                Ok(Ok(ops)) => ops,
+                Ok(Err(e)) => {
+                    tracing::warn!(what, error = %e, "pruning: reading failed");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(what, error = %e, "pruning: the task failed");
+                    break;
+                }
+            };
+            let n = ops.len();
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.submit_ops(ops).await {
+                tracing::warn!(what, error = %e, "pruning: the commit failed");
+                break;
+            }
+            tracing::info!(what, count = n, "pruned");
+            pruned(n);
+        }
+        tokio::time::sleep(period).await;
+    }
 }

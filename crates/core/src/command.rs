@@ -216,17 +216,66 @@ pub struct PolicyCallRecord {
 pub struct CommandInfo<'a> {
     pub action: &'static str,
     pub account_id: Option<&'a str>,
+    pub target: Target<'a>,
+}
+
+/// What a command acts on, formatted only when an audit entry is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Account(&'a str),
+    User(&'a str),
+    Email(&'a str),
+    UserEmail(&'a str, &'a str),
+    Integration(&'a str),
+    LicenceRequest(&'a str),
+    Webhook(&'a str, &'a str),
+    Hook(&'a str),
+    Named(&'static str),
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Account(a) => write!(f, "account:{a}"),
+            Target::User(u) => write!(f, "user:{u}"),
+            Target::Email(e) => write!(f, "email:{e}"),
+            Target::UserEmail(u, e) => write!(f, "user:{u} email:{e}"),
+            Target::Integration(i) => write!(f, "integration:{i}"),
+            Target::LicenceRequest(r) => write!(f, "licence_request:{r}"),
+            Target::Webhook(s, id) => write!(f, "webhook:{s}/{id}"),
+            Target::Hook(h) => write!(f, "hook:{h}"),
+            Target::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The audit view of a command kept while the command runs (it is moved
+/// into the core): what a refusal's audit entry needs, and no more.
+#[derive(Debug, Clone)]
+pub struct AuditSubject {
+    pub action: &'static str,
+    pub account_id: Option<AccountId>,
     pub target: String,
+}
+
+impl CommandInfo<'_> {
+    pub fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            action: self.action,
+            account_id: self.account_id.map(str::to_string),
+            target: self.target.to_string(),
+        }
+    }
 }
 
 impl Command {
     /// The audit log's view of the command: one arm per command, so adding
-    /// a command adds one line here.
+    /// a command adds one line here. Allocates nothing.
     pub fn info(&self) -> CommandInfo<'_> {
         fn with<'a>(
             action: &'static str,
             account_id: Option<&'a str>,
-            target: String,
+            target: Target<'a>,
         ) -> CommandInfo<'a> {
             CommandInfo {
                 action,
@@ -236,12 +285,10 @@ impl Command {
         }
         use Command as C;
         match self {
-            C::CreateAccount { name, .. } => {
-                with("account.create", None, format!("account:{name}"))
-            }
+            C::CreateAccount { name, .. } => with("account.create", None, Target::Account(name)),
             C::AddMember {
                 account_id, email, ..
-            } => with("member.add", Some(account_id), format!("email:{email}")),
+            } => with("member.add", Some(account_id), Target::Email(email)),
             C::ChangeRole {
                 account_id,
                 user_id,
@@ -249,34 +296,30 @@ impl Command {
             } => with(
                 "member.change_role",
                 Some(account_id),
-                format!("user:{user_id}"),
+                Target::User(user_id),
             ),
             C::RemoveMember {
                 account_id,
                 user_id,
-            } => with("member.remove", Some(account_id), format!("user:{user_id}")),
+            } => with("member.remove", Some(account_id), Target::User(user_id)),
             C::TransferOwnership {
                 account_id,
                 to_user_id,
-            } => with(
-                "owner.transfer",
-                Some(account_id),
-                format!("user:{to_user_id}"),
-            ),
+            } => with("owner.transfer", Some(account_id), Target::User(to_user_id)),
             C::SetSeats { account_id, .. } => with(
                 "billing.set_seats",
                 Some(account_id),
-                format!("account:{account_id}"),
+                Target::Account(account_id),
             ),
             C::SetPaymentMethod { account_id, .. } => with(
                 "billing.set_payment_method",
                 Some(account_id),
-                format!("account:{account_id}"),
+                Target::Account(account_id),
             ),
             C::AddIntegration { account_id, name } => with(
                 "integration.add",
                 Some(account_id),
-                format!("integration:{name}"),
+                Target::Integration(name),
             ),
             C::AuthorizeIntegration {
                 account_id,
@@ -284,30 +327,26 @@ impl Command {
             } => with(
                 "integration.authorize",
                 Some(account_id),
-                format!("integration:{integration_id}"),
+                Target::Integration(integration_id),
             ),
             C::RequestPasswordReset { account_id, .. } => with(
                 "password_reset.request",
                 Some(account_id),
-                "password".into(),
+                Target::Named("password"),
             ),
             C::ConfirmPasswordReset { .. } => {
-                with("password_reset.confirm", None, "password".into())
+                with("password_reset.confirm", None, Target::Named("password"))
             }
             C::CreateSession {
                 account_id,
                 user_id,
                 ..
-            } => with(
-                "session.create",
-                Some(account_id),
-                format!("user:{user_id}"),
-            ),
-            C::RevokeSession { .. } => with("session.revoke", None, "session".into()),
+            } => with("session.create", Some(account_id), Target::User(user_id)),
+            C::RevokeSession { .. } => with("session.revoke", None, Target::Named("session")),
             C::OpenSecurityInvestigation { account_id, .. } => with(
                 "security_investigation.open",
                 Some(account_id),
-                format!("account:{account_id}"),
+                Target::Account(account_id),
             ),
             C::AddEmail {
                 account_id,
@@ -316,9 +355,11 @@ impl Command {
             } => with(
                 "email.add",
                 Some(account_id),
-                format!("user:{user_id} email:{address}"),
+                Target::UserEmail(user_id, address),
             ),
-            C::ConfirmEmailVerification { .. } => with("email.verify", None, "email".into()),
+            C::ConfirmEmailVerification { .. } => {
+                with("email.verify", None, Target::Named("email"))
+            }
             C::MakePrimaryEmail {
                 account_id,
                 user_id,
@@ -326,7 +367,7 @@ impl Command {
             } => with(
                 "email.make_primary",
                 Some(account_id),
-                format!("user:{user_id} email:{address}"),
+                Target::UserEmail(user_id, address),
             ),
             C::RemoveEmail {
                 account_id,
@@ -335,83 +376,69 @@ impl Command {
             } => with(
                 "email.remove",
                 Some(account_id),
-                format!("user:{user_id} email:{address}"),
+                Target::UserEmail(user_id, address),
             ),
             C::RequestLicence { account_id, .. } => with(
                 "licence_request.file",
                 Some(account_id),
-                format!("account:{account_id}"),
+                Target::Account(account_id),
             ),
             C::GrantLicence { request_id, .. } => with(
                 "licence_request.grant",
                 None,
-                format!("licence_request:{request_id}"),
+                Target::LicenceRequest(request_id),
             ),
             C::DenyLicence { request_id, .. } => with(
                 "licence_request.deny",
                 None,
-                format!("licence_request:{request_id}"),
+                Target::LicenceRequest(request_id),
             ),
             C::StartSellTrial { account_id } => with(
                 "sell.start_trial",
                 Some(account_id),
-                format!("account:{account_id}"),
+                Target::Account(account_id),
             ),
             C::GrantSell {
                 account_id,
                 user_id,
                 ..
-            } => with("sell.grant", Some(account_id), format!("user:{user_id}")),
+            } => with("sell.grant", Some(account_id), Target::User(user_id)),
             C::ChangeSellRole {
                 account_id,
                 user_id,
                 ..
-            } => with(
-                "sell.change_role",
-                Some(account_id),
-                format!("user:{user_id}"),
-            ),
+            } => with("sell.change_role", Some(account_id), Target::User(user_id)),
             C::RemoveSell {
                 account_id,
                 user_id,
-            } => with("sell.remove", Some(account_id), format!("user:{user_id}")),
+            } => with("sell.remove", Some(account_id), Target::User(user_id)),
             C::AppointSellAdmin {
                 account_id,
                 user_id,
             } => with(
                 "sell.appoint_admin",
                 Some(account_id),
-                format!("user:{user_id}"),
+                Target::User(user_id),
             ),
             C::PolicyNotify {
                 account_id,
                 address,
                 ..
-            } => with(
-                "policy.notify",
-                Some(account_id),
-                format!("email:{address}"),
-            ),
+            } => with("policy.notify", Some(account_id), Target::Email(address)),
             C::ReceiveWebhook {
                 source, webhook_id, ..
-            } => with(
-                "webhook.receive",
-                None,
-                format!("webhook:{source}/{webhook_id}"),
-            ),
+            } => with("webhook.receive", None, Target::Webhook(source, webhook_id)),
             C::FlagIntegration {
                 account_id,
                 integration_id,
             } => with(
                 "integration.flag",
                 Some(account_id),
-                format!("integration:{integration_id}"),
+                Target::Integration(integration_id),
             ),
-            C::RecordPolicyCall { account_id, call } => with(
-                "policy.call",
-                Some(account_id),
-                format!("hook:{}", call.hook),
-            ),
+            C::RecordPolicyCall { account_id, call } => {
+                with("policy.call", Some(account_id), Target::Hook(&call.hook))
+            }
         }
     }
 

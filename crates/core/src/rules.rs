@@ -183,20 +183,19 @@ pub fn execute(
 
 pub fn refusal_audit(
     actor: &Principal,
-    command: &Command,
+    subject: &AuditSubject,
     refusal: &Refusal,
     now: DateTime<Utc>,
 ) -> Option<AuditDraft> {
     if !refusal.is_rule_refusal() {
         return None;
     }
-    let info = command.info();
-    let account_id = info.account_id?;
+    let account_id = subject.account_id.as_ref()?;
     Some(AuditDraft {
-        account_id: account_id.to_string(),
+        account_id: account_id.clone(),
         actor: actor.audit_name(),
-        action: info.action.to_string(),
-        target: info.target,
+        action: subject.action.to_string(),
+        target: subject.target.clone(),
         outcome: format!("refused:{}", refusal.code),
         detail: refusal.detail.clone(),
         at: now,
