@@ -174,3 +174,26 @@ pub(crate) fn member_reply(account: &Account, user: User) -> Reply {
         user,
     }
 }
+
+/// Redeems a mailed link: the token must exist, be of one of `purposes` and
+/// not have expired, and its profile must still hold the address it was
+/// mailed to, which the link proves (marked verified on the returned user).
+/// Any failure is the same `invalid_token`, saying `detail`.
+pub(crate) fn redeem_token(
+    view: &dyn StateView,
+    hash: &str,
+    purposes: &[TokenPurpose],
+    now: chrono::DateTime<chrono::Utc>,
+    detail: &str,
+) -> Result<(Token, User), Refusal> {
+    let invalid = || Refusal::new(RefusalKind::Invalid, "invalid_token", detail);
+    let token = view.token(hash)?.ok_or_else(invalid)?;
+    if !purposes.contains(&token.purpose) || token.expires_at <= now {
+        return Err(invalid());
+    }
+    let mut user = view
+        .user(&token.account_id, &token.user_id)?
+        .ok_or_else(invalid)?;
+    user.email_mut(&token.email).ok_or_else(invalid)?.verified = true;
+    Ok((token, user))
+}

@@ -8,7 +8,7 @@ use crate::context::{token_hash, Ctx, Draft};
 use crate::event::*;
 use crate::limits::*;
 use crate::model::*;
-use crate::refusal::{Refusal, RefusalKind};
+use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
 
@@ -120,22 +120,13 @@ pub(crate) fn confirm_email(
     draft: &Draft,
     hash: &str,
 ) -> Result<Outcome, Refusal> {
-    let invalid = || {
-        Refusal::new(
-            RefusalKind::Invalid,
-            "invalid_token",
-            "the link is invalid, already used or expired",
-        )
-    };
-    let token = view.token(hash)?.ok_or_else(invalid)?;
-    if token.purpose != TokenPurpose::EmailVerification || token.expires_at <= ctx.now {
-        return Err(invalid());
-    }
-    let mut user = view
-        .user(&token.account_id, &token.user_id)?
-        .ok_or_else(invalid)?;
-    let address = user.email_mut(&token.email).ok_or_else(invalid)?;
-    address.verified = true;
+    let (token, user) = redeem_token(
+        view,
+        hash,
+        &[TokenPurpose::EmailVerification],
+        ctx.now,
+        "the link is invalid, already used or expired",
+    )?;
     Ok(Outcome {
         changes: vec![
             Change::DeleteToken {

@@ -1,5 +1,6 @@
 //! Sessions and passwords: sign-in, sign-out, password resets and set links (R17).
 
+use crate::access::redeem_token;
 use crate::command::*;
 use crate::context::{token_hash, Ctx, Draft};
 use crate::model::*;
@@ -70,31 +71,15 @@ pub(crate) fn confirm_password_reset(
     token_hash: String,
     password_hash: String,
 ) -> Result<Outcome, Refusal> {
-    let now = ctx.now;
-    let invalid = || {
-        Refusal::new(
-            RefusalKind::Invalid,
-            "invalid_token",
-            "the link is invalid, already used or expired; ask for a new one",
-        )
-    };
-    let token = view.token(&token_hash)?.ok_or_else(invalid)?;
-    if !matches!(
-        token.purpose,
-        TokenPurpose::PasswordSet | TokenPurpose::PasswordReset
-    ) || token.expires_at <= now
-    {
-        return Err(invalid());
-    }
-    let mut user = view
-        .user(&token.account_id, &token.user_id)?
-        .ok_or_else(invalid)?;
-    // Setting the password from the link proves the address it was
-    // mailed to (R17) — if the profile still has that address.
-    let Some(address) = user.email_mut(&token.email) else {
-        return Err(invalid());
-    };
-    address.verified = true;
+    // Setting the password from the link proves the address it was mailed
+    // to (R17) — if the profile still has that address.
+    let (token, mut user) = redeem_token(
+        view,
+        &token_hash,
+        &[TokenPurpose::PasswordSet, TokenPurpose::PasswordReset],
+        ctx.now,
+        "the link is invalid, already used or expired; ask for a new one",
+    )?;
     user.password_hash = Some(password_hash);
     Ok(Outcome {
         changes: vec![
