@@ -29,12 +29,6 @@ impl fmt::Display for Clean<'_> {
     }
 }
 
-impl fmt::Debug for Clean<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

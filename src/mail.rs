@@ -349,7 +349,7 @@ impl Queue for Outbox {
     /// Message-ID.
     fn settle(&self, _: &Store, mail: OutboxMail, how: Settled) -> Result<Vec<Op>, StoreError> {
         let mut ops = vec![Store::queue_remove(T::Outbox, mail.id)];
-        if let Settled::Dead(_) = how {
+        if let Settled::Dead = how {
             ops.push(Store::queue_put(T::OutboxDead, mail.id, &mail));
         }
         Ok(ops)

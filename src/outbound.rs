@@ -391,7 +391,7 @@ impl Queue for OutboundQueue {
     fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<Vec<Op>, StoreError> {
         match how {
             Settled::Done => Ok(finish(d, DeliveryState::Delivered)),
-            Settled::Dead(_) => {
+            Settled::Dead => {
                 let reason = if d.last_status == Some(410) {
                     "answered 410 Gone"
                 } else {

@@ -54,8 +54,8 @@ pub enum Attempt {
 /// How an item left its queue.
 pub enum Settled {
     Done,
-    /// Given up on, with the last error.
-    Dead(String),
+    /// Given up on (its last error is on the item).
+    Dead,
 }
 
 /// A queue: its items, how one is attempted, and where it goes after.
@@ -187,10 +187,7 @@ impl<Q: Queue> QueueWorker<Q> {
                 self.metrics.dead.inc();
                 Q::record_failure(&mut item, &error);
                 tracing::error!(queue = Q::NAME, id, error = %error, "given up");
-                Ok((
-                    self.queue.settle(&self.store, item, Settled::Dead(error))?,
-                    true,
-                ))
+                Ok((self.queue.settle(&self.store, item, Settled::Dead)?, true))
             }
             Attempt::Retry { error, after } => {
                 self.metrics.failures.inc();
@@ -205,10 +202,7 @@ impl<Q: Queue> QueueWorker<Q> {
                     None => {
                         self.metrics.dead.inc();
                         tracing::error!(queue = Q::NAME, id, error = %error, "the last attempt failed; given up");
-                        Ok((
-                            self.queue.settle(&self.store, item, Settled::Dead(error))?,
-                            true,
-                        ))
+                        Ok((self.queue.settle(&self.store, item, Settled::Dead)?, true))
                     }
                 }
             }

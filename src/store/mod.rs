@@ -393,12 +393,7 @@ impl Store {
         t: T,
         limit: usize,
     ) -> Result<Vec<V>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.tree(t).iter().take(limit) {
-            let (_, v) = item?;
-            out.push(decode(&v)?);
-        }
-        Ok(out)
+        self.queue_items_up_to(t, u64::MAX, limit)
     }
 
     /// Items of a queue tree that are on disk (ids up to the last flush),
@@ -408,12 +403,18 @@ impl Store {
         t: T,
         limit: usize,
     ) -> Result<Vec<V>, StoreError> {
-        let durable = self
-            .durable_id
-            .load(std::sync::atomic::Ordering::Acquire)
-            .to_be_bytes();
+        let durable = self.durable_id.load(std::sync::atomic::Ordering::Acquire);
+        self.queue_items_up_to(t, durable, limit)
+    }
+
+    fn queue_items_up_to<V: serde::de::DeserializeOwned>(
+        &self,
+        t: T,
+        last_id: u64,
+        limit: usize,
+    ) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree(t).range(..=durable).take(limit) {
+        for item in self.tree(t).range(..=last_id.to_be_bytes()).take(limit) {
             let (_, v) = item?;
             out.push(decode(&v)?);
         }
