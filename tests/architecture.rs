@@ -156,25 +156,27 @@ fn http_reaches_state_only_through_the_core() {
     }
 }
 
+/// Every `.rs` file under `dir`, recursively.
+fn rs_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(rs_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Only the writer writes: outside `src/store/` no code commits or writes a
 /// tree, and inside it only the writer commits (workers, retention and
 /// redelivery hand their writes to the writer).
 #[test]
 fn only_the_writer_writes() {
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    walk(&root.join("src"), &mut files);
-    for file in files {
+    for file in rs_files(&root.join("src")) {
         let rel = file
             .strip_prefix(root)
             .unwrap()
@@ -203,18 +205,7 @@ fn only_the_writer_writes() {
 
 /// The modules of a crate (`crate::a::b` → file) under `root`.
 fn crate_modules(root: &Path, krate: &str) -> HashMap<String, std::path::PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(root, &mut files);
+    let files = rs_files(root);
     let mut mods = HashMap::new();
     for f in files {
         let rel = f.strip_prefix(root).unwrap().with_extension("");

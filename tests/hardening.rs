@@ -304,16 +304,23 @@ fn idle_sockets(d: &Daemon, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
-#[tokio::test]
-async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_serving() {
-    // 64 descriptors, more allowed connections than that: accept fails
-    // with EMFILE while the idle sockets are held.
-    let d = Daemon::start_opts(
-        "[limits]\nidle_timeout_ms = 400\nheader_read_timeout_ms = 400\nconnections_max = 1000\n",
+/// A daemon allowed 64 open descriptors.
+fn with_64_descriptors(config: &str) -> Daemon {
+    Daemon::start_opts(
+        config,
         SpawnOptions {
             nofile: Some(64),
             ..Default::default()
         },
+    )
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_serving() {
+    // 64 descriptors, more allowed connections than that: accept fails
+    // with EMFILE while the idle sockets are held.
+    let d = with_64_descriptors(
+        "[limits]\nidle_timeout_ms = 400\nheader_read_timeout_ms = 400\nconnections_max = 1000\n",
     );
     let held = idle_sockets(&d, 120);
     assert!(held.len() >= 100);
@@ -343,12 +350,8 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
     );
 
     // A cap below the descriptor limit: no accept error at all, the rest wait.
-    let d = Daemon::start_opts(
+    let d = with_64_descriptors(
         "[limits]\nidle_timeout_ms = 500\nheader_read_timeout_ms = 500\nconnections_max = 10\n",
-        SpawnOptions {
-            nofile: Some(64),
-            ..Default::default()
-        },
     );
     let held = idle_sockets(&d, 80);
     let r = healthz(&d).await;
