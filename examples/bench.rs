@@ -718,9 +718,9 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
     use admind::domain::*;
     use admind::queue::Wakers;
     use admind::store::writer::{Writer, WriterDeps};
-    use admind::store::{OutboxMail, Store, T};
+    use admind::store::{OutboxMail, QueueName, Store};
     std::fs::create_dir_all(data_dir).unwrap();
-    let store = Store::open(&data_dir.join("db")).unwrap();
+    let store = Store::open_sled(&data_dir.join("db")).unwrap();
     let (writer, thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: Settings::default(),
@@ -773,7 +773,7 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
         i += 64;
     }
     // Activate the two owners we will sign in as; drop the seeding mail.
-    let mails: Vec<OutboxMail> = store.queue_items(T::Outbox, usize::MAX).unwrap();
+    let mails: Vec<OutboxMail> = store.items(QueueName::Outbox, false, usize::MAX).unwrap();
     for who in ["owner-small@seed.test", "owner-big@seed.test"] {
         let m = mails.iter().find(|m| m.to == who).unwrap();
         let start = m.body.find("token=").unwrap() + 6;
@@ -793,8 +793,14 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
             .await
             .unwrap();
     }
-    store.tree(T::Outbox).clear().unwrap();
-    store.db.flush().unwrap();
+    let left: Vec<OutboxMail> = store.items(QueueName::Outbox, false, usize::MAX).unwrap();
+    for chunk in left.chunks(admind::store::writer::MAINTENANCE_WRITES_MAX) {
+        let writes = chunk
+            .iter()
+            .map(|m| Store::queue_remove(QueueName::Outbox, m.id))
+            .collect();
+        writer.submit_writes(writes).await.unwrap();
+    }
     drop(writer);
     let _ = thread.join();
     println!(

@@ -8,81 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::AuditEntry;
 use crate::metrics::Metrics;
-use crate::store::codec::decode;
-use crate::store::{Op, Store, StoreError, T};
+use crate::store::Store;
 
 /// How often the retention pass runs.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-impl Store {
-    /// The writes that delete audit entries older than `cutoff`, up to
-    /// `max` (for the writer to commit). Entries of one scope (account) are
-    /// stored in sequence order, which is time order, so each scope is read
-    /// from its start only until its first young entry, then the scan jumps
-    /// to the next scope.
-    pub fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Op>, StoreError> {
-        let tree = self.tree(T::Audit);
-        let mut ops: Vec<Op> = Vec::new();
-        let mut cursor: Vec<u8> = Vec::new();
-        'scopes: while ops.len() < max {
-            let Some(first) = tree.range(cursor.as_slice()..).next() else {
-                break;
-            };
-            let (first_key, _) = first?;
-            let Some(nul) = first_key.iter().position(|b| *b == 0) else {
-                // Not an audit key; step over it.
-                cursor = first_key.to_vec();
-                cursor.push(0);
-                continue;
-            };
-            let scope = first_key[..=nul].to_vec();
-            for item in tree.scan_prefix(&scope) {
-                let (k, v) = item?;
-                let entry: AuditEntry = decode(&v)?;
-                if entry.at >= cutoff || ops.len() >= max {
-                    break;
-                }
-                ops.push((T::Audit, k.to_vec(), None));
-            }
-            // The next scope starts after `scope \0 \xff...`: bump the NUL.
-            cursor = scope;
-            let last = cursor.len() - 1;
-            cursor[last] = 1;
-            if ops.len() >= max {
-                break 'scopes;
-            }
-        }
-        Ok(ops)
-    }
-
-    /// Calls `each` with every audit entry at or after `since`, scope by
-    /// scope in sequence order (one scope when `scope` is given). Reads one
-    /// entry at a time, whatever the log's size.
-    pub fn audit_since(
-        &self,
-        since: DateTime<Utc>,
-        scope: Option<&str>,
-        mut each: impl FnMut(&AuditEntry) -> std::io::Result<()>,
-    ) -> anyhow::Result<u64> {
-        let tree = self.tree(T::Audit);
-        let iter = match scope {
-            Some(s) => tree.scan_prefix(crate::store::codec::prefix(s)),
-            None => tree.iter(),
-        };
-        let mut written = 0;
-        for item in iter {
-            let (_, v) = item?;
-            let entry: AuditEntry = decode(&v)?;
-            if entry.at >= since {
-                each(&entry)?;
-                written += 1;
-            }
-        }
-        Ok(written)
-    }
-}
 
 /// Deletes entries past retention every [`PRUNE_EVERY`] (and once at start).
 pub async fn retention_loop(
@@ -152,15 +82,16 @@ pub fn export(
         "no store under {} (is --data-dir right?)",
         data_dir.display()
     );
-    let store = Store::open(&db_dir).with_context(|| {
+    let store = Store::open_sled(&db_dir).with_context(|| {
         format!(
             "opening the store under {} (a running daemon holds it: stop it first, or export from a copy of the data directory)",
             data_dir.display()
         )
     })?;
-    let written = store.audit_since(since, scope, |entry| {
-        serde_json::to_writer(&mut *out, entry)?;
-        out.write_all(b"\n")
+    let written = store.audit_since(since, scope, &mut |entry| {
+        serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        Ok(())
     })?;
     out.flush()?;
     Ok(written)
@@ -170,54 +101,62 @@ pub fn export(
 mod tests {
     use super::*;
     use crate::domain::AuditDraft;
+    use crate::store::Transaction;
 
     fn entry(store: &Store, scope: &str, at: DateTime<Utc>) {
-        let (_, op) = store
-            .audit_op(AuditDraft {
-                account_id: scope.into(),
-                actor: "operator".into(),
-                action: "x".into(),
-                target: "t".into(),
-                outcome: "ok".into(),
-                detail: String::new(),
-                at,
-                cause: None,
+        store
+            .commit(Transaction {
+                audit: Some(AuditDraft {
+                    account_id: scope.into(),
+                    actor: "operator".into(),
+                    action: "x".into(),
+                    target: "t".into(),
+                    outcome: "ok".into(),
+                    detail: String::new(),
+                    at,
+                    cause: None,
+                }),
+                ..Transaction::default()
             })
             .unwrap();
-        store.commit(&[op]).unwrap();
     }
 
     #[test]
     fn retention_deletes_old_entries_of_every_scope_and_keeps_young_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        for (_dir, store) in crate::store::tests::every_backend() {
+            retention_on(&store);
+        }
+    }
+
+    fn retention_on(store: &Store) {
         let now = Utc::now();
         let old = now - chrono::Duration::days(500);
         for scope in ["acc_a", "acc_b", "platform"] {
             for _ in 0..3 {
-                entry(&store, scope, old);
+                entry(store, scope, old);
             }
-            entry(&store, scope, now);
+            entry(store, scope, now);
         }
         let cutoff = now - chrono::Duration::days(400);
         let prune = |max| {
-            let ops = store.expired_audit(cutoff, max).unwrap();
-            store.commit(&ops).unwrap();
-            ops.len()
+            let writes = store.expired_audit(cutoff, max).unwrap();
+            let n = writes.len();
+            store.commit(Transaction::of_writes(writes)).unwrap();
+            n
         };
         assert_eq!(prune(usize::MAX), 9);
         assert_eq!(prune(usize::MAX), 0);
         let mut left = Vec::new();
         store
-            .audit_since(old, None, |e| {
+            .audit_since(old, None, &mut |e| {
                 left.push(e.account_id.clone());
                 Ok(())
             })
             .unwrap();
-        assert_eq!(left, ["acc_a", "acc_b", "platform"]);
+        assert_eq!(left, ["acc_a", "acc_b", "platform"], "on {}", store.kind());
         // A pass stops at its budget; the next one goes on.
         for _ in 0..5 {
-            entry(&store, "acc_c", old);
+            entry(store, "acc_c", old);
         }
         assert_eq!(prune(2), 2);
         assert_eq!(prune(10), 3);

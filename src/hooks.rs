@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::policy::{describe, hook_event, CallRecord, PolicyHost};
 use crate::queue::{Attempt, Queue, Settled};
 use crate::store::writer::Writer;
-use crate::store::{Op, QueuedEvent, Store, StoreError, T};
+use crate::store::{QueueName, QueuedEvent, Store, StoreError, Write};
 
 /// The after-hook queue: each event runs the handlers of its hook once
 /// committed, their actions go through the core as the policy, and every
@@ -72,7 +72,7 @@ pub fn action_command(account_id: &str, action: &Action) -> Result<Command, Stri
 impl Queue for HookQueue {
     type Item = QueuedEvent;
     const NAME: &'static str = "hooks";
-    const TREE: T = T::HookQueue;
+    const QUEUE: QueueName = QueueName::Hooks;
 
     fn id(item: &QueuedEvent) -> u64 {
         item.id
@@ -110,8 +110,8 @@ impl Queue for HookQueue {
         None
     }
 
-    fn settle(&self, _: &Store, item: QueuedEvent, _: Settled) -> Result<Vec<Op>, StoreError> {
-        Ok(vec![Store::queue_remove(T::HookQueue, item.id)])
+    fn settle(&self, _: &Store, item: QueuedEvent, _: Settled) -> Result<Vec<Write>, StoreError> {
+        Ok(vec![Store::queue_remove(QueueName::Hooks, item.id)])
     }
 }
 

@@ -18,7 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::config::{MailConfig, MailTransportKind, SmtpSecurity};
 use crate::domain::Notice;
 use crate::queue::{Attempt, Queue, Settled};
-use crate::store::{Op, OutboxMail, Store, StoreError, T};
+use crate::store::{OutboxMail, QueueName, Store, StoreError, Write};
 
 /// Renders a notice; the raw token appears only here, inside the link.
 pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
@@ -300,7 +300,7 @@ const RETRY_CAP_MS: u64 = 3_600_000;
 impl Queue for Outbox {
     type Item = OutboxMail;
     const NAME: &'static str = "outbox";
-    const TREE: T = T::Outbox;
+    const QUEUE: QueueName = QueueName::Outbox;
 
     fn id(mail: &OutboxMail) -> u64 {
         mail.id
@@ -347,11 +347,11 @@ impl Queue for Outbox {
     /// A delivery that comes back after a crash (its removal not yet
     /// committed) rewrites the same file; SMTP receivers drop the duplicate
     /// Message-ID.
-    fn settle(&self, _: &Store, mail: OutboxMail, how: Settled) -> Result<Vec<Op>, StoreError> {
-        let mut ops = vec![Store::queue_remove(T::Outbox, mail.id)];
+    fn settle(&self, _: &Store, mail: OutboxMail, how: Settled) -> Result<Vec<Write>, StoreError> {
+        let mut writes = vec![Store::queue_remove(QueueName::Outbox, mail.id)];
         if let Settled::Dead = how {
-            ops.push(Store::queue_put(T::OutboxDead, mail.id, &mail));
+            writes.push(Store::queue_put(QueueName::OutboxDead, mail.id, &mail));
         }
-        Ok(ops)
+        Ok(writes)
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::{Change, DomainEvent, LicenceRequest, LicenceStatus};
 use crate::queue::{Attempt, Queue, Settled};
 use crate::store::codec::{decode, encode};
 use crate::store::writer::{Sink, Writer};
-use crate::store::{Op, Store, StoreError, T};
+use crate::store::{Order, QueueName, Store, StoreError, Write};
 
 /// Standard Webhooks' schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 pub const DEFAULT_SCHEDULE_MS: [u64; 8] = [
@@ -182,15 +182,15 @@ impl Outbound {
     }
 
     /// Queue writes: one delivery per event and interested, enabled subscriber.
-    pub fn delivery_ops(
+    pub fn delivery_writes(
         &self,
         store: &Store,
         events: &[(&'static str, serde_json::Value)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Op>, StoreError> {
-        let mut ops = Vec::new();
+    ) -> Result<Vec<Write>, StoreError> {
+        let mut writes = Vec::new();
         if self.subscribers.is_empty() {
-            return Ok(ops);
+            return Ok(writes);
         }
         for (kind, data) in events {
             for s in &self.subscribers {
@@ -217,14 +217,10 @@ impl Outbound {
                     created_at: now,
                     finished_at: None,
                 };
-                ops.push((
-                    T::Deliveries,
-                    id.to_be_bytes().to_vec(),
-                    Some(encode(&delivery)),
-                ));
+                writes.push(Store::queue_put(QueueName::Deliveries, id, &delivery));
             }
         }
-        Ok(ops)
+        Ok(writes)
     }
 }
 
@@ -242,46 +238,43 @@ fn licence_payload(r: &LicenceRequest) -> serde_json::Value {
 }
 
 pub fn subscriber_state(store: &Store, name: &str) -> Result<SubscriberState, StoreError> {
-    match store.tree(T::Subscribers).get(name.as_bytes())? {
+    match store.subscriber_state(name)? {
         Some(v) => Ok(decode(&v)?),
         None => Ok(SubscriberState::default()),
     }
 }
 
 /// The write that records a subscriber's state.
-fn subscriber_state_op(name: &str, state: &SubscriberState) -> Op {
-    (
-        T::Subscribers,
-        name.as_bytes().to_vec(),
-        Some(encode(state)),
-    )
+fn subscriber_state_write(name: &str, state: &SubscriberState) -> Write {
+    Write::PutSubscriberState {
+        name: name.to_string(),
+        value: encode(state),
+    }
 }
 
 /// Pending first (oldest first), then finished (newest first), at most `limit`.
 pub fn list(store: &Store, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-    let mut out: Vec<Delivery> = store.queue_items(T::Deliveries, limit)?;
-    for item in store
-        .tree(T::DeliveriesDone)
-        .iter()
-        .rev()
-        .take(limit.saturating_sub(out.len()))
-    {
-        let (_, v) = item?;
-        out.push(decode(&v)?);
-    }
+    let mut out: Vec<Delivery> = store.items(QueueName::Deliveries, false, limit)?;
+    store.queue_scan(
+        QueueName::DeliveriesDone,
+        Order::NewestFirst,
+        &mut |_, v| {
+            if out.len() >= limit {
+                return Ok(false);
+            }
+            out.push(decode(v)?);
+            Ok(true)
+        },
+    )?;
     Ok(out)
 }
 
 /// One delivery, pending or finished.
 pub fn delivery(store: &Store, id: u64) -> Result<Option<Delivery>, StoreError> {
-    let key = id.to_be_bytes();
-    let found = match store.tree(T::Deliveries).get(key)? {
-        Some(v) => Some(v),
-        None => store.tree(T::DeliveriesDone).get(key)?,
-    };
-    found
-        .map(|bytes| decode(&bytes).map_err(StoreError::from))
-        .transpose()
+    match store.item(QueueName::Deliveries, id)? {
+        Some(d) => Ok(Some(d)),
+        None => store.item(QueueName::DeliveriesDone, id),
+    }
 }
 
 /// Pending deliveries looked at when a subscriber is disabled.
@@ -290,24 +283,19 @@ const DISABLE_SCAN_MAX: usize = 100_000;
 /// The writes that queue a delivery again from its first attempt (same
 /// `webhook-id`) and re-enable its subscriber; none when it is gone. Run by
 /// the writer (`Writer::submit_maintenance`), like every request's write.
-pub fn redelivery_ops(store: &Store, id: u64) -> Result<Vec<Op>, StoreError> {
+pub fn redelivery_writes(store: &Store, id: u64) -> Result<Vec<Write>, StoreError> {
     let Some(mut d) = delivery(store, id)? else {
         return Ok(Vec::new());
     };
-    let key = id.to_be_bytes().to_vec();
     d.state = DeliveryState::Pending;
     d.attempts = 0;
     d.next_attempt_at = Utc::now();
     d.finished_at = None;
     d.last_error = None;
     Ok(vec![
-        (
-            T::Subscribers,
-            d.subscriber.as_bytes().to_vec(),
-            Some(encode(&SubscriberState::default())),
-        ),
-        (T::DeliveriesDone, key.clone(), None),
-        (T::Deliveries, key, Some(encode(&d))),
+        subscriber_state_write(&d.subscriber, &SubscriberState::default()),
+        Store::queue_remove(QueueName::DeliveriesDone, id),
+        Store::queue_put(QueueName::Deliveries, id, &d),
     ])
 }
 
@@ -334,7 +322,7 @@ enum Sent {
 impl Queue for OutboundQueue {
     type Item = Delivery;
     const NAME: &'static str = "outbound";
-    const TREE: T = T::Deliveries;
+    const QUEUE: QueueName = QueueName::Deliveries;
     const PARALLEL: usize = 64;
 
     fn id(d: &Delivery) -> u64 {
@@ -388,7 +376,7 @@ impl Queue for OutboundQueue {
 
     /// A delivery given up on (410, or after the last retry) disables its
     /// subscriber, and its other pending deliveries fail with it.
-    fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<Vec<Op>, StoreError> {
+    fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<Vec<Write>, StoreError> {
         match how {
             Settled::Done => Ok(finish(d, DeliveryState::Delivered)),
             Settled::Dead => {
@@ -397,22 +385,22 @@ impl Queue for OutboundQueue {
                 } else {
                     "the last retry failed"
                 };
-                let mut ops = self.disable(store, &d.subscriber, reason, d.id)?;
-                ops.extend(finish(d, DeliveryState::Failed));
-                Ok(ops)
+                let mut writes = self.disable(store, &d.subscriber, reason, d.id)?;
+                writes.extend(finish(d, DeliveryState::Failed));
+                Ok(writes)
             }
         }
     }
 }
 
 /// The writes that move a delivery to `deliveries_done` in its final state.
-fn finish(mut d: Delivery, state: DeliveryState) -> Vec<Op> {
+fn finish(mut d: Delivery, state: DeliveryState) -> Vec<Write> {
     d.state = state;
     d.finished_at = Some(Utc::now());
     tracing::info!(delivery = d.id, subscriber = %d.subscriber, event = %d.event_type, state = ?state, attempts = d.attempts, "delivery finished");
     vec![
-        Store::queue_remove(T::Deliveries, d.id),
-        Store::queue_put(T::DeliveriesDone, d.id, &d),
+        Store::queue_remove(QueueName::Deliveries, d.id),
+        Store::queue_put(QueueName::DeliveriesDone, d.id, &d),
     ]
 }
 
@@ -431,22 +419,26 @@ pub async fn prune_done_loop(store: Store, writer: Writer) {
 
 /// The writes that forget deliveries finished more than [`DONE_KEEP_DAYS`]
 /// ago, at most `max`.
-fn expired_deliveries(store: &Store, max: usize) -> Result<Vec<Op>, StoreError> {
+fn expired_deliveries(store: &Store, max: usize) -> Result<Vec<Write>, StoreError> {
     let cutoff = Utc::now() - chrono::Duration::days(DONE_KEEP_DAYS);
-    let mut ops = Vec::new();
-    for item in store.tree(T::DeliveriesDone).iter() {
-        if ops.len() >= max {
-            break;
-        }
-        let (k, v) = item?;
-        let expired = decode::<Delivery>(&v)
-            .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
-            .unwrap_or(true);
-        if expired {
-            ops.push((T::DeliveriesDone, k.to_vec(), None));
-        }
-    }
-    Ok(ops)
+    let mut writes = Vec::new();
+    store.queue_scan(
+        QueueName::DeliveriesDone,
+        Order::OldestFirst,
+        &mut |id, v| {
+            if writes.len() >= max {
+                return Ok(false);
+            }
+            let expired = decode::<Delivery>(v)
+                .map(|d| d.finished_at.is_some_and(|f| f < cutoff))
+                .unwrap_or(true);
+            if expired {
+                writes.push(Store::queue_remove(QueueName::DeliveriesDone, id));
+            }
+            Ok(true)
+        },
+    )?;
+    Ok(writes)
 }
 
 impl OutboundQueue {
@@ -458,9 +450,9 @@ impl OutboundQueue {
         name: &str,
         reason: &str,
         except: u64,
-    ) -> Result<Vec<Op>, StoreError> {
+    ) -> Result<Vec<Write>, StoreError> {
         tracing::warn!(subscriber = %name, reason, "subscriber disabled");
-        let mut ops = vec![subscriber_state_op(
+        let mut writes = vec![subscriber_state_write(
             name,
             &SubscriberState {
                 disabled: true,
@@ -468,13 +460,13 @@ impl OutboundQueue {
                 since: Some(Utc::now()),
             },
         )];
-        for mut d in store.queue_items::<Delivery>(T::Deliveries, DISABLE_SCAN_MAX)? {
+        for mut d in store.items::<Delivery>(QueueName::Deliveries, false, DISABLE_SCAN_MAX)? {
             if d.subscriber == name && d.id != except {
                 d.last_error = Some(format!("subscriber disabled: {reason}"));
-                ops.extend(finish(d, DeliveryState::Failed));
+                writes.extend(finish(d, DeliveryState::Failed));
             }
         }
-        Ok(ops)
+        Ok(writes)
     }
 
     async fn send(&self, d: &Delivery) -> Sent {
@@ -544,16 +536,16 @@ impl OutboundQueue {
 /// Outbound deliveries are written in the transaction of the change that
 /// caused them.
 impl Sink for Outbound {
-    fn ops(
+    fn writes(
         &self,
         store: &Store,
         events: &[DomainEvent],
         changes: &[Change],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Op>, StoreError> {
+    ) -> Result<Vec<Write>, StoreError> {
         if self.is_empty() {
             return Ok(Vec::new());
         }
-        self.delivery_ops(store, &Outbound::events(events, changes), now)
+        self.delivery_writes(store, &Outbound::events(events, changes), now)
     }
 }

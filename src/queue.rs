@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use crate::domain::Refusal;
 pub use crate::metrics::QueueMetrics;
 use crate::store::writer::Writer;
-use crate::store::{Op, Store, StoreError, T};
+use crate::store::{QueueName, Store, StoreError, Write};
 
 pub use crate::store::writer::Wakers;
 
@@ -63,7 +63,7 @@ pub trait Queue: Send + Sync + 'static {
     type Item: Serialize + DeserializeOwned + Send + Sync;
     /// For logs.
     const NAME: &'static str;
-    const TREE: T;
+    const QUEUE: QueueName;
     /// Items attempted at once.
     const PARALLEL: usize = 1;
 
@@ -82,7 +82,12 @@ pub trait Queue: Send + Sync + 'static {
     fn retry_in(&self, item: &Self::Item, wish: Option<Duration>) -> Option<Duration>;
     /// The writes that take a settled item off the queue (remove it, or move
     /// it to a done or dead tree, and whatever else settling implies).
-    fn settle(&self, store: &Store, item: Self::Item, how: Settled) -> Result<Vec<Op>, StoreError>;
+    fn settle(
+        &self,
+        store: &Store,
+        item: Self::Item,
+        how: Settled,
+    ) -> Result<Vec<Write>, StoreError>;
 }
 
 pub struct QueueWorker<Q: Queue> {
@@ -131,7 +136,7 @@ impl<Q: Queue> QueueWorker<Q> {
     /// Attempts what is durable and due; returns how long to wait before
     /// the next pass (zero when it did something: more may wait).
     pub async fn pass(&self) -> Result<Duration, Refusal> {
-        let items: Vec<Q::Item> = self.store.durable_queue_items(Q::TREE, SCAN_MAX)?;
+        let items: Vec<Q::Item> = self.store.items(Q::QUEUE, true, SCAN_MAX)?;
         let scanned = items.len() as i64;
         self.metrics.depth.set(scanned);
         let now = Utc::now();
@@ -167,7 +172,7 @@ impl<Q: Queue> QueueWorker<Q> {
             }
         }
         // One transaction for the pass's bookkeeping, through the writer.
-        self.writer.submit_ops(ops).await?;
+        self.writer.submit_writes(ops).await?;
         // What is left once this pass's items are off the queue.
         self.metrics.depth.set(scanned - settled);
         Ok(Duration::ZERO)
@@ -175,7 +180,11 @@ impl<Q: Queue> QueueWorker<Q> {
 
     /// The writes that conclude an attempt, and whether the item left the
     /// queue.
-    fn conclude(&self, mut item: Q::Item, result: Attempt) -> Result<(Vec<Op>, bool), StoreError> {
+    fn conclude(
+        &self,
+        mut item: Q::Item,
+        result: Attempt,
+    ) -> Result<(Vec<Write>, bool), StoreError> {
         let id = Q::id(&item);
         match result {
             Attempt::Done => {
@@ -197,7 +206,7 @@ impl<Q: Queue> QueueWorker<Q> {
                         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                         Q::set_due_at(&mut item, at);
                         tracing::warn!(queue = Q::NAME, id, retry_in_ms = delay.as_millis() as u64, error = %error, "attempt failed; will retry");
-                        Ok((vec![Store::queue_put(Q::TREE, id, &item)], false))
+                        Ok((vec![Store::queue_put(Q::QUEUE, id, &item)], false))
                     }
                     None => {
                         self.metrics.dead.inc();

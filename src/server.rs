@@ -153,7 +153,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     return_large_blocks_to_the_os();
     make_private(&[&config.data_dir, &config.mail_dir()])
         .with_context(|| format!("preparing the data directory {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir.join("db"))
+    let store = Store::open_sled(&config.data_dir.join("db"))
         .with_context(|| format!("opening the store under {}", config.data_dir.display()))?;
     let operator_token = operator_token(&config)?;
     let metrics = Arc::new(Metrics::new());
@@ -338,7 +338,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     webhook_ids.abort();
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
-    store.db.flush_async().await.context("final flush")?;
+    let flushing = store.clone();
+    tokio::task::spawn_blocking(move || flushing.flush())
+        .await
+        .context("final flush")?
+        .context("final flush")?;
     tracing::info!("flushed; bye");
     Ok(())
 }

@@ -203,6 +203,37 @@ fn only_the_writer_writes() {
     }
 }
 
+/// The store interface names no backend: only a backend's own file knows
+/// its engine, so the writer, the queues, the workers and HTTP run on any
+/// backend (sled, memory, the next one) unchanged.
+#[test]
+fn only_a_backend_knows_its_engine() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in rs_files(&root.join("src")) {
+        let rel = file
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let code = non_test_code(&std::fs::read_to_string(&file).unwrap());
+        match rel.as_str() {
+            // The backend itself, and the module that lists the backends.
+            "src/store/sled_store.rs" => {}
+            "src/store/mod.rs" => {
+                assert!(!code.contains("sled::"), "{rel} names a sled type");
+            }
+            r => {
+                for engine in ["sled::", "sled_store", "SledStore"] {
+                    assert!(
+                        !code.contains(engine),
+                        "{r} names {engine}: go through store::Backend"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The modules of a crate (`crate::a::b` → file) under `root`.
 fn crate_modules(root: &Path, krate: &str) -> HashMap<String, std::path::PathBuf> {
     let files = rs_files(root);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use admind::domain::*;
 use admind::metrics::Metrics;
 use admind::queue::Wakers;
+use admind::store::memory::MemoryBackend;
 use admind::store::writer::{Writer, WriterDeps};
-use admind::store::{OutboxMail, Store, T};
+use admind::store::{OutboxMail, QueueName, Store};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -199,7 +200,7 @@ fn token_for(store: &Store, address: &str) -> Option<String> {
 }
 
 fn mailed_token(store: &Store, address: &str, subject: &str) -> Option<String> {
-    let mails: Vec<OutboxMail> = store.queue_items(T::Outbox, 100_000).unwrap();
+    let mails: Vec<OutboxMail> = store.items(QueueName::Outbox, false, 100_000).unwrap();
     mails
         .iter()
         .rev()
@@ -213,9 +214,14 @@ fn mailed_token(store: &Store, address: &str, subject: &str) -> Option<String> {
         })
 }
 
+/// Every case runs on each backend: the rules hold whatever the store.
 async fn run_case(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    run_case_on(Store::open_sled(dir.path()).unwrap(), ops.clone()).await;
+    run_case_on(Store::new(MemoryBackend::default()), ops).await;
+}
+
+async fn run_case_on(store: Store, ops: Vec<Op>) {
     let (writer, _thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: Settings::default(),
@@ -445,9 +451,9 @@ async fn run_case(ops: Vec<Op>) {
         };
         let before = snapshot(&store, &a);
         let audit_before = store.audit(&a, None, 100_000).unwrap().len();
-        let queued_before = store.queue_len(T::HookQueue);
+        let queued_before = store.queue_len(QueueName::Hooks).unwrap();
         let result = writer.submit(command.0, command.1).await;
-        let queued = store.queue_len(T::HookQueue) - queued_before;
+        let queued = store.queue_len(QueueName::Hooks).unwrap() - queued_before;
         // Hook events commit with what caused them.
         match &result {
             Err(r) if r.code == "agent_seat_exhausted" || r.code == "sell_seat_exhausted" => {

@@ -182,7 +182,9 @@ async fn redeliver(
         .map_err(crate::domain::Refusal::from)?
         .ok_or_else(not_found)?;
     app.writer
-        .submit_maintenance(Box::new(move |store| outbound::redelivery_ops(store, id)))
+        .submit_maintenance(Box::new(move |store| {
+            outbound::redelivery_writes(store, id)
+        }))
         .await?;
     let d = outbound::delivery(&app.store, id)
         .map_err(crate::domain::Refusal::from)?

@@ -1,9 +1,18 @@
-//! A second store, in memory: the core runs against it unchanged. Used by
-//! the property tests and benchmarks, and the proof that the core needs
-//! nothing from sled.
+//! The memory backend: the whole store in maps, nothing durable. It
+//! implements the same [`Backend`] as sled, so the writer, the queues and
+//! the core run on it unchanged: the proof that nothing above the store
+//! needs sled, and a fast store for tests.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
+use chrono::{DateTime, Utc};
+
+use super::backend::{
+    forward_state_view, Backend, Order, QueueName, QueuedEvent, StoreError, Transaction, Visit,
+    Write,
+};
 use crate::domain::*;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,10 +31,10 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// Applies an outcome the way the sled store does, minus durability.
-    pub fn apply(&mut self, outcome: &Outcome) {
-        for change in &outcome.changes {
-            match change.clone() {
+    /// Applies domain changes the way the sled store does, minus durability.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
                 Change::PutAccount(a) => {
                     self.accounts.insert(a.id.clone(), a);
                 }
@@ -97,10 +106,6 @@ impl MemoryStore {
                 Change::PutInvoice(i) => self.invoices.push(i),
                 Change::PutInvestigation(i) => self.investigations.push(i),
             }
-        }
-        if let Some(draft) = outcome.audit.clone() {
-            let seq = self.audit.len() as u64 + 1;
-            self.audit.push(draft.into_entry(seq));
         }
     }
 }
@@ -220,5 +225,232 @@ impl StateView for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+/// Everything of [`MemoryStore`] plus the queues and worker records.
+#[derive(Default)]
+struct Inner {
+    state: MemoryStore,
+    queues: BTreeMap<(QueueName, u64), Vec<u8>>,
+    subscribers: BTreeMap<String, Vec<u8>>,
+}
+
+/// The memory backend (see the module's documentation).
+pub struct MemoryBackend {
+    inner: RwLock<Inner>,
+    last_id: AtomicU64,
+    installation_id: String,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend {
+            inner: RwLock::default(),
+            last_id: AtomicU64::new(0),
+            installation_id: "0".repeat(32),
+        }
+    }
+}
+
+impl MemoryBackend {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock leaves maps that are still whole
+        // (every write is one insert or remove), so poisoning is ignored.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn id(&self) -> u64 {
+        self.last_id.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+forward_state_view!(MemoryBackend, self => self.read().state);
+
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn installation_id(&self) -> &str {
+        &self.installation_id
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.id())
+    }
+
+    fn commit(&self, tx: Transaction) -> Result<(), StoreError> {
+        // Ids first, then one write lock: readers see all of it or none.
+        let seq = tx.audit.as_ref().map(|_| self.id());
+        let mails: Vec<_> = tx
+            .mails
+            .into_iter()
+            .map(|mut m| {
+                m.id = self.id();
+                m
+            })
+            .collect();
+        let events: Vec<_> = tx
+            .events
+            .into_iter()
+            .map(|event| QueuedEvent {
+                id: self.id(),
+                cause_seq: seq,
+                event,
+                attempts: 0,
+            })
+            .collect();
+        let mut inner = self.write();
+        inner.state.apply_changes(tx.changes);
+        if let (Some(draft), Some(seq)) = (tx.audit, seq) {
+            inner.state.audit.push(draft.into_entry(seq));
+        }
+        for mail in mails {
+            inner
+                .queues
+                .insert((QueueName::Outbox, mail.id), super::codec::encode(&mail));
+        }
+        for event in events {
+            inner
+                .queues
+                .insert((QueueName::Hooks, event.id), super::codec::encode(&event));
+        }
+        for write in tx.writes {
+            match write {
+                Write::QueuePut { queue, id, value } => {
+                    inner.queues.insert((queue, id), value);
+                }
+                Write::QueueRemove { queue, id } => {
+                    inner.queues.remove(&(queue, id));
+                }
+                Write::PutSubscriberState { name, value } => {
+                    inner.subscribers.insert(name, value);
+                }
+                Write::ForgetAudit { scope, seq } => inner
+                    .state
+                    .audit
+                    .retain(|e| !(e.account_id == scope && e.seq == seq)),
+                Write::ForgetWebhook { source, webhook_id } => {
+                    inner.state.webhooks_seen.remove(&(source, webhook_id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing is on disk; everything committed counts as durable.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn durable_id(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn queue_scan(
+        &self,
+        queue: QueueName,
+        order: Order,
+        each: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        // Copied out so `each` may take as long as it likes without the lock.
+        let items: Vec<(u64, Vec<u8>)> = self
+            .read()
+            .queues
+            .range((queue, 0)..=(queue, u64::MAX))
+            .map(|((_, id), v)| (*id, v.clone()))
+            .collect();
+        let mut visit = |(id, v): (u64, Vec<u8>)| each(id, &v);
+        match order {
+            Order::OldestFirst => {
+                for item in items {
+                    if !visit(item)? {
+                        break;
+                    }
+                }
+            }
+            Order::NewestFirst => {
+                for item in items.into_iter().rev() {
+                    if !visit(item)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read().queues.get(&(queue, id)).cloned())
+    }
+
+    fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
+        Ok(self
+            .read()
+            .queues
+            .range((queue, 0)..=(queue, u64::MAX))
+            .count())
+    }
+
+    fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read().subscribers.get(name).cloned())
+    }
+
+    fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Write>, StoreError> {
+        Ok(self
+            .read()
+            .state
+            .audit
+            .iter()
+            .filter(|e| e.at < cutoff)
+            .take(max)
+            .map(|e| Write::ForgetAudit {
+                scope: e.account_id.clone(),
+                seq: e.seq,
+            })
+            .collect())
+    }
+
+    fn expired_webhook_ids(
+        &self,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Write>, StoreError> {
+        Ok(self
+            .read()
+            .state
+            .webhooks_seen
+            .iter()
+            .filter(|(_, at)| **at < cutoff)
+            .take(max)
+            .map(|((source, webhook_id), _)| Write::ForgetWebhook {
+                source: source.clone(),
+                webhook_id: webhook_id.clone(),
+            })
+            .collect())
+    }
+
+    fn audit_since(
+        &self,
+        since: DateTime<Utc>,
+        scope: Option<&str>,
+        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut entries: Vec<AuditEntry> = self
+            .read()
+            .state
+            .audit
+            .iter()
+            .filter(|e| e.at >= since && scope.is_none_or(|s| e.account_id == s))
+            .cloned()
+            .collect();
+        entries.sort_by(|a, b| (&a.account_id, a.seq).cmp(&(&b.account_id, b.seq)));
+        for entry in &entries {
+            each(entry)?;
+        }
+        Ok(entries.len() as u64)
     }
 }

@@ -1,7 +1,7 @@
 //! The single writer with group commit.
 //!
 //! Every command goes through one thread: it runs the core against the
-//! store, commits each outcome in its own sled transaction, and after a
+//! store, commits each outcome in its own transaction, and after a
 //! batch (everything that queued while the previous flush ran, up to
 //! [`BATCH_MAX`]) flushes once and only then answers every caller of the
 //! batch. Concurrent writers thus share fsyncs, a refused command changes
@@ -23,13 +23,13 @@ pub struct Wakers {
     pub outbound: tokio::sync::Notify,
 }
 
-use super::{Op, OutboxMail, Store, StoreError};
+use super::{OutboxMail, Store, StoreError, Transaction, Write};
 use crate::domain::*;
 use crate::metrics::Metrics;
 
 /// Writes one maintenance transaction carries at most (pruning passes
 /// commit in steps of this size).
-pub const MAINTENANCE_OPS_MAX: usize = 10_000;
+pub const MAINTENANCE_WRITES_MAX: usize = 10_000;
 
 /// Most commands committed under one flush.
 pub const BATCH_MAX: usize = 256;
@@ -50,7 +50,7 @@ struct Job {
 /// computed on the writer thread against the current state and committed in
 /// one transaction, flushed with the batch, like a command's. Every write an
 /// HTTP request causes goes through the writer, these included.
-pub type Maintenance = Box<dyn FnOnce(&Store) -> Result<Vec<Op>, StoreError> + Send>;
+pub type Maintenance = Box<dyn FnOnce(&Store) -> Result<Vec<Write>, StoreError> + Send>;
 
 enum Work {
     Command(Command),
@@ -59,17 +59,17 @@ enum Work {
 
 /// More writes an outcome implies, added to its transaction by whatever the
 /// server plugs in (outbound deliveries today). The writer knows no worker:
-/// a sink is asked for operations and knows nothing of the writer.
+/// a sink is asked for writes and knows nothing of the writer.
 pub trait Sink: Send + Sync {
     /// The writes to add for these events and changes (a refusal's events
     /// come with no changes).
-    fn ops(
+    fn writes(
         &self,
         store: &Store,
         events: &[DomainEvent],
         changes: &[Change],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Op>, StoreError>;
+    ) -> Result<Vec<Write>, StoreError>;
 }
 
 #[derive(Clone)]
@@ -124,11 +124,11 @@ impl Writer {
 
     /// Commits blind writes (a worker's bookkeeping, retention) like a
     /// maintenance step: in one transaction, durable on return.
-    pub async fn submit_ops(&self, ops: Vec<Op>) -> Result<(), Refusal> {
-        if ops.is_empty() {
+    pub async fn submit_writes(&self, writes: Vec<Write>) -> Result<(), Refusal> {
+        if writes.is_empty() {
             return Ok(());
         }
-        self.submit_maintenance(Box::new(move |_| Ok(ops))).await
+        self.submit_maintenance(Box::new(move |_| Ok(writes))).await
     }
 
     /// Runs `command` as `actor`; returns once the outcome is durable.
@@ -166,7 +166,8 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
             let (answer, mail, events) = match job.work {
                 Work::Command(command) => run_one(&deps, &mut entropy, &job.actor, command),
                 Work::Maintenance(work) => {
-                    let committed = work(&deps.store).and_then(|ops| deps.store.commit(&ops));
+                    let committed = work(&deps.store)
+                        .and_then(|writes| deps.store.commit(Transaction::of_writes(writes)));
                     match committed {
                         Ok(()) => (Ok(Reply::Done), false, true),
                         Err(e) => {
@@ -181,11 +182,7 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
             answers.push((job.reply, answer));
         }
         let started = Instant::now();
-        let issued = deps.store.last_issued_id();
-        let flushed = deps.store.db.flush();
-        if flushed.is_ok() {
-            deps.store.mark_durable(issued);
-        }
+        let flushed = deps.store.flush();
         deps.metrics
             .store_flush_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -210,7 +207,7 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
             deps.wakers.outbound.notify_one();
         }
     }
-    if let Err(e) = deps.store.db.flush() {
+    if let Err(e) = deps.store.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
 }
@@ -255,20 +252,16 @@ fn run_one(
             }
             let has_events = !events.is_empty();
             let committed = (|| -> Result<(), StoreError> {
-                let mut ops: Vec<Op> = Vec::new();
-                let mut cause = None;
-                if let Some(draft) = audit {
-                    let (seq, op) = deps.store.audit_op(draft)?;
-                    cause = Some(seq);
-                    ops.push(op);
-                }
+                let mut writes = Vec::new();
                 for sink in &deps.sinks {
-                    ops.extend(sink.ops(&deps.store, &events, &[], now)?);
+                    writes.extend(sink.writes(&deps.store, &events, &[], now)?);
                 }
-                for event in events {
-                    ops.push(deps.store.event_op(event, cause)?);
-                }
-                deps.store.commit(&ops)
+                deps.store.commit(Transaction {
+                    audit,
+                    events,
+                    writes,
+                    ..Transaction::default()
+                })
             })();
             match committed {
                 Ok(()) => {
@@ -287,32 +280,23 @@ fn run_one(
 /// Commits an outcome; returns its reply and whether it queued work for the
 /// event workers (hook events, or writes of a sink).
 fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<(Reply, bool), StoreError> {
-    let store = &deps.store;
-    let mut ops = store.ops_for(&outcome.changes)?;
-    let mut cause = None;
-    if let Some(draft) = outcome.audit {
-        let (seq, op) = store.audit_op(draft)?;
-        cause = Some(seq);
-        ops.push(op);
-    }
-    for notice in &outcome.notices {
-        ops.push(store.outbox_op((deps.render)(notice))?);
-    }
-    let mut has_events = !outcome.events.is_empty();
+    let mut writes = Vec::new();
     for sink in &deps.sinks {
-        let more = sink.ops(store, &outcome.events, &outcome.changes, Utc::now())?;
-        has_events |= !more.is_empty();
-        ops.extend(more);
+        writes.extend(sink.writes(&deps.store, &outcome.events, &outcome.changes, Utc::now())?);
     }
-    for event in outcome.events {
-        ops.push(store.event_op(event, cause)?);
-    }
-    store.commit(&ops)?;
+    let has_events = !outcome.events.is_empty() || !writes.is_empty();
+    deps.store.commit(Transaction {
+        changes: outcome.changes,
+        audit: outcome.audit,
+        mails: outcome.notices.iter().map(|n| (deps.render)(n)).collect(),
+        events: outcome.events,
+        writes,
+    })?;
     Ok((outcome.reply, has_events))
 }
 
 /// Every `period` (and once at start): deletes what `find` reports (run on
-/// the blocking pool, at most [`MAINTENANCE_OPS_MAX`] writes a step),
+/// the blocking pool, at most [`MAINTENANCE_WRITES_MAX`] writes a step),
 /// committing each step through the writer until nothing is left; reports
 /// each step's count to `pruned`. Retention and pruning all run this way.
 pub async fn prune_every<F>(
@@ -323,27 +307,28 @@ pub async fn prune_every<F>(
     find: F,
     pruned: impl Fn(usize) + Send,
 ) where
-    F: Fn(&Store, usize) -> Result<Vec<Op>, StoreError> + Clone + Send + 'static,
+    F: Fn(&Store, usize) -> Result<Vec<Write>, StoreError> + Clone + Send + 'static,
 {
     loop {
         loop {
             let (s, f) = (store.clone(), find.clone());
-            let ops = match tokio::task::spawn_blocking(move || f(&s, MAINTENANCE_OPS_MAX)).await {
-                Ok(Ok(ops)) => ops,
-                Ok(Err(e)) => {
-                    tracing::warn!(what, error = %e, "pruning: reading failed");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(what, error = %e, "pruning: the task failed");
-                    break;
-                }
-            };
-            let n = ops.len();
+            let writes =
+                match tokio::task::spawn_blocking(move || f(&s, MAINTENANCE_WRITES_MAX)).await {
+                    Ok(Ok(writes)) => writes,
+                    Ok(Err(e)) => {
+                        tracing::warn!(what, error = %e, "pruning: reading failed");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(what, error = %e, "pruning: the task failed");
+                        break;
+                    }
+                };
+            let n = writes.len();
             if n == 0 {
                 break;
             }
-            if let Err(e) = writer.submit_ops(ops).await {
+            if let Err(e) = writer.submit_writes(writes).await {
                 tracing::warn!(what, error = %e, "pruning: the commit failed");
                 break;
             }

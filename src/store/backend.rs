@@ -1,0 +1,332 @@
+//! The store interface (see the parent module): the [`Backend`] trait, the
+//! [`Transaction`] and [`Write`]s it commits, and [`Store`], the handle
+//! everything above holds.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::codec::{decode, encode};
+use crate::domain::*;
+
+/// A durable queue, or the dead or finished items of one. Items are keyed
+/// by an id from [`Backend::next_id`] and read oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QueueName {
+    /// Rendered mail waiting to be written or sent.
+    Outbox,
+    /// Mail given up on.
+    OutboxDead,
+    /// After-hook events waiting for their handlers.
+    Hooks,
+    /// Outbound deliveries pending.
+    Deliveries,
+    /// Outbound deliveries delivered or failed (kept for a while).
+    DeliveriesDone,
+}
+
+/// A write that is not a domain change: the queues' bookkeeping, worker
+/// records, and what retention forgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    QueuePut {
+        queue: QueueName,
+        id: u64,
+        value: Vec<u8>,
+    },
+    QueueRemove {
+        queue: QueueName,
+        id: u64,
+    },
+    /// An outbound subscriber's state (enabled, or disabled and why).
+    PutSubscriberState {
+        name: String,
+        value: Vec<u8>,
+    },
+    /// An audit entry past retention.
+    ForgetAudit {
+        scope: String,
+        seq: u64,
+    },
+    /// A received webhook id kept long enough.
+    ForgetWebhook {
+        source: String,
+        webhook_id: String,
+    },
+}
+
+/// One command's writes, committed atomically. The store numbers the audit
+/// entry, the mails and the events; the events are caused by the audit
+/// entry (causal audit).
+#[derive(Debug, Default)]
+pub struct Transaction {
+    pub changes: Vec<Change>,
+    pub audit: Option<AuditDraft>,
+    pub mails: Vec<OutboxMail>,
+    pub events: Vec<DomainEvent>,
+    pub writes: Vec<Write>,
+}
+
+impl Transaction {
+    pub fn of_writes(writes: Vec<Write>) -> Self {
+        Transaction {
+            writes,
+            ..Transaction::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.audit.is_none()
+            && self.mails.is_empty()
+            && self.events.is_empty()
+            && self.writes.is_empty()
+    }
+}
+
+/// Called with each item's id and value by [`Backend::queue_scan`];
+/// returns whether to go on.
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
+
+/// Read order of a queue scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// What a backend provides. Object safe: the daemon holds a [`Store`]
+/// (`Arc<dyn Backend>`) and never knows which backend it has.
+pub trait Backend: StateView + Send + Sync + 'static {
+    /// Which backend, for logs and errors.
+    fn kind(&self) -> &'static str;
+
+    /// 128 random bits made when the store was created: with a sequence
+    /// number it makes ids that no other installation (nor this one after
+    /// its data was reset) sends: outbound `webhook-id`s and mail
+    /// Message-IDs, which receivers deduplicate on.
+    fn installation_id(&self) -> &str;
+
+    /// A new id, larger than every id handed out before (queue items are
+    /// ordered by it).
+    fn next_id(&self) -> Result<u64, StoreError>;
+
+    /// Applies a transaction atomically: all of it or nothing.
+    fn commit(&self, tx: Transaction) -> Result<(), StoreError>;
+
+    /// Makes everything committed so far durable; afterwards
+    /// [`Backend::durable_id`] covers it.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Every queue item with an id up to this is durable.
+    fn durable_id(&self) -> u64;
+
+    /// Visits a queue's items in `order` until `each` returns false.
+    fn queue_scan(
+        &self,
+        queue: QueueName,
+        order: Order,
+        each: &mut Visit<'_>,
+    ) -> Result<(), StoreError>;
+
+    fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError>;
+
+    /// An outbound subscriber's stored state, if any was recorded.
+    fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The writes that forget audit entries older than `cutoff`, at most
+    /// `max` (for the writer to commit).
+    fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Write>, StoreError>;
+
+    /// The writes that forget webhook ids received before `cutoff`, at most
+    /// `max`.
+    fn expired_webhook_ids(
+        &self,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Write>, StoreError>;
+
+    /// Calls `each` with every audit entry at or after `since`, scope by
+    /// scope in sequence order (one scope when `scope` is given), one entry
+    /// at a time whatever the log's size. Returns how many it visited.
+    fn audit_since(
+        &self,
+        since: DateTime<Utc>,
+        scope: Option<&str>,
+        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
+}
+
+/// The store the daemon runs on: any [`Backend`], shared.
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
+
+impl Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl Store {
+    pub fn new(backend: impl Backend) -> Store {
+        Store(Arc::new(backend))
+    }
+
+    /// Items of a queue, oldest first, at most `limit`; only durable ones
+    /// when `durable_only` (what a worker may act on).
+    pub fn items<V: DeserializeOwned>(
+        &self,
+        queue: QueueName,
+        durable_only: bool,
+        limit: usize,
+    ) -> Result<Vec<V>, StoreError> {
+        let last = if durable_only {
+            self.durable_id()
+        } else {
+            u64::MAX
+        };
+        let mut out = Vec::new();
+        self.queue_scan(queue, Order::OldestFirst, &mut |id, value| {
+            if id > last || out.len() >= limit {
+                return Ok(false);
+            }
+            out.push(decode(value)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// One queue item, decoded.
+    pub fn item<V: DeserializeOwned>(
+        &self,
+        queue: QueueName,
+        id: u64,
+    ) -> Result<Option<V>, StoreError> {
+        self.queue_item(queue, id)?
+            .map(|v| decode(&v).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// The write that puts a queue item.
+    pub fn queue_put<V: Serialize>(queue: QueueName, id: u64, value: &V) -> Write {
+        Write::QueuePut {
+            queue,
+            id,
+            value: encode(value),
+        }
+    }
+
+    /// The write that removes a queue item.
+    pub fn queue_remove(queue: QueueName, id: u64) -> Write {
+        Write::QueueRemove { queue, id }
+    }
+}
+
+/// Implements the core's [`StateView`] for `$ty` by reading `$target`.
+macro_rules! forward_state_view {
+    ($ty:ty, $self:ident => $target:expr) => {
+        impl StateView for $ty {
+            fn account(&$self, id: &str) -> Result<Option<Account>, ViewError> {
+                $target.account(id)
+            }
+            fn user(&$self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
+                $target.user(account_id, user_id)
+            }
+            fn user_by_email(&$self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
+                $target.user_by_email(account_id, email)
+            }
+            fn members(&$self, account_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, ViewError> {
+                $target.members(account_id, after, limit)
+            }
+            fn integrations(&$self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
+                $target.integrations(account_id, limit)
+            }
+            fn integration(&$self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError> {
+                $target.integration(account_id, id)
+            }
+            fn token(&$self, hash: &str) -> Result<Option<Token>, ViewError> {
+                $target.token(hash)
+            }
+            fn session(&$self, hash: &str) -> Result<Option<Session>, ViewError> {
+                $target.session(hash)
+            }
+            fn invoices(&$self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
+                $target.invoices(account_id, limit)
+            }
+            fn webhook_seen(&$self, source: &str, webhook_id: &str) -> Result<bool, ViewError> {
+                $target.webhook_seen(source, webhook_id)
+            }
+            fn licence_request(&$self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
+                $target.licence_request(id)
+            }
+            fn account_licence_requests(&$self, account_id: &str, limit: usize) -> Result<Vec<LicenceRequest>, ViewError> {
+                $target.account_licence_requests(account_id, limit)
+            }
+            fn licence_requests(&$self, status: Option<LicenceStatus>, limit: usize) -> Result<Vec<LicenceRequest>, ViewError> {
+                $target.licence_requests(status, limit)
+            }
+            fn audit(&$self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
+                $target.audit(account_id, after, limit)
+            }
+        }
+    };
+}
+pub(crate) use forward_state_view;
+
+forward_state_view!(Store, self => self.0);
+
+/// A rendered message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMail {
+    pub id: u64,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+/// An after-hook event waiting to be dispatched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    pub id: u64,
+    /// The audit entry of the operation that caused it (causal audit).
+    pub cause_seq: Option<u64>,
+    pub event: DomainEvent,
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (disk, database); its own words.
+    #[error("{backend}: {detail}")]
+    Backend {
+        backend: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Codec(#[from] super::codec::CodecError),
+    #[error("writing: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store is shutting down")]
+    Closed,
+}
+
+impl From<StoreError> for ViewError {
+    fn from(e: StoreError) -> Self {
+        ViewError(e.to_string())
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::store(e.to_string())
+    }
+}
