@@ -203,6 +203,37 @@ fn only_the_writer_writes() {
     }
 }
 
+/// The store sits below everything that uses it: no file of `src/store/`
+/// names a worker, HTTP, the policy host or the server (they plug in
+/// through `Sink`s and the `Backend` interface).
+#[test]
+fn the_store_imports_no_worker_and_no_http() {
+    let forbidden = [
+        "crate::http",
+        "crate::mail",
+        "crate::hooks",
+        "crate::outbound",
+        "crate::queue",
+        "crate::webhooks",
+        "crate::policy",
+        "crate::server",
+        "crate::audit",
+        "crate::config",
+        "axum::",
+        "reqwest",
+        "lettre",
+    ];
+    for (file, text) in sources("src/store") {
+        let code = non_test_code(&text);
+        for f in forbidden {
+            assert!(
+                !code.contains(f),
+                "{file} uses {f}: the store knows no worker or HTTP"
+            );
+        }
+    }
+}
+
 /// The store interface names no backend: only a backend's own file knows
 /// its engine, so the writer, the queues, the workers and HTTP run on any
 /// backend (sled, memory, the next one) unchanged.

@@ -23,7 +23,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// then the person's, cheapest first; returns the profile the address
 /// belongs to, if any.
 fn count_attempt(
-    app: &AppState,
+    app: &App,
     ip: Option<std::net::IpAddr>,
     purpose: &str,
     account_id: &str,
@@ -95,7 +95,14 @@ async fn confirm_password_reset(
     State(app): State<AppState>,
     Json(body): Json<PasswordResetConfirm>,
 ) -> ApiResult<StatusCode> {
-    validate::password(&body.password)?;
+    set_password(&app, &body.token, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets a password from a mailed token (new member, reset): the API's and
+/// the console's one path.
+pub async fn set_password(app: &App, token: &str, password: String) -> ApiResult<()> {
+    validate::password(&password)?;
     let invalid = || {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -103,17 +110,16 @@ async fn confirm_password_reset(
             "the link is invalid, already used or expired; ask for a new one",
         )
     };
-    if body.token.is_empty() || body.token.len() > validate::TOKEN_MAX_CHARS {
+    if token.is_empty() || token.len() > validate::TOKEN_MAX_CHARS {
         return Err(invalid());
     }
-    let hash = token_hash(&body.token);
+    let hash = token_hash(&token);
     // Cheap check first, so bad tokens cost no password hashing.
     use crate::domain::StateView;
     if app.store.token(&hash).map_err(Refusal::from)?.is_none() {
         return Err(invalid());
     }
     let cost = app.password_cost;
-    let password = body.password;
     let password_hash = app
         .hash_work(move || secret::hash_password(&password, cost))
         .await?
@@ -126,7 +132,7 @@ async fn confirm_password_reset(
         },
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Signs in; one answer for every failure.
@@ -139,6 +145,27 @@ async fn sign_in(
     Path(a): Path<String>,
     Json(body): Json<SignInRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<SessionOut>)> {
+    let (token, session) = sign_in_with_password(&app, ip, a, body.email, body.password).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(SessionOut {
+            token,
+            user_id: session.user_id,
+            expires_at: session.expires_at,
+        }),
+    ))
+}
+
+/// Checks an address and password and opens a session: the API's and the
+/// console's one path (attempt limits, equal cost for unknown addresses,
+/// one answer for every failure). Returns the raw token and the session.
+pub async fn sign_in_with_password(
+    app: &App,
+    ip: Option<std::net::IpAddr>,
+    a: String,
+    email: String,
+    password: String,
+) -> ApiResult<(String, crate::domain::Session)> {
     let failed = || {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -146,15 +173,13 @@ async fn sign_in(
             "the address or password is wrong",
         )
     };
-    if body.email.len() > validate::EMAIL_MAX_CHARS
-        || body.password.len() > validate::PASSWORD_MAX_CHARS * 4
+    if email.len() > validate::EMAIL_MAX_CHARS || password.len() > validate::PASSWORD_MAX_CHARS * 4
     {
         return Err(failed());
     }
-    let user = count_attempt(&app, ip, "signin", &a, &body.email)?;
+    let user = count_attempt(app, ip, "signin", &a, &email)?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let against = stored.clone().unwrap_or_else(|| app.decoy_hash.clone());
-    let password = body.password;
     let ok = app
         .hash_work(move || secret::verify_password(&password, &against))
         .await?;
@@ -168,7 +193,7 @@ async fn sign_in(
             Command::CreateSession {
                 account_id: a,
                 user_id: user.id.clone(),
-                email: body.email,
+                email: email,
                 verified_hash,
                 token_hash: token_hash(&token),
             },
@@ -182,14 +207,7 @@ async fn sign_in(
             }
         })?;
     match reply {
-        Reply::Session(s) => Ok((
-            StatusCode::CREATED,
-            axum::Json(SessionOut {
-                token,
-                user_id: s.user_id,
-                expires_at: s.expires_at,
-            }),
-        )),
+        Reply::Session(s) => Ok((token, s)),
         other => Err(unexpected(other)),
     }
 }
