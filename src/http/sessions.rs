@@ -113,7 +113,7 @@ pub async fn set_password(app: &App, token: &str, password: String) -> ApiResult
     if token.is_empty() || token.len() > validate::TOKEN_MAX_CHARS {
         return Err(invalid());
     }
-    let hash = token_hash(&token);
+    let hash = token_hash(token);
     // Cheap check first, so bad tokens cost no password hashing.
     use crate::domain::StateView;
     if app.store.token(&hash).map_err(Refusal::from)?.is_none() {
@@ -193,7 +193,7 @@ pub async fn sign_in_with_password(
             Command::CreateSession {
                 account_id: a,
                 user_id: user.id.clone(),
-                email: email,
+                email,
                 verified_hash,
                 token_hash: token_hash(&token),
             },
