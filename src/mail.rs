@@ -34,7 +34,7 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
             format!("Set your password for {account_name}"),
             format!(
                 "Hello {user_name},\n\nYou have been given access to the account {account_name} ({account_id}).\n\
-                 Set your password here (the link works once):\n\n{base}/password/set?token={token}\n\n\
+                 Set your password here (the link works once):\n\n{base}/a/{account_id}/password/set?token={token}\n\n\
                  If you did not expect this, ignore this message.\n"
             ),
         ),
@@ -48,7 +48,7 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
             format!(
                 "Someone asked to reset the password of this address for the account {account_name} ({account_id}).\n\
                  Choose a new password here (the link works once and expires soon):\n\n\
-                 {base}/password/reset?token={token}\n\n\
+                 {base}/a/{account_id}/password/reset?token={token}\n\n\
                  If it was not you, ignore this message; your password is unchanged.\n"
             ),
         ),
@@ -96,12 +96,15 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
             ),
         ),
         Notice::EmailVerification {
-            account_name, token, ..
+            account_id,
+            account_name,
+            token,
+            ..
         } => (
             format!("Verify your address for {account_name}"),
             format!(
                 "This address was added to a profile on the account {account_name}.\n\
-                 Confirm it is yours here (the link works once):\n\n{base}/email/verify?token={token}\n"
+                 Confirm it is yours here (the link works once):\n\n{base}/a/{account_id}/email/verify?token={token}\n"
             ),
         ),
         Notice::PrimaryEmailChanged {

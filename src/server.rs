@@ -295,9 +295,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         settings,
         policies: policies.clone(),
         verifier,
+        public_url: config.public_url.clone(),
     });
     let router = http::router(
         app.clone(),
+        crate::console::routes(),
         config.limits.body_max_bytes,
         config.limits.request_timeout_ms,
     );

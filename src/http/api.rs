@@ -41,6 +41,9 @@ pub struct App {
     pub settings: Settings,
     pub policies: Arc<crate::policy::PolicyHost>,
     pub verifier: crate::webhooks::Verifier,
+    /// Base of the links in mails; its scheme decides whether cookies are
+    /// `Secure`.
+    pub public_url: String,
 }
 
 pub type AppState = Arc<App>;

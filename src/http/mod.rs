@@ -18,7 +18,7 @@ mod members;
 mod ownership;
 mod policies;
 mod sell;
-mod sessions;
+pub mod sessions;
 mod system;
 mod webhooks;
 
@@ -74,7 +74,12 @@ impl Modify for BearerAuth {
 }
 
 /// The router with every route, and the OpenAPI document generated from it.
-pub fn router(app: AppState, body_max_bytes: usize, request_timeout_ms: u64) -> Router {
+pub fn router(
+    app: AppState,
+    pages: Router<AppState>,
+    body_max_bytes: usize,
+    request_timeout_ms: u64,
+) -> Router {
     let request_timeout = std::time::Duration::from_millis(request_timeout_ms.max(1));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(system::routes())
@@ -91,46 +96,47 @@ pub fn router(app: AppState, body_max_bytes: usize, request_timeout_ms: u64) -> 
         .merge(webhooks::routes())
         .split_for_parts();
     let openapi = Arc::new(openapi);
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-    .method_not_allowed_fallback(|| async {
-        Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this route does not take that method",
+    api.merge(pages)
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
         )
-    })
-    .route_layer(axum::middleware::from_fn(check_path))
-    .layer(axum::middleware::from_fn(
-        move |req: Request, next: Next| deadline(request_timeout, req, next),
-    ))
-    .layer(axum::middleware::from_fn_with_state(app.clone(), track))
-    .layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
-    .layer(CatchPanicLayer::custom(|_| {
-        Problem::internal("the request failed unexpectedly; it was logged").into_response()
-    }))
-    .layer(PropagateRequestIdLayer::x_request_id())
-    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!(
-            "request",
-            id = %crate::logsafe::Clean(id),
-            method = %crate::logsafe::Clean(req.method().as_str()),
-            path = %crate::logsafe::Clean(req.uri().path())
-        )
-    }))
-    .layer(SetRequestIdLayer::x_request_id(SequentialIds::new()))
-    .with_state(app)
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .route_layer(axum::middleware::from_fn(check_path))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| deadline(request_timeout, req, next),
+        ))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), track))
+        .layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal("the request failed unexpectedly; it was logged").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!(
+                "request",
+                id = %crate::logsafe::Clean(id),
+                method = %crate::logsafe::Clean(req.method().as_str()),
+                path = %crate::logsafe::Clean(req.uri().path())
+            )
+        }))
+        .layer(SetRequestIdLayer::x_request_id(SequentialIds::new()))
+        .with_state(app)
 }
 
 /// Counts requests by route and status, and their latency.

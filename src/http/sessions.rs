@@ -73,19 +73,31 @@ async fn request_password_reset(
     Path(a): Path<String>,
     Json(body): Json<PasswordResetRequest>,
 ) -> ApiResult<StatusCode> {
-    if body.email.len() > validate::EMAIL_MAX_CHARS * 4 {
+    request_reset(&app, ip, a, body.email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Asks for a reset link (R17) within the attempt limits: the API's and
+/// the console's one path. Succeeds whether the address exists or not.
+pub async fn request_reset(
+    app: &App,
+    ip: Option<std::net::IpAddr>,
+    a: String,
+    email: String,
+) -> ApiResult<()> {
+    if email.len() > validate::EMAIL_MAX_CHARS * 4 {
         return Err(Problem::bad_request("email is too long"));
     }
-    count_attempt(&app, ip, "reset", &a, &body.email)?;
+    count_attempt(app, ip, "reset", &a, &email)?;
     app.submit(
         Principal::Anonymous,
         Command::RequestPasswordReset {
             account_id: a,
-            email: body.email,
+            email,
         },
     )
     .await?;
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }
 
 /// Sets a password from a mailed link; verifies the address it was mailed to.

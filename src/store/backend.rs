@@ -234,6 +234,9 @@ macro_rules! forward_state_view {
             fn account(&$self, id: &str) -> Result<Option<Account>, ViewError> {
                 $target.account(id)
             }
+            fn accounts(&$self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
+                $target.accounts(after, limit)
+            }
             fn user(&$self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
                 $target.user(account_id, user_id)
             }

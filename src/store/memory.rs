@@ -114,6 +114,15 @@ impl StateView for MemoryStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
         Ok(self.accounts.get(id).cloned())
     }
+    fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
+        Ok(self
+            .accounts
+            .values()
+            .filter(|a| after.is_none_or(|after| a.id.as_str() > after))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
         Ok(self
             .users

@@ -534,6 +534,25 @@ impl StateView for SledStore {
         Ok(self.get(T::Accounts, id.as_bytes())?)
     }
 
+    fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
+        let tree = self.tree(T::Accounts);
+        let iter = match after {
+            // Just past `after`: append a NUL byte, the smallest suffix.
+            Some(a) => {
+                let mut k = a.as_bytes().to_vec();
+                k.push(0);
+                tree.range(k..)
+            }
+            None => tree.range::<&[u8], _>(..),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (_, v) = item.map_err(StoreError::from)?;
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
+
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
         Ok(self.get(T::Users, &key2(account_id, user_id))?)
     }

@@ -76,6 +76,7 @@ pub(crate) fn add_email(
     let token = ctx.entropy.token();
     notices.push(Notice::EmailVerification {
         to: address.clone(),
+        account_id: account.id.clone(),
         account_name: account.name.clone(),
         token: token.clone(),
     });

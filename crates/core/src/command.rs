@@ -536,6 +536,7 @@ pub enum Notice {
     },
     EmailVerification {
         to: String,
+        account_id: AccountId,
         account_name: String,
         token: String,
     },

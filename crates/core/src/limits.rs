@@ -26,6 +26,9 @@ pub const ACTIVE_GRANTS_MAX: usize = 100;
 /// Items of one page of a list.
 pub const PAGE_LIMIT_MAX: usize = 200;
 pub const PAGE_LIMIT_DEFAULT: usize = 50;
+/// Accounts one search of the account list looks through, at most (names
+/// are not indexed: a search is a bounded scan; page on with `after`).
+pub const ACCOUNT_SEARCH_SCAN_MAX: usize = 10_000;
 /// Owner candidates listed (R04).
 pub const CANDIDATES_MAX: usize = 1000;
 pub const SELL_USERS_MAX: usize = 1000;

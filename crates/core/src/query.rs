@@ -7,7 +7,9 @@ use super::command::Principal;
 use super::model::*;
 use super::refusal::{Refusal, RefusalKind};
 use super::view::StateView;
-pub use crate::limits::{CANDIDATES_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SELL_USERS_MAX};
+pub use crate::limits::{
+    ACCOUNT_SEARCH_SCAN_MAX, CANDIDATES_MAX, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SELL_USERS_MAX,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatSummary {
@@ -77,6 +79,52 @@ pub fn account_summary(
     }
     let (account, _) = member_with(view, who, account_id, Need::Agent)?;
     Ok(summarize(account, now))
+}
+
+/// Platform support's list of accounts, by id, with their seats; `search`
+/// keeps those whose name contains it (any case), looking through at most
+/// [`ACCOUNT_SEARCH_SCAN_MAX`] accounts per page asked for.
+pub fn accounts(
+    view: &dyn StateView,
+    who: &Principal,
+    after: Option<&str>,
+    search: Option<&str>,
+    limit: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<Page<AccountSummary>, Refusal> {
+    platform_support_only(who, "the account list")?;
+    let limit = clamp_limit(limit)?;
+    let needle = search.map(|s| s.trim().to_lowercase()).unwrap_or_default();
+    let mut items = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    let mut scanned = 0;
+    loop {
+        let batch = view.accounts(cursor.as_deref(), PAGE_LIMIT_MAX)?;
+        let full = batch.len() == PAGE_LIMIT_MAX;
+        for account in batch {
+            scanned += 1;
+            cursor = Some(account.id.clone());
+            if needle.is_empty() || account.name.to_lowercase().contains(&needle) {
+                items.push(summarize(account, now));
+                if items.len() == limit {
+                    // More may follow: the next page starts after this one.
+                    return Ok(Page {
+                        items,
+                        next: cursor,
+                    });
+                }
+            }
+        }
+        if !full {
+            return Ok(Page { items, next: None });
+        }
+        if scanned >= ACCOUNT_SEARCH_SCAN_MAX {
+            return Ok(Page {
+                items,
+                next: cursor,
+            });
+        }
+    }
 }
 
 /// R07: any agent or admin can find out who the owner is.

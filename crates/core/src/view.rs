@@ -7,6 +7,8 @@ use super::refusal::ViewError;
 
 pub trait StateView {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError>;
+    /// Accounts ordered by id, strictly after `after`, at most `limit`.
+    fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError>;
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError>;
     /// The user holding `email` (any case) in the account.
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError>;

@@ -1,0 +1,231 @@
+//! Who is looking at a console page: their session (the API's sessions,
+//! carried in a cookie), their language, and the CSRF token their forms
+//! carry.
+//!
+//! - A member's cookie holds the same token the API's `Authorization:
+//!   Bearer` does; it resolves through the core (`query::session_principal`),
+//!   so expiry, sign-out and R16 apply alike.
+//! - Platform support's cookie is `op.<expiry>.<nonce>.<mac>`, a MAC of the
+//!   operator token: it never contains the token, stops working when the
+//!   token changes, and sign-out revokes its nonce (in this process).
+//! - CSRF: a random `admind_csrf` cookie (HttpOnly, SameSite=Strict) that
+//!   every form repeats in a hidden field; a post whose field does not
+//!   match, or whose `Origin` is another site, is refused before any work.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::i18n::{self, Catalogue};
+use crate::domain::{query, token_hash, Principal};
+use crate::http::api::{App, AppState};
+use crate::secret;
+
+pub const SESSION_COOKIE: &str = "admind_session";
+pub const CSRF_COOKIE: &str = "admind_csrf";
+pub const LANG_COOKIE: &str = "admind_lang";
+/// How long a platform-support cookie lasts.
+pub const OPERATOR_SESSION_SECS: i64 = 8 * 3600;
+/// Signed-out operator cookies remembered (oldest forgotten first; they
+/// expire on their own within [`OPERATOR_SESSION_SECS`] anyway).
+const REVOKED_MAX: usize = 10_000;
+
+pub struct Visitor {
+    /// `None`: not signed in (or the session ended).
+    pub who: Option<Principal>,
+    /// The hash of a member's session token (for sign-out).
+    pub session_hash: Option<String>,
+    /// The operator cookie's nonce (for sign-out).
+    pub operator_nonce: Option<String>,
+    pub t: &'static Catalogue,
+    /// The token this visitor's forms carry.
+    pub csrf: String,
+    /// Whether `csrf` is new and its cookie must be set.
+    pub new_csrf: bool,
+    /// The `Origin` header of the request, when sent.
+    pub origin: Option<String>,
+    /// The `Host` header of the request.
+    pub host: Option<String>,
+    /// The cookie's CSRF token as the browser sent it.
+    pub cookie_csrf: Option<String>,
+}
+
+/// One cookie's value from the `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+}
+
+fn revoked() -> &'static Mutex<(HashSet<String>, std::collections::VecDeque<String>)> {
+    static R: std::sync::OnceLock<Mutex<(HashSet<String>, std::collections::VecDeque<String>)>> =
+        std::sync::OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn operator_mac(operator_token: &str, expiry: i64, nonce: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"admind console operator session\0");
+    h.update(operator_token.as_bytes());
+    h.update(b"\0");
+    h.update(expiry.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(nonce.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// A new platform-support cookie value.
+pub fn operator_cookie(app: &App) -> String {
+    let expiry = Utc::now().timestamp() + OPERATOR_SESSION_SECS;
+    let nonce = secret::random_token();
+    let mac = operator_mac(&app.operator_token, expiry, &nonce);
+    format!("op.{expiry}.{nonce}.{mac}")
+}
+
+/// The nonce of a valid, unexpired, unrevoked operator cookie.
+fn operator_nonce(app: &App, value: &str) -> Option<String> {
+    let rest = value.strip_prefix("op.")?;
+    let mut parts = rest.splitn(3, '.');
+    let expiry: i64 = parts.next()?.parse().ok()?;
+    let nonce = parts.next()?;
+    let mac = parts.next()?;
+    if expiry < Utc::now().timestamp() {
+        return None;
+    }
+    if !secret::secrets_equal(mac, &operator_mac(&app.operator_token, expiry, nonce)) {
+        return None;
+    }
+    let revoked = revoked().lock().unwrap_or_else(|e| e.into_inner());
+    (!revoked.0.contains(nonce)).then(|| nonce.to_string())
+}
+
+/// Forgets an operator cookie for good (sign-out).
+pub fn revoke_operator(nonce: &str) {
+    let mut revoked = revoked().lock().unwrap_or_else(|e| e.into_inner());
+    if revoked.0.insert(nonce.to_string()) {
+        revoked.1.push_back(nonce.to_string());
+        while revoked.1.len() > REVOKED_MAX {
+            if let Some(old) = revoked.1.pop_front() {
+                revoked.0.remove(&old);
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = &parts.headers;
+        let t = i18n::pick(
+            cookie(headers, LANG_COOKIE),
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let mut who = None;
+        let mut session_hash = None;
+        let mut operator_nonce_found = None;
+        if let Some(value) = cookie(headers, SESSION_COOKIE) {
+            if value.starts_with("op.") {
+                if let Some(nonce) = operator_nonce(app, value) {
+                    who = Some(Principal::Operator);
+                    operator_nonce_found = Some(nonce);
+                }
+            } else {
+                let hash = token_hash(value);
+                if let Ok(principal) = query::session_principal(&app.store, &hash, Utc::now()) {
+                    who = Some(principal);
+                    session_hash = Some(hash);
+                }
+            }
+        }
+        let cookie_csrf = cookie(headers, CSRF_COOKIE)
+            .filter(|v| v.len() >= 32)
+            .map(str::to_string);
+        let (csrf, new_csrf) = match &cookie_csrf {
+            Some(c) => (c.clone(), false),
+            None => (secret::random_token(), true),
+        };
+        Ok(Visitor {
+            who,
+            session_hash,
+            operator_nonce: operator_nonce_found,
+            t,
+            csrf,
+            new_csrf,
+            origin: headers
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            host: headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            cookie_csrf,
+        })
+    }
+}
+
+impl Visitor {
+    /// Whether a post's hidden field matches this visitor's CSRF cookie and
+    /// its `Origin`, when sent, is the host the request was sent to.
+    pub fn csrf_ok(&self, field: &str) -> bool {
+        let Some(expected) = &self.cookie_csrf else {
+            return false;
+        };
+        if let Some(origin) = &self.origin {
+            let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
+            if Some(origin_host.trim_end_matches('/')) != self.host.as_deref() {
+                return false;
+            }
+        }
+        secret::secrets_equal(field, expected)
+    }
+
+    /// The account a member's session belongs to.
+    pub fn account_id(&self) -> Option<&str> {
+        match &self.who {
+            Some(Principal::Member { account_id, .. }) => Some(account_id),
+            _ => None,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.who.as_ref().and_then(|w| w.user_id())
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.who == Some(Principal::Operator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_by_name() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; admind_session=tok; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

@@ -1,0 +1,461 @@
+//! The web console over a real daemon: forms posted as a browser posts
+//! them (cookies, CSRF field, redirects), mail links followed from the
+//! real `.eml` files. The browser tests (`tests/browser/`) drive the same
+//! pages in Chromium; these prove the rules and the security properties
+//! without a browser.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Daemon, PASSWORD};
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+
+/// A browser reduced to what the console needs: a cookie jar, forms, and
+/// redirects it can see.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let at = self
+            .html
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF field");
+        let rest = &self.html[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl Browser {
+    fn new(d: &Daemon) -> Browser {
+        Browser {
+            base: d.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    fn keep_cookies(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let pair = v.split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() || v.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), val.to_string());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("accept-language", "en")
+            .send()
+            .await
+            .unwrap();
+        self.page(res).await
+    }
+
+    /// Gets a page, following redirects.
+    async fn open(&mut self, path: &str) -> Page {
+        let mut page = self.get(path).await;
+        let mut hops = 0;
+        while page.status.is_redirection() && hops < 5 {
+            let to = page.location().to_string();
+            page = self.get(&to).await;
+            hops += 1;
+        }
+        page
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.page(res).await
+    }
+
+    async fn page(&mut self, res: reqwest::Response) -> Page {
+        let status = res.status();
+        let headers = res.headers().clone();
+        self.keep_cookies(&headers);
+        let html = res.text().await.unwrap();
+        assert!(!status.is_server_error(), "{status}: {html}");
+        Page {
+            status,
+            headers,
+            html,
+        }
+    }
+
+    /// Opens a mailed link (its path), sets the password, signs in.
+    async fn set_password_and_sign_in(&mut self, a: &str, link: &str, email: &str) {
+        let page = self.open(link).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        assert!(page.html.contains("<h1>Set password</h1>"));
+        let csrf = page.csrf();
+        let token = link.split("token=").nth(1).unwrap();
+        let set = self
+            .post(
+                &format!("/a/{a}/password/set"),
+                &[("csrf", &csrf), ("token", token), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.html);
+        self.sign_in(a, email).await;
+    }
+
+    async fn sign_in(&mut self, a: &str, email: &str) {
+        let page = self.open(&format!("/a/{a}/sign-in")).await;
+        let csrf = page.csrf();
+        let signed = self
+            .post(
+                &format!("/a/{a}/sign-in"),
+                &[("csrf", &csrf), ("email", email), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.html);
+        assert!(self.cookies.contains_key("admind_session"));
+    }
+}
+
+/// The path of the link in a mail (`http://admind.test/a/...` → `/a/...`).
+fn link_path(body: &str) -> String {
+    let start = body.find("http://admind.test").expect("a link") + "http://admind.test".len();
+    body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect()
+}
+
+#[tokio::test]
+async fn r02_r03_r05_console_owner_hands_over_and_the_previous_owner_loses_billing() {
+    let d = Daemon::start();
+    let (a, _owner) = d.create_account("Acme", "owner@acme.test", 3).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    let link = link_path(&mail.body);
+    assert!(
+        link.starts_with(&format!("/a/{a}/password/set?token=")),
+        "mails link to the account's own address: {link}"
+    );
+    owner
+        .set_password_and_sign_in(&a, &link, "owner@acme.test")
+        .await;
+
+    // The owner adds an admin from Team members.
+    let members = owner.open(&format!("/a/{a}")).await;
+    assert!(
+        members.html.contains("<h1>Team members</h1>"),
+        "{}",
+        members.html
+    );
+    assert!(members.html.contains("Administrator (owner)"));
+    assert!(members.html.contains("Agent seats used: 1 of 3"));
+    let added = owner
+        .post(
+            &format!("/a/{a}/members"),
+            &[
+                ("csrf", &members.csrf()),
+                ("name", "Ada"),
+                ("email", "ada@acme.test"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+
+    // Ada sets her password from her mail and signs in.
+    let mut ada = Browser::new(&d);
+    let mail = d.wait_mail("ada@acme.test", "Set your password", 1).await;
+    ada.set_password_and_sign_in(&a, &link_path(&mail.body), "ada@acme.test")
+        .await;
+
+    // The owner changes the owner: pick, read the consequences, confirm.
+    let owner_page = owner.open(&format!("/a/{a}/owner")).await;
+    assert!(owner_page.html.contains("Change owner"));
+    let ada_id = {
+        let at = owner_page.html.find("name=\"to\" id=\"to-").unwrap();
+        owner_page.html[at + "name=\"to\" id=\"to-".len()..][..24].to_string()
+    };
+    let confirm = owner
+        .post(
+            &format!("/a/{a}/owner/change"),
+            &[("csrf", &owner_page.csrf()), ("to", &ada_id)],
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.html);
+    assert!(confirm
+        .html
+        .contains("billing (subscription, invoices, payment method) moves to Ada"));
+    assert!(confirm.html.contains("Confirm change"));
+    let done = owner
+        .post(
+            &format!("/a/{a}/owner/confirm"),
+            &[("csrf", &confirm.csrf()), ("to", &ada_id)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+
+    // R02: billing follows the owner.
+    let billing = owner.open(&format!("/a/{a}/billing")).await;
+    assert_eq!(billing.status, StatusCode::FORBIDDEN);
+    assert!(billing.html.contains("Only the account owner sees billing"));
+    let billing = ada.open(&format!("/a/{a}/billing")).await;
+    assert_eq!(billing.status, StatusCode::OK);
+    assert!(billing.html.contains("Set seats"));
+    let owner_page = owner.open(&format!("/a/{a}/owner")).await;
+    assert!(owner_page.html.contains("The owner of this account is Ada"));
+}
+
+#[tokio::test]
+async fn console_posts_without_the_csrf_token_change_nothing() {
+    let d = Daemon::start();
+    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    let form = |csrf: &'static str| {
+        [
+            ("csrf", csrf),
+            ("name", "Eve"),
+            ("email", "eve@acme.test"),
+            ("role", "admin"),
+        ]
+    };
+    for csrf in ["", "wrong-wrong-wrong-wrong-wrong-wrong-wrong"] {
+        let refused = owner.post(&format!("/a/{a}/members"), &form(csrf)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+        assert!(refused.html.contains("Reload the page"));
+    }
+    // The right token from another site (Origin) is refused too.
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    let csrf = page.csrf();
+    let res = owner
+        .http
+        .post(format!("{}/a/{a}/members", owner.base))
+        .header(COOKIE, owner.cookie_header())
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Eve"),
+            ("email", "eve@acme.test"),
+            ("role", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let t = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let members = d.all_members(&a, &t).await;
+    assert_eq!(members.len(), 1, "nothing was added: {members:?}");
+}
+
+#[tokio::test]
+async fn r07_console_escapes_what_people_typed_and_sends_security_headers() {
+    let d = Daemon::start();
+    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    let added = owner
+        .post(
+            &format!("/a/{a}/members"),
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "<script>alert(1)</script>"),
+                ("email", "x@acme.test"),
+                ("role", "agent"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.html);
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    assert!(
+        page.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+            || page
+                .html
+                .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("<script>alert"));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let cookie = page_cookie_flags(&d, &a).await;
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // No inline script anywhere: every script is a file of ours.
+    assert!(!page.html.contains("<script>"));
+    assert!(page
+        .html
+        .contains("<script src=\"/assets/htmx.min.js\" defer></script>"));
+    let js = owner.get("/assets/htmx.min.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(js.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+}
+
+/// The flags of the session cookie a sign-in sets.
+async fn page_cookie_flags(d: &Daemon, a: &str) -> String {
+    let mut b = Browser::new(d);
+    let page = b.open(&format!("/a/{a}/sign-in")).await;
+    let res = b
+        .http
+        .post(format!("{}/a/{a}/sign-in", b.base))
+        .header(COOKIE, b.cookie_header())
+        .form(&[
+            ("csrf", page.csrf().as_str()),
+            ("email", "owner@acme.test"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("admind_session="))
+        .expect("a session cookie")
+}
+
+#[tokio::test]
+async fn r07_a_console_session_cannot_reach_another_account() {
+    let d = Daemon::start();
+    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
+    let (b, _) = d.create_account("Other", "owner@other.test", 3).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    // Pages of the other account send to its sign-in, showing nothing.
+    let other = owner.get(&format!("/a/{b}/members")).await;
+    assert_eq!(other.status, StatusCode::SEE_OTHER);
+    assert_eq!(other.location(), format!("/a/{b}/sign-in"));
+    // A post with a valid CSRF token changes nothing there either.
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    let post = owner
+        .post(
+            &format!("/a/{b}/members"),
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "Mallory"),
+                ("email", "m@other.test"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::SEE_OTHER);
+    let t = d.activate(&b, "owner@other.test").await;
+    assert_eq!(d.all_members(&b, &t).await.len(), 1);
+}
+
+#[tokio::test]
+async fn r09_r11_console_says_no_seat_is_free_and_offers_what_the_rules_allow() {
+    let d = Daemon::start();
+    let (a, _) = d.create_account("Acme", "owner@acme.test", 1).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    let refused = owner
+        .post(
+            &format!("/a/{a}/members"),
+            &[
+                ("csrf", &page.csrf()),
+                ("name", "Bea"),
+                ("email", "bea@acme.test"),
+                ("role", "agent"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.html);
+    assert!(refused.html.contains("No agent seat is free"));
+    assert!(refused.html.contains("Request temporary seats"));
+    assert!(refused.html.contains("hand an existing profile"));
+    // What was typed stays in the form.
+    assert!(refused.html.contains("value=\"bea@acme.test\""));
+}
+
+#[tokio::test]
+async fn console_pages_speak_french_when_asked() {
+    let d = Daemon::start();
+    let (a, _) = d.create_account("Acme", "owner@acme.test", 1).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/a/{a}/sign-in", d.base))
+        .header("accept-language", "fr-FR,fr;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    let html = res.text().await.unwrap();
+    assert!(html.contains("<html lang=\"fr\">"));
+    assert!(html.contains("Se connecter"));
+    let switched = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/lang/en?back=//evil.example", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        switched.headers()[LOCATION],
+        "/",
+        "never back to another site"
+    );
+}
