@@ -9,8 +9,8 @@ use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
+use super::page::{csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView};
 use super::visitor::{self, Visitor, SESSION_COOKIE};
-use super::{csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView};
 use crate::domain::{query, token_hash, Command, Principal, Refusal, StateView, SupportRole};
 use crate::http::api::{App, AppState, ClientIp};
 use crate::http::problem::Problem;
@@ -340,7 +340,7 @@ pub async fn password_page(
         Some(a) => see_other(&format!(
             "/a/{a}{}?token={}",
             uri.path(),
-            super::encode_component(&q.token)
+            super::page::encode_component(&q.token)
         )),
         None => problem_page(&v, uri.path(), "/", &invalid_token()),
     }

@@ -8,9 +8,9 @@ use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
+use super::page::{csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView};
 use super::pages::{audit_view, AuditQuery};
 use super::visitor::{self, Visitor, SESSION_COOKIE};
-use super::{csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView};
 use crate::domain::{query, Principal};
 use crate::http::api::{AppState, ClientIp};
 use crate::http::problem::Problem;

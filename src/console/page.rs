@@ -1,0 +1,206 @@
+//! What every console page shares: the chrome around its content, how a
+//! refusal reads, rendering with the CSRF cookie, redirects. Imports no
+//! page module (the pages import it).
+
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::i18n::Catalogue;
+use super::visitor::{Visitor, CSRF_COOKIE};
+use crate::http::problem::Problem;
+
+/// A path on this site to go back to (never another site).
+pub fn local_path(back: Option<&str>) -> &str {
+    match back {
+        Some(b) if b.starts_with('/') && !b.starts_with("//") && !b.contains('\\') => b,
+        _ => "/",
+    }
+}
+
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A link of the navigation.
+pub struct NavLink {
+    pub href: String,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// What every page shows around its content.
+pub struct Chrome {
+    pub t: &'static Catalogue,
+    pub title: String,
+    pub csrf: String,
+    pub nav: Vec<NavLink>,
+    pub signed_in: bool,
+    pub lang_href: String,
+    pub flash: Option<String>,
+}
+
+impl Chrome {
+    /// The chrome of a page at `path` titled by catalogue key `title`.
+    pub fn new(v: &Visitor, path: &str, title: &str, flash: Option<&str>) -> Chrome {
+        let t = v.t;
+        let nav = match (&v.who, v.account_id()) {
+            (Some(_), Some(a)) => account_nav(t, a, path),
+            (Some(crate::domain::Principal::Operator), _) => vec![NavLink {
+                href: "/support/accounts".into(),
+                label: t.s("nav.accounts"),
+                current: path.starts_with("/support/accounts"),
+            }],
+            _ => Vec::new(),
+        };
+        Chrome {
+            t,
+            title: t.s(title).to_string(),
+            csrf: v.csrf.clone(),
+            nav,
+            signed_in: v.who.is_some(),
+            lang_href: format!("/lang/{}?back={}", t.other_lang, encode_component(path)),
+            // Only messages of the catalogue are shown (never text from a URL).
+            flash: flash
+                .filter(|key| t.has(key))
+                .map(|key| t.s(key).to_string()),
+        }
+    }
+}
+
+fn account_nav(t: &'static Catalogue, a: &str, path: &str) -> Vec<NavLink> {
+    [
+        ("members", "nav.members"),
+        ("owner", "nav.owner"),
+        ("billing", "nav.billing"),
+        ("integrations", "nav.integrations"),
+        ("profile", "nav.profile"),
+        ("audit", "nav.audit"),
+    ]
+    .into_iter()
+    .map(|(page, key)| {
+        let href = format!("/a/{a}/{page}");
+        NavLink {
+            current: path.starts_with(&href),
+            href,
+            label: t.s(key),
+        }
+    })
+    .collect()
+}
+
+/// A refusal or error as a person reads it, next to what caused it.
+pub struct ErrorView {
+    pub code: String,
+    pub summary: String,
+    pub detail: String,
+}
+
+impl ErrorView {
+    pub fn from_problem(t: &Catalogue, p: &Problem) -> ErrorView {
+        let summary = t
+            .refusal(&p.code)
+            .map(str::to_string)
+            .unwrap_or_else(|| t.s("problem.heading").to_string());
+        // The server's own words add what the summary cannot know (a
+        // policy's reason, which field was wrong); a summary that says it
+        // all keeps the page short.
+        let detail = match p.code.as_str() {
+            "invalid_credentials"
+            | "invalid_token"
+            | "csrf_failed"
+            | "not_found"
+            | "unauthorized" => String::new(),
+            _ => p.detail.clone(),
+        };
+        ErrorView {
+            code: p.code.clone(),
+            summary,
+            detail,
+        }
+    }
+
+    pub fn csrf(t: &Catalogue) -> ErrorView {
+        ErrorView {
+            code: "csrf_failed".into(),
+            summary: t.s("error.csrf_failed").to_string(),
+            detail: String::new(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/problem.html")]
+struct ProblemPage {
+    c: Chrome,
+    error: Option<ErrorView>,
+    back: String,
+}
+
+/// Renders a page with its status; sets the CSRF cookie when the visitor
+/// had none.
+pub fn render(v: &Visitor, status: StatusCode, page: &impl Template) -> Response {
+    let mut response = match page.render() {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a console page failed");
+            Problem::internal("the page could not be rendered").into_response()
+        }
+    };
+    if v.new_csrf {
+        set_cookie(
+            &mut response,
+            &format!(
+                "{CSRF_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                v.csrf
+            ),
+        );
+    }
+    response
+}
+
+/// A page saying what went wrong, with the status of the problem.
+pub fn problem_page(v: &Visitor, path: &str, back: &str, p: &Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let page = ProblemPage {
+        c: Chrome::new(v, path, "problem.heading", None),
+        error: Some(ErrorView::from_problem(v.t, p)),
+        back: back.to_string(),
+    };
+    render(v, status, &page)
+}
+
+/// 403 for a post whose CSRF token or origin is wrong; nothing ran.
+pub fn csrf_refused(v: &Visitor, path: &str) -> Response {
+    let page = ProblemPage {
+        c: Chrome::new(v, path, "problem.heading", None),
+        error: Some(ErrorView::csrf(v.t)),
+        back: path.to_string(),
+    };
+    render(v, StatusCode::FORBIDDEN, &page)
+}
+
+/// 303 to `to` (after a post: the browser then gets the page).
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
