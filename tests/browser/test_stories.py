@@ -1,0 +1,204 @@
+"""The help articles' stories, end to end in Chromium, through the links
+admind mails. Every page visited is checked with axe-core."""
+import re
+
+from playwright.sync_api import expect
+
+from conftest import PASSWORD, axe_check, shoot
+
+
+def set_password_and_sign_in(page, d, link, email_addr):
+    page.goto(d.base + link)
+    expect(page.get_by_role("heading", name="Set password")).to_be_visible()
+    axe_check(page, "set password")
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_role("button", name="Set password").click()
+    page.wait_for_url(re.compile(r"/sign-in"))
+    expect(page.get_by_text("Your password is set")).to_be_visible()
+    sign_in(page, email_addr)
+
+
+def sign_in(page, email_addr):
+    page.get_by_label("Email address").first.fill(email_addr)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state("networkidle")
+
+
+def submit_and_wait(page, button):
+    """Clicks a submit button and waits for the answer's page: its
+    message (flash) or its refusal (alert). Old ones are removed first, so
+    what is seen is the new page's."""
+    page.evaluate("() => document.querySelectorAll('.flash, [role=alert]').forEach(e => e.remove())")
+    button.click()
+    page.locator(".flash, [role=alert]").first.wait_for()
+
+
+def add_member(page, name, email_addr, role_label):
+    page.get_by_label("Name", exact=True).fill(name)
+    page.locator("#add-email").fill(email_addr)
+    page.locator("#add-role").select_option(label=role_label)
+    submit_and_wait(page, page.get_by_role("button", name="Add member"))
+
+
+def test_r02_r03_story1_owner_invites_an_admin_and_hands_the_account_over(daemon, new_page):
+    d = daemon
+    acc = d.create_account("Acme", "olga@acme.test", 3)
+    a = acc["id"]
+    owner = new_page()
+    set_password_and_sign_in(owner, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    owner.get_by_role("heading", name="Team members").wait_for()
+    expect(owner.get_by_text("Administrator (owner)")).to_be_visible()
+    axe_check(owner, "team members")
+    add_member(owner, "Ada Admin", "ada@acme.test", "Administrator")
+    expect(owner.get_by_text("The member was added")).to_be_visible()
+
+    ada = new_page()
+    set_password_and_sign_in(ada, d, d.link("ada@acme.test", "Set your password"), "ada@acme.test")
+    ada.get_by_role("heading", name="Team members").wait_for()
+
+    owner.get_by_role("link", name="Account owner").click()
+    owner.get_by_role("heading", name="Account owner").wait_for()
+    axe_check(owner, "account owner")
+    owner.get_by_label(re.compile("Ada Admin")).check()
+    owner.get_by_role("button", name="Change owner").click()
+    owner.get_by_role("button", name="Confirm change").wait_for()
+    expect(owner.get_by_text("moves to Ada Admin")).to_be_visible()
+    axe_check(owner, "confirm change")
+    owner.get_by_role("button", name="Confirm change").click()
+    owner.get_by_text("The account has a new owner").wait_for()
+    expect(owner.get_by_text("The owner of this account is Ada Admin")).to_be_visible()
+
+    # R02: the previous owner no longer sees billing; the new one does.
+    owner.get_by_role("link", name="Billing").click()
+    owner.get_by_role("heading", name="Billing").wait_for()
+    expect(owner.get_by_text("Only the account owner sees billing")).to_be_visible()
+    expect(owner.get_by_role("button", name="Set seats")).to_have_count(0)
+    ada.get_by_role("link", name="Billing").click()
+    ada.get_by_role("button", name="Set seats").wait_for()
+    axe_check(ada, "billing")
+
+
+def test_r03_story2_the_shipped_guard_denies_an_admin_who_never_signed_in(guarded_daemon, new_page):
+    d = guarded_daemon
+    a = d.create_account("Acme", "olga@acme.test", 3)["id"]
+    owner = new_page()
+    set_password_and_sign_in(owner, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    add_member(owner, "Ben Admin", "ben@acme.test", "Administrator")
+    # Ben sets his password (his address is verified) but never signs in.
+    ben = new_page()
+    ben.goto(d.base + d.link("ben@acme.test", "Set your password"))
+    ben.get_by_label("New password").fill(PASSWORD)
+    ben.get_by_role("button", name="Set password").click()
+    ben.wait_for_url(re.compile(r"/sign-in"))
+
+    owner.get_by_role("link", name="Account owner").click()
+    owner.get_by_label(re.compile("Ben Admin")).check()
+    owner.get_by_role("button", name="Change owner").click()
+    owner.get_by_role("button", name="Confirm change").click()
+    alert = owner.get_by_role("alert")
+    expect(alert).to_contain_text("A policy of this platform refused it")
+    expect(alert).to_contain_text("the new owner must have signed in at least once")
+    expect(owner.get_by_text("The owner of this account is Olga Owner")).to_be_visible()
+    axe_check(owner, "owner change refused")
+
+
+def test_r12_r15_story3_profile_hand_over_when_no_seat_is_free(daemon, new_page):
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 2)["id"]
+    owner = new_page()
+    set_password_and_sign_in(owner, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    add_member(owner, "Carl Leaving", "carl@acme.test", "Agent")
+    # No seat is left for Dana: the page says so and explains the hand-over.
+    add_member(owner, "Dana Joining", "dana@acme.test", "Agent")
+    # The refusal beside the form, what was typed kept.
+    expect(owner.get_by_role("alert")).to_contain_text("No agent seat is free")
+    expect(owner.locator("#add-email")).to_have_value("dana@acme.test")
+    expect(owner.get_by_role("heading", name="No agent seat is free")).to_be_visible()
+    expect(owner.get_by_role("button", name="Request temporary seats")).to_be_visible()
+    expect(owner.get_by_text("hand an existing profile")).to_be_visible()
+    axe_check(owner, "no seat")
+    shoot(owner, "members-no-seat", "en")
+
+    # Carl's profile gets Dana's address; Dana verifies it from her mail.
+    owner.get_by_role("link", name="Carl Leaving").click()
+    owner.get_by_role("heading", name="Profile").wait_for()
+    owner.get_by_label("New address").fill("dana@acme.test")
+    owner.get_by_role("button", name="Add address").click()
+    owner.get_by_text("a verification link was mailed").wait_for()
+    dana = new_page()
+    dana.goto(d.base + d.link("dana@acme.test", "Verify your address"))
+    dana.get_by_role("heading", name="Verify address").wait_for()
+    axe_check(dana, "verify address")
+    dana.get_by_role("button", name="Verify address").click()
+    dana.wait_for_load_state("networkidle")
+    expect(dana.get_by_text("The address is verified")).to_be_visible()
+
+    # The owner makes it primary and removes Carl's address.
+    owner.reload()
+    row = owner.locator("li", has_text="dana@acme.test")
+    row.get_by_role("button", name="Make primary").click()
+    owner.get_by_text("It is now the primary address").wait_for()
+    owner.locator("li", has_text="carl@acme.test").get_by_role("button", name="Remove").click()
+    owner.get_by_text("The address was removed").wait_for()
+    expect(owner.locator("li", has_text="carl@acme.test")).to_have_count(0)
+    expect(owner.locator("li", has_text="dana@acme.test").get_by_text("primary")).to_be_visible()
+    axe_check(owner, "profile")
+
+
+def tab_to(page, target, limit=80):
+    """Presses Tab until `target` (a CSS selector or a locator) has the
+    focus: proves it is reachable by keyboard."""
+    locator = page.locator(target) if isinstance(target, str) else target
+    locator.first.wait_for()
+    for _ in range(limit):
+        if locator.first.evaluate("el => el === document.activeElement"):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{target} is not reachable with Tab")
+
+
+def type_into(page, selector, text):
+    tab_to(page, selector)
+    page.keyboard.type(text)
+
+
+def test_r03_story6_the_hand_over_keyboard_only(daemon, new_page):
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 3)["id"]
+
+    def keyboard_set_password_and_sign_in(page, link, addr):
+        page.goto(d.base + link)
+        type_into(page, "#password", PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r"/sign-in"))
+        type_into(page, "#email", addr)
+        type_into(page, "#password", PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_load_state("networkidle")
+
+    owner = new_page()
+    keyboard_set_password_and_sign_in(owner, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    owner.get_by_role("heading", name="Team members").wait_for()
+    type_into(owner, "#add-name", "Ada Admin")
+    type_into(owner, "#add-email", "ada@acme.test")
+    tab_to(owner, "#add-role")
+    owner.keyboard.press("ArrowDown")  # Agent → Administrator
+    tab_to(owner, owner.get_by_role("button", name="Add member"))
+    owner.keyboard.press("Enter")
+    owner.get_by_text("The member was added").wait_for()
+
+    ada = new_page()
+    keyboard_set_password_and_sign_in(ada, d.link("ada@acme.test", "Set your password"), "ada@acme.test")
+
+    tab_to(owner, "a[href$='/owner']")
+    owner.keyboard.press("Enter")
+    owner.get_by_role("heading", name="Account owner").wait_for()
+    tab_to(owner, "input[name='to']")
+    owner.keyboard.press("Space")
+    tab_to(owner, owner.get_by_role("button", name="Change owner"))
+    owner.keyboard.press("Enter")
+    owner.get_by_role("button", name="Confirm change").wait_for()
+    tab_to(owner, owner.get_by_role("button", name="Confirm change"))
+    owner.keyboard.press("Enter")
+    owner.get_by_text("The owner of this account is Ada Admin").wait_for()
