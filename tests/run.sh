@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every test: the Rust suite (unit, integration, crash campaign, README
+# examples), the browser tests (Playwright for Python driving Debian's
+# Chromium, axe-core from npm) and the API contract check (schemathesis).
+# Installs what is missing first (apt needs root, as on CI machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- what the browser tests need
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Debian's chromium" >&2
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; })
+fi
+if ! python3 -c 'import playwright, pytest' >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check 'playwright>=1.40,<2' 'pytest>=7,<9'
+fi
+AXE_DIR=target/axe-core
+if [ ! -f "$AXE_DIR/package/axe.min.js" ]; then
+  mkdir -p "$AXE_DIR"
+  (cd "$AXE_DIR" && npm pack --silent axe-core@4 >/dev/null && tar xzf axe-core-*.tgz)
+fi
+
+# --- the Rust suite (README's quick command)
+cargo test --workspace --all-targets
+
+# --- the console in a real browser
+cargo build -q --bin admind
+AXE_JS="$PWD/$AXE_DIR/package/axe.min.js" ADMIND_BIN="$PWD/target/debug/admind" \
+  SCREENSHOT_DIR="${SCREENSHOT_DIR:-$PWD/target/console-screenshots}" \
+  python3 -m pytest -q tests/browser
+
+# --- the API contract
+bash tests/contract/schemathesis.sh
