@@ -772,3 +772,59 @@ async fn sessions_end_on_sign_out_and_on_password_change() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn platform_support_lists_every_account_paged_and_searchable() {
+    let d = Daemon::start();
+    for i in 0..7 {
+        let name = if i % 2 == 0 {
+            format!("Acme {i}")
+        } else {
+            format!("Globex {i}")
+        };
+        d.create_account(&name, &format!("o{i}@x.test"), 1).await;
+    }
+    let all = d.all_pages("/v1/accounts", &d.operator).await;
+    assert_eq!(all.len(), 7);
+    let page = d.get("/v1/accounts?limit=3", &d.operator).await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 3);
+    assert!(page.body["next"].is_string());
+    let found = d.get("/v1/accounts?q=globex&limit=2", &d.operator).await;
+    let names: Vec<&str> = found.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.iter().all(|n| n.starts_with("Globex")), "{names:?}");
+    let rest = d
+        .get(
+            &format!(
+                "/v1/accounts?q=GLOBEX&after={}",
+                found.body["next"].as_str().unwrap()
+            ),
+            &d.operator,
+        )
+        .await;
+    assert_eq!(
+        rest.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        rest.body
+    );
+    // Members of an account do not see the others.
+    let (a, _, owner) = d.account_with_owner(2).await;
+    let refused = d.get("/v1/accounts", &owner).await;
+    assert_eq!(
+        refused.status,
+        reqwest::StatusCode::FORBIDDEN,
+        "{}",
+        refused.body
+    );
+    let _ = a;
+    let bad = d
+        .get(&format!("/v1/accounts?q={}", "x".repeat(300)), &d.operator)
+        .await;
+    assert_eq!(bad.code(), "validation_failed");
+}

@@ -225,6 +225,7 @@ async fn the_openapi_document_lists_every_endpoint() {
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
         ("/v1/accounts", "post"),
+        ("/v1/accounts", "get"),
         ("/v1/accounts/{a}", "get"),
         ("/v1/accounts/{a}/owner", "put"),
         ("/v1/accounts/{a}/owner", "get"),

@@ -73,7 +73,15 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/profile/{u}/addresses", post(pages::add_address))
         .route("/a/{a}/profile/{u}/primary", post(pages::make_primary))
         .route("/a/{a}/profile/{u}/remove", post(pages::remove_address))
-        .route("/a/{a}/licences", post(pages::request_seats))
+        .route(
+            "/a/{a}/licences",
+            get(pages::licences_page).post(pages::request_seats),
+        )
+        .route("/a/{a}/sell", get(pages::sell_page))
+        .route("/a/{a}/sell/trial", post(pages::start_trial))
+        .route("/a/{a}/sell/users", post(pages::grant_sell))
+        .route("/a/{a}/sell/users/{u}/role", post(pages::change_sell_role))
+        .route("/a/{a}/sell/users/{u}/remove", post(pages::remove_sell))
         .route("/a/{a}/audit", get(pages::audit_page))
         .route(
             "/support/sign-in",
@@ -81,7 +89,25 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/support", get(support::home))
         .route("/support/accounts", get(support::accounts_page))
+        .route("/support/accounts/{a}", get(support::account_page))
         .route("/support/accounts/{a}/audit", get(support::audit_page))
+        .route(
+            "/support/accounts/{a}/investigations",
+            post(support::open_investigation),
+        )
+        .route(
+            "/support/accounts/{a}/sell-admin",
+            post(support::appoint_sell_admin),
+        )
+        .route("/support/licences", get(support::licences_page))
+        .route("/support/licences/{id}/grant", post(support::grant))
+        .route("/support/licences/{id}/deny", post(support::deny))
+        .route("/support/deliveries", get(support::deliveries_page))
+        .route(
+            "/support/deliveries/{id}/redeliver",
+            post(support::redeliver),
+        )
+        .route("/support/policies", get(support::policies_page))
         .layer(axum::middleware::from_fn(security_headers))
 }
 

@@ -61,11 +61,19 @@ impl Chrome {
         let t = v.t;
         let nav = match (&v.who, v.account_id()) {
             (Some(_), Some(a)) => account_nav(t, a, path),
-            (Some(crate::domain::Principal::Operator), _) => vec![NavLink {
-                href: "/support/accounts".into(),
-                label: t.s("nav.accounts"),
-                current: path.starts_with("/support/accounts"),
-            }],
+            (Some(crate::domain::Principal::Operator), _) => [
+                ("/support/accounts", "nav.accounts"),
+                ("/support/licences", "nav.licences"),
+                ("/support/deliveries", "nav.deliveries"),
+                ("/support/policies", "nav.policies"),
+            ]
+            .into_iter()
+            .map(|(href, key)| NavLink {
+                current: path.starts_with(href),
+                href: href.into(),
+                label: t.s(key),
+            })
+            .collect(),
             _ => Vec::new(),
         };
         Chrome {
@@ -90,6 +98,8 @@ fn account_nav(t: &'static Catalogue, a: &str, path: &str) -> Vec<NavLink> {
         ("billing", "nav.billing"),
         ("integrations", "nav.integrations"),
         ("profile", "nav.profile"),
+        ("sell", "nav.sell"),
+        ("licences", "nav.licences"),
         ("audit", "nav.audit"),
     ]
     .into_iter()
@@ -203,4 +213,26 @@ pub fn csrf_refused(v: &Visitor, path: &str) -> Response {
 /// 303 to `to` (after a post: the browser then gets the page).
 pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
+}
+
+/// A posted form whose rejection (not form-encoded, a number that is not
+/// one) is a problem with its `code`, never axum's plain text.
+pub struct PageForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for PageForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Problem> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(PageForm(value)),
+            Err(rejection) => Err(Problem::bad_request(format!(
+                "the form is not valid: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
 }

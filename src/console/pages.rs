@@ -6,10 +6,11 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use axum::Form;
 use serde::Deserialize;
 
-use super::page::{csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView};
+use super::page::{
+    csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView, PageForm,
+};
 use super::visitor::{self, Visitor, SESSION_COOKIE};
 use crate::domain::{query, token_hash, Command, Principal, Refusal, StateView, SupportRole};
 use crate::http::api::{App, AppState, ClientIp};
@@ -24,13 +25,13 @@ const AUDIT_PAGE: usize = 100;
 
 #[derive(Deserialize)]
 pub struct Flash {
-    done: Option<String>,
+    pub done: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 /// The member signed in to account `a`, or a redirect to its sign-in page.
@@ -118,7 +119,7 @@ pub async fn sign_in(
     v: Visitor,
     ClientIp(ip): ClientIp,
     Path(a): Path<String>,
-    Form(form): Form<SignInForm>,
+    PageForm(form): PageForm<SignInForm>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &format!("/a/{a}/sign-in"));
@@ -180,7 +181,7 @@ pub async fn request_reset(
     v: Visitor,
     ClientIp(ip): ClientIp,
     Path(a): Path<String>,
-    Form(form): Form<EmailForm>,
+    PageForm(form): PageForm<EmailForm>,
 ) -> Response {
     let path = format!("/a/{a}/sign-in");
     if !v.csrf_ok(&form.csrf) {
@@ -195,7 +196,7 @@ pub async fn request_reset(
 pub async fn sign_out(
     State(app): State<AppState>,
     v: Visitor,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, "/");
@@ -377,7 +378,7 @@ pub async fn set_password(
     v: Visitor,
     uri: Uri,
     Path(a): Path<String>,
-    Form(form): Form<PasswordForm>,
+    PageForm(form): PageForm<PasswordForm>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, uri.path());
@@ -432,7 +433,7 @@ pub async fn verify(
     State(app): State<AppState>,
     v: Visitor,
     Path(a): Path<String>,
-    Form(form): Form<TokenForm>,
+    PageForm(form): PageForm<TokenForm>,
 ) -> Response {
     let path = format!("/a/{a}/email/verify");
     if !v.csrf_ok(&form.csrf) {
@@ -617,7 +618,7 @@ pub async fn add_member(
     State(app): State<AppState>,
     v: Visitor,
     Path(a): Path<String>,
-    Form(form): Form<AddMemberForm>,
+    PageForm(form): PageForm<AddMemberForm>,
 ) -> Response {
     let path = format!("/a/{a}/members");
     if !v.csrf_ok(&form.csrf) {
@@ -666,7 +667,7 @@ pub struct RoleForm {
 
 /// Runs a member command from a post and goes back to `back` with a
 /// message, or shows the refusal.
-async fn act(
+pub async fn act(
     app: &App,
     v: &Visitor,
     a: &str,
@@ -695,11 +696,34 @@ async fn act(
     }
 }
 
+/// Runs a command as platform support from a post (the caller checked
+/// that the visitor is platform support).
+pub async fn act_as_operator(
+    app: &App,
+    v: &Visitor,
+    csrf: &str,
+    back: &str,
+    done: &str,
+    command: impl FnOnce() -> Result<Command, Problem>,
+) -> Response {
+    if !v.csrf_ok(csrf) {
+        return csrf_refused(v, back);
+    }
+    let result = match command() {
+        Ok(c) => app.submit(Principal::Operator, c).await.map(|_| ()),
+        Err(p) => Err(p),
+    };
+    match result {
+        Ok(()) => see_other(&format!("{back}?done={done}")),
+        Err(p) => problem_page(v, back, back, &p),
+    }
+}
+
 pub async fn change_role(
     State(app): State<AppState>,
     v: Visitor,
     Path((a, u)): Path<(String, String)>,
-    Form(form): Form<RoleForm>,
+    PageForm(form): PageForm<RoleForm>,
 ) -> Response {
     let back = format!("/a/{a}/members");
     let account_id = a.clone();
@@ -727,7 +751,7 @@ pub async fn remove_member(
     State(app): State<AppState>,
     v: Visitor,
     Path((a, u)): Path<(String, String)>,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     let back = format!("/a/{a}/members");
     let account_id = a.clone();
@@ -744,19 +768,25 @@ pub async fn remove_member(
 pub struct SeatRequestForm {
     #[serde(default)]
     csrf: String,
+    product: Option<crate::domain::Product>,
     seats: Option<u32>,
     #[serde(default)]
     reason: String,
+    /// `licences` when sent from the Licence requests page.
+    back: Option<String>,
 }
 
-/// "Request temporary seats" (R18), from the members page.
+/// "Request temporary seats" (R18), from Team members or Licence requests.
 pub async fn request_seats(
     State(app): State<AppState>,
     v: Visitor,
     Path(a): Path<String>,
-    Form(form): Form<SeatRequestForm>,
+    PageForm(form): PageForm<SeatRequestForm>,
 ) -> Response {
-    let back = format!("/a/{a}/members");
+    let back = match form.back.as_deref() {
+        Some("licences") => format!("/a/{a}/licences"),
+        _ => format!("/a/{a}/members"),
+    };
     let account_id = a.clone();
     act(
         &app,
@@ -768,7 +798,7 @@ pub async fn request_seats(
         |_| {
             Ok(Command::RequestLicence {
                 account_id,
-                product: crate::domain::Product::Support,
+                product: form.product.unwrap_or(crate::domain::Product::Support),
                 seats: form
                     .seats
                     .ok_or_else(|| Problem::bad_request("say how many seats"))?,
@@ -776,6 +806,269 @@ pub async fn request_seats(
             })
         },
     )
+    .await
+}
+
+pub struct LicenceRow {
+    pub id: String,
+    pub account_id: String,
+    pub created: String,
+    pub product: &'static str,
+    pub seats: u32,
+    pub reason: String,
+    pub status: String,
+    pub pending: bool,
+}
+
+/// A licence request as a row of a page (the account's or support's).
+pub fn licence_row(t: &super::i18n::Catalogue, r: crate::domain::LicenceRequest) -> LicenceRow {
+    use crate::domain::{LicenceStatus, Product};
+    let status = match r.status {
+        LicenceStatus::Pending => t.s("licences.status.pending").to_string(),
+        LicenceStatus::Granted => t
+            .s("licences.status.granted")
+            .replace("{seats}", &r.granted_seats.unwrap_or(r.seats).to_string())
+            .replace(
+                "{until}",
+                &r.expires_at
+                    .map(|e| e.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            ),
+        LicenceStatus::Denied => t
+            .s("licences.status.denied")
+            .replace("{reason}", r.deny_reason.as_deref().unwrap_or("")),
+    };
+    LicenceRow {
+        pending: r.status == LicenceStatus::Pending,
+        id: r.id,
+        account_id: r.account_id,
+        created: r.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        product: match r.product {
+            Product::Support => t.s("licences.product.support"),
+            Product::Sell => t.s("licences.product.sell"),
+        },
+        seats: r.seats,
+        reason: r.reason,
+        status,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/licences.html")]
+pub struct LicencesPage {
+    pub c: Chrome,
+    pub base: String,
+    pub support: bool,
+    pub rows: Vec<LicenceRow>,
+    pub error: Option<ErrorView>,
+}
+
+pub async fn licences_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(f): Query<Flash>,
+) -> Response {
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/licences");
+    let mut page = LicencesPage {
+        c: Chrome::new(&v, &path, "licences.heading", f.done.as_deref()),
+        base: format!("/a/{a}"),
+        support: false,
+        rows: Vec::new(),
+        error: None,
+    };
+    match query::account_licence_requests(&app.store, &who, &a) {
+        Ok(list) => {
+            page.rows = list
+                .into_iter()
+                .rev()
+                .map(|r| licence_row(v.t, r))
+                .collect();
+            render(&v, StatusCode::OK, &page)
+        }
+        Err(r) => {
+            let p: Problem = r.into();
+            page.error = Some(ErrorView::from_problem(v.t, &p));
+            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
+            render(&v, status, &page)
+        }
+    }
+}
+
+// -------------------------------------------------------------------- Sell
+
+pub struct SellRow {
+    id: String,
+    name: String,
+    role: &'static str,
+    role_value: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/sell.html")]
+struct SellPage {
+    c: Chrome,
+    base: String,
+    status_line: String,
+    not_started: bool,
+    seats_line: String,
+    no_admin: bool,
+    rows: Vec<SellRow>,
+    others: Vec<(String, String)>,
+    error: Option<ErrorView>,
+}
+
+pub async fn sell_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(f): Query<Flash>,
+) -> Response {
+    use crate::domain::{SellRole, SellStatus};
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/sell");
+    let t = v.t;
+    let loaded = (|| -> Result<SellPage, Problem> {
+        let users = query::sell_users(&app.store, &who, &a)?;
+        let summary = query::account_summary(&app.store, &who, &a, chrono::Utc::now())?;
+        let members = query::members(&app.store, &who, &a, None, Some(query::PAGE_LIMIT_MAX))?;
+        let status = match summary.sell_status {
+            SellStatus::NotStarted => t.s("sell.status.not_started"),
+            SellStatus::Trial => t.s("sell.status.trial"),
+            SellStatus::Active => t.s("sell.status.active"),
+        };
+        Ok(SellPage {
+            c: Chrome::new(&v, &path, "sell.heading", f.done.as_deref()),
+            base: format!("/a/{a}"),
+            status_line: t.s("sell.status").replace("{status}", status),
+            not_started: summary.sell_status == SellStatus::NotStarted,
+            seats_line: t
+                .s("sell.seats")
+                .replace("{used}", &summary.sell.seats_used.to_string())
+                .replace("{total}", &summary.sell.seats_total.to_string()),
+            no_admin: summary.sell_status != SellStatus::NotStarted
+                && summary.account.sell.admin_count == 0,
+            rows: users
+                .into_iter()
+                .map(|m| SellRow {
+                    id: m.user.id,
+                    name: m.user.name,
+                    role: if m.user.sell_role == SellRole::Admin {
+                        t.s("sell.role.admin")
+                    } else {
+                        t.s("sell.role.user")
+                    },
+                    role_value: if m.user.sell_role == SellRole::Admin {
+                        "admin"
+                    } else {
+                        "user"
+                    },
+                })
+                .collect(),
+            others: members
+                .items
+                .into_iter()
+                .filter(|m| m.user.sell_role == SellRole::None)
+                .map(|m| (m.user.id, m.user.name))
+                .collect(),
+            error: None,
+        })
+    })();
+    match loaded {
+        Ok(page) => render(&v, StatusCode::OK, &page),
+        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+    }
+}
+
+pub async fn start_trial(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.started", |_| {
+        Ok(Command::StartSellTrial { account_id })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SellUserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_id: String,
+    role: Option<crate::domain::SellRole>,
+}
+
+pub async fn grant_sell(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<SellUserForm>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.granted", |_| {
+        Ok(Command::GrantSell {
+            account_id,
+            user_id: form.user_id,
+            role: form.role.unwrap_or(crate::domain::SellRole::User),
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SellRoleForm {
+    #[serde(default)]
+    csrf: String,
+    role: Option<crate::domain::SellRole>,
+}
+
+pub async fn change_sell_role(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<SellRoleForm>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.role_changed", |_| {
+        Ok(Command::ChangeSellRole {
+            account_id,
+            user_id: u,
+            role: form
+                .role
+                .ok_or_else(|| Problem::bad_request("pick a Sell role"))?,
+        })
+    })
+    .await
+}
+
+pub async fn remove_sell(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.removed", |_| {
+        Ok(Command::RemoveSell {
+            account_id,
+            user_id: u,
+        })
+    })
     .await
 }
 
@@ -874,7 +1167,7 @@ pub async fn owner_change(
     State(app): State<AppState>,
     v: Visitor,
     Path(a): Path<String>,
-    Form(form): Form<OwnerForm>,
+    PageForm(form): PageForm<OwnerForm>,
 ) -> Response {
     let path = format!("/a/{a}/owner");
     if !v.csrf_ok(&form.csrf) {
@@ -919,7 +1212,7 @@ pub async fn owner_confirm(
     State(app): State<AppState>,
     v: Visitor,
     Path(a): Path<String>,
-    Form(form): Form<OwnerForm>,
+    PageForm(form): PageForm<OwnerForm>,
 ) -> Response {
     let path = format!("/a/{a}/owner");
     if !v.csrf_ok(&form.csrf) {
@@ -962,6 +1255,7 @@ struct BillingPage {
     allowed: bool,
     seats_line: String,
     seats_total: u32,
+    sell_seats: u32,
     payment: Option<String>,
     invoices: Vec<(String, String, String)>,
     error: Option<ErrorView>,
@@ -984,6 +1278,7 @@ pub async fn billing_page(
         allowed: false,
         seats_line: String::new(),
         seats_total: 0,
+        sell_seats: 0,
         payment: None,
         invoices: Vec::new(),
         error: None,
@@ -1005,6 +1300,7 @@ pub async fn billing_page(
             })
             .collect();
         page.seats_total = summary.account.support_seats_bought;
+        page.sell_seats = summary.account.sell.seats_bought;
         page.seats_line =
             v.t.s("members.seats")
                 .replace("{used}", &summary.support.seats_used.to_string())
@@ -1027,13 +1323,14 @@ pub struct SeatsForm {
     #[serde(default)]
     csrf: String,
     support_seats: Option<u32>,
+    sell_seats: Option<u32>,
 }
 
 pub async fn set_seats(
     State(app): State<AppState>,
     v: Visitor,
     Path(a): Path<String>,
-    Form(form): Form<SeatsForm>,
+    PageForm(form): PageForm<SeatsForm>,
 ) -> Response {
     let back = format!("/a/{a}/billing");
     let account_id = a.clone();
@@ -1044,7 +1341,7 @@ pub async fn set_seats(
                 form.support_seats
                     .ok_or_else(|| Problem::bad_request("give a number of seats"))?,
             ),
-            sell_seats: None,
+            sell_seats: form.sell_seats,
         })
     })
     .await
@@ -1112,7 +1409,7 @@ pub async fn authorize_integration(
     State(app): State<AppState>,
     v: Visitor,
     Path((a, i)): Path<(String, String)>,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     let back = format!("/a/{a}/integrations");
     let account_id = a.clone();
@@ -1215,7 +1512,7 @@ pub async fn add_address(
     State(app): State<AppState>,
     v: Visitor,
     Path((a, u)): Path<(String, String)>,
-    Form(form): Form<AddressForm>,
+    PageForm(form): PageForm<AddressForm>,
 ) -> Response {
     let back = format!("/a/{a}/profile/{u}");
     let account_id = a.clone();
@@ -1233,7 +1530,7 @@ pub async fn make_primary(
     State(app): State<AppState>,
     v: Visitor,
     Path((a, u)): Path<(String, String)>,
-    Form(form): Form<AddressForm>,
+    PageForm(form): PageForm<AddressForm>,
 ) -> Response {
     let back = format!("/a/{a}/profile/{u}");
     let account_id = a.clone();
@@ -1259,7 +1556,7 @@ pub async fn remove_address(
     State(app): State<AppState>,
     v: Visitor,
     Path((a, u)): Path<(String, String)>,
-    Form(form): Form<AddressForm>,
+    PageForm(form): PageForm<AddressForm>,
 ) -> Response {
     let back = format!("/a/{a}/profile/{u}");
     let account_id = a.clone();

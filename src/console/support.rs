@@ -5,13 +5,14 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
 use serde::Deserialize;
 
-use super::page::{csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView};
-use super::pages::{audit_view, AuditQuery};
+use super::page::{
+    csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView, PageForm,
+};
+use super::pages::{act_as_operator, audit_view, licence_row, AuditQuery, CsrfOnly, LicencesPage};
 use super::visitor::{self, Visitor, SESSION_COOKIE};
-use crate::domain::{query, Principal};
+use crate::domain::{query, Command, Principal};
 use crate::http::api::{AppState, ClientIp};
 use crate::http::problem::Problem;
 use crate::secret;
@@ -67,7 +68,7 @@ pub async fn sign_in(
     State(app): State<AppState>,
     v: Visitor,
     ClientIp(ip): ClientIp,
-    Form(form): Form<TokenForm>,
+    PageForm(form): PageForm<TokenForm>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, "/support/sign-in");
@@ -188,4 +189,359 @@ pub async fn audit_page(
         Ok(page) => render(&v, StatusCode::OK, &page),
         Err(p) => problem_page(&v, &path, "/support/accounts", &p),
     }
+}
+
+/// Platform support's posts: the CSRF check, the operator check, the
+/// command, back to `back` with a message or the refusal.
+async fn operator_act(
+    app: &crate::http::api::App,
+    v: &Visitor,
+    csrf: &str,
+    back: &str,
+    done: &str,
+    command: impl FnOnce() -> Result<Command, Problem>,
+) -> Response {
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    act_as_operator(app, v, csrf, back, done, command).await
+}
+
+#[derive(Template)]
+#[template(path = "console/support_account.html")]
+struct AccountPage {
+    c: Chrome,
+    id: String,
+    name: String,
+    seats: String,
+    sell: String,
+    error: Option<ErrorView>,
+}
+
+/// One account as support sees it: its summary (no member data), a
+/// security investigation (R19), appointing a Sell admin (R23).
+pub async fn account_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(f): Query<Flash>,
+) -> Response {
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    let path = format!("/support/accounts/{a}");
+    match query::account_summary(&app.store, &Principal::Operator, &a, chrono::Utc::now()) {
+        Ok(s) => {
+            let page = AccountPage {
+                c: Chrome::new(&v, &path, "accounts.heading", f.done.as_deref()),
+                id: s.account.id.clone(),
+                name: s.account.name.clone(),
+                seats: format!("{} / {}", s.support.seats_used, s.support.seats_total),
+                sell: format!(
+                    "{:?} ({} / {})",
+                    s.sell_status, s.sell.seats_used, s.sell.seats_total
+                ),
+                error: None,
+            };
+            render(&v, StatusCode::OK, &page)
+        }
+        Err(r) => problem_page(&v, &path, "/support/accounts", &r.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NoteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn open_investigation(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<NoteForm>,
+) -> Response {
+    let back = format!("/support/accounts/{a}");
+    operator_act(
+        &app,
+        &v,
+        &form.csrf,
+        &back,
+        "support.investigation_opened",
+        || {
+            Ok(Command::OpenSecurityInvestigation {
+                account_id: a,
+                note: form.note,
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_id: String,
+}
+
+pub async fn appoint_sell_admin(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<UserForm>,
+) -> Response {
+    let back = format!("/support/accounts/{a}");
+    operator_act(&app, &v, &form.csrf, &back, "support.appointed", || {
+        Ok(Command::AppointSellAdmin {
+            account_id: a,
+            user_id: form.user_id.trim().to_string(),
+        })
+    })
+    .await
+}
+
+/// The licence-request queue: pending first (oldest first), then decided.
+pub async fn licences_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Query(f): Query<Flash>,
+) -> Response {
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    let path = "/support/licences";
+    let pending = query::licence_requests(
+        &app.store,
+        &Principal::Operator,
+        Some(crate::domain::LicenceStatus::Pending),
+    );
+    let all = query::licence_requests(&app.store, &Principal::Operator, None);
+    match (pending, all) {
+        (Ok(pending), Ok(all)) => {
+            let mut rows: Vec<_> = pending.into_iter().map(|r| licence_row(v.t, r)).collect();
+            rows.extend(
+                all.into_iter()
+                    .rev()
+                    .filter(|r| r.status != crate::domain::LicenceStatus::Pending)
+                    .map(|r| licence_row(v.t, r)),
+            );
+            let page = LicencesPage {
+                c: Chrome::new(&v, path, "licences.heading", f.done.as_deref()),
+                base: String::new(),
+                support: true,
+                rows,
+                error: None,
+            };
+            render(&v, StatusCode::OK, &page)
+        }
+        (Err(r), _) | (_, Err(r)) => problem_page(&v, path, "/support/accounts", &r.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    csrf: String,
+    seats: Option<u32>,
+    days: Option<u32>,
+}
+
+pub async fn grant(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<GrantForm>,
+) -> Response {
+    operator_act(
+        &app,
+        &v,
+        &form.csrf,
+        "/support/licences",
+        "support.granted",
+        || {
+            let days = form
+                .days
+                .filter(|d| (1..=365).contains(d))
+                .ok_or_else(|| Problem::bad_request("the grant lasts 1 to 365 days"))?;
+            Ok(Command::GrantLicence {
+                request_id: id,
+                seats: form
+                    .seats
+                    .ok_or_else(|| Problem::bad_request("say how many seats"))?,
+                expires_at: chrono::Utc::now() + chrono::Duration::days(i64::from(days)),
+            })
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct DenyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn deny(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<DenyForm>,
+) -> Response {
+    operator_act(
+        &app,
+        &v,
+        &form.csrf,
+        "/support/licences",
+        "support.denied",
+        || {
+            Ok(Command::DenyLicence {
+                request_id: id,
+                reason: form.reason,
+            })
+        },
+    )
+    .await
+}
+
+pub struct DeliveryRow {
+    id: u64,
+    subscriber: String,
+    event: String,
+    state: String,
+    attempts: u32,
+    last_error: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/deliveries.html")]
+struct DeliveriesPage {
+    c: Chrome,
+    rows: Vec<DeliveryRow>,
+    error: Option<ErrorView>,
+}
+
+/// Shown at most (pending first, then the latest finished).
+const DELIVERIES_SHOWN: usize = 200;
+
+pub async fn deliveries_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Query(f): Query<Flash>,
+) -> Response {
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    let path = "/support/deliveries";
+    match crate::outbound::list(&app.store, DELIVERIES_SHOWN) {
+        Ok(list) => {
+            let page = DeliveriesPage {
+                c: Chrome::new(&v, path, "deliveries.heading", f.done.as_deref()),
+                rows: list
+                    .into_iter()
+                    .map(|d| DeliveryRow {
+                        id: d.id,
+                        subscriber: d.subscriber,
+                        event: d.event_type,
+                        state: format!("{:?}", d.state).to_lowercase(),
+                        attempts: d.attempts,
+                        last_error: d.last_error.unwrap_or_default(),
+                    })
+                    .collect(),
+                error: None,
+            };
+            render(&v, StatusCode::OK, &page)
+        }
+        Err(e) => problem_page(
+            &v,
+            path,
+            "/support/accounts",
+            &crate::domain::Refusal::from(e).into(),
+        ),
+    }
+}
+
+/// Sends a delivery again (the API's maintenance write, through the writer).
+pub async fn redeliver(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let path = "/support/deliveries";
+    if !v.csrf_ok(&form.csrf) {
+        return csrf_refused(&v, path);
+    }
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return problem_page(
+            &v,
+            path,
+            path,
+            &crate::domain::Refusal::not_found("delivery").into(),
+        );
+    };
+    let result = app
+        .writer
+        .submit_maintenance(Box::new(move |store| {
+            crate::outbound::redelivery_writes(store, id)
+        }))
+        .await;
+    match result {
+        Ok(()) => see_other(&format!("{path}?done=deliveries.redelivered")),
+        Err(r) => problem_page(&v, path, path, &r.into()),
+    }
+}
+
+pub struct PolicyRow {
+    name: String,
+    kind: String,
+    hooks: String,
+    version: String,
+    calls: u64,
+    failures: u64,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/policies.html")]
+struct PoliciesPage {
+    c: Chrome,
+    rows: Vec<PolicyRow>,
+}
+
+/// Loaded policies with their errors (file, line, column).
+pub async fn policies_page(State(app): State<AppState>, v: Visitor) -> Response {
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    let rows = app
+        .policies
+        .status()
+        .into_iter()
+        .map(|p| PolicyRow {
+            error: p.last_error.map(|e| match (e.line, e.column) {
+                (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", p.name, e.message),
+                _ => e.message,
+            }),
+            name: p.name,
+            kind: p.kind.to_string(),
+            hooks: p.hooks.join(", "),
+            version: p.version.chars().take(12).collect(),
+            calls: p.calls,
+            failures: p.failures,
+        })
+        .collect();
+    let page = PoliciesPage {
+        c: Chrome::new(&v, "/support/policies", "policies.heading", None),
+        rows,
+    };
+    render(&v, StatusCode::OK, &page)
 }

@@ -12,7 +12,7 @@ use crate::domain::{query, Command, Principal, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create_account))
+        .routes(routes!(create_account, list_accounts))
         .routes(routes!(get_account))
         .routes(routes!(open_investigation))
         .routes(routes!(list_audit))
@@ -39,6 +39,34 @@ async fn create_account(
         )
         .await?;
     Ok((StatusCode::CREATED, account_out(reply)?))
+}
+
+/// Every account, by id, paged and searchable by name (platform support).
+#[utoipa::path(get, path = "/v1/accounts", tag = "operator", params(AccountListQuery),
+    responses((status = 200, body = AccountList), Errors), security(("bearer" = [])))]
+async fn list_accounts(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Query(q): Query<AccountListQuery>,
+) -> ApiResult<axum::Json<AccountList>> {
+    if q.q
+        .as_ref()
+        .is_some_and(|s| s.len() > crate::domain::validate::NAME_MAX_CHARS)
+    {
+        return Err(super::problem::Problem::bad_request("q is too long"));
+    }
+    let page = query::accounts(
+        &app.store,
+        &who,
+        q.after.as_deref(),
+        q.q.as_deref(),
+        q.limit,
+        chrono::Utc::now(),
+    )?;
+    Ok(axum::Json(AccountList {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next: page.next,
+    }))
 }
 
 /// The account summary (agents, admins, operator).

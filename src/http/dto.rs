@@ -125,6 +125,25 @@ pub struct PageQuery {
     pub limit: Option<usize>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub items: Vec<AccountOut>,
+    /// Cursor for the next page (`after=`), absent on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AccountListQuery {
+    /// Cursor from the previous page's `next`.
+    pub after: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<usize>,
+    /// Only accounts whose name contains this (any case). A page looks
+    /// through at most 10,000 accounts; follow `next` for more.
+    pub q: Option<String>,
+}
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {

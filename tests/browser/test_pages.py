@@ -20,6 +20,8 @@ def test_every_page_in_both_languages_is_accessible(daemon, new_page):
         "billing": f"/a/{a}/billing",
         "integrations": f"/a/{a}/integrations",
         "profile": f"/a/{a}/profile",
+        "sell": f"/a/{a}/sell",
+        "licences": f"/a/{a}/licences",
         "audit": f"/a/{a}/audit",
     }
     for lang, locale in (("en", "en-GB"), ("fr", "fr-FR")):

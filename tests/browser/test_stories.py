@@ -202,3 +202,95 @@ def test_r03_story6_the_hand_over_keyboard_only(daemon, new_page):
     tab_to(owner, owner.get_by_role("button", name="Confirm change"))
     owner.keyboard.press("Enter")
     owner.get_by_text("The owner of this account is Ada Admin").wait_for()
+
+
+def test_r20_r21_r22_r24_story4_sell_trial_second_user_made_admin_activator_removed(daemon, new_page):
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 3)["id"]
+    owner = new_page()
+    set_password_and_sign_in(owner, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    add_member(owner, "Ada Admin", "ada@acme.test", "Administrator")
+
+    owner.get_by_role("link", name="Sell").click()
+    owner.get_by_role("heading", name="Sell").wait_for()
+    axe_check(owner, "sell (not started)")
+    submit_and_wait(owner, owner.get_by_role("button", name="Start Sell trial"))
+    expect(owner.get_by_text("The Sell trial started")).to_be_visible()
+
+    # R21: the owner buys Sell seats; the trial becomes active.
+    owner.get_by_role("link", name="Billing").click()
+    owner.get_by_label("Sell seats").fill("2")
+    submit_and_wait(owner, owner.get_by_role("button", name="Set seats"))
+
+    owner.get_by_role("link", name="Sell").click()
+    expect(owner.get_by_text("Sell: active")).to_be_visible()
+    owner.get_by_label("Member").select_option(label="Ada Admin")
+    submit_and_wait(owner, owner.get_by_role("button", name="Grant Sell access"))
+    expect(owner.get_by_text("Sell access was granted")).to_be_visible()
+    ada_row = owner.get_by_role("row", name=re.compile("Ada Admin"))
+    ada_row.get_by_role("combobox").select_option(label="Sell admin")
+    submit_and_wait(owner, ada_row.get_by_role("button", name="Change Sell role"))
+    expect(owner.get_by_text("The Sell role was changed")).to_be_visible()
+    # R24: the activator may leave now that Ada is a Sell admin.
+    olga_row = owner.get_by_role("row", name=re.compile("Olga Owner"))
+    submit_and_wait(owner, olga_row.get_by_role("button", name="Remove"))
+    expect(owner.get_by_text("Sell access was removed")).to_be_visible()
+    expect(owner.get_by_role("row", name=re.compile("Olga Owner"))).to_have_count(0)
+    expect(owner.get_by_role("row", name=re.compile("Ada Admin"))).to_contain_text("Sell admin")
+    axe_check(owner, "sell")
+    shoot(owner, "sell", "en")
+
+
+def test_r18_story5_support_grants_temporary_seats_then_the_owner_adds_a_member(daemon, new_page):
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 1)["id"]
+    owner = new_page()
+    set_password_and_sign_in(owner, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    add_member(owner, "Bea Agent", "bea@acme.test", "Agent")
+    expect(owner.get_by_role("alert")).to_contain_text("No agent seat is free")
+    owner.get_by_label("Seats", exact=True).fill("1")
+    owner.get_by_label("Reason").fill("a temp for the holidays")
+    submit_and_wait(owner, owner.get_by_role("button", name="Request temporary seats"))
+    expect(owner.get_by_text("Your request was sent to platform support")).to_be_visible()
+    owner.get_by_role("link", name="Licence requests").click()
+    expect(owner.get_by_role("cell", name="pending")).to_be_visible()
+    axe_check(owner, "licence requests")
+    shoot(owner, "licences", "en")
+
+    support = new_page()
+    support.goto(d.base + "/support/sign-in")
+    support.get_by_label("Operator token").fill(d.operator)
+    support.get_by_role("button", name="Sign in").click()
+    support.get_by_role("link", name="Licence requests").click()
+    support.get_by_role("heading", name="Licence requests").wait_for()
+    axe_check(support, "support licence queue")
+    shoot(support, "support-licences", "en")
+    row = support.get_by_role("row", name=re.compile("a temp for the holidays"))
+    submit_and_wait(support, row.get_by_role("button", name="Grant"))
+    expect(support.get_by_text("The seats were granted")).to_be_visible()
+
+    owner.get_by_role("link", name="Team members").click()
+    expect(owner.get_by_text("Agent seats used: 1 of 2")).to_be_visible()
+    add_member(owner, "Bea Agent", "bea@acme.test", "Agent")
+    expect(owner.get_by_text("The member was added")).to_be_visible()
+
+
+def test_platform_support_pages(daemon, new_page):
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 1)["id"]
+    support = new_page()
+    support.goto(d.base + "/support/sign-in")
+    support.get_by_label("Operator token").fill(d.operator)
+    support.get_by_role("button", name="Sign in").click()
+    support.get_by_role("link", name="Acme").click()
+    support.get_by_role("heading", name="Acme").wait_for()
+    axe_check(support, "support account")
+    shoot(support, "support-account", "en")
+    support.get_by_label("Note").fill("phishing report")
+    submit_and_wait(support, support.get_by_role("button", name="Open investigation"))
+    expect(support.get_by_text("the owner did not change")).to_be_visible()
+    for name, link in (("deliveries", "Outbound deliveries"), ("policies", "Policies")):
+        support.get_by_role("link", name=link).click()
+        support.get_by_role("heading", name=link).wait_for()
+        axe_check(support, name)
+        shoot(support, f"support-{name}", "en")
