@@ -25,7 +25,7 @@ cargo test --workspace --all-targets
 
 # --- the console in a real browser
 cargo build -q --bin admind
-AXE_JS="$PWD/$AXE_DIR/package/axe.min.js" ADMIND_BIN="$PWD/target/debug/admind" \
+AXE_JS="$PWD/$AXE_DIR/package/axe.min.js" DAEMON_BIN="$PWD/target/debug/admind" \
   SCREENSHOT_DIR="${SCREENSHOT_DIR:-$PWD/target/console-screenshots}" \
   python3 -m pytest -q tests/browser
 

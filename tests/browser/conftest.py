@@ -1,7 +1,8 @@
 """Browser tests: the real admind binary on an ephemeral port, Debian's
 Chromium driven by Playwright, mail read from the daemon's .eml files.
 
-Environment: ADMIND_BIN (default target/debug/admind), CHROMIUM (default
+Environment: DAEMON_BIN (default target/debug/admind; not ADMIND_*, which
+the daemon reads as its own settings), CHROMIUM (default
 /usr/bin/chromium), AXE_JS (axe-core's axe.min.js; accessibility checks
 fail without it), SCREENSHOT_DIR (where every page's screenshot goes,
 default target/console-screenshots).
@@ -21,7 +22,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("ADMIND_BIN", str(ROOT / "target" / "debug" / "admind"))
+BIN = os.environ.get("DAEMON_BIN", str(ROOT / "target" / "debug" / "admind"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = pathlib.Path(os.environ.get("SCREENSHOT_DIR", str(ROOT / "target" / "console-screenshots")))
 PUBLIC_URL = "http://admind.test"
@@ -40,10 +41,13 @@ class Daemon:
             "attempts_per_minute_per_ip = 100000\nargon2_memory_kib = 1024\nargon2_iterations = 1\n"
         )
         self.out = open(d / "out", "w+")
+        self.err = open(d / "err", "w+")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--config", str(d / "admind.toml"), "--listen", "127.0.0.1:0",
              "--data-dir", str(d / "data"), "--mail-dir", str(d / "mail"), "--scripts-dir", str(d / "scripts")],
-            stdout=self.out, stderr=subprocess.DEVNULL, env={**os.environ, "ADMIND_LOG": "warn"},
+            stdout=self.out, stderr=self.err,
+            # The daemon reads ADMIND_* as settings: pass none of the caller's.
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("ADMIND_")}, "ADMIND_LOG": "warn"},
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -54,7 +58,8 @@ class Daemon:
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError("admind did not start")
+            self.err.seek(0)
+            raise RuntimeError(f"admind did not start: {self.err.read()[:3000]}")
         self.operator = (d / "data" / "operator.token").read_text().strip()
         self.mail_dir = d / "mail"
 
