@@ -42,6 +42,17 @@ o, bo = g("owner", "rate"), g("bare_owner_size", "rate")
 out.append(f"| `GET /v1/accounts/{{a}}/owner`, req/s | {o:,.0f} | bare hyper, same body size: {bo:,.0f} | {ratio(o, bo):.2f} | ≥ 0.6 {mark(ratio(o, bo) >= 0.6)} |")
 m, bm = g("members_20", "rate"), g("bare_members_size", "rate")
 out.append(f"| `GET /v1/accounts/{{a}}/members` (20 members), req/s | {m:,.0f} | bare hyper, same body size: {bm:,.0f} | {ratio(m, bm):.2f} | ≥ 0.4 {mark(ratio(m, bm) >= 0.4)} |")
+cm, am = g("console_members_20", "rate"), g("members_20", "rate")
+if cm:
+    # Server time per request ~ 1/rate at the same concurrency: the page's
+    # time beside the API's is the inverse ratio of their rates.
+    out.append(f"| Team members page (20 members), req/s | {cm:,.0f} | `GET .../members` of the API, same run: {am:,.0f} | {ratio(am, cm):.2f}× the API's time | ≤ 1.5× {mark(ratio(am, cm) <= 1.5)} |")
+cb, ab = g("console_big_first", "rate"), g("api_big_first_50", "rate")
+if cb:
+    out.append(f"| Team members page, first of 100,000-member account, req/s | {cb:,.0f} | API's first page of 50, same run: {ab:,.0f} | {ratio(ab, cb):.2f}× the API's time | ≤ 1.5× {mark(ratio(ab, cb) <= 1.5)} |")
+w = g("console_page_weight", "total_bytes")
+if w:
+    out.append(f"| console first load (Team members page, CSS, htmx), gzip | {w / 1024:.1f} KB (page {g('console_page_weight', 'html_bytes') / 1024:.1f}, CSS {g('console_page_weight', 'css_bytes') / 1024:.1f}, htmx {g('console_page_weight', 'js_bytes') / 1024:.1f}) | — | | ≤ 60 KB {mark(w <= 60 * 1024)} |")
 one = g("sled_one_writer", "rate")
 for c in (1, 16, 64):
     t = g(f"transfers_{c}", "rate")

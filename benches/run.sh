@@ -45,11 +45,14 @@ start_admind() {
   OPERATOR=$(cat "$dir/data/operator.token")
 }
 
-# wrk_json NAME URL [TOKEN]: 64 connections, S seconds; appends a result line.
+# wrk_json NAME URL [TOKEN [cookie]]: 64 connections, S seconds; appends a
+# result line. With "cookie", the token goes in the console's session cookie.
 wrk_json() {
-  local name=$1 url=$2 token=${3:-}
+  local name=$1 url=$2 token=${3:-} how=${4:-bearer}
   local out
-  if [ -n "$token" ]; then
+  if [ -n "$token" ] && [ "$how" = cookie ]; then
+    out=$(wrk -t2 -c64 -d"${S}s" --latency -H "Cookie: admind_session=$token" "$url")
+  elif [ -n "$token" ]; then
     out=$(wrk -t2 -c64 -d"${S}s" --latency -H "Authorization: Bearer $token" "$url")
   else
     out=$(wrk -t2 -c64 -d"${S}s" --latency "$url")
@@ -82,6 +85,11 @@ OWNER_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/ow
 MEMBERS_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/members" | wc -c)
 wrk_json owner "$ADDR/v1/accounts/$ACC/owner" "$TOK"
 wrk_json members_20 "$ADDR/v1/accounts/$ACC/members" "$TOK"
+wrk_json console_members_20 "$ADDR/a/$ACC/members" "$TOK" cookie
+# The console's first load (page and assets), gzip'd as a browser asks.
+weight() { curl -s --compressed -o /dev/null -w '%{size_download}' -H "Cookie: admind_session=$TOK" "$ADDR$1"; }
+HTML_B=$(weight "/a/$ACC/members"); CSS_B=$(weight /assets/console.css); JS_B=$(weight /assets/htmx.min.js)
+echo "{\"scenario\": \"console_page_weight\", \"html_bytes\": $HTML_B, \"css_bytes\": $CSS_B, \"js_bytes\": $JS_B, \"total_bytes\": $((HTML_B + CSS_B + JS_B))}" >> "$RESULTS"
 $BIN/examples/bare_server 127.0.0.1:0 "$OWNER_BYTES" > "$W/bare1" & until grep -q listening "$W/bare1" 2>/dev/null; do sleep 0.01; done
 wrk_json bare_owner_size "$(sed -n 's/bare listening on //p' "$W/bare1")/"
 $BIN/examples/bare_server 127.0.0.1:0 "$MEMBERS_BYTES" > "$W/bare2" & until grep -q listening "$W/bare2" 2>/dev/null; do sleep 0.01; done
@@ -133,6 +141,10 @@ MID=$(curl -s -H "Authorization: Bearer $TB" "$ADDR/v1/accounts/$BIG/members?lim
 wrk_json page_small "$ADDR/v1/accounts/$SMALL/members?limit=20" "$TS"
 wrk_json page_big_first "$ADDR/v1/accounts/$BIG/members?limit=20" "$TB"
 wrk_json page_big_later "$ADDR/v1/accounts/$BIG/members?limit=20&after=$MID" "$TB"
+# The Team members page (first page, 50 members) beside the API's first
+# page of 50 of the same account.
+wrk_json api_big_first_50 "$ADDR/v1/accounts/$BIG/members?limit=50" "$TB"
+wrk_json console_big_first "$ADDR/a/$BIG/members" "$TB" cookie
 RSS_AFTER=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 echo "{\"scenario\": \"rss_after_load\", \"rss_kib\": $RSS_AFTER}" >> "$RESULTS"
 kill "$PID"; wait "$PID" 2>/dev/null || true

@@ -459,3 +459,87 @@ async fn console_pages_speak_french_when_asked() {
         "never back to another site"
     );
 }
+
+#[tokio::test]
+async fn console_bad_forms_get_a_problem_and_support_pages_need_the_operator() {
+    let d = Daemon::start();
+    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    let page = owner.open(&format!("/a/{a}/billing")).await;
+    // A number that is not one: a 400 problem with its code, nothing set.
+    let bad = owner
+        .post(
+            &format!("/a/{a}/billing/seats"),
+            &[("csrf", &page.csrf()), ("support_seats", "many")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.html.contains("validation_failed"), "{}", bad.html);
+    // Not form-encoded at all.
+    let res = owner
+        .http
+        .post(format!("{}/a/{a}/billing/seats", owner.base))
+        .header(COOKIE, owner.cookie_header())
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let t = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let acc = d.get(&format!("/v1/accounts/{a}"), &t).await;
+    assert_eq!(acc.body["support"]["seats_total"], 3);
+    // A member's session does not open platform support's pages.
+    for path in [
+        "/support/accounts",
+        "/support/licences",
+        "/support/deliveries",
+        "/support/policies",
+    ] {
+        let p = owner.get(path).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(p.location(), "/support/sign-in");
+    }
+    let p = owner.get(&format!("/support/accounts/{a}")).await;
+    assert_eq!(p.location(), "/support/sign-in");
+    // A forged operator cookie is no session.
+    let forged = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/support/accounts", d.base))
+        .header(COOKIE, "admind_session=op.99999999999.nonce.0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn console_support_cookie_never_holds_the_operator_token() {
+    let d = Daemon::start();
+    let mut support = Browser::new(&d);
+    let page = support.open("/support/sign-in").await;
+    let signed = support
+        .post(
+            "/support/sign-in",
+            &[("csrf", &page.csrf()), ("token", &d.operator.clone())],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.html);
+    let cookie = support.cookies["admind_session"].clone();
+    assert!(!cookie.contains(&d.operator));
+    let accounts = support.open("/support/accounts").await;
+    assert!(accounts.html.contains("<h1>Accounts</h1>"));
+    let page = support.open("/support/accounts").await;
+    let out = support.post("/sign-out", &[("csrf", &page.csrf())]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    // The signed-out cookie does not work again, even if replayed.
+    support.cookies.insert("admind_session".into(), cookie);
+    let again = support.get("/support/accounts").await;
+    assert_eq!(again.location(), "/support/sign-in");
+}

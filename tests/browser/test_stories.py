@@ -294,3 +294,13 @@ def test_platform_support_pages(daemon, new_page):
         support.get_by_role("heading", name=link).wait_for()
         axe_check(support, name)
         shoot(support, f"support-{name}", "en")
+    # The same pages in French.
+    support.get_by_role("link", name="Français").click()
+    support.wait_for_load_state("networkidle")
+    for name, path in (("accounts", "/support/accounts"), ("account", f"/support/accounts/{a}"),
+                       ("licences", "/support/licences"), ("deliveries", "/support/deliveries"),
+                       ("policies", "/support/policies")):
+        support.goto(d.base + path)
+        expect(support.locator("html")).to_have_attribute("lang", "fr")
+        axe_check(support, f"support {name} (fr)")
+        shoot(support, f"support-{name}", "fr")
