@@ -118,7 +118,8 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
                  Password resets now go to that address.\n"
             ),
         ),
-        Notice::Custom { subject, body, .. } => (subject.clone(), body.clone()),
+        // A policy's message is its own: no footer is added to it.
+        Notice::Custom { subject, body, .. } => return message(notice, subject.clone(), body.clone()),
         Notice::IntegrationRevoked {
             account_name,
             integration_name,
@@ -158,6 +159,16 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
             ),
         },
     };
+    // Every message leads to the account's own sign-in address (the
+    // console), where whatever it is about can be seen and acted on.
+    let body = format!(
+        "{body}\n--\nSign in to your account: {base}/a/{}/sign-in\n",
+        notice.account_id()
+    );
+    message(notice, subject, body)
+}
+
+fn message(notice: &Notice, subject: String, body: String) -> OutboxMail {
     let now = Utc::now();
     OutboxMail {
         id: 0,

@@ -244,6 +244,16 @@ async fn r02_r03_r05_console_owner_hands_over_and_the_previous_owner_loses_billi
     assert!(billing.html.contains("Set seats"));
     let owner_page = owner.open(&format!("/a/{a}/owner")).await;
     assert!(owner_page.html.contains("The owner of this account is Ada"));
+    // Every mail leads to the account's own sign-in address.
+    let told = d
+        .wait_mail("ada@acme.test", "You are now the owner", 1)
+        .await;
+    assert_eq!(
+        link_path(&told.body),
+        format!("/a/{a}/sign-in"),
+        "{}",
+        told.body
+    );
 }
 
 #[tokio::test]
@@ -542,4 +552,40 @@ async fn console_support_cookie_never_holds_the_operator_token() {
     support.cookies.insert("admind_session".into(), cookie);
     let again = support.get("/support/accounts").await;
     assert_eq!(again.location(), "/support/sign-in");
+}
+
+#[tokio::test]
+async fn r15_a_refused_row_action_shows_its_reason_on_the_page_of_its_control() {
+    let d = Daemon::start();
+    let (a, owner_id) = d.create_account("Acme", "owner@acme.test", 3).await;
+    let mut owner = Browser::new(&d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    let profile = owner.open(&format!("/a/{a}/profile/{owner_id}")).await;
+    // The primary address cannot be removed (R15); a crafted post tries.
+    let refused = owner
+        .post(
+            &format!("/a/{a}/profile/{owner_id}/remove"),
+            &[("csrf", &profile.csrf()), ("address", "owner@acme.test")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    let back = refused.location().to_string();
+    assert!(
+        back.starts_with(&format!("/a/{a}/profile/{owner_id}?done=error.")),
+        "{back}"
+    );
+    let page = owner.open(&back).await;
+    assert!(page.html.contains("role=\"alert\""), "{}", page.html);
+    assert!(page.html.contains("<h1>Profile</h1>"));
+    // Text in the URL that is not a sentence of the catalogue is not shown.
+    let crafted = owner
+        .open(&format!(
+            "/a/{a}/profile/{owner_id}?done=error.%3Cb%3Eyou+won%3C%2Fb%3E"
+        ))
+        .await;
+    assert!(!crafted.html.contains("role=\"alert\""));
+    assert!(!crafted.html.contains("you won"));
 }

@@ -53,6 +53,9 @@ pub struct Chrome {
     pub signed_in: bool,
     pub lang_href: String,
     pub flash: Option<String>,
+    /// A refusal brought back to the page of the control that caused it
+    /// (`?done=error.<code>` after a post).
+    pub alert: Option<String>,
 }
 
 impl Chrome {
@@ -85,7 +88,10 @@ impl Chrome {
             lang_href: format!("/lang/{}?back={}", t.other_lang, encode_component(path)),
             // Only messages of the catalogue are shown (never text from a URL).
             flash: flash
-                .filter(|key| t.has(key))
+                .filter(|key| t.has(key) && !key.starts_with("error."))
+                .map(|key| t.s(key).to_string()),
+            alert: flash
+                .filter(|key| t.has(key) && key.starts_with("error."))
                 .map(|key| t.s(key).to_string()),
         }
     }

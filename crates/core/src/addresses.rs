@@ -68,6 +68,7 @@ pub(crate) fn add_email(
         .iter()
         .map(|e| Notice::EmailAdded {
             to: e.address.clone(),
+            account_id: account.id.clone(),
             account_name: account.name.clone(),
             user_name: user.name.clone(),
             added: address.clone(),
@@ -187,6 +188,7 @@ pub(crate) fn make_primary(
         changes: vec![Change::PutUser(user.clone())],
         notices: vec![Notice::PrimaryEmailChanged {
             to: old.clone(),
+            account_id: account.id.clone(),
             account_name: account.name.clone(),
             new_primary: wanted.address.clone(),
         }],

@@ -518,18 +518,21 @@ pub enum Notice {
     },
     OwnershipReceived {
         to: String,
+        account_id: AccountId,
         account_name: String,
         previous_owner_name: String,
         integrations: Vec<IntegrationRef>,
     },
     OwnershipHandedOver {
         to: String,
+        account_id: AccountId,
         account_name: String,
         new_owner_name: String,
     },
     /// R13: told to every address the profile already had.
     EmailAdded {
         to: String,
+        account_id: AccountId,
         account_name: String,
         user_name: String,
         added: String,
@@ -542,11 +545,13 @@ pub enum Notice {
     },
     PrimaryEmailChanged {
         to: String,
+        account_id: AccountId,
         account_name: String,
         new_primary: String,
     },
     IntegrationRevoked {
         to: String,
+        account_id: AccountId,
         account_name: String,
         integration_name: String,
         source: String,
@@ -554,11 +559,13 @@ pub enum Notice {
     /// A policy's own message (`notify`).
     Custom {
         to: String,
+        account_id: AccountId,
         subject: String,
         body: String,
     },
     LicenceRequestDecided {
         to: String,
+        account_id: AccountId,
         account_name: String,
         product: Product,
         granted_seats: Option<u32>,
@@ -568,6 +575,22 @@ pub enum Notice {
 }
 
 impl Notice {
+    /// The account the message is about (its pages are linked from it).
+    pub fn account_id(&self) -> &str {
+        match self {
+            Notice::PasswordSet { account_id, .. }
+            | Notice::PasswordReset { account_id, .. }
+            | Notice::OwnershipReceived { account_id, .. }
+            | Notice::OwnershipHandedOver { account_id, .. }
+            | Notice::EmailAdded { account_id, .. }
+            | Notice::EmailVerification { account_id, .. }
+            | Notice::PrimaryEmailChanged { account_id, .. }
+            | Notice::LicenceRequestDecided { account_id, .. }
+            | Notice::Custom { account_id, .. }
+            | Notice::IntegrationRevoked { account_id, .. } => account_id,
+        }
+    }
+
     pub fn recipient(&self) -> &str {
         match self {
             Notice::PasswordSet { to, .. }

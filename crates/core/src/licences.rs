@@ -140,6 +140,7 @@ pub(crate) fn grant_licence(
     request.expires_at = Some(expires_at);
     let notice = Notice::LicenceRequestDecided {
         to: owner_address(view, &account)?,
+        account_id: account.id.clone(),
         account_name: account.name.clone(),
         product: request.product,
         granted_seats: Some(seats),
@@ -180,6 +181,7 @@ pub(crate) fn deny_licence(
     request.deny_reason = Some(reason.clone());
     let notice = Notice::LicenceRequestDecided {
         to: owner_address(view, &account)?,
+        account_id: account.id.clone(),
         account_name: account.name.clone(),
         product: request.product,
         granted_seats: None,

@@ -93,12 +93,14 @@ pub(crate) fn transfer_ownership(
     let notices = vec![
         Notice::OwnershipReceived {
             to: to.primary_address().to_string(),
+            account_id: account.id.clone(),
             account_name: account.name.clone(),
             previous_owner_name: from.name.clone(),
             integrations: flagged.clone(),
         },
         Notice::OwnershipHandedOver {
             to: from.primary_address().to_string(),
+            account_id: account.id.clone(),
             account_name: account.name.clone(),
             new_owner_name: to.name.clone(),
         },

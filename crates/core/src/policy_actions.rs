@@ -38,6 +38,7 @@ pub(crate) fn policy_notify(
         changes: vec![],
         notices: vec![Notice::Custom {
             to: address.clone(),
+            account_id: account_id.to_string(),
             subject: subject.clone(),
             body: body.to_string(),
         }],

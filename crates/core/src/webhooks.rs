@@ -58,6 +58,7 @@ pub(crate) fn receive_webhook(
                     if let Some(admin) = view.user(&account_id, &integration.configured_by)? {
                         notices.push(Notice::IntegrationRevoked {
                             to: admin.primary_address().to_string(),
+                            account_id: account.id.clone(),
                             account_name: account.name.clone(),
                             integration_name: integration.name.clone(),
                             source: source.clone(),
