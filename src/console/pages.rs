@@ -50,17 +50,18 @@ fn refusal(p: impl Into<Problem>) -> Problem {
 
 // ---------------------------------------------------------------- sign-in
 
+/// The sign-in page of an account, and of platform support (`operator`).
 #[derive(Template)]
 #[template(path = "console/sign_in.html")]
-struct SignInPage {
-    c: Chrome,
-    heading: String,
-    intro: String,
-    action: String,
-    reset_action: String,
-    operator: bool,
-    email: String,
-    error: Option<ErrorView>,
+pub struct SignInPage {
+    pub c: Chrome,
+    pub heading: String,
+    pub intro: String,
+    pub action: String,
+    pub reset_action: String,
+    pub operator: bool,
+    pub email: String,
+    pub error: Option<ErrorView>,
 }
 
 fn sign_in_view(
@@ -516,11 +517,17 @@ fn members_view(
     a: &str,
     q: &MembersQuery,
 ) -> Result<MembersPage, Problem> {
-    let summary = query::account_summary(&app.store, who, a, chrono::Utc::now())?;
     let search = q.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
+    let (summary, first) = query::team(
+        &app.store,
+        who,
+        a,
+        q.after.as_deref(),
+        Some(MEMBERS_PAGE),
+        chrono::Utc::now(),
+    )?;
     let (items, next) = if search.is_empty() {
-        let page = query::members(&app.store, who, a, q.after.as_deref(), Some(MEMBERS_PAGE))?;
-        (page.items, page.next)
+        (first.items, first.next)
     } else {
         // A bounded scan: names and addresses are not indexed.
         let mut found = Vec::new();

@@ -10,30 +10,14 @@ use serde::Deserialize;
 use super::page::{
     csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView, PageForm,
 };
-use super::pages::{act_as_operator, audit_view, licence_row, AuditQuery, CsrfOnly, LicencesPage};
+use super::pages::{
+    act_as_operator, audit_view, licence_row, AuditQuery, CsrfOnly, Flash, LicencesPage, SignInPage,
+};
 use super::visitor::{self, Visitor, SESSION_COOKIE};
 use crate::domain::{query, Command, Principal};
 use crate::http::api::{AppState, ClientIp};
 use crate::http::problem::Problem;
 use crate::secret;
-
-#[derive(Template)]
-#[template(path = "console/sign_in.html")]
-struct SignInPage {
-    c: Chrome,
-    heading: String,
-    intro: String,
-    action: String,
-    reset_action: String,
-    operator: bool,
-    email: String,
-    error: Option<ErrorView>,
-}
-
-#[derive(Deserialize)]
-pub struct Flash {
-    done: Option<String>,
-}
 
 fn sign_in_view(v: &Visitor, flash: Option<&str>, error: Option<ErrorView>) -> SignInPage {
     SignInPage {

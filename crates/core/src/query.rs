@@ -154,13 +154,38 @@ pub fn members(
 ) -> Result<Page<MemberView>, Refusal> {
     let limit = clamp_limit(limit)?;
     let (account, _) = member_with(view, who, account_id, Need::Admin)?;
-    let users = view.members(account_id, after, limit + 1)?;
+    members_of(view, &account, after, limit)
+}
+
+/// The Team members page in one read of the account: its summary (seats)
+/// and a page of members, with the permission of `members`.
+pub fn team(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    after: Option<&str>,
+    limit: Option<usize>,
+    now: DateTime<Utc>,
+) -> Result<(AccountSummary, Page<MemberView>), Refusal> {
+    let limit = clamp_limit(limit)?;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let page = members_of(view, &account, after, limit)?;
+    Ok((summarize(account, now), page))
+}
+
+fn members_of(
+    view: &dyn StateView,
+    account: &Account,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Page<MemberView>, Refusal> {
+    let users = view.members(&account.id, after, limit + 1)?;
     let more = users.len() > limit;
     let items: Vec<MemberView> = users
         .into_iter()
         .take(limit)
         .map(|user| MemberView {
-            role_label: role_label(&account, &user),
+            role_label: role_label(account, &user),
             is_owner: account.owner_id == user.id,
             user,
         })
