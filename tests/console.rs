@@ -157,6 +157,18 @@ impl Browser {
     }
 }
 
+/// A new account whose owner set their password from the mail and signed
+/// in: (account, owner id, the owner's browser).
+async fn signed_in_owner(d: &Daemon, seats: u32) -> (String, String, Browser) {
+    let (a, owner_id) = d.create_account("Acme", "owner@acme.test", seats).await;
+    let mut owner = Browser::new(d);
+    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
+    owner
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
+        .await;
+    (a, owner_id, owner)
+}
+
 /// The path of the link in a mail (`http://admind.test/a/...` → `/a/...`).
 fn link_path(body: &str) -> String {
     let start = body.find("http://admind.test").expect("a link") + "http://admind.test".len();
@@ -259,12 +271,7 @@ async fn r02_r03_r05_console_owner_hands_over_and_the_previous_owner_loses_billi
 #[tokio::test]
 async fn console_posts_without_the_csrf_token_change_nothing() {
     let d = Daemon::start();
-    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
-    let mut owner = Browser::new(&d);
-    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
-    owner
-        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
-        .await;
+    let (a, _, mut owner) = signed_in_owner(&d, 3).await;
     let form = |csrf: &'static str| {
         [
             ("csrf", csrf),
@@ -304,12 +311,7 @@ async fn console_posts_without_the_csrf_token_change_nothing() {
 #[tokio::test]
 async fn r07_console_escapes_what_people_typed_and_sends_security_headers() {
     let d = Daemon::start();
-    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
-    let mut owner = Browser::new(&d);
-    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
-    owner
-        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
-        .await;
+    let (a, _, mut owner) = signed_in_owner(&d, 3).await;
     let page = owner.open(&format!("/a/{a}/members")).await;
     let added = owner
         .post(
@@ -416,12 +418,7 @@ async fn r07_a_console_session_cannot_reach_another_account() {
 #[tokio::test]
 async fn r09_r11_console_says_no_seat_is_free_and_offers_what_the_rules_allow() {
     let d = Daemon::start();
-    let (a, _) = d.create_account("Acme", "owner@acme.test", 1).await;
-    let mut owner = Browser::new(&d);
-    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
-    owner
-        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
-        .await;
+    let (a, _, mut owner) = signed_in_owner(&d, 1).await;
     let page = owner.open(&format!("/a/{a}/members")).await;
     let refused = owner
         .post(
@@ -473,12 +470,7 @@ async fn console_pages_speak_french_when_asked() {
 #[tokio::test]
 async fn console_bad_forms_get_a_problem_and_support_pages_need_the_operator() {
     let d = Daemon::start();
-    let (a, _) = d.create_account("Acme", "owner@acme.test", 3).await;
-    let mut owner = Browser::new(&d);
-    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
-    owner
-        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
-        .await;
+    let (a, _, mut owner) = signed_in_owner(&d, 3).await;
     let page = owner.open(&format!("/a/{a}/billing")).await;
     // A number that is not one: a 400 problem with its code, nothing set.
     let bad = owner
@@ -557,12 +549,7 @@ async fn console_support_cookie_never_holds_the_operator_token() {
 #[tokio::test]
 async fn r15_a_refused_row_action_shows_its_reason_on_the_page_of_its_control() {
     let d = Daemon::start();
-    let (a, owner_id) = d.create_account("Acme", "owner@acme.test", 3).await;
-    let mut owner = Browser::new(&d);
-    let mail = d.wait_mail("owner@acme.test", "Set your password", 1).await;
-    owner
-        .set_password_and_sign_in(&a, &link_path(&mail.body), "owner@acme.test")
-        .await;
+    let (a, owner_id, mut owner) = signed_in_owner(&d, 3).await;
     let profile = owner.open(&format!("/a/{a}/profile/{owner_id}")).await;
     // The primary address cannot be removed (R15); a crafted post tries.
     let refused = owner
