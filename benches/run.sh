@@ -46,12 +46,13 @@ start_admind() {
 }
 
 # wrk_json NAME URL [TOKEN [cookie]]: 64 connections, S seconds; appends a
-# result line. With "cookie", the token goes in the console's session cookie.
+# result line. With "cookie", the token goes in the console's session cookie,
+# beside the CSRF cookie a browser has after its first page.
 wrk_json() {
   local name=$1 url=$2 token=${3:-} how=${4:-bearer}
   local out
   if [ -n "$token" ] && [ "$how" = cookie ]; then
-    out=$(wrk -t2 -c64 -d"${S}s" --latency -H "Cookie: admind_session=$token" "$url")
+    out=$(wrk -t2 -c64 -d"${S}s" --latency -H "Cookie: admind_session=$token; admind_csrf=benchmarkbenchmarkbenchmarkbenchmark" "$url")
   elif [ -n "$token" ]; then
     out=$(wrk -t2 -c64 -d"${S}s" --latency -H "Authorization: Bearer $token" "$url")
   else
