@@ -79,7 +79,7 @@ if [ "${BENCH_ONLY:-}" = hostile ]; then
 else
 echo "== reads" >&2
 D=$W/reads; start_admind "$D"
-SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --members 19)
+SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
 ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
 TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 OWNER_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/owner" | wc -c)
@@ -97,13 +97,13 @@ $BIN/examples/bare_server 127.0.0.1:0 "$MEMBERS_BYTES" > "$W/bare2" & until grep
 wrk_json bare_members_size "$(sed -n 's/bare listening on //p' "$W/bare2")/"
 
 echo "== reload under read load" >&2
-$BIN/examples/bench reload --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --scripts-dir "$D/scripts" --saves 100 >> "$RESULTS"
+$BIN/examples/bench reload --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --scripts-dir "$D/scripts" --saves 100 >> "$RESULTS"
 kill "$PID"; wait "$PID" 2>/dev/null || true
 
 echo "== durable transfers" >&2
 for c in 1 16 64; do
   D=$W/transfers$c; start_admind "$D"
-  $BIN/examples/bench transfers --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --clients $c --seconds "$S" >> "$RESULTS"
+  $BIN/examples/bench transfers --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --clients $c --seconds "$S" >> "$RESULTS"
   kill "$PID"; wait "$PID" 2>/dev/null || true
   $BIN/examples/bench store --clients $c $( [ $c -gt 1 ] && echo --batched ) --seconds "$S" >> "$RESULTS"
 done

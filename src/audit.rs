@@ -75,19 +75,7 @@ pub fn export(
     scope: Option<&str>,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    use anyhow::Context;
-    let db_dir = data_dir.join("db");
-    anyhow::ensure!(
-        db_dir.exists(),
-        "no store under {} (is --data-dir right?)",
-        data_dir.display()
-    );
-    let store = Store::open_sled(&db_dir).with_context(|| {
-        format!(
-            "opening the store under {} (a running daemon holds it: stop it first, or export from a copy of the data directory)",
-            data_dir.display()
-        )
-    })?;
+    let store = crate::export::open_offline(data_dir, false)?;
     let written = store.audit_since(since, scope, &mut |entry| {
         serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;

@@ -4,6 +4,7 @@ pub mod alloc_budget;
 pub mod audit;
 pub mod config;
 pub mod console;
+pub mod export;
 /// The domain core, a crate of its own (`crates/core`) so that the compiler,
 /// not a grep, keeps I/O out of it.
 pub use admind_core as domain;

@@ -1,3 +1,4 @@
+use anyhow::Context;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,33 @@ enum Commands {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Write every record of the store as versioned JSON lines (a backup
+    /// that survives the store's on-disk format). Run it with the daemon
+    /// stopped, or on a copy of the data directory.
+    Export {
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// TOML config file (for data_dir; default ./admind.toml when present).
+        #[arg(long, env = "ADMIND_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (default from the config, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Restore an export into an empty store (a new data directory). The
+    /// file is checked whole before anything is written.
+    Import {
+        /// The export file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// TOML config file (for data_dir; default ./admind.toml when present).
+        #[arg(long, env = "ADMIND_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory (default from the config, else ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +142,51 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(admind::server::serve(config))
+        }
+        Commands::Export {
+            out,
+            config,
+            data_dir,
+        } => {
+            let config = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            let store = admind::export::open_offline(&config.data_dir, false)?;
+            let summary = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    admind::export::export(&store, &mut std::io::BufWriter::new(file))?
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    admind::export::export(&store, &mut std::io::BufWriter::new(stdout.lock()))?
+                }
+            };
+            eprintln!("exported {} records: {:?}", summary.records, summary.counts);
+            Ok(())
+        }
+        Commands::Import {
+            input,
+            config,
+            data_dir,
+        } => {
+            let config = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            let store = admind::export::open_offline(&config.data_dir, true)?;
+            let summary = admind::export::import_file(&store, &input)?;
+            store.flush()?;
+            eprintln!("imported {} records: {:?}", summary.records, summary.counts);
+            Ok(())
         }
         Commands::Audit(AuditCommand::Export {
             since,

@@ -13,7 +13,8 @@ use crate::domain::*;
 
 /// A durable queue, or the dead or finished items of one. Items are keyed
 /// by an id from [`Backend::next_id`] and read oldest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum QueueName {
     /// Rendered mail waiting to be written or sent.
     Outbox,
@@ -90,6 +91,64 @@ impl Transaction {
 /// returns whether to go on.
 pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
 
+/// One stored record, whole, in the store's neutral terms: what `admind
+/// export` writes (one JSON line each) and `admind import` restores. Ids,
+/// sequence numbers and queue ids are kept, so causal links and
+/// `webhook-id`s survive a move between backends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Account {
+        value: Account,
+    },
+    User {
+        value: User,
+    },
+    EmailIndex {
+        account_id: String,
+        email: String,
+        user_id: String,
+    },
+    Integration {
+        value: Integration,
+    },
+    Token {
+        value: Token,
+    },
+    Session {
+        value: Session,
+    },
+    Invoice {
+        value: Invoice,
+    },
+    Investigation {
+        value: SecurityInvestigation,
+    },
+    LicenceRequest {
+        value: LicenceRequest,
+    },
+    WebhookSeen {
+        source: String,
+        webhook_id: String,
+        at: DateTime<Utc>,
+    },
+    Audit {
+        value: AuditEntry,
+    },
+    QueueItem {
+        queue: QueueName,
+        id: u64,
+        value: serde_json::Value,
+    },
+    SubscriberState {
+        name: String,
+        value: serde_json::Value,
+    },
+}
+
+/// Called with each record by [`Backend::export`]; returns whether to go on.
+pub type RecordVisit<'a> = dyn FnMut(Record) -> Result<bool, StoreError> + 'a;
+
 /// Read order of a queue scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -159,6 +218,19 @@ pub trait Backend: StateView + Send + Sync + 'static {
         scope: Option<&str>,
         each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError>;
+
+    /// Visits every record, kind by kind, one at a time (memory stays flat
+    /// whatever the store's size).
+    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError>;
+
+    /// Writes records as they are (ids and sequence numbers kept) in one
+    /// transaction, and moves the id counter past every id they hold.
+    /// For `admind import` into an empty store, with no daemon running:
+    /// it bypasses the writer and every rule.
+    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError>;
+
+    /// Whether the store holds no account and no audit entry.
+    fn is_empty(&self) -> Result<bool, StoreError>;
 }
 
 /// The store the daemon runs on: any [`Backend`], shared.

@@ -10,8 +10,8 @@ use std::sync::RwLock;
 use chrono::{DateTime, Utc};
 
 use super::backend::{
-    forward_state_view, Backend, Order, QueueName, QueuedEvent, StoreError, Transaction, Visit,
-    Write,
+    forward_state_view, Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, StoreError,
+    Transaction, Visit, Write,
 };
 use crate::domain::*;
 
@@ -461,5 +461,159 @@ impl Backend for MemoryBackend {
             each(entry)?;
         }
         Ok(entries.len() as u64)
+    }
+
+    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError> {
+        let records: Vec<Record> = {
+            let inner = self.read();
+            let st = &inner.state;
+            let mut out: Vec<Record> = Vec::new();
+            out.extend(
+                st.accounts
+                    .values()
+                    .cloned()
+                    .map(|value| Record::Account { value }),
+            );
+            out.extend(
+                st.users
+                    .values()
+                    .cloned()
+                    .map(|value| Record::User { value }),
+            );
+            out.extend(st.email_index.iter().map(|((a, e), u)| Record::EmailIndex {
+                account_id: a.clone(),
+                email: e.clone(),
+                user_id: u.clone(),
+            }));
+            out.extend(
+                st.integrations
+                    .values()
+                    .cloned()
+                    .map(|value| Record::Integration { value }),
+            );
+            out.extend(
+                st.tokens
+                    .values()
+                    .cloned()
+                    .map(|value| Record::Token { value }),
+            );
+            out.extend(
+                st.sessions
+                    .values()
+                    .cloned()
+                    .map(|value| Record::Session { value }),
+            );
+            out.extend(
+                st.invoices
+                    .iter()
+                    .cloned()
+                    .map(|value| Record::Invoice { value }),
+            );
+            out.extend(
+                st.investigations
+                    .iter()
+                    .cloned()
+                    .map(|value| Record::Investigation { value }),
+            );
+            out.extend(
+                st.licence_requests
+                    .values()
+                    .cloned()
+                    .map(|value| Record::LicenceRequest { value }),
+            );
+            out.extend(
+                st.webhooks_seen
+                    .iter()
+                    .map(|((source, id), at)| Record::WebhookSeen {
+                        source: source.clone(),
+                        webhook_id: id.clone(),
+                        at: *at,
+                    }),
+            );
+            out.extend(
+                st.audit
+                    .iter()
+                    .cloned()
+                    .map(|value| Record::Audit { value }),
+            );
+            for ((queue, id), v) in &inner.queues {
+                out.push(Record::QueueItem {
+                    queue: *queue,
+                    id: *id,
+                    value: super::codec::decode(v)?,
+                });
+            }
+            for (name, v) in &inner.subscribers {
+                out.push(Record::SubscriberState {
+                    name: name.clone(),
+                    value: super::codec::decode(v)?,
+                });
+            }
+            out
+        };
+        for record in records {
+            if !each(record)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        let mut changes = Vec::new();
+        let mut max_id = 0;
+        for record in records {
+            match record {
+                Record::Account { value } => changes.push(Change::PutAccount(value)),
+                Record::User { value } => changes.push(Change::PutUser(value)),
+                Record::EmailIndex {
+                    account_id,
+                    email,
+                    user_id,
+                } => changes.push(Change::PutEmailIndex {
+                    account_id,
+                    email,
+                    user_id,
+                }),
+                Record::Integration { value } => changes.push(Change::PutIntegration(value)),
+                Record::Token { value } => changes.push(Change::PutToken(value)),
+                Record::Session { value } => changes.push(Change::PutSession(value)),
+                Record::Invoice { value } => changes.push(Change::PutInvoice(value)),
+                Record::Investigation { value } => changes.push(Change::PutInvestigation(value)),
+                Record::LicenceRequest { value } => changes.push(Change::PutLicenceRequest(value)),
+                Record::WebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                } => changes.push(Change::PutWebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                }),
+                Record::Audit { value } => {
+                    max_id = max_id.max(value.seq);
+                    inner.state.audit.push(value);
+                }
+                Record::QueueItem { queue, id, value } => {
+                    max_id = max_id.max(id);
+                    inner
+                        .queues
+                        .insert((queue, id), super::codec::encode(&value));
+                }
+                Record::SubscriberState { name, value } => {
+                    inner.subscribers.insert(name, super::codec::encode(&value));
+                }
+            }
+        }
+        inner.state.apply_changes(changes);
+        inner.state.audit.sort_by_key(|e| e.seq);
+        self.last_id.fetch_max(max_id, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        let inner = self.read();
+        Ok(inner.state.accounts.is_empty() && inner.state.audit.is_empty())
     }
 }

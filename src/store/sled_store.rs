@@ -14,7 +14,8 @@ use sled::Transactional;
 use crate::domain::*;
 
 use super::backend::{
-    Backend, Order, QueueName, QueuedEvent, Store, StoreError, Transaction, Visit, Write,
+    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Store, StoreError, Transaction,
+    Visit, Write,
 };
 use super::codec::{decode, encode, key2, key_seq, prefix};
 
@@ -526,6 +527,168 @@ impl Backend for SledStore {
             }
         }
         Ok(visited)
+    }
+
+    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError> {
+        /// Visits a tree's values as records; false when `each` said stop.
+        fn values<V: serde::de::DeserializeOwned>(
+            tree: &sled::Tree,
+            each: &mut RecordVisit<'_>,
+            make: impl Fn(&[u8], V) -> Record,
+        ) -> Result<bool, StoreError> {
+            for item in tree.iter() {
+                let (k, v) = item?;
+                if !each(make(&k, decode(&v)?))? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        fn split(key: &[u8]) -> (String, String) {
+            let text = String::from_utf8_lossy(key);
+            let (a, b) = text.split_once('\0').unwrap_or((&text, ""));
+            (a.to_string(), b.to_string())
+        }
+        let go = values(self.tree(T::Accounts), each, |_, value| Record::Account {
+            value,
+        })? && values(self.tree(T::Users), each, |_, value| Record::User { value })?
+            && {
+                let mut go = true;
+                for item in self.tree(T::EmailIndex).iter() {
+                    let (k, v) = item?;
+                    let (account_id, email) = split(&k);
+                    let user_id = String::from_utf8_lossy(&v).into_owned();
+                    if !each(Record::EmailIndex {
+                        account_id,
+                        email,
+                        user_id,
+                    })? {
+                        go = false;
+                        break;
+                    }
+                }
+                go
+            }
+            && values(self.tree(T::Integrations), each, |_, value| {
+                Record::Integration { value }
+            })?
+            && values(self.tree(T::Tokens), each, |_, value| Record::Token {
+                value,
+            })?
+            && values(self.tree(T::Sessions), each, |_, value| Record::Session {
+                value,
+            })?
+            && values(self.tree(T::Invoices), each, |_, value| Record::Invoice {
+                value,
+            })?
+            && values(self.tree(T::Investigations), each, |_, value| {
+                Record::Investigation { value }
+            })?
+            && values(self.tree(T::LicenceRequests), each, |_, value| {
+                Record::LicenceRequest { value }
+            })?
+            && values(self.tree(T::WebhooksSeen), each, |k, at| {
+                let (source, webhook_id) = split(k);
+                Record::WebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                }
+            })?
+            && values(self.tree(T::Audit), each, |_, value| Record::Audit {
+                value,
+            })?;
+        if !go {
+            return Ok(());
+        }
+        for queue in [
+            QueueName::Outbox,
+            QueueName::OutboxDead,
+            QueueName::Hooks,
+            QueueName::Deliveries,
+            QueueName::DeliveriesDone,
+        ] {
+            if !values(self.tree(queue_tree(queue)), each, |k, value| {
+                Record::QueueItem {
+                    queue,
+                    id: queue_id(k),
+                    value,
+                }
+            })? {
+                return Ok(());
+            }
+        }
+        values(self.tree(T::Subscribers), each, |k, value| {
+            Record::SubscriberState {
+                name: String::from_utf8_lossy(k).into_owned(),
+                value,
+            }
+        })?;
+        Ok(())
+    }
+
+    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        let mut changes = Vec::new();
+        let mut raw: Vec<Op> = Vec::new();
+        let mut max_id = 0u64;
+        for record in records {
+            match record {
+                Record::Account { value } => changes.push(Change::PutAccount(value)),
+                Record::User { value } => changes.push(Change::PutUser(value)),
+                Record::EmailIndex {
+                    account_id,
+                    email,
+                    user_id,
+                } => changes.push(Change::PutEmailIndex {
+                    account_id,
+                    email,
+                    user_id,
+                }),
+                Record::Integration { value } => changes.push(Change::PutIntegration(value)),
+                Record::Token { value } => changes.push(Change::PutToken(value)),
+                Record::Session { value } => changes.push(Change::PutSession(value)),
+                Record::Invoice { value } => changes.push(Change::PutInvoice(value)),
+                Record::Investigation { value } => changes.push(Change::PutInvestigation(value)),
+                Record::LicenceRequest { value } => changes.push(Change::PutLicenceRequest(value)),
+                Record::WebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                } => changes.push(Change::PutWebhookSeen {
+                    source,
+                    webhook_id,
+                    at,
+                }),
+                Record::Audit { value } => {
+                    max_id = max_id.max(value.seq);
+                    raw.push((
+                        T::Audit,
+                        key_seq(&value.account_id, value.seq),
+                        Some(encode(&value)),
+                    ));
+                }
+                Record::QueueItem { queue, id, value } => {
+                    max_id = max_id.max(id);
+                    raw.push((
+                        queue_tree(queue),
+                        id.to_be_bytes().to_vec(),
+                        Some(encode(&value)),
+                    ));
+                }
+                Record::SubscriberState { name, value } => {
+                    raw.push((T::Subscribers, name.into_bytes(), Some(encode(&value))));
+                }
+            }
+        }
+        // Ids handed out from now on are larger than every restored one.
+        while self.issue_id()? < max_id {}
+        let mut ops = self.ops_for(&changes)?;
+        ops.extend(raw);
+        self.apply(&ops)
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.tree(T::Accounts).is_empty() && self.tree(T::Audit).is_empty())
     }
 }
 

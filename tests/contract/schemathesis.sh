@@ -21,7 +21,7 @@ PID=$!
 until grep -q "listening on" "$D/out" 2>/dev/null; do sleep 0.05; done
 ADDR=$(sed -n 's/admind listening on //p' "$D/out")
 OPERATOR=$(cat "$D/data/operator.token")
-OWNER=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator "$OPERATOR" --members 3 \
+OWNER=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 3 \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 for who in owner operator; do
   token=$OWNER; [ "$who" = operator ] && token=$OPERATOR

@@ -1,0 +1,182 @@
+//! `admind export` and `admind import`: every record of a store as
+//! versioned JSON lines, the backup that outlives a backend's on-disk
+//! format (sled's changes before its 1.0) and moves data between backends.
+//!
+//! The file: a header line (`{"format": "admind-export", "version": 1,
+//! ...}`), one line per record (`store::Record`, tagged by `kind`), and a
+//! trailer line (`{"end": {"records": N, "counts": {...}}}`) that makes a
+//! truncated file detectable. Import refuses a file without its trailer, a
+//! version it does not know, or a store that is not empty.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Record, Store};
+
+pub const FORMAT: &str = "admind-export";
+/// The version this build writes; it reads this one only.
+pub const VERSION: u32 = 1;
+/// Records restored per transaction.
+const IMPORT_BATCH: usize = 10_000;
+/// Longest line read (a record is far smaller; a longer line is not ours).
+const LINE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    exported_at: chrono::DateTime<chrono::Utc>,
+    /// Which backend the records came from (for the operator's eyes).
+    from: String,
+}
+
+#[derive(Serialize, Deserialize, Default, PartialEq, Debug)]
+pub struct Summary {
+    pub records: u64,
+    /// Records per kind.
+    pub counts: BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+struct Trailer {
+    end: Summary,
+}
+
+/// The store under `data_dir` for a command run beside (not inside) the
+/// daemon (export, import, audit export); `create` makes a new one where
+/// there is none.
+pub fn open_offline(data_dir: &std::path::Path, create: bool) -> anyhow::Result<Store> {
+    let db = data_dir.join("db");
+    if !create && !db.exists() {
+        bail!(
+            "no store under {} (is --data-dir right?)",
+            data_dir.display()
+        );
+    }
+    Store::open_sled(&db).with_context(|| {
+        format!(
+            "opening the store under {} (a running daemon holds it: stop it first, or use a copy of the data directory)",
+            data_dir.display()
+        )
+    })
+}
+
+fn kind_of(record: &Record) -> String {
+    serde_json::to_value(record)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Writes every record of `store` to `out`.
+pub fn export(store: &Store, out: &mut impl Write) -> anyhow::Result<Summary> {
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        exported_at: chrono::Utc::now(),
+        from: store.kind().into(),
+    };
+    serde_json::to_writer(&mut *out, &header)?;
+    out.write_all(b"\n")?;
+    let mut summary = Summary::default();
+    let mut failed: Option<std::io::Error> = None;
+    store.export(&mut |record| {
+        *summary.counts.entry(kind_of(&record)).or_default() += 1;
+        summary.records += 1;
+        let written = serde_json::to_writer(&mut *out, &record)
+            .map_err(std::io::Error::from)
+            .and_then(|_| out.write_all(b"\n"));
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e).context("writing the export");
+    }
+    serde_json::to_writer(&mut *out, &serde_json::json!({ "end": &summary }))?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// Restores the export in `path` into `store`, which must be empty. The
+/// file is read twice: once to check it whole (header, every record,
+/// trailer), then to restore it, so a damaged file changes nothing.
+pub fn import_file(store: &Store, path: &std::path::Path) -> anyhow::Result<Summary> {
+    if !store.is_empty()? {
+        bail!("the store is not empty: import only into a new data directory or database");
+    }
+    let open = || -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+        Ok(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ))
+    };
+    read(open()?, None)?;
+    read(open()?, Some(store))
+}
+
+/// Reads an export; restores it into `store` when given, else only checks it.
+fn read(input: impl BufRead, store: Option<&Store>) -> anyhow::Result<Summary> {
+    let restore = |batch: Vec<Record>| -> anyhow::Result<()> {
+        if let Some(store) = store {
+            store.restore(batch)?;
+        }
+        Ok(())
+    };
+    let mut lines = input.lines();
+    let header: Header = match lines.next() {
+        Some(line) => serde_json::from_str(&line.context("reading the header")?)
+            .context("the first line is not an admind export header")?,
+        None => bail!("the file is empty"),
+    };
+    if header.format != FORMAT {
+        bail!("not an admind export (format {:?})", header.format);
+    }
+    if header.version != VERSION {
+        bail!(
+            "export format version {} is not one this build reads (it reads {VERSION})",
+            header.version
+        );
+    }
+    let mut seen = Summary::default();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut line_no = 1u64;
+    for line in lines {
+        line_no += 1;
+        let line = line.with_context(|| format!("reading line {line_no}"))?;
+        if line.len() > LINE_MAX_BYTES {
+            bail!("line {line_no} is longer than {LINE_MAX_BYTES} bytes");
+        }
+        if line.starts_with("{\"end\"") {
+            let trailer: Trailer = serde_json::from_str(&line)
+                .with_context(|| format!("line {line_no}: the trailer does not decode"))?;
+            if !batch.is_empty() {
+                restore(std::mem::take(&mut batch))?;
+            }
+            if trailer.end != seen {
+                bail!(
+                    "the file's trailer counts {} records, {} were read: the file is damaged",
+                    trailer.end.records,
+                    seen.records
+                );
+            }
+            return Ok(seen);
+        }
+        let record: Record = serde_json::from_str(&line)
+            .with_context(|| format!("line {line_no} is not a record"))?;
+        *seen.counts.entry(kind_of(&record)).or_default() += 1;
+        seen.records += 1;
+        batch.push(record);
+        if batch.len() == IMPORT_BATCH {
+            restore(std::mem::take(&mut batch))?;
+        }
+    }
+    bail!("the file ends without its trailer line: it was cut short; nothing after line {line_no} exists")
+}
