@@ -39,6 +39,38 @@ pub struct Config {
     pub subscribers: Vec<crate::outbound::SubscriberConfig>,
     pub outbound: OutboundConfig,
     pub audit: AuditConfig,
+    pub store: StoreConfig,
+}
+
+/// Where the state lives: `sled` (embedded, under `data_dir`) or
+/// `postgres` (`url`, also `ADMIND_STORE__URL` or `--store-url`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// A libpq connection string or URL (`postgres://user@host/db`,
+    /// `host=/run/postgresql dbname=admind`).
+    pub url: Option<String>,
+    /// Connections the daemon keeps open at most.
+    pub pool_size: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    #[default]
+    Sled,
+    Postgres,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Sled,
+            url: None,
+            pool_size: 16,
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -216,6 +248,7 @@ impl Default for Config {
             subscribers: Vec::new(),
             outbound: OutboundConfig::default(),
             audit: AuditConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -291,6 +324,30 @@ pub struct FlagOverrides {
     pub mail_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// `--store-url`: PostgreSQL at this address (sets the backend too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreFlag>,
+}
+
+#[derive(Default, Serialize)]
+pub struct StoreFlag {
+    pub backend: StoreBackend,
+    pub url: String,
+}
+
+impl Config {
+    /// Opens the configured store.
+    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        match self.store.backend {
+            StoreBackend::Sled => crate::store::Store::open_sled(&self.data_dir.join("db"))
+                .with_context(|| format!("opening the store under {}", self.data_dir.display())),
+            StoreBackend::Postgres => {
+                let url = self.store.url.as_deref().unwrap_or_default();
+                crate::store::Store::open_postgres(url, self.store.pool_size)
+                    .context("opening the PostgreSQL store (store.url)")
+            }
+        }
+    }
 }
 
 impl Config {
@@ -326,6 +383,14 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.store.backend != StoreBackend::Postgres || self.store.url.is_some(),
+            "store.backend = \"postgres\" needs store.url (or ADMIND_STORE__URL, or --store-url)"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.store.pool_size),
+            "store.pool_size must be 1 to 1000"
+        );
         anyhow::ensure!(
             self.public_url.starts_with("http://") || self.public_url.starts_with("https://"),
             "public_url must start with http:// or https://"

@@ -111,6 +111,10 @@ struct ServeArgs {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    /// PostgreSQL connection string: the store is that database instead of
+    /// sled (same as `[store] backend = "postgres"` with `url`).
+    #[arg(long)]
+    store_url: Option<String>,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -135,6 +139,10 @@ fn main() -> anyhow::Result<()> {
                 scripts_dir: args.scripts_dir,
                 mail_dir: args.mail_dir,
                 log_format: args.log_json.then_some(LogFormat::Json),
+                store: args.store_url.map(|url| admind::config::StoreFlag {
+                    backend: admind::config::StoreBackend::Postgres,
+                    url,
+                }),
             };
             let config = Config::load(args.config.as_deref(), flags)?;
             init_tracing(config.log_format);

@@ -153,8 +153,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     return_large_blocks_to_the_os();
     make_private(&[&config.data_dir, &config.mail_dir()])
         .with_context(|| format!("preparing the data directory {}", config.data_dir.display()))?;
-    let store = Store::open_sled(&config.data_dir.join("db"))
-        .with_context(|| format!("opening the store under {}", config.data_dir.display()))?;
+    let store = config.open_store()?;
+    tracing::info!(backend = store.kind(), "store open");
     let operator_token = operator_token(&config)?;
     let metrics = Arc::new(Metrics::new());
     let wakers = Arc::new(Wakers::default());

@@ -8,8 +8,19 @@ use std::path::Path;
 /// Every package `admind-core` depends on for building (normal
 /// dependencies, transitively), from `cargo metadata`.
 fn core_dependencies() -> BTreeSet<String> {
+    // This machine's target only: other targets' crates (redox, windows)
+    // are never downloaded, and --offline needs them present otherwise.
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc names its host");
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .arg(&host)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");

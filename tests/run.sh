@@ -23,6 +23,16 @@ fi
 # --- the Rust suite (README's quick command)
 cargo test --workspace --all-targets
 
+# --- PostgreSQL: a throwaway cluster (installed when missing), the store's
+# tests on it and the daemon on it; removed afterwards.
+PG_DIR=$(mktemp -d)
+chmod 755 "$PG_DIR"
+trap 'tests/postgres/cluster.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+TEST_POSTGRES_URL=$(tests/postgres/cluster.sh start "$PG_DIR")
+export TEST_POSTGRES_URL
+cargo test --lib store::
+cargo test --test postgres -- --ignored
+
 # --- the console in a real browser
 cargo build -q --bin admind
 AXE_JS="$PWD/$AXE_DIR/package/axe.min.js" DAEMON_BIN="$PWD/target/debug/admind" \

@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod codec;
 pub mod memory;
+pub mod postgres_store;
 pub mod sled_store;
 pub mod writer;
 
@@ -35,14 +36,40 @@ pub(crate) mod tests {
     use crate::domain::*;
     use chrono::Utc;
 
-    /// One store of each backend (the directory lives as long as its store).
+    /// One store of each backend (the directory lives as long as its store);
+    /// PostgreSQL too when `TEST_POSTGRES_URL` names a server (`tests/run.sh`
+    /// starts a throwaway one), each call on a database of its own.
     pub fn every_backend() -> Vec<(Option<tempfile::TempDir>, Store)> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let sled = Store::open_sled(dir.path()).expect("opening sled");
-        vec![
+        let mut all = vec![
             (Some(dir), sled),
             (None, Store::new(memory::MemoryBackend::default())),
-        ]
+        ];
+        if let Some(url) = fresh_postgres_database() {
+            all.push((
+                None,
+                Store::open_postgres(&url, 4).expect("opening PostgreSQL"),
+            ));
+        }
+        all
+    }
+
+    /// A new, empty database on the test server, if there is one.
+    pub fn fresh_postgres_database() -> Option<String> {
+        let admin = std::env::var("TEST_POSTGRES_URL").ok()?;
+        let name = format!(
+            "admind_t{}",
+            &crate::secret::random_token()
+                .to_lowercase()
+                .replace(['-', '_'], "")[..16]
+        );
+        let mut client =
+            postgres::Client::connect(&admin, postgres::NoTls).expect("the test server");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("creating a test database");
+        Some(format!("{admin} dbname={name}"))
     }
 
     #[test]

@@ -1,0 +1,914 @@
+//! The PostgreSQL backend: one table per kind of record (values as `jsonb`
+//! beside the key columns an operator queries by), one SQL transaction per
+//! [`Transaction`], ids from one sequence, a schema created and upgraded by
+//! versioned migrations at start-up.
+//!
+//! The driver is the synchronous `postgres` crate with an r2d2 pool: the
+//! store interface is synchronous (the writer is a thread). Called from an
+//! async task, a query leaves the runtime first (`block_in_place`), so the
+//! driver's own runtime never nests in tokio's.
+//!
+//! One daemon per database for now: the writer thread is what keeps R01
+//! and R11 under concurrency, so a second daemon on the same database is
+//! refused at start-up (a session advisory lock) until replicas lock rows.
+//! A commit is durable when it returns (`synchronous_commit` on, the
+//! default), so `flush` has nothing to do and every committed id is
+//! durable.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use postgres::types::Json;
+use postgres::{Client, NoTls, Transaction as PgTx};
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::domain::*;
+
+use super::backend::{
+    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Store, StoreError, Transaction,
+    Visit, Write,
+};
+use super::codec::{decode, encode};
+
+/// The schema versions this build knows, in order; each runs once.
+const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_initial.sql")];
+
+/// Key of the advisory lock one daemon holds on its database.
+const WRITER_LOCK_KEY: i64 = 0x6164_6d69_6e64; // "admind"
+
+/// Rows a scan reads per round trip.
+const SCAN_PAGE: i64 = 500;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct PostgresStore {
+    pool: Pool,
+    installation_id: String,
+    /// Holds the writer lock for the daemon's lifetime.
+    _lock: Mutex<Client>,
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Backend {
+            backend: "postgres",
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> Self {
+        StoreError::Backend {
+            backend: "postgres",
+            detail: format!("no connection: {e}"),
+        }
+    }
+}
+
+/// Runs blocking database work from anywhere: leaves the async runtime
+/// first when called from one of its workers.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend {
+        backend: "postgres",
+        detail: format!("a stored value does not decode: {e}"),
+    }
+}
+
+fn queue_name(q: QueueName) -> &'static str {
+    match q {
+        QueueName::Outbox => "outbox",
+        QueueName::OutboxDead => "outbox_dead",
+        QueueName::Hooks => "hook_events",
+        QueueName::Deliveries => "deliveries",
+        QueueName::DeliveriesDone => "deliveries_done",
+    }
+}
+
+const QUEUES: [QueueName; 5] = [
+    QueueName::Outbox,
+    QueueName::OutboxDead,
+    QueueName::Hooks,
+    QueueName::Deliveries,
+    QueueName::DeliveriesDone,
+];
+
+fn id_i64(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+impl PostgresStore {
+    /// Connects, runs the migrations this build knows (refusing a schema
+    /// newer than it), and takes the one-daemon lock.
+    pub fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
+        blocking(|| {
+            let config: postgres::Config = url.parse()?;
+            let mut lock = config.connect(NoTls)?;
+            let held: bool = lock
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY])?
+                .get(0);
+            if !held {
+                return Err(StoreError::Backend {
+                    backend: "postgres",
+                    detail: "another admind serves this database (one daemon per database until replicas lock rows)".into(),
+                });
+            }
+            migrate(&mut lock)?;
+            let installation_id: String = lock
+                .query_one(
+                    "SELECT value FROM admind_meta WHERE key = 'installation_id'",
+                    &[],
+                )?
+                .get(0);
+            let manager = PostgresConnectionManager::new(config, NoTls);
+            let pool = r2d2::Pool::builder()
+                .max_size(pool_size.max(1))
+                .build(manager)?;
+            Ok(PostgresStore {
+                pool,
+                installation_id,
+                _lock: Mutex::new(lock),
+            })
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        blocking(|| {
+            let mut conn = self.pool.get()?;
+            f(&mut conn)
+        })
+    }
+
+    fn one<V: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<V>, ViewError> {
+        Ok(self.with(|c| {
+            Ok(c.query_opt(sql, params)?
+                .map(|row| row.get::<_, Json<V>>(0).0))
+        })?)
+    }
+
+    fn many<V: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<V>, ViewError> {
+        Ok(self.with(|c| {
+            Ok(c.query(sql, params)?
+                .into_iter()
+                .map(|row| row.get::<_, Json<V>>(0).0)
+                .collect())
+        })?)
+    }
+}
+
+/// Creates the schema or upgrades it; refuses one newer than this build.
+fn migrate(c: &mut Client) -> Result<(), StoreError> {
+    c.batch_execute("CREATE TABLE IF NOT EXISTS admind_schema (version integer NOT NULL);")?;
+    let current: i64 = c
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::bigint FROM admind_schema",
+            &[],
+        )?
+        .get(0);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Backend {
+            backend: "postgres",
+            detail: format!(
+                "the database's schema is version {current}, newer than this build knows ({known}): run a newer admind"
+            ),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        let mut tx = c.transaction()?;
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO admind_schema (version) VALUES ($1)",
+            &[&version],
+        )?;
+        if version == 1 {
+            use rand::RngCore;
+            let mut bytes = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            tx.execute(
+                "INSERT INTO admind_meta (key, value) VALUES ('installation_id', $1)",
+                &[&hex::encode(bytes)],
+            )?;
+        }
+        tx.commit()?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}
+
+fn next_id(tx: &mut PgTx<'_>) -> Result<u64, StoreError> {
+    let id: i64 = tx.query_one("SELECT nextval('admind_ids')", &[])?.get(0);
+    Ok(id as u64)
+}
+
+fn apply_change(tx: &mut PgTx<'_>, change: Change) -> Result<(), StoreError> {
+    match change {
+        Change::PutAccount(a) => {
+            tx.execute(
+                "INSERT INTO accounts (id, name, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, value = EXCLUDED.value",
+                &[&a.id, &a.name, &Json(&a)],
+            )?;
+        }
+        Change::PutUser(u) => {
+            tx.execute(
+                "INSERT INTO members (account_id, id, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
+                &[&u.account_id, &u.id, &Json(&u)],
+            )?;
+        }
+        Change::DeleteUser {
+            account_id,
+            user_id,
+        } => {
+            tx.execute(
+                "DELETE FROM members WHERE account_id = $1 AND id = $2",
+                &[&account_id, &user_id],
+            )?;
+        }
+        Change::PutEmailIndex {
+            account_id,
+            email,
+            user_id,
+        } => {
+            tx.execute(
+                "INSERT INTO email_index (account_id, email, user_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, email) DO UPDATE SET user_id = EXCLUDED.user_id",
+                &[&account_id, &normalize_email(&email), &user_id],
+            )?;
+        }
+        Change::DeleteEmailIndex { account_id, email } => {
+            tx.execute(
+                "DELETE FROM email_index WHERE account_id = $1 AND email = $2",
+                &[&account_id, &normalize_email(&email)],
+            )?;
+        }
+        Change::PutIntegration(i) => {
+            tx.execute(
+                "INSERT INTO integrations (account_id, id, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
+                &[&i.account_id, &i.id, &Json(&i)],
+            )?;
+        }
+        Change::PutToken(t) => {
+            tx.execute(
+                "INSERT INTO tokens (hash, value) VALUES ($1, $2)
+                 ON CONFLICT (hash) DO UPDATE SET value = EXCLUDED.value",
+                &[&t.hash, &Json(&t)],
+            )?;
+        }
+        Change::DeleteToken { hash } => {
+            tx.execute("DELETE FROM tokens WHERE hash = $1", &[&hash])?;
+        }
+        Change::PutSession(s) => {
+            tx.execute(
+                "INSERT INTO sessions (hash, account_id, user_id, email, value) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (hash) DO UPDATE SET value = EXCLUDED.value",
+                &[&s.hash, &s.account_id, &s.user_id, &normalize_email(&s.email), &Json(&s)],
+            )?;
+        }
+        Change::DeleteSession { hash } => {
+            tx.execute("DELETE FROM sessions WHERE hash = $1", &[&hash])?;
+        }
+        Change::DeleteUserSessions {
+            account_id,
+            user_id,
+        } => {
+            tx.execute(
+                "DELETE FROM sessions WHERE account_id = $1 AND user_id = $2",
+                &[&account_id, &user_id],
+            )?;
+        }
+        Change::DeleteSessionsSignedInWith {
+            account_id,
+            user_id,
+            email,
+        } => {
+            tx.execute(
+                "DELETE FROM sessions WHERE account_id = $1 AND user_id = $2 AND email = $3",
+                &[&account_id, &user_id, &normalize_email(&email)],
+            )?;
+        }
+        Change::PutLicenceRequest(r) => {
+            let status = serde_json::to_value(r.status).map_err(json_err)?;
+            tx.execute(
+                "INSERT INTO licence_requests (id, account_id, status, created_at, value) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, value = EXCLUDED.value",
+                &[&r.id, &r.account_id, &status.as_str().unwrap_or(""), &r.created_at, &Json(&r)],
+            )?;
+        }
+        Change::PutWebhookSeen {
+            source,
+            webhook_id,
+            at,
+        } => {
+            tx.execute(
+                "INSERT INTO webhooks_seen (source, webhook_id, at, value) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&source, &webhook_id, &at, &Json(&at)],
+            )?;
+        }
+        Change::PutInvoice(i) => {
+            let seq = next_id(tx)?;
+            tx.execute(
+                "INSERT INTO invoices (account_id, seq, value) VALUES ($1, $2, $3)",
+                &[&i.account_id, &id_i64(seq), &Json(&i)],
+            )?;
+        }
+        Change::PutInvestigation(i) => {
+            tx.execute(
+                "INSERT INTO investigations (account_id, id, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
+                &[&i.account_id, &i.id, &Json(&i)],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn put_audit(tx: &mut PgTx<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit (scope, seq, at, action, value) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &entry.account_id,
+            &id_i64(entry.seq),
+            &entry.at,
+            &entry.action,
+            &Json(entry),
+        ],
+    )?;
+    Ok(())
+}
+
+fn put_queue(
+    tx: &mut PgTx<'_>,
+    queue: QueueName,
+    id: u64,
+    value: &serde_json::Value,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO queue_items (queue, id, value) VALUES ($1, $2, $3)
+         ON CONFLICT (queue, id) DO UPDATE SET value = EXCLUDED.value",
+        &[&queue_name(queue), &id_i64(id), &Json(value)],
+    )?;
+    Ok(())
+}
+
+fn apply_write(tx: &mut PgTx<'_>, write: Write) -> Result<(), StoreError> {
+    match write {
+        Write::QueuePut { queue, id, value } => {
+            let value: serde_json::Value = decode(&value)?;
+            put_queue(tx, queue, id, &value)?;
+        }
+        Write::QueueRemove { queue, id } => {
+            tx.execute(
+                "DELETE FROM queue_items WHERE queue = $1 AND id = $2",
+                &[&queue_name(queue), &id_i64(id)],
+            )?;
+        }
+        Write::PutSubscriberState { name, value } => {
+            let value: serde_json::Value = decode(&value)?;
+            tx.execute(
+                "INSERT INTO subscribers (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&name, &Json(&value)],
+            )?;
+        }
+        Write::ForgetAudit { scope, seq } => {
+            tx.execute(
+                "DELETE FROM audit WHERE scope = $1 AND seq = $2",
+                &[&scope, &id_i64(seq)],
+            )?;
+        }
+        Write::ForgetWebhook { source, webhook_id } => {
+            tx.execute(
+                "DELETE FROM webhooks_seen WHERE source = $1 AND webhook_id = $2",
+                &[&source, &webhook_id],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// A PostgreSQL database (`[store] backend = "postgres"`).
+    pub fn open_postgres(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        Ok(Store::new(PostgresStore::open(url, pool_size)?))
+    }
+}
+
+impl StateView for PostgresStore {
+    fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
+        self.one("SELECT value FROM accounts WHERE id = $1", &[&id])
+    }
+
+    fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
+        self.many(
+            "SELECT value FROM accounts WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after.unwrap_or(""), &(limit as i64)],
+        )
+    }
+
+    fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
+        self.one(
+            "SELECT value FROM members WHERE account_id = $1 AND id = $2",
+            &[&account_id, &user_id],
+        )
+    }
+
+    fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
+        self.one(
+            "SELECT m.value FROM email_index e JOIN members m
+               ON m.account_id = e.account_id AND m.id = e.user_id
+             WHERE e.account_id = $1 AND e.email = $2",
+            &[&account_id, &normalize_email(email)],
+        )
+    }
+
+    fn members(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
+        self.many(
+            "SELECT value FROM members WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &[&account_id, &after.unwrap_or(""), &(limit as i64)],
+        )
+    }
+
+    fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
+        self.many(
+            "SELECT value FROM integrations WHERE account_id = $1 ORDER BY id LIMIT $2",
+            &[&account_id, &(limit as i64)],
+        )
+    }
+
+    fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError> {
+        self.one(
+            "SELECT value FROM integrations WHERE account_id = $1 AND id = $2",
+            &[&account_id, &id],
+        )
+    }
+
+    fn token(&self, hash: &str) -> Result<Option<Token>, ViewError> {
+        self.one("SELECT value FROM tokens WHERE hash = $1", &[&hash])
+    }
+
+    fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
+        self.one("SELECT value FROM sessions WHERE hash = $1", &[&hash])
+    }
+
+    fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
+        self.many(
+            "SELECT value FROM invoices WHERE account_id = $1 ORDER BY seq DESC LIMIT $2",
+            &[&account_id, &(limit as i64)],
+        )
+    }
+
+    fn webhook_seen(&self, source: &str, webhook_id: &str) -> Result<bool, ViewError> {
+        Ok(self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM webhooks_seen WHERE source = $1 AND webhook_id = $2",
+                &[&source, &webhook_id],
+            )?
+            .is_some())
+        })?)
+    }
+
+    fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
+        self.one("SELECT value FROM licence_requests WHERE id = $1", &[&id])
+    }
+
+    fn account_licence_requests(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError> {
+        self.many(
+            "SELECT value FROM licence_requests WHERE account_id = $1 ORDER BY created_at, id LIMIT $2",
+            &[&account_id, &(limit as i64)],
+        )
+    }
+
+    fn licence_requests(
+        &self,
+        status: Option<LicenceStatus>,
+        limit: usize,
+    ) -> Result<Vec<LicenceRequest>, ViewError> {
+        let status = status
+            .map(|s| serde_json::to_value(s).map_err(json_err))
+            .transpose()?
+            .and_then(|v| v.as_str().map(str::to_string));
+        self.many(
+            "SELECT value FROM licence_requests WHERE ($1::text IS NULL OR status = $1)
+             ORDER BY created_at, id LIMIT $2",
+            &[&status, &(limit as i64)],
+        )
+    }
+
+    fn audit(
+        &self,
+        account_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError> {
+        self.many(
+            "SELECT value FROM audit WHERE scope = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&account_id, &after.map_or(-1, id_i64), &(limit as i64)],
+        )
+    }
+}
+
+impl Backend for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn installation_id(&self) -> &str {
+        &self.installation_id
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let id: i64 = c.query_one("SELECT nextval('admind_ids')", &[])?.get(0);
+            Ok(id as u64)
+        })
+    }
+
+    fn commit(&self, t: Transaction) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            for change in t.changes {
+                apply_change(&mut tx, change)?;
+            }
+            let mut cause = None;
+            if let Some(draft) = t.audit {
+                let seq = next_id(&mut tx)?;
+                put_audit(&mut tx, &draft.into_entry(seq))?;
+                cause = Some(seq);
+            }
+            for mut mail in t.mails {
+                mail.id = next_id(&mut tx)?;
+                let value = serde_json::to_value(&mail).map_err(json_err)?;
+                put_queue(&mut tx, QueueName::Outbox, mail.id, &value)?;
+            }
+            for event in t.events {
+                let id = next_id(&mut tx)?;
+                let queued = QueuedEvent {
+                    id,
+                    cause_seq: cause,
+                    event,
+                    attempts: 0,
+                };
+                let value = serde_json::to_value(&queued).map_err(json_err)?;
+                put_queue(&mut tx, QueueName::Hooks, id, &value)?;
+            }
+            for write in t.writes {
+                apply_write(&mut tx, write)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// A commit is on disk when it returns.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn durable_id(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn queue_scan(
+        &self,
+        queue: QueueName,
+        order: Order,
+        each: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let sql = match order {
+            Order::OldestFirst => {
+                "SELECT id, value FROM queue_items WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3"
+            }
+            Order::NewestFirst => {
+                "SELECT id, value FROM queue_items WHERE queue = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            }
+        };
+        let mut cursor: i64 = match order {
+            Order::OldestFirst => -1,
+            Order::NewestFirst => i64::MAX,
+        };
+        loop {
+            let rows =
+                self.with(|c| Ok(c.query(sql, &[&queue_name(queue), &cursor, &SCAN_PAGE])?))?;
+            let full = rows.len() as i64 == SCAN_PAGE;
+            for row in rows {
+                let id: i64 = row.get(0);
+                let value: Json<serde_json::Value> = row.get(1);
+                cursor = id;
+                if !each(id as u64, &encode(&value.0))? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT value FROM queue_items WHERE queue = $1 AND id = $2",
+                &[&queue_name(queue), &id_i64(id)],
+            )?
+            .map(|row| encode(&row.get::<_, Json<serde_json::Value>>(0).0)))
+        })
+    }
+
+    fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM queue_items WHERE queue = $1",
+                    &[&queue_name(queue)],
+                )?
+                .get(0);
+            Ok(n as usize)
+        })
+    }
+
+    fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            Ok(
+                c.query_opt("SELECT value FROM subscribers WHERE name = $1", &[&name])?
+                    .map(|row| encode(&row.get::<_, Json<serde_json::Value>>(0).0)),
+            )
+        })
+    }
+
+    fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Write>, StoreError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT scope, seq FROM audit WHERE at < $1 LIMIT $2",
+                &[&cutoff, &(max as i64)],
+            )?
+            .into_iter()
+            .map(|row| Write::ForgetAudit {
+                scope: row.get(0),
+                seq: row.get::<_, i64>(1) as u64,
+            })
+            .collect())
+        })
+    }
+
+    fn expired_webhook_ids(
+        &self,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Write>, StoreError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT source, webhook_id FROM webhooks_seen WHERE at < $1 LIMIT $2",
+                &[&cutoff, &(max as i64)],
+            )?
+            .into_iter()
+            .map(|row| Write::ForgetWebhook {
+                source: row.get(0),
+                webhook_id: row.get(1),
+            })
+            .collect())
+        })
+    }
+
+    fn audit_since(
+        &self,
+        since: DateTime<Utc>,
+        scope: Option<&str>,
+        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        // Paged by (scope, seq) so a large log never sits in memory.
+        let mut after: (String, i64) = (String::new(), -1);
+        let mut visited = 0;
+        loop {
+            let rows = self.with(|c| {
+                Ok(c.query(
+                    "SELECT scope, seq, value FROM audit
+                     WHERE at >= $1 AND ($2::text IS NULL OR scope = $2) AND (scope, seq) > ($3, $4)
+                     ORDER BY scope, seq LIMIT $5",
+                    &[&since, &scope, &after.0, &after.1, &SCAN_PAGE],
+                )?)
+            })?;
+            let full = rows.len() as i64 == SCAN_PAGE;
+            for row in rows {
+                after = (row.get(0), row.get(1));
+                let entry: Json<AuditEntry> = row.get(2);
+                each(&entry.0)?;
+                visited += 1;
+            }
+            if !full {
+                return Ok(visited);
+            }
+        }
+    }
+
+    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError> {
+        // Table by table, in pages by primary key.
+        type Make = fn(&postgres::Row) -> Result<Record, StoreError>;
+        fn value<V: serde::de::DeserializeOwned>(row: &postgres::Row, i: usize) -> V {
+            row.get::<_, Json<V>>(i).0
+        }
+        let tables: [(&str, Make); 12] = [
+            ("SELECT id::text, value FROM accounts", |r| {
+                Ok(Record::Account { value: value(r, 1) })
+            }),
+            ("SELECT account_id || '/' || id, value FROM members", |r| {
+                Ok(Record::User { value: value(r, 1) })
+            }),
+            (
+                "SELECT account_id || '/' || email, account_id, email, user_id FROM email_index",
+                |r| {
+                    Ok(Record::EmailIndex {
+                        account_id: r.get(1),
+                        email: r.get(2),
+                        user_id: r.get(3),
+                    })
+                },
+            ),
+            (
+                "SELECT account_id || '/' || id, value FROM integrations",
+                |r| Ok(Record::Integration { value: value(r, 1) }),
+            ),
+            ("SELECT hash, value FROM tokens", |r| {
+                Ok(Record::Token { value: value(r, 1) })
+            }),
+            ("SELECT hash, value FROM sessions", |r| {
+                Ok(Record::Session { value: value(r, 1) })
+            }),
+            (
+                "SELECT account_id || '/' || lpad(seq::text, 20, '0'), value FROM invoices",
+                |r| Ok(Record::Invoice { value: value(r, 1) }),
+            ),
+            (
+                "SELECT account_id || '/' || id, value FROM investigations",
+                |r| Ok(Record::Investigation { value: value(r, 1) }),
+            ),
+            ("SELECT id, value FROM licence_requests", |r| {
+                Ok(Record::LicenceRequest { value: value(r, 1) })
+            }),
+            (
+                "SELECT source || '/' || webhook_id, source, webhook_id, value FROM webhooks_seen",
+                |r| {
+                    Ok(Record::WebhookSeen {
+                        source: r.get(1),
+                        webhook_id: r.get(2),
+                        at: value(r, 3),
+                    })
+                },
+            ),
+            (
+                "SELECT scope || '/' || lpad(seq::text, 20, '0'), value FROM audit",
+                |r| Ok(Record::Audit { value: value(r, 1) }),
+            ),
+            ("SELECT name, value FROM subscribers", |r| {
+                Ok(Record::SubscriberState {
+                    name: r.get(0),
+                    value: value(r, 1),
+                })
+            }),
+        ];
+        for (select, make) in tables {
+            let sql = format!("SELECT * FROM ({select}) AS t(k) WHERE k > $1 ORDER BY k LIMIT $2");
+            let mut cursor = String::new();
+            loop {
+                let rows = self.with(|c| Ok(c.query(sql.as_str(), &[&cursor, &SCAN_PAGE])?))?;
+                let full = rows.len() as i64 == SCAN_PAGE;
+                for row in &rows {
+                    cursor = row.get(0);
+                    if !each(make(row)?)? {
+                        return Ok(());
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        for queue in QUEUES {
+            let mut stop = false;
+            self.queue_scan(queue, Order::OldestFirst, &mut |id, bytes| {
+                let value: serde_json::Value = decode(bytes)?;
+                let go = each(Record::QueueItem { queue, id, value })?;
+                stop = !go;
+                Ok(go)
+            })?;
+            if stop {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let mut max_id: i64 = 0;
+            for record in records {
+                match record {
+                    Record::Account { value } => apply_change(&mut tx, Change::PutAccount(value))?,
+                    Record::User { value } => apply_change(&mut tx, Change::PutUser(value))?,
+                    Record::EmailIndex {
+                        account_id,
+                        email,
+                        user_id,
+                    } => apply_change(
+                        &mut tx,
+                        Change::PutEmailIndex {
+                            account_id,
+                            email,
+                            user_id,
+                        },
+                    )?,
+                    Record::Integration { value } => {
+                        apply_change(&mut tx, Change::PutIntegration(value))?
+                    }
+                    Record::Token { value } => apply_change(&mut tx, Change::PutToken(value))?,
+                    Record::Session { value } => apply_change(&mut tx, Change::PutSession(value))?,
+                    Record::Invoice { value } => apply_change(&mut tx, Change::PutInvoice(value))?,
+                    Record::Investigation { value } => {
+                        apply_change(&mut tx, Change::PutInvestigation(value))?
+                    }
+                    Record::LicenceRequest { value } => {
+                        apply_change(&mut tx, Change::PutLicenceRequest(value))?
+                    }
+                    Record::WebhookSeen {
+                        source,
+                        webhook_id,
+                        at,
+                    } => apply_change(
+                        &mut tx,
+                        Change::PutWebhookSeen {
+                            source,
+                            webhook_id,
+                            at,
+                        },
+                    )?,
+                    Record::Audit { value } => {
+                        max_id = max_id.max(id_i64(value.seq));
+                        put_audit(&mut tx, &value)?;
+                    }
+                    Record::QueueItem { queue, id, value } => {
+                        max_id = max_id.max(id_i64(id));
+                        put_queue(&mut tx, queue, id, &value)?;
+                    }
+                    Record::SubscriberState { name, value } => {
+                        tx.execute(
+                            "INSERT INTO subscribers (name, value) VALUES ($1, $2)
+                             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                            &[&name, &Json(&value)],
+                        )?;
+                    }
+                }
+            }
+            // Ids handed out from now on are larger than every restored one.
+            tx.execute(
+                "SELECT setval('admind_ids', GREATEST((SELECT last_value FROM admind_ids), $1))",
+                &[&max_id.max(1)],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND NOT EXISTS (SELECT 1 FROM audit)",
+                &[],
+            )?
+            .get(0))
+        })
+    }
+}

@@ -1,0 +1,108 @@
+//! The daemon on PostgreSQL: a throwaway server (`tests/run.sh` starts one
+//! and sets TEST_POSTGRES_URL), a database of its own per test. Ignored by
+//! a plain `cargo test` (no server there); `tests/run.sh` runs them.
+
+mod common;
+
+use common::{Daemon, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const NEEDS: &str = "needs PostgreSQL: tests/run.sh starts one and sets TEST_POSTGRES_URL";
+
+/// A new database on the test server; the config that points a daemon at it.
+fn fresh_database() -> String {
+    let admin = std::env::var("TEST_POSTGRES_URL").expect(NEEDS);
+    let name = format!(
+        "admind_it_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // The driver runs its own runtime: off the test's async threads.
+    let create = format!("CREATE DATABASE {name}");
+    let server = admin.clone();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&server, postgres::NoTls).expect(NEEDS);
+        client.batch_execute(&create).expect("creating a database");
+    })
+    .join()
+    .expect("creating the test database");
+    format!("{admin} dbname={name}")
+}
+
+fn config(url: &str) -> String {
+    format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: tests/run.sh starts one (TEST_POSTGRES_URL)"]
+async fn r01_r02_r11_the_rules_hold_on_postgres_across_a_sigkill() {
+    let url = fresh_database();
+    let mut d = Daemon::start_with(&config(&url));
+    let (a, _owner, t) = d.account_with_owner(2).await;
+    let (ada, _) = d.member(&t, &a, "ada@acme.test", "admin").await;
+    // R11: both seats taken, a third agent is refused.
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/members"),
+            Some(&t),
+            json!({"name": "C", "email": "c@acme.test", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.code(), "agent_seat_exhausted");
+    // R01/R02: the hand-over, then billing is Ada's only.
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/owner"),
+            &t,
+            json!({"user_id": ada}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let billing = d
+        .get(&format!("/v1/accounts/{a}/billing/invoices"), &t)
+        .await;
+    assert_eq!(billing.code(), "billing_owner_only");
+
+    // SIGKILL and a restart: every acknowledged change is in the database.
+    d.kill();
+    d.restart();
+    let ta = d.sign_in(&a, "ada@acme.test", PASSWORD).await;
+    let owner = d.get(&format!("/v1/accounts/{a}/owner"), &ta).await;
+    assert_eq!(owner.body["id"], ada.as_str());
+    let audit = d.all_audit(&a, &ta).await;
+    assert!(
+        audit.iter().any(|e| e["action"] == "owner.transfer"),
+        "{audit:?}"
+    );
+    let summary = d.get(&format!("/v1/accounts/{a}"), &ta).await;
+    assert_eq!(summary.body["support"]["seats_used"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: tests/run.sh starts one (TEST_POSTGRES_URL)"]
+async fn a_second_daemon_on_the_same_database_is_refused_until_replicas_lock_rows() {
+    let url = fresh_database();
+    let d = Daemon::start_with(&config(&url));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("admind.toml");
+    std::fs::write(
+        &cfg,
+        format!("public_url = \"http://x.test\"\n{}", config(&url)),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_admind"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another admind serves this database"), "{err}");
+    drop(d);
+}
