@@ -70,12 +70,12 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
 /// `out`, one object per entry (`account_id` is `platform` for the
 /// platform's own log). The daemon must not hold the data directory.
 pub fn export(
-    data_dir: &std::path::Path,
+    config: &crate::config::Config,
     since: DateTime<Utc>,
     scope: Option<&str>,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    let store = crate::export::open_offline(data_dir, false)?;
+    let store = crate::export::open_offline(config, false)?;
     let written = store.audit_since(since, scope, &mut |entry| {
         serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;

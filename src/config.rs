@@ -336,14 +336,20 @@ pub struct StoreFlag {
 }
 
 impl Config {
-    /// Opens the configured store.
+    /// Opens the configured store for the daemon.
     pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        self.open_store_as(true)
+    }
+
+    /// Opens the configured store; `writer` for the one process that
+    /// writes (a daemon, an import), not for a reader beside it.
+    pub fn open_store_as(&self, writer: bool) -> anyhow::Result<crate::store::Store> {
         match self.store.backend {
             StoreBackend::Sled => crate::store::Store::open_sled(&self.data_dir.join("db"))
                 .with_context(|| format!("opening the store under {}", self.data_dir.display())),
             StoreBackend::Postgres => {
                 let url = self.store.url.as_deref().unwrap_or_default();
-                crate::store::Store::open_postgres(url, self.store.pool_size)
+                crate::store::Store::open_postgres(url, self.store.pool_size, writer)
                     .context("opening the PostgreSQL store (store.url)")
             }
         }

@@ -45,23 +45,26 @@ struct Trailer {
     end: Summary,
 }
 
-/// The store under `data_dir` for a command run beside (not inside) the
-/// daemon (export, import, audit export); `create` makes a new one where
-/// there is none.
-pub fn open_offline(data_dir: &std::path::Path, create: bool) -> anyhow::Result<Store> {
-    let db = data_dir.join("db");
-    if !create && !db.exists() {
-        bail!(
-            "no store under {} (is --data-dir right?)",
-            data_dir.display()
-        );
+/// The configured store for a command run beside (not inside) the daemon
+/// (export, import, audit export); `create` (import) makes a new sled store
+/// where there is none and writes, so it needs the daemon stopped.
+pub fn open_offline(config: &crate::config::Config, create: bool) -> anyhow::Result<Store> {
+    if config.store.backend == crate::config::StoreBackend::Sled {
+        let data_dir = &config.data_dir;
+        if !create && !data_dir.join("db").exists() {
+            bail!(
+                "no store under {} (is --data-dir right?)",
+                data_dir.display()
+            );
+        }
+        return Store::open_sled(&data_dir.join("db")).with_context(|| {
+            format!(
+                "opening the store under {} (a running daemon holds it: stop it first, or use a copy of the data directory)",
+                data_dir.display()
+            )
+        });
     }
-    Store::open_sled(&db).with_context(|| {
-        format!(
-            "opening the store under {} (a running daemon holds it: stop it first, or use a copy of the data directory)",
-            data_dir.display()
-        )
-    })
+    config.open_store_as(create)
 }
 
 fn kind_of(record: &Record) -> String {

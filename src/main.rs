@@ -163,7 +163,7 @@ fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let store = admind::export::open_offline(&config.data_dir, false)?;
+            let store = admind::export::open_offline(&config, false)?;
             let summary = match out {
                 Some(path) => {
                     let file = std::fs::File::create(&path)
@@ -190,7 +190,7 @@ fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let store = admind::export::open_offline(&config.data_dir, true)?;
+            let store = admind::export::open_offline(&config, true)?;
             let summary = admind::export::import_file(&store, &input)?;
             store.flush()?;
             eprintln!("imported {} records: {:?}", summary.records, summary.counts);
@@ -213,7 +213,7 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!(e))?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let n = admind::audit::export(&config.data_dir, since, account.as_deref(), &mut out)?;
+            let n = admind::audit::export(&config, since, account.as_deref(), &mut out)?;
             eprintln!("{n} audit entries since {}", since.to_rfc3339());
             Ok(())
         }

@@ -19,7 +19,13 @@ fn core_dependencies() -> BTreeSet<String> {
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
         .expect("rustc names its host");
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
         .arg(&host)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()

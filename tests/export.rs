@@ -20,6 +20,18 @@ fn admind(args: &[&str], data_dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `admind ARGS` on a daemon's store (whichever backend the suite runs on).
+fn admind_on(args: &[&str], d: &Daemon) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_admind"))
+        .args(args)
+        .arg("--config")
+        .arg(d.config_path())
+        .arg("--data-dir")
+        .arg(d.data_dir())
+        .output()
+        .unwrap()
+}
+
 /// The record lines of an export (header and trailer apart), sorted.
 fn records(file: &Path) -> (Value, Vec<Value>, Value) {
     let text = std::fs::read_to_string(file).unwrap();
@@ -61,7 +73,7 @@ async fn r01_r02_export_and_import_round_trip_a_store_exactly() {
 
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.jsonl");
-    let out = admind(&["export", "--out", first.to_str().unwrap()], &d.data_dir());
+    let out = admind_on(&["export", "--out", first.to_str().unwrap()], &d);
     assert!(
         out.status.success(),
         "{}",
@@ -80,17 +92,14 @@ async fn r01_r02_export_and_import_round_trip_a_store_exactly() {
     // Into a new store: a second daemon's empty data directory.
     let mut e = Daemon::start();
     e.terminate();
-    let out = admind(&["import", "--in", first.to_str().unwrap()], &e.data_dir());
+    let out = admind_on(&["import", "--in", first.to_str().unwrap()], &e);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let second = dir.path().join("second.jsonl");
-    let out = admind(
-        &["export", "--out", second.to_str().unwrap()],
-        &e.data_dir(),
-    );
+    let out = admind_on(&["export", "--out", second.to_str().unwrap()], &e);
     assert!(out.status.success());
     let (_, again, _) = records(&second);
     assert_eq!(lines, again, "the copy holds exactly the same records");
@@ -137,14 +146,12 @@ async fn import_refuses_a_damaged_file_and_a_store_that_is_not_empty() {
     d.terminate();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.jsonl");
-    assert!(
-        admind(&["export", "--out", file.to_str().unwrap()], &d.data_dir())
-            .status
-            .success()
-    );
+    assert!(admind_on(&["export", "--out", file.to_str().unwrap()], &d)
+        .status
+        .success());
 
     // Not into a store that holds data.
-    let out = admind(&["import", "--in", file.to_str().unwrap()], &d.data_dir());
+    let out = admind_on(&["import", "--in", file.to_str().unwrap()], &d);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
 

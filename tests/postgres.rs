@@ -8,29 +8,8 @@ use common::{Daemon, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::json;
 
-const NEEDS: &str = "needs PostgreSQL: tests/run.sh starts one and sets TEST_POSTGRES_URL";
-
-/// A new database on the test server; the config that points a daemon at it.
 fn fresh_database() -> String {
-    let admin = std::env::var("TEST_POSTGRES_URL").expect(NEEDS);
-    let name = format!(
-        "admind_it_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    // The driver runs its own runtime: off the test's async threads.
-    let create = format!("CREATE DATABASE {name}");
-    let server = admin.clone();
-    std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&server, postgres::NoTls).expect(NEEDS);
-        client.batch_execute(&create).expect("creating a database");
-    })
-    .join()
-    .expect("creating the test database");
-    format!("{admin} dbname={name}")
+    common::fresh_postgres_database()
 }
 
 fn config(url: &str) -> String {

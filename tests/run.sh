@@ -23,14 +23,16 @@ fi
 # --- the Rust suite (README's quick command)
 cargo test --workspace --all-targets
 
-# --- PostgreSQL: a throwaway cluster (installed when missing), the store's
-# tests on it and the daemon on it; removed afterwards.
+# --- PostgreSQL: a throwaway cluster (installed when missing); the store's
+# tests on it, then the whole integration suite again with every daemon on
+# a database of its own (TEST_STORE=postgres); removed afterwards.
 PG_DIR=$(mktemp -d)
 chmod 755 "$PG_DIR"
 trap 'tests/postgres/cluster.sh stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
 TEST_POSTGRES_URL=$(tests/postgres/cluster.sh start "$PG_DIR")
 export TEST_POSTGRES_URL
 cargo test --lib store::
+TEST_STORE=postgres cargo test --workspace --tests
 cargo test --test postgres -- --ignored
 
 # --- the console in a real browser

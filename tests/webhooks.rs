@@ -379,7 +379,16 @@ async fn a_failing_subscriber_gets_the_event_once_it_recovers_signed_with_its_se
     let event: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(event["type"], "licence_request.filed");
     assert_eq!(event["data"]["account_id"], a.as_str());
-    let list = d.get("/v1/deliveries", &d.operator).await.body;
+    // The worker records the success after the receiver answered: wait
+    // for that commit rather than race it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let list = loop {
+        let list = d.get("/v1/deliveries", &d.operator).await.body;
+        if list["items"][0]["state"] == "delivered" || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(list["items"][0]["state"], "delivered");
     assert_eq!(list["items"][0]["attempts"], 3);
     assert_eq!(

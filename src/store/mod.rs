@@ -49,7 +49,7 @@ pub(crate) mod tests {
         if let Some(url) = fresh_postgres_database() {
             all.push((
                 None,
-                Store::open_postgres(&url, 4).expect("opening PostgreSQL"),
+                Store::open_postgres(&url, 4, true).expect("opening PostgreSQL"),
             ));
         }
         all

@@ -44,17 +44,28 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 pub struct PostgresStore {
     pool: Pool,
     installation_id: String,
-    /// Holds the writer lock for the daemon's lifetime.
-    _lock: Mutex<Client>,
+    /// Holds the writer lock for the daemon's lifetime (none for a reader
+    /// beside it, such as `admind export`).
+    _lock: Option<Mutex<Client>>,
 }
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
+        // The server's own words (the driver's Display says only "db error").
+        let detail = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => e.to_string(),
+        };
         StoreError::Backend {
             backend: "postgres",
-            detail: e.to_string(),
+            detail,
         }
     }
+}
+
+/// A row count for SQL (`LIMIT`): `usize::MAX` means no limit.
+fn rows(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl From<r2d2::Error> for StoreError {
@@ -108,14 +119,16 @@ fn id_i64(id: u64) -> i64 {
 
 impl PostgresStore {
     /// Connects, runs the migrations this build knows (refusing a schema
-    /// newer than it), and takes the one-daemon lock.
-    pub fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
+    /// newer than it), and, when `exclusive` (a daemon, an import), takes
+    /// the one-writer lock.
+    pub fn open(url: &str, pool_size: u32, exclusive: bool) -> Result<PostgresStore, StoreError> {
         blocking(|| {
             let config: postgres::Config = url.parse()?;
             let mut lock = config.connect(NoTls)?;
-            let held: bool = lock
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY])?
-                .get(0);
+            let held: bool = !exclusive
+                || lock
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY])?
+                    .get::<_, bool>(0);
             if !held {
                 return Err(StoreError::Backend {
                     backend: "postgres",
@@ -130,13 +143,16 @@ impl PostgresStore {
                 )?
                 .get(0);
             let manager = PostgresConnectionManager::new(config, NoTls);
+            // Connections open as work needs them, up to `pool_size` (each
+            // one holds a socket and the driver's own event loop).
             let pool = r2d2::Pool::builder()
                 .max_size(pool_size.max(1))
+                .min_idle(Some(1))
                 .build(manager)?;
             Ok(PostgresStore {
                 pool,
                 installation_id,
-                _lock: Mutex::new(lock),
+                _lock: exclusive.then(|| Mutex::new(lock)),
             })
         })
     }
@@ -412,9 +428,10 @@ fn apply_write(tx: &mut PgTx<'_>, write: Write) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// A PostgreSQL database (`[store] backend = "postgres"`).
-    pub fn open_postgres(url: &str, pool_size: u32) -> Result<Store, StoreError> {
-        Ok(Store::new(PostgresStore::open(url, pool_size)?))
+    /// A PostgreSQL database (`[store] backend = "postgres"`); `exclusive`
+    /// for the one process that writes (a daemon, an import).
+    pub fn open_postgres(url: &str, pool_size: u32, exclusive: bool) -> Result<Store, StoreError> {
+        Ok(Store::new(PostgresStore::open(url, pool_size, exclusive)?))
     }
 }
 
@@ -426,7 +443,7 @@ impl StateView for PostgresStore {
     fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
         self.many(
             "SELECT value FROM accounts WHERE id > $1 ORDER BY id LIMIT $2",
-            &[&after.unwrap_or(""), &(limit as i64)],
+            &[&after.unwrap_or(""), &rows(limit)],
         )
     }
 
@@ -454,14 +471,14 @@ impl StateView for PostgresStore {
     ) -> Result<Vec<User>, ViewError> {
         self.many(
             "SELECT value FROM members WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-            &[&account_id, &after.unwrap_or(""), &(limit as i64)],
+            &[&account_id, &after.unwrap_or(""), &rows(limit)],
         )
     }
 
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
         self.many(
             "SELECT value FROM integrations WHERE account_id = $1 ORDER BY id LIMIT $2",
-            &[&account_id, &(limit as i64)],
+            &[&account_id, &rows(limit)],
         )
     }
 
@@ -483,7 +500,7 @@ impl StateView for PostgresStore {
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
         self.many(
             "SELECT value FROM invoices WHERE account_id = $1 ORDER BY seq DESC LIMIT $2",
-            &[&account_id, &(limit as i64)],
+            &[&account_id, &rows(limit)],
         )
     }
 
@@ -508,7 +525,7 @@ impl StateView for PostgresStore {
     ) -> Result<Vec<LicenceRequest>, ViewError> {
         self.many(
             "SELECT value FROM licence_requests WHERE account_id = $1 ORDER BY created_at, id LIMIT $2",
-            &[&account_id, &(limit as i64)],
+            &[&account_id, &rows(limit)],
         )
     }
 
@@ -524,7 +541,7 @@ impl StateView for PostgresStore {
         self.many(
             "SELECT value FROM licence_requests WHERE ($1::text IS NULL OR status = $1)
              ORDER BY created_at, id LIMIT $2",
-            &[&status, &(limit as i64)],
+            &[&status, &rows(limit)],
         )
     }
 
@@ -536,7 +553,7 @@ impl StateView for PostgresStore {
     ) -> Result<Vec<AuditEntry>, ViewError> {
         self.many(
             "SELECT value FROM audit WHERE scope = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            &[&account_id, &after.map_or(-1, id_i64), &(limit as i64)],
+            &[&account_id, &after.map_or(-1, id_i64), &rows(limit)],
         )
     }
 }
@@ -673,7 +690,7 @@ impl Backend for PostgresStore {
         self.with(|c| {
             Ok(c.query(
                 "SELECT scope, seq FROM audit WHERE at < $1 LIMIT $2",
-                &[&cutoff, &(max as i64)],
+                &[&cutoff, &rows(max)],
             )?
             .into_iter()
             .map(|row| Write::ForgetAudit {
@@ -692,7 +709,7 @@ impl Backend for PostgresStore {
         self.with(|c| {
             Ok(c.query(
                 "SELECT source, webhook_id FROM webhooks_seen WHERE at < $1 LIMIT $2",
-                &[&cutoff, &(max as i64)],
+                &[&cutoff, &rows(max)],
             )?
             .into_iter()
             .map(|row| Write::ForgetWebhook {

@@ -20,6 +20,43 @@ pub struct Daemon {
     pub http: Client,
     extra_config: String,
     options: SpawnOptions,
+    /// The database of this daemon when the suite runs on PostgreSQL
+    /// (`TEST_STORE=postgres`), kept across restarts.
+    pub postgres_url: Option<String>,
+}
+
+/// Which backend the suite runs on: `TEST_STORE=postgres` (with
+/// `TEST_POSTGRES_URL`, as `tests/run.sh` sets them) or sled.
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// A new database on the test server (`TEST_POSTGRES_URL`).
+pub fn fresh_postgres_database() -> String {
+    const NEEDS: &str = "TEST_STORE=postgres needs TEST_POSTGRES_URL (tests/run.sh sets both)";
+    let admin = std::env::var("TEST_POSTGRES_URL").expect(NEEDS);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!(
+        "admind_it_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    // The driver runs its own runtime: off any async test's threads.
+    let create = format!("CREATE DATABASE {name}");
+    let server = admin.clone();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&server, postgres::NoTls).expect(NEEDS);
+        client
+            .batch_execute(&create)
+            .expect("creating a test database");
+    })
+    .join()
+    .expect("creating the test database");
+    format!("{admin} dbname={name}")
 }
 
 /// How the daemon process is started, beyond its config.
@@ -68,6 +105,7 @@ impl Daemon {
                 .expect("client"),
             extra_config: extra_config.to_string(),
             options,
+            postgres_url: on_postgres().then(fresh_postgres_database),
         };
         d.spawn();
         d
@@ -104,6 +142,11 @@ impl Daemon {
             .expect("syscr")
     }
 
+    /// The config file the daemon runs with (its store among the rest).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("admind.toml")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -136,10 +179,16 @@ impl Daemon {
             "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\nattempts_per_minute_per_ip = 100000\n"
                 .to_string()
         };
+        let store = match &self.postgres_url {
+            Some(url) => {
+                format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 8\n")
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
-                "public_url = \"http://admind.test\"\n[mail]\nretry_base_ms = 50\n{auth}{}\n",
+                "public_url = \"http://admind.test\"\n[mail]\nretry_base_ms = 50\n{auth}{}\n{store}",
                 self.extra_config
             ),
         )
