@@ -1,0 +1,104 @@
+//! What the account's pages share: the visitor's membership, posts that
+//! run one command and come back, the query strings.
+
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::console::page::{csrf_refused, problem_page, see_other};
+use crate::console::visitor::Visitor;
+use crate::domain::{Command, Principal};
+use crate::http::api::App;
+use crate::http::problem::Problem;
+
+/// Members shown per page.
+pub const MEMBERS_PAGE: usize = 50;
+/// Members a search looks through, at most (a search is a scan).
+pub const SEARCH_SCAN_MAX: usize = 5_000;
+/// Audit entries shown per page.
+pub const AUDIT_PAGE: usize = 100;
+
+#[derive(Deserialize)]
+pub struct Flash {
+    pub done: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// The member signed in to account `a`, or a redirect to its sign-in page.
+#[allow(clippy::result_large_err)]
+pub fn member_of(v: &Visitor, a: &str) -> Result<Principal, Response> {
+    match &v.who {
+        Some(p @ Principal::Member { account_id, .. }) if account_id == a => Ok(p.clone()),
+        Some(Principal::Operator) => Ok(Principal::Operator),
+        _ => Err(see_other(&format!("/a/{a}/sign-in"))),
+    }
+}
+
+pub fn refusal(p: impl Into<Problem>) -> Problem {
+    p.into()
+}
+
+/// Runs a member command from a post and goes back to `back` with a
+/// message, or shows the refusal.
+pub async fn act(
+    app: &App,
+    v: &Visitor,
+    a: &str,
+    csrf: &str,
+    back: &str,
+    done: &str,
+    command: impl FnOnce(&Principal) -> Result<Command, Problem>,
+) -> Response {
+    if !v.csrf_ok(csrf) {
+        return csrf_refused(v, back);
+    }
+    let who = match member_of(v, a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let result = match command(&who) {
+        Ok(c) => app.submit(who, c).await.map(|_| ()),
+        Err(p) => Err(p),
+    };
+    let sep = if back.contains('?') { "&" } else { "?" };
+    match result {
+        Ok(()) => see_other(&format!("{back}{sep}done={done}")),
+        // Back to the page of the control, the refusal in words on it;
+        // a refusal without a sentence of its own keeps its detail on a
+        // page of its own.
+        Err(p) if v.t.refusal(&p.code).is_some() => {
+            see_other(&format!("{back}{sep}done=error.{}", p.code))
+        }
+        Err(p) => problem_page(v, back, back, &p),
+    }
+}
+
+/// Runs a command as platform support from a post (the caller checked
+/// that the visitor is platform support).
+pub async fn act_as_operator(
+    app: &App,
+    v: &Visitor,
+    csrf: &str,
+    back: &str,
+    done: &str,
+    command: impl FnOnce() -> Result<Command, Problem>,
+) -> Response {
+    if !v.csrf_ok(csrf) {
+        return csrf_refused(v, back);
+    }
+    let result = match command() {
+        Ok(c) => app.submit(Principal::Operator, c).await.map(|_| ()),
+        Err(p) => Err(p),
+    };
+    match result {
+        Ok(()) => see_other(&format!("{back}?done={done}")),
+        Err(p) if v.t.refusal(&p.code).is_some() => {
+            see_other(&format!("{back}?done=error.{}", p.code))
+        }
+        Err(p) => problem_page(v, back, back, &p),
+    }
+}

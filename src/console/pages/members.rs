@@ -1,0 +1,405 @@
+//! Team members: the list, search, add, change role, remove, and what the rules allow when no seat is free (R09, R11, R18).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::console::page::{
+    csrf_refused, problem_page, render, see_other, Chrome, ErrorView, PageForm,
+};
+use crate::console::visitor::Visitor;
+use crate::domain::{query, Command, Principal, SupportRole};
+use crate::http::api::{App, AppState};
+use crate::http::problem::Problem;
+
+use super::common::*;
+
+pub struct MemberRow {
+    id: String,
+    name: String,
+    email: String,
+    verified: bool,
+    role: String,
+    role_value: &'static str,
+    is_owner: bool,
+    is_self: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/members.html")]
+struct MembersPage {
+    c: Chrome,
+    base: String,
+    seats_line: String,
+    q: String,
+    rows: Vec<MemberRow>,
+    next: Option<String>,
+    error: Option<ErrorView>,
+    add_name: String,
+    add_email: String,
+    no_seat: bool,
+    viewer_is_owner: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub struct MembersQuery {
+    after: Option<String>,
+    q: Option<String>,
+    done: Option<String>,
+}
+
+fn role_value(role: SupportRole) -> &'static str {
+    match role {
+        SupportRole::Admin => "admin",
+        SupportRole::Agent => "agent",
+        SupportRole::EndUser => "end_user",
+    }
+}
+
+/// The members page's content, or the refusal that stops it.
+fn members_view(
+    app: &App,
+    v: &Visitor,
+    who: &Principal,
+    a: &str,
+    q: &MembersQuery,
+) -> Result<MembersPage, Problem> {
+    let search = q.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
+    let (summary, first) = query::team(
+        &app.store,
+        who,
+        a,
+        q.after.as_deref(),
+        Some(MEMBERS_PAGE),
+        chrono::Utc::now(),
+    )?;
+    let (items, next) = if search.is_empty() {
+        (first.items, first.next)
+    } else {
+        // A bounded scan: names and addresses are not indexed.
+        let mut found = Vec::new();
+        let mut after = q.after.clone();
+        let mut scanned = 0;
+        let mut next = None;
+        while scanned < SEARCH_SCAN_MAX {
+            let page = query::members(&app.store, who, a, after.as_deref(), Some(MEMBERS_PAGE))?;
+            scanned += page.items.len();
+            for m in page.items {
+                let hit = m.user.name.to_lowercase().contains(&search)
+                    || m.user
+                        .emails
+                        .iter()
+                        .any(|e| e.address.to_lowercase().contains(&search));
+                if hit {
+                    found.push(m);
+                }
+            }
+            after = page.next;
+            if after.is_none() || found.len() >= MEMBERS_PAGE {
+                next = after.clone().filter(|_| found.len() >= MEMBERS_PAGE);
+                break;
+            }
+        }
+        (found, next)
+    };
+    let me = v.user_id().unwrap_or("");
+    let rows = items
+        .into_iter()
+        .map(|m| MemberRow {
+            id: m.user.id.clone(),
+            name: m.user.name.clone(),
+            email: m.user.primary_address().to_string(),
+            verified: m.user.primary_verified(),
+            role: v.t.role(m.role_label).to_string(),
+            role_value: role_value(m.user.support_role),
+            is_owner: m.is_owner,
+            is_self: m.user.id == me,
+        })
+        .collect();
+    Ok(MembersPage {
+        c: Chrome::new(
+            v,
+            &format!("/a/{a}/members"),
+            "members.heading",
+            q.done.as_deref(),
+        ),
+        base: format!("/a/{a}"),
+        seats_line: v
+            .t
+            .s("members.seats")
+            .replace("{used}", &summary.support.seats_used.to_string())
+            .replace("{total}", &summary.support.seats_total.to_string()),
+        q: q.q.clone().unwrap_or_default(),
+        rows,
+        next,
+        error: None,
+        add_name: String::new(),
+        add_email: String::new(),
+        no_seat: summary.support.seats_used >= summary.support.seats_total,
+        viewer_is_owner: me == summary.account.owner_id,
+    })
+}
+
+pub async fn members_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Response {
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/members");
+    match members_view(&app, &v, &who, &a, &q) {
+        Ok(page) => render(&v, StatusCode::OK, &page),
+        Err(p) => problem_page(&v, &path, &format!("/a/{a}/profile"), &p),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AddMemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    role: Option<SupportRole>,
+}
+
+pub async fn add_member(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<AddMemberForm>,
+) -> Response {
+    let path = format!("/a/{a}/members");
+    if !v.csrf_ok(&form.csrf) {
+        return csrf_refused(&v, &path);
+    }
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let submitted = app
+        .submit(
+            who.clone(),
+            Command::AddMember {
+                account_id: a.clone(),
+                name: form.name.clone(),
+                email: form.email.clone(),
+                role: form.role.unwrap_or(SupportRole::Agent),
+            },
+        )
+        .await;
+    match submitted {
+        Ok(_) => see_other(&format!("{path}?done=members.added")),
+        Err(p) => {
+            // The refusal beside the form, with what was typed kept.
+            match members_view(&app, &v, &who, &a, &MembersQuery::default()) {
+                Ok(mut page) => {
+                    page.error = Some(ErrorView::from_problem(v.t, &p));
+                    page.add_name = form.name;
+                    page.add_email = form.email;
+                    page.no_seat |= p.code == "agent_seat_exhausted";
+                    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::CONFLICT);
+                    render(&v, status, &page)
+                }
+                Err(_) => problem_page(&v, &path, &path, &p),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    csrf: String,
+    role: Option<SupportRole>,
+}
+
+pub async fn change_role(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<RoleForm>,
+) -> Response {
+    let back = format!("/a/{a}/members");
+    let account_id = a.clone();
+    act(
+        &app,
+        &v,
+        &a,
+        &form.csrf,
+        &back,
+        "members.role_changed",
+        |_| {
+            Ok(Command::ChangeRole {
+                account_id,
+                user_id: u,
+                role: form
+                    .role
+                    .ok_or_else(|| Problem::bad_request("pick a role"))?,
+            })
+        },
+    )
+    .await
+}
+
+pub async fn remove_member(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let back = format!("/a/{a}/members");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "members.removed", |_| {
+        Ok(Command::RemoveMember {
+            account_id,
+            user_id: u,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SeatRequestForm {
+    #[serde(default)]
+    csrf: String,
+    product: Option<crate::domain::Product>,
+    seats: Option<u32>,
+    #[serde(default)]
+    reason: String,
+    /// `licences` when sent from the Licence requests page.
+    back: Option<String>,
+}
+
+/// "Request temporary seats" (R18), from Team members or Licence requests.
+pub async fn request_seats(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<SeatRequestForm>,
+) -> Response {
+    let back = match form.back.as_deref() {
+        Some("licences") => format!("/a/{a}/licences"),
+        _ => format!("/a/{a}/members"),
+    };
+    let account_id = a.clone();
+    act(
+        &app,
+        &v,
+        &a,
+        &form.csrf,
+        &back,
+        "members.request_sent",
+        |_| {
+            Ok(Command::RequestLicence {
+                account_id,
+                product: form.product.unwrap_or(crate::domain::Product::Support),
+                seats: form
+                    .seats
+                    .ok_or_else(|| Problem::bad_request("say how many seats"))?,
+                reason: form.reason,
+            })
+        },
+    )
+    .await
+}
+
+pub struct LicenceRow {
+    pub id: String,
+    pub account_id: String,
+    pub created: String,
+    pub product: &'static str,
+    pub seats: u32,
+    pub reason: String,
+    pub status: String,
+    pub pending: bool,
+}
+
+/// A licence request as a row of a page (the account's or support's).
+pub fn licence_row(
+    t: &crate::console::i18n::Catalogue,
+    r: crate::domain::LicenceRequest,
+) -> LicenceRow {
+    use crate::domain::{LicenceStatus, Product};
+    let status = match r.status {
+        LicenceStatus::Pending => t.s("licences.status.pending").to_string(),
+        LicenceStatus::Granted => t
+            .s("licences.status.granted")
+            .replace("{seats}", &r.granted_seats.unwrap_or(r.seats).to_string())
+            .replace(
+                "{until}",
+                &r.expires_at
+                    .map(|e| e.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            ),
+        LicenceStatus::Denied => t
+            .s("licences.status.denied")
+            .replace("{reason}", r.deny_reason.as_deref().unwrap_or("")),
+    };
+    LicenceRow {
+        pending: r.status == LicenceStatus::Pending,
+        id: r.id,
+        account_id: r.account_id,
+        created: r.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        product: match r.product {
+            Product::Support => t.s("licences.product.support"),
+            Product::Sell => t.s("licences.product.sell"),
+        },
+        seats: r.seats,
+        reason: r.reason,
+        status,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/licences.html")]
+pub struct LicencesPage {
+    pub c: Chrome,
+    pub base: String,
+    pub support: bool,
+    pub rows: Vec<LicenceRow>,
+    pub error: Option<ErrorView>,
+}
+
+pub async fn licences_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(f): Query<Flash>,
+) -> Response {
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/licences");
+    let mut page = LicencesPage {
+        c: Chrome::new(&v, &path, "licences.heading", f.done.as_deref()),
+        base: format!("/a/{a}"),
+        support: false,
+        rows: Vec::new(),
+        error: None,
+    };
+    match query::account_licence_requests(&app.store, &who, &a) {
+        Ok(list) => {
+            page.rows = list
+                .into_iter()
+                .rev()
+                .map(|r| licence_row(v.t, r))
+                .collect();
+            render(&v, StatusCode::OK, &page)
+        }
+        Err(r) => {
+            let p: Problem = r.into();
+            page.error = Some(ErrorView::from_problem(v.t, &p));
+            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
+            render(&v, status, &page)
+        }
+    }
+}

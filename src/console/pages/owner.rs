@@ -1,0 +1,188 @@
+//! Account owner: pick, consequences, confirm (R03–R06).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::console::page::{
+    csrf_refused, problem_page, render, see_other, Chrome, ErrorView, PageForm,
+};
+use crate::console::visitor::Visitor;
+use crate::domain::{query, Command, Principal};
+use crate::http::api::{App, AppState};
+use crate::http::problem::Problem;
+
+use super::common::*;
+
+pub struct Candidate {
+    id: String,
+    name: String,
+    email: String,
+}
+
+pub struct Confirm {
+    to: String,
+    intro: String,
+    billing: String,
+    integrations: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/owner.html")]
+struct OwnerPage {
+    c: Chrome,
+    base: String,
+    current_line: String,
+    viewer_is_owner: bool,
+    candidates: Vec<Candidate>,
+    confirm: Option<Confirm>,
+    error: Option<ErrorView>,
+}
+
+fn owner_view(
+    app: &App,
+    v: &Visitor,
+    who: &Principal,
+    a: &str,
+    flash: Option<&str>,
+) -> Result<OwnerPage, Problem> {
+    let owner = query::owner(&app.store, who, a)?;
+    let viewer_is_owner = v.user_id() == Some(owner.user.id.as_str());
+    let candidates = if viewer_is_owner {
+        query::owner_candidates(&app.store, who, a)?
+            .into_iter()
+            // R03: only a verified administrator can receive the account.
+            .filter(|m| m.user.primary_verified())
+            .map(|m| Candidate {
+                email: m.user.primary_address().to_string(),
+                id: m.user.id,
+                name: m.user.name,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(OwnerPage {
+        c: Chrome::new(v, &format!("/a/{a}/owner"), "owner.heading", flash),
+        base: format!("/a/{a}"),
+        current_line: v
+            .t
+            .s("owner.current")
+            .replace("{name}", &owner.user.name)
+            .replace("{email}", owner.user.primary_address()),
+        viewer_is_owner,
+        candidates,
+        confirm: None,
+        error: None,
+    })
+}
+
+pub async fn owner_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(f): Query<Flash>,
+) -> Response {
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/owner");
+    match owner_view(&app, &v, &who, &a, f.done.as_deref()) {
+        Ok(page) => render(&v, StatusCode::OK, &page),
+        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OwnerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// Step 2: what the change will do, before "Confirm change".
+pub async fn owner_change(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<OwnerForm>,
+) -> Response {
+    let path = format!("/a/{a}/owner");
+    if !v.csrf_ok(&form.csrf) {
+        return csrf_refused(&v, &path);
+    }
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let built = (|| -> Result<OwnerPage, Problem> {
+        let mut page = owner_view(&app, &v, &who, &a, None)?;
+        let to = query::member(&app.store, &who, &a, &form.to)?;
+        // R06: what the current owner set up needs reauthorizing.
+        let owner_id = v.user_id().unwrap_or("");
+        let integrations = query::integrations(&app.store, &who, &a)?
+            .into_iter()
+            .filter(|i| i.configured_by == owner_id)
+            .map(|i| i.name)
+            .collect();
+        page.confirm = Some(Confirm {
+            to: to.user.id.clone(),
+            intro: v
+                .t
+                .s("owner.confirm_intro")
+                .replace("{name}", &to.user.name),
+            billing: v
+                .t
+                .s("owner.effect_billing")
+                .replace("{name}", &to.user.name),
+            integrations,
+        });
+        Ok(page)
+    })();
+    match built {
+        Ok(page) => render(&v, StatusCode::OK, &page),
+        Err(p) => problem_page(&v, &path, &path, &p),
+    }
+}
+
+/// Step 3: the transfer itself (the API's command, with its before-hook).
+pub async fn owner_confirm(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<OwnerForm>,
+) -> Response {
+    let path = format!("/a/{a}/owner");
+    if !v.csrf_ok(&form.csrf) {
+        return csrf_refused(&v, &path);
+    }
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let result = app
+        .submit(
+            who.clone(),
+            Command::TransferOwnership {
+                account_id: a.clone(),
+                to_user_id: form.to,
+            },
+        )
+        .await;
+    match result {
+        Ok(_) => see_other(&format!("{path}?done=owner.changed_flash")),
+        Err(p) => match owner_view(&app, &v, &who, &a, None) {
+            // The refusal (a rule's, or a policy's reason) on the owner page.
+            Ok(mut page) => {
+                page.error = Some(ErrorView::from_problem(v.t, &p));
+                let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::CONFLICT);
+                render(&v, status, &page)
+            }
+            Err(_) => problem_page(&v, &path, &path, &p),
+        },
+    }
+}

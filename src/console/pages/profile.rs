@@ -1,0 +1,153 @@
+//! Profile: addresses and the hand-over (R12–R16).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::console::page::{problem_page, render, see_other, Chrome, ErrorView, PageForm};
+use crate::console::visitor::Visitor;
+use crate::domain::{query, Command, Refusal, StateView};
+use crate::http::api::AppState;
+use crate::http::problem::Problem;
+
+use super::common::*;
+
+pub struct AddressRow {
+    address: String,
+    primary: bool,
+    verified: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/profile.html")]
+struct ProfilePage {
+    c: Chrome,
+    base: String,
+    user_id: String,
+    of_line: String,
+    addresses: Vec<AddressRow>,
+    error: Option<ErrorView>,
+}
+
+pub async fn own_profile(v: Visitor, Path(a): Path<String>, uri: Uri) -> Response {
+    match v.user_id() {
+        Some(u) if v.account_id() == Some(a.as_str()) => see_other(&format!(
+            "/a/{a}/profile/{u}{}",
+            uri.query().map(|q| format!("?{q}")).unwrap_or_default()
+        )),
+        _ => see_other(&format!("/a/{a}/sign-in")),
+    }
+}
+
+pub async fn profile_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    Query(f): Query<Flash>,
+) -> Response {
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/profile/{u}");
+    let loaded = (|| -> Result<ProfilePage, Problem> {
+        let addresses = query::emails(&app.store, &who, &a, &u)?;
+        let name = app
+            .store
+            .user(&a, &u)
+            .map_err(Refusal::from)?
+            .map(|u| u.name)
+            .unwrap_or_default();
+        Ok(ProfilePage {
+            c: Chrome::new(&v, &path, "profile.heading", f.done.as_deref()),
+            base: format!("/a/{a}"),
+            user_id: u.clone(),
+            of_line: v.t.s("profile.of").replace("{name}", &name),
+            addresses: addresses
+                .into_iter()
+                .map(|e| AddressRow {
+                    address: e.address,
+                    primary: e.primary,
+                    verified: e.verified,
+                })
+                .collect(),
+            error: None,
+        })
+    })();
+    match loaded {
+        Ok(page) => render(&v, StatusCode::OK, &page),
+        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AddressForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    address: String,
+}
+
+pub async fn add_address(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<AddressForm>,
+) -> Response {
+    let back = format!("/a/{a}/profile/{u}");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "profile.added", |_| {
+        Ok(Command::AddEmail {
+            account_id,
+            user_id: u,
+            address: form.address,
+        })
+    })
+    .await
+}
+
+pub async fn make_primary(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<AddressForm>,
+) -> Response {
+    let back = format!("/a/{a}/profile/{u}");
+    let account_id = a.clone();
+    act(
+        &app,
+        &v,
+        &a,
+        &form.csrf,
+        &back,
+        "profile.made_primary",
+        |_| {
+            Ok(Command::MakePrimaryEmail {
+                account_id,
+                user_id: u,
+                address: form.address,
+            })
+        },
+    )
+    .await
+}
+
+pub async fn remove_address(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<AddressForm>,
+) -> Response {
+    let back = format!("/a/{a}/profile/{u}");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "profile.removed", |_| {
+        Ok(Command::RemoveEmail {
+            account_id,
+            user_id: u,
+            address: form.address,
+        })
+    })
+    .await
+}

@@ -1,0 +1,186 @@
+//! Sell: the trial, Sell users and roles (R20–R24).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::console::page::{problem_page, render, Chrome, ErrorView, PageForm};
+use crate::console::visitor::Visitor;
+use crate::domain::{query, Command};
+use crate::http::api::AppState;
+use crate::http::problem::Problem;
+
+use super::common::*;
+
+pub struct SellRow {
+    id: String,
+    name: String,
+    role: &'static str,
+    role_value: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/sell.html")]
+struct SellPage {
+    c: Chrome,
+    base: String,
+    status_line: String,
+    not_started: bool,
+    seats_line: String,
+    no_admin: bool,
+    rows: Vec<SellRow>,
+    others: Vec<(String, String)>,
+    error: Option<ErrorView>,
+}
+
+pub async fn sell_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    Query(f): Query<Flash>,
+) -> Response {
+    use crate::domain::{SellRole, SellStatus};
+    let who = match member_of(&v, &a) {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let path = format!("/a/{a}/sell");
+    let t = v.t;
+    let loaded = (|| -> Result<SellPage, Problem> {
+        let users = query::sell_users(&app.store, &who, &a)?;
+        let summary = query::account_summary(&app.store, &who, &a, chrono::Utc::now())?;
+        let members = query::members(&app.store, &who, &a, None, Some(query::PAGE_LIMIT_MAX))?;
+        let status = match summary.sell_status {
+            SellStatus::NotStarted => t.s("sell.status.not_started"),
+            SellStatus::Trial => t.s("sell.status.trial"),
+            SellStatus::Active => t.s("sell.status.active"),
+        };
+        Ok(SellPage {
+            c: Chrome::new(&v, &path, "sell.heading", f.done.as_deref()),
+            base: format!("/a/{a}"),
+            status_line: t.s("sell.status").replace("{status}", status),
+            not_started: summary.sell_status == SellStatus::NotStarted,
+            seats_line: t
+                .s("sell.seats")
+                .replace("{used}", &summary.sell.seats_used.to_string())
+                .replace("{total}", &summary.sell.seats_total.to_string()),
+            no_admin: summary.sell_status != SellStatus::NotStarted
+                && summary.account.sell.admin_count == 0,
+            rows: users
+                .into_iter()
+                .map(|m| SellRow {
+                    id: m.user.id,
+                    name: m.user.name,
+                    role: if m.user.sell_role == SellRole::Admin {
+                        t.s("sell.role.admin")
+                    } else {
+                        t.s("sell.role.user")
+                    },
+                    role_value: if m.user.sell_role == SellRole::Admin {
+                        "admin"
+                    } else {
+                        "user"
+                    },
+                })
+                .collect(),
+            others: members
+                .items
+                .into_iter()
+                .filter(|m| m.user.sell_role == SellRole::None)
+                .map(|m| (m.user.id, m.user.name))
+                .collect(),
+            error: None,
+        })
+    })();
+    match loaded {
+        Ok(page) => render(&v, StatusCode::OK, &page),
+        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+    }
+}
+
+pub async fn start_trial(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.started", |_| {
+        Ok(Command::StartSellTrial { account_id })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SellUserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user_id: String,
+    role: Option<crate::domain::SellRole>,
+}
+
+pub async fn grant_sell(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<SellUserForm>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.granted", |_| {
+        Ok(Command::GrantSell {
+            account_id,
+            user_id: form.user_id,
+            role: form.role.unwrap_or(crate::domain::SellRole::User),
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct SellRoleForm {
+    #[serde(default)]
+    csrf: String,
+    role: Option<crate::domain::SellRole>,
+}
+
+pub async fn change_sell_role(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<SellRoleForm>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.role_changed", |_| {
+        Ok(Command::ChangeSellRole {
+            account_id,
+            user_id: u,
+            role: form
+                .role
+                .ok_or_else(|| Problem::bad_request("pick a Sell role"))?,
+        })
+    })
+    .await
+}
+
+pub async fn remove_sell(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let back = format!("/a/{a}/sell");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "sell.removed", |_| {
+        Ok(Command::RemoveSell {
+            account_id,
+            user_id: u,
+        })
+    })
+    .await
+}
