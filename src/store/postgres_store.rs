@@ -46,7 +46,18 @@ pub struct PostgresStore {
     installation_id: String,
     /// Holds the writer lock for the daemon's lifetime (none for a reader
     /// beside it, such as `admind export`).
-    _lock: Option<Mutex<Client>>,
+    lock: Option<Mutex<Client>>,
+}
+
+/// A driver connection closes by running its own runtime, which may not
+/// start inside tokio's (the daemon drops its store inside `block_on`):
+/// the lock connection is closed on a thread of its own.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let _ = std::thread::spawn(move || drop(lock)).join();
+        }
+    }
 }
 
 impl From<postgres::Error> for StoreError {
@@ -152,7 +163,7 @@ impl PostgresStore {
             Ok(PostgresStore {
                 pool,
                 installation_id,
-                _lock: exclusive.then(|| Mutex::new(lock)),
+                lock: exclusive.then(|| Mutex::new(lock)),
             })
         })
     }
