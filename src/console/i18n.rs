@@ -113,6 +113,8 @@ pub fn pick(cookie: Option<&str>, accept_language: Option<&str>) -> &'static Cat
 
 const EN: &[(&str, &str)] = &[
     ("app.name", "admind Admin Center"),
+    ("home.members", "Members sign in at their account's own address, /a/<account id>/sign-in: every mail admind sends links to it."),
+    ("home.support", "Platform support: sign in with the operator token"),
     ("nav.members", "Team members"),
     ("nav.owner", "Account owner"),
     ("nav.billing", "Billing"),
@@ -342,6 +344,8 @@ const EN: &[(&str, &str)] = &[
 
 const FR: &[(&str, &str)] = &[
     ("app.name", "Centre d'administration admind"),
+    ("home.members", "Les membres se connectent à l'adresse de leur compte, /a/<identifiant du compte>/sign-in : chaque e-mail d'admind y mène."),
+    ("home.support", "Support de la plateforme : connexion avec le jeton d'opérateur"),
     ("nav.members", "Membres de l'équipe"),
     ("nav.owner", "Propriétaire du compte"),
     ("nav.billing", "Facturation"),

@@ -39,7 +39,7 @@ def test_every_page_in_both_languages_is_accessible(daemon, new_page):
     # Pages seen signed out, in both languages.
     for lang, locale in (("en", "en-GB"), ("fr", "fr-FR")):
         anon = new_page(locale)
-        for name, path in {"sign-in": f"/a/{a}/sign-in", "support-sign-in": "/support/sign-in",
+        for name, path in {"home": "/", "sign-in": f"/a/{a}/sign-in", "support-sign-in": "/support/sign-in",
                            "set-password": f"/a/{a}/password/set?token=x"}.items():
             anon.goto(d.base + path)
             assert anon.locator("html").get_attribute("lang") == lang

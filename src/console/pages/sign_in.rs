@@ -200,14 +200,13 @@ pub async fn sign_out(
 }
 
 #[derive(Template)]
-#[template(path = "console/problem.html")]
+#[template(path = "console/home.html")]
 struct HomePage {
     c: Chrome,
-    error: Option<ErrorView>,
-    back: String,
 }
 
-/// `/`: a member goes to their account; others are told where to sign in.
+/// `/`: a member goes to their account, platform support to the accounts;
+/// anyone else is told where people sign in.
 pub async fn home(v: Visitor) -> Response {
     if let Some(a) = v.account_id() {
         return see_other(&format!("/a/{a}"));
@@ -216,13 +215,7 @@ pub async fn home(v: Visitor) -> Response {
         return see_other("/support/accounts");
     }
     let page = HomePage {
-        c: Chrome::new(&v, "/", "signin.heading", None),
-        error: Some(ErrorView {
-            code: "unauthorized".into(),
-            summary: v.t.s("error.unauthorized").to_string(),
-            detail: String::new(),
-        }),
-        back: "/support/sign-in".into(),
+        c: Chrome::new(&v, "/", "app.name", None),
     };
     render(&v, StatusCode::OK, &page)
 }
