@@ -183,3 +183,84 @@ fn read(input: impl BufRead, store: Option<&Store>) -> anyhow::Result<Summary> {
     }
     bail!("the file ends without its trailer line: it was cut short; nothing after line {line_no} exists")
 }
+
+/// Per kind of record: how many, and a checksum of their content that does
+/// not depend on order (the wrapping sum of each record's SHA-256).
+pub type Digest = BTreeMap<String, (u64, u128)>;
+
+/// The digest of everything `store` holds.
+pub fn digest(store: &Store) -> anyhow::Result<Digest> {
+    use sha2::{Digest as _, Sha256};
+    let mut out = Digest::new();
+    store.export(&mut |record| {
+        let kind = kind_of(&record);
+        let bytes = serde_json::to_vec(&record).map_err(std::io::Error::from)?;
+        let hash = Sha256::digest(&bytes);
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&hash[..16]);
+        let entry = out.entry(kind).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = entry.1.wrapping_add(u128::from_be_bytes(first));
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// `admind store copy`: every record of `from` into `to` (which must be
+/// empty), in transactions of [`IMPORT_BATCH`] records; then both digests,
+/// which must agree kind by kind.
+pub fn copy(from: &Store, to: &Store) -> anyhow::Result<(Digest, Digest)> {
+    if !to.is_empty()? {
+        bail!("the destination is not empty: copy only into a new data directory or database");
+    }
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut failed: Option<crate::store::StoreError> = None;
+    from.export(&mut |record| {
+        batch.push(record);
+        if batch.len() == IMPORT_BATCH {
+            if let Err(e) = to.restore(std::mem::take(&mut batch)) {
+                failed = Some(e);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    if let Some(e) = failed {
+        return Err(e).context("writing to the destination");
+    }
+    if !batch.is_empty() {
+        to.restore(batch).context("writing to the destination")?;
+    }
+    to.flush()?;
+    let (a, b) = (digest(from)?, digest(to)?);
+    if a != b {
+        bail!("the copy differs from its source: {a:?} != {b:?}");
+    }
+    Ok((a, b))
+}
+
+/// A store named on the command line: a PostgreSQL connection string
+/// (`postgres://…`, `postgresql://…`, or `key=value` pairs) or a sled data
+/// directory. `writer` for the destination.
+pub fn open_named(name: &str, writer: bool) -> anyhow::Result<Store> {
+    let is_postgres = name.starts_with("postgres://")
+        || name.starts_with("postgresql://")
+        || name.contains("dbname=")
+        || name.contains("host=");
+    if is_postgres {
+        return Store::open_postgres(name, 4, writer).context("opening the PostgreSQL store");
+    }
+    let dir = std::path::Path::new(name);
+    if !writer && !dir.join("db").exists() {
+        bail!(
+            "no store under {} (a data directory holds db/)",
+            dir.display()
+        );
+    }
+    Store::open_sled(&dir.join("db")).with_context(|| {
+        format!(
+            "opening the store under {} (stop the daemon that holds it)",
+            dir.display()
+        )
+    })
+}

@@ -85,3 +85,87 @@ async fn a_second_daemon_on_the_same_database_is_refused_until_replicas_lock_row
     assert!(err.contains("another admind serves this database"), "{err}");
     drop(d);
 }
+
+/// Every record line of `admind export` of `store` (a data directory or a
+/// connection string given as config), sorted, without the header's time.
+fn export_lines(config_toml: &str, data_dir: &std::path::Path) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("admind.toml");
+    std::fs::write(
+        &cfg,
+        format!("public_url = \"http://x.test\"\n{config_toml}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_admind"))
+        .args(["export", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn store_copy(from: &str, to: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_admind"))
+        .args(["store", "copy", "--from", from, "--to", to])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agree"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: tests/run.sh starts one (TEST_POSTGRES_URL)"]
+async fn store_copy_sled_to_postgres_to_sled_round_trips_exactly() {
+    let mut d = Daemon::start();
+    let (a, _owner, t) = d.account_with_owner(3).await;
+    let (ada, _) = d.member(&t, &a, "ada@acme.test", "admin").await;
+    d.put(
+        &format!("/v1/accounts/{a}/owner"),
+        &t,
+        json!({"user_id": ada}),
+    )
+    .await;
+    d.terminate();
+    let original = export_lines("", &d.data_dir());
+    let url = fresh_database();
+    store_copy(d.data_dir().to_str().unwrap(), &url);
+    let back = tempfile::tempdir().unwrap();
+    store_copy(&url, back.path().to_str().unwrap());
+    assert_eq!(
+        export_lines("", back.path()),
+        original,
+        "sled → PostgreSQL → sled"
+    );
+    assert_eq!(
+        export_lines(&config(&url), back.path()),
+        original,
+        "and the PostgreSQL copy itself"
+    );
+    // Never into a store that holds data.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_admind"))
+        .args(["store", "copy", "--from"])
+        .arg(d.data_dir())
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
