@@ -60,7 +60,7 @@ def test_r02_r03_story1_owner_invites_an_admin_and_hands_the_account_over(daemon
     owner.get_by_role("link", name="Account owner").click()
     owner.get_by_role("heading", name="Account owner").wait_for()
     axe_check(owner, "account owner")
-    owner.get_by_label(re.compile("Ada Admin")).check()
+    owner.get_by_role("radio", name=re.compile("Ada Admin")).check()
     owner.get_by_role("button", name="Change owner").click()
     owner.get_by_role("button", name="Confirm change").wait_for()
     expect(owner.get_by_text("moves to Ada Admin")).to_be_visible()
@@ -93,7 +93,8 @@ def test_r03_story2_the_shipped_guard_denies_an_admin_who_never_signed_in(guarde
     ben.wait_for_url(re.compile(r"/sign-in"))
 
     owner.get_by_role("link", name="Account owner").click()
-    owner.get_by_label(re.compile("Ben Admin")).check()
+    owner.get_by_role("heading", name="Account owner").wait_for()
+    owner.get_by_role("radio", name=re.compile("Ben Admin")).check()
     owner.get_by_role("button", name="Change owner").click()
     owner.get_by_role("button", name="Confirm change").click()
     alert = owner.get_by_role("alert")
