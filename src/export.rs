@@ -67,13 +67,6 @@ pub fn open_offline(config: &crate::config::Config, create: bool) -> anyhow::Res
     config.open_store_as(create)
 }
 
-fn kind_of(record: &Record) -> String {
-    serde_json::to_value(record)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// Writes every record of `store` to `out`.
 pub fn export(store: &Store, out: &mut impl Write) -> anyhow::Result<Summary> {
     let header = Header {
@@ -87,7 +80,7 @@ pub fn export(store: &Store, out: &mut impl Write) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let mut failed: Option<std::io::Error> = None;
     store.export(&mut |record| {
-        *summary.counts.entry(kind_of(&record)).or_default() += 1;
+        *summary.counts.entry(record.kind().to_string()).or_default() += 1;
         summary.records += 1;
         let written = serde_json::to_writer(&mut *out, &record)
             .map_err(std::io::Error::from)
@@ -174,7 +167,7 @@ fn read(input: impl BufRead, store: Option<&Store>) -> anyhow::Result<Summary> {
         }
         let record: Record = serde_json::from_str(&line)
             .with_context(|| format!("line {line_no} is not a record"))?;
-        *seen.counts.entry(kind_of(&record)).or_default() += 1;
+        *seen.counts.entry(record.kind().to_string()).or_default() += 1;
         seen.records += 1;
         batch.push(record);
         if batch.len() == IMPORT_BATCH {
@@ -193,7 +186,7 @@ pub fn digest(store: &Store) -> anyhow::Result<Digest> {
     use sha2::{Digest as _, Sha256};
     let mut out = Digest::new();
     store.export(&mut |record| {
-        let kind = kind_of(&record);
+        let kind = record.kind().to_string();
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::from)?;
         let hash = Sha256::digest(&bytes);
         let mut first = [0u8; 16];

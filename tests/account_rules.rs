@@ -814,7 +814,7 @@ async fn platform_support_lists_every_account_paged_and_searchable() {
         rest.body
     );
     // Members of an account do not see the others.
-    let (a, _, owner) = d.account_with_owner(2).await;
+    let (_, _, owner) = d.account_with_owner(2).await;
     let refused = d.get("/v1/accounts", &owner).await;
     assert_eq!(
         refused.status,
@@ -822,7 +822,6 @@ async fn platform_support_lists_every_account_paged_and_searchable() {
         "{}",
         refused.body
     );
-    let _ = a;
     let bad = d
         .get(&format!("/v1/accounts?q={}", "x".repeat(300)), &d.operator)
         .await;

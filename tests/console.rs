@@ -452,6 +452,14 @@ async fn console_pages_speak_french_when_asked() {
     let html = res.text().await.unwrap();
     assert!(html.contains("<html lang=\"fr\">"));
     assert!(html.contains("Se connecter"));
+    // A query that does not parse is a problem, not plain text.
+    let bad = reqwest::Client::new()
+        .get(format!("{}/support/accounts/{a}/audit?after=soon", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.headers()["content-type"].to_str().unwrap().contains("problem+json"));
     let switched = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

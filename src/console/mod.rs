@@ -174,7 +174,7 @@ struct Back {
 /// The language switch: remembers the choice and goes back to the page.
 async fn switch_language(
     axum::extract::Path(code): axum::extract::Path<String>,
-    axum::extract::Query(q): axum::extract::Query<Back>,
+    crate::http::problem::Query(q): crate::http::problem::Query<Back>,
 ) -> Response {
     let code = if code == "fr" { "fr" } else { "en" };
     let mut response = Redirect::to(local_path(q.back.as_deref())).into_response();

@@ -146,6 +146,79 @@ pub enum Record {
     },
 }
 
+/// What restoring a record writes: a domain change (so each backend keeps
+/// its own indexes the way it does for a command), or one of the records
+/// only the store keeps, as it was.
+pub enum Restore {
+    Change(Change),
+    Audit(AuditEntry),
+    QueueItem {
+        queue: QueueName,
+        id: u64,
+        value: serde_json::Value,
+    },
+    SubscriberState {
+        name: String,
+        value: serde_json::Value,
+    },
+}
+
+impl Record {
+    /// The record's `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Account { .. } => "account",
+            Record::User { .. } => "user",
+            Record::EmailIndex { .. } => "email_index",
+            Record::Integration { .. } => "integration",
+            Record::Token { .. } => "token",
+            Record::Session { .. } => "session",
+            Record::Invoice { .. } => "invoice",
+            Record::Investigation { .. } => "investigation",
+            Record::LicenceRequest { .. } => "licence_request",
+            Record::WebhookSeen { .. } => "webhook_seen",
+            Record::Audit { .. } => "audit",
+            Record::QueueItem { .. } => "queue_item",
+            Record::SubscriberState { .. } => "subscriber_state",
+        }
+    }
+
+    /// What a backend writes to restore the record.
+    pub fn into_restore(self) -> Restore {
+        match self {
+            Record::Account { value } => Restore::Change(Change::PutAccount(value)),
+            Record::User { value } => Restore::Change(Change::PutUser(value)),
+            Record::EmailIndex {
+                account_id,
+                email,
+                user_id,
+            } => Restore::Change(Change::PutEmailIndex {
+                account_id,
+                email,
+                user_id,
+            }),
+            Record::Integration { value } => Restore::Change(Change::PutIntegration(value)),
+            Record::Token { value } => Restore::Change(Change::PutToken(value)),
+            Record::Session { value } => Restore::Change(Change::PutSession(value)),
+            Record::Invoice { value } => Restore::Change(Change::PutInvoice(value)),
+            Record::Investigation { value } => Restore::Change(Change::PutInvestigation(value)),
+            Record::LicenceRequest { value } => Restore::Change(Change::PutLicenceRequest(value)),
+            Record::WebhookSeen {
+                source,
+                webhook_id,
+                at,
+            } => Restore::Change(Change::PutWebhookSeen {
+                source,
+                webhook_id,
+                at,
+            }),
+            Record::Audit { value } => Restore::Audit(value),
+            Record::QueueItem { queue, id, value } => Restore::QueueItem { queue, id, value },
+            Record::SubscriberState { name, value } => Restore::SubscriberState { name, value },
+        }
+    }
+}
+
 /// Called with each record by [`Backend::export`]; returns whether to go on.
 pub type RecordVisit<'a> = dyn FnMut(Record) -> Result<bool, StoreError> + 'a;
 

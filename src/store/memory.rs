@@ -10,8 +10,8 @@ use std::sync::RwLock;
 use chrono::{DateTime, Utc};
 
 use super::backend::{
-    forward_state_view, Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, StoreError,
-    Transaction, Visit, Write,
+    forward_state_view, Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Restore,
+    StoreError, Transaction, Visit, Write,
 };
 use crate::domain::*;
 
@@ -564,44 +564,19 @@ impl Backend for MemoryBackend {
         let mut changes = Vec::new();
         let mut max_id = 0;
         for record in records {
-            match record {
-                Record::Account { value } => changes.push(Change::PutAccount(value)),
-                Record::User { value } => changes.push(Change::PutUser(value)),
-                Record::EmailIndex {
-                    account_id,
-                    email,
-                    user_id,
-                } => changes.push(Change::PutEmailIndex {
-                    account_id,
-                    email,
-                    user_id,
-                }),
-                Record::Integration { value } => changes.push(Change::PutIntegration(value)),
-                Record::Token { value } => changes.push(Change::PutToken(value)),
-                Record::Session { value } => changes.push(Change::PutSession(value)),
-                Record::Invoice { value } => changes.push(Change::PutInvoice(value)),
-                Record::Investigation { value } => changes.push(Change::PutInvestigation(value)),
-                Record::LicenceRequest { value } => changes.push(Change::PutLicenceRequest(value)),
-                Record::WebhookSeen {
-                    source,
-                    webhook_id,
-                    at,
-                } => changes.push(Change::PutWebhookSeen {
-                    source,
-                    webhook_id,
-                    at,
-                }),
-                Record::Audit { value } => {
+            match record.into_restore() {
+                Restore::Change(change) => changes.push(change),
+                Restore::Audit(value) => {
                     max_id = max_id.max(value.seq);
                     inner.state.audit.push(value);
                 }
-                Record::QueueItem { queue, id, value } => {
+                Restore::QueueItem { queue, id, value } => {
                     max_id = max_id.max(id);
                     inner
                         .queues
                         .insert((queue, id), super::codec::encode(&value));
                 }
-                Record::SubscriberState { name, value } => {
+                Restore::SubscriberState { name, value } => {
                     inner.subscribers.insert(name, super::codec::encode(&value));
                 }
             }

@@ -25,8 +25,8 @@ pub mod sled_store;
 pub mod writer;
 
 pub use backend::{
-    Backend, Order, OutboxMail, QueueName, QueuedEvent, Record, RecordVisit, Store, StoreError,
-    Transaction, Visit, Write,
+    Backend, Order, OutboxMail, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store,
+    StoreError, Transaction, Visit, Write,
 };
 pub use sled_store::SledStore;
 

@@ -25,8 +25,8 @@ use r2d2_postgres::PostgresConnectionManager;
 use crate::domain::*;
 
 use super::backend::{
-    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Store, StoreError, Transaction,
-    Visit, Write,
+    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store, StoreError,
+    Transaction, Visit, Write,
 };
 use super::codec::{decode, encode};
 
@@ -864,54 +864,17 @@ impl Backend for PostgresStore {
             let mut tx = c.transaction()?;
             let mut max_id: i64 = 0;
             for record in records {
-                match record {
-                    Record::Account { value } => apply_change(&mut tx, Change::PutAccount(value))?,
-                    Record::User { value } => apply_change(&mut tx, Change::PutUser(value))?,
-                    Record::EmailIndex {
-                        account_id,
-                        email,
-                        user_id,
-                    } => apply_change(
-                        &mut tx,
-                        Change::PutEmailIndex {
-                            account_id,
-                            email,
-                            user_id,
-                        },
-                    )?,
-                    Record::Integration { value } => {
-                        apply_change(&mut tx, Change::PutIntegration(value))?
-                    }
-                    Record::Token { value } => apply_change(&mut tx, Change::PutToken(value))?,
-                    Record::Session { value } => apply_change(&mut tx, Change::PutSession(value))?,
-                    Record::Invoice { value } => apply_change(&mut tx, Change::PutInvoice(value))?,
-                    Record::Investigation { value } => {
-                        apply_change(&mut tx, Change::PutInvestigation(value))?
-                    }
-                    Record::LicenceRequest { value } => {
-                        apply_change(&mut tx, Change::PutLicenceRequest(value))?
-                    }
-                    Record::WebhookSeen {
-                        source,
-                        webhook_id,
-                        at,
-                    } => apply_change(
-                        &mut tx,
-                        Change::PutWebhookSeen {
-                            source,
-                            webhook_id,
-                            at,
-                        },
-                    )?,
-                    Record::Audit { value } => {
+                match record.into_restore() {
+                    Restore::Change(change) => apply_change(&mut tx, change)?,
+                    Restore::Audit(value) => {
                         max_id = max_id.max(id_i64(value.seq));
                         put_audit(&mut tx, &value)?;
                     }
-                    Record::QueueItem { queue, id, value } => {
+                    Restore::QueueItem { queue, id, value } => {
                         max_id = max_id.max(id_i64(id));
                         put_queue(&mut tx, queue, id, &value)?;
                     }
-                    Record::SubscriberState { name, value } => {
+                    Restore::SubscriberState { name, value } => {
                         tx.execute(
                             "INSERT INTO subscribers (name, value) VALUES ($1, $2)
                              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",

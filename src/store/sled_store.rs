@@ -14,8 +14,8 @@ use sled::Transactional;
 use crate::domain::*;
 
 use super::backend::{
-    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Store, StoreError, Transaction,
-    Visit, Write,
+    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store, StoreError,
+    Transaction, Visit, Write,
 };
 use super::codec::{decode, encode, key2, key_seq, prefix};
 
@@ -632,34 +632,9 @@ impl Backend for SledStore {
         let mut raw: Vec<Op> = Vec::new();
         let mut max_id = 0u64;
         for record in records {
-            match record {
-                Record::Account { value } => changes.push(Change::PutAccount(value)),
-                Record::User { value } => changes.push(Change::PutUser(value)),
-                Record::EmailIndex {
-                    account_id,
-                    email,
-                    user_id,
-                } => changes.push(Change::PutEmailIndex {
-                    account_id,
-                    email,
-                    user_id,
-                }),
-                Record::Integration { value } => changes.push(Change::PutIntegration(value)),
-                Record::Token { value } => changes.push(Change::PutToken(value)),
-                Record::Session { value } => changes.push(Change::PutSession(value)),
-                Record::Invoice { value } => changes.push(Change::PutInvoice(value)),
-                Record::Investigation { value } => changes.push(Change::PutInvestigation(value)),
-                Record::LicenceRequest { value } => changes.push(Change::PutLicenceRequest(value)),
-                Record::WebhookSeen {
-                    source,
-                    webhook_id,
-                    at,
-                } => changes.push(Change::PutWebhookSeen {
-                    source,
-                    webhook_id,
-                    at,
-                }),
-                Record::Audit { value } => {
+            match record.into_restore() {
+                Restore::Change(change) => changes.push(change),
+                Restore::Audit(value) => {
                     max_id = max_id.max(value.seq);
                     raw.push((
                         T::Audit,
@@ -667,7 +642,7 @@ impl Backend for SledStore {
                         Some(encode(&value)),
                     ));
                 }
-                Record::QueueItem { queue, id, value } => {
+                Restore::QueueItem { queue, id, value } => {
                     max_id = max_id.max(id);
                     raw.push((
                         queue_tree(queue),
@@ -675,7 +650,7 @@ impl Backend for SledStore {
                         Some(encode(&value)),
                     ));
                 }
-                Record::SubscriberState { name, value } => {
+                Restore::SubscriberState { name, value } => {
                     raw.push((T::Subscribers, name.into_bytes(), Some(encode(&value))));
                 }
             }

@@ -1,7 +1,9 @@
 //! Integrations and their reauthorization (R06).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::http::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 

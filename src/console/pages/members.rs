@@ -1,7 +1,9 @@
 //! Team members: the list, search, add, change role, remove, and what the rules allow when no seat is free (R09, R11, R18).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::http::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -78,31 +80,28 @@ fn members_view(
     let (items, next) = if search.is_empty() {
         (first.items, first.next)
     } else {
-        // A bounded scan: names and addresses are not indexed.
-        let mut found = Vec::new();
-        let mut after = q.after.clone();
-        let mut scanned = 0;
-        let mut next = None;
-        while scanned < SEARCH_SCAN_MAX {
-            let page = query::members(&app.store, who, a, after.as_deref(), Some(MEMBERS_PAGE))?;
-            scanned += page.items.len();
-            for m in page.items {
-                let hit = m.user.name.to_lowercase().contains(&search)
-                    || m.user
-                        .emails
-                        .iter()
-                        .any(|e| e.address.to_lowercase().contains(&search));
-                if hit {
-                    found.push(m);
-                }
-            }
-            after = page.next;
-            if after.is_none() || found.len() >= MEMBERS_PAGE {
-                next = after.clone().filter(|_| found.len() >= MEMBERS_PAGE);
+        // A bounded scan from the page already read: names and addresses
+        // are not indexed. `next` goes on from wherever the scan stopped.
+        let hit = |m: &query::MemberView| {
+            m.user.name.to_lowercase().contains(&search)
+                || m.user
+                    .emails
+                    .iter()
+                    .any(|e| e.address.to_lowercase().contains(&search))
+        };
+        let mut scanned = first.items.len();
+        let mut found: Vec<_> = first.items.into_iter().filter(|m| hit(m)).collect();
+        let mut after = first.next;
+        while let Some(cursor) = after.clone() {
+            if found.len() >= MEMBERS_PAGE || scanned >= SEARCH_SCAN_MAX {
                 break;
             }
+            let page = query::members(&app.store, who, a, Some(&cursor), Some(MEMBERS_PAGE))?;
+            scanned += page.items.len();
+            found.extend(page.items.into_iter().filter(|m| hit(m)));
+            after = page.next;
         }
-        (found, next)
+        (found, after)
     };
     let me = v.user_id().unwrap_or("");
     let rows = items

@@ -1,7 +1,9 @@
 //! Account owner: pick, consequences, confirm (R03–R06).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::http::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;

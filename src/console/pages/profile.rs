@@ -1,7 +1,9 @@
 //! Profile: addresses and the hand-over (R12–R16).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::http::problem::Query;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde::Deserialize;

@@ -1,7 +1,9 @@
 //! Signing in and out, and where `/` and `/a/{account}` lead.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::http::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;

@@ -1,7 +1,9 @@
 //! The pages the mails link to: set or reset a password, verify an address.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::http::problem::Query;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde::Deserialize;
