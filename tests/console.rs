@@ -459,7 +459,10 @@ async fn console_pages_speak_french_when_asked() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(bad.headers()["content-type"].to_str().unwrap().contains("problem+json"));
+    assert!(bad.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("problem+json"));
     let switched = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
