@@ -53,6 +53,14 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Connections the daemon keeps open at most.
     pub pool_size: u32,
+    /// How long a replica holds a queue item it claimed before another
+    /// may take it (PostgreSQL): longer than any one attempt (a mail, an
+    /// outbound post with its timeout), short enough for another replica
+    /// to take over a dead one's work soon.
+    pub claim_lease_ms: u64,
+    /// This daemon's name among the replicas of one database (default: the
+    /// host name and a random suffix, new at each start).
+    pub replica_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +77,8 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sled,
             url: None,
             pool_size: 16,
+            claim_lease_ms: 120_000,
+            replica_id: None,
         }
     }
 }
@@ -336,20 +346,35 @@ pub struct StoreFlag {
 }
 
 impl Config {
-    /// Opens the configured store for the daemon.
-    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
-        self.open_store_as(true)
+    /// This daemon's name among the replicas of its store.
+    pub fn replica_id(&self) -> String {
+        if let Some(id) = &self.store.replica_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(char::is_ascii_graphic)
+                    .take(48)
+                    .collect::<String>()
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "admind".into());
+        let mut suffix = [0u8; 3];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut suffix);
+        format!("{host}-{}", hex::encode(suffix))
     }
 
-    /// Opens the configured store; `writer` for the one process that
-    /// writes (a daemon, an import), not for a reader beside it.
-    pub fn open_store_as(&self, writer: bool) -> anyhow::Result<crate::store::Store> {
+    /// Opens the configured store (for a daemon, or a command beside one).
+    pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
         match self.store.backend {
             StoreBackend::Sled => crate::store::Store::open_sled(&self.data_dir.join("db"))
                 .with_context(|| format!("opening the store under {}", self.data_dir.display())),
             StoreBackend::Postgres => {
                 let url = self.store.url.as_deref().unwrap_or_default();
-                crate::store::Store::open_postgres(url, self.store.pool_size, writer)
+                crate::store::Store::open_postgres(url, self.store.pool_size)
                     .context("opening the PostgreSQL store (store.url)")
             }
         }
@@ -396,6 +421,19 @@ impl Config {
         anyhow::ensure!(
             (1..=1000).contains(&self.store.pool_size),
             "store.pool_size must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            (1_000..=3_600_000).contains(&self.store.claim_lease_ms),
+            "store.claim_lease_ms must be 1000 to 3600000"
+        );
+        anyhow::ensure!(
+            self.store
+                .replica_id
+                .as_deref()
+                .is_none_or(|id| !id.is_empty()
+                    && id.len() <= 64
+                    && id.chars().all(|c| c.is_ascii_graphic())),
+            "store.replica_id must be 1 to 64 visible ASCII characters"
         );
         anyhow::ensure!(
             self.public_url.starts_with("http://") || self.public_url.starts_with("https://"),

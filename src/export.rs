@@ -64,7 +64,7 @@ pub fn open_offline(config: &crate::config::Config, create: bool) -> anyhow::Res
             )
         });
     }
-    config.open_store_as(create)
+    config.open_store()
 }
 
 /// Writes every record of `store` to `out`.
@@ -241,7 +241,7 @@ pub fn open_named(name: &str, writer: bool) -> anyhow::Result<Store> {
         || name.contains("dbname=")
         || name.contains("host=");
     if is_postgres {
-        return Store::open_postgres(name, 4, writer).context("opening the PostgreSQL store");
+        return Store::open_postgres(name, 4).context("opening the PostgreSQL store");
     }
     let dir = std::path::Path::new(name);
     if !writer && !dir.join("db").exists() {

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod policy_cli;
 pub mod queue;
 pub mod ratelimit;
+pub mod replicas;
 pub mod secret;
 pub mod server;
 pub mod store;

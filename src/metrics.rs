@@ -74,6 +74,10 @@ pub struct Metrics {
     pub policy_failures: Family<PolicyLabels, Counter>,
     pub policy_call_seconds: Family<PolicyLabels, Histogram>,
     pub policy_reloads: Family<ResultLabels, Counter>,
+    /// Live replicas of the store (1 on a store only this process opens).
+    pub replicas_live: Gauge,
+    /// Live replicas whose loaded policy versions differ from this one's.
+    pub policy_replicas_disagreeing: Gauge,
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_seconds: Family<RouteLabels, Histogram>,
@@ -162,6 +166,18 @@ impl Metrics {
             "policy_reloads",
             "Script (re)loads by result",
             policy_reloads.clone(),
+        );
+        let replicas_live = Gauge::default();
+        let policy_replicas_disagreeing = Gauge::default();
+        registry.register(
+            "replicas_live",
+            "Live replicas serving this store",
+            replicas_live.clone(),
+        );
+        registry.register(
+            "policy_replicas_disagreeing",
+            "Live replicas whose loaded policy versions differ from this replica's",
+            policy_replicas_disagreeing.clone(),
         );
         let http_requests = Family::<RequestLabels, Counter>::default();
         let http_request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
@@ -278,6 +294,8 @@ impl Metrics {
             dead: outbound_given_up,
         };
         Metrics {
+            replicas_live,
+            policy_replicas_disagreeing,
             accept_errors,
             open_connections,
             idle_connections_closed,

@@ -11,6 +11,11 @@
 //! pass. A [`Queue`] supplies only what differs: how to attempt an item,
 //! its retry schedule, and the writes that settle it.
 //!
+//! On a store several replicas share, a pass attempts only the items it
+//! claimed ([`crate::store::Backend::queue_claim`]): no item is attempted
+//! by two live replicas, and a dead replica's claims lapse after
+//! `store.claim_lease_ms` for another to take over.
+//!
 //! Delivery is at least once: an item whose removal a crash lost is
 //! attempted again, which every queue tolerates (a mail file is rewritten
 //! under the same name, hooks are at least once, deliveries keep their
@@ -90,8 +95,17 @@ pub trait Queue: Send + Sync + 'static {
     ) -> Result<Vec<Write>, StoreError>;
 }
 
+/// Who claims queue items on a shared store, and for how long.
+#[derive(Clone)]
+pub struct Claims {
+    /// This replica's id.
+    pub owner: Arc<str>,
+    pub lease: Duration,
+}
+
 pub struct QueueWorker<Q: Queue> {
     pub queue: Q,
+    pub claims: Claims,
     pub store: Store,
     pub writer: Writer,
     pub wake: Arc<Wakers>,
@@ -100,8 +114,10 @@ pub struct QueueWorker<Q: Queue> {
 }
 
 impl<Q: Queue> QueueWorker<Q> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         queue: Q,
+        claims: Claims,
         store: Store,
         writer: Writer,
         wake: Arc<Wakers>,
@@ -110,6 +126,7 @@ impl<Q: Queue> QueueWorker<Q> {
     ) -> Self {
         QueueWorker {
             queue,
+            claims,
             store,
             writer,
             wake,
@@ -152,6 +169,21 @@ impl<Q: Queue> QueueWorker<Q> {
         }
         if due.is_empty() {
             return Ok(next);
+        }
+        if self.store.shared() {
+            // Other replicas drain the same queue: attempt only what this
+            // one claimed (in its current state).
+            let ids: Vec<u64> = due.iter().map(Q::id).collect();
+            let claimed =
+                self.store
+                    .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
+            due = claimed
+                .iter()
+                .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
+                .collect::<Result<_, StoreError>>()?;
+            if due.is_empty() {
+                return Ok(next);
+            }
         }
         let mut due = due.into_iter();
         let mut ops = Vec::new();

@@ -177,6 +177,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &config.outbound.retry_schedule_ms,
         config.outbound.timeout_ms,
     )?);
+    let me = Arc::new(crate::replicas::Me {
+        id: config.replica_id().into(),
+        started_at: chrono::Utc::now(),
+    });
+    if store.shared() {
+        tracing::info!(replica = %me.id, "serving as one replica of a shared store");
+    }
+    let claims = crate::queue::Claims {
+        owner: me.id.clone(),
+        lease: std::time::Duration::from_millis(config.store.claim_lease_ms),
+    };
     let (writer, writer_thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: settings.clone(),
@@ -199,6 +210,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     .build()
                     .context("building the HTTP client for outbound events")?,
             },
+            claims.clone(),
             store.clone(),
             writer.clone(),
             wakers.clone(),
@@ -222,6 +234,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 retry_base_ms: config.mail.retry_base_ms,
                 installation_id: store.installation_id().to_string(),
             },
+            claims.clone(),
             store.clone(),
             writer.clone(),
             wakers.clone(),
@@ -237,6 +250,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 writer: writer.clone(),
                 metrics: metrics.clone(),
             },
+            claims.clone(),
             store.clone(),
             writer.clone(),
             wakers.clone(),
@@ -249,6 +263,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let webhook_ids = tokio::spawn(crate::webhooks::prune_seen_loop(
         store.clone(),
         writer.clone(),
+    ));
+    let heartbeat = tokio::spawn(crate::replicas::heartbeat_loop(
+        store.clone(),
+        me.clone(),
+        policies.clone(),
+        metrics.clone(),
     ));
     let retention = tokio::spawn(crate::audit::retention_loop(
         store.clone(),
@@ -270,6 +290,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.auth.attempts_per_minute,
             config.auth.limiter_keys_max,
         ),
+        attempts_per_minute: config.auth.attempts_per_minute,
         ip_limiter: (config.auth.attempts_per_minute_per_ip > 0).then(|| {
             RateLimiter::new(
                 config.auth.attempts_per_minute_per_ip,
@@ -296,6 +317,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         policies: policies.clone(),
         verifier,
         public_url: config.public_url.clone(),
+        me,
     });
     let router = http::router(
         app.clone(),
@@ -338,6 +360,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     finished_deliveries.abort();
     retention.abort();
     webhook_ids.abort();
+    heartbeat.abort();
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     let flushing = store.clone();

@@ -61,31 +61,6 @@ async fn r01_r02_r11_the_rules_hold_on_postgres_across_a_sigkill() {
     assert_eq!(summary.body["support"]["seats_used"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs PostgreSQL: tests/run.sh starts one (TEST_POSTGRES_URL)"]
-async fn a_second_daemon_on_the_same_database_is_refused_until_replicas_lock_rows() {
-    let url = fresh_database();
-    let d = Daemon::start_with(&config(&url));
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("admind.toml");
-    std::fs::write(
-        &cfg,
-        format!("public_url = \"http://x.test\"\n{}", config(&url)),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_admind"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another admind serves this database"), "{err}");
-    drop(d);
-}
-
 /// Every record line of `admind export` of `store` (a data directory or a
 /// connection string given as config), sorted, without the header's time.
 fn export_lines(config_toml: &str, data_dir: &std::path::Path) -> Vec<String> {

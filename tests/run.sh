@@ -34,6 +34,8 @@ export TEST_POSTGRES_URL
 cargo test --lib store::
 TEST_STORE=postgres cargo test --workspace --tests
 cargo test --test postgres -- --ignored
+# Two replicas on one database.
+TEST_STORE=postgres cargo test --test replicas -- --ignored
 
 # --- the console in a real browser
 cargo build -q --bin admind

@@ -7,7 +7,8 @@
 //!   so expiry, sign-out and R16 apply alike.
 //! - Platform support's cookie is `op.<expiry>.<nonce>.<mac>`, a MAC of the
 //!   operator token: it never contains the token, stops working when the
-//!   token changes, and sign-out revokes its nonce (in this process).
+//!   token changes, and sign-out revokes its nonce (in this process, and
+//!   for every replica through the store when it is shared).
 //! - CSRF: a random `admind_csrf` cookie (HttpOnly, SameSite=Strict) that
 //!   every form repeats in a hidden field; a post whose field does not
 //!   match, or whose `Origin` is another site, is refused before any work.
@@ -106,12 +107,24 @@ fn operator_nonce(app: &App, value: &str) -> Option<String> {
     if !secret::secrets_equal(mac, &operator_mac(&app.operator_token, expiry, nonce)) {
         return None;
     }
-    let revoked = revoked().lock().unwrap_or_else(|e| e.into_inner());
-    (!revoked.0.contains(nonce)).then(|| nonce.to_string())
+    let revoked_here = revoked()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .contains(nonce);
+    if revoked_here || crate::replicas::cookie_revoked(&app.store, nonce) {
+        return None;
+    }
+    Some(nonce.to_string())
 }
 
-/// Forgets an operator cookie for good (sign-out).
-pub fn revoke_operator(nonce: &str) {
+/// Forgets an operator cookie for good (sign-out), on every replica.
+pub fn revoke_operator(app: &App, nonce: &str) {
+    crate::replicas::revoke_cookie(
+        &app.store,
+        nonce,
+        Utc::now() + chrono::Duration::seconds(OPERATOR_SESSION_SECS),
+    );
     let mut revoked = revoked().lock().unwrap_or_else(|e| e.into_inner());
     if revoked.0.insert(nonce.to_string()) {
         revoked.1.push_back(nonce.to_string());

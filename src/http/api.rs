@@ -27,6 +27,8 @@ pub struct App {
     /// Sign-in and reset attempts per user (all addresses of a profile
     /// share one budget; unknown addresses are keyed by address).
     pub limiter: RateLimiter,
+    /// The limiter's budget, also counted across replicas.
+    pub attempts_per_minute: u32,
     /// The same attempts per client IP (0 per minute: off).
     pub ip_limiter: Option<RateLimiter>,
     /// Peers whose `X-Forwarded-For` names the client.
@@ -44,6 +46,8 @@ pub struct App {
     /// Base of the links in mails; its scheme decides whether cookies are
     /// `Secure`.
     pub public_url: String,
+    /// This replica (its id, for `GET /v1/policies`).
+    pub me: Arc<crate::replicas::Me>,
 }
 
 pub type AppState = Arc<App>;

@@ -35,8 +35,36 @@ pub struct PolicyOut {
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyVersionOut {
+    /// `plugin:<name>` or `script:<file>`.
+    pub policy: String,
+    pub version: String,
+}
+
+/// A live replica of the store and the policy versions it has in force.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ReplicaOut {
+    pub id: String,
+    /// Whether this is the replica that answered.
+    pub this: bool,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Its last heartbeat.
+    pub seen_at: chrono::DateTime<chrono::Utc>,
+    /// Whether its policy versions are this replica's.
+    pub agrees: bool,
+    pub policies: Vec<PolicyVersionOut>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct PolicyList {
+    /// The policies of the replica that answered.
     pub items: Vec<PolicyOut>,
+    /// Every live replica (this one first; only this one when the store is
+    /// not shared).
+    pub replicas: Vec<ReplicaOut>,
+    /// False when a live replica has other policy versions loaded: replicas
+    /// would decide the same request differently.
+    pub replicas_agree: bool,
 }
 
 /// Loaded plugins and scripts, their hooks, versions and health (operator).
@@ -67,5 +95,30 @@ pub(super) async fn list_policies(
             mean_latency_us: p.mean_latency_us,
         })
         .collect();
-    Ok(axum::Json(PolicyList { items }))
+    let (store, me, policies) = (app.store.clone(), app.me.clone(), app.policies.clone());
+    let live = tokio::task::spawn_blocking(move || crate::replicas::live(&store, &me, &policies))
+        .await
+        .map_err(|e| super::problem::Problem::internal(format!("reading the replicas: {e}")))?;
+    let replicas_agree = live.iter().all(|(_, agrees)| *agrees);
+    let replicas = live
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, agrees))| ReplicaOut {
+            id: r.id,
+            this: i == 0,
+            started_at: r.started_at,
+            seen_at: r.seen_at,
+            agrees,
+            policies: r
+                .policies
+                .into_iter()
+                .map(|(policy, version)| PolicyVersionOut { policy, version })
+                .collect(),
+        })
+        .collect();
+    Ok(axum::Json(PolicyList {
+        items,
+        replicas,
+        replicas_agree,
+    }))
 }

@@ -38,8 +38,13 @@ fn count_attempt(
         .user_by_email(account_id, email)
         .map_err(Refusal::from)?;
     let email = crate::domain::normalize_email(email);
+    let key = attempt_key(purpose, account_id, user.as_ref(), &email);
+    // This replica's limiter first (bounded, in memory), then the count
+    // every replica shares (a no-op on a store only this process opens):
+    // spreading attempts over replicas gains nothing.
     app.limiter
-        .check(&attempt_key(purpose, account_id, user.as_ref(), &email))
+        .check(&key)
+        .and_then(|()| crate::replicas::count_attempt(&app.store, app.attempts_per_minute, &key))
         .map_err(|secs| {
             app.shed("rate_limited");
             Problem::rate_limited(secs)

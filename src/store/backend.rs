@@ -229,6 +229,50 @@ pub enum Order {
     NewestFirst,
 }
 
+/// What a command holds while it reads and commits, so that no command on
+/// another replica interleaves with it (R01, R11 across replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockScope<'a> {
+    /// The one account the command names: commands on other accounts run
+    /// beside it.
+    Account(&'a str),
+    /// Everything: commands that find their account from a token, a
+    /// request id or a webhook's body, and account creation.
+    Everything,
+}
+
+/// Held while a command runs and commits; released when dropped.
+pub struct CommandLock<'a>(Option<Box<dyn FnOnce() + 'a>>);
+
+impl<'a> CommandLock<'a> {
+    /// Nothing to hold (one process owns the store).
+    pub fn none() -> Self {
+        CommandLock(None)
+    }
+    /// Runs `release` when dropped.
+    pub fn releasing(release: impl FnOnce() + 'a) -> Self {
+        CommandLock(Some(Box::new(release)))
+    }
+}
+
+impl Drop for CommandLock<'_> {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
+}
+
+/// A replica as the others see it: the policy versions it has loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
+    /// `(policy name, version)`, sorted by name.
+    pub policies: Vec<(String, String)>,
+}
+
 /// What a backend provides. Object safe: the daemon holds a [`Store`]
 /// (`Arc<dyn Backend>`) and never knows which backend it has.
 pub trait Backend: StateView + Send + Sync + 'static {
@@ -304,6 +348,73 @@ pub trait Backend: StateView + Send + Sync + 'static {
 
     /// Whether the store holds no account and no audit entry.
     fn is_empty(&self) -> Result<bool, StoreError>;
+
+    // What several daemons on one store share. A backend only one process
+    // opens (sled, memory) keeps the defaults: nothing to coordinate, the
+    // callers' in-process structures are the whole truth.
+
+    /// Whether several daemons may serve this store at once.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Holds `scope` against commands on other replicas until the lock is
+    /// dropped (after the command's commit).
+    fn lock_command(&self, _scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
+        Ok(CommandLock::none())
+    }
+
+    /// Claims the queue items `ids` for `owner` during `lease`: returns the
+    /// ones no other replica holds, with their current values. Writing an
+    /// item (a retry) or removing it ends the claim.
+    fn queue_claim(
+        &self,
+        queue: QueueName,
+        ids: &[u64],
+        _owner: &str,
+        _lease: std::time::Duration,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(value) = self.queue_item(queue, id)? {
+                out.push((id, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts an attempt under `key` in the one-minute window `window`
+    /// (minutes since the epoch) for every replica; returns the window's
+    /// count with this one, or `None` when the store is not shared.
+    fn count_attempt(&self, _key: &str, _window: i64) -> Result<Option<u32>, StoreError> {
+        Ok(None)
+    }
+
+    /// Records `key` for every replica until `until`.
+    fn put_mark(&self, _key: &str, _until: DateTime<Utc>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether `key` was marked and has not expired.
+    fn has_mark(&self, _key: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Records this replica as alive with its policy set.
+    fn heartbeat(&self, _me: &ReplicaInfo) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Replicas seen since `since` (empty when the store is not shared).
+    fn replicas(&self, _since: DateTime<Utc>) -> Result<Vec<ReplicaInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Forgets expired attempt windows and marks, and replicas not seen
+    /// since `replicas_before`; returns how many rows went.
+    fn prune_shared(&self, _replicas_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// The store the daemon runs on: any [`Backend`], shared.

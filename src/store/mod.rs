@@ -25,8 +25,8 @@ pub mod sled_store;
 pub mod writer;
 
 pub use backend::{
-    Backend, Order, OutboxMail, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store,
-    StoreError, Transaction, Visit, Write,
+    Backend, CommandLock, LockScope, Order, OutboxMail, QueueName, QueuedEvent, Record,
+    RecordVisit, ReplicaInfo, Restore, Store, StoreError, Transaction, Visit, Write,
 };
 pub use sled_store::SledStore;
 
@@ -49,7 +49,7 @@ pub(crate) mod tests {
         if let Some(url) = fresh_postgres_database() {
             all.push((
                 None,
-                Store::open_postgres(&url, 4, true).expect("opening PostgreSQL"),
+                Store::open_postgres(&url, 4).expect("opening PostgreSQL"),
             ));
         }
         all

@@ -8,9 +8,13 @@
 //! async task, a query leaves the runtime first (`block_in_place`), so the
 //! driver's own runtime never nests in tokio's.
 //!
-//! One daemon per database for now: the writer thread is what keeps R01
-//! and R11 under concurrency, so a second daemon on the same database is
-//! refused at start-up (a session advisory lock) until replicas lock rows.
+//! Several daemons (replicas) may serve one database. Each runs its
+//! commands on its own writer thread; across replicas a command holds
+//! session advisory locks on a connection of its own from before its first
+//! read until after its commit: the account's, exclusive, and a shared
+//! "everything" lock that the few commands without one account take
+//! exclusive (see [`LockScope`]). Reads run at READ COMMITTED after the
+//! lock is granted, so they see every commit made under it before.
 //! A commit is durable when it returns (`synchronous_commit` on, the
 //! default), so `flush` has nothing to do and every committed id is
 //! durable.
@@ -25,16 +29,32 @@ use r2d2_postgres::PostgresConnectionManager;
 use crate::domain::*;
 
 use super::backend::{
-    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store, StoreError,
-    Transaction, Visit, Write,
+    Backend, CommandLock, LockScope, Order, QueueName, QueuedEvent, Record, RecordVisit,
+    ReplicaInfo, Restore, Store, StoreError, Transaction, Visit, Write,
 };
 use super::codec::{decode, encode};
 
 /// The schema versions this build knows, in order; each runs once.
-const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("postgres/0001_initial.sql"),
+    include_str!("postgres/0002_replicas.sql"),
+];
 
-/// Key of the advisory lock one daemon holds on its database.
-const WRITER_LOCK_KEY: i64 = 0x6164_6d69_6e64; // "admind"
+/// Advisory lock held while migrating (replicas starting together migrate
+/// one at a time).
+const MIGRATION_LOCK_KEY: i64 = 0x6164_6d69_6e64; // "admind"
+/// Advisory lock every command holds: shared for one account's commands,
+/// exclusive for the others.
+const EVERYTHING_LOCK_KEY: i64 = 0x6164_6d69_6e65;
+
+/// The advisory lock key of an account: the same on every replica.
+fn account_lock_key(account_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("admind account\0{account_id}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
 
 /// Rows a scan reads per round trip.
 const SCAN_PAGE: i64 = 500;
@@ -43,20 +63,26 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 pub struct PostgresStore {
     pool: Pool,
+    config: postgres::Config,
     installation_id: String,
-    /// Holds the writer lock for the daemon's lifetime (none for a reader
-    /// beside it, such as `admind export`).
-    lock: Option<Mutex<Client>>,
+    /// The connection command locks are taken on (one writer thread uses
+    /// it); reopened after an error.
+    lock: Mutex<Option<Client>>,
 }
 
 /// A driver connection closes by running its own runtime, which may not
 /// start inside tokio's (the daemon drops its store inside `block_on`):
 /// the lock connection is closed on a thread of its own.
+fn close_elsewhere(client: Option<Client>) {
+    if let Some(client) = client {
+        let _ = std::thread::spawn(move || drop(client)).join();
+    }
+}
+
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            let _ = std::thread::spawn(move || drop(lock)).join();
-        }
+        let lock = self.lock.get_mut().map(Option::take).unwrap_or(None);
+        close_elsewhere(lock);
     }
 }
 
@@ -129,31 +155,22 @@ fn id_i64(id: u64) -> i64 {
 }
 
 impl PostgresStore {
-    /// Connects, runs the migrations this build knows (refusing a schema
-    /// newer than it), and, when `exclusive` (a daemon, an import), takes
-    /// the one-writer lock.
-    pub fn open(url: &str, pool_size: u32, exclusive: bool) -> Result<PostgresStore, StoreError> {
+    /// Connects and runs the migrations this build knows (refusing a
+    /// schema newer than it).
+    pub fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
         blocking(|| {
             let config: postgres::Config = url.parse()?;
             let mut lock = config.connect(NoTls)?;
-            let held: bool = !exclusive
-                || lock
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY])?
-                    .get::<_, bool>(0);
-            if !held {
-                return Err(StoreError::Backend {
-                    backend: "postgres",
-                    detail: "another admind serves this database (one daemon per database until replicas lock rows)".into(),
-                });
-            }
+            lock.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])?;
             migrate(&mut lock)?;
+            lock.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])?;
             let installation_id: String = lock
                 .query_one(
                     "SELECT value FROM admind_meta WHERE key = 'installation_id'",
                     &[],
                 )?
                 .get(0);
-            let manager = PostgresConnectionManager::new(config, NoTls);
+            let manager = PostgresConnectionManager::new(config.clone(), NoTls);
             // Connections open as work needs them, up to `pool_size` (each
             // one holds a socket and the driver's own event loop).
             let pool = r2d2::Pool::builder()
@@ -162,8 +179,9 @@ impl PostgresStore {
                 .build(manager)?;
             Ok(PostgresStore {
                 pool,
+                config,
                 installation_id,
-                lock: exclusive.then(|| Mutex::new(lock)),
+                lock: Mutex::new(Some(lock)),
             })
         })
     }
@@ -394,9 +412,11 @@ fn put_queue(
     id: u64,
     value: &serde_json::Value,
 ) -> Result<(), StoreError> {
+    // Writing an item (a retry's new schedule) ends whatever claim it had.
     tx.execute(
         "INSERT INTO queue_items (queue, id, value) VALUES ($1, $2, $3)
-         ON CONFLICT (queue, id) DO UPDATE SET value = EXCLUDED.value",
+         ON CONFLICT (queue, id) DO UPDATE
+         SET value = EXCLUDED.value, claimed_by = NULL, claimed_until = NULL",
         &[&queue_name(queue), &id_i64(id), &Json(value)],
     )?;
     Ok(())
@@ -439,10 +459,9 @@ fn apply_write(tx: &mut PgTx<'_>, write: Write) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// A PostgreSQL database (`[store] backend = "postgres"`); `exclusive`
-    /// for the one process that writes (a daemon, an import).
-    pub fn open_postgres(url: &str, pool_size: u32, exclusive: bool) -> Result<Store, StoreError> {
-        Ok(Store::new(PostgresStore::open(url, pool_size, exclusive)?))
+    /// A PostgreSQL database (`[store] backend = "postgres"`).
+    pub fn open_postgres(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        Ok(Store::new(PostgresStore::open(url, pool_size)?))
     }
 }
 
@@ -900,6 +919,163 @@ impl Backend for PostgresStore {
                 &[],
             )?
             .get(0))
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
+        blocking(|| {
+            let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            if held.is_none() {
+                *held = Some(self.config.connect(NoTls)?);
+            }
+            let Some(client) = held.as_mut() else {
+                return Err(StoreError::Closed);
+            };
+            let taken = match scope {
+                LockScope::Account(id) => client.execute(
+                    "SELECT pg_advisory_lock_shared($1), pg_advisory_lock($2)",
+                    &[&EVERYTHING_LOCK_KEY, &account_lock_key(id)],
+                ),
+                LockScope::Everything => {
+                    client.execute("SELECT pg_advisory_lock($1)", &[&EVERYTHING_LOCK_KEY])
+                }
+            };
+            if let Err(e) = taken {
+                // A broken connection holds nothing; the next command opens
+                // another.
+                close_elsewhere(held.take());
+                return Err(e.into());
+            }
+            Ok(CommandLock::releasing(move || {
+                let mut held = held;
+                let released = match held.as_mut() {
+                    Some(client) => client.batch_execute("SELECT pg_advisory_unlock_all()"),
+                    None => return,
+                };
+                if let Err(e) = released {
+                    // The server drops a lost session's locks itself.
+                    tracing::warn!(error = %StoreError::from(e), "releasing command locks failed; reconnecting");
+                    close_elsewhere(held.take());
+                }
+            }))
+        })
+    }
+
+    fn queue_claim(
+        &self,
+        queue: QueueName,
+        ids: &[u64],
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|&id| id_i64(id)).collect();
+        let lease_secs = lease.as_secs_f64();
+        self.with(|c| {
+            let rows = c.query(
+                "WITH free AS (
+                   SELECT queue, id FROM queue_items
+                   WHERE queue = $1 AND id = ANY($2)
+                     AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $3)
+                   FOR UPDATE SKIP LOCKED)
+                 UPDATE queue_items q
+                 SET claimed_by = $3, claimed_until = now() + make_interval(secs => $4)
+                 FROM free WHERE q.queue = free.queue AND q.id = free.id
+                 RETURNING q.id, q.value",
+                &[&queue_name(queue), &ids, &owner, &lease_secs],
+            )?;
+            let mut out: Vec<(u64, Vec<u8>)> = rows
+                .into_iter()
+                .map(|row| {
+                    let id: i64 = row.get(0);
+                    let value: Json<serde_json::Value> = row.get(1);
+                    (id as u64, encode(&value.0))
+                })
+                .collect();
+            out.sort_by_key(|(id, _)| *id);
+            Ok(out)
+        })
+    }
+
+    fn count_attempt(&self, key: &str, window: i64) -> Result<Option<u32>, StoreError> {
+        self.with(|c| {
+            let count: i32 = c
+                .query_one(
+                    "INSERT INTO attempt_windows (key, window_start, count) VALUES ($1, $2, 1)
+                     ON CONFLICT (key) DO UPDATE SET
+                       count = CASE WHEN attempt_windows.window_start = EXCLUDED.window_start
+                                    THEN attempt_windows.count + 1 ELSE 1 END,
+                       window_start = EXCLUDED.window_start
+                     RETURNING count",
+                    &[&key, &window],
+                )?
+                .get(0);
+            Ok(Some(u32::try_from(count).unwrap_or(u32::MAX)))
+        })
+    }
+
+    fn put_mark(&self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO marks (key, until) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET until = GREATEST(marks.until, EXCLUDED.until)",
+                &[&key, &until],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn has_mark(&self, key: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_one(
+                "SELECT EXISTS (SELECT 1 FROM marks WHERE key = $1 AND until > now())",
+                &[&key],
+            )?
+            .get(0))
+        })
+    }
+
+    fn heartbeat(&self, me: &ReplicaInfo) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO replicas (id, started_at, seen_at, value) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, value = EXCLUDED.value",
+                &[&me.id, &me.started_at, &me.seen_at, &Json(me)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn replicas(&self, since: DateTime<Utc>) -> Result<Vec<ReplicaInfo>, StoreError> {
+        self.with(|c| {
+            Ok(c.query(
+                "SELECT value FROM replicas WHERE seen_at >= $1 ORDER BY id",
+                &[&since],
+            )?
+            .into_iter()
+            .map(|row| row.get::<_, Json<ReplicaInfo>>(0).0)
+            .collect())
+        })
+    }
+
+    fn prune_shared(&self, replicas_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let window_now = Utc::now().timestamp().div_euclid(60);
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let mut n = tx.execute(
+                "DELETE FROM attempt_windows WHERE window_start < $1",
+                &[&window_now],
+            )?;
+            n += tx.execute("DELETE FROM marks WHERE until < now()", &[])?;
+            n += tx.execute(
+                "DELETE FROM replicas WHERE seen_at < $1",
+                &[&replicas_before],
+            )?;
+            tx.commit()?;
+            Ok(n)
         })
     }
 }

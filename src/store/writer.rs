@@ -6,7 +6,9 @@
 //! [`BATCH_MAX`]) flushes once and only then answers every caller of the
 //! batch. Concurrent writers thus share fsyncs, a refused command changes
 //! nothing but its audit entry, and R01/R11 hold under concurrency because
-//! commands never interleave.
+//! commands never interleave: within a process by this one thread, across
+//! replicas of a shared store by the lock each command holds
+//! ([`Backend::lock_command`](super::Backend::lock_command)).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +25,7 @@ pub struct Wakers {
     pub outbound: tokio::sync::Notify,
 }
 
-use super::{OutboxMail, Store, StoreError, Transaction, Write};
+use super::{LockScope, OutboxMail, Store, StoreError, Transaction, Write};
 use crate::domain::*;
 use crate::metrics::Metrics;
 
@@ -230,6 +232,20 @@ fn run_one(
     // What a refusal's audit entry needs, kept while the command moves into
     // the core (cheaper than keeping a copy of the whole command).
     let subject = command.info().subject();
+    // Held from before the command's first read until after its commit:
+    // on a shared store no replica's command on the same account (or,
+    // for commands without one, no command at all) interleaves.
+    let scope = match subject.account_id.as_deref() {
+        Some(account_id) => LockScope::Account(account_id),
+        None => LockScope::Everything,
+    };
+    let _lock = match deps.store.lock_command(scope) {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::error!(error = %e, action = subject.action, "taking the command's lock failed");
+            return (Err(Refusal::store(e.to_string())), false, false);
+        }
+    };
     match execute(&deps.store, &mut ctx, actor, command) {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();

@@ -68,6 +68,8 @@ pub struct SpawnOptions {
     pub log_to_file: bool,
     /// More environment (`ADMIND_*` settings the TOML already has a table for).
     pub env: Vec<(String, String)>,
+    /// Another daemon's mail folder (replicas share one).
+    pub mail_dir: Option<PathBuf>,
 }
 
 pub struct Answer {
@@ -152,7 +154,41 @@ impl Daemon {
     }
 
     pub fn mail_dir(&self) -> PathBuf {
-        self.dir.path().join("mail")
+        match &self.options.mail_dir {
+            Some(dir) => dir.clone(),
+            None => self.dir.path().join("mail"),
+        }
+    }
+
+    /// Another replica on this daemon's database (on PostgreSQL): the same
+    /// operator token, the same mail folder, its own scripts folder and
+    /// configuration (`extra_config`).
+    pub fn replica(&self, extra_config: &str) -> Daemon {
+        let url = self
+            .postgres_url
+            .clone()
+            .expect("replicas share a PostgreSQL database (TEST_STORE=postgres)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+        std::fs::write(
+            dir.path().join("data").join("operator.token"),
+            &self.operator,
+        )
+        .expect("operator token");
+        let mut options = self.options.clone();
+        options.mail_dir = Some(self.mail_dir());
+        let mut d = Daemon {
+            dir,
+            child: None,
+            base: String::new(),
+            operator: String::new(),
+            http: self.http.clone(),
+            extra_config: extra_config.to_string(),
+            options,
+            postgres_url: Some(url),
+        };
+        d.spawn();
+        d
     }
 
     /// This daemon's own scripts folder (empty unless a test writes to it).
@@ -181,7 +217,9 @@ impl Daemon {
         };
         let store = match &self.postgres_url {
             Some(url) => {
-                format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 8\n")
+                // A short claim lease: a SIGKILLed replica's queue items go
+                // to the other soon.
+                format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 8\nclaim_lease_ms = 3000\n")
             }
             None => String::new(),
         };

@@ -188,7 +188,7 @@ pub async fn sign_out(
         }
         _ => {
             if let Some(nonce) = &v.operator_nonce {
-                visitor::revoke_operator(nonce);
+                visitor::revoke_operator(&app, nonce);
             }
             "/support/sign-in?done=signin.signed_out".to_string()
         }

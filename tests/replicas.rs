@@ -1,0 +1,393 @@
+//! Two replicas on one PostgreSQL database: the rules hold with commands
+//! on the same account split between them, a webhook delivered to both at
+//! once has one effect, limits and sign-outs hold across them, and each
+//! replica's policy versions are visible from the other.
+//!
+//! Ignored by a plain `cargo test` (no database there); `tests/run.sh` runs
+//! them with `TEST_STORE=postgres`. The SIGKILL campaign across replicas is
+//! `tests/crash_campaign.rs` with `CRASH_CAMPAIGN_REPLICAS=2`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const NEEDS: &str = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres";
+const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Two replicas on one fresh database.
+fn pair(extra_config: &str) -> (Daemon, Daemon) {
+    assert!(common::on_postgres(), "{NEEDS}");
+    let a = Daemon::start_with(extra_config);
+    let b = a.replica(extra_config);
+    (a, b)
+}
+
+async fn owner_of(d: &Daemon, a: &str, t: &str) -> String {
+    d.get(&format!("/v1/accounts/{a}/owner"), t).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn r01_two_replicas_racing_owner_transfers_leave_exactly_one_owner() {
+    let (ra, rb) = pair("");
+    let (a, owner, t) = ra.account_with_owner(5).await;
+    let mut people = vec![(owner, t)];
+    for n in 0..2 {
+        let (id, token) = ra
+            .member(&people[0].1, &a, &format!("admin{n}@acme.test"), "admin")
+            .await;
+        people.push((id, token));
+    }
+    for round in 0..12 {
+        let current = owner_of(&rb, &a, &people[0].1).await;
+        let from = people
+            .iter()
+            .find(|(id, _)| *id == current)
+            .unwrap()
+            .1
+            .clone();
+        let others: Vec<String> = people
+            .iter()
+            .map(|(id, _)| id.clone())
+            .filter(|id| *id != current)
+            .collect();
+        // The owner hands the account to two people at once, one request
+        // on each replica: one wins, the other finds it no longer owns.
+        let path = format!("/v1/accounts/{a}/owner");
+        let (x, y) = tokio::join!(
+            ra.put(&path, &from, json!({"user_id": others[0]})),
+            rb.put(&path, &from, json!({"user_id": others[1]})),
+        );
+        let won: Vec<&common::Answer> = [&x, &y]
+            .into_iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one transfer wins: {} {} / {} {}",
+            x.status,
+            x.body,
+            y.status,
+            y.body
+        );
+        for r in [&x, &y] {
+            assert!(r.status.as_u16() < 500, "{} {}", r.status, r.body);
+        }
+        let now = owner_of(&ra, &a, &people[0].1).await;
+        let winner = if x.status == StatusCode::OK {
+            &others[0]
+        } else {
+            &others[1]
+        };
+        assert_eq!(&now, winner, "R01: the owner is the winner");
+        for d in [&ra, &rb] {
+            let owners = d
+                .all_members(&a, &people[0].1)
+                .await
+                .into_iter()
+                .filter(|u| u["is_owner"] == true)
+                .count();
+            assert_eq!(owners, 1, "R01 on every replica");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn r11_seats_are_never_exceeded_by_additions_split_between_replicas() {
+    let (ra, rb) = pair("");
+    // Five seats, the owner holds one: four agents fit.
+    let (a, _owner, t) = ra.account_with_owner(5).await;
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let (http, base) = if n % 2 == 0 {
+            (ra.http.clone(), ra.base.clone())
+        } else {
+            (rb.http.clone(), rb.base.clone())
+        };
+        let (a, t) = (a.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{base}/v1/accounts/{a}/members"))
+                .bearer_auth(&t)
+                .json(
+                    &json!({"name": "A", "email": format!("agent{n}@acme.test"), "role": "agent"}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }));
+    }
+    let mut added = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            StatusCode::CREATED => added += 1,
+            _ => assert_eq!(body["code"], "agent_seat_exhausted", "{status} {body}"),
+        }
+    }
+    assert_eq!(added, 4, "R11: exactly the free seats were taken");
+    for d in [&ra, &rb] {
+        let summary = d.get(&format!("/v1/accounts/{a}"), &t).await.body;
+        assert_eq!(summary["support"]["seats_used"], 5, "{summary}");
+        let holders = d
+            .all_members(&a, &t)
+            .await
+            .into_iter()
+            .filter(|u| u["role"] != "end_user")
+            .count();
+        assert_eq!(holders, 5, "R11: one seat per holder");
+    }
+}
+
+fn signed_webhook(id: &str) -> (String, i64, Vec<u8>) {
+    let body = serde_json::to_vec(&json!({"type": "crm.ping", "data": {"n": id}})).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let sig = standardwebhooks::Webhook::new(SOURCE_SECRET)
+        .unwrap()
+        .sign(id, ts, &body)
+        .unwrap();
+    (sig, ts, body)
+}
+
+async fn deliver(d: &Daemon, id: &str, signed: &(String, i64, Vec<u8>)) -> Value {
+    let r = d
+        .http
+        .post(format!("{}/v1/webhooks/crm", d.base))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", signed.1.to_string())
+        .header("webhook-signature", &signed.0)
+        .body(signed.2.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn a_webhook_delivered_to_both_replicas_at_once_has_one_effect() {
+    let config = format!("[[webhooks.sources]]\nname = \"crm\"\nsecrets = [\"{SOURCE_SECRET}\"]\n");
+    let (ra, rb) = pair(&config);
+    for n in 0..20 {
+        let id = format!("msg_both_{n}");
+        let signed = signed_webhook(&id);
+        let (x, y) = tokio::join!(deliver(&ra, &id, &signed), deliver(&rb, &id, &signed));
+        let firsts = [&x, &y]
+            .iter()
+            .filter(|answer| answer["duplicate"] == false)
+            .count();
+        assert_eq!(firsts, 1, "{id}: {x} / {y}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn r16_sign_in_attempt_limits_hold_across_replicas() {
+    let auth = "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 4\nattempts_per_minute_per_ip = 100000\n";
+    let (ra, rb) = pair(auth);
+    let (a, _owner, _t) = ra.account_with_owner(3).await;
+    // The limit counts per one-minute window: start well inside one.
+    let second = chrono::Utc::now().timestamp().rem_euclid(60);
+    if second > 45 {
+        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
+    }
+    let path = format!("/v1/accounts/{a}/sessions");
+    let wrong = json!({"email": "owner@acme.test", "password": "not the password"});
+    // Two wrong attempts on each replica: four in all, the budget.
+    for d in [&ra, &rb, &ra, &rb] {
+        let r = d.post(&path, None, wrong.clone()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+    // Either replica now refuses, even the right password: spreading the
+    // attempts over replicas gained nothing.
+    for d in [&ra, &rb] {
+        let r = d
+            .post(
+                &path,
+                None,
+                json!({"email": "owner@acme.test", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    }
+}
+
+/// A cookie jar just big enough for the console's sign-in.
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn keep(&mut self, res: &reqwest::Response) {
+        for v in res.headers().get_all(reqwest::header::SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (k, val) = v.split(';').next().unwrap().split_once('=').unwrap();
+            if val.is_empty() || v.contains("Max-Age=0") {
+                self.0.remove(k);
+            } else {
+                self.0.insert(k.into(), val.into());
+            }
+        }
+    }
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_string()
+}
+
+async fn page(http: &reqwest::Client, jar: &mut Jar, url: String) -> (StatusCode, String) {
+    let res = http
+        .get(url)
+        .header(reqwest::header::COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.keep(&res);
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn console_sessions_work_on_every_replica_and_a_sign_out_ends_them_on_all() {
+    let (ra, rb) = pair("");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut jar = Jar(BTreeMap::new());
+    let (_, html) = page(&http, &mut jar, format!("{}/support/sign-in", ra.base)).await;
+    let res = http
+        .post(format!("{}/support/sign-in", ra.base))
+        .header(reqwest::header::COOKIE, jar.header())
+        .form(&[("csrf", csrf_of(&html)), ("token", ra.operator.clone())])
+        .send()
+        .await
+        .unwrap();
+    jar.keep(&res);
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // Signed in on A, served by B.
+    let (status, html) = page(&http, &mut jar, format!("{}/support/accounts", rb.base)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h1>Accounts</h1>"), "{html}");
+    let cookie = jar.0["admind_session"].clone();
+    // Signed out on B: A no longer takes the cookie either.
+    let res = http
+        .post(format!("{}/sign-out", rb.base))
+        .header(reqwest::header::COOKIE, jar.header())
+        .form(&[("csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    jar.0.insert("admind_session".into(), cookie);
+    let res = http
+        .get(format!("{}/support/accounts", ra.base))
+        .header(reqwest::header::COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()[reqwest::header::LOCATION],
+        "/support/sign-in",
+        "the replayed cookie is refused by the other replica"
+    );
+}
+
+async fn policies(d: &Daemon) -> Value {
+    d.get("/v1/policies", &d.operator).await.body
+}
+
+/// Waits until `check` holds for `GET /v1/policies` on `d`.
+async fn wait_policies(d: &Daemon, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = policies(d).await;
+        if check(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "{what}: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn every_replica_shows_the_policy_versions_of_all_and_flags_a_disagreement() {
+    let (ra, rb) = pair("");
+    let both = wait_policies(&rb, "both replicas live", |l| {
+        l["replicas"].as_array().is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    assert_eq!(both["replicas_agree"], true, "{both}");
+    assert_eq!(both["replicas"][0]["this"], true);
+    // A new script on replica A only: the replicas now decide differently.
+    ra.install_script("crm_events.rhai");
+    let list = wait_policies(&rb, "the disagreement seen from B", |l| {
+        l["replicas_agree"] == false
+    })
+    .await;
+    let a_entry = list["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["this"] == false)
+        .unwrap()
+        .clone();
+    assert_eq!(a_entry["agrees"], false);
+    assert!(
+        a_entry["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["policy"] == "script:crm_events.rhai"),
+        "{a_entry}"
+    );
+    let metrics = rb
+        .http
+        .get(format!("{}/metrics", rb.base))
+        .bearer_auth(&rb.operator)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = metrics;
+    while !metrics.contains("admind_policy_replicas_disagreeing 1") {
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        metrics = rb
+            .http
+            .get(format!("{}/metrics", rb.base))
+            .bearer_auth(&rb.operator)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    // The same script on B: they agree again.
+    rb.install_script("crm_events.rhai");
+    wait_policies(&ra, "agreement again", |l| l["replicas_agree"] == true).await;
+}
