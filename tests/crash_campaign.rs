@@ -6,10 +6,19 @@
 //!
 //! Rounds: `CRASH_CAMPAIGN_ROUNDS` (5 by default, as in CI). The campaign
 //! command: `CRASH_CAMPAIGN_ROUNDS=100 cargo test --release --test crash_campaign -- --nocapture`.
+//!
+//! On PostgreSQL (`TEST_STORE=postgres`) with `CRASH_CAMPAIGN_REPLICAS=2`,
+//! two replicas share the database, the clients are split between them
+//! (both write to the same accounts), and each round SIGKILLs one replica
+//! at random while the other serves on. With `TEST_POSTGRES_DIR` (the
+//! throwaway cluster's directory) the campaign then stops PostgreSQL
+//! itself: writes fail cleanly with 503 meanwhile and succeed again once
+//! it is back.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,26 +109,42 @@ async fn r01_r11_r15_crash_campaign() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let replicas: usize = std::env::var("CRASH_CAMPAIGN_REPLICAS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 4);
     let (url, received) = owner_receiver().await;
-    let mut d = Daemon::start_with(&format!(
+    let config = format!(
         "[[webhooks.sources]]\nname = \"crm\"\nsecrets = [\"{SOURCE_SECRET}\"]\n\
          [[subscribers]]\nname = \"audit-sink\"\nurl = \"{url}\"\nsecret = \"{SUB_SECRET}\"\nevents = [\"owner.changed\"]\n\
          [outbound]\nretry_schedule_ms = [0, 50, 50, 50, 50, 50, 50, 50, 50, 50]\n"
-    ));
+    );
+    let first = Daemon::start_with(&config);
+    let mut ds = vec![];
+    for _ in 1..replicas {
+        ds.push(first.replica(&config));
+    }
+    ds.insert(0, first);
     // A shared account for member and address changes, and accounts whose
     // ownership goes back and forth.
-    let (m, _, mt) = d.account_with_owner(100_000).await;
-    let m_owner = d.get(&format!("/v1/accounts/{m}/owner"), &mt).await.body["id"]
+    let (m, _, mt) = ds[0].account_with_owner(100_000).await;
+    let m_owner = ds[0]
+        .get(&format!("/v1/accounts/{m}/owner"), &mt)
+        .await
+        .body["id"]
         .as_str()
         .unwrap()
         .to_string();
     let mut transfer_accounts = Vec::new();
     for k in 0..TRANSFER_ACCOUNTS {
-        let (a, o) = d
+        let (a, o) = ds[0]
             .create_account(&format!("T{k}"), &format!("o{k}@t.test"), 5)
             .await;
-        let ot = d.activate(&a, &format!("o{k}@t.test")).await;
-        let (b, bt) = d.member(&ot, &a, &format!("b{k}@t.test"), "admin").await;
+        let ot = ds[0].activate(&a, &format!("o{k}@t.test")).await;
+        let (b, bt) = ds[0]
+            .member(&ot, &a, &format!("b{k}@t.test"), "admin")
+            .await;
         transfer_accounts.push(TransferAccount {
             id: a,
             users: [(o, ot), (b, bt)],
@@ -137,12 +162,19 @@ async fn r01_r11_r15_crash_campaign() {
     let started = Instant::now();
     for round in 0..rounds {
         let mut clients = Vec::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let on = |n: usize| &ds[(n + round) % replicas];
         // Owner transfers, one client per account (so its last ack is the owner).
-        for t in &transfer_accounts {
-            let (http, base, acked) = (d.http.clone(), d.base.clone(), acked.clone());
+        for (k, t) in transfer_accounts.iter().enumerate() {
+            let (http, base, acked, stop) = (
+                on(k).http.clone(),
+                on(k).base.clone(),
+                acked.clone(),
+                stop.clone(),
+            );
             let (a, users) = (t.id.clone(), t.users.clone());
             clients.push(tokio::spawn(async move {
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     let current = acked.lock().unwrap().owners[&a].0.clone();
                     let (from, to) = if current == users[0].0 {
                         (&users[0], &users[1])
@@ -169,15 +201,19 @@ async fn r01_r11_r15_crash_campaign() {
         }
         // Member adds (agents take seats, end users do not).
         for w in 0..2 {
-            let (http, base, m, mt, acked) = (
-                d.http.clone(),
-                d.base.clone(),
+            let (http, base, m, mt, acked, stop) = (
+                on(w).http.clone(),
+                on(w).base.clone(),
                 m.clone(),
                 mt.clone(),
                 acked.clone(),
+                stop.clone(),
             );
             clients.push(tokio::spawn(async move {
                 for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     let email = format!("m{round}-{w}-{i}@m.test");
                     let role = if i % 2 == 0 { "agent" } else { "end_user" };
                     let res = http
@@ -203,8 +239,8 @@ async fn r01_r11_r15_crash_campaign() {
         // Address adds on the owner's own profile (at most 10 per profile).
         {
             let (http, base, m, mt, owner, acked) = (
-                d.http.clone(),
-                d.base.clone(),
+                on(0).http.clone(),
+                on(0).base.clone(),
                 m.clone(),
                 mt.clone(),
                 m_owner.clone(),
@@ -230,9 +266,17 @@ async fn r01_r11_r15_crash_campaign() {
         }
         // Webhooks with unique ids.
         {
-            let (http, base, acked) = (d.http.clone(), d.base.clone(), acked.clone());
+            let (http, base, acked, stop) = (
+                on(1).http.clone(),
+                on(1).base.clone(),
+                acked.clone(),
+                stop.clone(),
+            );
             clients.push(tokio::spawn(async move {
                 for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     let id = format!("wh-{round}-{i}");
                     match send_webhook(&http, &base, &id).await {
                         Some(answer) if answer["duplicate"] == false => {
@@ -244,12 +288,19 @@ async fn r01_r11_r15_crash_campaign() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..600))).await;
-        d.kill();
+        // One replica dies; the others serve on until the round ends.
+        let victim = rng.gen_range(0..replicas);
+        ds[victim].kill();
+        if replicas > 1 {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..300))).await;
+        }
+        stop.store(true, Ordering::Relaxed);
         for c in clients {
             let _ = c.await;
         }
-        d.restart();
-        check(&d, &m, &mt, &m_owner, &transfer_accounts, &acked).await;
+        ds[victim].restart();
+        let d = &ds[round % replicas];
+        check(d, &m, &mt, &m_owner, &transfer_accounts, &acked).await;
         // In-flight transfers are resolved by what the restart shows.
         for t in &transfer_accounts {
             let owner = d
@@ -265,7 +316,13 @@ async fn r01_r11_r15_crash_campaign() {
             let g = acked.lock().unwrap();
             (g.members.len(), g.transfers_acked, g.webhooks.len())
         };
-        eprintln!("round {}/{rounds}: ok ({members} members, {transfers} transfers, {webhooks} webhooks acknowledged so far)", round + 1);
+        eprintln!("round {}/{rounds}: ok ({members} members, {transfers} transfers, {webhooks} webhooks acknowledged so far; replica {victim} of {replicas} killed)", round + 1);
+    }
+    let d = &ds[0];
+    if let Ok(cluster) = std::env::var("TEST_POSTGRES_DIR") {
+        if replicas > 1 {
+            postgres_restart(d, &m, &mt, &cluster).await;
+        }
     }
     // Redelivered webhooks have no second effect.
     let webhooks = acked.lock().unwrap().webhooks.clone();
@@ -333,6 +390,13 @@ async fn r01_r11_r15_crash_campaign() {
                 .collect();
             assert!(delivered.is_subset(&got), "an outbound event was lost");
             let transfers_acked = acked.lock().unwrap().transfers_acked;
+            let receipts = received.lock().unwrap().len();
+            eprintln!(
+                "outbound: {} events, {} receipts ({} duplicates)",
+                got.len(),
+                receipts,
+                receipts - got.len()
+            );
             assert!(
                 got.len() >= transfers_acked,
                 "{} events for {transfers_acked} acknowledged transfers",
@@ -347,6 +411,52 @@ async fn r01_r11_r15_crash_campaign() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("crash campaign: {rounds} rounds in {:?}", started.elapsed());
+}
+
+/// Stops PostgreSQL under a running daemon: a write then fails cleanly
+/// (503 with a problem code, no hang past the request timeout) and, once
+/// the server is back, writes succeed again without a daemon restart.
+async fn postgres_restart(d: &Daemon, m: &str, mt: &str, cluster: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postgres/cluster.sh");
+    let run = |what: &str| {
+        let ok = std::process::Command::new("bash")
+            .args([script, what, cluster])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cluster.sh {what}");
+    };
+    // Straight through the client: the harness refuses any 5xx.
+    let add = |n: usize| async move {
+        let r = d
+            .http
+            .post(format!("{}/v1/accounts/{m}/members", d.base))
+            .bearer_auth(mt)
+            .json(&json!({"name": "P", "email": format!("pg-restart-{n}@m.test"), "role": "end_user"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    run("pause");
+    let (status, body) = add(0).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+    run("resume");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 1;
+    loop {
+        let (status, body) = add(n).await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "writes never resumed: {body}");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("PostgreSQL restart: writes failed with 503 while it was down and resumed after");
 }
 
 async fn check(

@@ -34,8 +34,11 @@ export TEST_POSTGRES_URL
 cargo test --lib store::
 TEST_STORE=postgres cargo test --workspace --tests
 cargo test --test postgres -- --ignored
-# Two replicas on one database.
+# Two replicas on one database; the crash campaign with a replica SIGKILLed
+# each round, then PostgreSQL itself stopped and started under them.
 TEST_STORE=postgres cargo test --test replicas -- --ignored
+TEST_STORE=postgres CRASH_CAMPAIGN_REPLICAS=2 TEST_POSTGRES_DIR="$PG_DIR" \
+  cargo test --test crash_campaign
 
 # --- the console in a real browser
 cargo build -q --bin admind

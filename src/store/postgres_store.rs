@@ -176,6 +176,10 @@ impl PostgresStore {
             let pool = r2d2::Pool::builder()
                 .max_size(pool_size.max(1))
                 .min_idle(Some(1))
+                // While the server is down a request waits this long for a
+                // connection, then fails (503), well inside the request
+                // timeout.
+                .connection_timeout(std::time::Duration::from_secs(3))
                 .build(manager)?;
             Ok(PostgresStore {
                 pool,

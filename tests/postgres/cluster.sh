@@ -2,7 +2,8 @@
 # A throwaway PostgreSQL cluster for the tests: `cluster.sh start DIR` makes
 # one under DIR (initdb), listening only on a Unix socket in DIR, and prints
 # the connection string; `cluster.sh stop DIR` stops it (the caller removes
-# DIR). Installs Debian's postgresql when initdb is missing. initdb refuses
+# DIR); `pause DIR` and `resume DIR` stop and start it again (the tests'
+# PostgreSQL restart). Installs Debian's postgresql when initdb is missing. initdb refuses
 # to run as root, so as root the cluster belongs to the `postgres` user.
 set -euo pipefail
 cmd=$1 dir=$2
@@ -24,7 +25,11 @@ case "$cmd" in
       -o "-c listen_addresses='' -k $dir -p 5432 -c fsync=on -c max_connections=400" >/dev/null
     echo "host=$dir port=5432 user=admind dbname=postgres"
     ;;
-  stop)
+  stop|pause)
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+    ;;
+  resume)
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
+      -o "-c listen_addresses='' -k $dir -p 5432 -c fsync=on -c max_connections=400" >/dev/null
     ;;
 esac
