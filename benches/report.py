@@ -80,6 +80,35 @@ out.append(
     f"100,000 members, first page: {pb:.2f} ms / {g('page_big_first', 'rate'):,.0f}; later page: {pl:.2f} ms / {g('page_big_later', 'rate'):,.0f} | — | "
     f"{ratio(pb, ps):.2f} | same cost {mark(ratio(pb, ps) <= 1.5 and ratio(pl, ps) <= 1.5)} |"
 )
+if "pgbench_transfer_64" in rows:
+    out.append("")
+    out.append("## On PostgreSQL")
+    out.append("")
+    out.append(
+        "A throwaway PostgreSQL cluster on the same machine (`fsync` on), started by the run. "
+        "`pgbench` runs the SQL work of one transfer (update the account, insert an audit row, "
+        "two outbox rows and a hook event, commit), each client on its own row. admind's "
+        "transfers are the same scenario as above (each client on its own account), with one "
+        "replica, then two replicas on the same database (odd clients on the second)."
+        + (f" Measured on {datetime.date.today()} with `BENCH_ONLY=postgres`; the figures above "
+           "come from the last full run." if os.environ.get("BENCH_ONLY") == "postgres" else "")
+    )
+    out.append("")
+    out.append("| clients | admind, 1 replica: transfers/s (p99) | admind, 2 replicas: transfers/s (p99) | pgbench, same SQL work: tx/s | ratio, 2 replicas / pgbench | goal |")
+    out.append("|---|---|---|---|---|---|")
+    for c in (1, 16, 64):
+        one_r, two_r, pgb = g(f"pg_transfers_{c}_1r", "rate"), g(f"pg_transfers_{c}_2r", "rate"), g(f"pgbench_transfer_{c}", "rate")
+        goal = f"≥ 0.5 {mark(ratio(two_r, pgb) >= 0.5)}" if c == 64 else ""
+        out.append(
+            f"| {c} | {one_r:,.0f} ({g(f'pg_transfers_{c}_1r', 'p99_ms'):.1f} ms) | {two_r:,.0f} ({g(f'pg_transfers_{c}_2r', 'p99_ms'):.1f} ms) | "
+            f"{pgb:,.0f} | {ratio(two_r, pgb):.2f} | {goal} |"
+        )
+    out.append("")
+    out.append("| read, 64 connections | on PostgreSQL, req/s (p99) | on sled, req/s | ratio |")
+    out.append("|---|---|---|---|")
+    for name, label in (("owner", "`GET .../owner`"), ("members_20", "`GET .../members` (20)")):
+        pg_rate, sled_rate = g(f"pg_{name}", "rate"), g(name, "rate")
+        out.append(f"| {label} | {pg_rate:,.0f} ({g(f'pg_{name}', 'p99_ms'):.1f} ms) | {sled_rate:,.0f} | {ratio(pg_rate, sled_rate):.2f} |")
 out.append("")
 out.append("Seeding (in-process through the real core and writer, no HTTP): "
            f"{seed.get('members', 0):,} members in {seed.get('seconds', 0):.0f} s.")

@@ -18,7 +18,7 @@ if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
 cargo build --release --bin admind --examples
-[ "${BENCH_ONLY:-}" = hostile ] || cargo bench --no-run --bench hook_dispatch >/dev/null 2>&1
+[ -n "${BENCH_ONLY:-}" ] || cargo bench --no-run --bench hook_dispatch >/dev/null 2>&1
 BIN=target/release
 W=$(mktemp -d)
 RESULTS=$W/results.jsonl
@@ -36,9 +36,12 @@ start_admind() {
   local started
   started=$(date +%s%N)
   ADMIND_LOG=warn $BIN/admind serve --config "$dir/admind.toml" --listen 127.0.0.1:0 --data-dir "$dir/data" \
-    --mail-dir "$dir/mail" --scripts-dir "$dir/scripts" > "$dir/out" 2> "$dir/err" &
+    --mail-dir "${MAIL_DIR:-$dir/mail}" --scripts-dir "$dir/scripts" > "$dir/out" 2> "$dir/err" &
   PID=$!
-  until grep -q "listening on" "$dir/out" 2>/dev/null; do sleep 0.01; done
+  until grep -q "listening on" "$dir/out" 2>/dev/null; do
+    kill -0 $PID 2>/dev/null || { echo "admind did not start:" >&2; head -5 "$dir/err" >&2; exit 1; }
+    sleep 0.01
+  done
   ADDR=$(sed -n 's/admind listening on //p' "$dir/out")
   until curl -sf "$ADDR/healthz" >/dev/null; do sleep 0.01; done
   STARTUP_MS=$(( ($(date +%s%N) - started) / 1000000 ))
@@ -72,10 +75,82 @@ print(json.dumps({"scenario": name, "rate": rate, "p50_ms": p50, "p99_ms": p99, 
 PY
 }
 
-# BENCH_ONLY=hostile runs the hostile-load figures alone and keeps the other
-# figures of benches/last-results.jsonl.
+# postgres_figures: admind on PostgreSQL (a throwaway cluster, as the tests
+# start one) beside pgbench running the same SQL work, and reads beside sled.
+postgres_figures() {
+  echo "== PostgreSQL" >&2
+  local pg bindir url
+  # Outside $W: the cluster's owner (postgres, when root) must reach it.
+  pg=$(mktemp -d); chmod 755 "$pg"
+  url=$(tests/postgres/cluster.sh start "$pg")
+  bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  psql() { "$bindir/psql" -q -X "$@"; }
+  newdb() { psql "$url" -c "CREATE DATABASE $1" >/dev/null; echo "$url dbname=$1"; }
+  pgconf() { printf '[store]\nbackend = "postgres"\nurl = "%s"\npool_size = 32\n' "$1"; }
+  # pgbench: per transaction what a transfer commits (the account, an
+  # audit row, two outbox rows and a hook event), each client on its own row.
+  local db; db=$(newdb pgbench)
+  psql "$db" -c "CREATE TABLE accounts (id int PRIMARY KEY, value jsonb NOT NULL);
+    CREATE TABLE audit (seq bigserial PRIMARY KEY, at timestamptz NOT NULL, value jsonb NOT NULL);
+    CREATE TABLE queue_items (queue text NOT NULL, id bigserial, value jsonb NOT NULL, PRIMARY KEY (queue, id));
+    INSERT INTO accounts SELECT g, '{\"owner\": \"a\"}' FROM generate_series(1, 64) g;" >/dev/null
+  cat > "$pg/transfer.sql" <<'SQL'
+\set aid :client_id + 1
+BEGIN;
+UPDATE accounts SET value = jsonb_set(value, '{owner}', to_jsonb(md5(random()::text))) WHERE id = :aid;
+INSERT INTO audit (at, value) VALUES (now(), '{"action": "owner.transfer", "actor": "user", "detail": "ownership transferred"}');
+INSERT INTO queue_items (queue, value) VALUES ('outbox', '{"to": "old@bench.test", "subject": "You are no longer the owner", "body": "..."}');
+INSERT INTO queue_items (queue, value) VALUES ('outbox', '{"to": "new@bench.test", "subject": "You are now the owner", "body": "..."}');
+INSERT INTO queue_items (queue, value) VALUES ('hook_events', '{"event": "owner_changed", "attempts": 0}');
+END;
+SQL
+  for c in 1 16 64; do
+    local out
+    out=$("$bindir/pgbench" -n -M prepared -c "$c" -j $((c < 2 ? c : 2)) -T "$S" -f "$pg/transfer.sql" "$db" 2>&1)
+    python3 - "$c" "$out" >> "$RESULTS" <<'PY'
+import json, re, sys
+c, out = int(sys.argv[1]), sys.argv[2]
+tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+lat = re.search(r"latency average = ([\d.]+) ms", out)
+print(json.dumps({"scenario": f"pgbench_transfer_{c}", "rate": tps, "mean_ms": float(lat.group(1)) if lat else None, "clients": c}))
+PY
+  done
+  # admind: one replica, then two behind the clients (odd clients on the
+  # second), same mail folder.
+  for c in 1 16 64; do
+    db=$(newdb transfers$c)
+    D=$W/pgt$c; MAIL_DIR=$W/pgmail$c start_admind "$D" "$(pgconf "$db")"
+    $BIN/examples/bench transfers --name "pg_transfers_${c}_1r" --base "$ADDR" --mail-dir "$W/pgmail$c" --operator="$OPERATOR" --clients "$c" --seconds "$S" >> "$RESULTS"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    # Two replicas on a fresh database, one mail folder.
+    db=$(newdb transfers${c}r2)
+    D=$W/pgt${c}a; MAIL_DIR=$W/pgmail${c}r2 start_admind "$D" "$(pgconf "$db")"
+    local pid1=$PID addr1=$ADDR op=$OPERATOR
+    D=$W/pgt${c}b; MAIL_DIR=$W/pgmail${c}r2 start_admind "$D" "$(pgconf "$db")"
+    local pid2=$PID addr2=$ADDR
+    $BIN/examples/bench transfers --name "pg_transfers_${c}_2r" --base "$addr1" --base2 "$addr2" --mail-dir "$W/pgmail${c}r2" --operator="$op" --clients "$c" --seconds "$S" >> "$RESULTS"
+    kill "$pid1" "$pid2"; wait "$pid1" "$pid2" 2>/dev/null || true
+  done
+  # Reads on PostgreSQL (the sled figures are "owner" and "members_20").
+  db=$(newdb reads)
+  D=$W/pgreads; start_admind "$D" "$(pgconf "$db")"
+  SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
+  ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
+  TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  wrk_json pg_owner "$ADDR/v1/accounts/$ACC/owner" "$TOK"
+  wrk_json pg_members_20 "$ADDR/v1/accounts/$ACC/members" "$TOK"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  tests/postgres/cluster.sh stop "$pg"
+  rm -rf "$pg"
+}
+
+# BENCH_ONLY=hostile (or postgres) runs those figures alone and keeps the
+# other figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
   grep -v '"scenario": *"\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
+elif [ "${BENCH_ONLY:-}" = postgres ]; then
+  grep -v '"scenario": *"\(pg_\|pgbench_\)' benches/last-results.jsonl > "$RESULTS" || true
+  postgres_figures
 else
 echo "== reads" >&2
 D=$W/reads; start_admind "$D"
@@ -108,6 +183,8 @@ for c in 1 16 64; do
   $BIN/examples/bench store --clients $c $( [ $c -gt 1 ] && echo --batched ) --seconds "$S" >> "$RESULTS"
 done
 $BIN/examples/bench store --clients 1 --seconds "$S" >> "$RESULTS"
+
+[ "${BENCH_POSTGRES:-1}" = 0 ] || postgres_figures
 
 echo "== webhooks" >&2
 D=$W/webhooks; start_admind "$D"
@@ -161,6 +238,8 @@ idle_figures() {
   r1=$(awk '/^syscr/ {print $2}' /proc/$PID/io); c1=$(awk '{print $14+$15}' /proc/$PID/stat)
   echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
 }
+
+[ "${BENCH_ONLY:-}" = postgres ] && { python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0; }
 
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {

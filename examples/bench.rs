@@ -33,6 +33,12 @@ enum Cmd {
     Transfers {
         #[arg(long)]
         base: String,
+        /// A second replica: odd-numbered clients send to it.
+        #[arg(long)]
+        base2: Option<String>,
+        /// The figure's name (default `transfers_<clients>`).
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         mail_dir: PathBuf,
         #[arg(long)]
@@ -274,11 +280,14 @@ async fn main() {
         }
         Cmd::Transfers {
             base,
+            base2,
+            name,
             mail_dir,
             operator,
             clients,
             seconds,
         } => {
+            let bases = [base.clone(), base2.unwrap_or_else(|| base.clone())];
             let c = Arc::new(client(base, mail_dir, operator));
             let mut accounts = Vec::new();
             for k in 0..clients {
@@ -292,8 +301,10 @@ async fn main() {
             let started = Instant::now();
             let tasks: Vec<_> = accounts
                 .into_iter()
-                .map(|(a, users)| {
+                .enumerate()
+                .map(|(k, (a, users))| {
                     let c = c.clone();
+                    let base = bases[k % 2].clone();
                     tokio::spawn(async move {
                         let mut lat = Vec::new();
                         let mut cur = 0;
@@ -303,7 +314,7 @@ async fn main() {
                             let t0 = Instant::now();
                             let res = c
                                 .http
-                                .put(format!("{}/v1/accounts/{a}/owner", c.base))
+                                .put(format!("{base}/v1/accounts/{a}/owner"))
                                 .bearer_auth(&from.1)
                                 .json(&json!({"user_id": to.0}))
                                 .send()
@@ -329,7 +340,7 @@ async fn main() {
             }
             let n = all.len() as u64;
             report(
-                &format!("transfers_{clients}"),
+                &name.unwrap_or_else(|| format!("transfers_{clients}")),
                 json!({"clients": clients, "errors": errors}),
                 all,
                 n,

@@ -8,22 +8,21 @@
 //! async task, a query leaves the runtime first (`block_in_place`), so the
 //! driver's own runtime never nests in tokio's.
 //!
-//! Several daemons (replicas) may serve one database. Each runs its
-//! commands on its own writer thread; across replicas a command holds
-//! session advisory locks on a connection of its own from before its first
-//! read until after its commit: the account's, exclusive, and a shared
+//! Several daemons (replicas) may serve one database. A command runs in one
+//! SQL transaction: the writer's `lock_command` opens it and takes
+//! transaction advisory locks (the account's, exclusive, and a shared
 //! "everything" lock that the few commands without one account take
-//! exclusive (see [`LockScope`]). Reads run at READ COMMITTED after the
-//! lock is granted, so they see every commit made under it before.
+//! exclusive, see [`LockScope`]); the command's reads on that thread use
+//! the same connection (a thread-local [`Held`]), and its commit writes and
+//! COMMITs there, which releases the locks. Reads run at READ COMMITTED
+//! after the locks are granted, so they see every commit made under them.
 //! A commit is durable when it returns (`synchronous_commit` on, the
 //! default), so `flush` has nothing to do and every committed id is
 //! durable.
 
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
 use postgres::types::Json;
-use postgres::{Client, NoTls, Transaction as PgTx};
+use postgres::{Client, GenericClient, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::domain::*;
@@ -60,14 +59,26 @@ fn account_lock_key(account_id: &str) -> i64 {
 const SCAN_PAGE: i64 = 500;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The connection of the command a writer thread runs: an open SQL
+/// transaction holding the command's advisory locks, which the command's
+/// reads and its commit use (see [`Backend::lock_command`]).
+struct Held {
+    /// Which store it belongs to (a process may open several).
+    store: usize,
+    conn: Pooled,
+    /// Whether its transaction is still open (not committed).
+    open: bool,
+}
+
+thread_local! {
+    static HELD: std::cell::RefCell<Option<Held>> = const { std::cell::RefCell::new(None) };
+}
 
 pub struct PostgresStore {
     pool: Pool,
-    config: postgres::Config,
     installation_id: String,
-    /// The connection command locks are taken on (one writer thread uses
-    /// it); reopened after an error.
-    lock: Mutex<Option<Client>>,
 }
 
 /// A driver connection closes by running its own runtime, which may not
@@ -76,13 +87,6 @@ pub struct PostgresStore {
 fn close_elsewhere(client: Option<Client>) {
     if let Some(client) = client {
         let _ = std::thread::spawn(move || drop(client)).join();
-    }
-}
-
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        let lock = self.lock.get_mut().map(Option::take).unwrap_or(None);
-        close_elsewhere(lock);
     }
 }
 
@@ -170,33 +174,59 @@ impl PostgresStore {
                     &[],
                 )?
                 .get(0);
-            let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+            let manager = PostgresConnectionManager::new(config, NoTls);
             // Connections open as work needs them, up to `pool_size` (each
             // one holds a socket and the driver's own event loop).
             let pool = r2d2::Pool::builder()
                 .max_size(pool_size.max(1))
                 .min_idle(Some(1))
+                // A broken connection shows itself on its first query (and
+                // is then dropped); testing each one before use would
+                // double every round trip.
+                .test_on_check_out(false)
                 // While the server is down a request waits this long for a
                 // connection, then fails (503), well inside the request
                 // timeout.
                 .connection_timeout(std::time::Duration::from_secs(3))
                 .build(manager)?;
+            close_elsewhere(Some(lock));
             Ok(PostgresStore {
                 pool,
-                config,
                 installation_id,
-                lock: Mutex::new(Some(lock)),
             })
         })
     }
 
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Runs `f` on this thread's held command connection, if it holds one
+    /// of this store with its transaction open.
+    fn with_held<T>(&self, f: impl FnOnce(&mut Held) -> T) -> Option<T> {
+        HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            match held.as_mut() {
+                Some(h) if h.store == self.id() && h.open => Some(f(h)),
+                _ => None,
+            }
+        })
+    }
+
+    /// Runs `f` on a connection: the command's own while a writer thread
+    /// runs one (its reads see what it locked), else one from the pool.
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         blocking(|| {
+            let mut f = Some(f);
+            if let Some(result) = self.with_held(|h| (f.take().expect("called once"))(&mut h.conn))
+            {
+                return result;
+            }
             let mut conn = self.pool.get()?;
-            f(&mut conn)
+            (f.take().expect("called once"))(&mut conn)
         })
     }
 
@@ -266,12 +296,66 @@ fn migrate(c: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn next_id(tx: &mut PgTx<'_>) -> Result<u64, StoreError> {
+/// Writes a transaction's rows (the caller commits): ids for its audit
+/// entry, mails and events come from the sequence in one round trip.
+fn write_transaction(tx: &mut impl GenericClient, t: Transaction) -> Result<(), StoreError> {
+    for change in t.changes {
+        apply_change(tx, change)?;
+    }
+    let wanted = i64::from(t.audit.is_some()) + (t.mails.len() + t.events.len()) as i64;
+    let mut ids = if wanted > 0 {
+        tx.query(
+            "SELECT nextval('admind_ids') FROM generate_series(1, $1::bigint)",
+            &[&wanted],
+        )?
+        .into_iter()
+        .map(|row| row.get::<_, i64>(0) as u64)
+        .collect::<Vec<u64>>()
+    } else {
+        Vec::new()
+    };
+    ids.sort_unstable();
+    let mut ids = ids.into_iter();
+    let mut next = || {
+        ids.next().ok_or(StoreError::Backend {
+            backend: "postgres",
+            detail: "the id sequence returned too few ids".into(),
+        })
+    };
+    let mut cause = None;
+    if let Some(draft) = t.audit {
+        let seq = next()?;
+        put_audit(tx, &draft.into_entry(seq))?;
+        cause = Some(seq);
+    }
+    for mut mail in t.mails {
+        mail.id = next()?;
+        let value = serde_json::to_value(&mail).map_err(json_err)?;
+        put_queue(tx, QueueName::Outbox, mail.id, &value)?;
+    }
+    for event in t.events {
+        let id = next()?;
+        let queued = QueuedEvent {
+            id,
+            cause_seq: cause,
+            event,
+            attempts: 0,
+        };
+        let value = serde_json::to_value(&queued).map_err(json_err)?;
+        put_queue(tx, QueueName::Hooks, id, &value)?;
+    }
+    for write in t.writes {
+        apply_write(tx, write)?;
+    }
+    Ok(())
+}
+
+fn next_id(tx: &mut impl GenericClient) -> Result<u64, StoreError> {
     let id: i64 = tx.query_one("SELECT nextval('admind_ids')", &[])?.get(0);
     Ok(id as u64)
 }
 
-fn apply_change(tx: &mut PgTx<'_>, change: Change) -> Result<(), StoreError> {
+fn apply_change(tx: &mut impl GenericClient, change: Change) -> Result<(), StoreError> {
     match change {
         Change::PutAccount(a) => {
             tx.execute(
@@ -396,7 +480,7 @@ fn apply_change(tx: &mut PgTx<'_>, change: Change) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn put_audit(tx: &mut PgTx<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
+fn put_audit(tx: &mut impl GenericClient, entry: &AuditEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (scope, seq, at, action, value) VALUES ($1, $2, $3, $4, $5)",
         &[
@@ -411,7 +495,7 @@ fn put_audit(tx: &mut PgTx<'_>, entry: &AuditEntry) -> Result<(), StoreError> {
 }
 
 fn put_queue(
-    tx: &mut PgTx<'_>,
+    tx: &mut impl GenericClient,
     queue: QueueName,
     id: u64,
     value: &serde_json::Value,
@@ -426,7 +510,7 @@ fn put_queue(
     Ok(())
 }
 
-fn apply_write(tx: &mut PgTx<'_>, write: Write) -> Result<(), StoreError> {
+fn apply_write(tx: &mut impl GenericClient, write: Write) -> Result<(), StoreError> {
     match write {
         Write::QueuePut { queue, id, value } => {
             let value: serde_json::Value = decode(&value)?;
@@ -609,36 +693,22 @@ impl Backend for PostgresStore {
     }
 
     fn commit(&self, t: Transaction) -> Result<(), StoreError> {
-        self.with(|c| {
-            let mut tx = c.transaction()?;
-            for change in t.changes {
-                apply_change(&mut tx, change)?;
-            }
-            let mut cause = None;
-            if let Some(draft) = t.audit {
-                let seq = next_id(&mut tx)?;
-                put_audit(&mut tx, &draft.into_entry(seq))?;
-                cause = Some(seq);
-            }
-            for mut mail in t.mails {
-                mail.id = next_id(&mut tx)?;
-                let value = serde_json::to_value(&mail).map_err(json_err)?;
-                put_queue(&mut tx, QueueName::Outbox, mail.id, &value)?;
-            }
-            for event in t.events {
-                let id = next_id(&mut tx)?;
-                let queued = QueuedEvent {
-                    id,
-                    cause_seq: cause,
-                    event,
-                    attempts: 0,
-                };
-                let value = serde_json::to_value(&queued).map_err(json_err)?;
-                put_queue(&mut tx, QueueName::Hooks, id, &value)?;
-            }
-            for write in t.writes {
-                apply_write(&mut tx, write)?;
-            }
+        let mut t = Some(t);
+        // A command's commit ends the transaction its lock opened.
+        let held = self.with_held(|h| {
+            let result = write_transaction(&mut *h.conn, t.take().expect("called once"))
+                .and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
+            h.open = false;
+            result
+        });
+        if let Some(result) = held {
+            return result;
+        }
+        let t = t.take().expect("not taken");
+        blocking(|| {
+            let mut conn = self.pool.get()?;
+            let mut tx = conn.transaction()?;
+            write_transaction(&mut tx, t)?;
             tx.commit()?;
             Ok(())
         })
@@ -931,39 +1001,40 @@ impl Backend for PostgresStore {
     }
 
     fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
-        blocking(|| {
-            let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            if held.is_none() {
-                *held = Some(self.config.connect(NoTls)?);
+        // One round trip: the transaction the command's reads and commit
+        // run in, and its locks, released by the server at COMMIT or
+        // ROLLBACK (or when a dead replica's session ends).
+        let sql = match scope {
+            LockScope::Account(id) => format!(
+                "BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY}), pg_advisory_xact_lock({})",
+                account_lock_key(id)
+            ),
+            LockScope::Everything => {
+                format!("BEGIN; SELECT pg_advisory_xact_lock({EVERYTHING_LOCK_KEY})")
             }
-            let Some(client) = held.as_mut() else {
-                return Err(StoreError::Closed);
-            };
-            let taken = match scope {
-                LockScope::Account(id) => client.execute(
-                    "SELECT pg_advisory_lock_shared($1), pg_advisory_lock($2)",
-                    &[&EVERYTHING_LOCK_KEY, &account_lock_key(id)],
-                ),
-                LockScope::Everything => {
-                    client.execute("SELECT pg_advisory_lock($1)", &[&EVERYTHING_LOCK_KEY])
-                }
-            };
-            if let Err(e) = taken {
-                // A broken connection holds nothing; the next command opens
-                // another.
-                close_elsewhere(held.take());
+        };
+        blocking(|| {
+            let mut conn = self.pool.get()?;
+            if let Err(e) = conn.batch_execute(&sql) {
+                let _ = conn.batch_execute("ROLLBACK");
                 return Err(e.into());
             }
-            Ok(CommandLock::releasing(move || {
-                let mut held = held;
-                let released = match held.as_mut() {
-                    Some(client) => client.batch_execute("SELECT pg_advisory_unlock_all()"),
-                    None => return,
-                };
-                if let Err(e) = released {
-                    // The server drops a lost session's locks itself.
-                    tracing::warn!(error = %StoreError::from(e), "releasing command locks failed; reconnecting");
-                    close_elsewhere(held.take());
+            HELD.with(|held| {
+                *held.borrow_mut() = Some(Held {
+                    store: self.id(),
+                    conn,
+                    open: true,
+                })
+            });
+            Ok(CommandLock::releasing(|| {
+                let held = HELD.with(|held| held.borrow_mut().take());
+                if let Some(mut held) = held {
+                    if held.open {
+                        // Refused, or its commit failed: nothing of it stays.
+                        if let Err(e) = held.conn.batch_execute("ROLLBACK") {
+                            tracing::warn!(error = %StoreError::from(e), "rolling back a command failed");
+                        }
+                    }
                 }
             }))
         })
