@@ -358,6 +358,12 @@ pub trait Backend: StateView + Send + Sync + 'static {
         false
     }
 
+    /// How many writer threads may run commands at once: one unless the
+    /// backend's `lock_command` keeps commands on one account apart.
+    fn writer_threads(&self) -> usize {
+        1
+    }
+
     /// Holds `scope` against commands on other replicas until the lock is
     /// dropped (after the command's commit).
     fn lock_command(&self, _scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {

@@ -79,6 +79,9 @@ thread_local! {
 pub struct PostgresStore {
     pool: Pool,
     installation_id: String,
+    /// Writer threads: half the pool (each holds a connection while its
+    /// command runs; the other half serves reads and the workers).
+    writers: usize,
 }
 
 /// A driver connection closes by running its own runtime, which may not
@@ -193,6 +196,7 @@ impl PostgresStore {
             Ok(PostgresStore {
                 pool,
                 installation_id,
+                writers: (pool_size as usize / 2).max(1),
             })
         })
     }
@@ -998,6 +1002,10 @@ impl Backend for PostgresStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn writer_threads(&self) -> usize {
+        self.writers
     }
 
     fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {

@@ -76,7 +76,8 @@ pub trait Sink: Send + Sync {
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    /// One queue per writer thread; a command goes to its account's thread.
+    txs: Arc<[mpsc::Sender<Job>]>,
 }
 
 struct OsEntropy;
@@ -93,6 +94,7 @@ impl Entropy for OsEntropy {
     }
 }
 
+#[derive(Clone)]
 pub struct WriterDeps {
     pub store: Store,
     pub settings: Settings,
@@ -105,15 +107,52 @@ pub struct WriterDeps {
 }
 
 impl Writer {
-    /// Starts the writer thread. It stops once every `Writer` clone is
-    /// dropped, after flushing what it committed.
+    /// Starts the writer threads: as many as the store allows
+    /// ([`Backend::writer_threads`](super::Backend::writer_threads): one for
+    /// sled and memory, whose commands never interleave, several for a
+    /// store whose commands lock what they touch). They stop once every
+    /// `Writer` clone is dropped, after flushing what they committed; the
+    /// handle returned joins them all.
     pub fn start(deps: WriterDeps) -> (Writer, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE_MAX);
-        let handle = std::thread::Builder::new()
-            .name("admind-writer".into())
-            .spawn(move || run(deps, rx))
-            .expect("spawning the writer thread");
-        (Writer { tx }, handle)
+        let threads = deps.store.writer_threads().max(1);
+        let mut txs = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(threads);
+        for n in 0..threads {
+            let (tx, rx) = mpsc::channel(QUEUE_MAX / threads.min(QUEUE_MAX));
+            let deps = deps.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("admind-writer-{n}"))
+                    .spawn(move || run(deps, rx))
+                    .expect("spawning a writer thread"),
+            );
+            txs.push(tx);
+        }
+        let joiner = std::thread::Builder::new()
+            .name("admind-writer-join".into())
+            .spawn(move || {
+                for handle in handles {
+                    let _ = handle.join();
+                }
+            })
+            .expect("spawning the writer joiner");
+        (Writer { txs: txs.into() }, joiner)
+    }
+
+    /// The thread a job goes to: its account's (so one account's commands
+    /// keep their order and never wait for each other's locks), else the
+    /// first.
+    fn thread_of(&self, account_id: Option<&str>) -> &mpsc::Sender<Job> {
+        let n = match account_id {
+            Some(id) if self.txs.len() > 1 => {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                    .hash_one(id);
+                (h % self.txs.len() as u64) as usize
+            }
+            _ => 0,
+        };
+        &self.txs[n]
     }
 
     /// Commits `work`'s writes in one transaction on the writer thread;
@@ -140,7 +179,11 @@ impl Writer {
 
     async fn send(&self, actor: Principal, work: Work) -> Result<Reply, Refusal> {
         let (reply, answer) = oneshot::channel();
-        self.tx
+        let account_id = match &work {
+            Work::Command(command) => command.info().account_id,
+            Work::Maintenance(_) => None,
+        };
+        self.thread_of(account_id)
             .send(Job { actor, work, reply })
             .await
             .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?;
