@@ -9,7 +9,7 @@ use admind::domain::{OwnerChangeProposal, PolicyGate, UserSnapshot};
 use admind::metrics::Metrics;
 use admind::policy::script::{ScriptEngine, ScriptLimits};
 use admind::policy::PolicyHost;
-use admind_plugin_api::{Context, Event, Hook, Plugin};
+use admind_plugin_api::{Capability, Context, Event, Hook, Plugin};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// owner_change_guard.rhai, compiled.
@@ -21,6 +21,10 @@ impl Plugin for GuardPlugin {
     }
     fn hooks(&self) -> Vec<Hook> {
         vec![Hook::BeforeOwnerChange]
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![Capability::Deny]
     }
     fn handle(&self, _: Hook, event: &Event, ctx: &mut Context) -> Result<(), String> {
         if let Event::OwnerChange { to, .. } = event {

@@ -256,7 +256,7 @@ hostile() {
   # 200 scripts of 250 KB, one change, then 5 s of quiet: read calls and CPU.
   D=$W/scripts$prefix; mkdir -p "$D/scripts"
   for n in $(seq -w 1 200); do
-    { printf 'fn after_owner_change(event) { log_info("%s"); }\n' "$n"; head -c 250000 /dev/zero | tr '\0' '/' | fold -w 100 | sed 's|^|//|'; } > "$D/scripts/p$n.rhai"
+    { printf '// hooks: after_owner_change\n// calls: none\nfn after_owner_change(event) { log_info("%s"); }\n' "$n"; head -c 250000 /dev/zero | tr '\0' '/' | fold -w 100 | sed 's|^|//|'; } > "$D/scripts/p$n.rhai"
   done
   start_admind "$D" "$extra"
   sleep 2

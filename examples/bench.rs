@@ -529,7 +529,7 @@ async fn main() {
             // A denying script first, so no attempt below can transfer.
             std::fs::write(
                 scripts_dir.join("bench.rhai"),
-                "fn before_owner_change(event) { deny(\"bench warm-up\"); }",
+                "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) { deny(\"bench warm-up\"); }",
             )
             .unwrap();
             let t0 = Instant::now();
@@ -557,7 +557,7 @@ async fn main() {
                 let tmp = scripts_dir.join(".bench.rhai.tmp");
                 std::fs::write(
                     &tmp,
-                    format!("fn before_owner_change(event) {{ deny(\"{reason}\"); }}"),
+                    format!("// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) {{ deny(\"{reason}\"); }}"),
                 )
                 .unwrap();
                 let t0 = Instant::now();

@@ -573,7 +573,7 @@ async fn the_scripts_watcher_settles_and_an_idle_daemon_reads_nothing() {
             &d,
             &format!("p{n:02}.rhai"),
             &format!(
-                "// {}\nfn after_owner_change(event) {{ log_info(\"{n}\"); }}\n",
+                "// {}\n// hooks: after_owner_change\n// calls: none\nfn after_owner_change(event) {{ log_info(\"{n}\"); }}\n",
                 "x".repeat(4000)
             ),
         );
@@ -586,7 +586,7 @@ async fn the_scripts_watcher_settles_and_an_idle_daemon_reads_nothing() {
     write_script(
         &d,
         "p00.rhai",
-        "fn after_owner_change(event) { log_info(\"changed\"); }\n",
+        "// hooks: after_owner_change\n// calls: none\nfn after_owner_change(event) { log_info(\"changed\"); }\n",
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = d.read_calls();
@@ -601,7 +601,9 @@ async fn map_keys_count_against_the_script_memory_limit() {
     write_script(
         &d,
         "hog.rhai",
-        r#"fn before_owner_change(event) {
+        r#"// hooks: before_owner_change
+// calls: none
+fn before_owner_change(event) {
     let big = "k";
     big.pad(60000, "k");
     let m = #{};
@@ -652,7 +654,7 @@ async fn the_loader_reads_regular_files_only_and_never_past_the_limit() {
     write_script(
         &d,
         "real.rhai",
-        "fn after_owner_change(event) { log_info(\"real\"); }\n",
+        "// hooks: after_owner_change\n// calls: none\nfn after_owner_change(event) { log_info(\"real\"); }\n",
     );
     std::os::unix::fs::symlink(dir.join("real.rhai"), dir.join("inside.rhai")).unwrap();
     let pagemap = wait_policy(&d, "pagemap.rhai", |p| !p["last_error"].is_null()).await;
@@ -720,7 +722,9 @@ async fn policy_actions_not_carried_out_are_audited_and_counted() {
     write_script(
         &d,
         "act.rhai",
-        r#"fn webhook_received(event) { flag_integration("int_00000000000000000000"); }
+        r#"// hooks: webhook_received, before_owner_change
+// calls: flag_integration, notify
+fn webhook_received(event) { flag_integration("int_00000000000000000000"); }
 fn before_owner_change(event) { notify(event.to.primary_email, "hello", "asked too early"); }
 "#,
     );
@@ -1071,7 +1075,7 @@ async fn a_request_past_its_deadline_gets_a_problem_not_a_held_connection() {
     write_script(
         &d,
         "slow.rhai",
-        "fn before_owner_change(event) { let n = 0; loop { n += 1; } }\n",
+        "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) { let n = 0; loop { n += 1; } }\n",
     );
     wait_policy(&d, "slow.rhai", |p| {
         p["version"].as_str().is_some_and(|v| !v.is_empty())

@@ -53,7 +53,7 @@ fn write(d: &Daemon, file: &str, source: &str) {
     std::fs::rename(&tmp, d.scripts_dir().join(file)).unwrap();
 }
 
-const DENY_ALL: &str = "fn before_owner_change(event) { deny(\"frozen for the audit\"); }";
+const DENY_ALL: &str = "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) { deny(\"frozen for the audit\"); }";
 
 /// A transfer from the owner to `to`, then back with `back` as the new owner.
 async fn try_transfer(d: &Daemon, a: &str, token: &str, to: &str) -> common::Answer {
@@ -93,7 +93,9 @@ async fn r02_scripts_reload_while_requests_run_and_broken_files_keep_the_previou
     // Add: the veto applies.
     write(&d, "freeze.rhai", DENY_ALL);
     let took = wait_status(&d, "freeze.rhai", "loaded", |s| {
-        s.is_some_and(|s| s["hooks"] == json!(["before_owner_change"]))
+        s.is_some_and(|s| {
+            s["hooks"] == json!(["before_owner_change"]) && s["capabilities"] == json!(["deny"])
+        })
     })
     .await;
     assert!(
@@ -117,7 +119,7 @@ async fn r02_scripts_reload_while_requests_run_and_broken_files_keep_the_previou
     write(
         &d,
         "freeze.rhai",
-        "fn before_owner_change(event) { deny(\"still frozen\"); }",
+        "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) { deny(\"still frozen\"); }",
     );
     wait_status(&d, "freeze.rhai", "changed", |s| {
         s.is_some_and(|s| s["version"] != v1)
@@ -181,14 +183,14 @@ async fn r02_runaway_scripts_are_stopped_and_before_hooks_fail_closed() {
     let (a, _, ot) = d.account_with_owner(10).await;
     let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
     for (file, source) in [
-        ("loop.rhai", "fn before_owner_change(event) { loop { } }"),
+        ("loop.rhai", "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) { loop { } }"),
         (
             "recurse.rhai",
-            "fn down(n) { down(n + 1) } fn before_owner_change(event) { down(0) }",
+            "// hooks: before_owner_change\n// calls: none\nfn down(n) { down(n + 1) } fn before_owner_change(event) { down(0) }",
         ),
         (
             "string.rhai",
-            "fn before_owner_change(event) { let s = \"abcdefgh\"; loop { s += s; } }",
+            "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) { let s = \"abcdefgh\"; loop { s += s; } }",
         ),
     ] {
         write(&d, file, source);
@@ -230,7 +232,7 @@ async fn r02_a_hook_configured_to_fail_open_allows_on_failure() {
     write(
         &d,
         "broken.rhai",
-        "fn before_owner_change(event) { let x = 1 / 0; }",
+        "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) { let x = 1 / 0; }",
     );
     wait_status(&d, "broken.rhai", "loaded", |s| s.is_some()).await;
     assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
@@ -244,12 +246,12 @@ async fn scripts_run_in_file_name_order_and_the_first_deny_wins() {
     write(
         &d,
         "b.rhai",
-        "fn before_owner_change(e) { deny(\"from b\"); }",
+        "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(e) { deny(\"from b\"); }",
     );
     write(
         &d,
         "a.rhai",
-        "fn before_owner_change(e) { deny(\"from a\"); }",
+        "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(e) { deny(\"from a\"); }",
     );
     wait_status(&d, "b.rhai", "loaded", |s| s.is_some()).await;
     wait_status(&d, "a.rhai", "loaded", |s| s.is_some()).await;
@@ -457,7 +459,7 @@ async fn after_hooks_run_at_least_once_across_a_sigkill_right_after_commit() {
     write(
         &d,
         "slow_welcome.rhai",
-        "fn after_owner_change(event) { let i = 0; while i < 300000 { i += 1; } notify(event.to.primary_email, \"Welcome, owner\", \"slow but sure\"); }",
+        "// hooks: after_owner_change\n// calls: notify\nfn after_owner_change(event) { let i = 0; while i < 300000 { i += 1; } notify(event.to.primary_email, \"Welcome, owner\", \"slow but sure\"); }",
     );
     wait_status(&d, "slow_welcome.rhai", "loaded", |s| s.is_some()).await;
     assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
@@ -485,7 +487,7 @@ async fn plugins_run_before_scripts_and_their_calls_are_audited_with_their_cause
     write(
         &d,
         "also_flag.rhai",
-        "fn after_owner_change(event) { for i in event.integrations { flag_integration(i.id); } }",
+        "// hooks: after_owner_change\n// calls: flag_integration\nfn after_owner_change(event) { for i in event.integrations { flag_integration(i.id); } }",
     );
     wait_status(&d, "also_flag.rhai", "loaded", |s| s.is_some()).await;
     assert_eq!(try_transfer(&d, &a, &ot, &b).await.status, StatusCode::OK);
@@ -596,6 +598,24 @@ fn policy_check_and_policy_test_work_on_good_and_bad_files() {
     assert!(
         text.contains("bad.rhai:3:") || text.contains("bad.rhai:2:"),
         "line and column: {text}"
+    );
+    // A call its header does not declare: file, line and column of the call.
+    let overreach = dir.path().join("overreach.rhai");
+    std::fs::write(
+        &overreach,
+        "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(e) {\n    notify(e.to.primary_email, \"s\", \"b\");\n}\n",
+    )
+    .unwrap();
+    let out = admind()
+        .args(["policy", "check"])
+        .arg(&overreach)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("overreach.rhai:4:5: error: `notify` is not declared"),
+        "{text}"
     );
     // A dry run on an event.
     let event = dir.path().join("event.json");

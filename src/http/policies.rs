@@ -24,6 +24,9 @@ pub struct PolicyOut {
     pub kind: String,
     pub name: String,
     pub hooks: Vec<String>,
+    /// What it may do beyond reading its event: the host functions a
+    /// script declares in its `// calls:` header, a plugin's capabilities.
+    pub capabilities: Vec<String>,
     /// Content hash (scripts) or crate version (plugins).
     pub version: String,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
@@ -83,6 +86,7 @@ pub(super) async fn list_policies(
             kind: p.kind.to_string(),
             name: p.name,
             hooks: p.hooks.into_iter().map(str::to_string).collect(),
+            capabilities: p.capabilities.into_iter().map(str::to_string).collect(),
             version: p.version,
             loaded_at: p.loaded_at,
             last_error: p.last_error.map(|e| PolicyErrorOut {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use admind_plugin_api::{
-    Action, Context, Event, Hook, IntegrationInfo, Plugin, PrimaryUser, UserInfo,
+    Action, Capability, Context, Event, Hook, IntegrationInfo, Plugin, PrimaryUser, UserInfo,
 };
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -51,6 +51,7 @@ impl Stats {
 pub struct PluginEntry {
     pub plugin: Box<dyn Plugin>,
     pub hooks: Vec<Hook>,
+    pub capabilities: Vec<Capability>,
     pub version: String,
     pub loaded_at: DateTime<Utc>,
     pub stats: Arc<Stats>,
@@ -90,6 +91,8 @@ pub struct PolicyStatus {
     pub kind: &'static str,
     pub name: String,
     pub hooks: Vec<&'static str>,
+    /// The host functions (scripts) or capabilities (plugins) it declares.
+    pub capabilities: Vec<&'static str>,
     pub version: String,
     pub loaded_at: DateTime<Utc>,
     pub last_error: Option<ScriptError>,
@@ -128,6 +131,7 @@ impl PolicyHost {
             .into_iter()
             .map(|plugin| PluginEntry {
                 hooks: plugin.hooks(),
+                capabilities: plugin.capabilities(),
                 version: format!("{}@{}", plugin.name(), env!("CARGO_PKG_VERSION")),
                 plugin,
                 loaded_at: now,
@@ -248,11 +252,25 @@ impl PolicyHost {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             entry.plugin.handle(hook, event, &mut ctx)
         }));
-        let error = match result {
+        let mut error = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
             Err(_) => Some("the plugin panicked".to_string()),
         };
+        // What it did beyond what it declared fails the call, and none of
+        // it is carried out.
+        let used = ctx
+            .denied()
+            .map(|_| Capability::Deny)
+            .into_iter()
+            .chain(ctx.actions().iter().map(Capability::of_action));
+        if let Some(undeclared) = used.into_iter().find(|c| !entry.capabilities.contains(c)) {
+            error = Some(format!(
+                "the plugin used `{}`, which it does not declare in its capabilities",
+                undeclared.name()
+            ));
+            ctx = Context::new();
+        }
         self.finish(
             entry.plugin.name(),
             "plugin",
@@ -393,6 +411,7 @@ impl PolicyHost {
         let row = |kind,
                    name: &str,
                    hooks: &[Hook],
+                   capabilities: &[Capability],
                    version: &str,
                    loaded_at,
                    last_error: Option<ScriptError>,
@@ -402,6 +421,7 @@ impl PolicyHost {
                 kind,
                 name: name.to_string(),
                 hooks: hooks.iter().map(|h| h.name()).collect(),
+                capabilities: capabilities.iter().map(|c| c.name()).collect(),
                 version: version.to_string(),
                 loaded_at,
                 last_error,
@@ -422,6 +442,7 @@ impl PolicyHost {
                     "plugin",
                     p.plugin.name(),
                     &p.hooks,
+                    &p.capabilities,
                     &p.version,
                     p.loaded_at,
                     None,
@@ -434,6 +455,7 @@ impl PolicyHost {
                 "script",
                 &s.file,
                 &s.hooks,
+                s.compiled.as_ref().map_or(&[][..], |c| &c.calls[..]),
                 &s.version,
                 s.loaded_at,
                 s.last_error.clone(),
@@ -704,4 +726,79 @@ pub fn watch(
     )?;
     debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(debouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin declaring `declared` that denies and notifies.
+    struct Overreaching {
+        declared: Vec<Capability>,
+    }
+
+    impl Plugin for Overreaching {
+        fn name(&self) -> &str {
+            "overreaching"
+        }
+        fn hooks(&self) -> Vec<Hook> {
+            vec![Hook::BeforeOwnerChange]
+        }
+        fn capabilities(&self) -> Vec<Capability> {
+            self.declared.clone()
+        }
+        fn handle(&self, _: Hook, _: &Event, ctx: &mut Context) -> Result<(), String> {
+            ctx.deny("no");
+            ctx.act(Action::Notify {
+                address: "a@x.test".into(),
+                subject: "s".into(),
+                body: "b".into(),
+            })
+        }
+    }
+
+    fn host(declared: Vec<Capability>) -> PolicyHost {
+        PolicyHost::new(
+            ScriptEngine::new(Default::default()),
+            vec![Box::new(Overreaching { declared })],
+            PathBuf::from("/nonexistent"),
+            HashSet::new(),
+            None,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn event() -> Event {
+        let user = |id: &str| admind_plugin_api::UserInfo {
+            id: id.into(),
+            name: id.into(),
+            primary_email: format!("{id}@x.test"),
+            email_verified: true,
+            signed_in_before: true,
+        };
+        Event::OwnerChange {
+            account_id: "a".into(),
+            actor_id: "o".into(),
+            from: user("o"),
+            to: user("n"),
+            integrations: None,
+        }
+    }
+
+    #[test]
+    fn capabilities_a_plugin_doing_more_than_it_declares_fails_and_nothing_of_it_is_kept() {
+        let records = host(vec![Capability::Deny]).run(Hook::BeforeOwnerChange, &event());
+        let r = &records[0];
+        assert!(
+            r.error.as_deref().is_some_and(|e| e.contains("`notify`")),
+            "{r:?}"
+        );
+        assert!(r.actions.is_empty() && r.denied.is_none(), "{r:?}");
+        let records =
+            host(vec![Capability::Deny, Capability::Notify]).run(Hook::BeforeOwnerChange, &event());
+        assert_eq!(records[0].error, None);
+        assert_eq!(records[0].denied.as_deref(), Some("no"));
+        let status = host(vec![Capability::Deny]).status();
+        assert_eq!(status[0].capabilities, vec!["deny"]);
+    }
 }

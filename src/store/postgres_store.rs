@@ -77,7 +77,8 @@ thread_local! {
 }
 
 pub struct PostgresStore {
-    pool: Pool,
+    /// Dropped on a thread of its own (see `Drop`).
+    pool: std::mem::ManuallyDrop<Pool>,
     installation_id: String,
     /// Writer threads: half the pool (each holds a connection while its
     /// command runs; the other half serves reads and the workers).
@@ -86,10 +87,18 @@ pub struct PostgresStore {
 
 /// A driver connection closes by running its own runtime, which may not
 /// start inside tokio's (the daemon drops its store inside `block_on`):
-/// the lock connection is closed on a thread of its own.
+/// connections are closed on a thread of their own.
 fn close_elsewhere(client: Option<Client>) {
     if let Some(client) = client {
         let _ = std::thread::spawn(move || drop(client)).join();
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // SAFETY: `pool` is not used again: this is the store's last use.
+        let pool = unsafe { std::mem::ManuallyDrop::take(&mut self.pool) };
+        let _ = std::thread::spawn(move || drop(pool)).join();
     }
 }
 
@@ -194,7 +203,7 @@ impl PostgresStore {
                 .build(manager)?;
             close_elsewhere(Some(lock));
             Ok(PostgresStore {
-                pool,
+                pool: std::mem::ManuallyDrop::new(pool),
                 installation_id,
                 writers: (pool_size as usize / 2).max(1),
             })

@@ -141,6 +141,64 @@ pub enum Action {
     SendPasswordReset { address: String },
 }
 
+/// What a policy may do beyond reading its event: each script declares its
+/// own in its header (`// calls: deny, notify`), each plugin in code
+/// ([`Plugin::capabilities`]). Using one undeclared is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// Veto the operation (`deny(reason)`).
+    Deny,
+    /// `notify(address, subject, body)`.
+    Notify,
+    /// `request_licence(product, seats, reason)`.
+    RequestLicence,
+    /// `flag_integration(id)`.
+    FlagIntegration,
+    /// Mail a password-reset link (plugins).
+    SendPasswordReset,
+    /// Read whether a licence request is pending
+    /// (`pending_licence_request(product)`).
+    PendingLicenceRequest,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 6] = [
+        Capability::Deny,
+        Capability::Notify,
+        Capability::RequestLicence,
+        Capability::FlagIntegration,
+        Capability::SendPasswordReset,
+        Capability::PendingLicenceRequest,
+    ];
+
+    /// The name scripts call it by (and declare it as).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Deny => "deny",
+            Capability::Notify => "notify",
+            Capability::RequestLicence => "request_licence",
+            Capability::FlagIntegration => "flag_integration",
+            Capability::SendPasswordReset => "send_password_reset",
+            Capability::PendingLicenceRequest => "pending_licence_request",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The capability an action needs.
+    pub fn of_action(action: &Action) -> Capability {
+        match action {
+            Action::Notify { .. } => Capability::Notify,
+            Action::RequestLicence { .. } => Capability::RequestLicence,
+            Action::FlagIntegration { .. } => Capability::FlagIntegration,
+            Action::SendPasswordReset { .. } => Capability::SendPasswordReset,
+        }
+    }
+}
+
 /// What a handler returns through: a veto and the actions it asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Context {
@@ -186,6 +244,8 @@ pub trait Plugin: Send + Sync {
     fn name(&self) -> &str;
     /// The hooks it handles.
     fn hooks(&self) -> Vec<Hook>;
+    /// What it may do (a veto, actions): a call that does more fails.
+    fn capabilities(&self) -> Vec<Capability>;
     /// Handles one event. An `Err` is a failure: it denies a `before_` hook
     /// (fail closed) and is logged on the others.
     fn handle(&self, hook: Hook, event: &Event, ctx: &mut Context) -> Result<(), String>;
@@ -199,6 +259,9 @@ mod tests {
     fn hook_names_round_trip_and_context_bounds_actions() {
         for h in Hook::ALL {
             assert_eq!(Hook::from_name(h.name()), Some(h));
+        }
+        for c in Capability::ALL {
+            assert_eq!(Capability::from_name(c.name()), Some(c));
         }
         let mut ctx = Context::new();
         ctx.deny("first");

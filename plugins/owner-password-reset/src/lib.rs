@@ -2,7 +2,7 @@
 //! address, mails a password-reset link to it, so whoever now holds the
 //! profile can set the password (R16's "reset the password"). No settings.
 
-use admind_plugin_api::{Action, Context, Event, Hook, Plugin};
+use admind_plugin_api::{Action, Capability, Context, Event, Hook, Plugin};
 
 pub const NAME: &str = "owner-password-reset";
 
@@ -23,6 +23,10 @@ impl Plugin for OwnerPasswordReset {
 
     fn hooks(&self) -> Vec<Hook> {
         vec![Hook::AfterEmailPrimary]
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![Capability::SendPasswordReset]
     }
 
     fn handle(&self, _hook: Hook, event: &Event, ctx: &mut Context) -> Result<(), String> {

@@ -4,7 +4,7 @@
 //!
 //! Settings: `subject` (optional), the mail's subject.
 
-use admind_plugin_api::{Action, Context, Event, Hook, Plugin};
+use admind_plugin_api::{Action, Capability, Context, Event, Hook, Plugin};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -48,6 +48,10 @@ impl Plugin for ReauthReminder {
 
     fn hooks(&self) -> Vec<Hook> {
         vec![Hook::AfterOwnerChange]
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![Capability::Notify]
     }
 
     fn handle(&self, _hook: Hook, event: &Event, ctx: &mut Context) -> Result<(), String> {
