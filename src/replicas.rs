@@ -75,7 +75,8 @@ pub fn live(store: &Store, me: &Me, policies: &PolicyHost) -> Vec<(ReplicaInfo, 
 }
 
 /// Every [`HEARTBEAT_EVERY`]: records this replica and its policy set,
-/// updates the replica metrics; every minute forgets expired shared rows.
+/// re-reads the policy switches, updates the replica metrics; every minute
+/// forgets expired shared rows.
 pub async fn heartbeat_loop(
     store: Store,
     me: Arc<Me>,
@@ -89,6 +90,11 @@ pub async fn heartbeat_loop(
         let done = tokio::task::spawn_blocking(move || {
             if let Err(e) = s.heartbeat(&info(&m, &p)) {
                 tracing::warn!(error = %e, "recording this replica failed");
+            }
+            // Another replica may have switched a policy off or on.
+            match crate::domain::StateView::policy_switches(&*s, crate::policy::SWITCHES_MAX) {
+                Ok(switches) => p.set_switches(switches),
+                Err(e) => tracing::warn!(error = %e, "reading the policy switches failed"),
             }
             let live = live(&s, &m, &p);
             mt.replicas_live.set(live.len() as i64);

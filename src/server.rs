@@ -170,6 +170,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     policies.reload();
+    policies.set_switches(
+        store
+            .policy_switches(crate::policy::SWITCHES_MAX)
+            .map_err(|e| anyhow::anyhow!("reading the policy switches: {e}"))?,
+    );
     let _watcher = crate::policy::watch(policies.clone())?;
     let verifier = crate::webhooks::Verifier::from_config(&config.webhooks.sources)?;
     let outbound = Arc::new(crate::outbound::Outbound::new(

@@ -660,3 +660,92 @@ fn policy_check_and_policy_test_work_on_good_and_bad_files() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn break_glass_platform_support_switches_a_policy_off_and_on_across_a_restart() {
+    let mut d = Daemon::start();
+    write(&d, "freeze.rhai", DENY_ALL);
+    wait_status(&d, "freeze.rhai", "loaded", |s| s.is_some()).await;
+    let (a, owner, ot) = d.account_with_owner(5).await;
+    let (b, bt) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(r.code(), "policy_denied");
+
+    // Only platform support, only a loaded policy, and a reason to switch off.
+    let path = "/v1/policies/freeze.rhai/disable";
+    let r = d.post(path, Some(&ot), json!({"reason": "stuck"})).await;
+    assert!(
+        r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND,
+        "{}",
+        r.body
+    );
+    let r = d
+        .post(
+            "/v1/policies/nothing.rhai/disable",
+            Some(&d.operator),
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = d
+        .post(path, Some(&d.operator), json!({"reason": " "}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+
+    let r = d
+        .post(
+            path,
+            Some(&d.operator),
+            json!({"reason": "denies every owner change"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["switched_off"]["reason"],
+        "denies every owner change"
+    );
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(r.status, StatusCode::OK, "switched off: {}", r.body);
+
+    // Kept across a restart.
+    d.kill();
+    d.restart();
+    let s = wait_status(&d, "freeze.rhai", "loaded", |s| s.is_some()).await;
+    let _ = s;
+    let status = script_status(&d, "freeze.rhai").await.unwrap();
+    assert_eq!(status["switched_off"]["by"], "operator", "{status}");
+    let r = try_transfer(&d, &a, &bt, &owner).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "still off after a restart: {}",
+        r.body
+    );
+
+    // Back on: it decides again.
+    let r = d
+        .post(
+            "/v1/policies/freeze.rhai/enable",
+            Some(&d.operator),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["switched_off"].is_null());
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(r.code(), "policy_denied");
+
+    // Both switches are in the platform's audit log, with who and why.
+    let audit = d.get("/v1/audit", &d.operator).await.body;
+    let items = audit["items"].as_array().unwrap();
+    let off = items
+        .iter()
+        .find(|e| e["action"] == "policy.disable")
+        .expect("audited");
+    assert_eq!(off["target"], "policy:freeze.rhai");
+    assert!(off["detail"]
+        .as_str()
+        .unwrap()
+        .contains("denies every owner change"));
+    assert!(items.iter().any(|e| e["action"] == "policy.enable"));
+}

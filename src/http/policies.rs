@@ -1,14 +1,122 @@
 //! Loaded policies (platform support).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api::*;
-use crate::domain::query;
+use super::problem::Json;
+use crate::domain::{query, Command, Refusal};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_policies))
+    OpenApiRouter::new()
+        .routes(routes!(list_policies))
+        .routes(routes!(disable_policy))
+        .routes(routes!(enable_policy))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRequest {
+    /// Why (required to switch off; kept in the audit log and shown).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A policy switched off, as `GET /v1/policies` shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SwitchedOffOut {
+    pub reason: String,
+    pub by: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Switches a policy off at run time (break-glass): no replica calls it
+/// until it is switched back on; kept across restarts, audited.
+#[utoipa::path(post, path = "/v1/policies/{name}/disable", tag = "operator", request_body = SwitchRequest,
+    params(("name" = String, Path, description = "a plugin's name or a script's file name, as GET /v1/policies shows it")),
+    responses((status = 200, body = PolicyOut), Errors), security(("bearer" = [])))]
+pub(super) async fn disable_policy(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(name): Path<String>,
+    Json(body): Json<SwitchRequest>,
+) -> ApiResult<axum::Json<PolicyOut>> {
+    switch(app, who, name, true, body.reason).await
+}
+
+/// Switches a policy back on.
+#[utoipa::path(post, path = "/v1/policies/{name}/enable", tag = "operator", request_body = SwitchRequest,
+    params(("name" = String, Path, description = "a plugin's name or a script's file name")),
+    responses((status = 200, body = PolicyOut), Errors), security(("bearer" = [])))]
+pub(super) async fn enable_policy(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(name): Path<String>,
+    Json(body): Json<SwitchRequest>,
+) -> ApiResult<axum::Json<PolicyOut>> {
+    switch(app, who, name, false, body.reason).await
+}
+
+async fn switch(
+    app: AppState,
+    who: crate::domain::Principal,
+    name: String,
+    disabled: bool,
+    reason: String,
+) -> ApiResult<axum::Json<PolicyOut>> {
+    query::platform_support_only(&who, "policy switches")?;
+    if !app.policies.knows(&name) {
+        return Err(Refusal::not_found("policy").into());
+    }
+    app.submit(
+        who,
+        Command::SetPolicySwitch {
+            name: name.clone(),
+            disabled,
+            reason,
+        },
+    )
+    .await?;
+    // This replica at once; the others at their next heartbeat.
+    let (store, policies) = (app.store.clone(), app.policies.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::domain::StateView::policy_switches(&*store, crate::policy::SWITCHES_MAX)
+            .map(|switches| policies.set_switches(switches))
+    })
+    .await
+    .map_err(|e| super::problem::Problem::internal(format!("reading the switches: {e}")))?
+    .map_err(Refusal::from)?;
+    app.policies
+        .status()
+        .into_iter()
+        .find(|p| p.name == name)
+        .map(|p| axum::Json(policy_out(p)))
+        .ok_or_else(|| Refusal::not_found("policy").into())
+}
+
+fn policy_out(p: crate::policy::PolicyStatus) -> PolicyOut {
+    PolicyOut {
+        kind: p.kind.to_string(),
+        name: p.name,
+        hooks: p.hooks.into_iter().map(str::to_string).collect(),
+        capabilities: p.capabilities.into_iter().map(str::to_string).collect(),
+        version: p.version,
+        loaded_at: p.loaded_at,
+        last_error: p.last_error.map(|e| PolicyErrorOut {
+            message: e.message,
+            line: e.line,
+            column: e.column,
+        }),
+        switched_off: p.switched_off.map(|s| SwitchedOffOut {
+            reason: s.reason,
+            by: s.by,
+            at: s.at,
+        }),
+        calls: p.calls,
+        failures: p.failures,
+        mean_latency_us: p.mean_latency_us,
+    }
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -32,6 +140,8 @@ pub struct PolicyOut {
     pub loaded_at: chrono::DateTime<chrono::Utc>,
     /// Why the file on disk is not in force (the previous version is).
     pub last_error: Option<PolicyErrorOut>,
+    /// Set while platform support has it switched off (break-glass).
+    pub switched_off: Option<SwitchedOffOut>,
     pub calls: u64,
     pub failures: u64,
     pub mean_latency_us: u64,
@@ -78,27 +188,7 @@ pub(super) async fn list_policies(
     Authed(who, _): Authed,
 ) -> ApiResult<axum::Json<PolicyList>> {
     query::platform_support_only(&who, "loaded policies")?;
-    let items = app
-        .policies
-        .status()
-        .into_iter()
-        .map(|p| PolicyOut {
-            kind: p.kind.to_string(),
-            name: p.name,
-            hooks: p.hooks.into_iter().map(str::to_string).collect(),
-            capabilities: p.capabilities.into_iter().map(str::to_string).collect(),
-            version: p.version,
-            loaded_at: p.loaded_at,
-            last_error: p.last_error.map(|e| PolicyErrorOut {
-                message: e.message,
-                line: e.line,
-                column: e.column,
-            }),
-            calls: p.calls,
-            failures: p.failures,
-            mean_latency_us: p.mean_latency_us,
-        })
-        .collect();
+    let items = app.policies.status().into_iter().map(policy_out).collect();
     let (store, me, policies) = (app.store.clone(), app.me.clone(), app.policies.clone());
     let live = tokio::task::spawn_blocking(move || crate::replicas::live(&store, &me, &policies))
         .await

@@ -23,12 +23,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{DomainEvent, OwnerChangeProposal, PolicyGate, UserSnapshot, Veto};
+use crate::domain::{
+    DomainEvent, OwnerChangeProposal, PolicyGate, PolicySwitch, UserSnapshot, Veto,
+};
 use crate::metrics::{Metrics, PolicyLabels};
 use script::{Compiled, Lookups, ScriptEngine, ScriptError};
 
 /// Most script files loaded from the folder.
 pub const SCRIPTS_MAX: usize = 256;
+/// Most policy switches read from the store (a switch names a loaded
+/// policy, so there are about as many as policies ever loaded).
+pub const SWITCHES_MAX: usize = 1024;
 
 #[derive(Default)]
 pub struct Stats {
@@ -93,6 +98,8 @@ pub struct PolicyStatus {
     pub hooks: Vec<&'static str>,
     /// The host functions (scripts) or capabilities (plugins) it declares.
     pub capabilities: Vec<&'static str>,
+    /// Switched off by platform support (never called meanwhile).
+    pub switched_off: Option<PolicySwitch>,
     pub version: String,
     pub loaded_at: DateTime<Utc>,
     pub last_error: Option<ScriptError>,
@@ -111,6 +118,10 @@ pub struct PolicyHost {
     fail_open: HashSet<Hook>,
     lookups: Option<Arc<dyn Lookups>>,
     metrics: Arc<Metrics>,
+    /// Policies platform support switched off (break-glass), by name: as
+    /// the store holds them, refreshed after each switch and every few
+    /// seconds (another replica may have switched one).
+    switched_off: ArcSwap<HashMap<String, PolicySwitch>>,
 }
 
 fn hash(bytes: &[u8]) -> String {
@@ -147,7 +158,29 @@ impl PolicyHost {
             fail_open,
             lookups,
             metrics,
+            switched_off: ArcSwap::from_pointee(HashMap::new()),
         }
+    }
+
+    /// Takes the store's switches: those saying "off" are skipped by every
+    /// call from now on.
+    pub fn set_switches(&self, switches: Vec<PolicySwitch>) {
+        let off: HashMap<String, PolicySwitch> = switches
+            .into_iter()
+            .filter(|s| s.disabled)
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        self.switched_off.store(Arc::new(off));
+    }
+
+    fn is_off(&self, name: &str) -> bool {
+        self.switched_off.load().contains_key(name)
+    }
+
+    /// Whether a plugin or script of this name is loaded.
+    pub fn knows(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p.plugin.name() == name)
+            || self.scripts.load().iter().any(|s| s.file == name)
     }
 
     pub fn scripts_dir(&self) -> &Path {
@@ -359,7 +392,11 @@ impl PolicyHost {
             hook.may_veto()
                 && (r.denied.is_some() || (r.error.is_some() && !self.fail_open.contains(&hook)))
         };
-        for entry in self.plugins.iter().filter(|p| p.hooks.contains(&hook)) {
+        for entry in self
+            .plugins
+            .iter()
+            .filter(|p| p.hooks.contains(&hook) && !self.is_off(p.plugin.name()))
+        {
             let r = self.call_plugin(entry, hook, event);
             let done = stop(&r);
             records.push(r);
@@ -368,7 +405,10 @@ impl PolicyHost {
             }
         }
         let scripts = self.scripts.load();
-        for entry in scripts.iter().filter(|s| s.hooks.contains(&hook)) {
+        for entry in scripts
+            .iter()
+            .filter(|s| s.hooks.contains(&hook) && !self.is_off(&s.file))
+        {
             let Some(compiled) = &entry.compiled else {
                 continue;
             };
@@ -422,6 +462,7 @@ impl PolicyHost {
                 name: name.to_string(),
                 hooks: hooks.iter().map(|h| h.name()).collect(),
                 capabilities: capabilities.iter().map(|c| c.name()).collect(),
+                switched_off: self.switched_off.load().get(name).cloned(),
                 version: version.to_string(),
                 loaded_at,
                 last_error,

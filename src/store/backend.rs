@@ -127,6 +127,9 @@ pub enum Record {
     LicenceRequest {
         value: LicenceRequest,
     },
+    PolicySwitch {
+        value: PolicySwitch,
+    },
     WebhookSeen {
         source: String,
         webhook_id: String,
@@ -176,6 +179,7 @@ impl Record {
             Record::Invoice { .. } => "invoice",
             Record::Investigation { .. } => "investigation",
             Record::LicenceRequest { .. } => "licence_request",
+            Record::PolicySwitch { .. } => "policy_switch",
             Record::WebhookSeen { .. } => "webhook_seen",
             Record::Audit { .. } => "audit",
             Record::QueueItem { .. } => "queue_item",
@@ -203,6 +207,7 @@ impl Record {
             Record::Invoice { value } => Restore::Change(Change::PutInvoice(value)),
             Record::Investigation { value } => Restore::Change(Change::PutInvestigation(value)),
             Record::LicenceRequest { value } => Restore::Change(Change::PutLicenceRequest(value)),
+            Record::PolicySwitch { value } => Restore::Change(Change::PutPolicySwitch(value)),
             Record::WebhookSeen {
                 source,
                 webhook_id,
@@ -528,6 +533,9 @@ macro_rules! forward_state_view {
             }
             fn licence_request(&$self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
                 $target.licence_request(id)
+            }
+            fn policy_switches(&$self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError> {
+                $target.policy_switches(limit)
             }
             fn account_licence_requests(&$self, account_id: &str, limit: usize) -> Result<Vec<LicenceRequest>, ViewError> {
                 $target.account_licence_requests(account_id, limit)

@@ -27,6 +27,7 @@ pub struct MemoryStore {
     pub investigations: Vec<SecurityInvestigation>,
     pub audit: Vec<AuditEntry>,
     pub licence_requests: BTreeMap<String, LicenceRequest>,
+    pub policy_switches: BTreeMap<String, PolicySwitch>,
     pub webhooks_seen: BTreeMap<(String, String), chrono::DateTime<chrono::Utc>>,
 }
 
@@ -95,6 +96,9 @@ impl MemoryStore {
                 }
                 Change::PutLicenceRequest(r) => {
                     self.licence_requests.insert(r.id.clone(), r);
+                }
+                Change::PutPolicySwitch(p) => {
+                    self.policy_switches.insert(p.name.clone(), p);
                 }
                 Change::PutWebhookSeen {
                     source,
@@ -187,6 +191,9 @@ impl StateView for MemoryStore {
         Ok(self
             .webhooks_seen
             .contains_key(&(source.to_string(), webhook_id.to_string())))
+    }
+    fn policy_switches(&self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError> {
+        Ok(self.policy_switches.values().take(limit).cloned().collect())
     }
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
         Ok(self.licence_requests.get(id).cloned())
@@ -520,6 +527,12 @@ impl Backend for MemoryBackend {
                     .values()
                     .cloned()
                     .map(|value| Record::LicenceRequest { value }),
+            );
+            out.extend(
+                st.policy_switches
+                    .values()
+                    .cloned()
+                    .map(|value| Record::PolicySwitch { value }),
             );
             out.extend(
                 st.webhooks_seen

@@ -181,11 +181,20 @@ pub(crate) mod tests {
         for (_dir, from) in every_backend() {
             let now = Utc::now();
             from.commit(Transaction {
-                changes: vec![Change::PutWebhookSeen {
-                    source: "crm".into(),
-                    webhook_id: "w1".into(),
-                    at: now,
-                }],
+                changes: vec![
+                    Change::PutWebhookSeen {
+                        source: "crm".into(),
+                        webhook_id: "w1".into(),
+                        at: now,
+                    },
+                    Change::PutPolicySwitch(PolicySwitch {
+                        name: "freeze.rhai".into(),
+                        disabled: true,
+                        reason: "denies everything".into(),
+                        by: "operator".into(),
+                        at: now,
+                    }),
+                ],
                 audit: Some(AuditDraft {
                     account_id: "acc_x".into(),
                     actor: "operator".into(),
@@ -207,7 +216,8 @@ pub(crate) mod tests {
             })
             .unwrap();
             let records = all_records(&from);
-            assert_eq!(records.len(), 3, "on {}", from.kind());
+            assert_eq!(records.len(), 4, "on {}", from.kind());
+            assert_eq!(from.policy_switches(10).unwrap()[0].name, "freeze.rhai");
             for (_dir2, to) in every_backend() {
                 assert!(to.is_empty().unwrap());
                 let mut parsed = Vec::new();

@@ -37,6 +37,7 @@ use super::codec::{decode, encode};
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0001_initial.sql"),
     include_str!("postgres/0002_replicas.sql"),
+    include_str!("postgres/0003_policy_switches.sql"),
 ];
 
 /// Advisory lock held while migrating (replicas starting together migrate
@@ -464,6 +465,13 @@ fn apply_change(tx: &mut impl GenericClient, change: Change) -> Result<(), Store
                 &[&r.id, &r.account_id, &status.as_str().unwrap_or(""), &r.created_at, &Json(&r)],
             )?;
         }
+        Change::PutPolicySwitch(p) => {
+            tx.execute(
+                "INSERT INTO policy_switches (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&p.name, &Json(&p)],
+            )?;
+        }
         Change::PutWebhookSeen {
             source,
             webhook_id,
@@ -647,6 +655,13 @@ impl StateView for PostgresStore {
 
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
         self.one("SELECT value FROM licence_requests WHERE id = $1", &[&id])
+    }
+
+    fn policy_switches(&self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError> {
+        self.many(
+            "SELECT value FROM policy_switches ORDER BY name LIMIT $1",
+            &[&rows(limit)],
+        )
     }
 
     fn account_licence_requests(
@@ -874,7 +889,7 @@ impl Backend for PostgresStore {
         fn value<V: serde::de::DeserializeOwned>(row: &postgres::Row, i: usize) -> V {
             row.get::<_, Json<V>>(i).0
         }
-        let tables: [(&str, Make); 12] = [
+        let tables: [(&str, Make); 13] = [
             ("SELECT id::text, value FROM accounts", |r| {
                 Ok(Record::Account { value: value(r, 1) })
             }),
@@ -911,6 +926,9 @@ impl Backend for PostgresStore {
             ),
             ("SELECT id, value FROM licence_requests", |r| {
                 Ok(Record::LicenceRequest { value: value(r, 1) })
+            }),
+            ("SELECT name, value FROM policy_switches", |r| {
+                Ok(Record::PolicySwitch { value: value(r, 1) })
             }),
             (
                 "SELECT source || '/' || webhook_id, source, webhook_id, value FROM webhooks_seen",

@@ -42,9 +42,10 @@ enum T {
     Deliveries,
     DeliveriesDone,
     Subscribers,
+    PolicySwitches,
 }
 
-const TREE_NAMES: [&str; 19] = [
+const TREE_NAMES: [&str; 20] = [
     "accounts",
     "users",
     "email_index",
@@ -64,6 +65,7 @@ const TREE_NAMES: [&str; 19] = [
     "deliveries",
     "deliveries_done",
     "subscribers",
+    "policy_switches",
 ];
 
 impl From<sled::Error> for StoreError {
@@ -285,6 +287,13 @@ impl SledStore {
                     at,
                 } => {
                     ops.push((T::WebhooksSeen, key2(source, webhook_id), Some(encode(at))));
+                }
+                Change::PutPolicySwitch(p) => {
+                    ops.push((
+                        T::PolicySwitches,
+                        p.name.as_bytes().to_vec(),
+                        Some(encode(p)),
+                    ));
                 }
                 Change::PutInvoice(i) => {
                     let seq = self.issue_id()?;
@@ -587,6 +596,9 @@ impl Backend for SledStore {
             && values(self.tree(T::LicenceRequests), each, |_, value| {
                 Record::LicenceRequest { value }
             })?
+            && values(self.tree(T::PolicySwitches), each, |_, value| {
+                Record::PolicySwitch { value }
+            })?
             && values(self.tree(T::WebhooksSeen), each, |k, at| {
                 let (source, webhook_id) = split(k);
                 Record::WebhookSeen {
@@ -783,6 +795,14 @@ impl StateView for SledStore {
             .map_err(StoreError::from)?)
     }
 
+    fn policy_switches(&self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError> {
+        let mut out = Vec::new();
+        for item in self.tree(T::PolicySwitches).iter().take(limit) {
+            let (_, v) = item.map_err(StoreError::from)?;
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
         Ok(self.get(T::LicenceRequests, id.as_bytes())?)
     }

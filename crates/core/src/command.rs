@@ -195,6 +195,12 @@ pub enum Command {
         account_id: AccountId,
         call: PolicyCallRecord,
     },
+    /// Switches a policy off (break-glass) or back on (platform support).
+    SetPolicySwitch {
+        name: String,
+        disabled: bool,
+        reason: String,
+    },
 }
 
 /// One hook call, as the audit log keeps it.
@@ -230,6 +236,7 @@ pub enum Target<'a> {
     LicenceRequest(&'a str),
     Webhook(&'a str, &'a str),
     Hook(&'a str),
+    Policy(&'a str),
     Named(&'static str),
 }
 
@@ -244,6 +251,7 @@ impl std::fmt::Display for Target<'_> {
             Target::LicenceRequest(r) => write!(f, "licence_request:{r}"),
             Target::Webhook(s, id) => write!(f, "webhook:{s}/{id}"),
             Target::Hook(h) => write!(f, "hook:{h}"),
+            Target::Policy(p) => write!(f, "policy:{p}"),
             Target::Named(n) => f.write_str(n),
         }
     }
@@ -439,6 +447,15 @@ impl Command {
             C::RecordPolicyCall { account_id, call } => {
                 with("policy.call", Some(account_id), Target::Hook(&call.hook))
             }
+            C::SetPolicySwitch { name, disabled, .. } => with(
+                if *disabled {
+                    "policy.disable"
+                } else {
+                    "policy.enable"
+                },
+                None,
+                Target::Policy(name),
+            ),
         }
     }
 
@@ -496,6 +513,7 @@ pub enum Change {
         webhook_id: String,
         at: DateTime<Utc>,
     },
+    PutPolicySwitch(PolicySwitch),
 }
 
 /// A message to mail. Rendered and queued in the outbox in the same

@@ -79,6 +79,21 @@ pub enum LicenceStatus {
     Denied,
 }
 
+/// A policy platform support switched off at run time (break-glass), or
+/// back on: kept in the store so that it holds across restarts and on every
+/// replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySwitch {
+    /// The policy's name as `GET /v1/policies` shows it (a plugin's name,
+    /// a script's file name).
+    pub name: String,
+    pub disabled: bool,
+    pub reason: String,
+    /// Who switched it (the audit name of the actor).
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A request to platform support for temporary seats (R18).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenceRequest {

@@ -2,8 +2,9 @@
 
 use crate::access::*;
 use crate::command::*;
-use crate::context::Draft;
+use crate::context::{Ctx, Draft};
 use crate::limits::*;
+use crate::model::PolicySwitch;
 use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
@@ -93,6 +94,70 @@ pub(crate) fn record_policy_call(
     }
     Ok(Outcome {
         changes: vec![],
+        notices: vec![],
+        events: vec![],
+        audit,
+        reply: Reply::Done,
+    })
+}
+
+/// Longest policy name a switch takes (script file names are shorter).
+pub const POLICY_NAME_MAX_CHARS: usize = 128;
+/// Longest reason for switching a policy off or on.
+pub const POLICY_SWITCH_REASON_MAX_CHARS: usize = 500;
+
+/// Break-glass: platform support switches a policy off (with a reason) or
+/// back on, audited in the platform's log. Which names exist is the
+/// daemon's business (it refuses names it has not loaded before asking).
+pub(crate) fn set_policy_switch(
+    ctx: &mut Ctx,
+    draft: &Draft,
+    name: String,
+    disabled: bool,
+    reason: String,
+) -> Result<Outcome, Refusal> {
+    if *draft.actor != Principal::Operator {
+        return Err(Refusal::forbidden(
+            "only platform support switches policies",
+        ));
+    }
+    if name.is_empty()
+        || name.chars().count() > POLICY_NAME_MAX_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(Refusal::invalid(format!(
+            "name must be 1 to {POLICY_NAME_MAX_CHARS} characters without control characters"
+        )));
+    }
+    let reason = reason.trim().to_string();
+    if (disabled && reason.is_empty())
+        || reason.chars().count() > POLICY_SWITCH_REASON_MAX_CHARS
+        || reason.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(Refusal::invalid(format!(
+            "reason must be 1 to {POLICY_SWITCH_REASON_MAX_CHARS} characters (required to switch a policy off)"
+        )));
+    }
+    let switch = PolicySwitch {
+        name: name.clone(),
+        disabled,
+        reason: reason.clone(),
+        by: draft.actor.audit_name(),
+        at: ctx.now,
+    };
+    let audit = draft.ok(
+        PLATFORM_AUDIT_SCOPE,
+        format!("policy:{name}"),
+        if disabled {
+            format!("switched off: {reason}")
+        } else if reason.is_empty() {
+            "switched back on".to_string()
+        } else {
+            format!("switched back on: {reason}")
+        },
+    );
+    Ok(Outcome {
+        changes: vec![Change::PutPolicySwitch(switch)],
         notices: vec![],
         events: vec![],
         audit,

@@ -178,6 +178,11 @@ pub fn execute(
         Command::OpenSecurityInvestigation { account_id, note } => {
             support::open_security_investigation(view, ctx, &draft, account_id, note)
         }
+        Command::SetPolicySwitch {
+            name,
+            disabled,
+            reason,
+        } => policy_actions::set_policy_switch(ctx, &draft, name, disabled, reason),
     }
 }
 

@@ -40,6 +40,8 @@ pub trait StateView {
         status: Option<LicenceStatus>,
         limit: usize,
     ) -> Result<Vec<LicenceRequest>, ViewError>;
+    /// Policies switched off or back on, by name, at most `limit`.
+    fn policy_switches(&self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError>;
     /// Oldest first, entries with `seq > after`, at most `limit`.
     fn audit(
         &self,
