@@ -35,6 +35,8 @@ pub struct Config {
     pub hooks: std::collections::BTreeMap<String, HookConfig>,
     /// The sandbox of every script call.
     pub scripts: crate::policy::script::ScriptLimits,
+    /// The record of hook calls (replay runs on it): retention, off switch.
+    pub policy_record: crate::policy::record::RecordConfig,
     /// Receivers of the daemon's events (Standard Webhooks deliveries).
     pub subscribers: Vec<crate::outbound::SubscriberConfig>,
     pub outbound: OutboundConfig,
@@ -255,6 +257,7 @@ impl Default for Config {
             plugins: None,
             hooks: Default::default(),
             scripts: Default::default(),
+            policy_record: Default::default(),
             subscribers: Vec::new(),
             outbound: OutboundConfig::default(),
             audit: AuditConfig::default(),
@@ -417,6 +420,11 @@ impl Config {
         anyhow::ensure!(
             self.store.backend != StoreBackend::Postgres || self.store.url.is_some(),
             "store.backend = \"postgres\" needs store.url (or ADMIND_STORE__URL, or --store-url)"
+        );
+        anyhow::ensure!(
+            (1..=3650).contains(&self.policy_record.keep_days)
+                && (1..=10_000_000).contains(&self.policy_record.keep_max),
+            "policy_record.keep_days must be 1 to 3650 and policy_record.keep_max 1 to 10000000"
         );
         anyhow::ensure!(
             (1..=1000).contains(&self.store.pool_size),

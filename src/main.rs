@@ -108,6 +108,30 @@ enum PolicyCommand {
         #[arg(long)]
         event: PathBuf,
     },
+    /// Run a draft against the recorded hook calls, in the same sandbox, with
+    /// no effect of any kind; print every decision that would differ from
+    /// what happened, errors, limit hits and latency. Reads the store
+    /// directly (a stopped daemon's sled data directory, or PostgreSQL any
+    /// time); a running daemon answers the same at POST /v1/policies/replay.
+    Replay {
+        draft: PathBuf,
+        /// Only this hook (default: every hook the draft handles).
+        #[arg(long)]
+        hook: Option<String>,
+        /// From when: an RFC 3339 time, a date or an age (36h, 7d).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// One account only.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "ADMIND_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -248,6 +272,40 @@ fn main() -> anyhow::Result<()> {
         }
         Commands::Policy(PolicyCommand::Check { files }) => {
             if !admind::policy_cli::check(&files, Default::default()) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Commands::Policy(PolicyCommand::Replay {
+            draft,
+            hook,
+            since,
+            account,
+            json,
+            config,
+            data_dir,
+        }) => {
+            let config = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            let since = admind::audit::parse_since(&since, chrono::Utc::now())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let store = admind::export::open_offline(&config, false)?;
+            let differs = admind::policy_cli::replay(
+                &store,
+                &draft,
+                hook.as_deref(),
+                since,
+                account.as_deref(),
+                json,
+                config.scripts.clone(),
+            )?;
+            // Like diff(1): 1 when decisions would change.
+            if differs {
                 std::process::exit(1);
             }
             Ok(())

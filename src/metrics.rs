@@ -74,6 +74,10 @@ pub struct Metrics {
     pub policy_failures: Family<PolicyLabels, Counter>,
     pub policy_call_seconds: Family<PolicyLabels, Histogram>,
     pub policy_reloads: Family<ResultLabels, Counter>,
+    /// Shadow policies' decisions that differ from the enforced outcome.
+    pub policy_shadow_disagreements: Family<PolicyLabels, Counter>,
+    /// Hook call records dropped because the recorder's queue was full.
+    pub hook_records_dropped: Counter,
     /// Live replicas of the store (1 on a store only this process opens).
     pub replicas_live: Gauge,
     /// Live replicas whose loaded policy versions differ from this one's.
@@ -166,6 +170,18 @@ impl Metrics {
             "policy_reloads",
             "Script (re)loads by result",
             policy_reloads.clone(),
+        );
+        let policy_shadow_disagreements = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_shadow_disagreements",
+            "Decisions of shadow policies that differ from the enforced outcome",
+            policy_shadow_disagreements.clone(),
+        );
+        let hook_records_dropped = Counter::default();
+        registry.register(
+            "hook_records_dropped",
+            "Hook call records dropped (the recorder's queue was full)",
+            hook_records_dropped.clone(),
         );
         let replicas_live = Gauge::default();
         let policy_replicas_disagreeing = Gauge::default();
@@ -294,6 +310,8 @@ impl Metrics {
             dead: outbound_given_up,
         };
         Metrics {
+            hook_records_dropped,
+            policy_shadow_disagreements,
             replicas_live,
             policy_replicas_disagreeing,
             accept_errors,

@@ -1,5 +1,6 @@
-//! `admind policy check` and `admind policy test`: tools for policy authors.
-//! Nothing here touches a store or sends anything.
+//! `admind policy check`, `test` and `replay`: tools for policy authors.
+//! Nothing here writes to a store or sends anything (replay reads the
+//! record of hook calls).
 
 use std::path::{Path, PathBuf};
 
@@ -91,4 +92,55 @@ pub fn test(
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(report.get("error").is_none())
+}
+
+/// Runs a draft against the recorded hook calls and prints the report (a
+/// table, or JSON). Returns whether any decision would differ.
+pub fn replay(
+    store: &crate::store::Store,
+    draft: &Path,
+    hook: Option<&str>,
+    since: chrono::DateTime<chrono::Utc>,
+    account: Option<&str>,
+    json: bool,
+    limits: ScriptLimits,
+) -> anyhow::Result<bool> {
+    use crate::policy::replay;
+    let hook = hook
+        .map(|h| {
+            Hook::from_name(h).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown hook {h:?}; known: {}",
+                    Hook::ALL.map(|h| h.name()).join(", ")
+                )
+            })
+        })
+        .transpose()?;
+    let source = std::fs::read_to_string(draft)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", draft.display()))?;
+    let name = draft
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("draft.rhai");
+    let engine = ScriptEngine::new(limits);
+    let report = replay::replay(
+        &engine,
+        &replay::ReplayRequest {
+            name,
+            source: &source,
+            hook,
+            since: Some(since),
+            account,
+            limit: replay::RECORDS_MAX,
+        },
+        store,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", draft.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay::table(&report));
+    }
+    Ok(!report.differing.is_empty())
 }

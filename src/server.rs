@@ -269,6 +269,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store.clone(),
         writer.clone(),
     ));
+    // The record of hook calls, and its retention.
+    let (record_task, record_prune) = if config.policy_record.enabled {
+        let (recorder, task) =
+            crate::policy::record::start(store.clone(), writer.clone(), metrics.clone());
+        policies.set_recorder(recorder);
+        let retention = config.policy_record.clone();
+        let prune = tokio::spawn(crate::store::writer::prune_every(
+            crate::policy::record::PRUNE_EVERY,
+            "hook call records",
+            store.clone(),
+            writer.clone(),
+            move |s, max| crate::policy::record::expired(s, &retention, max),
+            |_| {},
+        ));
+        (Some(task), Some(prune))
+    } else {
+        (None, None)
+    };
     let heartbeat = tokio::spawn(crate::replicas::heartbeat_loop(
         store.clone(),
         me.clone(),
@@ -366,6 +384,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     retention.abort();
     webhook_ids.abort();
     heartbeat.abort();
+    for task in [record_task, record_prune].into_iter().flatten() {
+        task.abort();
+    }
     // The writer ends once the last sender (the app's, the hook worker's) is gone.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     let flushing = store.clone();

@@ -749,3 +749,134 @@ async fn break_glass_platform_support_switches_a_policy_off_and_on_across_a_rest
         .contains("denies every owner change"));
     assert!(items.iter().any(|e| e["action"] == "policy.enable"));
 }
+
+/// Replays `source` (named `name`) on the daemon until `n` calls were
+/// replayed (records are committed a moment after the calls).
+async fn replay_until(d: &Daemon, name: &str, source: &str, n: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = d
+            .post(
+                "/v1/policies/replay",
+                Some(&d.operator),
+                json!({"name": name, "source": source}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if r.body["replayed"].as_u64() >= Some(n) {
+            return r.body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn replay_reports_exactly_the_decisions_a_draft_would_change_and_shadow_changes_no_outcome() {
+    let d = Daemon::start();
+    d.install_script("owner_change_guard.rhai");
+    // A shadow version that allows everyone: recorded and compared, never enforced.
+    std::fs::create_dir_all(d.scripts_dir().join("shadow")).unwrap();
+    std::fs::write(
+        d.scripts_dir().join("shadow/owner_change_guard.rhai"),
+        "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) { }\n",
+    )
+    .unwrap();
+    wait_status(&d, "owner_change_guard.rhai", "loaded", |s| s.is_some()).await;
+    wait_status(&d, "shadow/owner_change_guard.rhai", "loaded", |s| {
+        s.is_some_and(|s| s["shadow"] == true)
+    })
+    .await;
+    let (a, owner, ot) = d.account_with_owner(10).await;
+    // B set a password but never signed in; C signed in.
+    let b = d.add_member(&ot, &a, "b@acme.test", "admin").await;
+    let mail = d.wait_mail("b@acme.test", "Set your password", 1).await;
+    d.post(
+        "/v1/password-resets/confirm",
+        None,
+        json!({"token": mail.token(), "password": common::PASSWORD}),
+    )
+    .await;
+    let (c, ct) = d.member(&ot, &a, "c@acme.test", "admin").await;
+
+    // Three real calls: to B denied by the guard (the shadow's allow is not
+    // enforced), to C allowed, back to the owner allowed.
+    let r = try_transfer(&d, &a, &ot, &b).await;
+    assert_eq!(r.code(), "policy_denied", "shadow never changes an outcome");
+    assert_eq!(try_transfer(&d, &a, &ot, &c).await.status, StatusCode::OK);
+    assert_eq!(
+        try_transfer(&d, &a, &ct, &owner).await.status,
+        StatusCode::OK
+    );
+    let shadow = script_status(&d, "shadow/owner_change_guard.rhai")
+        .await
+        .unwrap();
+    assert_eq!(
+        shadow["disagreements"], 1,
+        "it would have allowed B: {shadow}"
+    );
+
+    // The shipped guard itself: nothing differs.
+    let guard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/owner_change_guard.rhai"),
+    )
+    .unwrap();
+    let same = replay_until(&d, "owner_change_guard.rhai", &guard, 3).await;
+    assert_eq!(same["replayed"], 3, "{same}");
+    assert_eq!(same["differing"], json!([]), "{same}");
+
+    // A draft that flips one rule: anyone may become owner, except C.
+    let audit_before = d.all_audit(&a, &ot).await.len();
+    // The transfers' own mails first (they leave the outbox a moment later).
+    let mut mails_before = d.mails().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = d.mails().len();
+        if now == mails_before {
+            break;
+        }
+        mails_before = now;
+    }
+    let draft = "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) {\n  if event.to.primary_email == \"c@acme.test\" { deny(\"not C\"); }\n}\n";
+    let report = replay_until(&d, "owner_change_guard.rhai", draft, 3).await;
+    let differing = report["differing"].as_array().unwrap();
+    assert_eq!(differing.len(), 2, "{report}");
+    let to = |d: &Value| d["now"]["decision"].as_str().unwrap().to_string();
+    assert_eq!(differing[0]["was"]["decision"], "deny");
+    assert_eq!(to(&differing[0]), "allow", "B would now be allowed");
+    assert_eq!(differing[1]["was"]["decision"], "allow");
+    assert_eq!(to(&differing[1]), "deny", "C would now be refused");
+    assert_eq!(differing[1]["now"]["reason"], "not C");
+    assert_eq!(
+        differing[0]["compared_with"],
+        "policy owner_change_guard.rhai"
+    );
+    assert_eq!(report["errors"], json!([]));
+    assert!(report["latency"]["p99_us"].as_u64().is_some());
+    // No effect of any kind.
+    assert_eq!(d.all_audit(&a, &ot).await.len(), audit_before);
+    assert_eq!(d.mails().len(), mails_before);
+
+    // Errors and limit hits are reported, not fatal.
+    let endless = "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) { loop { } }\n";
+    let report = replay_until(&d, "endless.rhai", endless, 3).await;
+    assert_eq!(report["limit_hits"], 3, "{report}");
+    assert_eq!(report["errors"].as_array().unwrap().len(), 3);
+    // A draft that does not load is a clear 400.
+    let r = d
+        .post(
+            "/v1/policies/replay",
+            Some(&d.operator),
+            json!({"source": "fn before_owner_change(e) { deny(\"x\"); }"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "draft_invalid")
+    );
+    // Platform support only.
+    let r = d
+        .post("/v1/policies/replay", Some(&ot), json!({"source": draft}))
+        .await;
+    assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND);
+}

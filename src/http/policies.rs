@@ -13,6 +13,91 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_policies))
         .routes(routes!(disable_policy))
         .routes(routes!(enable_policy))
+        .routes(routes!(replay_policy))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// The draft's file name: its decisions are compared with the recorded
+    /// ones of the enforced policy of that name, when there is one.
+    #[serde(default = "draft_name")]
+    pub name: String,
+    /// The draft's source (with its `// hooks:` and `// calls:` header).
+    pub source: String,
+    /// Only this hook (default: every hook the draft handles).
+    pub hook: Option<String>,
+    /// From when: an RFC 3339 time, a date or an age (`36h`, `7d`; default `7d`).
+    pub since: Option<String>,
+    pub account: Option<String>,
+    /// Records read, at most (default and most: 100,000).
+    pub limit: Option<usize>,
+}
+
+fn draft_name() -> String {
+    "draft.rhai".into()
+}
+
+/// Runs a draft against the recorded hook calls, in the same sandbox as
+/// live calls, with no effect of any kind: every decision that would differ
+/// from what happened, errors, limit hits, latency (platform support).
+#[utoipa::path(post, path = "/v1/policies/replay", tag = "operator", request_body = ReplayBody,
+    responses((status = 200, description = "the replay report", body = serde_json::Value), Errors), security(("bearer" = [])))]
+pub(super) async fn replay_policy(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Json(body): Json<ReplayBody>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    use super::problem::Problem;
+    use crate::policy::replay::{ReplayFailure, ReplayRequest, RECORDS_MAX};
+    query::platform_support_only(&who, "policy replay")?;
+    if body.source.len() as u64 > app.policies.max_file_bytes() {
+        return Err(Problem::bad_request(format!(
+            "source is larger than {} bytes",
+            app.policies.max_file_bytes()
+        )));
+    }
+    if body.name.is_empty() || body.name.len() > 128 || body.name.chars().any(char::is_control) {
+        return Err(Problem::bad_request("name must be 1 to 128 characters"));
+    }
+    let hook = match body.hook.as_deref() {
+        Some(h) => Some(
+            admind_plugin_api::Hook::from_name(h)
+                .ok_or_else(|| Problem::bad_request(format!("unknown hook {h:?}")))?,
+        ),
+        None => None,
+    };
+    let since =
+        crate::audit::parse_since(body.since.as_deref().unwrap_or("7d"), chrono::Utc::now())
+            .map_err(Problem::bad_request)?;
+    let limit = body.limit.unwrap_or(RECORDS_MAX).clamp(1, RECORDS_MAX);
+    let (store, policies) = (app.store.clone(), app.policies.clone());
+    let report = tokio::task::spawn_blocking(move || {
+        policies.replay(
+            &ReplayRequest {
+                name: &body.name,
+                source: &body.source,
+                hook,
+                since: Some(since),
+                account: body.account.as_deref(),
+                limit,
+            },
+            &store,
+        )
+    })
+    .await
+    .map_err(|e| Problem::internal(format!("the replay task failed: {e}")))?;
+    match report {
+        Ok(report) => Ok(axum::Json(
+            serde_json::to_value(report).map_err(|e| Problem::internal(e.to_string()))?,
+        )),
+        Err(ReplayFailure::Draft(e)) => Err(Problem::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "draft_invalid",
+            format!("the draft does not load: {e}"),
+        )),
+        Err(ReplayFailure::Store(e)) => Err(Refusal::from(e).into()),
+    }
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -113,6 +198,8 @@ fn policy_out(p: crate::policy::PolicyStatus) -> PolicyOut {
             by: s.by,
             at: s.at,
         }),
+        shadow: p.shadow,
+        disagreements: p.disagreements,
         calls: p.calls,
         failures: p.failures,
         mean_latency_us: p.mean_latency_us,
@@ -142,6 +229,11 @@ pub struct PolicyOut {
     pub last_error: Option<PolicyErrorOut>,
     /// Set while platform support has it switched off (break-glass).
     pub switched_off: Option<SwitchedOffOut>,
+    /// A shadow script (`scripts/shadow/`): runs on live events, recorded,
+    /// never enforced.
+    pub shadow: bool,
+    /// Shadow scripts: decisions that differed from the enforced outcome.
+    pub disagreements: u64,
     pub calls: u64,
     pub failures: u64,
     pub mean_latency_us: u64,

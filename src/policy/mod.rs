@@ -5,7 +5,9 @@
 //! durable hook queue, and their actions go through the core as
 //! `Principal::Policy`.
 
+pub mod record;
 pub mod registry;
+pub mod replay;
 pub mod script;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,7 +42,14 @@ pub struct Stats {
     pub calls: AtomicU64,
     pub failures: AtomicU64,
     pub total_us: AtomicU64,
+    /// Shadow policies: decisions that differed from the enforced outcome.
+    pub disagreements: AtomicU64,
 }
+
+/// The subfolder of the scripts folder whose scripts run in shadow: on live
+/// events beside the enforced set, recorded and compared, never enforced.
+/// Promoting one is moving it up a folder.
+pub const SHADOW_DIR: &str = "shadow";
 
 impl Stats {
     fn record(&self, elapsed: Duration, failed: bool) {
@@ -64,7 +73,9 @@ pub struct PluginEntry {
 
 #[derive(Clone)]
 pub struct ScriptEntry {
+    /// The file name; `shadow/<file>` for a shadow script.
     pub file: String,
+    pub shadow: bool,
     pub version: String,
     pub loaded_at: DateTime<Utc>,
     /// The version in force (the last that compiled), if any.
@@ -100,6 +111,10 @@ pub struct PolicyStatus {
     pub capabilities: Vec<&'static str>,
     /// Switched off by platform support (never called meanwhile).
     pub switched_off: Option<PolicySwitch>,
+    /// Runs in shadow (`scripts/shadow/`): recorded, never enforced.
+    pub shadow: bool,
+    /// Shadow only: decisions that differed from the enforced outcome.
+    pub disagreements: u64,
     pub version: String,
     pub loaded_at: DateTime<Utc>,
     pub last_error: Option<ScriptError>,
@@ -122,6 +137,8 @@ pub struct PolicyHost {
     /// the store holds them, refreshed after each switch and every few
     /// seconds (another replica may have switched one).
     switched_off: ArcSwap<HashMap<String, PolicySwitch>>,
+    /// Where hook call records go (set once the writer runs).
+    recorder: std::sync::OnceLock<record::Recorder>,
 }
 
 fn hash(bytes: &[u8]) -> String {
@@ -159,6 +176,7 @@ impl PolicyHost {
             lookups,
             metrics,
             switched_off: ArcSwap::from_pointee(HashMap::new()),
+            recorder: std::sync::OnceLock::new(),
         }
     }
 
@@ -175,6 +193,21 @@ impl PolicyHost {
 
     fn is_off(&self, name: &str) -> bool {
         self.switched_off.load().contains_key(name)
+    }
+
+    /// Runs a draft against the recorded hook calls with this host's
+    /// sandbox and lookups (see [`replay`]).
+    pub fn replay(
+        &self,
+        request: &replay::ReplayRequest<'_>,
+        store: &crate::store::Store,
+    ) -> Result<replay::ReplayReport, replay::ReplayFailure> {
+        replay::replay(&self.engine, request, store, self.lookups.clone())
+    }
+
+    /// Largest script the host loads (drafts too).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.engine.limits.max_file_bytes
     }
 
     /// Whether a plugin or script of this name is loaded.
@@ -196,13 +229,19 @@ impl PolicyHost {
         let previous: HashMap<&str, &ScriptEntry> =
             current.iter().map(|e| (e.file.as_str(), e)).collect();
         let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(&self.scripts_dir) {
+        for (folder, prefix) in [
+            (self.scripts_dir.clone(), ""),
+            (self.scripts_dir.join(SHADOW_DIR), "shadow/"),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 // Type checks happen in read_script, on the opened file.
                 if path.extension().is_some_and(|x| x == "rhai") {
                     if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                        files.insert(name.to_string(), path);
+                        files.insert(format!("{prefix}{name}"), path);
                     }
                 }
             }
@@ -244,6 +283,7 @@ impl PolicyHost {
                         })
                         .inc();
                     next.push(ScriptEntry {
+                        shadow: file.starts_with("shadow/"),
                         file: file.clone(),
                         version,
                         loaded_at: Utc::now(),
@@ -386,7 +426,20 @@ impl PolicyHost {
 
     /// Runs every handler of `hook` in order: plugins, then scripts. For a
     /// `before_` hook it stops at the first deny (or failure, fail closed).
+    /// Shadow scripts run after, on the same event, and are compared and
+    /// recorded, never enforced: the records returned are the enforced
+    /// ones only.
     pub fn run(&self, hook: Hook, event: &Event) -> Vec<CallRecord> {
+        let started = Instant::now();
+        let records = self.run_enforced(hook, event);
+        let shadow = self.run_shadow(hook, event, &records);
+        if !records.is_empty() || !shadow.is_empty() {
+            self.record_call(hook, event, &records, &shadow, started);
+        }
+        records
+    }
+
+    fn run_enforced(&self, hook: Hook, event: &Event) -> Vec<CallRecord> {
         let mut records = Vec::new();
         let stop = |r: &CallRecord| {
             hook.may_veto()
@@ -407,7 +460,7 @@ impl PolicyHost {
         let scripts = self.scripts.load();
         for entry in scripts
             .iter()
-            .filter(|s| s.hooks.contains(&hook) && !self.is_off(&s.file))
+            .filter(|s| !s.shadow && s.hooks.contains(&hook) && !self.is_off(&s.file))
         {
             let Some(compiled) = &entry.compiled else {
                 continue;
@@ -420,6 +473,97 @@ impl PolicyHost {
             }
         }
         records
+    }
+
+    /// Runs the shadow scripts of `hook` and counts each decision that
+    /// differs from what was enforced: from the enforced policy of the same
+    /// file name when there is one (a new version of it), else from the
+    /// enforced outcome as a whole.
+    fn run_shadow(&self, hook: Hook, event: &Event, enforced: &[CallRecord]) -> Vec<CallRecord> {
+        let scripts = self.scripts.load();
+        let mut out = Vec::new();
+        for entry in scripts
+            .iter()
+            .filter(|s| s.shadow && s.hooks.contains(&hook) && !self.is_off(&s.file))
+        {
+            let Some(compiled) = &entry.compiled else {
+                continue;
+            };
+            let r = self.call_script(entry, compiled, hook, event);
+            let plain = entry.file.trim_start_matches("shadow/");
+            let (was_denied, was_actions) = match enforced.iter().find(|e| e.policy == plain) {
+                Some(same) => (self.denies(hook, same), same.actions.clone()),
+                None => (
+                    self.veto(hook, enforced).is_some(),
+                    enforced.iter().flat_map(|e| e.actions.clone()).collect(),
+                ),
+            };
+            let disagrees = (hook.may_veto() && self.denies(hook, &r) != was_denied)
+                || (!hook.may_veto() && r.actions != was_actions);
+            if disagrees {
+                entry.stats.disagreements.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .policy_shadow_disagreements
+                    .get_or_create(&PolicyLabels {
+                        policy: entry.file.clone(),
+                        hook: hook.name().to_string(),
+                    })
+                    .inc();
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    /// Whether a call denies (a failure does unless the hook fails open).
+    fn denies(&self, hook: Hook, r: &CallRecord) -> bool {
+        hook.may_veto()
+            && (r.denied.is_some() || (r.error.is_some() && !self.fail_open.contains(&hook)))
+    }
+
+    /// The hook call record (when recording is on).
+    pub fn set_recorder(&self, recorder: record::Recorder) {
+        let _ = self.recorder.set(recorder);
+    }
+
+    fn record_call(
+        &self,
+        hook: Hook,
+        event: &Event,
+        enforced: &[CallRecord],
+        shadow: &[CallRecord],
+        started: Instant,
+    ) {
+        let Some(recorder) = self.recorder.get() else {
+            return;
+        };
+        let veto = self.veto(hook, enforced);
+        let decision = |r: &CallRecord, shadow: bool| record::PolicyDecision {
+            policy: r.policy.clone(),
+            kind: r.kind.to_string(),
+            version: r.version.clone(),
+            shadow,
+            denied: r.denied.clone(),
+            actions: r.actions.clone(),
+            error: r.error.clone(),
+            duration_us: r.duration_us,
+        };
+        recorder.record(record::HookCall {
+            id: 0,
+            at: Utc::now(),
+            hook: hook.name().to_string(),
+            account_id: event.account_id().map(str::to_string),
+            event: serde_json::to_value(event).unwrap_or_default(),
+            decision: if veto.is_some() { "deny" } else { "allow" }.into(),
+            reason: veto.map(|v| v.reason),
+            actions: enforced.iter().flat_map(|r| r.actions.clone()).collect(),
+            policies: enforced
+                .iter()
+                .map(|r| decision(r, false))
+                .chain(shadow.iter().map(|r| decision(r, true)))
+                .collect(),
+            duration_us: started.elapsed().as_micros() as u64,
+        });
     }
 
     /// The veto of a `before_` hook's records, if any.
@@ -463,6 +607,8 @@ impl PolicyHost {
                 hooks: hooks.iter().map(|h| h.name()).collect(),
                 capabilities: capabilities.iter().map(|c| c.name()).collect(),
                 switched_off: self.switched_off.load().get(name).cloned(),
+                shadow: name.starts_with("shadow/"),
+                disagreements: stats.disagreements.load(Ordering::Relaxed),
                 version: version.to_string(),
                 loaded_at,
                 last_error,
@@ -510,6 +656,7 @@ impl PolicyHost {
 fn empty_entry(file: &str) -> ScriptEntry {
     ScriptEntry {
         file: file.to_string(),
+        shadow: file.starts_with("shadow/"),
         version: String::new(),
         loaded_at: Utc::now(),
         compiled: None,
@@ -602,19 +749,7 @@ impl PolicyGate for PolicyHost {
     }
 }
 
-/// An action as the audit log and the logs name it.
-pub fn describe(action: &Action) -> String {
-    match action {
-        Action::Notify {
-            address, subject, ..
-        } => format!("notify {address} {subject:?}"),
-        Action::RequestLicence { product, seats, .. } => {
-            format!("request_licence {product} {seats}")
-        }
-        Action::FlagIntegration { integration_id } => format!("flag_integration {integration_id}"),
-        Action::SendPasswordReset { address } => format!("send_password_reset {address}"),
-    }
-}
+pub use record::describe;
 
 pub fn user_info(u: &UserSnapshot) -> UserInfo {
     UserInfo {
@@ -766,6 +901,12 @@ pub fn watch(
         },
     )?;
     debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
+    // Shadow scripts, when the folder can be made (a read-only scripts
+    // folder simply has none).
+    let shadow = dir.join(SHADOW_DIR);
+    if std::fs::create_dir_all(&shadow).is_ok() {
+        debouncer.watch(&shadow, RecursiveMode::NonRecursive)?;
+    }
     Ok(debouncer)
 }
 

@@ -26,6 +26,9 @@ pub enum QueueName {
     Deliveries,
     /// Outbound deliveries delivered or failed (kept for a while).
     DeliveriesDone,
+    /// The record of hook calls (what each policy saw and decided), for
+    /// replay; kept by age and count, not drained by a worker.
+    HookCalls,
 }
 
 /// A write that is not a domain change: the queues' bookkeeping, worker

@@ -156,15 +156,17 @@ fn queue_name(q: QueueName) -> &'static str {
         QueueName::Hooks => "hook_events",
         QueueName::Deliveries => "deliveries",
         QueueName::DeliveriesDone => "deliveries_done",
+        QueueName::HookCalls => "hook_calls",
     }
 }
 
-const QUEUES: [QueueName; 5] = [
+const QUEUES: [QueueName; 6] = [
     QueueName::Outbox,
     QueueName::OutboxDead,
     QueueName::Hooks,
     QueueName::Deliveries,
     QueueName::DeliveriesDone,
+    QueueName::HookCalls,
 ];
 
 fn id_i64(id: u64) -> i64 {

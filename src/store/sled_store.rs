@@ -43,9 +43,10 @@ enum T {
     DeliveriesDone,
     Subscribers,
     PolicySwitches,
+    HookCalls,
 }
 
-const TREE_NAMES: [&str; 20] = [
+const TREE_NAMES: [&str; 21] = [
     "accounts",
     "users",
     "email_index",
@@ -66,6 +67,7 @@ const TREE_NAMES: [&str; 20] = [
     "deliveries_done",
     "subscribers",
     "policy_switches",
+    "hook_calls",
 ];
 
 impl From<sled::Error> for StoreError {
@@ -336,6 +338,7 @@ fn queue_tree(queue: QueueName) -> T {
         QueueName::Hooks => T::HookQueue,
         QueueName::Deliveries => T::Deliveries,
         QueueName::DeliveriesDone => T::DeliveriesDone,
+        QueueName::HookCalls => T::HookCalls,
     }
 }
 
@@ -619,6 +622,7 @@ impl Backend for SledStore {
             QueueName::Hooks,
             QueueName::Deliveries,
             QueueName::DeliveriesDone,
+            QueueName::HookCalls,
         ] {
             if !values(self.tree(queue_tree(queue)), each, |k, value| {
                 Record::QueueItem {
