@@ -170,6 +170,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     policies.reload();
+    policies.note_plugin_settings(&config.enabled_plugins());
     policies.set_switches(
         store
             .policy_switches(crate::policy::SWITCHES_MAX)
@@ -269,24 +270,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store.clone(),
         writer.clone(),
     ));
-    // The record of hook calls, and its retention.
-    let (record_task, record_prune) = if config.policy_record.enabled {
-        let (recorder, task) =
-            crate::policy::record::start(store.clone(), writer.clone(), metrics.clone());
-        policies.set_recorder(recorder);
+    // The record of policy versions and hook calls, and its retention.
+    let (recorder, record_task) = crate::policy::record::start(
+        store.clone(),
+        writer.clone(),
+        metrics.clone(),
+        config.policy_record.enabled,
+    );
+    policies.set_recorder(recorder);
+    let record_prune = config.policy_record.enabled.then(|| {
         let retention = config.policy_record.clone();
-        let prune = tokio::spawn(crate::store::writer::prune_every(
+        tokio::spawn(crate::store::writer::prune_every(
             crate::policy::record::PRUNE_EVERY,
             "hook call records",
             store.clone(),
             writer.clone(),
             move |s, max| crate::policy::record::expired(s, &retention, max),
             |_| {},
-        ));
-        (Some(task), Some(prune))
-    } else {
-        (None, None)
-    };
+        ))
+    });
     let heartbeat = tokio::spawn(crate::replicas::heartbeat_loop(
         store.clone(),
         me.clone(),
@@ -384,7 +386,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     retention.abort();
     webhook_ids.abort();
     heartbeat.abort();
-    for task in [record_task, record_prune].into_iter().flatten() {
+    record_task.abort();
+    if let Some(task) = record_prune {
         task.abort();
     }
     // The writer ends once the last sender (the app's, the hook worker's) is gone.

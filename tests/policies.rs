@@ -880,3 +880,81 @@ async fn replay_reports_exactly_the_decisions_a_draft_would_change_and_shadow_ch
         .await;
     assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn every_loaded_version_is_kept_and_an_audit_entrys_version_resolves_to_its_source() {
+    let d = Daemon::start();
+    let v1 = DENY_ALL.to_string();
+    write(&d, "freeze.rhai", &v1);
+    let first = wait_status(&d, "freeze.rhai", "loaded", |s| s.is_some()).await;
+    let _ = first;
+    let hash1 = script_status(&d, "freeze.rhai").await.unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A refusal names the version in the audit log.
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    assert_eq!(try_transfer(&d, &a, &ot, &b).await.code(), "policy_denied");
+    let v2 = v1.replace("frozen for the audit", "frozen again");
+    write(&d, "freeze.rhai", &v2);
+    wait_status(&d, "freeze.rhai", "changed", |s| {
+        s.is_some_and(|s| s["version"] != hash1.as_str())
+    })
+    .await;
+    let started = Instant::now();
+    let list = loop {
+        let list = d
+            .get("/v1/policies/freeze.rhai/versions", &d.operator)
+            .await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+        if list.body["items"].as_array().unwrap().len() == 2 {
+            break list.body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", list.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        list["items"][1]["version"],
+        hash1.as_str(),
+        "newest first: {list}"
+    );
+    let audit = d.all_audit(&a, &ot).await;
+    let refusal = audit
+        .iter()
+        .find(|e| e["outcome"] == "refused:policy_denied")
+        .expect("the refusal is audited");
+    assert!(
+        refusal["detail"].as_str().unwrap().contains(&hash1),
+        "{refusal}"
+    );
+    let source = d
+        .get(
+            &format!("/v1/policies/freeze.rhai/versions/{hash1}"),
+            &d.operator,
+        )
+        .await;
+    assert_eq!(source.status, StatusCode::OK);
+    assert_eq!(source.body["source"], v1.as_str());
+    // Plugins: name, crate version, settings hash.
+    let plugin = d
+        .get("/v1/policies/reauth-reminder/versions", &d.operator)
+        .await;
+    let item = &plugin.body["items"][0];
+    assert!(
+        item["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("reauth-reminder@"),
+        "{plugin:?}",
+        plugin = plugin.body
+    );
+    assert_eq!(item["settings_hash"].as_str().map(str::len), Some(64));
+    // Unknown versions are 404; members cannot read sources.
+    let r = d
+        .get("/v1/policies/freeze.rhai/versions/0000", &d.operator)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = d.get("/v1/policies/freeze.rhai/versions", &ot).await;
+    assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND);
+}

@@ -14,6 +14,89 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_policy))
         .routes(routes!(enable_policy))
         .routes(routes!(replay_policy))
+        .routes(routes!(policy_versions))
+        .routes(routes!(policy_version))
+}
+
+/// A version of a policy as loaded.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyVersionItem {
+    /// `script` or `plugin`.
+    pub kind: String,
+    /// A script's content hash; a plugin's `name@crate version`.
+    pub version: String,
+    /// A plugin's settings, hashed.
+    pub settings_hash: Option<String>,
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+    /// A script's source (in `.../versions/{version}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyVersionList {
+    /// Newest load first.
+    pub items: Vec<PolicyVersionItem>,
+}
+
+fn version_item(v: crate::policy::record::PolicyVersion, with_source: bool) -> PolicyVersionItem {
+    PolicyVersionItem {
+        kind: v.kind,
+        version: v.version,
+        settings_hash: v.settings_hash,
+        loaded_at: v.loaded_at,
+        source: v.source.filter(|_| with_source),
+    }
+}
+
+/// Every version of a policy ever loaded (by any replica), newest first
+/// (platform support). A script's name in a shadow folder is `shadow/<file>`
+/// (`shadow%2F<file>` in the path).
+#[utoipa::path(get, path = "/v1/policies/{name}/versions", tag = "operator",
+    params(("name" = String, Path, description = "a plugin's name or a script's file name")),
+    responses((status = 200, body = PolicyVersionList), Errors), security(("bearer" = [])))]
+pub(super) async fn policy_versions(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<PolicyVersionList>> {
+    query::platform_support_only(&who, "policy versions")?;
+    let store = app.store.clone();
+    let versions =
+        tokio::task::spawn_blocking(move || crate::policy::record::versions(&store, &name))
+            .await
+            .map_err(|e| super::problem::Problem::internal(format!("reading versions: {e}")))?
+            .map_err(Refusal::from)?;
+    Ok(axum::Json(PolicyVersionList {
+        items: versions
+            .into_iter()
+            .map(|v| version_item(v, false))
+            .collect(),
+    }))
+}
+
+/// One version of a policy with its source: what an audit entry's or a
+/// record's policy version ran (platform support).
+#[utoipa::path(get, path = "/v1/policies/{name}/versions/{version}", tag = "operator",
+    params(("name" = String, Path, description = "a plugin's name or a script's file name"),
+           ("version" = String, Path, description = "a script's content hash or a plugin's name@version")),
+    responses((status = 200, body = PolicyVersionItem), Errors), security(("bearer" = [])))]
+pub(super) async fn policy_version(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<axum::Json<PolicyVersionItem>> {
+    query::platform_support_only(&who, "policy versions")?;
+    let store = app.store.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        crate::policy::record::version(&store, &name, &version)
+    })
+    .await
+    .map_err(|e| super::problem::Problem::internal(format!("reading a version: {e}")))?
+    .map_err(Refusal::from)?;
+    found
+        .map(|v| axum::Json(version_item(v, true)))
+        .ok_or_else(|| Refusal::not_found("policy version").into())
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]

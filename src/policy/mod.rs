@@ -139,6 +139,8 @@ pub struct PolicyHost {
     switched_off: ArcSwap<HashMap<String, PolicySwitch>>,
     /// Where hook call records go (set once the writer runs).
     recorder: std::sync::OnceLock<record::Recorder>,
+    /// Versions loaded before the recorder was set (start-up).
+    pending_versions: Mutex<Vec<record::PolicyVersion>>,
 }
 
 fn hash(bytes: &[u8]) -> String {
@@ -177,6 +179,7 @@ impl PolicyHost {
             metrics,
             switched_off: ArcSwap::from_pointee(HashMap::new()),
             recorder: std::sync::OnceLock::new(),
+            pending_versions: Mutex::new(Vec::new()),
         }
     }
 
@@ -276,6 +279,14 @@ impl PolicyHost {
             match self.engine.compile(&source) {
                 Ok(compiled) => {
                     tracing::info!(file = %file, version = %version, hooks = ?compiled.hooks.iter().map(|h| h.name()).collect::<Vec<_>>(), "policy loaded");
+                    self.note_version(record::PolicyVersion {
+                        name: file.clone(),
+                        kind: "script".into(),
+                        version: version.clone(),
+                        source: Some(source.clone()),
+                        settings_hash: None,
+                        loaded_at: Utc::now(),
+                    });
                     self.metrics
                         .policy_reloads
                         .get_or_create(&crate::metrics::ResultLabels {
@@ -521,9 +532,54 @@ impl PolicyHost {
             && (r.denied.is_some() || (r.error.is_some() && !self.fail_open.contains(&hook)))
     }
 
-    /// The hook call record (when recording is on).
+    /// Where loaded versions and (when recording is on) hook call records
+    /// go from now on; versions loaded before are handed over at once.
     pub fn set_recorder(&self, recorder: record::Recorder) {
+        let pending = std::mem::take(
+            &mut *self
+                .pending_versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for v in pending {
+            recorder.version(v);
+        }
         let _ = self.recorder.set(recorder);
+    }
+
+    fn note_version(&self, version: record::PolicyVersion) {
+        match self.recorder.get() {
+            Some(recorder) => recorder.version(version),
+            None => {
+                let mut pending = self
+                    .pending_versions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                // Start-up loads each file once; bounded all the same.
+                if pending.len() < 4 * SCRIPTS_MAX {
+                    pending.push(version);
+                }
+            }
+        }
+    }
+
+    /// Records each plugin's version with a hash of its settings.
+    pub fn note_plugin_settings(&self, settings: &[(String, serde_json::Value)]) {
+        for p in &self.plugins {
+            let value = settings
+                .iter()
+                .find(|(name, _)| name == p.plugin.name())
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            self.note_version(record::PolicyVersion {
+                name: p.plugin.name().to_string(),
+                kind: "plugin".into(),
+                version: p.version.clone(),
+                source: None,
+                settings_hash: Some(hex::encode(Sha256::digest(value.as_bytes()))),
+                loaded_at: p.loaded_at,
+            });
+        }
     }
 
     fn record_call(

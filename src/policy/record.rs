@@ -1,4 +1,11 @@
-//! The record of hook calls: for each call of a hook that at least one
+//! The record of hook calls and of policy versions.
+//!
+//! Versions: every version of a policy ever loaded (a script's source and
+//! hash; a plugin's name, crate version and settings hash), kept once per
+//! name and version, so that every version an audit entry or a record
+//! names resolves to its source.
+//!
+//! Calls: for each call of a hook that at least one
 //! policy handled, the event as the policies saw it, what each policy
 //! decided (enforced and shadow), the outcome and the time it took. Replay
 //! runs drafts against it.
@@ -83,18 +90,102 @@ pub struct HookCall {
     pub duration_us: u64,
 }
 
-/// Where the policy host sends records.
+/// A policy version as loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    /// As `GET /v1/policies` names it.
+    pub name: String,
+    /// `script` or `plugin`.
+    pub kind: String,
+    /// A script's content hash; a plugin's `name@crate version`.
+    pub version: String,
+    /// A script's source.
+    pub source: Option<String>,
+    /// A plugin's settings, hashed (SHA-256, hex).
+    pub settings_hash: Option<String>,
+    /// When it was last loaded.
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// The key of a version: the same on every replica, below `i64::MAX`.
+pub fn version_key(name: &str, version: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{name}\0{version}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) >> 2
+}
+
+/// Versions scanned for one policy's list, at most.
+pub const VERSIONS_SCAN_MAX: usize = 100_000;
+
+/// The versions of a policy, newest load first.
+pub fn versions(store: &Store, name: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+    let mut out: Vec<PolicyVersion> = Vec::new();
+    let mut seen = 0;
+    store.queue_scan(
+        QueueName::PolicyVersions,
+        Order::OldestFirst,
+        &mut |_, bytes| {
+            seen += 1;
+            let v: PolicyVersion = crate::store::codec::decode(bytes)?;
+            if v.name == name {
+                out.push(v);
+            }
+            Ok(seen < VERSIONS_SCAN_MAX)
+        },
+    )?;
+    out.sort_by_key(|v| std::cmp::Reverse(v.loaded_at));
+    Ok(out)
+}
+
+/// One version of a policy, with its source.
+pub fn version(
+    store: &Store,
+    name: &str,
+    version: &str,
+) -> Result<Option<PolicyVersion>, StoreError> {
+    Ok(store
+        .item::<PolicyVersion>(QueueName::PolicyVersions, version_key(name, version))?
+        .filter(|v| v.name == name && v.version == version))
+}
+
+enum Recorded {
+    Call(HookCall),
+    Version(PolicyVersion),
+}
+
+/// Where the policy host sends call records and loaded versions.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<HookCall>,
+    tx: mpsc::Sender<Recorded>,
     metrics: Arc<Metrics>,
+    /// `[policy_record] enabled`; versions are kept either way.
+    calls: bool,
 }
 
 impl Recorder {
-    /// Hands a record over without waiting; a full channel drops it.
+    /// Hands a call's record over without waiting; a full channel drops it.
     pub fn record(&self, call: HookCall) {
-        if self.tx.try_send(call).is_err() {
+        if self.calls && self.tx.try_send(Recorded::Call(call)).is_err() {
             self.metrics.hook_records_dropped.inc();
+        }
+    }
+
+    /// Hands a loaded version over; when the channel is full it is sent by
+    /// a task that waits for room (versions are few and must not be lost).
+    pub fn version(&self, version: PolicyVersion) {
+        if let Err(e) = self.tx.try_send(Recorded::Version(version)) {
+            let item = match e {
+                mpsc::error::TrySendError::Full(item) => item,
+                mpsc::error::TrySendError::Closed(_) => return,
+            };
+            let tx = self.tx.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = tx.send(item).await;
+                });
+            }
         }
     }
 }
@@ -104,23 +195,36 @@ pub fn start(
     store: Store,
     writer: Writer,
     metrics: Arc<Metrics>,
+    record_calls: bool,
 ) -> (Recorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_MAX);
     let task = tokio::spawn(commit_loop(rx, store, writer));
-    (Recorder { tx, metrics }, task)
+    let recorder = Recorder {
+        tx,
+        metrics,
+        calls: record_calls,
+    };
+    (recorder, task)
 }
 
-async fn commit_loop(mut rx: mpsc::Receiver<HookCall>, store: Store, writer: Writer) {
+async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store, writer: Writer) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        let calls = std::mem::take(&mut batch);
+        let items = std::mem::take(&mut batch);
         let s = store.clone();
         let writes = tokio::task::spawn_blocking(move || -> Result<Vec<Write>, StoreError> {
-            calls
+            items
                 .into_iter()
-                .map(|mut call| {
-                    call.id = s.next_id()?;
-                    Ok(Store::queue_put(QueueName::HookCalls, call.id, &call))
+                .map(|item| match item {
+                    Recorded::Call(mut call) => {
+                        call.id = s.next_id()?;
+                        Ok(Store::queue_put(QueueName::HookCalls, call.id, &call))
+                    }
+                    Recorded::Version(v) => Ok(Store::queue_put(
+                        QueueName::PolicyVersions,
+                        version_key(&v.name, &v.version),
+                        &v,
+                    )),
                 })
                 .collect()
         })

@@ -11,8 +11,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::codec::{decode, encode};
 use crate::domain::*;
 
-/// A durable queue, or the dead or finished items of one. Items are keyed
-/// by an id from [`Backend::next_id`] and read oldest first.
+/// A durable queue, the dead or finished items of one, or a kept list
+/// (hook call records, policy versions). Items are keyed by a `u64` (an id
+/// from [`Backend::next_id`] for queues) and read in key order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueName {
@@ -29,6 +30,18 @@ pub enum QueueName {
     /// The record of hook calls (what each policy saw and decided), for
     /// replay; kept by age and count, not drained by a worker.
     HookCalls,
+    /// Every policy version ever loaded, keyed by a hash of its name and
+    /// version (so a version is kept once); not drained.
+    PolicyVersions,
+}
+
+impl QueueName {
+    /// Whether its items are keyed by ids from [`Backend::next_id`] (so a
+    /// restore moves the id counter past them); policy versions are keyed
+    /// by a hash instead.
+    pub fn keyed_by_id(self) -> bool {
+        self != QueueName::PolicyVersions
+    }
 }
 
 /// A write that is not a domain change: the queues' bookkeeping, worker

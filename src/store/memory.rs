@@ -584,7 +584,9 @@ impl Backend for MemoryBackend {
                     inner.state.audit.push(value);
                 }
                 Restore::QueueItem { queue, id, value } => {
-                    max_id = max_id.max(id);
+                    if queue.keyed_by_id() {
+                        max_id = max_id.max(id);
+                    }
                     inner
                         .queues
                         .insert((queue, id), super::codec::encode(&value));

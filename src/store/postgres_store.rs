@@ -157,16 +157,18 @@ fn queue_name(q: QueueName) -> &'static str {
         QueueName::Deliveries => "deliveries",
         QueueName::DeliveriesDone => "deliveries_done",
         QueueName::HookCalls => "hook_calls",
+        QueueName::PolicyVersions => "policy_versions",
     }
 }
 
-const QUEUES: [QueueName; 6] = [
+const QUEUES: [QueueName; 7] = [
     QueueName::Outbox,
     QueueName::OutboxDead,
     QueueName::Hooks,
     QueueName::Deliveries,
     QueueName::DeliveriesDone,
     QueueName::HookCalls,
+    QueueName::PolicyVersions,
 ];
 
 fn id_i64(id: u64) -> i64 {
@@ -997,7 +999,9 @@ impl Backend for PostgresStore {
                         put_audit(&mut tx, &value)?;
                     }
                     Restore::QueueItem { queue, id, value } => {
-                        max_id = max_id.max(id_i64(id));
+                        if queue.keyed_by_id() {
+                            max_id = max_id.max(id_i64(id));
+                        }
                         put_queue(&mut tx, queue, id, &value)?;
                     }
                     Restore::SubscriberState { name, value } => {

@@ -44,9 +44,10 @@ enum T {
     Subscribers,
     PolicySwitches,
     HookCalls,
+    PolicyVersions,
 }
 
-const TREE_NAMES: [&str; 21] = [
+const TREE_NAMES: [&str; 22] = [
     "accounts",
     "users",
     "email_index",
@@ -68,6 +69,7 @@ const TREE_NAMES: [&str; 21] = [
     "subscribers",
     "policy_switches",
     "hook_calls",
+    "policy_versions",
 ];
 
 impl From<sled::Error> for StoreError {
@@ -339,6 +341,7 @@ fn queue_tree(queue: QueueName) -> T {
         QueueName::Deliveries => T::Deliveries,
         QueueName::DeliveriesDone => T::DeliveriesDone,
         QueueName::HookCalls => T::HookCalls,
+        QueueName::PolicyVersions => T::PolicyVersions,
     }
 }
 
@@ -623,6 +626,7 @@ impl Backend for SledStore {
             QueueName::Deliveries,
             QueueName::DeliveriesDone,
             QueueName::HookCalls,
+            QueueName::PolicyVersions,
         ] {
             if !values(self.tree(queue_tree(queue)), each, |k, value| {
                 Record::QueueItem {
@@ -659,7 +663,9 @@ impl Backend for SledStore {
                     ));
                 }
                 Restore::QueueItem { queue, id, value } => {
-                    max_id = max_id.max(id);
+                    if queue.keyed_by_id() {
+                        max_id = max_id.max(id);
+                    }
                     raw.push((
                         queue_tree(queue),
                         id.to_be_bytes().to_vec(),
@@ -671,7 +677,17 @@ impl Backend for SledStore {
                 }
             }
         }
-        // Ids handed out from now on are larger than every restored one.
+        // Ids handed out from now on are larger than every restored one
+        // (sled's counter only steps; a file claiming absurd ids is refused
+        // rather than stepped through).
+        const RESTORE_ID_STEPS_MAX: u64 = 1 << 32;
+        let current = self.issue_id()?;
+        if max_id.saturating_sub(current) > RESTORE_ID_STEPS_MAX {
+            return Err(StoreError::Backend {
+                backend: "sled",
+                detail: format!("the records hold an id ({max_id}) far beyond any this store could have handed out"),
+            });
+        }
         while self.issue_id()? < max_id {}
         let mut ops = self.ops_for(&changes)?;
         ops.extend(raw);
