@@ -839,6 +839,8 @@ async fn replay_reports_exactly_the_decisions_a_draft_would_change_and_shadow_ch
     }
     let draft = "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) {\n  if event.to.primary_email == \"c@acme.test\" { deny(\"not C\"); }\n}\n";
     let report = replay_until(&d, "owner_change_guard.rhai", draft, 3).await;
+    // README shows this report.
+    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
     let differing = report["differing"].as_array().unwrap();
     assert_eq!(differing.len(), 2, "{report}");
     let to = |d: &Value| d["now"]["decision"].as_str().unwrap().to_string();

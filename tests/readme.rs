@@ -81,7 +81,13 @@ fn readme_runs_as_written() {
     // A copy of the repository root: README's relative paths (data/,
     // scripts/) resolve as in a checkout, without touching the real one.
     let work = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(root.join("scripts"), work.path().join("scripts")).unwrap();
+    // A copy of the shipped scripts: README's policy loop writes there.
+    std::fs::create_dir(work.path().join("scripts")).unwrap();
+    for entry in std::fs::read_dir(root.join("scripts")).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), work.path().join("scripts").join(entry.file_name())).unwrap();
+        }
+    }
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_admind"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(work.path())
