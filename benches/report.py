@@ -30,7 +30,7 @@ out = []
 out.append("# Benchmarks\n")
 out.append(
     ("Measured by the last full run of `benches/run.sh` (the hostile-load section has its own date): "
-     if os.environ.get("BENCH_ONLY") in ("hostile", "postgres") else f"Measured by `benches/run.sh` on {datetime.date.today()}: ")
+     if os.environ.get("BENCH_ONLY") in ("hostile", "postgres", "policy") else f"Measured by `benches/run.sh` on {datetime.date.today()}: ")
     + f"{os.cpu_count()} cores, "
     f"{mem_gib:.0f} GiB of memory, loopback, release build, {seconds} s per figure, "
     "64 connections unless said. Every baseline was measured in the same run. "
@@ -72,6 +72,18 @@ failed = g("reload", "failed_requests")
 out.append(f"| script save → new decision, p99 over {g('reload', 'saves')} saves under read load | {rp99:.1f} ms (p50 {g('reload', 'p50_ms'):.1f} ms), {failed} failed of {g('reload', 'reads'):,} reads | — | | ≤ 250 ms, 0 failed {mark(rp99 <= 250 and failed == 0)} |")
 wh, hm = g("webhooks", "rate"), g("hmac_verify_alone", "rate")
 out.append(f"| verified, deduplicated, committed webhook deliveries/s, 64 senders | {wh:,.0f} (p99 {g('webhooks', 'p99_ms'):.1f} ms) | HMAC sign + verify alone, all cores: {hm:,.0f}/s | {ratio(wh, hm):.3f} | report |")
+def median_rate(prefix):
+    rates = sorted(r["rate"] for k, r in rows.items() if k.startswith(prefix) and "rate" in r)
+    return rates[len(rates) // 2] if rates else 0.0, rates
+rec_on, on_all = median_rate("transfers_64_guard_record_true")
+rec_off, off_all = median_rate("transfers_64_guard_record_false")
+if rec_on:
+    overhead = 1 - ratio(rec_on, rec_off)
+    runs = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)
+    out.append(f"| durable transfers/s, 64 clients, a `before_owner_change` policy loaded, hook calls recorded (median of {len(on_all)} alternating runs: {runs(on_all)}) | {rec_on:,.0f} | the same, recording off ({runs(off_all)}): {rec_off:,.0f} | overhead {overhead * 100:.1f} % | ≤ 5 % {mark(overhead <= 0.05)} |")
+rp, lv = g("replay", "replay_rate"), g("replay", "live_rate")
+if rp:
+    out.append(f"| replay of a policy over {rows['replay'].get('events', 0):,} recorded calls, events/s (one core) | {rp:,.0f} | live dispatch of the same policy on the same events: {lv:,.0f} | {ratio(rp, lv):.2f} | report |")
 seed = rows.get("seed", {})
 out.append(f"| start-up with {seed.get('accounts', 0):,} accounts and {seed.get('members', 0):,} members | {g('startup', 'startup_ms'):.0f} ms to `/healthz`; RSS {g('startup', 'rss_kib') / 1024:.0f} MiB, {g('rss_after_load', 'rss_kib') / 1024:.0f} MiB after the page runs | — | | ≤ 2 s {mark(g('startup', 'startup_ms') <= 2000)} |")
 ps, pb, pl = g("page_small", "p50_ms"), g("page_big_first", "p50_ms"), g("page_big_later", "p50_ms")

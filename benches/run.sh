@@ -144,13 +144,34 @@ PY
   rm -rf "$pg"
 }
 
-# BENCH_ONLY=hostile (or postgres) runs those figures alone and keeps the
+# policy_figures: the cost of recording hook calls on the transfer
+# benchmark (the shipped guard loaded, recording on and off), and replay
+# throughput beside live dispatch.
+policy_figures() {
+  echo "== policy record and replay" >&2
+  # Alternating, three rounds: the report takes each side's median (single
+  # runs on a shared machine vary more than the effect measured).
+  for round in 1 2 3; do
+    for rec in true false; do
+      D=$W/rec$rec$round; mkdir -p "$D/scripts"; cp scripts/owner_change_guard.rhai "$D/scripts/"
+      start_admind "$D" "$(printf '[policy_record]\nenabled = %s' "$rec")"
+      $BIN/examples/bench transfers --name "transfers_64_guard_record_${rec}_$round" --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --clients 64 --seconds "$S" >> "$RESULTS"
+      kill "$PID"; wait "$PID" 2>/dev/null || true
+    done
+  done
+  $BIN/examples/bench replay --events 20000 >> "$RESULTS"
+}
+
+# BENCH_ONLY=hostile (or postgres, or policy) runs those figures alone and keeps the
 # other figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
   grep -v '"scenario": *"\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
 elif [ "${BENCH_ONLY:-}" = postgres ]; then
   grep -v '"scenario": *"\(pg_\|pgbench_\)' benches/last-results.jsonl > "$RESULTS" || true
   postgres_figures
+elif [ "${BENCH_ONLY:-}" = policy ]; then
+  grep -v '"scenario": *"\(transfers_64_guard\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
+  policy_figures
 else
 echo "== reads" >&2
 D=$W/reads; start_admind "$D"
@@ -184,6 +205,7 @@ for c in 1 16 64; do
 done
 $BIN/examples/bench store --clients 1 --seconds "$S" >> "$RESULTS"
 
+policy_figures
 [ "${BENCH_POSTGRES:-1}" = 0 ] || postgres_figures
 
 echo "== webhooks" >&2
@@ -239,7 +261,7 @@ idle_figures() {
   echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
 }
 
-[ "${BENCH_ONLY:-}" = postgres ] && { python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0; }
+case "${BENCH_ONLY:-}" in postgres|policy) python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
 
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {

@@ -116,6 +116,12 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         count: usize,
     },
+    /// Replay throughput of a policy over recorded calls beside live
+    /// dispatch of the same policy on the same events, in-process.
+    Replay {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+    },
     Seed {
         #[arg(long)]
         data_dir: PathBuf,
@@ -598,6 +604,7 @@ async fn main() {
             members,
             big,
         } => seed(&data_dir, accounts, members, big).await,
+        Cmd::Replay { events } => replay_bench(events),
         Cmd::HostileSignins {
             base,
             account,
@@ -720,6 +727,111 @@ fn store_bench(clients: usize, batched: bool, seconds: u64) {
         lat,
         done.load(Ordering::Relaxed),
         started.elapsed(),
+    );
+}
+
+/// Replays the shipped guard over `events` recorded calls; beside it, the
+/// same events dispatched live through the policy host (recording off).
+fn replay_bench(events: usize) {
+    use admind::policy::record::{HookCall, PolicyDecision};
+    use admind::policy::replay::{ReplayRequest, RECORDS_MAX};
+    use admind::policy::script::ScriptEngine;
+    use admind::policy::PolicyHost;
+    use admind::store::{QueueName, Store, Transaction, Write};
+    use admind_plugin_api::{Event, Hook, UserInfo};
+    let scripts = tempfile::tempdir().unwrap();
+    let guard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/owner_change_guard.rhai"),
+    )
+    .unwrap();
+    std::fs::write(scripts.path().join("owner_change_guard.rhai"), &guard).unwrap();
+    let host = PolicyHost::new(
+        ScriptEngine::new(Default::default()),
+        Vec::new(),
+        scripts.path().to_path_buf(),
+        Default::default(),
+        None,
+        Arc::new(admind::metrics::Metrics::new()),
+    );
+    host.reload();
+    let user = |id: &str, signed: bool| UserInfo {
+        id: id.into(),
+        name: id.into(),
+        primary_email: format!("{id}@bench.test"),
+        email_verified: true,
+        signed_in_before: signed,
+    };
+    let event = |n: usize| Event::OwnerChange {
+        account_id: format!("acc_{n:020}"),
+        actor_id: "usr_o".into(),
+        from: user("usr_o", true),
+        to: user(&format!("usr_{n}"), n % 2 == 0),
+        integrations: None,
+    };
+    let store = Store::new(admind::store::memory::MemoryBackend::default());
+    let writes: Vec<Write> = (0..events)
+        .map(|n| {
+            let denied = n % 2 == 1;
+            let call = HookCall {
+                id: n as u64 + 1,
+                at: chrono::Utc::now(),
+                hook: "before_owner_change".into(),
+                account_id: Some(format!("acc_{n:020}")),
+                event: serde_json::to_value(event(n)).unwrap(),
+                decision: if denied { "deny" } else { "allow" }.into(),
+                reason: denied.then(|| "the new owner must have signed in at least once".into()),
+                actions: Vec::new(),
+                policies: vec![PolicyDecision {
+                    policy: "owner_change_guard.rhai".into(),
+                    kind: "script".into(),
+                    version: "v".into(),
+                    shadow: false,
+                    denied: denied
+                        .then(|| "the new owner must have signed in at least once".into()),
+                    actions: Vec::new(),
+                    error: None,
+                    duration_us: 10,
+                }],
+                duration_us: 10,
+            };
+            Store::queue_put(QueueName::HookCalls, call.id, &call)
+        })
+        .collect();
+    store.commit(Transaction::of_writes(writes)).unwrap();
+    let live_events: Vec<Event> = (0..events).map(event).collect();
+    let started = Instant::now();
+    for e in &live_events {
+        let _ = host.run(Hook::BeforeOwnerChange, e);
+    }
+    let live = started.elapsed();
+    let started = Instant::now();
+    let report = host
+        .replay(
+            &ReplayRequest {
+                name: "owner_change_guard.rhai",
+                source: &guard,
+                hook: None,
+                since: None,
+                account: None,
+                limit: RECORDS_MAX,
+            },
+            &store,
+        )
+        .unwrap();
+    let replay = started.elapsed();
+    assert_eq!(report.replayed, events);
+    assert!(
+        report.differing.is_empty(),
+        "the same policy decides the same"
+    );
+    println!(
+        "{}",
+        json!({
+            "scenario": "replay",
+            "events": events,
+            "replay_rate": events as f64 / replay.as_secs_f64(),
+            "live_rate": events as f64 / live.as_secs_f64(),
+        })
     );
 }
 

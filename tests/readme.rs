@@ -85,7 +85,11 @@ fn readme_runs_as_written() {
     std::fs::create_dir(work.path().join("scripts")).unwrap();
     for entry in std::fs::read_dir(root.join("scripts")).unwrap().flatten() {
         if entry.path().is_file() {
-            std::fs::copy(entry.path(), work.path().join("scripts").join(entry.file_name())).unwrap();
+            std::fs::copy(
+                entry.path(),
+                work.path().join("scripts").join(entry.file_name()),
+            )
+            .unwrap();
         }
     }
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_admind"))

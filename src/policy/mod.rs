@@ -604,22 +604,27 @@ impl PolicyHost {
             error: r.error.clone(),
             duration_us: r.duration_us,
         };
-        recorder.record(record::HookCall {
-            id: 0,
-            at: Utc::now(),
-            hook: hook.name().to_string(),
-            account_id: event.account_id().map(str::to_string),
-            event: serde_json::to_value(event).unwrap_or_default(),
-            decision: if veto.is_some() { "deny" } else { "allow" }.into(),
-            reason: veto.map(|v| v.reason),
-            actions: enforced.iter().flat_map(|r| r.actions.clone()).collect(),
-            policies: enforced
-                .iter()
-                .map(|r| decision(r, false))
-                .chain(shadow.iter().map(|r| decision(r, true)))
-                .collect(),
-            duration_us: started.elapsed().as_micros() as u64,
-        });
+        // The event is turned into JSON by the recorder's task, not here
+        // (before-hooks run on the writer thread).
+        recorder.record(
+            event.clone(),
+            record::HookCall {
+                id: 0,
+                at: Utc::now(),
+                hook: hook.name().to_string(),
+                account_id: event.account_id().map(str::to_string),
+                event: serde_json::Value::Null,
+                decision: if veto.is_some() { "deny" } else { "allow" }.into(),
+                reason: veto.map(|v| v.reason),
+                actions: enforced.iter().flat_map(|r| r.actions.clone()).collect(),
+                policies: enforced
+                    .iter()
+                    .map(|r| decision(r, false))
+                    .chain(shadow.iter().map(|r| decision(r, true)))
+                    .collect(),
+                duration_us: started.elapsed().as_micros() as u64,
+            },
+        );
     }
 
     /// The veto of a `before_` hook's records, if any.

@@ -31,7 +31,10 @@ use crate::store::{Order, QueueName, Store, StoreError, Write};
 /// Records waiting for the writer, at most.
 pub const CHANNEL_MAX: usize = 4096;
 /// Records committed in one transaction, at most.
-const BATCH_MAX: usize = 256;
+const BATCH_MAX: usize = 1024;
+/// Records gather this long before a commit: few, large transactions cost
+/// the writer least.
+const GATHER: Duration = Duration::from_millis(200);
 
 /// Retention of the record (`[policy_record]` in the config).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,7 +154,8 @@ pub fn version(
 }
 
 enum Recorded {
-    Call(HookCall),
+    /// A call's record and its event (turned into JSON by the task).
+    Call(Box<(HookCall, admind_plugin_api::Event)>),
     Version(PolicyVersion),
 }
 
@@ -166,8 +170,13 @@ pub struct Recorder {
 
 impl Recorder {
     /// Hands a call's record over without waiting; a full channel drops it.
-    pub fn record(&self, call: HookCall) {
-        if self.calls && self.tx.try_send(Recorded::Call(call)).is_err() {
+    pub fn record(&self, event: admind_plugin_api::Event, call: HookCall) {
+        if self.calls
+            && self
+                .tx
+                .try_send(Recorded::Call(Box::new((call, event))))
+                .is_err()
+        {
             self.metrics.hook_records_dropped.inc();
         }
     }
@@ -210,13 +219,22 @@ pub fn start(
 async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store, writer: Writer) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        tokio::time::sleep(GATHER).await;
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
         let items = std::mem::take(&mut batch);
         let s = store.clone();
         let writes = tokio::task::spawn_blocking(move || -> Result<Vec<Write>, StoreError> {
             items
                 .into_iter()
                 .map(|item| match item {
-                    Recorded::Call(mut call) => {
+                    Recorded::Call(boxed) => {
+                        let (mut call, event) = *boxed;
+                        call.event = serde_json::to_value(&event).unwrap_or_default();
                         call.id = s.next_id()?;
                         Ok(Store::queue_put(QueueName::HookCalls, call.id, &call))
                     }
