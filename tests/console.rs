@@ -587,3 +587,89 @@ async fn r15_a_refused_row_action_shows_its_reason_on_the_page_of_its_control() 
     assert!(!crafted.html.contains("role=\"alert\""));
     assert!(!crafted.html.contains("you won"));
 }
+
+#[tokio::test]
+async fn break_glass_support_switches_a_policy_off_and_on_from_the_policies_page() {
+    let d = Daemon::start();
+    std::fs::create_dir_all(d.scripts_dir()).unwrap();
+    std::fs::write(
+        d.scripts_dir().join("freeze.rhai"),
+        "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(e) { deny(\"frozen\"); }\n",
+    )
+    .unwrap();
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    let owner_path = format!("/v1/accounts/{a}/owner");
+    let transfer = || d.put(&owner_path, &ot, serde_json::json!({"user_id": b}));
+    // The watcher loads it.
+    let started = std::time::Instant::now();
+    while transfer().await.code() != "policy_denied" {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut support = Browser::new(&d);
+    let page = support.open("/support/sign-in").await;
+    support
+        .post(
+            "/support/sign-in",
+            &[("csrf", &page.csrf()), ("token", &d.operator.clone())],
+        )
+        .await;
+    let page = support.open("/support/policies").await;
+    assert!(
+        page.html.contains("freeze.rhai") && page.html.contains("deny"),
+        "{}",
+        page.html
+    );
+    // Without a reason: refused, nothing switched.
+    let csrf = page.csrf();
+    let refused = support
+        .post(
+            "/support/policies/switch",
+            &[
+                ("csrf", &csrf),
+                ("name", "freeze.rhai"),
+                ("to", "off"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert!(refused.status.is_redirection() || refused.status == StatusCode::BAD_REQUEST);
+    assert_eq!(transfer().await.code(), "policy_denied");
+    let done = support
+        .post(
+            "/support/policies/switch",
+            &[
+                ("csrf", &csrf),
+                ("name", "freeze.rhai"),
+                ("to", "off"),
+                ("reason", "blocks every hand-over"),
+            ],
+        )
+        .await;
+    assert_eq!(done.location(), "/support/policies?done=policies.switched");
+    let page = support.open("/support/policies").await;
+    assert!(
+        page.html.contains("blocks every hand-over"),
+        "{}",
+        page.html
+    );
+    let r = transfer().await;
+    assert_eq!(r.status, StatusCode::OK, "switched off: {}", r.body);
+    // Back on: the page says enforced again.
+    let csrf = page.csrf();
+    let done = support
+        .post(
+            "/support/policies/switch",
+            &[("csrf", &csrf), ("name", "freeze.rhai"), ("to", "on")],
+        )
+        .await;
+    assert_eq!(done.location(), "/support/policies?done=policies.switched");
+    let page = support.open("/support/policies").await;
+    assert!(
+        !page.html.contains("blocks every hand-over"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Enforced"), "{}", page.html);
+}

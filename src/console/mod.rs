@@ -108,6 +108,7 @@ pub fn routes() -> Router<AppState> {
             post(support::redeliver),
         )
         .route("/support/policies", get(support::policies_page))
+        .route("/support/policies/switch", post(support::switch_policy))
         .layer(axum::middleware::from_fn(security_headers))
         // Pages and assets gzip'd for browsers that ask (htmx is 52 KB
         // plain, 16 KB compressed); the API's answers stay as they are.

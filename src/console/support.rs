@@ -490,10 +490,15 @@ pub struct PolicyRow {
     name: String,
     kind: String,
     hooks: String,
+    capabilities: String,
     version: String,
     calls: u64,
     failures: u64,
     error: Option<String>,
+    shadow: bool,
+    disagreements: u64,
+    /// Why it was switched off, by whom, when.
+    switched_off: Option<String>,
 }
 
 #[derive(Template)]
@@ -504,7 +509,11 @@ struct PoliciesPage {
 }
 
 /// Loaded policies with their errors (file, line, column).
-pub async fn policies_page(State(app): State<AppState>, v: Visitor) -> Response {
+pub async fn policies_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Query(f): Query<Flash>,
+) -> Response {
     if !v.is_operator() {
         return see_other("/support/sign-in");
     }
@@ -520,14 +529,71 @@ pub async fn policies_page(State(app): State<AppState>, v: Visitor) -> Response 
             name: p.name,
             kind: p.kind.to_string(),
             hooks: p.hooks.join(", "),
+            capabilities: p.capabilities.join(", "),
             version: p.version.chars().take(12).collect(),
             calls: p.calls,
             failures: p.failures,
+            shadow: p.shadow,
+            disagreements: p.disagreements,
+            switched_off: p.switched_off.map(|s| {
+                format!(
+                    "{} ({}, {})",
+                    s.reason,
+                    s.by,
+                    s.at.format("%Y-%m-%d %H:%M UTC")
+                )
+            }),
         })
         .collect();
     let page = PoliciesPage {
-        c: Chrome::new(&v, "/support/policies", "policies.heading", None),
+        c: Chrome::new(
+            &v,
+            "/support/policies",
+            "policies.heading",
+            f.done.as_deref(),
+        ),
         rows,
     };
     render(&v, StatusCode::OK, &page)
+}
+
+#[derive(serde::Deserialize)]
+pub struct SwitchForm {
+    csrf: String,
+    name: String,
+    /// `off` or `on`.
+    to: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Break-glass from the console: switches a policy off (with a reason) or
+/// back on, as `POST /v1/policies/{name}/disable|enable` does.
+pub async fn switch_policy(
+    State(app): State<AppState>,
+    v: Visitor,
+    PageForm(f): PageForm<SwitchForm>,
+) -> Response {
+    let known = app.policies.knows(&f.name);
+    let disabled = f.to == "off";
+    let response = operator_act(
+        &app,
+        &v,
+        &f.csrf,
+        "/support/policies",
+        "policies.switched",
+        || {
+            if !known {
+                return Err(crate::domain::Refusal::not_found("policy").into());
+            }
+            Ok(Command::SetPolicySwitch {
+                name: f.name.clone(),
+                disabled,
+                reason: f.reason.clone(),
+            })
+        },
+    )
+    .await;
+    crate::http::refresh_policy_switches(&app).await;
+    response
 }

@@ -23,6 +23,7 @@ mod system;
 mod webhooks;
 
 pub use api::{App, AppState, Authed, ClientIp};
+pub use policies::refresh_switches as refresh_policy_switches;
 
 use std::sync::Arc;
 use std::time::Instant;

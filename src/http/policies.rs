@@ -246,21 +246,30 @@ async fn switch(
         },
     )
     .await?;
-    // This replica at once; the others at their next heartbeat.
-    let (store, policies) = (app.store.clone(), app.policies.clone());
-    tokio::task::spawn_blocking(move || {
-        crate::domain::StateView::policy_switches(&*store, crate::policy::SWITCHES_MAX)
-            .map(|switches| policies.set_switches(switches))
-    })
-    .await
-    .map_err(|e| super::problem::Problem::internal(format!("reading the switches: {e}")))?
-    .map_err(Refusal::from)?;
+    refresh_switches(&app).await;
     app.policies
         .status()
         .into_iter()
         .find(|p| p.name == name)
         .map(|p| axum::Json(policy_out(p)))
         .ok_or_else(|| Refusal::not_found("policy").into())
+}
+
+/// Takes the store's policy switches now: this replica at once after a
+/// switch (the others at their next heartbeat). A failed read leaves the
+/// previous set and is logged.
+pub async fn refresh_switches(app: &App) {
+    let (store, policies) = (app.store.clone(), app.policies.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        crate::domain::StateView::policy_switches(&*store, crate::policy::SWITCHES_MAX)
+            .map(|switches| policies.set_switches(switches))
+    })
+    .await;
+    match read {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy switches failed"),
+        Err(e) => tracing::warn!(error = %e, "reading the policy switches failed"),
+    }
 }
 
 fn policy_out(p: crate::policy::PolicyStatus) -> PolicyOut {
