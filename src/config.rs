@@ -37,11 +37,22 @@ pub struct Config {
     pub scripts: crate::policy::script::ScriptLimits,
     /// The record of hook calls (replay runs on it): retention, off switch.
     pub policy_record: crate::policy::record::RecordConfig,
+    pub console: ConsoleConfig,
     /// Receivers of the daemon's events (Standard Webhooks deliveries).
     pub subscribers: Vec<crate::outbound::SubscriberConfig>,
     pub outbound: OutboundConfig,
     pub audit: AuditConfig,
     pub store: StoreConfig,
+}
+
+/// The web console.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether platform support may save a script from the console's
+    /// policy editor into the scripts folder (off: check, test and replay
+    /// only).
+    pub policy_save: bool,
 }
 
 /// Where the state lives: `sled` (embedded, under `data_dir`) or
@@ -258,6 +269,7 @@ impl Default for Config {
             hooks: Default::default(),
             scripts: Default::default(),
             policy_record: Default::default(),
+            console: ConsoleConfig::default(),
             subscribers: Vec::new(),
             outbound: OutboundConfig::default(),
             audit: AuditConfig::default(),

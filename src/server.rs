@@ -343,6 +343,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         verifier,
         public_url: config.public_url.clone(),
         me,
+        policy_save: config.console.policy_save,
     });
     let router = http::router(
         app.clone(),

@@ -603,10 +603,20 @@ async fn break_glass_support_switches_a_policy_off_and_on_from_the_policies_page
     let transfer = || d.put(&owner_path, &ot, serde_json::json!({"user_id": b}));
     // The watcher loads it.
     let started = std::time::Instant::now();
-    while transfer().await.code() != "policy_denied" {
+    loop {
+        let list = d.get("/v1/policies", &d.operator).await.body;
+        if list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "freeze.rhai")
+        {
+            break;
+        }
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(transfer().await.code(), "policy_denied");
     let mut support = Browser::new(&d);
     let page = support.open("/support/sign-in").await;
     support
@@ -672,4 +682,178 @@ async fn break_glass_support_switches_a_policy_off_and_on_from_the_policies_page
         page.html
     );
     assert!(page.html.contains("Enforced"), "{}", page.html);
+}
+
+#[tokio::test]
+async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is_then_enforced() {
+    let d = Daemon::start_with("[console]\npolicy_save = true\n");
+    d.install_script("owner_change_guard.rhai");
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    let owner_path = format!("/v1/accounts/{a}/owner");
+    // One recorded call: B signed in, so the guard allows (and the record keeps it).
+    let started = std::time::Instant::now();
+    loop {
+        let list = d.get("/v1/policies", &d.operator).await.body;
+        if list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "owner_change_guard.rhai")
+        {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut support = Browser::new(&d);
+    let page = support.open("/support/sign-in").await;
+    support
+        .post(
+            "/support/sign-in",
+            &[("csrf", &page.csrf()), ("token", &d.operator.clone())],
+        )
+        .await;
+    let r = d
+        .put(&owner_path, &ot, serde_json::json!({"user_id": b}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // the record's commit
+
+    let editor = support
+        .open("/support/policies/editor?name=owner_change_guard.rhai")
+        .await;
+    assert!(
+        editor.html.contains("signed_in_before"),
+        "the current source is loaded"
+    );
+    let csrf = editor.csrf();
+    let draft = "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) {\n  deny(\"no hand-over this week\");\n}\n";
+    // Check: a broken draft says where.
+    let checked = support
+        .post("/support/policies/editor", &[("csrf", &csrf), ("name", "owner_change_guard.rhai"), ("source", "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(e) { deny(\"x\"); }\n"), ("op", "check")])
+        .await;
+    assert!(
+        checked.html.contains("owner_change_guard.rhai:3:"),
+        "{}",
+        checked.html
+    );
+    // Test on the recorded call: the draft would refuse what was allowed.
+    // The recorded before_owner_change call (after-hooks are recorded too).
+    let record = {
+        let at = checked
+            .html
+            .find("before_owner_change · ")
+            .expect("a recorded before-hook call");
+        let option = checked.html[..at].rfind("<option value=\"").unwrap() + 15;
+        let rest = &checked.html[option..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+    let tested = support
+        .post(
+            "/support/policies/editor",
+            &[
+                ("csrf", &csrf),
+                ("name", "owner_change_guard.rhai"),
+                ("source", draft),
+                ("op", "test"),
+                ("record", &record),
+            ],
+        )
+        .await;
+    assert!(
+        tested.html.contains("deny: no hand-over this week"),
+        "{}",
+        tested.html
+    );
+    // Replay over the period: one decision would change.
+    let replayed = support
+        .post(
+            "/support/policies/editor",
+            &[
+                ("csrf", &csrf),
+                ("name", "owner_change_guard.rhai"),
+                ("source", draft),
+                ("op", "replay"),
+                ("since", "1d"),
+            ],
+        )
+        .await;
+    assert!(
+        replayed.html.contains("1 would differ"),
+        "{}",
+        replayed.html
+    );
+    // Save: written for the watcher, audited with the diff, then enforced.
+    let version_of_guard = |list: &serde_json::Value| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "owner_change_guard.rhai")
+            .map(|g| g["version"].clone())
+    };
+    let before = version_of_guard(&d.get("/v1/policies", &d.operator).await.body);
+    let saved = support
+        .post(
+            "/support/policies/editor",
+            &[
+                ("csrf", &csrf),
+                ("name", "owner_change_guard.rhai"),
+                ("source", draft),
+                ("op", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.location(), "/support/policies?done=workbench.saved");
+    let on_disk = std::fs::read_to_string(d.scripts_dir().join("owner_change_guard.rhai")).unwrap();
+    assert_eq!(on_disk, draft);
+    // The watcher loads the saved version; then it decides.
+    let started = std::time::Instant::now();
+    loop {
+        let list = d.get("/v1/policies", &d.operator).await.body;
+        if version_of_guard(&list) != before {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let bt = d.sign_in(&a, "b@acme.test", common::PASSWORD).await;
+    let owner_id = d.get(&format!("/v1/accounts/{a}/members"), &bt).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] != b.as_str())
+        .unwrap()["id"]
+        .clone();
+    let r = d
+        .put(&owner_path, &bt, serde_json::json!({"user_id": owner_id}))
+        .await;
+    assert_eq!(r.code(), "policy_denied", "{}", r.body);
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("no hand-over this week"));
+    let audit = d.get("/v1/audit", &d.operator).await.body;
+    let save = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "policy.save")
+        .expect("the save is audited");
+    assert!(
+        save["detail"]
+            .as_str()
+            .unwrap()
+            .contains("+  deny(\"no hand-over this week\");"),
+        "{save}"
+    );
+    // Both versions are kept; the versions page compares them.
+    let versions = support
+        .open("/support/policies/owner_change_guard.rhai/versions")
+        .await;
+    assert!(versions.html.contains("<table>"), "{}", versions.html);
 }

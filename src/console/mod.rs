@@ -13,6 +13,7 @@ mod page;
 mod pages;
 mod support;
 pub mod visitor;
+mod workbench;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -109,6 +110,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/support/policies", get(support::policies_page))
         .route("/support/policies/switch", post(support::switch_policy))
+        .route(
+            "/support/policies/editor",
+            get(workbench::editor_page).post(workbench::editor_post),
+        )
+        .route(
+            "/support/policies/{name}/versions",
+            get(workbench::versions_page),
+        )
         .layer(axum::middleware::from_fn(security_headers))
         // Pages and assets gzip'd for browsers that ask (htmx is 52 KB
         // plain, 16 KB compressed); the API's answers stay as they are.

@@ -488,6 +488,7 @@ pub async fn redeliver(
 
 pub struct PolicyRow {
     name: String,
+    versions_href: String,
     kind: String,
     hooks: String,
     capabilities: String,
@@ -526,6 +527,10 @@ pub async fn policies_page(
                 (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", p.name, e.message),
                 _ => e.message,
             }),
+            versions_href: format!(
+                "/support/policies/{}/versions",
+                super::page::encode_component(&p.name).replace('/', "%2F")
+            ),
             name: p.name,
             kind: p.kind.to_string(),
             hooks: p.hooks.join(", "),

@@ -48,6 +48,8 @@ pub struct App {
     pub public_url: String,
     /// This replica (its id, for `GET /v1/policies`).
     pub me: Arc<crate::replicas::Me>,
+    /// `[console] policy_save`: the console's editor may write scripts.
+    pub policy_save: bool,
 }
 
 pub type AppState = Arc<App>;

@@ -208,6 +208,24 @@ impl PolicyHost {
         replay::replay(&self.engine, request, store, self.lookups.clone())
     }
 
+    /// Compiles a draft with this host's engine (the header checks too).
+    pub fn check_draft(&self, source: &str) -> Result<Arc<script::Compiled>, ScriptError> {
+        self.engine.compile(source).map(Arc::new)
+    }
+
+    /// Runs a compiled draft once on an event, in the live sandbox, with no
+    /// effect: its veto and actions, or the error that stopped it.
+    pub fn try_draft(
+        &self,
+        name: &str,
+        compiled: &script::Compiled,
+        hook: Hook,
+        event: &Event,
+    ) -> Result<Context, String> {
+        self.engine
+            .call(name, compiled, hook, event, self.lookups.clone())
+    }
+
     /// Largest script the host loads (drafts too).
     pub fn max_file_bytes(&self) -> u64 {
         self.engine.limits.max_file_bytes

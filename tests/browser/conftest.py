@@ -30,7 +30,7 @@ PASSWORD = "correct horse battery"
 
 
 class Daemon:
-    def __init__(self, scripts=()):
+    def __init__(self, scripts=(), extra_config=""):
         self.dir = tempfile.TemporaryDirectory()
         d = pathlib.Path(self.dir.name)
         (d / "scripts").mkdir()
@@ -39,6 +39,7 @@ class Daemon:
         (d / "admind.toml").write_text(
             f'public_url = "{PUBLIC_URL}"\n[auth]\nattempts_per_minute = 100000\n'
             "attempts_per_minute_per_ip = 100000\nargon2_memory_kib = 1024\nargon2_iterations = 1\n"
+            + extra_config
         )
         self.out = open(d / "out", "w+")
         self.err = open(d / "err", "w+")
@@ -111,6 +112,13 @@ def daemon():
 @pytest.fixture
 def guarded_daemon():
     d = Daemon(scripts=["owner_change_guard.rhai"])
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def workbench_daemon():
+    d = Daemon(scripts=["owner_change_guard.rhai"], extra_config="[console]\npolicy_save = true\n")
     yield d
     d.stop()
 

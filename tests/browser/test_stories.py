@@ -1,6 +1,8 @@
 """The help articles' stories, end to end in Chromium, through the links
 admind mails. Every page visited is checked with axe-core."""
 import re
+import time
+import urllib.error
 
 from playwright.sync_api import expect
 
@@ -305,3 +307,55 @@ def test_platform_support_pages(daemon, new_page):
         expect(support.locator("html")).to_have_attribute("lang", "fr")
         axe_check(support, f"support {name} (fr)")
         shoot(support, f"support-{name}", "fr")
+
+
+def test_story7_support_edits_checks_replays_and_saves_a_policy_that_is_then_enforced(workbench_daemon, new_page):
+    """The policy workbench: a refused hand-over is recorded; support opens
+    the guard's versions, edits it as a draft, checks it, replays it over
+    the record (one decision would change), saves it; it is enforced."""
+    d = workbench_daemon
+    a = d.create_account("Acme", "olga@acme.test", 3)["id"]
+    token = lambda link: link.split("token=")[1]
+    d.api("POST", "/v1/password-resets/confirm", {"token": token(d.link("olga@acme.test", "Set your password")), "password": PASSWORD})
+    ot = d.api("POST", f"/v1/accounts/{a}/sessions", {"email": "olga@acme.test", "password": PASSWORD})["token"]
+    ben = d.api("POST", f"/v1/accounts/{a}/members", {"name": "Ben Admin", "email": "ben@acme.test", "role": "admin"}, ot)["id"]
+    d.api("POST", "/v1/password-resets/confirm", {"token": token(d.link("ben@acme.test", "Set your password")), "password": PASSWORD})
+    # Ben never signed in: the shipped guard refuses him (and the call is recorded).
+    try:
+        d.api("PUT", f"/v1/accounts/{a}/owner", {"user_id": ben}, ot)
+        raise AssertionError("the guard should refuse")
+    except urllib.error.HTTPError as e:
+        assert e.code == 409
+
+    support = new_page()
+    support.goto(d.base + "/support/sign-in")
+    support.get_by_label("Operator token").fill(d.operator)
+    support.get_by_role("button", name="Sign in").click()
+    support.get_by_role("link", name="Policies").click()
+    support.get_by_role("heading", name="Policies").wait_for()
+    support.get_by_role("link", name="Versions owner_change_guard.rhai").click()
+    support.get_by_role("heading", name=re.compile("Versions")).wait_for()
+    axe_check(support, "policy versions")
+    support.get_by_role("link", name="Edit as a draft").click()
+    support.get_by_role("heading", name="Policy editor").wait_for()
+    draft = ("// hooks: before_owner_change\n// calls: none\n"
+             "fn before_owner_change(event) {\n    log_info(\"anyone may become owner\");\n}\n")
+    support.get_by_label("Draft").fill(draft)
+    support.get_by_role("button", name="Check").click()
+    expect(support.get_by_role("status").first).to_contain_text("Loads: before_owner_change")
+    axe_check(support, "policy editor")
+    shoot(support, "support-policy-editor", "en")
+    support.get_by_role("button", name="Replay").click()
+    expect(support.get_by_role("status").last).to_contain_text("1 would differ")
+    support.get_by_role("button", name="Save into the scripts folder").click()
+    expect(support.get_by_text("The script was saved")).to_be_visible()
+
+    # The watcher loads the saved version: Ben may now become owner.
+    deadline = time.time() + 10
+    while True:
+        try:
+            d.api("PUT", f"/v1/accounts/{a}/owner", {"user_id": ben}, ot)
+            break
+        except urllib.error.HTTPError as e:
+            assert e.code == 409 and time.time() < deadline
+            time.sleep(0.1)

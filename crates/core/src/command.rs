@@ -195,6 +195,12 @@ pub enum Command {
         account_id: AccountId,
         call: PolicyCallRecord,
     },
+    /// Audits a script saved from the console (platform support): its name
+    /// and the diff from the version it replaced.
+    RecordPolicySave {
+        name: String,
+        diff: String,
+    },
     /// Switches a policy off (break-glass) or back on (platform support).
     SetPolicySwitch {
         name: String,
@@ -447,6 +453,7 @@ impl Command {
             C::RecordPolicyCall { account_id, call } => {
                 with("policy.call", Some(account_id), Target::Hook(&call.hook))
             }
+            C::RecordPolicySave { name, .. } => with("policy.save", None, Target::Policy(name)),
             C::SetPolicySwitch { name, disabled, .. } => with(
                 if *disabled {
                     "policy.disable"

@@ -164,3 +164,34 @@ pub(crate) fn set_policy_switch(
         reply: Reply::Done,
     })
 }
+
+/// Longest diff a save's audit entry keeps (the rest is cut, and said so).
+pub const POLICY_SAVE_DIFF_MAX_CHARS: usize = 8_000;
+
+/// A script saved from the console: who saved what (the diff), in the
+/// platform's log. The file itself is written by the daemon.
+pub(crate) fn record_policy_save(
+    draft: &Draft,
+    name: String,
+    diff: String,
+) -> Result<Outcome, Refusal> {
+    if *draft.actor != Principal::Operator {
+        return Err(Refusal::forbidden("only platform support saves policies"));
+    }
+    if name.is_empty() || name.chars().count() > POLICY_NAME_MAX_CHARS {
+        return Err(Refusal::invalid(format!(
+            "name must be 1 to {POLICY_NAME_MAX_CHARS} characters"
+        )));
+    }
+    let mut detail: String = diff.chars().take(POLICY_SAVE_DIFF_MAX_CHARS).collect();
+    if diff.chars().count() > POLICY_SAVE_DIFF_MAX_CHARS {
+        detail.push_str("\n[diff cut]");
+    }
+    Ok(Outcome {
+        changes: vec![],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(PLATFORM_AUDIT_SCOPE, format!("policy:{name}"), detail),
+        reply: Reply::Done,
+    })
+}

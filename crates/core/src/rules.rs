@@ -183,6 +183,9 @@ pub fn execute(
             disabled,
             reason,
         } => policy_actions::set_policy_switch(ctx, &draft, name, disabled, reason),
+        Command::RecordPolicySave { name, diff } => {
+            policy_actions::record_policy_save(&draft, name, diff)
+        }
     }
 }
 
