@@ -329,3 +329,73 @@ pub fn describe(action: &Action) -> String {
         Action::SendPasswordReset { address } => format!("send_password_reset {address}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryBackend;
+    use crate::store::Transaction;
+
+    fn call(id: u64, days_old: i64) -> HookCall {
+        HookCall {
+            id,
+            at: Utc::now() - chrono::Duration::days(days_old),
+            hook: "before_owner_change".into(),
+            account_id: None,
+            event: serde_json::Value::Null,
+            decision: "allow".into(),
+            reason: None,
+            actions: Vec::new(),
+            policies: Vec::new(),
+            duration_us: 1,
+        }
+    }
+
+    #[test]
+    fn the_record_keeps_what_its_age_and_count_allow() {
+        let store = Store::new(MemoryBackend::default());
+        // Ten calls: ids 1..=4 are 10 days old, 5..=10 are fresh.
+        let writes = (1..=10)
+            .map(|id| {
+                Store::queue_put(
+                    QueueName::HookCalls,
+                    id,
+                    &call(id, if id <= 4 { 10 } else { 0 }),
+                )
+            })
+            .collect();
+        store.commit(Transaction::of_writes(writes)).unwrap();
+        let config = RecordConfig {
+            enabled: true,
+            keep_days: 7,
+            keep_max: 5,
+        };
+        let gone = expired(&store, &config, 100).unwrap();
+        // Past the count: the oldest five go (1..=5), which covers the old ones.
+        assert_eq!(gone.len(), 5, "{gone:?}");
+        store.commit(Transaction::of_writes(gone)).unwrap();
+        assert_eq!(store.queue_len(QueueName::HookCalls).unwrap(), 5);
+        // By age alone.
+        let config = RecordConfig {
+            keep_max: 1000,
+            ..config
+        };
+        store
+            .commit(Transaction::of_writes(vec![Store::queue_put(
+                QueueName::HookCalls,
+                11,
+                &call(11, 30),
+            )]))
+            .unwrap();
+        // Id 11 is newest by id but old by time: retention by age reads
+        // oldest first and stops at the first young call (id 6).
+        let gone = expired(&store, &config, 100).unwrap();
+        assert!(gone.is_empty(), "{gone:?}");
+        assert_eq!(
+            matching(&store, &["before_owner_change"], None, None, 100)
+                .unwrap()
+                .len(),
+            6
+        );
+    }
+}
