@@ -588,6 +588,40 @@ async fn r15_a_refused_row_action_shows_its_reason_on_the_page_of_its_control() 
     assert!(!crafted.html.contains("you won"));
 }
 
+/// Waits until the daemon has loaded a policy named `name`.
+async fn wait_policy_loaded(d: &Daemon, name: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let list = d.get("/v1/policies", &d.operator).await.body;
+        if list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == name)
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{name} never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A browser signed in as platform support.
+async fn support_browser(d: &Daemon) -> Browser {
+    let mut support = Browser::new(d);
+    let page = support.open("/support/sign-in").await;
+    support
+        .post(
+            "/support/sign-in",
+            &[("csrf", &page.csrf()), ("token", &d.operator.clone())],
+        )
+        .await;
+    support
+}
+
 #[tokio::test]
 async fn break_glass_support_switches_a_policy_off_and_on_from_the_policies_page() {
     let d = Daemon::start();
@@ -601,30 +635,9 @@ async fn break_glass_support_switches_a_policy_off_and_on_from_the_policies_page
     let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
     let owner_path = format!("/v1/accounts/{a}/owner");
     let transfer = || d.put(&owner_path, &ot, serde_json::json!({"user_id": b}));
-    // The watcher loads it.
-    let started = std::time::Instant::now();
-    loop {
-        let list = d.get("/v1/policies", &d.operator).await.body;
-        if list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "freeze.rhai")
-        {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_policy_loaded(&d, "freeze.rhai").await;
     assert_eq!(transfer().await.code(), "policy_denied");
-    let mut support = Browser::new(&d);
-    let page = support.open("/support/sign-in").await;
-    support
-        .post(
-            "/support/sign-in",
-            &[("csrf", &page.csrf()), ("token", &d.operator.clone())],
-        )
-        .await;
+    let mut support = support_browser(&d).await;
     let page = support.open("/support/policies").await;
     assert!(
         page.html.contains("freeze.rhai") && page.html.contains("deny"),
@@ -692,28 +705,8 @@ async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is
     let (b, _) = d.member(&ot, &a, "b@acme.test", "admin").await;
     let owner_path = format!("/v1/accounts/{a}/owner");
     // One recorded call: B signed in, so the guard allows (and the record keeps it).
-    let started = std::time::Instant::now();
-    loop {
-        let list = d.get("/v1/policies", &d.operator).await.body;
-        if list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "owner_change_guard.rhai")
-        {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let mut support = Browser::new(&d);
-    let page = support.open("/support/sign-in").await;
-    support
-        .post(
-            "/support/sign-in",
-            &[("csrf", &page.csrf()), ("token", &d.operator.clone())],
-        )
-        .await;
+    wait_policy_loaded(&d, "owner_change_guard.rhai").await;
+    let mut support = support_browser(&d).await;
     let r = d
         .put(&owner_path, &ot, serde_json::json!({"user_id": b}))
         .await;

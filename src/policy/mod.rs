@@ -1030,20 +1030,7 @@ mod tests {
     }
 
     fn event() -> Event {
-        let user = |id: &str| admind_plugin_api::UserInfo {
-            id: id.into(),
-            name: id.into(),
-            primary_email: format!("{id}@x.test"),
-            email_verified: true,
-            signed_in_before: true,
-        };
-        Event::OwnerChange {
-            account_id: "a".into(),
-            actor_id: "o".into(),
-            from: user("o"),
-            to: user("n"),
-            integrations: None,
-        }
+        script::tests::owner_change(true)
     }
 
     #[test]

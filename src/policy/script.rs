@@ -497,11 +497,11 @@ fn describe(e: &EvalAltResult) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use admind_plugin_api::UserInfo;
 
-    fn owner_change(signed_in: bool) -> Event {
+    pub(crate) fn owner_change(signed_in: bool) -> Event {
         let user = |id: &str| UserInfo {
             id: id.into(),
             name: id.into(),
