@@ -179,7 +179,16 @@ fn message(notice: &Notice, subject: String, body: String) -> OutboxMail {
         attempts: 0,
         next_attempt_at: now,
         last_error: None,
+        notice: None,
     }
+}
+
+/// A mail to queue with its change: the notice alone, rendered by the
+/// outbox worker when it sends it (rendering stays off the writer).
+pub fn pending(notice: &Notice) -> OutboxMail {
+    let mut mail = message(notice, String::new(), String::new());
+    mail.notice = Some(notice.clone());
+    mail
 }
 
 pub enum Transport {
@@ -307,6 +316,8 @@ pub struct Outbox {
     pub retry_base_ms: u64,
     /// Part of every Message-ID (unique across installations).
     pub installation_id: String,
+    /// Base of the links in the mails it renders.
+    pub public_url: String,
 }
 
 const RETRY_CAP_MS: u64 = 3_600_000;
@@ -331,7 +342,22 @@ impl Queue for Outbox {
     }
 
     async fn attempt(&self, mail: &mut OutboxMail) -> Attempt {
-        match deliver(&self.transport, mail, &self.from, &self.installation_id).await {
+        // A queued notice is rendered now (a mail of an earlier version
+        // comes rendered); the item keeps its notice, not the text.
+        let rendered;
+        let to_send: &OutboxMail = match &mail.notice {
+            Some(notice) => {
+                let text = render(notice, &self.public_url);
+                rendered = OutboxMail {
+                    subject: text.subject,
+                    body: text.body,
+                    ..mail.clone()
+                };
+                &rendered
+            }
+            None => mail,
+        };
+        match deliver(&self.transport, to_send, &self.from, &self.installation_id).await {
             Ok(()) => {
                 tracing::info!(outbox_id = mail.id, "mail delivered");
                 Attempt::Done
@@ -367,5 +393,66 @@ impl Queue for Outbox {
             writes.push(Store::queue_put(QueueName::OutboxDead, mail.id, &mail));
         }
         Ok(writes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Queue;
+
+    fn outbox(dir: &std::path::Path) -> Outbox {
+        Outbox {
+            transport: Transport::File(dir.to_path_buf()),
+            from: "admind <admind@example.test>".into(),
+            max_attempts: 3,
+            retry_base_ms: 10,
+            installation_id: "0".repeat(32),
+            public_url: "https://admin.example.test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_notice_is_rendered_when_sent_and_a_rendered_mail_of_an_earlier_version_still_goes(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let notice = Notice::PasswordSet {
+            to: "ana@acme.test".into(),
+            user_name: "Ana".into(),
+            account_name: "Acme".into(),
+            account_id: "acc_1".into(),
+            token: "tok".into(),
+        };
+        let mut queued = pending(&notice);
+        queued.id = 1;
+        assert!(
+            queued.subject.is_empty(),
+            "nothing rendered on the commit path"
+        );
+        let mut earlier = render(&notice, "https://old.example.test");
+        earlier.id = 2;
+        let outbox = outbox(dir.path());
+        for mail in [&mut queued, &mut earlier] {
+            assert!(matches!(
+                outbox.attempt(mail).await,
+                crate::queue::Attempt::Done
+            ));
+        }
+        let read = |n: u64| {
+            std::fs::read_to_string(dir.path().join(format!("{n:020}.eml")))
+                .unwrap()
+                .replace("=\r\n", "")
+                .replace("=3D", "=")
+        };
+        let now = read(1);
+        assert!(now.contains("Subject: Set your password for Acme"), "{now}");
+        assert!(
+            now.contains("https://admin.example.test/a/acc_1/password/set?token=tok"),
+            "{now}"
+        );
+        assert!(
+            read(2).contains("https://old.example.test/a/acc_1/"),
+            "sent as it was queued"
+        );
     }
 }

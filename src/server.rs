@@ -158,7 +158,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let operator_token = operator_token(&config)?;
     let metrics = Arc::new(Metrics::new());
     let wakers = Arc::new(Wakers::default());
-    let public_url = config.public_url.clone();
     let settings = settings(&config);
     let plugins = registry::build(&config.enabled_plugins()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let policies = Arc::new(PolicyHost::new(
@@ -198,7 +197,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         settings: settings.clone(),
         gate: policies.clone(),
-        render: Arc::new(move |n| mail::render(n, &public_url)),
+        render: Arc::new(mail::pending),
         metrics: metrics.clone(),
         wakers: wakers.clone(),
         sinks: vec![outbound.clone()],
@@ -239,6 +238,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 max_attempts: config.mail.max_attempts,
                 retry_base_ms: config.mail.retry_base_ms,
                 installation_id: store.installation_id().to_string(),
+                public_url: config.public_url.clone(),
             },
             claims.clone(),
             store.clone(),

@@ -574,12 +574,17 @@ forward_state_view!(Store, self => self.0);
 pub struct OutboxMail {
     pub id: u64,
     pub to: String,
+    /// Empty while `notice` is set: the outbox worker renders it.
     pub subject: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// What to say, rendered when the mail is sent (not on the writer's
+    /// commit path). Mails queued by earlier versions come rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
 }
 
 /// An after-hook event waiting to be dispatched.

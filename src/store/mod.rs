@@ -112,6 +112,7 @@ pub(crate) mod tests {
                 attempts: 0,
                 next_attempt_at: now,
                 last_error: None,
+                notice: None,
             };
             store
                 .commit(Transaction {
