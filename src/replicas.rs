@@ -91,10 +91,12 @@ pub async fn heartbeat_loop(
             if let Err(e) = s.heartbeat(&info(&m, &p)) {
                 tracing::warn!(error = %e, "recording this replica failed");
             }
-            // Another replica may have switched a policy off or on.
-            match crate::domain::StateView::policy_switches(&*s, crate::policy::SWITCHES_MAX) {
-                Ok(switches) => p.set_switches(switches),
-                Err(e) => tracing::warn!(error = %e, "reading the policy switches failed"),
+            // Another replica may have switched a policy off or on (a store
+            // only this process opens changes only through this process).
+            if s.shared() {
+                if let Err(e) = p.load_switches(&*s) {
+                    tracing::warn!(error = %e, "reading the policy switches failed");
+                }
             }
             let live = live(&s, &m, &p);
             mt.replicas_live.set(live.len() as i64);

@@ -170,11 +170,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     policies.reload();
     policies.note_plugin_settings(&config.enabled_plugins());
-    policies.set_switches(
-        store
-            .policy_switches(crate::policy::SWITCHES_MAX)
-            .map_err(|e| anyhow::anyhow!("reading the policy switches: {e}"))?,
-    );
+    policies
+        .load_switches(&*store)
+        .map_err(|e| anyhow::anyhow!("reading the policy switches: {e}"))?;
     let _watcher = crate::policy::watch(policies.clone())?;
     let verifier = crate::webhooks::Verifier::from_config(&config.webhooks.sources)?;
     let outbound = Arc::new(crate::outbound::Outbound::new(

@@ -260,11 +260,7 @@ async fn switch(
 /// previous set and is logged.
 pub async fn refresh_switches(app: &App) {
     let (store, policies) = (app.store.clone(), app.policies.clone());
-    let read = tokio::task::spawn_blocking(move || {
-        crate::domain::StateView::policy_switches(&*store, crate::policy::SWITCHES_MAX)
-            .map(|switches| policies.set_switches(switches))
-    })
-    .await;
+    let read = tokio::task::spawn_blocking(move || policies.load_switches(&*store)).await;
     match read {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy switches failed"),

@@ -183,6 +183,16 @@ impl PolicyHost {
         }
     }
 
+    /// Reads the switches from the store (at start-up, after a switch, and
+    /// at each heartbeat of a shared store) and takes them.
+    pub fn load_switches(
+        &self,
+        view: &dyn crate::domain::StateView,
+    ) -> Result<(), crate::domain::ViewError> {
+        self.set_switches(view.policy_switches(SWITCHES_MAX)?);
+        Ok(())
+    }
+
     /// Takes the store's switches: those saying "off" are skipped by every
     /// call from now on.
     pub fn set_switches(&self, switches: Vec<PolicySwitch>) {
@@ -470,10 +480,7 @@ impl PolicyHost {
 
     fn run_enforced(&self, hook: Hook, event: &Event) -> Vec<CallRecord> {
         let mut records = Vec::new();
-        let stop = |r: &CallRecord| {
-            hook.may_veto()
-                && (r.denied.is_some() || (r.error.is_some() && !self.fail_open.contains(&hook)))
-        };
+        let stop = |r: &CallRecord| self.denies(hook, r);
         for entry in self
             .plugins
             .iter()
