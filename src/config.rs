@@ -74,6 +74,13 @@ pub struct StoreConfig {
     /// This daemon's name among the replicas of one database (default: the
     /// host name and a random suffix, new at each start).
     pub replica_id: Option<String>,
+    /// Decoded values the read cache keeps per table (accounts, members,
+    /// sessions, and members of accounts with at most 200, counted one
+    /// per member), about half a KiB each; 0 turns the cache off. Only a
+    /// store this process alone writes (sled) has one: on PostgreSQL every
+    /// read goes to the database, since another replica's commit would not
+    /// reach this one's cache.
+    pub cache_entries_max: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +99,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             claim_lease_ms: 120_000,
             replica_id: None,
+            cache_entries_max: crate::store::sled_store::CACHE_ENTRIES_MAX_DEFAULT,
         }
     }
 }
@@ -385,8 +393,11 @@ impl Config {
     /// Opens the configured store (for a daemon, or a command beside one).
     pub fn open_store(&self) -> anyhow::Result<crate::store::Store> {
         match self.store.backend {
-            StoreBackend::Sled => crate::store::Store::open_sled(&self.data_dir.join("db"))
-                .with_context(|| format!("opening the store under {}", self.data_dir.display())),
+            StoreBackend::Sled => crate::store::Store::open_sled_with_cache(
+                &self.data_dir.join("db"),
+                self.store.cache_entries_max,
+            )
+            .with_context(|| format!("opening the store under {}", self.data_dir.display())),
             StoreBackend::Postgres => {
                 let url = self.store.url.as_deref().unwrap_or_default();
                 crate::store::Store::open_postgres(url, self.store.pool_size)

@@ -18,6 +18,7 @@
 //! ([`Backend::durable_id`]), so nothing is sent that a crash could undo.
 
 pub mod backend;
+pub mod cache;
 pub mod codec;
 pub mod memory;
 pub mod postgres_store;

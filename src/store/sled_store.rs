@@ -17,6 +17,7 @@ use super::backend::{
     Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store, StoreError,
     Transaction, Visit, Write,
 };
+use super::cache::Table;
 use super::codec::{decode, encode, key2, key_seq, prefix};
 
 /// The trees, in the order of [`Store::trees`] (the transaction view).
@@ -93,7 +94,29 @@ pub struct SledStore {
     /// before the batch's flush).
     last_issued_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     durable_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Decoded accounts, members, sessions and small accounts' member
+    /// lists (this process is sled's only writer, so its commits are the
+    /// only invalidations there are).
+    cache: std::sync::Arc<ReadCache>,
 }
+
+/// The cached tables of a sled store.
+struct ReadCache {
+    accounts: Table<Account>,
+    users: Table<User>,
+    sessions: Table<Session>,
+    /// An account's whole member list, when it has at most
+    /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length (None: the
+    /// account has more, weighing 1).
+    members: Table<Option<std::sync::Arc<Vec<User>>>>,
+}
+
+/// Member lists longer than this are read from the store page by page.
+const MEMBER_LIST_CACHED_MAX: usize = 200;
+
+/// Values each cached table holds at most unless configured
+/// (`[store] cache_entries_max`).
+pub const CACHE_ENTRIES_MAX_DEFAULT: usize = 20_000;
 
 /// Key (in sled's default tree) of the installation id.
 const INSTALLATION_ID_KEY: &[u8] = b"installation_id";
@@ -110,6 +133,12 @@ fn new_installation_id() -> String {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        Self::open_with_cache(dir, CACHE_ENTRIES_MAX_DEFAULT)
+    }
+
+    /// Opens the store with a read cache of at most `cache_entries_max`
+    /// values per table (0: no cache).
+    pub fn open_with_cache(dir: &Path, cache_entries_max: usize) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             // Durability comes from explicit group-commit flushes, not a timer.
@@ -136,7 +165,75 @@ impl SledStore {
             installation_id: installation_id.into(),
             last_issued_id: std::sync::Arc::new(opened_at_id.into()),
             durable_id: std::sync::Arc::new(opened_at_id.into()),
+            cache: std::sync::Arc::new(ReadCache {
+                accounts: Table::new(cache_entries_max),
+                users: Table::new(cache_entries_max),
+                sessions: Table::new(cache_entries_max),
+                members: Table::new(cache_entries_max),
+            }),
         })
+    }
+
+    /// A value of a cached tree: from the cache, else read and kept.
+    fn cached<V: serde::de::DeserializeOwned + Clone>(
+        &self,
+        table: &Table<V>,
+        t: T,
+        key: &[u8],
+    ) -> Result<Option<V>, StoreError> {
+        match table.get(key) {
+            Ok(v) => Ok(Some(v)),
+            Err(ticket) => {
+                let v: Option<V> = self.get(t, key)?;
+                if let Some(v) = &v {
+                    table.fill(key, ticket, v.clone(), 1);
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn members_uncached(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
+        let p = prefix(account_id);
+        let start = match after {
+            // Just past `after`: append a NUL byte, the smallest suffix.
+            Some(a) => {
+                let mut k = key2(account_id, a);
+                k.push(0);
+                k
+            }
+            None => p.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree(T::Users).range(start..) {
+            let (k, v) = item.map_err(StoreError::from)?;
+            if !k.starts_with(&p) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&v).map_err(StoreError::from)?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets what a commit wrote (after it is applied, before it returns).
+    fn invalidate(&self, ops: &[Op]) {
+        for (t, key, _) in ops {
+            match t {
+                T::Accounts => self.cache.accounts.invalidate(key),
+                T::Sessions => self.cache.sessions.invalidate(key),
+                T::Users => {
+                    self.cache.users.invalidate(key);
+                    let account = key.split(|b| *b == 0).next().unwrap_or(key);
+                    self.cache.members.invalidate(account);
+                }
+                _ => {}
+            }
+        }
     }
 
     fn tree(&self, t: T) -> &sled::Tree {
@@ -164,6 +261,14 @@ impl SledStore {
 
     /// Applies writes atomically (one sled transaction across trees).
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let result = self.apply_uncached(ops);
+        // Also after a failure: whatever part sled kept, nobody reads it
+        // from the cache.
+        self.invalidate(ops);
+        result
+    }
+
+    fn apply_uncached(&self, ops: &[Op]) -> Result<(), StoreError> {
         let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|txs| {
             for (t, key, value) in ops {
                 let tx = &txs[*t as usize];
@@ -353,6 +458,15 @@ impl Store {
     /// The embedded default: a sled directory.
     pub fn open_sled(dir: &Path) -> Result<Store, StoreError> {
         Ok(Store::new(SledStore::open(dir)?))
+    }
+
+    /// A sled directory with a read cache of at most `cache_entries_max`
+    /// values per table.
+    pub fn open_sled_with_cache(dir: &Path, cache_entries_max: usize) -> Result<Store, StoreError> {
+        Ok(Store::new(SledStore::open_with_cache(
+            dir,
+            cache_entries_max,
+        )?))
     }
 }
 
@@ -701,7 +815,7 @@ impl Backend for SledStore {
 
 impl StateView for SledStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
-        Ok(self.get(T::Accounts, id.as_bytes())?)
+        Ok(self.cached(&self.cache.accounts, T::Accounts, id.as_bytes())?)
     }
 
     fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
@@ -724,7 +838,7 @@ impl StateView for SledStore {
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
-        Ok(self.get(T::Users, &key2(account_id, user_id))?)
+        Ok(self.cached(&self.cache.users, T::Users, &key2(account_id, user_id))?)
     }
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
@@ -748,25 +862,30 @@ impl StateView for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError> {
-        let p = prefix(account_id);
-        let start = match after {
-            // Just past `after`: append a NUL byte, the smallest suffix.
-            Some(a) => {
-                let mut k = key2(account_id, a);
-                k.push(0);
-                k
+        let list = match self.cache.members.get(account_id.as_bytes()) {
+            Ok(list) => list,
+            Err(ticket) => {
+                // Read the whole list when it is small enough to keep; a
+                // longer one is remembered as such (None), and paged from
+                // the store.
+                let all = self.members_uncached(account_id, None, MEMBER_LIST_CACHED_MAX + 1)?;
+                let list = (all.len() <= MEMBER_LIST_CACHED_MAX).then(|| std::sync::Arc::new(all));
+                let weight = list.as_ref().map_or(1, |l| l.len().max(1));
+                self.cache
+                    .members
+                    .fill(account_id.as_bytes(), ticket, list.clone(), weight);
+                list
             }
-            None => p.clone(),
         };
-        let mut out = Vec::new();
-        for item in self.tree(T::Users).range(start..) {
-            let (k, v) = item.map_err(StoreError::from)?;
-            if !k.starts_with(&p) || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
+        let Some(list) = list else {
+            return self.members_uncached(account_id, after, limit);
+        };
+        // The list is in key order, which is id order.
+        let start = match after {
+            Some(a) => list.partition_point(|u| u.id.as_str() <= a),
+            None => 0,
+        };
+        Ok(list[start..].iter().take(limit).cloned().collect())
     }
 
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
@@ -791,7 +910,7 @@ impl StateView for SledStore {
     }
 
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
-        Ok(self.get(T::Sessions, hash.as_bytes())?)
+        Ok(self.cached(&self.cache.sessions, T::Sessions, hash.as_bytes())?)
     }
 
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
