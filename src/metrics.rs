@@ -86,6 +86,9 @@ pub struct Metrics {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_request_seconds: Family<RouteLabels, Histogram>,
     pub store_commits: Counter,
+    /// Commands whose `before_` hook was decided again because the state
+    /// moved between the decision and the writer.
+    pub policy_decided_again: Counter,
     pub store_flush_seconds: Histogram,
     pub store_batch_size: Histogram,
     pub outbox_depth: Gauge,
@@ -200,6 +203,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.5, 14))
         });
         let store_commits = Counter::default();
+        let policy_decided_again = Counter::default();
         let store_flush_seconds = Histogram::new(exponential_buckets(0.00005, 2.5, 14));
         let store_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let outbox_depth = Gauge::default();
@@ -252,6 +256,11 @@ impl Metrics {
             "store_commits",
             "Committed store transactions",
             store_commits.clone(),
+        );
+        registry.register(
+            "policy_decided_again",
+            "Commands whose before_ hook was decided again because the state moved before the writer ran them",
+            policy_decided_again.clone(),
         );
         registry.register(
             "store_flush_seconds",
@@ -328,6 +337,7 @@ impl Metrics {
             http_requests,
             http_request_seconds,
             store_commits,
+            policy_decided_again,
             store_flush_seconds,
             store_batch_size,
             outbox_depth,

@@ -215,17 +215,48 @@ fn mailed_token(store: &Store, address: &str, subject: &str) -> Option<String> {
 }
 
 /// Every case runs on each backend: the rules hold whatever the store.
+/// On sled a `before_owner_change` policy is loaded (so transfers are
+/// decided off the writer first), on memory none is.
 async fn run_case(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    run_case_on(Store::open_sled(dir.path()).unwrap(), ops.clone()).await;
-    run_case_on(Store::new(MemoryBackend::default()), ops).await;
+    run_case_on(
+        Store::open_sled(dir.path()).unwrap(),
+        Arc::new(VetoesHalf),
+        ops.clone(),
+    )
+    .await;
+    run_case_on(
+        Store::new(MemoryBackend::default()),
+        Arc::new(AllowAll),
+        ops,
+    )
+    .await;
 }
 
-async fn run_case_on(store: Store, ops: Vec<Op>) {
+/// A `before_owner_change` policy refusing about half the new owners (by
+/// their id), so both of its answers go through the writer.
+struct VetoesHalf;
+
+impl PolicyGate for VetoesHalf {
+    fn before_owner_change(&self, p: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+        if p.to.id.ends_with(['0', '1', '2', '3', '4', '5', '6', '7']) {
+            return Err(Veto {
+                policy: "half.rhai".into(),
+                version: "v1".into(),
+                reason: "half".into(),
+                duration_us: 1,
+                ignored: Vec::new(),
+            });
+        }
+        Ok(Vec::new())
+    }
+}
+
+async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
     let (writer, _thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: Settings::default(),
-        gate: Arc::new(AllowAll),
+        gate,
         render: Arc::new(|n| admind::mail::render(n, "http://t")),
         metrics: Arc::new(Metrics::new()),
         wakers: Arc::new(Wakers::default()),

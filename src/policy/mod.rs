@@ -833,6 +833,12 @@ impl PolicyGate for PolicyHost {
             None => Ok(ignored),
         }
     }
+
+    fn handles_before_owner_change(&self) -> bool {
+        let hook = Hook::BeforeOwnerChange;
+        self.plugins.iter().any(|p| p.hooks.contains(&hook))
+            || self.scripts.load().iter().any(|s| s.hooks.contains(&hook))
+    }
 }
 
 pub use record::describe;

@@ -45,7 +45,83 @@ pub type Render = Arc<dyn Fn(&Notice) -> OutboxMail + Send + Sync>;
 struct Job {
     actor: Principal,
     work: Work,
-    reply: oneshot::Sender<Result<Reply, Refusal>>,
+    reply: oneshot::Sender<Answer>,
+    /// The `before_` hook's answer, decided off the writer (see
+    /// [`Writer::submit`]); None: the writer asks the gate itself.
+    decided: Option<Decided>,
+}
+
+/// What the writer tells a caller.
+enum Answer {
+    Done(Result<Reply, Refusal>),
+    /// The command asked a `before_` hook something other than what was
+    /// decided for it (the state changed in between): nothing was
+    /// committed; decide again.
+    Stale,
+}
+
+/// A `before_owner_change` decided ahead of the writer.
+#[derive(Clone)]
+enum Decided {
+    /// The command did not reach the hook when it was decided.
+    NotAsked,
+    Asked {
+        proposal: OwnerChangeProposal,
+        answer: Result<GateNotes, Veto>,
+    },
+}
+
+/// Times a command's `before_` hooks are decided again off the writer
+/// because the state moved under them, before the writer asks the policy
+/// itself (so progress never depends on winning a race).
+pub const PREDECIDE_ATTEMPTS_MAX: usize = 3;
+
+/// The gate the writer runs a command with when its hook was decided
+/// ahead: the decided answer for the same proposal, else "stale".
+struct DecidedGate {
+    decided: Decided,
+    stale: std::sync::atomic::AtomicBool,
+}
+
+impl PolicyGate for DecidedGate {
+    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+        match &self.decided {
+            Decided::Asked {
+                proposal: p,
+                answer,
+            } if p == proposal => answer.clone(),
+            _ => {
+                self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                Err(Veto {
+                    policy: String::new(),
+                    version: String::new(),
+                    reason: "decided on another state".into(),
+                    duration_us: 0,
+                    ignored: Vec::new(),
+                })
+            }
+        }
+    }
+}
+
+/// The gate a command is decided with off the writer: the real one, its
+/// answer kept.
+struct RecordingGate<'a> {
+    real: &'a dyn PolicyGate,
+    seen: std::sync::Mutex<Option<Decided>>,
+}
+
+impl PolicyGate for RecordingGate<'_> {
+    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+        let answer = self.real.before_owner_change(proposal);
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(Decided::Asked {
+                proposal: proposal.clone(),
+                answer: answer.clone(),
+            });
+        }
+        answer
+    }
 }
 
 /// Writes that are not a domain command (sending an outbound event again):
@@ -78,6 +154,8 @@ pub trait Sink: Send + Sync {
 pub struct Writer {
     /// One queue per writer thread; a command goes to its account's thread.
     txs: Arc<[mpsc::Sender<Job>]>,
+    /// What deciding a `before_` hook ahead of the writer needs.
+    deps: Arc<WriterDeps>,
 }
 
 struct OsEntropy;
@@ -136,7 +214,13 @@ impl Writer {
                 }
             })
             .expect("spawning the writer joiner");
-        (Writer { txs: txs.into() }, joiner)
+        (
+            Writer {
+                txs: txs.into(),
+                deps: Arc::new(deps),
+            },
+            joiner,
+        )
     }
 
     /// The thread a job goes to: its account's (so one account's commands
@@ -158,9 +242,13 @@ impl Writer {
     /// Commits `work`'s writes in one transaction on the writer thread;
     /// returns once they are durable. Wakes the event workers after.
     pub async fn submit_maintenance(&self, work: Maintenance) -> Result<(), Refusal> {
-        self.send(Principal::Operator, Work::Maintenance(work))
-            .await
-            .map(|_| ())
+        match self
+            .send(Principal::Operator, Work::Maintenance(work), None)
+            .await?
+        {
+            Answer::Done(answer) => answer.map(|_| ()),
+            Answer::Stale => Ok(()),
+        }
     }
 
     /// Commits blind writes (a worker's bookkeeping, retention) like a
@@ -173,23 +261,88 @@ impl Writer {
     }
 
     /// Runs `command` as `actor`; returns once the outcome is durable.
+    ///
+    /// A command that may ask a `before_` hook, when a policy handles it,
+    /// is first run off the writer (on the blocking pool, against the
+    /// current state, nothing committed) to decide the hook; the writer
+    /// then runs it again with that answer, and commits only if the
+    /// command asked the very same question (the same proposal: account,
+    /// actor, both users as the policy sees them). Otherwise nothing is
+    /// committed and it is decided again, up to [`PREDECIDE_ATTEMPTS_MAX`]
+    /// times, after which the writer asks the policy itself. So a slow
+    /// policy delays its own command, not the writer every account shares.
     pub async fn submit(&self, actor: Principal, command: Command) -> Result<Reply, Refusal> {
-        self.send(actor, Work::Command(command)).await
+        if command.asks_before_hooks() && self.deps.gate.handles_before_owner_change() {
+            for _ in 0..PREDECIDE_ATTEMPTS_MAX {
+                let decided = self.decide(&actor, &command).await?;
+                match self
+                    .send(actor.clone(), Work::Command(command.clone()), Some(decided))
+                    .await?
+                {
+                    Answer::Done(answer) => return answer,
+                    Answer::Stale => {
+                        self.deps.metrics.policy_decided_again.inc();
+                    }
+                }
+            }
+        }
+        match self.send(actor, Work::Command(command), None).await? {
+            Answer::Done(answer) => answer,
+            Answer::Stale => Err(Refusal::store("a command without a decided hook was stale")),
+        }
     }
 
-    async fn send(&self, actor: Principal, work: Work) -> Result<Reply, Refusal> {
+    /// Runs `command` off the writer with the real gate and keeps what its
+    /// `before_` hook answered.
+    async fn decide(&self, actor: &Principal, command: &Command) -> Result<Decided, Refusal> {
+        let (deps, actor, command) = (self.deps.clone(), actor.clone(), command.clone());
+        tokio::task::spawn_blocking(move || {
+            let gate = RecordingGate {
+                real: deps.gate.as_ref(),
+                seen: std::sync::Mutex::new(None),
+            };
+            let mut entropy = OsEntropy;
+            let mut ctx = Ctx {
+                now: Utc::now(),
+                entropy: &mut entropy,
+                gate: &gate,
+                settings: &deps.settings,
+            };
+            // The outcome is dropped: only the hook's answer is kept.
+            let _ = execute(&deps.store, &mut ctx, &actor, command);
+            gate.seen
+                .into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or(Decided::NotAsked)
+        })
+        .await
+        .map_err(|e| Refusal::store(format!("deciding a policy hook failed: {e}")))
+    }
+
+    async fn send(
+        &self,
+        actor: Principal,
+        work: Work,
+        decided: Option<Decided>,
+    ) -> Result<Answer, Refusal> {
         let (reply, answer) = oneshot::channel();
         let account_id = match &work {
             Work::Command(command) => command.info().account_id,
             Work::Maintenance(_) => None,
         };
         self.thread_of(account_id)
-            .send(Job { actor, work, reply })
+            .send(Job {
+                actor,
+                work,
+                reply,
+                decided,
+            })
             .await
             .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?;
         answer
             .await
-            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))?
+            .map_err(|_| Refusal::store(StoreError::Closed.to_string()))
     }
 }
 
@@ -209,15 +362,21 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
         let mut wrote_events = false;
         for job in batch.drain(..) {
             let (answer, mail, events) = match job.work {
-                Work::Command(command) => run_one(&deps, &mut entropy, &job.actor, command),
+                Work::Command(command) => {
+                    run_one(&deps, &mut entropy, &job.actor, command, job.decided)
+                }
                 Work::Maintenance(work) => {
                     let committed = work(&deps.store)
                         .and_then(|writes| deps.store.commit(Transaction::of_writes(writes)));
                     match committed {
-                        Ok(()) => (Ok(Reply::Done), false, true),
+                        Ok(()) => (Answer::Done(Ok(Reply::Done)), false, true),
                         Err(e) => {
                             tracing::error!(error = %e, "a maintenance write failed");
-                            (Err(Refusal::store(e.to_string())), false, false)
+                            (
+                                Answer::Done(Err(Refusal::store(e.to_string()))),
+                                false,
+                                false,
+                            )
                         }
                     }
                 }
@@ -235,7 +394,9 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
         if let Err(e) = flushed {
             tracing::error!(error = %e, "flush failed; answering the batch with an error");
             for (reply, _) in answers {
-                let _ = reply.send(Err(Refusal::store(format!("flush failed: {e}"))));
+                let _ = reply.send(Answer::Done(Err(Refusal::store(format!(
+                    "flush failed: {e}"
+                )))));
             }
             continue;
         }
@@ -264,12 +425,21 @@ fn run_one(
     entropy: &mut OsEntropy,
     actor: &Principal,
     command: Command,
-) -> (Result<Reply, Refusal>, bool, bool) {
+    decided: Option<Decided>,
+) -> (Answer, bool, bool) {
     let now = Utc::now();
+    let decided_gate = decided.map(|decided| DecidedGate {
+        decided,
+        stale: std::sync::atomic::AtomicBool::new(false),
+    });
+    let gate: &dyn PolicyGate = match &decided_gate {
+        Some(g) => g,
+        None => deps.gate.as_ref(),
+    };
     let mut ctx = Ctx {
         now,
         entropy,
-        gate: deps.gate.as_ref(),
+        gate,
         settings: &deps.settings,
     };
     // What a refusal's audit entry needs, kept while the command moves into
@@ -286,10 +456,21 @@ fn run_one(
         Ok(lock) => lock,
         Err(e) => {
             tracing::error!(error = %e, action = subject.action, "taking the command's lock failed");
-            return (Err(Refusal::store(e.to_string())), false, false);
+            return (
+                Answer::Done(Err(Refusal::store(e.to_string()))),
+                false,
+                false,
+            );
         }
     };
-    match execute(&deps.store, &mut ctx, actor, command) {
+    let executed = execute(&deps.store, &mut ctx, actor, command);
+    if decided_gate
+        .as_ref()
+        .is_some_and(|g| g.stale.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        return (Answer::Stale, false, false);
+    }
+    let (answer, mail, events) = match executed {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
             match commit_outcome(deps, outcome) {
@@ -307,7 +488,7 @@ fn run_one(
             let audit = refusal_audit(actor, &subject, &refusal, now);
             let events = std::mem::take(&mut refusal.events);
             if audit.is_none() && events.is_empty() {
-                return (Err(refusal), false, false);
+                return (Answer::Done(Err(refusal)), false, false);
             }
             let has_events = !events.is_empty();
             let committed = (|| -> Result<(), StoreError> {
@@ -333,7 +514,8 @@ fn run_one(
                 }
             }
         }
-    }
+    };
+    (Answer::Done(answer), mail, events)
 }
 
 /// Commits an outcome; returns its reply and whether it queued work for the

@@ -283,6 +283,11 @@ impl CommandInfo<'_> {
 }
 
 impl Command {
+    /// Whether running it may ask a `before_` hook ([`super::PolicyGate`]).
+    pub fn asks_before_hooks(&self) -> bool {
+        matches!(self, Command::TransferOwnership { .. })
+    }
+
     /// The audit log's view of the command: one arm per command, so adding
     /// a command adds one line here. Allocates nothing.
     pub fn info(&self) -> CommandInfo<'_> {

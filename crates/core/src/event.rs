@@ -111,6 +111,12 @@ pub type GateNotes = Vec<String>;
 /// it; the default allows everything.
 pub trait PolicyGate: Send + Sync {
     fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto>;
+
+    /// Whether anything handles `before_owner_change` (when nothing does,
+    /// the host need not decide the hook ahead of the writer).
+    fn handles_before_owner_change(&self) -> bool {
+        true
+    }
 }
 
 pub struct AllowAll;
@@ -118,5 +124,8 @@ pub struct AllowAll;
 impl PolicyGate for AllowAll {
     fn before_owner_change(&self, _: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
         Ok(Vec::new())
+    }
+    fn handles_before_owner_change(&self) -> bool {
+        false
     }
 }
