@@ -99,7 +99,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             claim_lease_ms: 120_000,
             replica_id: None,
-            cache_entries_max: crate::store::sled_store::CACHE_ENTRIES_MAX_DEFAULT,
+            cache_entries_max: crate::store::cache::CACHE_ENTRIES_MAX_DEFAULT,
         }
     }
 }

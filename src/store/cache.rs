@@ -16,6 +16,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+/// Values each cached table holds at most unless configured
+/// (`[store] cache_entries_max`).
+pub const CACHE_ENTRIES_MAX_DEFAULT: usize = 20_000;
+
 /// Shards per table: a lock per shard, so readers on two cores rarely meet.
 const SHARDS: usize = 16;
 

@@ -114,9 +114,7 @@ struct ReadCache {
 /// Member lists longer than this are read from the store page by page.
 const MEMBER_LIST_CACHED_MAX: usize = 200;
 
-/// Values each cached table holds at most unless configured
-/// (`[store] cache_entries_max`).
-pub const CACHE_ENTRIES_MAX_DEFAULT: usize = 20_000;
+pub use super::cache::CACHE_ENTRIES_MAX_DEFAULT;
 
 /// Key (in sled's default tree) of the installation id.
 const INSTALLATION_ID_KEY: &[u8] = b"installation_id";

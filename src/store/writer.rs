@@ -66,7 +66,7 @@ enum Decided {
     /// The command did not reach the hook when it was decided.
     NotAsked,
     Asked {
-        proposal: OwnerChangeProposal,
+        proposal: Box<OwnerChangeProposal>,
         answer: Result<GateNotes, Veto>,
     },
 }
@@ -89,7 +89,7 @@ impl PolicyGate for DecidedGate {
             Decided::Asked {
                 proposal: p,
                 answer,
-            } if p == proposal => answer.clone(),
+            } if **p == *proposal => answer.clone(),
             _ => {
                 self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
                 Err(Veto {
@@ -116,7 +116,7 @@ impl PolicyGate for RecordingGate<'_> {
         let answer = self.real.before_owner_change(proposal);
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(Decided::Asked {
-                proposal: proposal.clone(),
+                proposal: Box::new(proposal.clone()),
                 answer: answer.clone(),
             });
         }
