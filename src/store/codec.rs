@@ -1,34 +1,68 @@
-//! Stored values: one format-version byte, then JSON. A reader refuses a
-//! version it does not know instead of guessing.
+//! Stored values: one format-version byte, then the value.
+//!
+//! - Version 1: JSON. Still written for values the store keeps opaque
+//!   (queue items, worker records: the store cannot know their type, and
+//!   exports them as JSON values), and read wherever it was written before.
+//! - Version 2: MessagePack with structs as arrays (no field names) and
+//!   times as two integers (`admind_core::stamp`): the domain's records
+//!   (accounts, members, sessions, tokens, integrations, invoices,
+//!   licence requests, audit entries...), whose type the store knows. A
+//!   version-1 record is read as before and written as version 2 the next
+//!   time it is written.
+//!
+//! A reader refuses a version it does not know instead of guessing.
 
 use serde::{de::DeserializeOwned, Serialize};
 
-pub const FORMAT_VERSION: u8 = 1;
+/// JSON.
+pub const FORMAT_JSON: u8 = 1;
+/// MessagePack, structs as arrays.
+pub const FORMAT_BINARY: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("stored value is empty")]
     Empty,
-    #[error("stored value has format version {0}, this build reads {FORMAT_VERSION}")]
+    #[error(
+        "stored value has format version {0}, this build reads {FORMAT_JSON} and {FORMAT_BINARY}"
+    )]
     Version(u8),
     #[error("stored value does not decode: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("stored value does not decode: {0}")]
+    Binary(#[from] rmp_serde::decode::Error),
 }
 
+/// Version 1 (JSON), for values kept opaque by the store.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
-    out.push(FORMAT_VERSION);
+    out.push(FORMAT_JSON);
     // Serializing our own plain structs to a Vec cannot fail.
     serde_json::to_writer(&mut out, value).expect("in-memory JSON serialization");
+    out
+}
+
+/// Version 2 (binary), for the domain's records.
+pub fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.push(FORMAT_BINARY);
+    // Our own plain structs into a Vec: nothing can fail.
+    rmp_serde::encode::write(&mut out, value).expect("in-memory MessagePack serialization");
     out
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&FORMAT_VERSION, rest)) => Ok(serde_json::from_slice(rest)?),
+        Some((&FORMAT_BINARY, rest)) => Ok(rmp_serde::from_slice(rest)?),
+        Some((&FORMAT_JSON, rest)) => Ok(serde_json::from_slice(rest)?),
         Some((&v, _)) => Err(CodecError::Version(v)),
     }
+}
+
+/// The format version of a stored value (None: empty).
+pub fn version(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
 }
 
 /// `a \0 b`: ids never contain NUL, so prefixes cannot collide.
@@ -57,6 +91,165 @@ pub fn prefix(a: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::domain::*;
+    use chrono::{TimeZone, Utc};
+
+    /// One of each record the store writes as version 2, with every
+    /// optional part both present and absent, nanoseconds in the times.
+    #[allow(clippy::type_complexity)]
+    fn records() -> (
+        Vec<Account>,
+        Vec<User>,
+        Vec<Session>,
+        Vec<LicenceRequest>,
+        Vec<AuditEntry>,
+    ) {
+        let at = Utc.timestamp_opt(1_790_000_000, 123_456_789).unwrap();
+        let account = Account {
+            id: "acc_1".into(),
+            name: "Acme \"quoted\" ünïcode".into(),
+            owner_id: "usr_1".into(),
+            created_at: at,
+            support_seats_bought: 5,
+            support_seats_used: 2,
+            sell: SellState {
+                status: SellStatus::Trial,
+                seats_bought: 1,
+                seats_used: 1,
+                admin_count: 1,
+            },
+            grants: vec![SeatGrant {
+                product: Product::Sell,
+                seats: 3,
+                expires_at: at,
+            }],
+            payment_method: Some(PaymentMethod {
+                kind: "card".into(),
+                last4: "4242".into(),
+                updated_at: at,
+            }),
+            member_count: 2,
+        };
+        let bare = Account {
+            grants: vec![],
+            payment_method: None,
+            ..account.clone()
+        };
+        let user = User {
+            id: "usr_1".into(),
+            account_id: "acc_1".into(),
+            name: "O".into(),
+            emails: vec![EmailAddress {
+                address: "o@acme.test".into(),
+                verified: true,
+                primary: true,
+                added_at: at,
+            }],
+            password_hash: Some("$argon2id$v=19$...".into()),
+            support_role: SupportRole::Admin,
+            sell_role: SellRole::User,
+            signed_in_before: true,
+            created_at: at,
+        };
+        let session = Session {
+            hash: "h".into(),
+            account_id: "acc_1".into(),
+            user_id: "usr_1".into(),
+            email: "o@acme.test".into(),
+            created_at: at,
+            expires_at: at,
+        };
+        let request = LicenceRequest {
+            id: "lic_1".into(),
+            account_id: "acc_1".into(),
+            product: Product::Support,
+            seats: 2,
+            reason: "r".into(),
+            status: LicenceStatus::Granted,
+            requested_by: "usr_1".into(),
+            created_at: at,
+            decided_at: Some(at),
+            granted_seats: Some(2),
+            expires_at: None,
+            deny_reason: None,
+        };
+        let entry = AuditEntry {
+            seq: 7,
+            account_id: "acc_1".into(),
+            at,
+            actor: "usr_1".into(),
+            action: "owner.transfer".into(),
+            target: "usr_2".into(),
+            outcome: "ok".into(),
+            detail: String::new(),
+            cause: Some(3),
+        };
+        let uncaused = AuditEntry {
+            cause: None,
+            ..entry.clone()
+        };
+        (
+            vec![account, bare],
+            vec![
+                user.clone(),
+                User {
+                    password_hash: None,
+                    ..user
+                },
+            ],
+            vec![session],
+            vec![request],
+            vec![entry, uncaused],
+        )
+    }
+
+    fn both_ways<T>(values: Vec<T>)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for v in values {
+            let binary = encode_record(&v);
+            assert_eq!(version(&binary), Some(FORMAT_BINARY));
+            assert_eq!(decode::<T>(&binary).unwrap(), v);
+            let json = encode(&v);
+            assert_eq!(decode::<T>(&json).unwrap(), v, "version 1 still reads");
+            assert!(
+                binary.len() < json.len(),
+                "{} ≥ {}",
+                binary.len(),
+                json.len()
+            );
+            // No field names, and no time as text, in version 2.
+            let text = String::from_utf8_lossy(&binary);
+            assert!(
+                !text.contains("account_id") && !text.contains("2026-"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_record_round_trips_in_both_versions() {
+        let (accounts, users, sessions, requests, entries) = records();
+        both_ways(accounts);
+        both_ways(users);
+        both_ways(sessions);
+        both_ways(requests);
+        both_ways(entries);
+    }
+
+    #[test]
+    fn version_1_times_read_as_rfc3339_text() {
+        let mut json = vec![FORMAT_JSON];
+        json.extend_from_slice(br#"{"hash":"h","account_id":"a","user_id":"u","email":"e","created_at":"2026-08-01T10:00:00.5Z","expires_at":"2026-08-02T10:00:00Z"}"#);
+        let s: Session = decode(&json).unwrap();
+        assert_eq!(s.created_at.timestamp_subsec_millis(), 500);
+        // And JSON written today is still that text (the API and exports).
+        assert!(serde_json::to_string(&s)
+            .unwrap()
+            .contains("2026-08-01T10:00:00.500Z"));
+    }
 
     #[test]
     fn round_trips_and_refuses_unknown_versions() {

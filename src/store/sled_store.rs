@@ -18,7 +18,7 @@ use super::backend::{
     Transaction, Visit, Write,
 };
 use super::cache::Table;
-use super::codec::{decode, encode, key2, key_seq, prefix};
+use super::codec::{decode, encode, encode_record, key2, key_seq, prefix};
 
 /// The trees, in the order of [`Store::trees`] (the transaction view).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +218,30 @@ impl SledStore {
         Ok(out)
     }
 
+    /// How many values of each tree are in each format version:
+    /// `(tree, [version 1, version 2, other])`, trees holding no encoded
+    /// values left out. Shows how far an upgraded store has been rewritten.
+    pub fn format_census(&self) -> Result<Vec<(&'static str, [usize; 3])>, StoreError> {
+        let mut out = Vec::new();
+        for (n, name) in TREE_NAMES.iter().enumerate() {
+            if matches!(n, x if x == T::EmailIndex as usize || x == T::UserSessions as usize || x == T::AccountLicences as usize)
+            {
+                continue;
+            }
+            let mut counts = [0usize; 3];
+            for item in self.trees[n].iter() {
+                let (_, v) = item?;
+                match super::codec::version(&v) {
+                    Some(super::codec::FORMAT_JSON) => counts[0] += 1,
+                    Some(super::codec::FORMAT_BINARY) => counts[1] += 1,
+                    _ => counts[2] += 1,
+                }
+            }
+            out.push((*name, counts));
+        }
+        Ok(out)
+    }
+
     /// Forgets what a commit wrote (after it is applied, before it returns).
     fn invalidate(&self, ops: &[Op]) {
         for (t, key, _) in ops {
@@ -295,11 +319,13 @@ impl SledStore {
         let mut ops = Vec::with_capacity(changes.len() + 4);
         for change in changes {
             match change {
-                Change::PutAccount(a) => {
-                    ops.push((T::Accounts, a.id.as_bytes().to_vec(), Some(encode(a))))
-                }
+                Change::PutAccount(a) => ops.push((
+                    T::Accounts,
+                    a.id.as_bytes().to_vec(),
+                    Some(encode_record(a)),
+                )),
                 Change::PutUser(u) => {
-                    ops.push((T::Users, key2(&u.account_id, &u.id), Some(encode(u))))
+                    ops.push((T::Users, key2(&u.account_id, &u.id), Some(encode_record(u))))
                 }
                 Change::DeleteUser {
                     account_id,
@@ -319,17 +345,25 @@ impl SledStore {
                     key2(account_id, &normalize_email(email)),
                     None,
                 )),
-                Change::PutIntegration(i) => {
-                    ops.push((T::Integrations, key2(&i.account_id, &i.id), Some(encode(i))))
-                }
-                Change::PutToken(t) => {
-                    ops.push((T::Tokens, t.hash.as_bytes().to_vec(), Some(encode(t))))
-                }
+                Change::PutIntegration(i) => ops.push((
+                    T::Integrations,
+                    key2(&i.account_id, &i.id),
+                    Some(encode_record(i)),
+                )),
+                Change::PutToken(t) => ops.push((
+                    T::Tokens,
+                    t.hash.as_bytes().to_vec(),
+                    Some(encode_record(t)),
+                )),
                 Change::DeleteToken { hash } => {
                     ops.push((T::Tokens, hash.as_bytes().to_vec(), None))
                 }
                 Change::PutSession(s) => {
-                    ops.push((T::Sessions, s.hash.as_bytes().to_vec(), Some(encode(s))));
+                    ops.push((
+                        T::Sessions,
+                        s.hash.as_bytes().to_vec(),
+                        Some(encode_record(s)),
+                    ));
                     let mut k = key2(&s.account_id, &s.user_id);
                     k.push(0);
                     k.extend_from_slice(s.hash.as_bytes());
@@ -380,7 +414,7 @@ impl SledStore {
                     ops.push((
                         T::LicenceRequests,
                         r.id.as_bytes().to_vec(),
-                        Some(encode(r)),
+                        Some(encode_record(r)),
                     ));
                     ops.push((
                         T::AccountLicences,
@@ -393,23 +427,31 @@ impl SledStore {
                     webhook_id,
                     at,
                 } => {
-                    ops.push((T::WebhooksSeen, key2(source, webhook_id), Some(encode(at))));
+                    ops.push((
+                        T::WebhooksSeen,
+                        key2(source, webhook_id),
+                        Some(encode_record(at)),
+                    ));
                 }
                 Change::PutPolicySwitch(p) => {
                     ops.push((
                         T::PolicySwitches,
                         p.name.as_bytes().to_vec(),
-                        Some(encode(p)),
+                        Some(encode_record(p)),
                     ));
                 }
                 Change::PutInvoice(i) => {
                     let seq = self.issue_id()?;
-                    ops.push((T::Invoices, key_seq(&i.account_id, seq), Some(encode(i))))
+                    ops.push((
+                        T::Invoices,
+                        key_seq(&i.account_id, seq),
+                        Some(encode_record(i)),
+                    ))
                 }
                 Change::PutInvestigation(i) => ops.push((
                     T::Investigations,
                     key2(&i.account_id, &i.id),
-                    Some(encode(i)),
+                    Some(encode_record(i)),
                 )),
             }
         }
@@ -487,7 +529,7 @@ impl Backend for SledStore {
         if let Some(draft) = tx.audit {
             let seq = self.issue_id()?;
             let key = key_seq(&draft.account_id, seq);
-            ops.push((T::Audit, key, Some(encode(&draft.into_entry(seq)))));
+            ops.push((T::Audit, key, Some(encode_record(&draft.into_entry(seq)))));
             cause = Some(seq);
         }
         for mut mail in tx.mails {
@@ -771,7 +813,7 @@ impl Backend for SledStore {
                     raw.push((
                         T::Audit,
                         key_seq(&value.account_id, value.seq),
-                        Some(encode(&value)),
+                        Some(encode_record(&value)),
                     ));
                 }
                 Restore::QueueItem { queue, id, value } => {

@@ -13,6 +13,7 @@ pub mod model;
 pub mod refusal;
 pub mod rules;
 mod seats;
+pub mod stamp;
 pub mod validate;
 pub mod view;
 

@@ -91,6 +91,7 @@ pub struct PolicySwitch {
     pub reason: String,
     /// Who switched it (the audit name of the actor).
     pub by: String,
+    #[serde(with = "crate::stamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -105,10 +106,13 @@ pub struct LicenceRequest {
     pub status: LicenceStatus,
     /// Audit name of who filed it (`user:…` or `policy:…`).
     pub requested_by: String,
+    #[serde(with = "crate::stamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(default, with = "crate::stamp::option")]
     pub decided_at: Option<DateTime<Utc>>,
     /// Seats granted (may differ from those asked) and until when.
     pub granted_seats: Option<u32>,
+    #[serde(default, with = "crate::stamp::option")]
     pub expires_at: Option<DateTime<Utc>>,
     pub deny_reason: Option<String>,
 }
@@ -118,6 +122,7 @@ pub struct LicenceRequest {
 pub struct SeatGrant {
     pub product: Product,
     pub seats: u32,
+    #[serde(with = "crate::stamp")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -139,6 +144,7 @@ pub const SELL_TRIAL_SEATS: u32 = 1;
 pub struct PaymentMethod {
     pub kind: String,
     pub last4: String,
+    #[serde(with = "crate::stamp")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -149,6 +155,7 @@ pub struct Account {
     /// The single source of truth for ownership (R01): one field, so there is
     /// never zero or two owners.
     pub owner_id: UserId,
+    #[serde(with = "crate::stamp")]
     pub created_at: DateTime<Utc>,
     pub support_seats_bought: u32,
     pub support_seats_used: u32,
@@ -189,6 +196,7 @@ pub struct EmailAddress {
     pub address: String,
     pub verified: bool,
     pub primary: bool,
+    #[serde(with = "crate::stamp")]
     pub added_at: DateTime<Utc>,
 }
 
@@ -203,6 +211,7 @@ pub struct User {
     pub support_role: SupportRole,
     pub sell_role: SellRole,
     pub signed_in_before: bool,
+    #[serde(with = "crate::stamp")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -251,6 +260,7 @@ pub struct Integration {
     pub name: String,
     pub configured_by: UserId,
     pub status: IntegrationStatus,
+    #[serde(with = "crate::stamp")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -272,6 +282,7 @@ pub struct Token {
     pub user_id: UserId,
     /// The address the token was mailed to; using the token proves it.
     pub email: String,
+    #[serde(with = "crate::stamp")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -283,7 +294,9 @@ pub struct Session {
     pub user_id: UserId,
     /// The address used to sign in: removing it ends the session (R16).
     pub email: String,
+    #[serde(with = "crate::stamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::stamp")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -291,6 +304,7 @@ pub struct Session {
 pub struct Invoice {
     pub id: String,
     pub account_id: AccountId,
+    #[serde(with = "crate::stamp")]
     pub issued_at: DateTime<Utc>,
     pub description: String,
     pub support_seats: u32,
@@ -302,6 +316,7 @@ pub struct SecurityInvestigation {
     pub id: String,
     pub account_id: AccountId,
     pub note: String,
+    #[serde(with = "crate::stamp")]
     pub opened_at: DateTime<Utc>,
 }
 
@@ -310,6 +325,7 @@ pub struct SecurityInvestigation {
 pub struct AuditEntry {
     pub seq: u64,
     pub account_id: AccountId,
+    #[serde(with = "crate::stamp")]
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
