@@ -47,6 +47,14 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The slow-policy figure: the first client's account gets a
+        /// `before_owner_change` policy taking this long per call (0: no
+        /// policy, the baseline), written into `--scripts-dir`; the figure
+        /// counts the other clients only.
+        #[arg(long)]
+        slow_policy_ms: Option<u64>,
+        #[arg(long)]
+        scripts_dir: Option<PathBuf>,
     },
     /// Signed webhook deliveries with unique ids.
     Webhooks {
@@ -256,6 +264,41 @@ impl Client {
     }
 }
 
+/// Writes a policy that spends `ms` on each `before_owner_change` of
+/// `account` (a busy loop: the sandbox has no sleep), and waits until the
+/// daemon has loaded it.
+async fn slow_policy(c: &Client, scripts_dir: &std::path::Path, account: &str, ms: u64) {
+    let script = format!(
+        "// hooks: before_owner_change\n// calls: none\n// Benchmark only: {ms} ms on one account's transfers.\nfn before_owner_change(event) {{\n    if event.account_id == \"{account}\" {{\n        let started = timestamp();\n        while started.elapsed < {secs} {{ let a = [5, 3, 1, 4, 2, 9, 8, 7, 6, 0]; a.sort(); }}\n    }}\n}}\n",
+        secs = ms as f64 / 1000.0
+    );
+    std::fs::write(scripts_dir.join("slow.rhai"), script).expect("writing the slow policy");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .http
+            .get(format!("{}/v1/policies", c.base))
+            .bearer_auth(&c.operator)
+            .send()
+            .await
+            .expect("policies");
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let loaded = body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "slow.rhai" && p["last_error"].is_null());
+        if loaded {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow policy did not load: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn client(base: String, mail_dir: PathBuf, operator: String) -> Client {
     Client {
         http: reqwest::Client::builder()
@@ -292,6 +335,8 @@ async fn main() {
             operator,
             clients,
             seconds,
+            slow_policy_ms,
+            scripts_dir,
         } => {
             let bases = [base.clone(), base2.unwrap_or_else(|| base.clone())];
             let c = Arc::new(client(base, mail_dir, operator));
@@ -303,6 +348,16 @@ async fn main() {
                 let bt = c.activate(&a, &email).await;
                 accounts.push((a, [(o, ot), (b, bt)]));
             }
+            if let Some(ms) = slow_policy_ms.filter(|ms| *ms > 0) {
+                slow_policy(
+                    &c,
+                    scripts_dir.as_deref().expect("--scripts-dir"),
+                    &accounts[0].0,
+                    ms,
+                )
+                .await;
+            }
+            let skip_first = slow_policy_ms.is_some();
             let stop = Instant::now() + Duration::from_secs(seconds);
             let started = Instant::now();
             let tasks: Vec<_> = accounts
@@ -339,15 +394,20 @@ async fn main() {
                 .collect();
             let mut all = Vec::new();
             let mut errors = 0;
-            for t in tasks {
+            let mut slow_ops = 0;
+            for (k, t) in tasks.into_iter().enumerate() {
                 let (l, e) = t.await.unwrap();
+                if k == 0 && skip_first {
+                    slow_ops = l.len();
+                    continue;
+                }
                 all.extend(l);
                 errors += e;
             }
             let n = all.len() as u64;
             report(
                 &name.unwrap_or_else(|| format!("transfers_{clients}")),
-                json!({"clients": clients, "errors": errors}),
+                json!({"clients": clients, "errors": errors, "slow_account_ops": slow_ops, "slow_policy_ms": slow_policy_ms}),
                 all,
                 n,
                 started.elapsed(),

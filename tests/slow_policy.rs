@@ -23,6 +23,9 @@ struct HeldPolicy {
     entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     release: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     calls: AtomicUsize,
+    /// When set, the policy also reads the store (as a script's lookup
+    /// does): it refuses while the account has fewer than 6 seats bought.
+    store: Mutex<Option<Store>>,
 }
 
 impl PolicyGate for HeldPolicy {
@@ -41,6 +44,22 @@ impl PolicyGate for HeldPolicy {
                     let _ = release.recv();
                 }
             }
+        }
+        let store = self.store.lock().unwrap().clone();
+        let seats = store.map(|s| {
+            s.account(&p.account_id)
+                .unwrap()
+                .unwrap()
+                .support_seats_bought
+        });
+        if seats.is_some_and(|n| n < 6) {
+            return Err(Veto {
+                policy: "held.rhai".into(),
+                version: "v1".into(),
+                reason: "fewer than 6 seats".into(),
+                duration_us: 1,
+                ignored: Vec::new(),
+            });
         }
         if p.to.signed_in_before {
             Ok(Vec::new())
@@ -73,6 +92,7 @@ fn fixture() -> Fixture {
         entered: Mutex::new(Some(entered_tx)),
         release: Mutex::new(Some(release_rx)),
         calls: AtomicUsize::new(0),
+        store: Mutex::new(None),
     });
     let store = Store::new(MemoryBackend::default());
     let metrics = Arc::new(Metrics::new());
@@ -231,6 +251,40 @@ async fn r01_a_decision_taken_on_a_state_that_moved_is_decided_again() {
     assert_eq!(owner_of(&f.store, &a), admin);
     assert_eq!(f.metrics.policy_decided_again.get(), 1);
     assert_eq!(f.policy.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r01_a_decision_is_stale_once_its_account_changed_even_outside_the_proposal() {
+    let f = fixture();
+    let (a, owner, admin) = account(&f, "lookup", true).await;
+    *f.policy.store.lock().unwrap() = Some(f.store.clone());
+    *f.policy.held_account.lock().unwrap() = Some(a.clone());
+    let held = transfer(&f, &a, &owner, &admin);
+    f.entered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the policy is deciding (5 seats: it will refuse)");
+    // The owner buys a sixth seat while it decides: nothing in the
+    // proposal changes, but what the policy read did.
+    let bought = f
+        .writer
+        .submit(
+            Principal::Member {
+                account_id: a.clone(),
+                user_id: owner.clone(),
+            },
+            Command::SetSeats {
+                account_id: a.clone(),
+                support_seats: Some(6),
+                sell_seats: None,
+            },
+        )
+        .await;
+    assert!(bought.is_ok(), "{bought:?}");
+    f.release.send(()).unwrap();
+    let answer = held.await.unwrap();
+    assert!(answer.is_ok(), "decided again on 6 seats: {answer:?}");
+    assert_eq!(owner_of(&f.store, &a), admin);
+    assert_eq!(f.metrics.policy_decided_again.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,9 +60,16 @@ enum Answer {
     Stale,
 }
 
-/// A `before_owner_change` decided ahead of the writer.
+/// A `before_owner_change` decided ahead of the writer, and the version
+/// of its account's state it was decided on.
 #[derive(Clone)]
-enum Decided {
+struct Decided {
+    account_version: u64,
+    answer: DecidedAnswer,
+}
+
+#[derive(Clone)]
+enum DecidedAnswer {
     /// The command did not reach the hook when it was decided.
     NotAsked,
     Asked {
@@ -85,8 +92,8 @@ struct DecidedGate {
 
 impl PolicyGate for DecidedGate {
     fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
-        match &self.decided {
-            Decided::Asked {
+        match &self.decided.answer {
+            DecidedAnswer::Asked {
                 proposal: p,
                 answer,
             } if **p == *proposal => answer.clone(),
@@ -108,14 +115,14 @@ impl PolicyGate for DecidedGate {
 /// answer kept.
 struct RecordingGate<'a> {
     real: &'a dyn PolicyGate,
-    seen: std::sync::Mutex<Option<Decided>>,
+    seen: std::sync::Mutex<Option<DecidedAnswer>>,
 }
 
 impl PolicyGate for RecordingGate<'_> {
     fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
         let answer = self.real.before_owner_change(proposal);
         if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(Decided::Asked {
+            *seen = Some(DecidedAnswer::Asked {
                 proposal: Box::new(proposal.clone()),
                 answer: answer.clone(),
             });
@@ -156,6 +163,48 @@ pub struct Writer {
     txs: Arc<[mpsc::Sender<Job>]>,
     /// What deciding a `before_` hook ahead of the writer needs.
     deps: Arc<WriterDeps>,
+    /// Versions of the accounts' state, bumped by the writer threads.
+    versions: Arc<AccountVersions>,
+}
+
+/// A version per account (hashed into a fixed number of slots: two
+/// accounts sharing a slot only cost a needless re-decision), bumped after
+/// every commit that changes an account's state as a policy sees it
+/// ([`Change::account_state_of`]). A decision taken at one version is
+/// stale at another.
+pub struct AccountVersions {
+    slots: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl AccountVersions {
+    const SLOTS: usize = 4096;
+
+    fn new() -> Self {
+        AccountVersions {
+            slots: (0..Self::SLOTS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    fn slot(&self, account_id: &str) -> &std::sync::atomic::AtomicU64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(account_id);
+        &self.slots[(h % Self::SLOTS as u64) as usize]
+    }
+
+    fn get(&self, account_id: &str) -> u64 {
+        self.slot(account_id)
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self, account_ids: &[String]) {
+        for account_id in account_ids {
+            self.slot(account_id)
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
 }
 
 struct OsEntropy;
@@ -193,15 +242,16 @@ impl Writer {
     /// handle returned joins them all.
     pub fn start(deps: WriterDeps) -> (Writer, std::thread::JoinHandle<()>) {
         let threads = deps.store.writer_threads().max(1);
+        let versions = Arc::new(AccountVersions::new());
         let mut txs = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for n in 0..threads {
             let (tx, rx) = mpsc::channel(QUEUE_MAX / threads.min(QUEUE_MAX));
-            let deps = deps.clone();
+            let (deps, versions) = (deps.clone(), versions.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("admind-writer-{n}"))
-                    .spawn(move || run(deps, rx))
+                    .spawn(move || run(deps, versions, rx))
                     .expect("spawning a writer thread"),
             );
             txs.push(tx);
@@ -218,6 +268,7 @@ impl Writer {
             Writer {
                 txs: txs.into(),
                 deps: Arc::new(deps),
+                versions,
             },
             joiner,
         )
@@ -296,6 +347,7 @@ impl Writer {
     /// `before_` hook answered.
     async fn decide(&self, actor: &Principal, command: &Command) -> Result<Decided, Refusal> {
         let (deps, actor, command) = (self.deps.clone(), actor.clone(), command.clone());
+        let versions = self.versions.clone();
         tokio::task::spawn_blocking(move || {
             let gate = RecordingGate {
                 real: deps.gate.as_ref(),
@@ -308,13 +360,21 @@ impl Writer {
                 gate: &gate,
                 settings: &deps.settings,
             };
+            // Taken before the command reads anything: a commit after
+            // this makes the decision stale, even one the reads saw.
+            let account_version = command.info().account_id.map_or(0, |a| versions.get(a));
             // The outcome is dropped: only the hook's answer is kept.
             let _ = execute(&deps.store, &mut ctx, &actor, command);
-            gate.seen
+            let answer = gate
+                .seen
                 .into_inner()
                 .ok()
                 .flatten()
-                .unwrap_or(Decided::NotAsked)
+                .unwrap_or(DecidedAnswer::NotAsked);
+            Decided {
+                account_version,
+                answer,
+            }
         })
         .await
         .map_err(|e| Refusal::store(format!("deciding a policy hook failed: {e}")))
@@ -346,7 +406,7 @@ impl Writer {
     }
 }
 
-fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
+fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<Job>) {
     let mut entropy = OsEntropy;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while let Some(first) = rx.blocking_recv() {
@@ -362,9 +422,14 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
         let mut wrote_events = false;
         for job in batch.drain(..) {
             let (answer, mail, events) = match job.work {
-                Work::Command(command) => {
-                    run_one(&deps, &mut entropy, &job.actor, command, job.decided)
-                }
+                Work::Command(command) => run_one(
+                    &deps,
+                    &versions,
+                    &mut entropy,
+                    &job.actor,
+                    command,
+                    job.decided,
+                ),
                 Work::Maintenance(work) => {
                     let committed = work(&deps.store)
                         .and_then(|writes| deps.store.commit(Transaction::of_writes(writes)));
@@ -422,6 +487,7 @@ fn run(deps: WriterDeps, mut rx: mpsc::Receiver<Job>) {
 /// hook events were queued.
 fn run_one(
     deps: &WriterDeps,
+    versions: &AccountVersions,
     entropy: &mut OsEntropy,
     actor: &Principal,
     command: Command,
@@ -463,6 +529,13 @@ fn run_one(
             );
         }
     };
+    // Decided on another version of the account's state: decide again
+    // (under the lock, so no commit of this account slips in between).
+    if let (Some(g), Some(account_id)) = (&decided_gate, subject.account_id.as_deref()) {
+        if g.decided.account_version != versions.get(account_id) {
+            return (Answer::Stale, false, false);
+        }
+    }
     let executed = execute(&deps.store, &mut ctx, actor, command);
     if decided_gate
         .as_ref()
@@ -473,7 +546,7 @@ fn run_one(
     let (answer, mail, events) = match executed {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
-            match commit_outcome(deps, outcome) {
+            match commit_outcome(deps, versions, outcome) {
                 Ok((reply, has_events)) => {
                     deps.metrics.store_commits.inc();
                     (Ok(reply), has_mail, has_events)
@@ -520,7 +593,20 @@ fn run_one(
 
 /// Commits an outcome; returns its reply and whether it queued work for the
 /// event workers (hook events, or writes of a sink).
-fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<(Reply, bool), StoreError> {
+fn commit_outcome(
+    deps: &WriterDeps,
+    versions: &AccountVersions,
+    outcome: Outcome,
+) -> Result<(Reply, bool), StoreError> {
+    // The changes move into the transaction; their accounts' versions are
+    // bumped once it is committed.
+    let mut touched: Vec<&str> = outcome
+        .changes
+        .iter()
+        .filter_map(Change::account_state_of)
+        .collect();
+    touched.dedup();
+    let touched: Vec<String> = touched.into_iter().map(str::to_string).collect();
     let mut writes = Vec::new();
     for sink in &deps.sinks {
         writes.extend(sink.writes(&deps.store, &outcome.events, &outcome.changes, Utc::now())?);
@@ -533,6 +619,7 @@ fn commit_outcome(deps: &WriterDeps, outcome: Outcome) -> Result<(Reply, bool), 
         events: outcome.events,
         writes,
     })?;
+    versions.bump(&touched);
     Ok((outcome.reply, has_events))
 }
 

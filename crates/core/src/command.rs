@@ -528,6 +528,33 @@ pub enum Change {
     PutPolicySwitch(PolicySwitch),
 }
 
+impl Change {
+    /// The account whose state, as a policy sees it (its members, seats,
+    /// integrations, licence requests), this change touches; None for
+    /// sessions, tokens and records of no account.
+    pub fn account_state_of(&self) -> Option<&str> {
+        match self {
+            Change::PutAccount(a) => Some(&a.id),
+            Change::PutUser(u) => Some(&u.account_id),
+            Change::PutIntegration(i) => Some(&i.account_id),
+            Change::PutInvoice(i) => Some(&i.account_id),
+            Change::PutInvestigation(i) => Some(&i.account_id),
+            Change::PutLicenceRequest(r) => Some(&r.account_id),
+            Change::DeleteUser { account_id, .. }
+            | Change::PutEmailIndex { account_id, .. }
+            | Change::DeleteEmailIndex { account_id, .. } => Some(account_id),
+            Change::PutToken(_)
+            | Change::DeleteToken { .. }
+            | Change::PutSession(_)
+            | Change::DeleteSession { .. }
+            | Change::DeleteUserSessions { .. }
+            | Change::DeleteSessionsSignedInWith { .. }
+            | Change::PutWebhookSeen { .. }
+            | Change::PutPolicySwitch(_) => None,
+        }
+    }
+}
+
 /// A message to mail. Rendered and queued in the outbox in the same
 /// transaction as the change that causes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
