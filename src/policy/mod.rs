@@ -975,6 +975,28 @@ pub fn watch(
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("creating the scripts folder {}: {e}", dir.display()))?;
     let reloader = host.clone();
+    // The debouncer drops a file created and removed within its window (a
+    // quick save then delete, or a rename then delete), so after each
+    // batch the folder is read once more when it has been quiet for
+    // SETTLE_MS: a change is never lost, and an idle folder is not read.
+    const SETTLE_MS: u64 = 250;
+    let (settle, settling) = std::sync::mpsc::channel::<()>();
+    let settler = host.clone();
+    std::thread::Builder::new()
+        .name("admind-scripts-settle".into())
+        .spawn(move || {
+            while settling.recv().is_ok() {
+                loop {
+                    match settling.recv_timeout(Duration::from_millis(SETTLE_MS)) {
+                        Ok(()) => continue,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                settler.reload();
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("starting the scripts folder's settle thread: {e}"))?;
     let mut debouncer = notify_debouncer_full::new_debouncer(
         Duration::from_millis(50),
         None,
@@ -982,6 +1004,7 @@ pub fn watch(
             Ok(events) => {
                 if events.iter().any(|e| changes_scripts(&e.event.kind)) {
                     reloader.reload();
+                    let _ = settle.send(());
                 }
             }
             Err(errors) => {
@@ -989,6 +1012,7 @@ pub fn watch(
                     tracing::warn!(error = %e, "watching the scripts folder");
                 }
                 reloader.reload();
+                let _ = settle.send(());
             }
         },
     )?;
