@@ -291,9 +291,22 @@ impl SledStore {
     }
 
     fn apply_uncached(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let result: Result<(), TransactionError<()>> = self.trees.as_slice().transaction(|txs| {
+        // Only the trees the writes touch take part (a sled transaction
+        // stages and commits every tree it is given).
+        let mut position = [usize::MAX; TREE_NAMES.len()];
+        let mut touched: Vec<&sled::Tree> = Vec::with_capacity(8);
+        for (t, _, _) in ops {
+            if position[*t as usize] == usize::MAX {
+                position[*t as usize] = touched.len();
+                touched.push(self.tree(*t));
+            }
+        }
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let result: Result<(), TransactionError<()>> = touched.as_slice().transaction(|txs| {
             for (t, key, value) in ops {
-                let tx = &txs[*t as usize];
+                let tx = &txs[position[*t as usize]];
                 match value {
                     Some(v) => {
                         tx.insert(key.as_slice(), v.as_slice())?;
