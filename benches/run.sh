@@ -205,6 +205,17 @@ for c in 1 16 64; do
 done
 $BIN/examples/bench store --clients 1 --seconds "$S" >> "$RESULTS"
 
+echo "== a slow policy on one account" >&2
+# 64 clients, each on its own account; the first account's
+# before_owner_change policy spends 40 ms per call (0: no policy, the
+# baseline); the figure counts the 63 others.
+for ms in 0 40; do
+  D=$W/slow$ms; start_admind "$D"
+  $BIN/examples/bench transfers --name "transfers_64_slow_policy_$ms" --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" \
+    --clients 64 --seconds "$S" --slow-policy-ms "$ms" --scripts-dir "$D/scripts" >> "$RESULTS"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+done
+
 policy_figures
 [ "${BENCH_POSTGRES:-1}" = 0 ] || postgres_figures
 
