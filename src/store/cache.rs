@@ -29,11 +29,16 @@ const SHARDS: usize = 16;
 pub struct Ticket(u64);
 
 struct Shard<V> {
-    map: HashMap<Box<[u8]>, (V, usize)>,
-    /// Insertion order, for eviction (first in, first out). Keys removed
-    /// by invalidation stay here until they reach the front or the queue is
-    /// rebuilt, which bounds it at twice the entries.
-    order: VecDeque<Box<[u8]>>,
+    /// Value, weight, and the sequence number of its insertion.
+    map: HashMap<Box<[u8]>, (V, usize, u64)>,
+    /// Insertion order, for eviction (first in, first out), with each
+    /// insertion's sequence number: an entry whose number is not the
+    /// map's (the key was invalidated, perhaps filled again since) is
+    /// stale; stale entries are dropped when they reach the front or when
+    /// they are half the queue, which bounds it at twice the entries.
+    order: VecDeque<(Box<[u8]>, u64)>,
+    /// The next insertion's sequence number.
+    next_seq: u64,
     /// Sum of the entries' weights.
     weight: usize,
     /// Bumped by every invalidation.
@@ -56,6 +61,7 @@ impl<V: Clone> Table<V> {
                     Mutex::new(Shard {
                         map: HashMap::new(),
                         order: VecDeque::new(),
+                        next_seq: 0,
                         weight: 0,
                         generation: 0,
                     })
@@ -83,7 +89,7 @@ impl<V: Clone> Table<V> {
     pub fn get(&self, key: &[u8]) -> Result<V, Ticket> {
         let shard = self.shard(key);
         match shard.map.get(key) {
-            Some((v, _)) => Ok(v.clone()),
+            Some((v, _, _)) => Ok(v.clone()),
             None => Err(Ticket(shard.generation)),
         }
     }
@@ -100,20 +106,26 @@ impl<V: Clone> Table<V> {
             return;
         }
         while shard.weight + weight > self.weight_max_per_shard {
-            let Some(old) = shard.order.pop_front() else {
+            let Some((old, seq)) = shard.order.pop_front() else {
                 break;
             };
-            if let Some((_, w)) = shard.map.remove(&old) {
-                shard.weight -= w;
+            if shard.map.get(&old).is_some_and(|e| e.2 == seq) {
+                if let Some((_, w, _)) = shard.map.remove(&old) {
+                    shard.weight -= w;
+                }
             }
         }
         let key: Box<[u8]> = key.into();
-        shard.order.push_back(key.clone());
-        shard.map.insert(key, (value, weight));
+        let seq = shard.next_seq;
+        shard.next_seq += 1;
+        shard.order.push_back((key.clone(), seq));
+        shard.map.insert(key, (value, weight, seq));
         shard.weight += weight;
         if shard.order.len() > 2 * shard.map.len() + SHARDS {
             let map = &shard.map;
-            shard.order.retain(|k| map.contains_key(k));
+            shard
+                .order
+                .retain(|(k, seq)| map.get(k).is_some_and(|e| e.2 == *seq));
         }
     }
 
@@ -122,7 +134,7 @@ impl<V: Clone> Table<V> {
     pub fn invalidate(&self, key: &[u8]) {
         let mut shard = self.shard(key);
         shard.generation = shard.generation.wrapping_add(1);
-        if let Some((_, w)) = shard.map.remove(key) {
+        if let Some((_, w, _)) = shard.map.remove(key) {
             shard.weight -= w;
         }
     }
@@ -164,6 +176,26 @@ mod tests {
         assert_eq!(t.get(b"k").ok(), Some(2));
         t.invalidate(b"k");
         assert!(t.get(b"k").is_err());
+    }
+
+    #[test]
+    fn a_key_filled_and_invalidated_over_and_over_keeps_the_queue_short() {
+        let t = Table::<u32>::new(1600);
+        for i in 0..100_000u32 {
+            let ticket = t.get(b"hot").unwrap_err();
+            t.fill(b"hot", ticket, i, 1);
+            t.invalidate(b"hot");
+        }
+        let ticket = t.get(b"hot").unwrap_err();
+        t.fill(b"hot", ticket, 1, 1);
+        for shard in &t.shards {
+            let shard = shard.lock().unwrap();
+            assert!(
+                shard.order.len() <= 2 * shard.map.len() + SHARDS + 1,
+                "{}",
+                shard.order.len()
+            );
+        }
     }
 
     #[test]

@@ -106,8 +106,7 @@ struct ReadCache {
     users: Table<User>,
     sessions: Table<Session>,
     /// An account's whole member list, when it has at most
-    /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length (None: the
-    /// account has more, weighing 1).
+    /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length.
     members: Table<Option<std::sync::Arc<Vec<User>>>>,
 }
 
@@ -915,18 +914,26 @@ impl StateView for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError> {
+        // A long list is paged from the store (the account's member count
+        // says so without reading the list).
+        let long = self
+            .account(account_id)?
+            .is_some_and(|a| a.member_count as usize > MEMBER_LIST_CACHED_MAX);
+        if long {
+            return self.members_uncached(account_id, after, limit);
+        }
         let list = match self.cache.members.get(account_id.as_bytes()) {
             Ok(list) => list,
             Err(ticket) => {
-                // Read the whole list when it is small enough to keep; a
-                // longer one is remembered as such (None), and paged from
-                // the store.
                 let all = self.members_uncached(account_id, None, MEMBER_LIST_CACHED_MAX + 1)?;
+                // Longer than its count said (a race with a commit): not kept.
                 let list = (all.len() <= MEMBER_LIST_CACHED_MAX).then(|| std::sync::Arc::new(all));
-                let weight = list.as_ref().map_or(1, |l| l.len().max(1));
-                self.cache
-                    .members
-                    .fill(account_id.as_bytes(), ticket, list.clone(), weight);
+                if let Some(l) = &list {
+                    let weight = l.len().max(1);
+                    self.cache
+                        .members
+                        .fill(account_id.as_bytes(), ticket, Some(l.clone()), weight);
+                }
                 list
             }
         };
