@@ -132,8 +132,9 @@ if "pgbench_transfer_64" in rows:
         "the subscriber state, one statement per row of the commit, COMMIT) where pgbench sends 7 prepared "
         "statements, and on two cores every round trip is a context switch to a PostgreSQL backend "
         "and back. A second replica on the same two cores adds no CPU, so it adds no throughput here. "
-        "What would close the gap: reads from a cache instead of the database (issue 14) and the "
-        "commit's statements sent in one pipeline."
+        "What would close the gap: the commit's statements sent in one pipeline, and a read cache "
+        "that replicas invalidate for each other (`LISTEN`/`NOTIFY`): sled has had one since issue 14, "
+        "PostgreSQL reads still go to the database."
     )
     out.append("")
     out.append("| read, 64 connections | on PostgreSQL, req/s (p99) | on sled (last full run), req/s | ratio |")
