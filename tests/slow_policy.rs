@@ -14,7 +14,6 @@ use admind::queue::Wakers;
 use admind::store::memory::MemoryBackend;
 use admind::store::writer::{Writer, WriterDeps};
 use admind::store::{Store, Transaction};
-use chrono::Utc;
 
 /// A policy that, on its first call for `held_account`, waits until the
 /// test lets it go; it refuses new owners who never signed in.
@@ -134,17 +133,36 @@ async fn account(f: &Fixture, name: &str, admin_signed_in: bool) -> (String, Str
         panic!("an account")
     };
     let owner = acc.owner_id.clone();
-    let by_owner = Principal::Member {
-        account_id: acc.id.clone(),
-        user_id: owner.clone(),
-    };
+    let admin = add_admin(
+        f,
+        &acc.id,
+        &owner,
+        &format!("b@{name}.test"),
+        admin_signed_in,
+    )
+    .await;
+    (acc.id, owner, admin)
+}
+
+/// Adds a verified admin (as if they had followed their verification
+/// link, and signed in or not); returns their id.
+async fn add_admin(
+    f: &Fixture,
+    account: &str,
+    owner: &str,
+    email: &str,
+    signed_in: bool,
+) -> String {
     f.writer
         .submit(
-            by_owner,
+            Principal::Member {
+                account_id: account.to_string(),
+                user_id: owner.to_string(),
+            },
             Command::AddMember {
-                account_id: acc.id.clone(),
-                name: "B".into(),
-                email: format!("b@{name}.test"),
+                account_id: account.to_string(),
+                name: "A".into(),
+                email: email.to_string(),
                 role: SupportRole::Admin,
             },
         )
@@ -152,12 +170,11 @@ async fn account(f: &Fixture, name: &str, admin_signed_in: bool) -> (String, Str
         .expect("adding an admin");
     let mut admin = f
         .store
-        .user_by_email(&acc.id, &format!("b@{name}.test"))
+        .user_by_email(account, email)
         .unwrap()
         .expect("the admin");
-    // As if they had followed their verification link (and signed in).
     admin.emails[0].verified = true;
-    admin.signed_in_before = admin_signed_in;
+    admin.signed_in_before = signed_in;
     let id = admin.id.clone();
     f.store
         .commit(Transaction {
@@ -165,7 +182,7 @@ async fn account(f: &Fixture, name: &str, admin_signed_in: bool) -> (String, Str
             ..Transaction::default()
         })
         .unwrap();
-    (acc.id, owner, id)
+    id
 }
 
 fn transfer(
@@ -292,36 +309,7 @@ async fn r01_racing_transfers_with_a_deciding_policy_leave_exactly_one_owner() {
     let f = fixture();
     for round in 0..20 {
         let (a, owner, b) = account(&f, &format!("race{round}"), true).await;
-        let by_owner = Principal::Member {
-            account_id: a.clone(),
-            user_id: owner.clone(),
-        };
-        f.writer
-            .submit(
-                by_owner,
-                Command::AddMember {
-                    account_id: a.clone(),
-                    name: "C".into(),
-                    email: format!("c@race{round}.test"),
-                    role: SupportRole::Admin,
-                },
-            )
-            .await
-            .unwrap();
-        let mut c = f
-            .store
-            .user_by_email(&a, &format!("c@race{round}.test"))
-            .unwrap()
-            .unwrap();
-        c.emails[0].verified = true;
-        c.signed_in_before = true;
-        let c_id = c.id.clone();
-        f.store
-            .commit(Transaction {
-                changes: vec![Change::PutUser(c)],
-                ..Transaction::default()
-            })
-            .unwrap();
+        let c_id = add_admin(&f, &a, &owner, &format!("c@race{round}.test"), true).await;
         let (rb, rc) = (
             transfer(&f, &a, &owner, &b),
             transfer(&f, &a, &owner, &c_id),
@@ -343,5 +331,4 @@ async fn r01_racing_transfers_with_a_deciding_policy_leave_exactly_one_owner() {
             .count();
         assert_eq!(owners, 1);
     }
-    let _ = Utc::now();
 }
