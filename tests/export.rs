@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{Daemon, PASSWORD};
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn admind(args: &[&str], data_dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_admind"))
@@ -30,19 +30,6 @@ fn admind_on(args: &[&str], d: &Daemon) -> std::process::Output {
         .arg(d.data_dir())
         .output()
         .unwrap()
-}
-
-/// The record lines of an export (header and trailer apart), sorted.
-fn records(file: &Path) -> (Value, Vec<Value>, Value) {
-    let text = std::fs::read_to_string(file).unwrap();
-    let mut lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let trailer = lines.pop().unwrap();
-    let header = lines.remove(0);
-    lines.sort_by_key(|v| v.to_string());
-    (header, lines, trailer)
 }
 
 #[tokio::test]
@@ -79,7 +66,7 @@ async fn r01_r02_export_and_import_round_trip_a_store_exactly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (header, lines, trailer) = records(&first);
+    let (header, lines, trailer) = common::export_records(&first);
     assert_eq!(header["format"], "admind-export");
     assert_eq!(header["version"], 1);
     assert_eq!(
@@ -101,7 +88,7 @@ async fn r01_r02_export_and_import_round_trip_a_store_exactly() {
     let second = dir.path().join("second.jsonl");
     let out = admind_on(&["export", "--out", second.to_str().unwrap()], &e);
     assert!(out.status.success());
-    let (_, again, _) = records(&second);
+    let (_, again, _) = common::export_records(&second);
     assert_eq!(lines, again, "the copy holds exactly the same records");
 
     // The daemon runs on the copy: same people, owner and log; ids go on.

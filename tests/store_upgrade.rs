@@ -58,14 +58,7 @@ fn export(data_dir: &Path) -> (Vec<Value>, Value) {
 }
 
 fn parse(file: &Path) -> (Vec<Value>, Value) {
-    let text = std::fs::read_to_string(file).unwrap();
-    let mut lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let trailer = lines.pop().unwrap();
-    lines.remove(0);
-    lines.sort_by_key(|v| v.to_string());
+    let (_, lines, trailer) = common::export_records(file);
     (lines, trailer)
 }
 

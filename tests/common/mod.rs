@@ -599,3 +599,16 @@ pub fn decode_quoted_printable(body: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The record lines of an export (header and trailer apart), sorted.
+pub fn export_records(file: &Path) -> (Value, Vec<Value>, Value) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let trailer = lines.pop().unwrap();
+    let header = lines.remove(0);
+    lines.sort_by_key(|v| v.to_string());
+    (header, lines, trailer)
+}
