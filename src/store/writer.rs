@@ -165,6 +165,55 @@ pub struct Writer {
     deps: Arc<WriterDeps>,
     /// Versions of the accounts' state, bumped by the writer threads.
     versions: Arc<AccountVersions>,
+    /// The policy decision threads' queue.
+    decide_jobs: mpsc::Sender<DecideJob>,
+}
+
+/// A `before_` hook decided off the writer.
+type DecideJob = Box<dyn FnOnce() + Send>;
+
+/// Jobs waiting for a decision thread; past this, callers wait for room.
+const DECIDE_QUEUE_MAX: usize = 1024;
+
+/// Starts the threads `before_` hooks are decided on: their own few (one
+/// per core, at least two), not the blocking pool, whose many short-lived
+/// threads would each keep a malloc arena holding what a policy allocated
+/// (up to its memory limit) and whose size would not bound how many
+/// policies run at once. They stop when the last `Writer` is dropped.
+fn start_decide_threads() -> mpsc::Sender<DecideJob> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
+    let (tx, rx) = mpsc::channel::<DecideJob>(DECIDE_QUEUE_MAX);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for n in 0..threads {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("admind-policy-{n}"))
+            .spawn(move || loop {
+                // One thread waits on the queue at a time; the others wait
+                // for the lock.
+                let job = match rx.lock() {
+                    Ok(mut rx) => rx.blocking_recv(),
+                    Err(_) => None,
+                };
+                match job {
+                    // A panic in a decision fails that request (its answer
+                    // is dropped), not the thread.
+                    Some(job) => {
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::error!("deciding a policy hook panicked");
+                        }
+                    }
+                    None => return,
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "starting a policy decision thread failed");
+        }
+    }
+    tx
 }
 
 /// A version per account (hashed into a fixed number of slots: two
@@ -269,6 +318,7 @@ impl Writer {
                 txs: txs.into(),
                 deps: Arc::new(deps),
                 versions,
+                decide_jobs: start_decide_threads(),
             },
             joiner,
         )
@@ -314,7 +364,7 @@ impl Writer {
     /// Runs `command` as `actor`; returns once the outcome is durable.
     ///
     /// A command that may ask a `before_` hook, when a policy handles it,
-    /// is first run off the writer (on the blocking pool, against the
+    /// is first run off the writer (on a policy decision thread, against the
     /// current state, nothing committed) to decide the hook; the writer
     /// then runs it again with that answer, and commits only if the
     /// command asked the very same question (the same proposal: account,
@@ -348,7 +398,8 @@ impl Writer {
     async fn decide(&self, actor: &Principal, command: &Command) -> Result<Decided, Refusal> {
         let (deps, actor, command) = (self.deps.clone(), actor.clone(), command.clone());
         let versions = self.versions.clone();
-        tokio::task::spawn_blocking(move || {
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let job: DecideJob = Box::new(move || {
             let gate = RecordingGate {
                 real: deps.gate.as_ref(),
                 seen: std::sync::Mutex::new(None),
@@ -371,13 +422,14 @@ impl Writer {
                 .ok()
                 .flatten()
                 .unwrap_or(DecidedAnswer::NotAsked);
-            Decided {
+            let _ = answer_tx.send(Decided {
                 account_version,
                 answer,
-            }
-        })
-        .await
-        .map_err(|e| Refusal::store(format!("deciding a policy hook failed: {e}")))
+            });
+        });
+        let closed = || Refusal::store("the policy decision threads stopped");
+        self.decide_jobs.send(job).await.map_err(|_| closed())?;
+        answer_rx.await.map_err(|_| closed())
     }
 
     async fn send(
