@@ -162,13 +162,29 @@ policy_figures() {
   $BIN/examples/bench replay --events 20000 >> "$RESULTS"
 }
 
-# BENCH_ONLY=hostile (or postgres, or policy) runs those figures alone and keeps the
+# slow_policy_figures: 64 clients, each on its own account; the first
+# account's before_owner_change policy spends 40 ms per call (0: no policy,
+# the baseline); the figure counts the 63 others.
+slow_policy_figures() {
+  echo "== a slow policy on one account" >&2
+  for ms in 0 40; do
+    D=$W/slow$ms; start_admind "$D"
+    $BIN/examples/bench transfers --name "transfers_64_slow_policy_$ms" --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" \
+      --clients 64 --seconds "$S" --slow-policy-ms "$ms" --scripts-dir "$D/scripts" >> "$RESULTS"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+  done
+}
+
+# BENCH_ONLY=hostile (or postgres, policy, slow) runs those figures alone and keeps the
 # other figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
   grep -v '"scenario": *"\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
 elif [ "${BENCH_ONLY:-}" = postgres ]; then
   grep -v '"scenario": *"\(pg_\|pgbench_\)' benches/last-results.jsonl > "$RESULTS" || true
   postgres_figures
+elif [ "${BENCH_ONLY:-}" = slow ]; then
+  grep -v '"scenario": *"transfers_64_slow_policy' benches/last-results.jsonl > "$RESULTS" || true
+  slow_policy_figures
 elif [ "${BENCH_ONLY:-}" = policy ]; then
   grep -v '"scenario": *"\(transfers_64_guard\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
   policy_figures
@@ -205,16 +221,7 @@ for c in 1 16 64; do
 done
 $BIN/examples/bench store --clients 1 --seconds "$S" >> "$RESULTS"
 
-echo "== a slow policy on one account" >&2
-# 64 clients, each on its own account; the first account's
-# before_owner_change policy spends 40 ms per call (0: no policy, the
-# baseline); the figure counts the 63 others.
-for ms in 0 40; do
-  D=$W/slow$ms; start_admind "$D"
-  $BIN/examples/bench transfers --name "transfers_64_slow_policy_$ms" --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" \
-    --clients 64 --seconds "$S" --slow-policy-ms "$ms" --scripts-dir "$D/scripts" >> "$RESULTS"
-  kill "$PID"; wait "$PID" 2>/dev/null || true
-done
+slow_policy_figures
 
 policy_figures
 [ "${BENCH_POSTGRES:-1}" = 0 ] || postgres_figures
@@ -272,7 +279,7 @@ idle_figures() {
   echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
 }
 
-case "${BENCH_ONLY:-}" in postgres|policy) python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
+case "${BENCH_ONLY:-}" in postgres|policy|slow) python3 benches/report.py "$RESULTS" "$S" > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
 
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {
