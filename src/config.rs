@@ -408,6 +408,19 @@ impl Config {
 }
 
 impl Config {
+    /// The configuration of a command run beside the daemon (export,
+    /// import, audit export, policy replay): the file and the environment,
+    /// with `--data-dir` as its only flag.
+    pub fn load_offline(file: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+        Config::load(
+            file,
+            FlagOverrides {
+                data_dir,
+                ..Default::default()
+            },
+        )
+    }
+
     /// Loads the layers. `file` must exist when given; otherwise
     /// `./admind.toml` is read when present.
     pub fn load(file: Option<&Path>, flags: FlagOverrides) -> anyhow::Result<Config> {

@@ -199,13 +199,7 @@ fn main() -> anyhow::Result<()> {
             config,
             data_dir,
         } => {
-            let config = Config::load(
-                config.as_deref(),
-                FlagOverrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let config = Config::load_offline(config.as_deref(), data_dir)?;
             let store = admind::export::open_offline(&config, false)?;
             let summary = match out {
                 Some(path) => {
@@ -236,13 +230,7 @@ fn main() -> anyhow::Result<()> {
             config,
             data_dir,
         } => {
-            let config = Config::load(
-                config.as_deref(),
-                FlagOverrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let config = Config::load_offline(config.as_deref(), data_dir)?;
             let store = admind::export::open_offline(&config, true)?;
             let summary = admind::export::import_file(&store, &input)?;
             store.flush()?;
@@ -255,13 +243,7 @@ fn main() -> anyhow::Result<()> {
             config,
             data_dir,
         }) => {
-            let config = Config::load(
-                config.as_deref(),
-                FlagOverrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let config = Config::load_offline(config.as_deref(), data_dir)?;
             let since = admind::audit::parse_since(&since, chrono::Utc::now())
                 .map_err(|e| anyhow::anyhow!(e))?;
             let stdout = std::io::stdout();
@@ -285,13 +267,7 @@ fn main() -> anyhow::Result<()> {
             config,
             data_dir,
         }) => {
-            let config = Config::load(
-                config.as_deref(),
-                FlagOverrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let config = Config::load_offline(config.as_deref(), data_dir)?;
             let since = admind::audit::parse_since(&since, chrono::Utc::now())
                 .map_err(|e| anyhow::anyhow!(e))?;
             let store = admind::export::open_offline(&config, false)?;

@@ -150,8 +150,9 @@ impl<V: Clone> Table<V> {
         }
     }
 
-    /// Entries and total weight (tests, metrics).
-    pub fn size(&self) -> (usize, usize) {
+    /// Entries and total weight.
+    #[cfg(test)]
+    fn size(&self) -> (usize, usize) {
         self.shards.iter().fold((0, 0), |(n, w), shard| {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             (n + shard.map.len(), w + shard.weight)

@@ -223,8 +223,9 @@ impl SledStore {
     pub fn format_census(&self) -> Result<Vec<(&'static str, [usize; 3])>, StoreError> {
         let mut out = Vec::new();
         for (n, name) in TREE_NAMES.iter().enumerate() {
-            if matches!(n, x if x == T::EmailIndex as usize || x == T::UserSessions as usize || x == T::AccountLicences as usize)
-            {
+            // Index trees hold raw ids or nothing, not encoded values.
+            let index = [T::EmailIndex, T::UserSessions, T::AccountLicences];
+            if index.iter().any(|t| *t as usize == n) {
                 continue;
             }
             let mut counts = [0usize; 3];
