@@ -151,7 +151,7 @@ struct ServeArgs {
     /// Where the file mail transport writes .eml files (default <data-dir>/mail).
     #[arg(long)]
     mail_dir: Option<PathBuf>,
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of text (also `log_format = "json"`, ADMIND_LOG_FORMAT=json).
     #[arg(long)]
     log_json: bool,
     /// PostgreSQL connection string: the store is that database instead of
@@ -160,15 +160,22 @@ struct ServeArgs {
     store_url: Option<String>,
 }
 
+/// Logs on stderr: coloured text on a terminal, plain text into a file or a
+/// pipe (no escape codes for a collector to trip on; `NO_COLOR` turns colour
+/// off on a terminal too), or one JSON object a line when asked
+/// (`log_format = "json"`, `ADMIND_LOG_FORMAT=json` or `--log-json`).
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("ADMIND_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Human => builder.with_ansi(colour).init(),
     }
 }
 

@@ -602,7 +602,7 @@ async fn wait_policy_loaded(d: &Daemon, name: &str) {
             return;
         }
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
+            started.elapsed() < std::time::Duration::from_secs(30),
             "{name} never loaded"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -711,11 +711,23 @@ async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is
         .put(&owner_path, &ot, serde_json::json!({"user_id": b}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // the record's commit
-
-    let editor = support
-        .open("/support/policies/editor?name=owner_change_guard.rhai")
-        .await;
+    // The record is committed a moment after the transfer: wait for the
+    // editor to offer it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let editor = loop {
+        let editor = support
+            .open("/support/policies/editor?name=owner_change_guard.rhai")
+            .await;
+        if editor.html.contains("before_owner_change · ") {
+            break editor;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never recorded: {}",
+            editor.html
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
         editor.html.contains("signed_in_before"),
         "the current source is loaded"
@@ -809,7 +821,7 @@ async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is
             break;
         }
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
+            started.elapsed() < std::time::Duration::from_secs(30),
             "{list}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -116,8 +116,10 @@ async fn password_hashing_is_bounded_and_the_rest_is_shed_with_overloaded() {
         peak < rss_before + 150 * 1024,
         "peak RSS {peak} KiB, before {rss_before} KiB"
     );
+    // A failure guard, not a speed figure: healthz queued behind the
+    // hashes (150 of them at production cost) would take far longer.
     assert!(
-        healthz_worst < Duration::from_secs(2),
+        healthz_worst < Duration::from_secs(15),
         "healthz took {healthz_worst:?}"
     );
 }
@@ -331,10 +333,10 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
     );
     let held = idle_sockets(&d, 120);
     assert!(held.len() >= 100);
-    let started = Instant::now();
+    // Answered at all (the client gives up after 30 s): the daemon closed
+    // idle sockets to make room instead of leaving accept failing.
     let r = healthz(&d).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(started.elapsed() < Duration::from_secs(10));
     // The idle ones were closed by the daemon: reading gives EOF.
     let mut closed = 0;
     for mut s in held.into_iter().take(20) {
@@ -393,10 +395,19 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
             break;
         }
     }
+    // The daemon hangs up (EOF, or a reset) within the read timeout: a
+    // connection it still held would leave the read waiting, and fail it
+    // with WouldBlock.
     let mut buf = Vec::new();
-    let _ = slow.read_to_end(&mut buf);
+    let read = slow.read_to_end(&mut buf);
+    let hung_up = cut
+        || read.is_ok()
+        || read
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(hung_up, "the slow sender's connection was held: {read:?}");
     assert!(
-        cut || !String::from_utf8_lossy(&buf).contains("200 OK"),
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
         "a slow sender was served"
     );
 }
@@ -551,7 +562,7 @@ async fn policy_file(d: &Daemon, file: &str) -> Option<Value> {
 }
 
 async fn wait_policy(d: &Daemon, file: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if let Some(p) = policy_file(d, file).await {
             if ok(&p) {
                 return p;
@@ -582,13 +593,29 @@ async fn the_scripts_watcher_settles_and_an_idle_daemon_reads_nothing() {
         p["version"].as_str().is_some_and(|v| !v.is_empty())
     })
     .await;
+    let first_p00 = wait_policy(&d, "p00.rhai", |p| {
+        p["version"].as_str().is_some_and(|v| !v.is_empty())
+    })
+    .await;
     // One more change, then quiet.
     write_script(
         &d,
         "p00.rhai",
         "// hooks: after_owner_change\n// calls: none\nfn after_owner_change(event) { log_info(\"changed\"); }\n",
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_policy(&d, "p00.rhai", |p| p["version"] != first_p00["version"]).await;
+    // Settled: wait (a failure guard, not a figure) until a whole second
+    // passes with fewer than 20 reads; the folder's last look after a
+    // change comes a moment after it loaded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = d.read_calls();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if d.read_calls() - before < 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watcher never settled");
+    }
     let before = d.read_calls();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let reads = d.read_calls() - before;
@@ -597,7 +624,10 @@ async fn the_scripts_watcher_settles_and_an_idle_daemon_reads_nothing() {
 
 #[tokio::test]
 async fn map_keys_count_against_the_script_memory_limit() {
-    let d = Daemon::start_with("[limits]\nrefusals_per_minute = 1000\n");
+    // A generous clock: memory must be the limit this script meets, however
+    // slow the machine (at 50 ms a loaded one reached the clock first).
+    let d =
+        Daemon::start_with("[limits]\nrefusals_per_minute = 1000\n[scripts]\ntimeout_ms = 60000\n");
     write_script(
         &d,
         "hog.rhai",
@@ -742,7 +772,7 @@ fn before_owner_change(event) { notify(event.to.primary_email, "hello", "asked t
     .await;
     assert_eq!(status, StatusCode::OK);
     let mut entries = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..1200 {
         entries = d.get("/v1/audit", &d.operator).await.body["items"]
             .as_array()
             .cloned()
@@ -821,10 +851,52 @@ async fn client_text_cannot_forge_log_lines() {
         "a forged line: {log}"
     );
     assert!(
-        !log.contains('\u{1b}') || !log.contains("forged\u{1b}"),
-        "an escape sequence reached the log"
+        !log.contains('\u{1b}'),
+        "an escape sequence reached the log: {log:?}"
     );
     assert!(log.contains("\\n2026-01-01"));
+}
+
+#[tokio::test]
+async fn logs_into_a_file_are_plain_text_and_json_lines_when_asked() {
+    // Into a file (not a terminal): plain text, not one colour code.
+    let mut d = Daemon::start_opts(
+        "",
+        SpawnOptions {
+            log_to_file: true,
+            ..Default::default()
+        },
+    );
+    d.account_with_owner(2).await;
+    d.terminate();
+    let log = std::fs::read_to_string(d.log_path()).unwrap();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a file: {log:?}");
+
+    // ADMIND_LOG_FORMAT=json: every line is one JSON object for a collector.
+    let mut d = Daemon::start_opts(
+        "",
+        SpawnOptions {
+            log_to_file: true,
+            env: vec![("ADMIND_LOG_FORMAT".into(), "json".into())],
+            ..Default::default()
+        },
+    );
+    d.account_with_owner(2).await;
+    d.terminate();
+    let log = std::fs::read_to_string(d.log_path()).unwrap();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+        lines += 1;
+    }
+    assert!(lines > 0, "nothing was logged");
+    assert!(!log.contains('\u{1b}'));
 }
 
 #[tokio::test]
@@ -1070,7 +1142,7 @@ async fn message_ids_and_webhook_ids_are_unique_across_installations() {
 #[tokio::test]
 async fn a_request_past_its_deadline_gets_a_problem_not_a_held_connection() {
     let d = Daemon::start_with(
-        "[limits]\nrequest_timeout_ms = 300\n[scripts]\ntimeout_ms = 3000\nmax_operations = 1000000000\n",
+        "[limits]\nrequest_timeout_ms = 300\n[scripts]\ntimeout_ms = 8000\nmax_operations = 1000000000\n",
     );
     write_script(
         &d,
@@ -1098,12 +1170,30 @@ async fn a_request_past_its_deadline_gets_a_problem_not_a_held_connection() {
         "{body}"
     );
     assert!(problem_type(&headers).starts_with("application/problem+json"));
+    // A failure guard: the answer came at the request's deadline (0.3 s),
+    // not when the policy stopped (8 s).
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(6),
         "answered at the deadline"
     );
-    // The slow policy failed closed afterwards: the owner did not change.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The slow policy failed closed afterwards (its failure counted): the
+    // owner did not change.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = d.get("/metrics", &d.operator).await.body;
+        let text = text.as_str().unwrap_or_default();
+        if text
+            .lines()
+            .any(|l| l.starts_with("admind_policy_failures_total{") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never stopped: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let owner = d.get(&format!("/v1/accounts/{a}/owner"), &ot).await;
     assert_eq!(owner.body["primary_email"], "owner@acme.test");
 }
@@ -1184,7 +1274,7 @@ async fn a_mail_that_cannot_be_written_is_retried_then_dead_lettered_and_later_m
     std::fs::write(&mail_dir, b"not a folder").unwrap();
     d.create_account("Lost", "lost@acme.test", 2).await;
     let mut text = String::new();
-    for _ in 0..200 {
+    for _ in 0..1200 {
         text = d
             .get("/metrics", &d.operator)
             .await

@@ -732,7 +732,7 @@ async fn r25_handing_sell_over_needs_a_second_seat() {
 }
 
 async fn wait_for_dispatched_hooks(d: &Daemon, at_least: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let text = d
             .call(reqwest::Method::GET, "/metrics", None, None)

@@ -87,7 +87,7 @@ async fn r01_r11_acknowledged_writes_and_mail_survive_sigkill() {
         .iter()
         .map(|m| (m["primary_email"].as_str().unwrap().to_lowercase(), ()))
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for m in d

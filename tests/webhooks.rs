@@ -250,11 +250,11 @@ async fn shipped_crm_events_maps_an_outside_event_to_an_action() {
     let d = Daemon::start_with(&source_config());
     d.install_script("crm_events.rhai");
     let (a, ot, i) = setup(&d).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.wait_policy_loaded("crm_events.rhai").await;
     let body = json!({"type": "crm.integration_compromised", "data": {"account_id": a, "integration_id": i}});
     let (status, _) = deliver(&d, "crm", &signed(NEW_SECRET, "msg_crm", now(), &body)).await;
     assert_eq!(status, StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while integration_status(&d, &a, &ot, &i).await != "needs_reauthorization" {
         assert!(Instant::now() < deadline, "the script did not act");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -340,7 +340,7 @@ async fn file_request(d: &Daemon, a: &str, ot: &str) {
 }
 
 async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(v) = f() {
             return v;
@@ -381,7 +381,7 @@ async fn a_failing_subscriber_gets_the_event_once_it_recovers_signed_with_its_se
     assert_eq!(event["data"]["account_id"], a.as_str());
     // The worker records the success after the receiver answered: wait
     // for that commit rather than race it.
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let list = loop {
         let list = d.get("/v1/deliveries", &d.operator).await.body;
         if list["items"][0]["state"] == "delivered" || Instant::now() > deadline {
@@ -431,7 +431,7 @@ async fn a_410_disables_the_subscriber_at_once_and_redelivery_re_enables_it() {
 }
 
 async fn wait_for_state(d: &Daemon, state: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = d.get("/v1/deliveries", &d.operator).await.body;
         if let Some(item) = list["items"]

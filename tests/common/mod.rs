@@ -376,6 +376,50 @@ impl Daemon {
         read_mails(&self.mail_dir())
     }
 
+    /// The value of one series of `/metrics` (its name with its labels,
+    /// as the text writes them), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics", &self.operator).await.body;
+        text.as_str()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (30 s at most: a failure guard) until `series` reaches `at_least`.
+    pub async fn wait_metric(&self, series: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.metric(series).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{series} stayed at {value}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the policy `name` (a script file name) is loaded: the
+    /// watcher loads a new file a moment after it appears.
+    pub async fn wait_policy_loaded(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = self.get("/v1/policies", &self.operator).await.body;
+            let loaded = list["items"].as_array().is_some_and(|items| {
+                items.iter().any(|p| {
+                    p["name"] == name && p["version"].as_str().is_some_and(|v| !v.is_empty())
+                })
+            });
+            if loaded {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} never loaded: {list}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits for the `n`th mail (1-based) to `to` whose subject contains `subject`.
     pub async fn wait_mail(&self, to: &str, subject: &str, n: usize) -> Mail {
         // Generous: CI machines may be loaded; a mail normally lands in ms.
