@@ -1308,3 +1308,46 @@ async fn a_mail_that_cannot_be_written_is_retried_then_dead_lettered_and_later_m
     d.wait_mail("found@acme.test", "", 1).await;
     assert!(d.mails().iter().all(|m| m.to != "lost@acme.test"));
 }
+
+#[tokio::test]
+async fn r02_a_policy_that_sleeps_or_calls_a_function_defined_nowhere_does_not_load() {
+    let d = Daemon::start();
+    write_script(
+        &d,
+        "sleepy.rhai",
+        "// hooks: before_owner_change\n// calls: none\nfn before_owner_change(event) {\n    sleep(3);\n}\n",
+    );
+    write_script(
+        &d,
+        "typo.rhai",
+        "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) {\n    deni(\"no\");\n}\n",
+    );
+    let sleepy = wait_policy(&d, "sleepy.rhai", |p| p["last_error"].is_object()).await;
+    assert_eq!(sleepy["last_error"]["line"], 4, "{sleepy}");
+    assert_eq!(sleepy["last_error"]["column"], 5, "{sleepy}");
+    assert!(sleepy["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`sleep` is not available to policies"));
+    let typo = wait_policy(&d, "typo.rhai", |p| p["last_error"].is_object()).await;
+    assert_eq!(
+        (&typo["last_error"]["line"], &typo["last_error"]["column"]),
+        (&json!(4), &json!(5)),
+        "{typo}"
+    );
+    assert!(typo["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`deni` is not a function"));
+    // Neither holds an owner change back: neither was loaded.
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let (to, _) = d.member(&ot, &a, "next@acme.test", "admin").await;
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/owner"),
+            &ot,
+            json!({"user_id": to}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

@@ -1,8 +1,14 @@
 //! Rhai policies: one engine, configured once; each script compiled once per
 //! change into an AST; each call sandboxed (operations, wall clock, call and
-//! expression depth, string/array/map sizes; no files, network or
-//! environment — Rhai has none unless a host registers it, and we register
-//! none).
+//! expression depth, string/array/map sizes, memory; no files, network or
+//! environment). The engine carries only what a policy needs: Rhai's
+//! language packages without the ones that block, sleep or read the clock
+//! (`sleep`, `timestamp`, `exit`, …), plus the host functions below; a call
+//! to any other function is a load error at its line and column, so a
+//! typo (`deni(…)`) is caught when the file is read, not at the first
+//! owner change. A call that panics is a failed call, like any other
+//! failure. `print`, `debug`, `log_info` and `log_warn` draw on one log
+//! budget per policy ([`LOG_LINES_PER_MINUTE`]).
 //!
 //! Capabilities: a script's header declares the hooks it handles and the
 //! host functions it may call (`// hooks: before_owner_change`,
@@ -76,6 +82,92 @@ struct CallState {
 
 /// The token a call is stopped with when it holds too much memory.
 const MEMORY_STOP: &str = "memory";
+
+/// Lines one policy may log (`print`, `debug`, `log_info`, `log_warn`) in
+/// a minute; past that its lines are counted and one line says how many
+/// were dropped. A `loop { print(..) }` must not fill the operator's disk.
+pub const LOG_LINES_PER_MINUTE: u32 = 60;
+
+/// Functions Rhai's full engine has that policies do not get, and why
+/// (the load error says it).
+const WITHHELD: [&str; 6] = [
+    "sleep",
+    "timestamp",
+    "exit",
+    "parse_json",
+    "get_fn_metadata_list",
+    "elapsed",
+];
+
+/// Rhai's keyword functions, handled by the language itself.
+const KEYWORD_FUNCTIONS: [&str; 9] = [
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_var",
+    "is_def_fn",
+];
+
+/// Each policy's log lines in the current minute: (policy, minute start,
+/// lines logged, lines dropped). As many entries as policies log; cleared
+/// past 1,000 so removed policies do not pile up.
+static LOG_BUDGET: std::sync::Mutex<Vec<(String, Instant, u32, u32)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Whether `policy` may log one more line now; says once a minute how many
+/// lines it dropped.
+fn log_allowed(policy: &str) -> bool {
+    let Ok(mut budget) = LOG_BUDGET.lock() else {
+        return false;
+    };
+    if budget.len() > 1000 {
+        budget.clear();
+    }
+    let now = Instant::now();
+    let entry = match budget.iter().position(|(p, ..)| p == policy) {
+        Some(i) => &mut budget[i],
+        None => {
+            budget.push((policy.to_string(), now, 0, 0));
+            budget.last_mut().expect("just pushed")
+        }
+    };
+    if now.duration_since(entry.1) >= Duration::from_secs(60) {
+        if entry.3 > 0 {
+            tracing::warn!(policy = %policy, dropped = entry.3, "policy log lines dropped: past {LOG_LINES_PER_MINUTE} a minute");
+        }
+        *entry = (policy.to_string(), now, 0, 0);
+    }
+    if entry.2 < LOG_LINES_PER_MINUTE {
+        entry.2 += 1;
+        true
+    } else {
+        entry.3 = entry.3.saturating_add(1);
+        false
+    }
+}
+
+/// Logs a line of the running call's policy, within its budget.
+fn policy_log(level: tracing::Level, msg: &str) {
+    let policy = CALL.with(|c| c.borrow().as_ref().map(|s| s.policy.clone()));
+    let Some(policy) = policy else { return };
+    if !log_allowed(&policy) {
+        return;
+    }
+    let msg = crate::logsafe::Clean(msg);
+    match level {
+        tracing::Level::WARN => {
+            tracing::warn!(target: "admind::policy::script", policy = %policy, "{msg}")
+        }
+        tracing::Level::DEBUG => {
+            tracing::debug!(target: "admind::policy::script", policy = %policy, "{msg}")
+        }
+        _ => tracing::info!(target: "admind::policy::script", policy = %policy, "{msg}"),
+    }
+}
 
 thread_local! {
     static CALL: RefCell<Option<CallState>> = const { RefCell::new(None) };
@@ -243,11 +335,27 @@ fn parse_header(source: &str) -> Result<Header, ScriptError> {
 pub struct ScriptEngine {
     engine: Engine,
     pub limits: ScriptLimits,
+    /// Every function the engine has (Rhai's packages and the host's), by
+    /// name: a call to a name outside it and the script does not load.
+    known: std::collections::HashSet<String>,
 }
 
 impl ScriptEngine {
     pub fn new(limits: ScriptLimits) -> Self {
-        let mut engine = Engine::new();
+        use rhai::packages::Package;
+        // Rhai's packages but the language core (sleep, exit, parse_json)
+        // and time (timestamp): nothing that blocks or reads the clock.
+        let mut engine = Engine::new_raw();
+        rhai::packages::ArithmeticPackage::new().register_into_engine(&mut engine);
+        rhai::packages::LogicPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BasicStringPackage::new().register_into_engine(&mut engine);
+        rhai::packages::MoreStringPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BasicIteratorPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BasicFnPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BasicMathPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BasicArrayPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BasicMapPackage::new().register_into_engine(&mut engine);
+        rhai::packages::BitFieldPackage::new().register_into_engine(&mut engine);
         engine
             .set_max_operations(limits.max_operations)
             .set_max_call_levels(limits.max_call_depth)
@@ -258,11 +366,10 @@ impl ScriptEngine {
             .set_max_modules(0);
         // `eval` would compile code outside the checked AST.
         engine.disable_symbol("eval");
-        // Script output may carry webhook data (client text): escaped.
-        engine.on_print(
-            |s| tracing::info!(target: "admind::policy::script", "{}", crate::logsafe::Clean(s)),
-        );
-        engine.on_debug(|s, _, _| tracing::debug!(target: "admind::policy::script", "{}", crate::logsafe::Clean(s)));
+        // Script output may carry webhook data (client text): escaped, and
+        // within the policy's log budget.
+        engine.on_print(|s| policy_log(tracing::Level::INFO, s));
+        engine.on_debug(|s, _, _| policy_log(tracing::Level::DEBUG, s));
         // The wall clock, checked every 256 operations (Instant::now is not free).
         engine.on_progress(|ops| {
             let ceiling = MEMORY_CEILING.with(|c| c.get());
@@ -311,10 +418,14 @@ impl ScriptEngine {
             })
         });
         engine.register_fn("log_info", |msg: &str| {
-            with_call(|s| tracing::info!(policy = %s.policy, "{}", crate::logsafe::Clean(msg)))
+            with_call(|_| ())?;
+            policy_log(tracing::Level::INFO, msg);
+            Ok::<(), Box<EvalAltResult>>(())
         });
         engine.register_fn("log_warn", |msg: &str| {
-            with_call(|s| tracing::warn!(policy = %s.policy, "{}", crate::logsafe::Clean(msg)))
+            with_call(|_| ())?;
+            policy_log(tracing::Level::WARN, msg);
+            Ok::<(), Box<EvalAltResult>>(())
         });
         engine.register_fn("pending_licence_request", |product: &str| {
             with_call(|s| {
@@ -325,7 +436,18 @@ impl ScriptEngine {
                 })
             })?
         });
-        ScriptEngine { engine, limits }
+        // A host function that panics, to prove a panic stays in its call.
+        #[cfg(test)]
+        engine.register_fn("panic_for_tests", || -> bool { panic!("a test panic") });
+        let known = engine
+            .collect_fn_metadata(None, |info| Some(info.metadata.name.to_string()), true)
+            .into_iter()
+            .collect();
+        ScriptEngine {
+            engine,
+            limits,
+            known,
+        }
     }
 
     /// Compiles a script and checks it against its header: the hooks it
@@ -343,8 +465,12 @@ impl ScriptEngine {
             .collect();
         defined.sort_by_key(|h| h.name());
         defined.dedup();
-        // Every call of a host function, where it is.
+        // Every call of a host function, where it is; every call of a
+        // function that exists nowhere.
         let mut used: Vec<(Capability, Position)> = Vec::new();
+        let mut unknown: Option<(String, Position)> = None;
+        let script_fns: std::collections::HashSet<&str> =
+            ast.iter_functions().map(|f| f.name).collect();
         ast.walk(&mut |path: &[ASTNode]| {
             // A call is an expression, or a statement of its own.
             let call = match path.last() {
@@ -355,12 +481,34 @@ impl ScriptEngine {
                 _ => None,
             };
             if let Some((call, pos)) = call {
-                if let Some(c) = Capability::from_name(call.name.as_str()) {
+                let name = call.name.as_str();
+                if let Some(c) = Capability::from_name(name) {
                     used.push((c, *pos));
+                }
+                let is_identifier = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_');
+                if unknown.is_none()
+                    && call.op_token.is_none()
+                    && is_identifier
+                    && !script_fns.contains(name)
+                    && !self.known.contains(name)
+                    && !KEYWORD_FUNCTIONS.contains(&name)
+                {
+                    unknown = Some((name.to_string(), *pos));
                 }
             }
             true
         });
+        if let Some((name, pos)) = unknown {
+            let message = if WITHHELD.contains(&name.as_str()) {
+                format!("`{name}` is not available to policies: nothing that blocks, sleeps or reads the time, files or the environment")
+            } else {
+                format!("`{name}` is not a function: neither defined in this script, nor a host function, nor Rhai's")
+            };
+            return Err(ScriptError::at(message, pos));
+        }
         let header = parse_header(source)?;
         let suggestion = |names: Vec<&str>| {
             if names.is_empty() {
@@ -453,18 +601,34 @@ impl ScriptEngine {
             .with(|c| c.set(crate::alloc_budget::thread_live_bytes().saturating_add(budget)));
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        let result = self.engine.call_fn_with_options::<Dynamic>(
-            options,
-            &mut scope,
-            &compiled.ast,
-            hook.name(),
-            (argument,),
-        );
+        // A panic inside the engine (a bug of Rhai's or of a host
+        // function) is this call's failure, never the thread's: the
+        // before-hook fails closed, the after-hook is recorded as failed.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut scope,
+                &compiled.ast,
+                hook.name(),
+                (argument,),
+            )
+        }));
         MEMORY_CEILING.with(|c| c.set(isize::MAX));
         let state = CALL.with(|c| c.borrow_mut().take());
         match result {
-            Ok(_) => Ok(state.map(|s| s.ctx).unwrap_or_default()),
-            Err(e) => Err(describe(&e)),
+            Ok(Ok(_)) => Ok(state.map(|s| s.ctx).unwrap_or_default()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(format!(
+                    "the script's call panicked: {}",
+                    crate::logsafe::Clean(&what)
+                ))
+            }
         }
     }
 }
@@ -588,6 +752,126 @@ pub(crate) mod tests {
         assert_eq!(err.line, Some(2));
         assert!(err.column.is_some());
     }
+    #[test]
+    fn r02_a_policy_cannot_sleep_or_read_the_clock_and_an_unknown_function_does_not_load() {
+        let engine = ScriptEngine::new(ScriptLimits::default());
+        let head = "// hooks: before_owner_change\n// calls: deny\n";
+        for (body, name) in [
+            ("fn before_owner_change(e) {\n  sleep(3);\n}", "sleep"),
+            (
+                "fn before_owner_change(e) {\n  let t = timestamp();\n}",
+                "timestamp",
+            ),
+            ("fn before_owner_change(e) {\n  exit();\n}", "exit"),
+        ] {
+            let err = engine
+                .compile(&format!("{head}{body}"))
+                .err()
+                .unwrap_or_else(|| panic!("{name} loaded"));
+            assert!(
+                err.message
+                    .contains(&format!("`{name}` is not available to policies")),
+                "{err}"
+            );
+            assert_eq!(err.line, Some(4), "{err}");
+            assert!(err.column.is_some(), "{err}");
+        }
+        // A typo is caught at load, where it is, not at the first call.
+        let err = engine
+            .compile(&format!(
+                "{head}fn before_owner_change(e) {{\n  if true {{ deni(\"x\"); }}\n}}"
+            ))
+            .err()
+            .expect("deni is defined nowhere");
+        assert!(err.message.contains("`deni` is not a function"), "{err}");
+        assert_eq!((err.line, err.column), (Some(4), Some(13)), "{err}");
+        // As a method, too.
+        let err = engine
+            .compile(&format!(
+                "{head}fn before_owner_change(e) {{\n  let s = \"x\";\n  s.frobnicate();\n}}"
+            ))
+            .err()
+            .expect("frobnicate is defined nowhere");
+        assert_eq!(err.line, Some(5), "{err}");
+        // Rhai's own functions, keywords and the script's functions load.
+        engine
+            .compile(&format!(
+                "{head}fn helper(x) {{ x.len() + 1 }}\nfn before_owner_change(e) {{\n  let s = \"ab\";\n  let n = helper(s) + s.to_upper().len();\n  let m = #{{a: 1}};\n  if m.contains(\"a\") && type_of(n) == \"i64\" {{ print(`n=${{n}}`); }}\n  let f = Fn(\"helper\");\n  if f.call(\"x\") > 5 {{ deny(\"no\"); }}\n  for i in range(0, 3) {{ debug(i); }}\n}}"
+            ))
+            .unwrap();
+        // Through a function pointer, a withheld function is not there either.
+        let compiled = engine
+            .compile(&format!(
+                "{head}fn before_owner_change(e) {{\n  let f = Fn(\"sleep\");\n  f.call(1);\n}}"
+            ))
+            .unwrap();
+        let err = engine
+            .call(
+                "p",
+                &compiled,
+                Hook::BeforeOwnerChange,
+                &owner_change(true),
+                None,
+            )
+            .unwrap_err();
+        assert!(err.contains("sleep"), "{err}");
+    }
+
+    #[test]
+    fn r02_a_panic_inside_a_script_call_is_a_failed_call() {
+        let engine = ScriptEngine::new(ScriptLimits::default());
+        let compiled = engine
+            .compile("// hooks: before_owner_change\n// calls: none\nfn before_owner_change(e) {\n  panic_for_tests();\n}")
+            .unwrap();
+        let err = engine
+            .call(
+                "p",
+                &compiled,
+                Hook::BeforeOwnerChange,
+                &owner_change(true),
+                None,
+            )
+            .unwrap_err();
+        assert!(err.contains("panicked: a test panic"), "{err}");
+        // The thread is fine and the next call runs with its own state.
+        let ok = engine
+            .compile("// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(e) { deny(\"after\"); }")
+            .unwrap();
+        let ctx = engine
+            .call("q", &ok, Hook::BeforeOwnerChange, &owner_change(true), None)
+            .unwrap();
+        assert_eq!(ctx.denied(), Some("after"));
+    }
+
+    #[test]
+    fn a_policy_logs_within_its_budget() {
+        let engine = ScriptEngine::new(ScriptLimits {
+            max_operations: 100_000_000,
+            timeout_ms: 60_000,
+            ..Default::default()
+        });
+        let compiled = engine
+            .compile("// hooks: before_owner_change\n// calls: none\nfn before_owner_change(e) {\n  for i in 0..5000 { print(\"x\"); log_info(\"y\"); }\n}")
+            .unwrap();
+        engine
+            .call(
+                "budget_test.rhai",
+                &compiled,
+                Hook::BeforeOwnerChange,
+                &owner_change(true),
+                None,
+            )
+            .unwrap();
+        let budget = LOG_BUDGET.lock().unwrap();
+        let (_, _, logged, dropped) = budget
+            .iter()
+            .find(|(p, ..)| p == "budget_test.rhai")
+            .cloned()
+            .unwrap();
+        assert_eq!(logged, LOG_LINES_PER_MINUTE);
+        assert_eq!(dropped, 10_000 - LOG_LINES_PER_MINUTE);
+    }
+
     #[test]
     fn capabilities_a_script_calls_only_what_its_header_declares() {
         let engine = ScriptEngine::new(ScriptLimits::default());
