@@ -89,6 +89,9 @@ pub struct Metrics {
     /// Commands whose `before_` hook was decided again because the state
     /// moved between the decision and the writer.
     pub policy_decided_again: Counter,
+    /// Replays running now, and those stopped because their request ended.
+    pub policy_replays_running: Gauge,
+    pub policy_replays_stopped: Counter,
     pub store_flush_seconds: Histogram,
     pub store_batch_size: Histogram,
     pub outbox_depth: Gauge,
@@ -204,6 +207,18 @@ impl Metrics {
         });
         let store_commits = Counter::default();
         let policy_decided_again = Counter::default();
+        let policy_replays_running = Gauge::default();
+        let policy_replays_stopped = Counter::default();
+        registry.register(
+            "policy_replays_running",
+            "Policy replays running now",
+            policy_replays_running.clone(),
+        );
+        registry.register(
+            "policy_replays_stopped",
+            "Policy replays stopped because their request ended first",
+            policy_replays_stopped.clone(),
+        );
         let store_flush_seconds = Histogram::new(exponential_buckets(0.00005, 2.5, 14));
         let store_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let outbox_depth = Gauge::default();
@@ -338,6 +353,8 @@ impl Metrics {
             http_request_seconds,
             store_commits,
             policy_decided_again,
+            policy_replays_running,
+            policy_replays_stopped,
             store_flush_seconds,
             store_batch_size,
             outbox_depth,

@@ -132,6 +132,7 @@ pub fn replay(
             since: Some(since),
             account,
             limit: replay::RECORDS_MAX,
+            stop: None,
         },
         store,
         None,

@@ -1351,3 +1351,68 @@ async fn r02_a_policy_that_sleeps_or_calls_a_function_defined_nowhere_does_not_l
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_replay_stops_when_its_request_ends() {
+    // Each replayed call runs to its 250 ms clock; 30 of them would take
+    // 7.5 s, past the request's 1 s deadline.
+    let d = Daemon::start_with(&format!(
+        "[[webhooks.sources]]\nname = \"crm\"\nsecrets = [\"{SOURCE_SECRET}\"]\n\
+         [limits]\nrequest_timeout_ms = 1000\n[scripts]\ntimeout_ms = 250\nmax_operations = 1000000000\n"
+    ));
+    write_script(
+        &d,
+        "listen.rhai",
+        "// hooks: webhook_received\n// calls: none\nfn webhook_received(event) { }\n",
+    );
+    wait_policy(&d, "listen.rhai", |p| {
+        p["version"].as_str().is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    for n in 0..30 {
+        let status = webhook(
+            &d,
+            "crm",
+            &format!("msg_{n}"),
+            &json!({"type": "crm.thing", "data": {}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The 30 calls are recorded (a quick draft replays them all).
+    let quick = "// hooks: webhook_received\n// calls: none\nfn webhook_received(event) { }\n";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = d
+            .post(
+                "/v1/policies/replay",
+                Some(&d.operator),
+                json!({"name": "listen.rhai", "source": quick}),
+            )
+            .await;
+        if r.body["replayed"].as_u64() >= Some(30) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recorded: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow = "// hooks: webhook_received\n// calls: none\nfn webhook_received(event) { let n = 0; loop { n += 1; } }\n";
+    let (status, _, body) = raw(
+        &d,
+        Method::POST,
+        "/v1/policies/replay",
+        Some(&d.operator),
+        json!({"name": "listen.rhai", "source": slow}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (503, Some("request_timeout")),
+        "{body}"
+    );
+    // The replay noticed and stopped, well before its 30 calls were done:
+    // a replay that ran on would count no stop.
+    d.wait_metric("admind_policy_replays_stopped_total", 1.0)
+        .await;
+    assert_eq!(d.metric("admind_policy_replays_running").await, 0.0);
+}

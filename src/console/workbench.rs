@@ -395,9 +395,19 @@ pub async fn editor_post(
                         serde_json::from_value::<admind_plugin_api::Event>(call.event.clone());
                     match (hook, event) {
                         (Some(hook), Ok(event)) if compiled.hooks.contains(&hook) => {
-                            match tokio::task::block_in_place(|| {
-                                app.policies.try_draft(&f.name, &compiled, hook, &event)
-                            }) {
+                            // Off the async workers, and stopped with
+                            // this request.
+                            let stop = crate::policy::script::StopOnDrop::new();
+                            let (policies, name, flag) =
+                                (app.policies.clone(), f.name.clone(), stop.0.clone());
+                            let compiled = compiled.clone();
+                            let tried = tokio::task::spawn_blocking(move || {
+                                policies.try_draft(&name, &compiled, hook, &event, Some(flag))
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(format!("the test task failed: {e}")));
+                            drop(stop);
+                            match tried {
                                 Ok(ctx) => format!(
                                     "{} → {}{} (recorded: {})",
                                     call.hook,
@@ -437,6 +447,8 @@ pub async fn editor_post(
                 f.name.clone(),
                 f.source.clone(),
             );
+            let stop = crate::policy::script::StopOnDrop::new();
+            let stop_flag = stop.0.clone();
             let report = tokio::task::spawn_blocking(move || {
                 policies.replay(
                     &crate::policy::replay::ReplayRequest {
@@ -446,11 +458,13 @@ pub async fn editor_post(
                         since: Some(since),
                         account: None,
                         limit: crate::policy::replay::RECORDS_MAX,
+                        stop: Some(stop_flag),
                     },
                     &store,
                 )
             })
             .await;
+            drop(stop);
             if let Ok(Ok(report)) = report {
                 let table = crate::policy::replay::table(&report);
                 let mut lines = table.lines();

@@ -155,6 +155,10 @@ pub(super) async fn replay_policy(
             .map_err(Problem::bad_request)?;
     let limit = body.limit.unwrap_or(RECORDS_MAX).clamp(1, RECORDS_MAX);
     let (store, policies) = (app.store.clone(), app.policies.clone());
+    // Dropped with this request (the client left, or the deadline passed):
+    // the replay stops instead of running on for nobody.
+    let stop = crate::policy::script::StopOnDrop::new();
+    let stop_flag = stop.0.clone();
     let report = tokio::task::spawn_blocking(move || {
         policies.replay(
             &ReplayRequest {
@@ -164,12 +168,14 @@ pub(super) async fn replay_policy(
                 since: Some(since),
                 account: body.account.as_deref(),
                 limit,
+                stop: Some(stop_flag),
             },
             &store,
         )
     })
     .await
     .map_err(|e| Problem::internal(format!("the replay task failed: {e}")))?;
+    drop(stop);
     match report {
         Ok(report) => Ok(axum::Json(
             serde_json::to_value(report).map_err(|e| Problem::internal(e.to_string()))?,
@@ -180,6 +186,12 @@ pub(super) async fn replay_policy(
             format!("the draft does not load: {e}"),
         )),
         Err(ReplayFailure::Store(e)) => Err(Refusal::from(e).into()),
+        // Only when this request's future was dropped, so nobody reads it.
+        Err(ReplayFailure::Stopped) => Err(Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "the replay stopped: its request ended",
+        )),
     }
 }
 

@@ -215,7 +215,13 @@ impl PolicyHost {
         request: &replay::ReplayRequest<'_>,
         store: &crate::store::Store,
     ) -> Result<replay::ReplayReport, replay::ReplayFailure> {
-        replay::replay(&self.engine, request, store, self.lookups.clone())
+        self.metrics.policy_replays_running.inc();
+        let report = replay::replay(&self.engine, request, store, self.lookups.clone());
+        self.metrics.policy_replays_running.dec();
+        if matches!(report, Err(replay::ReplayFailure::Stopped)) {
+            self.metrics.policy_replays_stopped.inc();
+        }
+        report
     }
 
     /// Compiles a draft with this host's engine (the header checks too).
@@ -231,9 +237,10 @@ impl PolicyHost {
         compiled: &script::Compiled,
         hook: Hook,
         event: &Event,
+        stop: Option<script::Stop>,
     ) -> Result<Context, String> {
         self.engine
-            .call(name, compiled, hook, event, self.lookups.clone())
+            .call_until(name, compiled, hook, event, self.lookups.clone(), stop)
     }
 
     /// Largest script the host loads (drafts too).

@@ -33,6 +33,8 @@ pub struct ReplayRequest<'a> {
     pub account: Option<&'a str>,
     /// Records read, at most ([`RECORDS_MAX`] at most).
     pub limit: usize,
+    /// Set when the request that asked for the replay ended: it stops.
+    pub stop: Option<super::script::Stop>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,6 +94,8 @@ pub enum ReplayFailure {
     /// The draft does not compile (or its header is wrong).
     Draft(ScriptError),
     Store(StoreError),
+    /// Its request ended (the client left, or the deadline passed) first.
+    Stopped,
 }
 
 impl std::fmt::Display for ReplayFailure {
@@ -99,6 +103,7 @@ impl std::fmt::Display for ReplayFailure {
         match self {
             ReplayFailure::Draft(e) => write!(f, "the draft does not load: {e}"),
             ReplayFailure::Store(e) => write!(f, "reading the record: {e}"),
+            ReplayFailure::Stopped => write!(f, "stopped: its request ended"),
         }
     }
 }
@@ -143,6 +148,13 @@ pub fn replay(
     };
     let mut durations = Vec::with_capacity(calls.len());
     for call in calls {
+        if request
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(ReplayFailure::Stopped);
+        }
         let Some(hook) = Hook::from_name(&call.hook) else {
             continue;
         };
@@ -157,7 +169,14 @@ pub fn replay(
         };
         report.replayed += 1;
         let started = Instant::now();
-        let result = engine.call(request.name, &compiled, hook, &event, lookups.clone());
+        let result = engine.call_until(
+            request.name,
+            &compiled,
+            hook,
+            &event,
+            lookups.clone(),
+            request.stop.clone(),
+        );
         durations.push(started.elapsed().as_micros() as u64);
         let ctx = match result {
             Ok(ctx) => ctx,

@@ -70,8 +70,36 @@ impl Default for ScriptLimits {
     }
 }
 
+/// Set when whoever waits for a call has gone (its request ended): the call
+/// and whatever loop runs it stop at their next check.
+pub type Stop = Arc<std::sync::atomic::AtomicBool>;
+
+/// Sets its [`Stop`] when dropped: held by a request's future, so a client
+/// that leaves, or a request past its deadline, stops the work it started.
+pub struct StopOnDrop(pub Stop);
+
+impl StopOnDrop {
+    pub fn new() -> Self {
+        StopOnDrop(Arc::new(std::sync::atomic::AtomicBool::new(false)))
+    }
+}
+
+impl Default for StopOnDrop {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 struct CallState {
     policy: String,
+    /// Whoever asked for this call has gone: stop.
+    stop: Option<Stop>,
     /// What the script declared it may call.
     calls: Vec<Capability>,
     deadline: Instant,
@@ -82,6 +110,8 @@ struct CallState {
 
 /// The token a call is stopped with when it holds too much memory.
 const MEMORY_STOP: &str = "memory";
+/// The token a call is stopped with when its request ended.
+const REQUEST_ENDED: &str = "request ended";
 
 /// Lines one policy may log (`print`, `debug`, `log_info`, `log_warn`) in
 /// a minute; past that its lines are counted and one line says how many
@@ -379,12 +409,18 @@ impl ScriptEngine {
             if ops % 256 != 0 {
                 return None;
             }
-            let late = CALL.with(|c| {
-                c.borrow()
+            CALL.with(|c| {
+                let call = c.borrow();
+                let s = call.as_ref()?;
+                if s.stop
                     .as_ref()
-                    .is_some_and(|s| Instant::now() > s.deadline)
-            });
-            late.then(|| Dynamic::from("the script ran past its wall-clock limit"))
+                    .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed))
+                {
+                    return Some(Dynamic::from(REQUEST_ENDED));
+                }
+                (Instant::now() > s.deadline)
+                    .then(|| Dynamic::from("the script ran past its wall-clock limit"))
+            })
         });
         engine.register_fn("deny", |reason: &str| {
             with_call(|s| {
@@ -585,10 +621,24 @@ impl ScriptEngine {
         event: &Event,
         lookups: Option<Arc<dyn Lookups>>,
     ) -> Result<Context, String> {
+        self.call_until(policy, compiled, hook, event, lookups, None)
+    }
+
+    /// [`Self::call`], stopped early when `stop` is set (its request ended).
+    pub fn call_until(
+        &self,
+        policy: &str,
+        compiled: &Compiled,
+        hook: Hook,
+        event: &Event,
+        lookups: Option<Arc<dyn Lookups>>,
+        stop: Option<Stop>,
+    ) -> Result<Context, String> {
         let argument =
             rhai::serde::to_dynamic(event).map_err(|e| format!("event conversion: {e}"))?;
         let state = CallState {
             policy: policy.to_string(),
+            stop,
             calls: compiled.calls.clone(),
             deadline: Instant::now() + Duration::from_millis(self.limits.timeout_ms),
             ctx: Context::new(),
@@ -638,6 +688,9 @@ fn describe(e: &EvalAltResult) -> String {
     let what = match e {
         EvalAltResult::ErrorTerminated(token, ..) if token.to_string() == MEMORY_STOP => {
             "stopped: the script held more memory than its limit".to_string()
+        }
+        EvalAltResult::ErrorTerminated(token, ..) if token.to_string() == REQUEST_ENDED => {
+            "stopped: the request that ran it ended".to_string()
         }
         EvalAltResult::ErrorTerminated(..) => {
             "stopped: the script ran past its wall-clock limit".to_string()
