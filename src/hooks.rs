@@ -19,6 +19,10 @@ use crate::queue::{Attempt, Queue, Settled};
 use crate::store::writer::Writer;
 use crate::store::{QueueName, QueuedEvent, Store, StoreError, Write};
 
+/// Accounts whose after-hooks run at once: each runs its policies on a
+/// thread of the blocking pool.
+pub const HOOK_LANES: usize = 8;
+
 /// The after-hook queue: each event runs the handlers of its hook once
 /// committed, their actions go through the core as the policy, and every
 /// call that acted, failed or could not act is audited. At least once: an
@@ -73,6 +77,14 @@ impl Queue for HookQueue {
     type Item = QueuedEvent;
     const NAME: &'static str = "hooks";
     const QUEUE: QueueName = QueueName::Hooks;
+    /// One lane per account: its events (and the actions their policies
+    /// take) in commit order; other accounts' beside it.
+    const LANES: usize = HOOK_LANES;
+
+    fn lane(item: &QueuedEvent) -> String {
+        let (_, event) = hook_event(&item.event);
+        event.account_id().unwrap_or_default().to_string()
+    }
 
     fn id(item: &QueuedEvent) -> u64 {
         item.id

@@ -16,13 +16,24 @@
 //! by two live replicas, and a dead replica's claims lapse after
 //! `store.claim_lease_ms` for another to take over.
 //!
+//! A queue may run in lanes ([`Queue::LANES`]): each item names its lane
+//! (the after-hooks: the event's account); one lane's items run one at a
+//! time in id (commit) order, different lanes in parallel, at most `LANES`
+//! at once, and each item is settled as soon as it is done. So one
+//! account's slow policy delays only that account's events, and the
+//! dispatcher never waits for a lane: it hands new items to their lanes and
+//! looks again. Items handed out are not read again until settled (at most
+//! [`IN_FLIGHT_MAX`] at once), so a long lane never hides newer items of
+//! other lanes from the scan.
+//!
 //! Delivery is at least once: an item whose removal a crash lost is
 //! attempted again, which every queue tolerates (a mail file is rewritten
 //! under the same name, hooks are at least once, deliveries keep their
 //! `webhook-id`).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -41,6 +52,9 @@ pub use crate::store::writer::Wakers;
 pub const SCAN_MAX: usize = 256;
 /// A worker with nothing due looks again after this, woken or not.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Items a laned queue has handed to its lanes and not yet settled, at
+/// most: what it holds in memory, and what each scan steps over.
+pub const IN_FLIGHT_MAX: usize = 4096;
 
 /// What one attempt came to.
 pub enum Attempt {
@@ -71,6 +85,12 @@ pub trait Queue: Send + Sync + 'static {
     const QUEUE: QueueName;
     /// Items attempted at once.
     const PARALLEL: usize = 1;
+    /// Lanes run at once; 0: no lanes, items are attempted in passes.
+    const LANES: usize = 0;
+    /// The lane of an item (laned queues only): its items run in order.
+    fn lane(_item: &Self::Item) -> String {
+        String::new()
+    }
 
     fn id(item: &Self::Item) -> u64;
     fn due_at(item: &Self::Item) -> DateTime<Utc>;
@@ -136,6 +156,9 @@ impl<Q: Queue> QueueWorker<Q> {
     }
 
     pub async fn run(self) {
+        if Q::LANES > 0 {
+            return Arc::new(self).run_in_lanes().await;
+        }
         loop {
             let wait = match self.pass().await {
                 Ok(wait) => wait,
@@ -210,6 +233,152 @@ impl<Q: Queue> QueueWorker<Q> {
         Ok(Duration::ZERO)
     }
 
+    /// Hands due items to their lanes, again and again (see the module
+    /// doc); never waits for a lane.
+    async fn run_in_lanes(self: Arc<Self>) {
+        let lanes = Arc::new(Lanes::<Q::Item> {
+            state: Mutex::new(LaneState {
+                in_flight: HashSet::new(),
+                waiting: HashMap::new(),
+            }),
+            permits: tokio::sync::Semaphore::new(Q::LANES),
+        });
+        loop {
+            let wait = match self.dispatch(&lanes) {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(queue = Q::NAME, error = %e, "queue dispatch failed");
+                    IDLE_POLL
+                }
+            };
+            if !wait.is_zero() {
+                let _ = tokio::time::timeout(wait, (self.waker)(&self.wake).notified()).await;
+            }
+        }
+    }
+
+    /// One look at the queue: new due items go to their lanes (a lane task
+    /// is started for a lane that has none). Returns how long to wait.
+    fn dispatch(self: &Arc<Self>, lanes: &Arc<Lanes<Q::Item>>) -> Result<Duration, Refusal> {
+        let last = self.store.durable_id();
+        let (room, in_flight) = {
+            let state = lanes.lock();
+            (
+                SCAN_MAX.min(IN_FLIGHT_MAX.saturating_sub(state.in_flight.len())),
+                state.in_flight.clone(),
+            )
+        };
+        self.metrics.depth.set(in_flight.len() as i64);
+        if room == 0 {
+            // Full: a lane that settles an item wakes this worker.
+            return Ok(IDLE_POLL);
+        }
+        let mut fresh: Vec<Q::Item> = Vec::new();
+        self.store.queue_scan(
+            Q::QUEUE,
+            crate::store::Order::OldestFirst,
+            &mut |id, value| {
+                if id > last {
+                    return Ok(false);
+                }
+                if !in_flight.contains(&id) {
+                    fresh.push(crate::store::codec::decode(value)?);
+                }
+                Ok(fresh.len() < room)
+            },
+        )?;
+        let now = Utc::now();
+        let mut next = IDLE_POLL;
+        let mut due = Vec::new();
+        for item in fresh {
+            let at = Q::due_at(&item);
+            if at > now {
+                next = next.min((at - now).to_std().unwrap_or_default());
+            } else {
+                due.push(item);
+            }
+        }
+        if due.is_empty() {
+            return Ok(next);
+        }
+        if self.store.shared() {
+            let ids: Vec<u64> = due.iter().map(Q::id).collect();
+            let claimed =
+                self.store
+                    .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
+            due = claimed
+                .iter()
+                .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
+                .collect::<Result<_, StoreError>>()?;
+            if due.is_empty() {
+                return Ok(next);
+            }
+        }
+        let mut state = lanes.lock();
+        for item in due {
+            let id = Q::id(&item);
+            if !state.in_flight.insert(id) {
+                continue;
+            }
+            let lane = Q::lane(&item);
+            match state.waiting.get_mut(&lane) {
+                Some(queue) => queue.push_back(item),
+                None => {
+                    state.waiting.insert(lane.clone(), VecDeque::from([item]));
+                    tokio::spawn(self.clone().run_lane(lanes.clone(), lane));
+                }
+            }
+        }
+        self.metrics.depth.set(state.in_flight.len() as i64);
+        Ok(Duration::ZERO)
+    }
+
+    /// Runs one lane's items in order until it has none; each is settled
+    /// (committed) before the next starts.
+    async fn run_lane(self: Arc<Self>, lanes: Arc<Lanes<Q::Item>>, lane: String) {
+        // The semaphore is never closed.
+        let Ok(_permit) = lanes.permits.acquire().await else {
+            return;
+        };
+        loop {
+            let next = {
+                let mut state = lanes.lock();
+                match state.waiting.get_mut(&lane).and_then(VecDeque::pop_front) {
+                    Some(item) => item,
+                    None => {
+                        // Under the lock: the dispatcher sees no lane and
+                        // starts a new task for this lane's next item.
+                        state.waiting.remove(&lane);
+                        break;
+                    }
+                }
+            };
+            let id = Q::id(&next);
+            let mut item = next;
+            let result = self.queue.attempt(&mut item).await;
+            match self.conclude(item, result) {
+                Ok((ops, _)) => {
+                    if let Err(e) = self.writer.submit_writes(ops).await {
+                        // Still on the queue: a later scan hands it out again.
+                        tracing::error!(queue = Q::NAME, id, error = %e, "settling an item failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(queue = Q::NAME, id, error = %e, "concluding an item failed")
+                }
+            }
+            let was_full = {
+                let mut state = lanes.lock();
+                let was_full = state.in_flight.len() >= IN_FLIGHT_MAX;
+                state.in_flight.remove(&id);
+                was_full
+            };
+            if was_full {
+                (self.waker)(&self.wake).notify_one();
+            }
+        }
+    }
+
     /// The writes that conclude an attempt, and whether the item left the
     /// queue.
     fn conclude(
@@ -248,5 +417,26 @@ impl<Q: Queue> QueueWorker<Q> {
                 }
             }
         }
+    }
+}
+
+/// The lanes of a laned queue: what each lane has waiting, what was handed
+/// out and not yet settled, and the permits that bound lanes running.
+struct Lanes<Item> {
+    state: Mutex<LaneState<Item>>,
+    permits: tokio::sync::Semaphore,
+}
+
+struct LaneState<Item> {
+    in_flight: HashSet<u64>,
+    waiting: HashMap<String, VecDeque<Item>>,
+}
+
+impl<Item> Lanes<Item> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState<Item>> {
+        // A panic while holding it leaves the sets as they were: usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

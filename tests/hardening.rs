@@ -1416,3 +1416,68 @@ async fn a_replay_stops_when_its_request_ends() {
         .await;
     assert_eq!(d.metric("admind_policy_replays_running").await, 0.0);
 }
+
+#[tokio::test]
+async fn one_accounts_slow_after_hooks_hold_back_no_other_account_and_keep_their_order() {
+    // Account A's events each run their policy to its 300 ms clock (40 of
+    // them: 12 s in a row); B's one event mails B's owner; C's ten events
+    // mail C's owner their number.
+    let d = Daemon::start_with(&format!(
+        "[[webhooks.sources]]\nname = \"crm\"\nsecrets = [\"{SOURCE_SECRET}\"]\n\
+         [limits]\nrefusals_per_minute = 1000\n[scripts]\ntimeout_ms = 300\nmax_operations = 1000000000\n"
+    ));
+    write_script(
+        &d,
+        "lanes.rhai",
+        r#"// hooks: webhook_received
+// calls: notify
+fn webhook_received(event) {
+    if event["type"] == "crm.slow" { let n = 0; loop { n += 1; } }
+    notify(event.data.to, `event ${event.data.n}`, "hello");
+}
+"#,
+    );
+    wait_policy(&d, "lanes.rhai", |p| {
+        p["version"].as_str().is_some_and(|v| !v.is_empty())
+    })
+    .await;
+    let (a, _) = d.create_account("A", "a@acme.test", 2).await;
+    let (b, _) = d.create_account("B", "b@acme.test", 2).await;
+    let (c, _) = d.create_account("C", "c@acme.test", 2).await;
+    let calls = "admind_policy_calls_total{policy=\"lanes.rhai\",hook=\"webhook_received\"}";
+    for n in 0..40 {
+        let body =
+            json!({"type": "crm.slow", "data": {"account_id": a, "to": "a@acme.test", "n": n}});
+        assert_eq!(
+            webhook(&d, "crm", &format!("msg_a{n}"), &body).await,
+            StatusCode::OK
+        );
+    }
+    // A's lane has started on its events.
+    d.wait_metric(calls, 1.0).await;
+    let body = json!({"type": "crm.fast", "data": {"account_id": b, "to": "b@acme.test", "n": 0}});
+    assert_eq!(webhook(&d, "crm", "msg_b", &body).await, StatusCode::OK);
+    for n in 0..10 {
+        let body =
+            json!({"type": "crm.fast", "data": {"account_id": c, "to": "c@acme.test", "n": n}});
+        assert_eq!(
+            webhook(&d, "crm", &format!("msg_c{n}"), &body).await,
+            StatusCode::OK
+        );
+    }
+    d.wait_mail("b@acme.test", "event 0", 1).await;
+    d.wait_mail("c@acme.test", "event 9", 1).await;
+    // B and C were served while A's events were still running: one lane
+    // for everyone would have run all 40 of A's first.
+    let done = d.metric(calls).await;
+    assert!(done < 51.0, "B and C waited for A: {done} calls ran first");
+    // C's events ran in commit order (its mails were queued in that order).
+    let subjects: Vec<String> = d
+        .mails()
+        .into_iter()
+        .filter(|m| m.to == "c@acme.test" && m.subject.starts_with("event "))
+        .map(|m| m.subject)
+        .collect();
+    let expected: Vec<String> = (0..10).map(|n| format!("event {n}")).collect();
+    assert_eq!(subjects, expected);
+}
