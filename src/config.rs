@@ -207,8 +207,10 @@ pub struct AuthConfig {
     /// Requests that may wait for a hash slot; past this they get 503
     /// `overloaded` with Retry-After.
     pub hash_queue_max: usize,
-    /// Sign-in and reset attempts per client IP per minute (a second layer
-    /// over the per-user budget); 0 turns it off.
+    /// Failed sign-ins (and reset requests) per client network address per
+    /// minute, past which that address is refused for the rest of the
+    /// minute; a successful sign-in is not counted, so an office behind one
+    /// NAT signs in freely. Shared across replicas. 0 turns it off.
     pub attempts_per_minute_per_ip: u32,
     /// Keys the attempt limiters remember at once (per user, per IP).
     pub limiter_keys_max: usize,

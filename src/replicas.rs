@@ -159,6 +159,47 @@ pub fn count_attempt(store: &Store, per_window: u32, parts: &[&str]) -> Result<(
     }
 }
 
+/// Counts a failed attempt from a network address for every replica; once
+/// the window holds `per_window` of them, the address is locked out on
+/// every replica until the window ends (a mark the others read). A no-op
+/// on a store only this process opens: its own limiter counts.
+pub fn count_network_failure(store: &Store, per_window: u32, address: &str) {
+    if !store.shared() {
+        return;
+    }
+    let now = Utc::now().timestamp();
+    let key = shared_key("network failures", store.installation_id(), &[address]);
+    match store.count_attempt(&key, now.div_euclid(60)) {
+        Ok(Some(count)) if count >= per_window => {
+            let until = Utc::now() + chrono::Duration::seconds(60 - now.rem_euclid(60));
+            let mark = shared_key("network locked", store.installation_id(), &[address]);
+            if let Err(e) = store.put_mark(&mark, until) {
+                tracing::warn!(error = %e, "recording a network lock-out in the store failed");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "counting a failed attempt in the store failed"),
+    }
+}
+
+/// Seconds until a network address another replica locked out may try
+/// again, if it is locked out. A store error lets it through: this
+/// replica's limiter still holds.
+pub fn network_locked(store: &Store, address: &str) -> Option<u64> {
+    if !store.shared() {
+        return None;
+    }
+    let mark = shared_key("network locked", store.installation_id(), &[address]);
+    match store.has_mark(&mark) {
+        Ok(true) => Some(u64::try_from(60 - Utc::now().timestamp().rem_euclid(60)).unwrap_or(60)),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a network lock-out failed");
+            None
+        }
+    }
+}
+
 /// Records for every replica that the operator cookie `nonce` is signed
 /// out (until it would have expired anyway).
 pub fn revoke_cookie(store: &Store, nonce: &str, until: DateTime<Utc>) {

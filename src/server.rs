@@ -314,6 +314,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.auth.limiter_keys_max,
         ),
         attempts_per_minute: config.auth.attempts_per_minute,
+        attempts_per_minute_per_ip: config.auth.attempts_per_minute_per_ip,
         ip_limiter: (config.auth.attempts_per_minute_per_ip > 0).then(|| {
             RateLimiter::new(
                 config.auth.attempts_per_minute_per_ip,

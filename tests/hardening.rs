@@ -217,6 +217,48 @@ async fn r17_attempt_budget_is_per_profile_and_per_ip() {
 }
 
 #[tokio::test]
+async fn r17_an_office_behind_one_network_address_signs_in_and_only_failures_count_against_it() {
+    let d = Daemon::start_with(
+        "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\n\
+         attempts_per_minute_per_ip = 60\n",
+    );
+    let (a, _, _) = d.account_with_owner(3).await;
+    let sessions = format!("/v1/accounts/{a}/sessions");
+    let right = json!({"email": "owner@acme.test", "password": PASSWORD});
+    // 70 people of one office at the start of a shift, all from one NAT.
+    for n in 0..70 {
+        let r = d.post(&sessions, None, right.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "sign-in {n}: {}", r.body);
+    }
+    // 60 failures from that address are allowed, then it waits, right
+    // password or not, and is told it is the network address.
+    for n in 0..60 {
+        let r = d
+            .post(
+                &sessions,
+                None,
+                json!({"email": format!("guess{n}@acme.test"), "password": "wrong password"}),
+            )
+            .await;
+        assert_eq!(r.code(), "invalid_credentials", "failure {n}");
+    }
+    let r = d.post(&sessions, None, right.clone()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("from this network address"),
+        "{}",
+        r.body
+    );
+    assert!(r.headers.get("retry-after").is_some());
+}
+
+#[tokio::test]
 async fn the_limiter_never_forgets_a_live_lock_out_and_odd_ids_cost_nothing() {
     let d = Daemon::start_with(
         "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 2\n\

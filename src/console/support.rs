@@ -71,6 +71,7 @@ pub async fn sign_in(
         }
     }
     if !secret::secrets_equal(form.token.trim(), &app.operator_token) {
+        app.count_ip_failure(ip);
         let p = Problem::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",

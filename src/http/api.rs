@@ -29,8 +29,10 @@ pub struct App {
     pub limiter: RateLimiter,
     /// The limiter's budget, also counted across replicas.
     pub attempts_per_minute: u32,
-    /// The same attempts per client IP (0 per minute: off).
+    /// Failed attempts per client network address (0 per minute: off).
     pub ip_limiter: Option<RateLimiter>,
+    /// Its budget, also counted across replicas.
+    pub attempts_per_minute_per_ip: u32,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<super::client_ip::Cidr>,
     /// Refused requests per caller (each is an audit entry).
@@ -85,15 +87,41 @@ impl App {
         }
     }
 
-    /// Counts an attempt (sign-in, reset) for the client IP; 429 past it.
+    /// Refuses a network address locked out by its failed attempts (429),
+    /// on this replica or, on a shared store, on any; counts nothing: a
+    /// success costs no budget, so a whole office behind one NAT signs in.
     pub fn check_ip(&self, ip: std::net::IpAddr) -> Result<(), Problem> {
         let Some(limiter) = &self.ip_limiter else {
             return Ok(());
         };
-        limiter.check(&[&ip.to_string()]).map_err(|secs| {
-            self.shed("rate_limited");
-            Problem::rate_limited(secs)
-        })
+        let address = ip.to_string();
+        let locked = limiter
+            .peek(&[&address])
+            .err()
+            .or_else(|| crate::replicas::network_locked(&self.store, &address));
+        match locked {
+            Some(secs) => {
+                self.shed("rate_limited");
+                Err(Problem::network_rate_limited(secs))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed attempt (a wrong password or token, an unknown
+    /// address) or a reset asked for, against the client's network
+    /// address, here and for every replica.
+    pub fn count_ip_failure(&self, ip: Option<std::net::IpAddr>) {
+        let (Some(limiter), Some(ip)) = (&self.ip_limiter, ip) else {
+            return;
+        };
+        let address = ip.to_string();
+        let _ = limiter.check(&[&address]);
+        crate::replicas::count_network_failure(
+            &self.store,
+            self.attempts_per_minute_per_ip,
+            &address,
+        );
     }
 
     pub fn shed(&self, reason: &'static str) {

@@ -54,6 +54,16 @@ impl Problem {
         p.retry_after_secs = Some(retry_after_secs);
         p
     }
+    /// Too many failed attempts from one network address (`rate_limited`, 429).
+    pub fn network_rate_limited(retry_after_secs: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many failed attempts from this network address; try again in {retry_after_secs} s"),
+        );
+        p.retry_after_secs = Some(retry_after_secs);
+        p
+    }
     /// Too much work queued: try again shortly (`overloaded`, 503).
     pub fn overloaded(retry_after_secs: u64) -> Self {
         let mut p = Self::new(

@@ -19,9 +19,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_out))
 }
 
-/// Counts a sign-in or reset attempt against the client IP's budget and
-/// then the person's, cheapest first; returns the profile the address
-/// belongs to, if any.
+/// Checks that the client's network address is not locked out by its
+/// failures, then counts the attempt against the person's budget; returns
+/// the profile the address belongs to, if any. A reset asked for counts
+/// against the network address too (it mails someone); a sign-in counts
+/// there only when it fails.
 fn count_attempt(
     app: &App,
     ip: Option<std::net::IpAddr>,
@@ -31,6 +33,9 @@ fn count_attempt(
 ) -> ApiResult<Option<crate::domain::User>> {
     if let Some(ip) = ip {
         app.check_ip(ip)?;
+    }
+    if purpose == "reset" {
+        app.count_ip_failure(ip);
     }
     use crate::domain::StateView;
     let user = app
@@ -201,6 +206,7 @@ pub async fn sign_in_with_password(
         .hash_work(move || secret::verify_password(&password, &against))
         .await?;
     let (Some(user), Some(verified_hash), true) = (user, stored, ok) else {
+        app.count_ip_failure(ip);
         return Err(failed());
     };
     let token = secret::random_token();
