@@ -755,3 +755,66 @@ async fn wait_for_dispatched_hooks(d: &Daemon, at_least: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn r12_an_admin_cannot_take_over_the_profile_of_a_member_with_powers_the_admin_lacks() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(10).await;
+    let (_, at) = d.member(&ot, &a, "admin@acme.test", "admin").await;
+    let (agent, _) = d.member(&ot, &a, "agent@acme.test", "agent").await;
+    // The owner (Sell admin by the trial) makes the agent a Sell admin.
+    d.post(
+        &format!("/v1/accounts/{a}/sell/trial"),
+        Some(&ot),
+        json!({}),
+    )
+    .await;
+    d.put(
+        &format!("/v1/accounts/{a}/billing/seats"),
+        &ot,
+        json!({"sell_seats": 5}),
+    )
+    .await;
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/sell/users"),
+            Some(&ot),
+            json!({"user_id": agent, "role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // The Support admin, no Sell admin, may not add a mailbox to the
+    // agent's profile (then make it primary and reset the password).
+    let emails = format!("/v1/accounts/{a}/members/{agent}/emails");
+    let r = d
+        .post(&emails, Some(&at), json!({"address": "mine@evil.test"}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "member_holds_powers_you_lack"),
+        "{}",
+        r.body
+    );
+    assert!(r.body["detail"].as_str().unwrap().contains("Sell admin"));
+    // Nor remove or promote what is there.
+    let r = d.delete(&format!("{emails}/agent@acme.test"), &at).await;
+    assert_eq!(r.code(), "member_holds_powers_you_lack", "{}", r.body);
+    // The owner, a Sell admin too, may.
+    let r = d
+        .post(&emails, Some(&ot), json!({"address": "agent2@acme.test"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Once the agent is no Sell admin, the Support admin may again.
+    let r = d
+        .patch(
+            &format!("/v1/accounts/{a}/sell/users/{agent}"),
+            &ot,
+            json!({"role": "user"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = d
+        .post(&emails, Some(&at), json!({"address": "agent3@acme.test"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}

@@ -13,7 +13,12 @@ use crate::validate;
 use crate::view::StateView;
 
 /// R12: a user manages their own addresses; an admin those of agents and
-/// end users; nobody another admin's or the owner's.
+/// end users; nobody another admin's or the owner's. And (a decision,
+/// docs/rules.md) an admin manages only the addresses of a member who holds
+/// no power the admin lacks: managing addresses is taking the profile over
+/// (add a mailbox, make it primary, reset the password, R16/R17), so a
+/// Support admin who is no Sell admin would become one through an agent
+/// who is.
 pub(crate) fn address_owner(
     view: &dyn StateView,
     actor: &Principal,
@@ -35,6 +40,13 @@ pub(crate) fn address_owner(
     if target.support_role == SupportRole::Admin {
         return Err(Refusal::forbidden(
             "an admin's or the owner's addresses are managed by that person alone",
+        ));
+    }
+    if target.sell_role == SellRole::Admin && me.sell_role != SellRole::Admin {
+        return Err(Refusal::new(
+            crate::refusal::RefusalKind::Forbidden,
+            "member_holds_powers_you_lack",
+            "this member is a Sell admin and you are not: their addresses are managed by them, or by an admin who is also a Sell admin",
         ));
     }
     Ok((account, target))
