@@ -209,12 +209,10 @@ pub fn revoke_cookie(store: &Store, nonce: &str, until: DateTime<Utc>) {
     }
 }
 
-/// Whether another replica signed the operator cookie `nonce` out. Fails
-/// closed: a store that cannot answer counts as signed out.
+/// Whether the operator cookie `nonce` was signed out, by this process
+/// before a restart or by another replica. Fails closed: a store that
+/// cannot answer counts as signed out.
 pub fn cookie_revoked(store: &Store, nonce: &str) -> bool {
-    if !store.shared() {
-        return false;
-    }
     let key = shared_key("operator cookie", store.installation_id(), &[nonce]);
     store.has_mark(&key).unwrap_or(true)
 }

@@ -555,6 +555,17 @@ async fn console_support_cookie_never_holds_the_operator_token() {
     support.cookies.insert("admind_session".into(), cookie);
     let again = support.get("/support/accounts").await;
     assert_eq!(again.location(), "/support/sign-in");
+    // Nor after a restart (the sign-out is kept on disk until the cookie
+    // would have expired), while a cookie nobody signed out still works.
+    let mut other = support_browser(&d).await;
+    let mut d = d;
+    d.restart();
+    support.base = d.base.clone();
+    other.base = d.base.clone();
+    let again = support.get("/support/accounts").await;
+    assert_eq!(again.location(), "/support/sign-in");
+    let still = other.open("/support/accounts").await;
+    assert!(still.html.contains("<h1>Accounts</h1>"), "{}", still.html);
 }
 
 #[tokio::test]

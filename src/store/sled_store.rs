@@ -523,6 +523,14 @@ impl Store {
     }
 }
 
+/// The tree of marks ([`Backend::put_mark`]), and how many it holds.
+const MARKS_TREE: &str = "marks";
+const MARKS_MAX: usize = 100_000;
+
+fn mark_until(value: &[u8]) -> i64 {
+    value.try_into().map(i64::from_be_bytes).unwrap_or(i64::MIN)
+}
+
 impl Backend for SledStore {
     fn kind(&self) -> &'static str {
         "sled"
@@ -617,6 +625,39 @@ impl Backend for SledStore {
 
     fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
         Ok(self.tree(queue_tree(queue)).len())
+    }
+
+    /// Marks (a console sign-out) outlive a restart: kept in a tree of
+    /// their own, outside the domain's records (not exported: each expires
+    /// within hours), flushed before the answer. Expired ones are dropped
+    /// when more than [`MARKS_MAX`] are held.
+    fn put_mark(&self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let marks = self.db.open_tree(MARKS_TREE)?;
+        if marks.len() >= MARKS_MAX {
+            let now = Utc::now().timestamp();
+            for item in marks.iter() {
+                let (k, v) = item?;
+                if mark_until(&v) <= now {
+                    marks.remove(k)?;
+                }
+            }
+            if marks.len() >= MARKS_MAX {
+                return Err(StoreError::Backend {
+                    backend: "sled",
+                    detail: format!("more than {MARKS_MAX} live marks"),
+                });
+            }
+        }
+        marks.insert(key.as_bytes(), &until.timestamp().to_be_bytes())?;
+        marks.flush()?;
+        Ok(())
+    }
+
+    fn has_mark(&self, key: &str) -> Result<bool, StoreError> {
+        let marks = self.db.open_tree(MARKS_TREE)?;
+        Ok(marks
+            .get(key.as_bytes())?
+            .is_some_and(|v| mark_until(&v) > Utc::now().timestamp()))
     }
 
     fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
