@@ -1523,3 +1523,33 @@ fn webhook_received(event) {
     let expected: Vec<String> = (0..10).map(|n| format!("event {n}")).collect();
     assert_eq!(subjects, expected);
 }
+
+#[tokio::test]
+async fn the_language_switch_goes_back_only_to_a_page_of_this_site() {
+    let d = Daemon::start();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (back, expect) in [
+        ("/%09/evil.example", "/"),
+        ("/%0a", "/"),
+        ("/%0d%0aSet-Cookie:%20x=1", "/"),
+        ("//evil.example", "/"),
+        ("/%5Cevil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/a/acc_1/team%3Fpage%3D2", "/a/acc_1/team?page=2"),
+    ] {
+        let r = http
+            .get(format!("{}/lang/fr?back={back}", d.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{back}");
+        assert_eq!(
+            r.headers().get("location").unwrap().to_str().unwrap(),
+            expect,
+            "{back}"
+        );
+    }
+}

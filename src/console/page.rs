@@ -10,11 +10,49 @@ use super::i18n::Catalogue;
 use super::visitor::{Visitor, CSRF_COOKIE};
 use crate::http::problem::Problem;
 
-/// A path on this site to go back to (never another site).
+/// A path on this site to go back to (never another site): printable
+/// ASCII only, so no tab or newline a browser would drop to read `/\t/x`
+/// as `//x` (another host), and no byte a `Location` header cannot carry;
+/// no backslash, no `//` start. Anything else goes to `/`.
 pub fn local_path(back: Option<&str>) -> &str {
     match back {
-        Some(b) if b.starts_with('/') && !b.starts_with("//") && !b.contains('\\') => b,
+        Some(b)
+            if b.starts_with('/')
+                && !b.starts_with("//")
+                && b.len() <= 2048
+                && b.bytes().all(|c| c.is_ascii_graphic() && c != b'\\') =>
+        {
+            b
+        }
         _ => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn local_path_never_leads_to_another_site_nor_breaks_the_header() {
+        for bad in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/ /evil.example",
+            "/\u{0}",
+            "/caf\u{e9}",
+            "evil",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+        assert_eq!(
+            local_path(Some("/a/acc_1/team?page=2")),
+            "/a/acc_1/team?page=2"
+        );
     }
 }
 
