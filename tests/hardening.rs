@@ -1553,3 +1553,51 @@ async fn the_language_switch_goes_back_only_to_a_page_of_this_site() {
         );
     }
 }
+
+#[tokio::test]
+async fn bidirectional_overrides_in_names_and_reasons_are_refused() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let members = format!("/v1/accounts/{a}/members");
+    let before = d.get(&members, &ot).await.body["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    let r = d
+        .post(
+            &members,
+            Some(&ot),
+            json!({"name": "Ana\u{202E}nimdA", "email": "ana@acme.test", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "validation_failed"),
+        "{}",
+        r.body
+    );
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/licence-requests"),
+            Some(&ot),
+            json!({"product": "support", "seats": 1, "reason": "busy\u{2066} week"}),
+        )
+        .await;
+    assert_eq!(r.code(), "validation_failed", "{}", r.body);
+    // Nothing was created; a name with a joiner is fine.
+    assert_eq!(
+        d.get(&members, &ot).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+    let r = d
+        .post(
+            &members,
+            Some(&ot),
+            json!({"name": "Sh\u{200C}irin", "email": "shirin@acme.test", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}

@@ -34,7 +34,20 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, Refusal> {
             "{field} must not contain control characters"
         )));
     }
+    if trimmed.chars().any(is_bidi_control) {
+        return Err(Refusal::invalid(format!(
+            "{field} must not contain bidirectional override characters (U+202A-U+202E, U+2066-U+2069): they make a text read as another"
+        )));
+    }
     Ok(trimmed.to_string())
+}
+
+/// The embedding, override and isolate characters of Unicode's
+/// bidirectional algorithm: shown in a mail or a page they reorder what
+/// follows, so "Ana\u{202E}nimda" reads as another name. The joiners real
+/// names need (ZWJ U+200D, ZWNJ U+200C) are not among them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 pub fn name(field: &str, value: &str) -> Result<String, Refusal> {
@@ -63,7 +76,9 @@ pub fn email(field: &str, value: &str) -> Result<String, Refusal> {
     if domain.contains("..") || local.starts_with('.') || local.ends_with('.') {
         return Err(bad());
     }
-    let forbidden = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c);
+    let forbidden = |c: char| {
+        c.is_whitespace() || c.is_control() || is_bidi_control(c) || "<>()[],;:\"\\".contains(c)
+    };
     if v.chars().any(forbidden) {
         return Err(bad());
     }
@@ -116,5 +131,22 @@ mod tests {
         assert!(name("n", "   ").is_err());
         assert!(name("n", &"x".repeat(201)).is_err());
         assert!(name("n", "a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn bidirectional_overrides_are_refused_and_joiners_kept() {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}',
+        ] {
+            let err = name("name", &format!("Ana{c}nimda")).unwrap_err();
+            assert_eq!(err.code, "validation_failed");
+            assert!(err.detail.contains("bidirectional"), "{}", err.detail);
+            assert!(note("reason", &format!("ok{c}")).is_err());
+            assert!(email("address", &format!("a{c}@acme.test")).is_err());
+        }
+        // Names need the joiners: Persian (ZWNJ), emoji sequences (ZWJ).
+        assert!(name("name", "می\u{200C}خواهم").is_ok());
+        assert!(name("name", "Ana \u{1F469}\u{200D}\u{1F4BB}").is_ok());
     }
 }
