@@ -5,7 +5,7 @@ mod common;
 
 use common::{Daemon, PASSWORD};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn emails_path(a: &str, u: &str) -> String {
     format!("/v1/accounts/{a}/members/{u}/emails")
@@ -817,4 +817,79 @@ async fn r12_an_admin_cannot_take_over_the_profile_of_a_member_with_powers_the_a
         .post(&emails, Some(&at), json!({"address": "agent3@acme.test"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
+
+#[tokio::test]
+async fn r18_one_pending_licence_request_per_product_asking_again_updates_it() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(2).await;
+    let requests = format!("/v1/accounts/{a}/licence-requests");
+    let first = d
+        .post(
+            &requests,
+            Some(&ot),
+            json!({"product": "support", "seats": 2, "reason": "busy week"}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    // Asked again (a second click, a policy on another replica): the
+    // pending request is updated, not doubled.
+    let again = d
+        .post(
+            &requests,
+            Some(&ot),
+            json!({"product": "support", "seats": 5, "reason": "busier week"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["seats"], 5);
+    assert_eq!(again.body["reason"], "busier week");
+    // Racing asks for the same product still leave one.
+    let racing = (0..8).map(|n| {
+        d.post(
+            &requests,
+            Some(&ot),
+            json!({"product": "support", "seats": 3, "reason": format!("race {n}")}),
+        )
+    });
+    for r in futures::future::join_all(racing).await {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Another product is a request of its own.
+    let sell = d
+        .post(
+            &requests,
+            Some(&ot),
+            json!({"product": "sell", "seats": 1, "reason": "demo"}),
+        )
+        .await;
+    assert_eq!(sell.status, StatusCode::CREATED, "{}", sell.body);
+    let list = d.get(&requests, &ot).await.body;
+    let pending: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "pending")
+        .collect();
+    assert_eq!(pending.len(), 2, "{list}");
+    // Once decided, a new ask files a new request.
+    let id = first.body["id"].as_str().unwrap();
+    let r = d
+        .post(
+            &format!("/v1/licence-requests/{id}/deny"),
+            Some(&d.operator),
+            json!({"reason": "no"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let after = d
+        .post(
+            &requests,
+            Some(&ot),
+            json!({"product": "support", "seats": 1, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.body);
+    assert_ne!(after.body["id"], first.body["id"]);
 }

@@ -35,7 +35,9 @@ async fn list_account_licences(
 /// The owner asks platform support for temporary seats (R18).
 #[utoipa::path(post, path = "/v1/accounts/{a}/licence-requests", tag = "billing", request_body = LicenceRequestBody,
     params(("a" = String, Path, description = "account id")),
-    responses((status = 201, body = LicenceRequestOut), Errors), security(("bearer" = [])))]
+    responses((status = 201, description = "filed", body = LicenceRequestOut),
+        (status = 200, description = "a request of that product was pending: it is updated instead (one pending request per product)", body = LicenceRequestOut),
+        Errors), security(("bearer" = [])))]
 async fn request_licence(
     State(app): State<AppState>,
     Authed(who, _): Authed,
@@ -55,6 +57,8 @@ async fn request_licence(
         .await?
     {
         Reply::LicenceRequest(r) => Ok((StatusCode::CREATED, axum::Json(r.into()))),
+        // The pending request of that product, updated.
+        Reply::LicenceRequestUpdated(r) => Ok((StatusCode::OK, axum::Json(r.into()))),
         other => Err(unexpected(other)),
     }
 }

@@ -707,6 +707,8 @@ pub enum Reply {
     Integration(Integration),
     Investigation(SecurityInvestigation),
     LicenceRequest(LicenceRequest),
+    /// A pending request of the same product, updated instead of a new one.
+    LicenceRequestUpdated(LicenceRequest),
     Session(Session),
     /// A webhook delivery: whether it was seen before, and what it did.
     Webhook {

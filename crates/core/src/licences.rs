@@ -31,12 +31,39 @@ pub(crate) fn request_licence(
     if seats == 0 {
         return Err(Refusal::invalid("seats must be at least 1"));
     }
-    let pending = view
+    let pending: Vec<LicenceRequest> = view
         .account_licence_requests(account_id, 10_000)?
         .into_iter()
         .filter(|r| r.status == LicenceStatus::Pending)
-        .count();
-    if pending >= PENDING_LICENCE_REQUESTS_MAX {
+        .collect();
+    // One pending request per account and product (a decision): asking
+    // again while one waits updates it (its seats and reason), so support
+    // decides once, and an owner who asks twice or two replicas running
+    // the same policy file no duplicate.
+    if let Some(mut request) = pending.iter().find(|r| r.product == product).cloned() {
+        let unchanged = request.seats == seats && request.reason == reason;
+        if unchanged {
+            return Ok(Outcome::unchanged(Reply::LicenceRequestUpdated(request)));
+        }
+        let before = request.seats;
+        request.seats = seats;
+        request.reason = reason;
+        return Ok(Outcome {
+            changes: vec![Change::PutLicenceRequest(request.clone())],
+            notices: vec![],
+            events: vec![],
+            audit: draft.ok(
+                account_id,
+                format!("licence_request:{}", request.id),
+                format!(
+                    "pending request updated: {before} -> {seats} temporary {} seat(s)",
+                    product.as_str()
+                ),
+            ),
+            reply: Reply::LicenceRequestUpdated(request),
+        });
+    }
+    if pending.len() >= PENDING_LICENCE_REQUESTS_MAX {
         return Err(Refusal::conflict(
             "too_many_pending_requests",
             format!(
