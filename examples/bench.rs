@@ -874,6 +874,7 @@ fn replay_bench(events: usize) {
                 since: None,
                 account: None,
                 limit: RECORDS_MAX,
+                stop: None,
             },
             &store,
         )

@@ -238,6 +238,10 @@ pub struct LimitsConfig {
     /// Refused requests (403/409, each one audited) a caller may make per
     /// minute; past it they get 429 `too_many_refusals` and nothing is audited.
     pub refusals_per_minute: u32,
+    /// Verification mails an hour to one address, and asked for by one
+    /// member (adding an address sends one); past either, 429
+    /// `too_many_verification_mails`, so nobody can flood a mailbox.
+    pub verification_mails_per_hour: u32,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -341,6 +345,7 @@ impl Default for LimitsConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             connections_max: 1024,
+            verification_mails_per_hour: 5,
             refusals_per_minute: 60,
         }
     }

@@ -30,6 +30,7 @@ struct Table {
 
 pub struct RateLimiter {
     per_window: u32,
+    window: Duration,
     keys_max: usize,
     hasher: std::collections::hash_map::RandomState,
     table: Mutex<Table>,
@@ -37,8 +38,14 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_window: u32, keys_max: usize) -> Self {
+        Self::with_window(per_window, WINDOW, keys_max)
+    }
+
+    /// A limiter counting in windows of `window` instead of a minute.
+    pub fn with_window(per_window: u32, window: Duration, keys_max: usize) -> Self {
         RateLimiter {
             per_window,
+            window,
             keys_max: keys_max.max(1),
             hasher: Default::default(),
             table: Mutex::new(Table {
@@ -83,9 +90,9 @@ impl RateLimiter {
                     let first_end = table
                         .windows
                         .values()
-                        .map(|w| w.start + WINDOW)
+                        .map(|w| w.start + self.window)
                         .min()
-                        .unwrap_or(now + WINDOW);
+                        .unwrap_or(now + self.window);
                     table.full_until = Some(first_end);
                     return Err(secs(first_end.saturating_duration_since(now)));
                 }
@@ -96,7 +103,7 @@ impl RateLimiter {
             start: now,
             count: 0,
         });
-        if now.duration_since(window.start) >= WINDOW {
+        if now.duration_since(window.start) >= self.window {
             *window = Window {
                 start: now,
                 count: 0,
@@ -104,7 +111,7 @@ impl RateLimiter {
         }
         if window.count >= per_window {
             return Err(secs(
-                WINDOW.saturating_sub(now.duration_since(window.start)),
+                self.window.saturating_sub(now.duration_since(window.start)),
             ));
         }
         if count {
@@ -116,7 +123,7 @@ impl RateLimiter {
     fn sweep(&self, table: &mut Table, now: Instant) {
         table
             .windows
-            .retain(|_, w| now.duration_since(w.start) < WINDOW);
+            .retain(|_, w| now.duration_since(w.start) < self.window);
         if table.windows.len() >= self.keys_max {
             let per_window = self.per_window;
             table.windows.retain(|_, w| w.count >= per_window);

@@ -331,6 +331,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.limits.refusals_per_minute,
             config.auth.limiter_keys_max,
         ),
+        verification_mails: RateLimiter::with_window(
+            config.limits.verification_mails_per_hour.max(1),
+            std::time::Duration::from_secs(3600),
+            config.auth.limiter_keys_max,
+        ),
         password_gate: crate::password_gate::PasswordGate::new(
             config.auth.hashes_in_flight,
             config.auth.hash_queue_max,

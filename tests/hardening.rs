@@ -1601,3 +1601,60 @@ async fn bidirectional_overrides_in_names_and_reasons_are_refused() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
+
+#[tokio::test]
+async fn adding_and_removing_an_address_again_and_again_floods_no_mailbox() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let (eu, et) = d.member(&ot, &a, "user@acme.test", "end_user").await;
+    let emails = format!("/v1/accounts/{a}/members/{eu}/emails");
+    let mut refused = 0;
+    for _ in 0..20 {
+        let r = d
+            .post(
+                &emails,
+                Some(&et),
+                json!({"address": "victim@outside.test"}),
+            )
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.code(), "too_many_verification_mails", "{}", r.body);
+            assert!(r.headers.get("retry-after").is_some());
+            refused += 1;
+            continue;
+        }
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let r = d
+            .delete(&format!("{emails}/victim@outside.test"), &et)
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+    }
+    assert_eq!(
+        refused, 15,
+        "five verification mails an hour to one address"
+    );
+    // Five mails reached the mailbox, not twenty.
+    d.wait_mail("victim@outside.test", "Verify your address", 5)
+        .await;
+    let to_victim = d
+        .mails()
+        .into_iter()
+        .filter(|m| m.to == "victim@outside.test")
+        .count();
+    assert_eq!(to_victim, 5);
+    // One member spraying other addresses is bounded too: the same member
+    // has used up its own five.
+    let r = d
+        .post(&emails, Some(&et), json!({"address": "other@outside.test"}))
+        .await;
+    assert_eq!(r.code(), "too_many_verification_mails", "{}", r.body);
+    // Another member, another address: not held back.
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/members/{eu}/emails"),
+            Some(&ot),
+            json!({"address": "fresh@outside.test"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}

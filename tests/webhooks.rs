@@ -337,6 +337,17 @@ async fn file_request(d: &Daemon, a: &str, ot: &str) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    // Decided at once: an account has one pending request per product,
+    // and the next call files a new one.
+    let id = r.body["id"].as_str().unwrap();
+    let denied = d
+        .post(
+            &format!("/v1/licence-requests/{id}/deny"),
+            Some(&d.operator),
+            json!({"reason": "test"}),
+        )
+        .await;
+    assert!(denied.status.is_success(), "{}", denied.body);
 }
 
 async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -37,6 +37,9 @@ pub struct App {
     pub trusted_proxies: Vec<super::client_ip::Cidr>,
     /// Refused requests per caller (each is an audit entry).
     pub refusals: RateLimiter,
+    /// Verification mails per target address and per member asking (an
+    /// hour's window).
+    pub verification_mails: RateLimiter,
     /// Bounds the password hashes running and waiting.
     pub password_gate: crate::password_gate::PasswordGate,
     pub password_cost: PasswordCost,
@@ -64,6 +67,23 @@ impl App {
     /// (their refusals are not rule refusals, so they write no audit entry).
     pub async fn submit(&self, who: Principal, command: Command) -> Result<Reply, Problem> {
         let key = who.audit_name();
+        // Adding an address mails it a verification link: bounded per
+        // address and per member, so adding and removing one address over
+        // and over floods nobody's mailbox.
+        let verification = match &command {
+            Command::AddEmail { address, .. } => Some(crate::domain::normalize_email(address)),
+            _ => None,
+        };
+        if let Some(to) = &verification {
+            let limited = self
+                .verification_mails
+                .peek(&["to", to])
+                .and_then(|()| self.verification_mails.peek(&["by", &key]));
+            if let Err(secs) = limited {
+                self.shed("too_many_verification_mails");
+                return Err(Problem::too_many_verification_mails(secs));
+            }
+        }
         let budgeted = who != Principal::Anonymous;
         if budgeted {
             if let Err(secs) = self.refusals.peek(&[&key]) {
@@ -77,7 +97,13 @@ impl App {
             }
         }
         match self.writer.submit(who, command).await {
-            Ok(reply) => Ok(reply),
+            Ok(reply) => {
+                if let Some(to) = &verification {
+                    let _ = self.verification_mails.check(&["to", to]);
+                    let _ = self.verification_mails.check(&["by", &key]);
+                }
+                Ok(reply)
+            }
             Err(refusal) => {
                 if budgeted && refusal.is_rule_refusal() {
                     let _ = self.refusals.check(&[&key]);

@@ -64,6 +64,17 @@ impl Problem {
         p.retry_after_secs = Some(retry_after_secs);
         p
     }
+    /// Too many verification mails to one address or by one member
+    /// (`too_many_verification_mails`, 429).
+    pub fn too_many_verification_mails(retry_after_secs: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_verification_mails",
+            format!("too many verification mails for this address or from you this hour; try again in {retry_after_secs} s"),
+        );
+        p.retry_after_secs = Some(retry_after_secs);
+        p
+    }
     /// Too much work queued: try again shortly (`overloaded`, 503).
     pub fn overloaded(retry_after_secs: u64) -> Self {
         let mut p = Self::new(
