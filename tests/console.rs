@@ -113,6 +113,20 @@ impl Browser {
         self.page(res).await
     }
 
+    /// A post carrying an `Origin` header, as a browser sends one.
+    async fn post_from(&mut self, origin: &str, path: &str, form: &[(&str, &str)]) -> Page {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("origin", origin)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.page(res).await
+    }
+
     async fn page(&mut self, res: reqwest::Response) -> Page {
         let status = res.status();
         let headers = res.headers().clone();
@@ -872,4 +886,106 @@ async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is
         .open("/support/policies/owner_change_guard.rhai/versions")
         .await;
     assert!(versions.html.contains("<table>"), "{}", versions.html);
+}
+
+#[tokio::test]
+async fn console_csrf_tokens_are_bound_to_one_session_renewed_at_sign_in_and_checked_by_origin() {
+    let d = Daemon::start();
+    let host = d.base.trim_start_matches("http://").to_string();
+    let mut support = Browser::new(&d);
+    let page = support.open("/support/sign-in").await;
+    let before = page.csrf();
+    let nonce_before = support.cookies["admind_csrf"].clone();
+    let signed = support
+        .post(
+            "/support/sign-in",
+            &[("csrf", &before), ("token", &d.operator.clone())],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.html);
+    // Signing in set a new nonce, and the token seen before is no good now,
+    // even with the old nonce sent back.
+    assert_ne!(support.cookies["admind_csrf"], nonce_before);
+    support
+        .cookies
+        .insert("admind_csrf".into(), nonce_before.clone());
+    let stale = support.post("/sign-out", &[("csrf", &before)]).await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN, "{}", stale.html);
+    let accounts = support.open("/support/accounts").await;
+    assert!(
+        accounts.html.contains("<h1>Accounts</h1>"),
+        "still signed in"
+    );
+    // A token is bound to its session: another support session, same
+    // browser nonce, cannot use it.
+    let mine = accounts.csrf();
+    let mut other = support_browser(&d).await;
+    other
+        .cookies
+        .insert("admind_csrf".into(), support.cookies["admind_csrf"].clone());
+    let borrowed = other.post("/sign-out", &[("csrf", &mine)]).await;
+    assert_eq!(borrowed.status, StatusCode::FORBIDDEN);
+    // Origin: another scheme for the same host and port is another site.
+    for origin in [
+        format!("evil://{host}"),
+        format!("http://{host}.evil.example"),
+        "null".to_string(),
+    ] {
+        let r = support
+            .post_from(&origin, "/sign-out", &[("csrf", &mine)])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{origin}");
+    }
+    let out = support
+        .post_from(&format!("http://{host}"), "/sign-out", &[("csrf", &mine)])
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.html);
+    // Signing out sets a new nonce too.
+    assert!(out
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("admind_csrf=")));
+
+    // Served over https: the cookie is __Host- prefixed and Secure, and
+    // only an https origin is this site.
+    let d = Daemon::start_opts(
+        "",
+        common::SpawnOptions {
+            env: vec![("ADMIND_PUBLIC_URL".into(), "https://admind.test".into())],
+            ..Default::default()
+        },
+    );
+    let host = d.base.trim_start_matches("http://").to_string();
+    let mut support = Browser::new(&d);
+    let page = support.get("/support/sign-in").await;
+    let set: Vec<String> = page
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let csrf_cookie = set
+        .iter()
+        .find(|c| c.starts_with("__Host-admind_csrf="))
+        .unwrap_or_else(|| panic!("{set:?}"));
+    assert!(csrf_cookie.contains("; Secure") && csrf_cookie.contains("Path=/"));
+    assert!(!csrf_cookie.contains("Domain"));
+    let token = page.csrf();
+    let r = support
+        .post_from(
+            &format!("http://{host}"),
+            "/support/sign-in",
+            &[("csrf", &token), ("token", &d.operator.clone())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = support
+        .post_from(
+            &format!("https://{host}"),
+            "/support/sign-in",
+            &[("csrf", &token), ("token", &d.operator.clone())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
 }

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::i18n::Catalogue;
-use super::visitor::{Visitor, CSRF_COOKIE};
+use super::visitor::Visitor;
 use crate::http::problem::Problem;
 
 /// A path on this site to go back to (never another site): printable
@@ -222,13 +222,7 @@ pub fn render(v: &Visitor, status: StatusCode, page: &impl Template) -> Response
         }
     };
     if v.new_csrf {
-        set_cookie(
-            &mut response,
-            &format!(
-                "{CSRF_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                v.csrf
-            ),
-        );
+        set_cookie(&mut response, &v.csrf_set_cookie);
     }
     response
 }

@@ -94,6 +94,7 @@ pub async fn sign_in(
             visitor::OPERATOR_SESSION_SECS
         ),
     );
+    set_cookie(&mut response, &visitor::fresh_csrf_cookie(&app.public_url));
     response
 }
 

@@ -9,9 +9,14 @@
 //!   operator token: it never contains the token, stops working when the
 //!   token changes, and sign-out revokes its nonce (in this process, and
 //!   for every replica through the store when it is shared).
-//! - CSRF: a random `admind_csrf` cookie (HttpOnly, SameSite=Strict) that
-//!   every form repeats in a hidden field; a post whose field does not
-//!   match, or whose `Origin` is another site, is refused before any work.
+//! - CSRF: a random nonce in a cookie (HttpOnly, SameSite=Strict;
+//!   `__Host-admind_csrf` with `Secure` when `public_url` is https, so no
+//!   sibling host or plain-http page can plant one), and in every form a
+//!   hidden field that is a MAC (keyed by the operator token) of that nonce
+//!   and the visitor's session: a token is good for one browser and one
+//!   session only. A new nonce is set at sign-in and sign-out. A post whose
+//!   field does not match, or whose `Origin` is another scheme or host, is
+//!   refused before any work.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -29,6 +34,49 @@ use crate::secret;
 
 pub const SESSION_COOKIE: &str = "admind_session";
 pub const CSRF_COOKIE: &str = "admind_csrf";
+/// The CSRF cookie's name when the console is served over https.
+pub const CSRF_COOKIE_SECURE: &str = "__Host-admind_csrf";
+
+/// The CSRF cookie's name for this daemon's `public_url`.
+pub fn csrf_cookie_name(public_url: &str) -> &'static str {
+    if public_url.starts_with("https://") {
+        CSRF_COOKIE_SECURE
+    } else {
+        CSRF_COOKIE
+    }
+}
+
+/// A `Set-Cookie` value with a fresh CSRF nonce: set at sign-in and
+/// sign-out, so a token seen before either is worth nothing after.
+pub fn fresh_csrf_cookie(public_url: &str) -> String {
+    csrf_cookie(public_url, &secret::random_token())
+}
+
+/// The `Set-Cookie` value carrying CSRF nonce `nonce`.
+pub fn csrf_cookie(public_url: &str, nonce: &str) -> String {
+    let secure = if public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={nonce}; Path=/; HttpOnly; SameSite=Strict{secure}",
+        csrf_cookie_name(public_url)
+    )
+}
+
+/// A form's CSRF field: a MAC of the cookie's nonce and the session it is
+/// for (a member's session hash, support's cookie nonce, or none).
+fn csrf_field(key: &str, nonce: &str, binding: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"admind console csrf\0");
+    h.update(key.as_bytes());
+    h.update(b"\0");
+    h.update(nonce.as_bytes());
+    h.update(b"\0");
+    h.update(binding.as_bytes());
+    hex::encode(&h.finalize()[..20])
+}
 pub const LANG_COOKIE: &str = "admind_lang";
 /// How long a platform-support cookie lasts.
 pub const OPERATOR_SESSION_SECS: i64 = 8 * 3600;
@@ -44,16 +92,23 @@ pub struct Visitor {
     /// The operator cookie's nonce (for sign-out).
     pub operator_nonce: Option<String>,
     pub t: &'static Catalogue,
-    /// The token this visitor's forms carry.
+    /// The token this visitor's forms carry (bound to the nonce and the
+    /// session).
     pub csrf: String,
-    /// Whether `csrf` is new and its cookie must be set.
+    /// The CSRF cookie's nonce.
+    pub csrf_nonce: String,
+    /// Whether `csrf_nonce` is new and its cookie must be set.
     pub new_csrf: bool,
+    /// The `Set-Cookie` value that sets `csrf_nonce`.
+    pub csrf_set_cookie: String,
+    /// The expected `Origin` scheme: `https` when `public_url` is.
+    pub https_only: bool,
     /// The `Origin` header of the request, when sent.
     pub origin: Option<String>,
     /// The `Host` header of the request.
     pub host: Option<String>,
-    /// The cookie's CSRF token as the browser sent it.
-    pub cookie_csrf: Option<String>,
+    /// The field the cookie's nonce calls for, when a nonce was sent.
+    pub expected_csrf: Option<String>,
 }
 
 /// One cookie's value from the `Cookie` headers.
@@ -167,20 +222,28 @@ impl FromRequestParts<AppState> for Visitor {
                 }
             }
         }
-        let cookie_csrf = cookie(headers, CSRF_COOKIE)
+        let cookie_nonce = cookie(headers, csrf_cookie_name(&app.public_url))
             .filter(|v| v.len() >= 32)
             .map(str::to_string);
-        let (csrf, new_csrf) = match &cookie_csrf {
+        let (csrf_nonce, new_csrf) = match &cookie_nonce {
             Some(c) => (c.clone(), false),
             None => (secret::random_token(), true),
         };
+        let binding = session_hash
+            .clone()
+            .or_else(|| operator_nonce_found.clone())
+            .unwrap_or_default();
+        let field = |nonce: &str| csrf_field(&app.operator_token, nonce, &binding);
         Ok(Visitor {
             who,
             session_hash,
             operator_nonce: operator_nonce_found,
             t,
-            csrf,
+            csrf: field(&csrf_nonce),
+            csrf_set_cookie: csrf_cookie(&app.public_url, &csrf_nonce),
+            csrf_nonce,
             new_csrf,
+            https_only: app.public_url.starts_with("https://"),
             origin: headers
                 .get(header::ORIGIN)
                 .and_then(|v| v.to_str().ok())
@@ -189,21 +252,30 @@ impl FromRequestParts<AppState> for Visitor {
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            cookie_csrf,
+            expected_csrf: cookie_nonce.as_deref().map(field),
         })
     }
 }
 
 impl Visitor {
-    /// Whether a post's hidden field matches this visitor's CSRF cookie and
-    /// its `Origin`, when sent, is the host the request was sent to.
+    /// Whether a post's hidden field is the one this visitor's CSRF cookie
+    /// and session call for, and its `Origin`, when sent, is this site: the
+    /// host the request was sent to, over http or https (https only when
+    /// `public_url` is).
     pub fn csrf_ok(&self, field: &str) -> bool {
-        let Some(expected) = &self.cookie_csrf else {
+        let Some(expected) = &self.expected_csrf else {
             return false;
         };
         if let Some(origin) = &self.origin {
-            let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
-            if Some(origin_host.trim_end_matches('/')) != self.host.as_deref() {
+            let Some((scheme, host)) = origin.split_once("://") else {
+                return false;
+            };
+            let scheme_ok = match scheme {
+                "https" => true,
+                "http" => !self.https_only,
+                _ => false,
+            };
+            if !scheme_ok || Some(host.trim_end_matches('/')) != self.host.as_deref() {
                 return false;
             }
         }

@@ -113,6 +113,7 @@ pub async fn sign_in(
                     secure(&app)
                 ),
             );
+            set_cookie(&mut response, &visitor::fresh_csrf_cookie(&app.public_url));
             response
         }
         Err(p) => {
@@ -198,6 +199,7 @@ pub async fn sign_out(
         &mut response,
         &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
+    set_cookie(&mut response, &visitor::fresh_csrf_cookie(&app.public_url));
     response
 }
 
