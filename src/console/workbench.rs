@@ -505,7 +505,9 @@ pub async fn editor_post(
             if let Err(e) = written {
                 return problem_page(&v, back, back, &Problem::internal(format!("saving: {e}")));
             }
-            let _ = app
+            // The file is saved (the watcher loads it); a save the audit
+            // log missed must not pass for a recorded one.
+            let recorded = app
                 .submit(
                     crate::domain::Principal::Operator,
                     Command::RecordPolicySave {
@@ -514,6 +516,15 @@ pub async fn editor_post(
                     },
                 )
                 .await;
+            if let Err(p) = recorded {
+                tracing::error!(policy = %crate::logsafe::Clean(&f.name), error = %p.detail, "a policy was saved but recording the save failed");
+                let mut p = p;
+                p.detail = format!(
+                    "{} was saved, but recording the save in the audit log failed: {}",
+                    f.name, p.detail
+                );
+                return problem_page(&v, back, back, &p);
+            }
             return see_other("/support/policies?done=workbench.saved");
         }
         _ => {}
