@@ -1,6 +1,12 @@
 //! One `before_owner_change` decision through the hook dispatch: no handler
 //! (the baseline), the guard rule as a compiled plugin, the same rule as a
 //! Rhai script. Run: `cargo bench --bench hook_dispatch`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::collections::HashSet;
 use std::sync::Arc;

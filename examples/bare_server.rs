@@ -1,6 +1,12 @@
 //! Baseline for the read benchmarks: a bare hyper 1 server answering every
 //! request with a fixed JSON body of the given size.
 //! `bare_server 127.0.0.1:0 <body-bytes>`; prints its address on stdout.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::convert::Infallible;
 

@@ -1,6 +1,12 @@
 //! Load scenarios for `benches/run.sh`. Each prints one JSON line with its
 //! figures. Talks to a running daemon over loopback, except `store`, `hmac`
 //! and `seed`, which run in-process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

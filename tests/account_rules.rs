@@ -1,5 +1,11 @@
 //! One test per rule of the account core (R01–R11, R17, R19), over HTTP
 //! against a real daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

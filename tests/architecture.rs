@@ -1,6 +1,12 @@
 //! The layering of ARCHITECTURE.md, checked: the domain core is a crate
 //! that depends on nothing async or I/O (read from `cargo metadata`, so the
 //! check follows the real dependency graph); HTTP handlers never touch sled.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

@@ -1,5 +1,11 @@
 //! Bad input gets a clear problem+json error with its code, changes
 //! nothing, and never a 5xx.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

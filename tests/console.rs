@@ -3,6 +3,12 @@
 //! real `.eml` files. The browser tests (`tests/browser/`) drive the same
 //! pages in Chromium; these prove the rules and the security properties
 //! without a browser.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! operations from several principals; after every step R01, R08, R11, R14,
 //! R15, R24 and the Sell seat count hold, hook events commit with their
 //! cause, and a refused operation changed nothing but the audit log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::sync::Arc;
 

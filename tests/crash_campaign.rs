@@ -14,6 +14,12 @@
 //! throwaway cluster's directory) the campaign then stops PostgreSQL
 //! itself: writes fail cleanly with 503 meanwhile and succeed again once
 //! it is back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

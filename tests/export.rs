@@ -2,6 +2,12 @@
 //! store round-trips exactly, the daemon runs on the imported copy (the
 //! same people sign in, the same owner, the same audit log, ids going on),
 //! and a damaged file or a non-empty store changes nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Hostile load and other defects found by trying admind as an attacker
 //! would (issue "Hardening"). Each test is named after the defect it keeps
 //! fixed and runs against the real daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a step that fails fails the test"
+)]
 
 mod common;
 

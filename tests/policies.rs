@@ -1,6 +1,12 @@
 //! The policy layer end to end: hot reload under load, the sandbox, fail
 //! closed, after-hooks across SIGKILL, order, plugin configuration, each
 //! shipped policy and plugin, and the authors' tools.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

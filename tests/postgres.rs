@@ -1,6 +1,12 @@
 //! The daemon on PostgreSQL: a throwaway server (`tests/run.sh` starts one
 //! and sets TEST_POSTGRES_URL), a database of its own per test. Ignored by
 //! a plain `cargo test` (no server there); `tests/run.sh` runs them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

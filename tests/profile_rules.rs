@@ -1,5 +1,11 @@
 //! Rules of profiles and products (R12–R16, R18, R20–R25), over HTTP
 //! against a real daemon, reading mail as the recipients would.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

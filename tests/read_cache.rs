@@ -3,6 +3,12 @@
 //! keep reading the same values as fast as they can (each such read may
 //! put a value back in the cache while the write commits). On PostgreSQL
 //! the daemon has no cache, and the same tests hold.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

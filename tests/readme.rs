@@ -4,6 +4,12 @@
 //! are the daemon's), and every line ending in `#=> text` must print
 //! something containing `text` (variables in it are expanded). Every
 //! ```toml block must load as a configuration file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

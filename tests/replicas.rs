@@ -6,6 +6,12 @@
 //! Ignored by a plain `cargo test` (no database there); `tests/run.sh` runs
 //! them with `TEST_STORE=postgres`. The SIGKILL campaign across replicas is
 //! `tests/crash_campaign.rs` with `CRASH_CAMPAIGN_REPLICAS=2`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Real restarts: SIGKILL while writing, start again on the same data dir.
 //! Every acknowledged write is there, the rules hold, and every queued mail
 //! is delivered exactly once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

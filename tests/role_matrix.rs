@@ -1,6 +1,12 @@
 //! Every endpoint called as anonymous, end user, agent, admin, owner,
 //! previous owner, operator and a member of another account; each answer
 //! checked against the role the endpoint needs (docs/api.md).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

@@ -3,6 +3,12 @@
 //! the writer commits only if the command asks it the very same question.
 //! Each test holds the policy inside its call (no clocks): a test that
 //! could only pass by timing would prove nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

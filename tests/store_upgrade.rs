@@ -8,6 +8,12 @@
 //! (password `benchmark password`), three agents of whom one made admin,
 //! an integration, a payment method and seat change (an invoice), a
 //! pending licence request, a policy switched off, the audit log of it all.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Webhooks both ways. Deliveries are signed and checked with an
 //! independent implementation (the `standardwebhooks` crate).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benchmarks and examples: a step that fails stops them"
+)]
 
 mod common;
 

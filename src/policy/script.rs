@@ -158,13 +158,14 @@ fn log_allowed(policy: &str) -> bool {
         budget.clear();
     }
     let now = Instant::now();
-    let entry = match budget.iter().position(|(p, ..)| p == policy) {
-        Some(i) => &mut budget[i],
+    let i = match budget.iter().position(|(p, ..)| p == policy) {
+        Some(i) => i,
         None => {
             budget.push((policy.to_string(), now, 0, 0));
-            budget.last_mut().expect("just pushed")
+            budget.len() - 1
         }
     };
+    let entry = &mut budget[i];
     if now.duration_since(entry.1) >= Duration::from_secs(60) {
         if entry.3 > 0 {
             tracing::warn!(policy = %policy, dropped = entry.3, "policy log lines dropped: past {LOG_LINES_PER_MINUTE} a minute");

@@ -34,6 +34,10 @@ pub enum CodecError {
 }
 
 /// Version 1 (JSON), for values kept opaque by the store.
+#[allow(
+    clippy::expect_used,
+    reason = "serializing the daemon's own plain structs into memory cannot fail"
+)]
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(FORMAT_JSON);
@@ -43,6 +47,10 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Version 2 (binary), for the domain's records.
+#[allow(
+    clippy::expect_used,
+    reason = "serializing the daemon's own plain structs into memory cannot fail"
+)]
 pub fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(FORMAT_BINARY);

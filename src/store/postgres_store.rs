@@ -239,12 +239,21 @@ impl PostgresStore {
     ) -> Result<T, StoreError> {
         blocking(|| {
             let mut f = Some(f);
-            if let Some(result) = self.with_held(|h| (f.take().expect("called once"))(&mut h.conn))
-            {
+            let ran_twice = || StoreError::Backend {
+                backend: "postgres",
+                detail: "a query closure was called twice".into(),
+            };
+            if let Some(result) = self.with_held(|h| match f.take() {
+                Some(f) => f(&mut h.conn),
+                None => Err(ran_twice()),
+            }) {
                 return result;
             }
             let mut conn = self.pool.get()?;
-            (f.take().expect("called once"))(&mut conn)
+            match f.take() {
+                Some(f) => f(&mut conn),
+                None => Err(ran_twice()),
+            }
         })
     }
 
@@ -728,15 +737,26 @@ impl Backend for PostgresStore {
         let mut t = Some(t);
         // A command's commit ends the transaction its lock opened.
         let held = self.with_held(|h| {
-            let result = write_transaction(&mut *h.conn, t.take().expect("called once"))
-                .and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
+            let result = match t.take() {
+                Some(t) => write_transaction(&mut *h.conn, t),
+                None => Err(StoreError::Backend {
+                    backend: "postgres",
+                    detail: "a commit was written twice".into(),
+                }),
+            }
+            .and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
             h.open = false;
             result
         });
         if let Some(result) = held {
             return result;
         }
-        let t = t.take().expect("not taken");
+        let Some(t) = t.take() else {
+            return Err(StoreError::Backend {
+                backend: "postgres",
+                detail: "a commit was written twice".into(),
+            });
+        };
         blocking(|| {
             let mut conn = self.pool.get()?;
             let mut tx = conn.transaction()?;

@@ -289,6 +289,10 @@ impl Writer {
     /// store whose commands lock what they touch). They stop once every
     /// `Writer` clone is dropped, after flushing what they committed; the
     /// handle returned joins them all.
+    #[allow(
+        clippy::expect_used,
+        reason = "at start-up only: a daemon that cannot start its writer threads cannot serve"
+    )]
     pub fn start(deps: WriterDeps) -> (Writer, std::thread::JoinHandle<()>) {
         let threads = deps.store.writer_threads().max(1);
         let versions = Arc::new(AccountVersions::new());

@@ -1,6 +1,12 @@
 //! Test harness: runs the real `admind` binary on an ephemeral port with a
 //! temporary data dir, talks HTTP to it, and reads its mail as `.eml` files.
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a step that fails fails the test"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
