@@ -262,6 +262,26 @@ async fn the_openapi_document_lists_every_endpoint() {
         }
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Every error answer of every operation is the one Problem schema (a
+    // generated client gets one error model, not one per operation).
+    let mut errors = 0;
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, answer) in op["responses"].as_object().into_iter().flatten() {
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                for (_, content) in answer["content"].as_object().into_iter().flatten() {
+                    assert_eq!(
+                        content["schema"]["$ref"], "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                    errors += 1;
+                }
+            }
+        }
+    }
+    assert!(errors > 100, "{errors}");
 }
 
 #[tokio::test]

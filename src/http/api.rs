@@ -240,7 +240,7 @@ pub type ApiResult<T> = Result<T, Problem>;
 pub enum Errors {
     /// Bad input: malformed JSON, unknown field, bad value (`validation_failed`, `malformed_json`, `invalid_token`, `invalid_path`).
     #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(#[to_schema] Problem),
+    BadRequest(Problem),
     /// No or bad credentials.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(Problem),
