@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use admind::domain::{OwnerChangeProposal, PolicyGate, UserSnapshot};
+use admind::domain::{OwnerChangeProposal, PolicyGate, Proposal, UserSnapshot};
 use admind::metrics::Metrics;
 use admind::policy::script::{ScriptEngine, ScriptLimits};
 use admind::policy::PolicyHost;
@@ -82,17 +82,17 @@ fn bench(c: &mut Criterion) {
     let none = host(vec![], empty.path().to_path_buf());
     let plugin = host(vec![Box::new(GuardPlugin)], empty.path().to_path_buf());
     let script = host(vec![], with_script.path().to_path_buf());
-    let p = proposal();
-    assert!(script.before_owner_change(&p).is_ok());
+    let p = Proposal::OwnerChange(proposal());
+    assert!(script.before(&p).is_ok());
     let mut g = c.benchmark_group("before_owner_change");
     g.bench_function("no_handler", |b| {
-        b.iter(|| none.before_owner_change(std::hint::black_box(&p)))
+        b.iter(|| none.before(std::hint::black_box(&p)))
     });
     g.bench_function("compiled_plugin", |b| {
-        b.iter(|| plugin.before_owner_change(std::hint::black_box(&p)))
+        b.iter(|| plugin.before(std::hint::black_box(&p)))
     });
     g.bench_function("rhai_script", |b| {
-        b.iter(|| script.before_owner_change(std::hint::black_box(&p)))
+        b.iter(|| script.before(std::hint::black_box(&p)))
     });
     g.finish();
 }

@@ -244,7 +244,14 @@ async fn run_case(ops: Vec<Op>) {
 struct VetoesHalf;
 
 impl PolicyGate for VetoesHalf {
-    fn before_owner_change(&self, p: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+    fn handles(&self, hook: &str) -> bool {
+        hook == "before_owner_change"
+    }
+
+    fn before(&self, p: &Proposal) -> Result<GateNotes, Veto> {
+        let Proposal::OwnerChange(p) = p else {
+            return Ok(Vec::new());
+        };
         if p.to.id.ends_with(['0', '1', '2', '3', '4', '5', '6', '7']) {
             return Err(Veto {
                 policy: "half.rhai".into(),

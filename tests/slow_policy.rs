@@ -34,7 +34,14 @@ struct HeldPolicy {
 }
 
 impl PolicyGate for HeldPolicy {
-    fn before_owner_change(&self, p: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+    fn handles(&self, hook: &str) -> bool {
+        hook == "before_owner_change"
+    }
+
+    fn before(&self, p: &Proposal) -> Result<GateNotes, Veto> {
+        let Proposal::OwnerChange(p) = p else {
+            return Ok(Vec::new());
+        };
         self.calls.fetch_add(1, Ordering::SeqCst);
         let hold = self
             .held_account

@@ -25,9 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{
-    DomainEvent, OwnerChangeProposal, PolicyGate, PolicySwitch, UserSnapshot, Veto,
-};
+use crate::domain::{DomainEvent, PolicyGate, PolicySwitch, Proposal, UserSnapshot, Veto};
 use crate::metrics::{Metrics, PolicyLabels};
 use script::{Compiled, Lookups, ScriptEngine, ScriptError};
 
@@ -807,18 +805,9 @@ fn read_script(path: &Path, scripts_dir: &Path, max_bytes: u64) -> Result<String
 }
 
 impl PolicyGate for PolicyHost {
-    fn before_owner_change(
-        &self,
-        proposal: &OwnerChangeProposal,
-    ) -> Result<crate::domain::GateNotes, Veto> {
-        let event = Event::OwnerChange {
-            account_id: proposal.account_id.clone(),
-            actor_id: proposal.actor_id.clone(),
-            from: user_info(&proposal.from),
-            to: user_info(&proposal.to),
-            integrations: None,
-        };
-        let records = self.run(Hook::BeforeOwnerChange, &event);
+    fn before(&self, proposal: &Proposal) -> Result<crate::domain::GateNotes, Veto> {
+        let (hook, event) = proposal_event(proposal);
+        let records = self.run(hook, &event);
         let mut ignored = Vec::new();
         for r in &records {
             for action in &r.actions {
@@ -832,7 +821,7 @@ impl PolicyGate for PolicyHost {
                 ignored.push(format!("{} by policy {}", describe(action), r.policy));
             }
         }
-        match self.veto(Hook::BeforeOwnerChange, &records) {
+        match self.veto(hook, &records) {
             Some(mut v) => {
                 v.ignored = ignored;
                 Err(v)
@@ -841,10 +830,134 @@ impl PolicyGate for PolicyHost {
         }
     }
 
-    fn handles_before_owner_change(&self) -> bool {
-        let hook = Hook::BeforeOwnerChange;
+    fn handles(&self, hook: &str) -> bool {
+        let Some(hook) = Hook::from_name(hook) else {
+            return false;
+        };
         self.plugins.iter().any(|p| p.hooks.contains(&hook))
             || self.scripts.load().iter().any(|s| s.hooks.contains(&hook))
+    }
+}
+
+/// A member as the plugin API shows them.
+fn member_info(m: &crate::domain::MemberSnapshot) -> admind_plugin_api::MemberInfo {
+    admind_plugin_api::MemberInfo {
+        user: user_info(&m.user),
+        role: m.role.clone(),
+        sell_role: m.sell_role.clone(),
+        is_owner: m.is_owner,
+    }
+}
+
+/// The hook and plugin-API event of a `before_` hook's proposal.
+pub fn proposal_event(proposal: &Proposal) -> (Hook, Event) {
+    match proposal.clone() {
+        Proposal::OwnerChange(p) => (
+            Hook::BeforeOwnerChange,
+            Event::OwnerChange {
+                account_id: p.account_id,
+                actor_id: p.actor_id,
+                from: user_info(&p.from),
+                to: user_info(&p.to),
+                integrations: None,
+            },
+        ),
+        Proposal::MemberAdd {
+            account_id,
+            actor_id,
+            name,
+            email,
+            role,
+        } => (
+            Hook::BeforeMemberAdd,
+            Event::MemberAdd {
+                account_id,
+                actor_id,
+                name,
+                email,
+                role,
+            },
+        ),
+        Proposal::MemberRemove {
+            account_id,
+            actor_id,
+            member,
+        } => (
+            Hook::BeforeMemberRemove,
+            Event::MemberRemove {
+                account_id,
+                actor_id,
+                member: member_info(&member),
+            },
+        ),
+        Proposal::RoleChange {
+            account_id,
+            actor_id,
+            member,
+            from_role,
+            to_role,
+        } => (
+            Hook::BeforeRoleChange,
+            Event::RoleChange {
+                account_id,
+                actor_id,
+                member: member_info(&member),
+                from_role,
+                to_role,
+            },
+        ),
+        Proposal::SeatChange {
+            account_id,
+            actor_id,
+            product,
+            seats_from,
+            seats_to,
+        } => (
+            Hook::BeforeSeatChange,
+            Event::SeatChange {
+                account_id,
+                actor_id,
+                product,
+                seats_from,
+                seats_to,
+            },
+        ),
+        Proposal::EmailPrimary {
+            account_id,
+            actor_id,
+            user,
+            old_primary,
+            new_primary,
+        } => (
+            Hook::BeforeEmailPrimary,
+            Event::EmailPrimary {
+                account_id,
+                user: admind_plugin_api::PrimaryUser {
+                    id: user.id,
+                    name: user.name,
+                    is_owner: user.is_owner,
+                },
+                old_primary,
+                new_primary,
+                actor_id: Some(actor_id),
+            },
+        ),
+        Proposal::SellRoleChange {
+            account_id,
+            actor_id,
+            member,
+            from_sell_role,
+            to_sell_role,
+        } => (
+            Hook::BeforeSellRoleChange,
+            Event::SellRoleChange {
+                account_id,
+                actor_id,
+                member: member_info(&member),
+                from_sell_role,
+                to_sell_role,
+            },
+        ),
     }
 }
 
@@ -944,6 +1057,7 @@ pub fn hook_event(event: &DomainEvent) -> (Hook, Event) {
                 },
                 old_primary: old_primary.clone(),
                 new_primary: new_primary.clone(),
+                actor_id: None,
             },
         ),
     }

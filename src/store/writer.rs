@@ -60,22 +60,14 @@ enum Answer {
     Stale,
 }
 
-/// A `before_owner_change` decided ahead of the writer, and the version
-/// of its account's state it was decided on.
+/// A command's `before_` hooks decided ahead of the writer, and the
+/// version of its account's state they were decided on.
 #[derive(Clone)]
 struct Decided {
     account_version: u64,
-    answer: DecidedAnswer,
-}
-
-#[derive(Clone)]
-enum DecidedAnswer {
-    /// The command did not reach the hook when it was decided.
-    NotAsked,
-    Asked {
-        proposal: Box<OwnerChangeProposal>,
-        answer: Result<GateNotes, Veto>,
-    },
+    /// Each question the command asked, in order, with its answer (none:
+    /// it did not reach a hook when it was decided).
+    answers: Vec<(Proposal, Result<GateNotes, Veto>)>,
 }
 
 /// Times a command's `before_` hooks are decided again off the writer
@@ -83,20 +75,22 @@ enum DecidedAnswer {
 /// itself (so progress never depends on winning a race).
 pub const PREDECIDE_ATTEMPTS_MAX: usize = 3;
 
-/// The gate the writer runs a command with when its hook was decided
-/// ahead: the decided answer for the same proposal, else "stale".
+/// The gate the writer runs a command with when its hooks were decided
+/// ahead: the decided answer for the same question asked in the same
+/// place, else "stale".
 struct DecidedGate {
     decided: Decided,
+    asked: std::sync::atomic::AtomicUsize,
     stale: std::sync::atomic::AtomicBool,
 }
 
 impl PolicyGate for DecidedGate {
-    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
-        match &self.decided.answer {
-            DecidedAnswer::Asked {
-                proposal: p,
-                answer,
-            } if **p == *proposal => answer.clone(),
+    fn before(&self, proposal: &Proposal) -> Result<GateNotes, Veto> {
+        let n = self
+            .asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.decided.answers.get(n) {
+            Some((p, answer)) if p == proposal => answer.clone(),
             _ => {
                 self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
                 Err(Veto {
@@ -112,20 +106,17 @@ impl PolicyGate for DecidedGate {
 }
 
 /// The gate a command is decided with off the writer: the real one, its
-/// answer kept.
+/// answers kept.
 struct RecordingGate<'a> {
     real: &'a dyn PolicyGate,
-    seen: std::sync::Mutex<Option<DecidedAnswer>>,
+    seen: std::sync::Mutex<Vec<(Proposal, Result<GateNotes, Veto>)>>,
 }
 
 impl PolicyGate for RecordingGate<'_> {
-    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
-        let answer = self.real.before_owner_change(proposal);
+    fn before(&self, proposal: &Proposal) -> Result<GateNotes, Veto> {
+        let answer = self.real.before(proposal);
         if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(DecidedAnswer::Asked {
-                proposal: Box::new(proposal.clone()),
-                answer: answer.clone(),
-            });
+            seen.push((proposal.clone(), answer.clone()));
         }
         answer
     }
@@ -377,7 +368,10 @@ impl Writer {
     /// times, after which the writer asks the policy itself. So a slow
     /// policy delays its own command, not the writer every account shares.
     pub async fn submit(&self, actor: Principal, command: Command) -> Result<Reply, Refusal> {
-        if command.asks_before_hooks() && self.deps.gate.handles_before_owner_change() {
+        if command
+            .before_hook()
+            .is_some_and(|hook| self.deps.gate.handles(hook))
+        {
             for _ in 0..PREDECIDE_ATTEMPTS_MAX {
                 let decided = self.decide(&actor, &command).await?;
                 match self
@@ -406,7 +400,7 @@ impl Writer {
         let job: DecideJob = Box::new(move || {
             let gate = RecordingGate {
                 real: deps.gate.as_ref(),
-                seen: std::sync::Mutex::new(None),
+                seen: std::sync::Mutex::new(Vec::new()),
             };
             let mut entropy = OsEntropy;
             let mut ctx = Ctx {
@@ -420,15 +414,10 @@ impl Writer {
             let account_version = command.info().account_id.map_or(0, |a| versions.get(a));
             // The outcome is dropped: only the hook's answer is kept.
             let _ = execute(&deps.store, &mut ctx, &actor, command);
-            let answer = gate
-                .seen
-                .into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or(DecidedAnswer::NotAsked);
+            let answers = gate.seen.into_inner().unwrap_or_default();
             let _ = answer_tx.send(Decided {
                 account_version,
-                answer,
+                answers,
             });
         });
         let closed = || Refusal::store("the policy decision threads stopped");
@@ -552,6 +541,7 @@ fn run_one(
     let now = Utc::now();
     let decided_gate = decided.map(|decided| DecidedGate {
         decided,
+        asked: std::sync::atomic::AtomicUsize::new(0),
         stale: std::sync::atomic::AtomicBool::new(false),
     });
     let gate: &dyn PolicyGate = match &decided_gate {

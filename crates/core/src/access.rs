@@ -16,6 +16,25 @@ pub fn snapshot(user: &User) -> UserSnapshot {
     }
 }
 
+/// A member as a `before_` hook sees them.
+pub fn member_snapshot(account: &Account, user: &User) -> MemberSnapshot {
+    MemberSnapshot {
+        user: snapshot(user),
+        role: user.support_role.as_str().to_string(),
+        sell_role: user.sell_role.as_str().to_string(),
+        is_owner: account.owner_id == user.id,
+    }
+}
+
+/// Who acts, as a hook's `actor_id`: a member's user id, else the
+/// principal's audit name (`operator`, `policy:<name>`, …).
+pub fn actor_id(actor: &Principal) -> String {
+    match actor.user_id() {
+        Some(id) => id.to_string(),
+        None => actor.audit_name(),
+    }
+}
+
 /// Role label of the member list (R07).
 pub fn role_label(account: &Account, user: &User) -> &'static str {
     if account.owner_id == user.id {

@@ -161,7 +161,7 @@ pub(crate) fn confirm_email(
 
 pub(crate) fn make_primary(
     view: &dyn StateView,
-    _ctx: &mut Ctx,
+    ctx: &mut Ctx,
     draft: &Draft,
     account_id: &str,
     user_id: &str,
@@ -183,16 +183,24 @@ pub(crate) fn make_primary(
             "verify the address (use the link mailed to it) before making it primary",
         ));
     }
+    let whose = PrimaryChangeUser {
+        id: user.id.clone(),
+        name: user.name.clone(),
+        is_owner: account.owner_id == user.id,
+    };
+    let ignored = ctx.ask(&Proposal::EmailPrimary {
+        account_id: account_id.to_string(),
+        actor_id: actor_id(draft.actor),
+        user: whose.clone(),
+        old_primary: old.clone(),
+        new_primary: wanted.address.clone(),
+    })?;
     for e in &mut user.emails {
         e.primary = normalize_email(&e.address) == normalize_email(&wanted.address);
     }
     let event = DomainEvent::AfterEmailPrimary {
         account_id: account_id.to_string(),
-        user: PrimaryChangeUser {
-            id: user.id.clone(),
-            name: user.name.clone(),
-            is_owner: account.owner_id == user.id,
-        },
+        user: whose,
         old_primary: old.clone(),
         new_primary: wanted.address.clone(),
     };
@@ -208,7 +216,11 @@ pub(crate) fn make_primary(
         audit: draft.ok(
             account_id,
             format!("user:{}", user.id),
-            format!("primary {old} -> {}", wanted.address),
+            format!(
+                "primary {old} -> {}{}",
+                wanted.address,
+                crate::context::ignored_note(&ignored)
+            ),
         ),
         reply: Reply::User(user),
     })

@@ -2,7 +2,8 @@
 
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Draft};
+use crate::event::Proposal;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::validate;
@@ -22,6 +23,7 @@ pub(crate) fn set_seats(
     if support_seats.is_none() && sell_seats.is_none() {
         return Err(Refusal::invalid("give support_seats, sell_seats or both"));
     }
+    let before = (account.support_seats_bought, account.sell.seats_bought);
     if let Some(n) = support_seats {
         let n = validate::seats("support_seats", n)?;
         // R11: never fewer seats than are in use.
@@ -53,6 +55,22 @@ pub(crate) fn set_seats(
             account.sell.status = SellStatus::Active;
         }
     }
+    // `before_seat_change`, once per product whose seats change.
+    let mut ignored = Vec::new();
+    for (product, from, to) in [
+        ("support", before.0, account.support_seats_bought),
+        ("sell", before.1, account.sell.seats_bought),
+    ] {
+        if from != to {
+            ignored.extend(ctx.ask(&Proposal::SeatChange {
+                account_id: account_id.clone(),
+                actor_id: actor_id(actor),
+                product: product.to_string(),
+                seats_from: from,
+                seats_to: to,
+            })?);
+        }
+    }
     let invoice = Invoice {
         id: ctx.entropy.id("inv"),
         account_id: account_id.clone(),
@@ -72,8 +90,10 @@ pub(crate) fn set_seats(
             &account_id,
             format!("account:{account_id}"),
             format!(
-                "support seats {}, sell seats {}",
-                account.support_seats_bought, account.sell.seats_bought
+                "support seats {}, sell seats {}{}",
+                account.support_seats_bought,
+                account.sell.seats_bought,
+                ignored_note(&ignored)
             ),
         ),
         reply: Reply::Account(account),

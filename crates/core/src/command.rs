@@ -283,9 +283,21 @@ impl CommandInfo<'_> {
 }
 
 impl Command {
-    /// Whether running it may ask a `before_` hook ([`super::PolicyGate`]).
-    pub fn asks_before_hooks(&self) -> bool {
-        matches!(self, Command::TransferOwnership { .. })
+    /// The `before_` hook running it may ask ([`super::PolicyGate`]):
+    /// every command that changes people or money asks one.
+    pub fn before_hook(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::TransferOwnership { .. } => "before_owner_change",
+            Command::AddMember { .. } => "before_member_add",
+            Command::RemoveMember { .. } => "before_member_remove",
+            Command::ChangeRole { .. } => "before_role_change",
+            Command::SetSeats { .. } => "before_seat_change",
+            Command::MakePrimaryEmail { .. } => "before_email_primary",
+            Command::GrantSell { .. }
+            | Command::ChangeSellRole { .. }
+            | Command::RemoveSell { .. } => "before_sell_role_change",
+            _ => return None,
+        })
     }
 
     /// The audit log's view of the command: one arm per command, so adding

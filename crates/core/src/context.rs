@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::command::*;
-use crate::event::PolicyGate;
+use crate::event::{GateNotes, PolicyGate, Proposal};
+use crate::refusal::Refusal;
 
 /// Fresh ids and secrets. The daemon uses the OS random source; tests may
 /// use a seeded one.
@@ -44,6 +45,38 @@ pub struct Ctx<'a> {
     pub entropy: &'a mut dyn Entropy,
     pub gate: &'a dyn PolicyGate,
     pub settings: &'a Settings,
+}
+
+impl Ctx<'_> {
+    /// Asks the `before_` hook of `proposal`: its notes (actions asked and
+    /// not carried out) when the policies allow, else the refusal
+    /// `policy_denied` naming the policy, its version and its reason.
+    pub(crate) fn ask(&self, proposal: &Proposal) -> Result<GateNotes, Refusal> {
+        self.gate.before(proposal).map_err(|veto| {
+            Refusal::conflict(
+                "policy_denied",
+                format!(
+                    "policy {} (version {}, {} us) denied: {}{}",
+                    veto.policy,
+                    veto.version,
+                    veto.duration_us,
+                    veto.reason,
+                    ignored_note(&veto.ignored)
+                ),
+            )
+        })
+    }
+}
+
+/// The audit wording of actions a `before_` hook asked for and did not get.
+pub(crate) fn ignored_note(ignored: &GateNotes) -> String {
+    if ignored.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; not carried out (before_ hooks decide, they do not act): {}",
+        ignored.join(", ")
+    )
 }
 
 /// Stored form of a mailed or bearer token: hex SHA-256. Tokens carry 256

@@ -107,14 +107,96 @@ pub struct Veto {
 /// disappears without a trace.
 pub type GateNotes = Vec<String>;
 
-/// What the core asks before a transfer commits. The policy layer implements
+/// A member as a `before_` hook sees them, with their roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSnapshot {
+    #[serde(flatten)]
+    pub user: UserSnapshot,
+    /// `admin`, `agent` or `end_user`; the owner is an admin.
+    pub role: String,
+    /// `none`, `user` or `admin`.
+    pub sell_role: String,
+    pub is_owner: bool,
+}
+
+/// What a `before_` hook is asked: the change a command is about to make,
+/// once every rule allowed it. A policy may veto it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "hook", rename_all = "snake_case")]
+pub enum Proposal {
+    /// `before_owner_change`.
+    OwnerChange(OwnerChangeProposal),
+    /// `before_member_add`: who is about to be added, as what.
+    MemberAdd {
+        account_id: AccountId,
+        actor_id: String,
+        name: String,
+        email: String,
+        role: String,
+    },
+    /// `before_member_remove`.
+    MemberRemove {
+        account_id: AccountId,
+        actor_id: String,
+        member: MemberSnapshot,
+    },
+    /// `before_role_change`: a Support role.
+    RoleChange {
+        account_id: AccountId,
+        actor_id: String,
+        member: MemberSnapshot,
+        from_role: String,
+        to_role: String,
+    },
+    /// `before_seat_change`: seats bought, per product (`support`, `sell`).
+    SeatChange {
+        account_id: AccountId,
+        actor_id: String,
+        product: String,
+        seats_from: u32,
+        seats_to: u32,
+    },
+    /// `before_email_primary`.
+    EmailPrimary {
+        account_id: AccountId,
+        actor_id: String,
+        user: PrimaryChangeUser,
+        old_primary: String,
+        new_primary: String,
+    },
+    /// `before_sell_role_change`: Sell access given, changed or taken.
+    SellRoleChange {
+        account_id: AccountId,
+        actor_id: String,
+        member: MemberSnapshot,
+        from_sell_role: String,
+        to_sell_role: String,
+    },
+}
+
+impl Proposal {
+    /// The hook that is asked.
+    pub fn hook_name(&self) -> &'static str {
+        match self {
+            Proposal::OwnerChange(_) => "before_owner_change",
+            Proposal::MemberAdd { .. } => "before_member_add",
+            Proposal::MemberRemove { .. } => "before_member_remove",
+            Proposal::RoleChange { .. } => "before_role_change",
+            Proposal::SeatChange { .. } => "before_seat_change",
+            Proposal::EmailPrimary { .. } => "before_email_primary",
+            Proposal::SellRoleChange { .. } => "before_sell_role_change",
+        }
+    }
+}
+
+/// What the core asks before a change commits. The policy layer implements
 /// it; the default allows everything.
 pub trait PolicyGate: Send + Sync {
-    fn before_owner_change(&self, proposal: &OwnerChangeProposal) -> Result<GateNotes, Veto>;
+    fn before(&self, proposal: &Proposal) -> Result<GateNotes, Veto>;
 
-    /// Whether anything handles `before_owner_change` (when nothing does,
-    /// the host need not decide the hook ahead of the writer).
-    fn handles_before_owner_change(&self) -> bool {
+    /// Whether anything handles the `before_` hook `hook` (when nothing
+    /// does, the host need not decide it ahead of the writer).
+    fn handles(&self, _hook: &str) -> bool {
         true
     }
 }
@@ -122,10 +204,10 @@ pub trait PolicyGate: Send + Sync {
 pub struct AllowAll;
 
 impl PolicyGate for AllowAll {
-    fn before_owner_change(&self, _: &OwnerChangeProposal) -> Result<GateNotes, Veto> {
+    fn before(&self, _: &Proposal) -> Result<GateNotes, Veto> {
         Ok(Vec::new())
     }
-    fn handles_before_owner_change(&self) -> bool {
+    fn handles(&self, _hook: &str) -> bool {
         false
     }
 }

@@ -3,7 +3,8 @@
 use crate::access::*;
 use crate::accounts::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Draft};
+use crate::event::Proposal;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::seats::*;
@@ -42,6 +43,13 @@ pub(crate) fn add_member(
     if role.holds_seat() {
         take_support_seat(&mut account, actor, now, "member.add")?;
     }
+    let ignored = ctx.ask(&Proposal::MemberAdd {
+        account_id: account_id.clone(),
+        actor_id: actor_id(actor),
+        name: name.clone(),
+        email: email.clone(),
+        role: role.as_str().to_string(),
+    })?;
     account.member_count += 1;
     let user = new_user(ctx, &account_id, name, email.clone(), role);
     let (token_change, notice) = password_set_token(ctx, &account, &user);
@@ -61,7 +69,7 @@ pub(crate) fn add_member(
         audit: draft.ok(
             &account_id,
             format!("user:{}", user.id),
-            format!("added as {}", role.as_str()),
+            format!("added as {}{}", role.as_str(), ignored_note(&ignored)),
         ),
         reply: Reply::User(user),
     })
@@ -95,6 +103,13 @@ pub(crate) fn change_role(
         (true, false) => give_back(&mut account.support_seats_used, "support seats used")?,
         _ => {}
     }
+    let ignored = ctx.ask(&Proposal::RoleChange {
+        account_id: account_id.clone(),
+        actor_id: actor_id(actor),
+        member: member_snapshot(&account, &user),
+        from_role: user.support_role.as_str().to_string(),
+        to_role: role.as_str().to_string(),
+    })?;
     let from = user.support_role;
     user.support_role = role;
     Ok(Outcome {
@@ -104,7 +119,12 @@ pub(crate) fn change_role(
         audit: draft.ok(
             &account_id,
             format!("user:{user_id}"),
-            format!("{} -> {}", from.as_str(), role.as_str()),
+            format!(
+                "{} -> {}{}",
+                from.as_str(),
+                role.as_str(),
+                ignored_note(&ignored)
+            ),
         ),
         reply: Reply::User(user),
     })
@@ -145,6 +165,11 @@ pub(crate) fn remove_member(
         give_back(&mut account.sell.seats_used, "Sell seats used")?;
     }
     give_back(&mut account.member_count, "members")?;
+    let ignored = ctx.ask(&Proposal::MemberRemove {
+        account_id: account_id.clone(),
+        actor_id: actor_id(actor),
+        member: member_snapshot(&account, &user),
+    })?;
     let mut changes = vec![];
     for e in &user.emails {
         changes.push(Change::DeleteEmailIndex {
@@ -174,7 +199,11 @@ pub(crate) fn remove_member(
         changes,
         notices: vec![],
         events: vec![],
-        audit: draft.ok(&account_id, format!("user:{user_id}"), "removed"),
+        audit: draft.ok(
+            &account_id,
+            format!("user:{user_id}"),
+            format!("removed{}", ignored_note(&ignored)),
+        ),
         reply: Reply::Done,
     })
 }

@@ -43,6 +43,13 @@ impl SellRole {
     pub fn holds_seat(self) -> bool {
         matches!(self, SellRole::User | SellRole::Admin)
     }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SellRole::None => "none",
+            SellRole::User => "user",
+            SellRole::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -2,22 +2,11 @@
 
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Draft};
 use crate::event::*;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::view::StateView;
-
-/// The audit wording of actions a `before_` hook asked for and did not get.
-pub(crate) fn ignored_note(ignored: &GateNotes) -> String {
-    if ignored.is_empty() {
-        return String::new();
-    }
-    format!(
-        "; not carried out (before_ hooks decide, they do not act): {}",
-        ignored.join(", ")
-    )
-}
 
 pub(crate) fn transfer_ownership(
     view: &dyn StateView,
@@ -58,21 +47,10 @@ pub(crate) fn transfer_ownership(
         from: snapshot(&from),
         to: snapshot(&to),
     };
-    let ignored = match ctx.gate.before_owner_change(&proposal) {
-        Ok(ignored) => ignored,
-        Err(veto) => {
-            return Err(Refusal::conflict(
-                "policy_denied",
-                format!(
-                    "policy {} (version {}, {} us) denied: {}{}",
-                    veto.policy,
-                    veto.version,
-                    veto.duration_us,
-                    veto.reason,
-                    ignored_note(&veto.ignored)
-                ),
-            ));
-        }
+    let asked = Proposal::OwnerChange(proposal);
+    let ignored = ctx.ask(&asked)?;
+    let Proposal::OwnerChange(proposal) = asked else {
+        return Err(Refusal::broken("the proposal changed kind"));
     };
     account.owner_id = to.id.clone();
     let mut changes = vec![];

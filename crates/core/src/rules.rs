@@ -147,11 +147,11 @@ pub fn execute(
             account_id,
             user_id,
             role,
-        } => sell::change_sell_role(view, &draft, &account_id, &user_id, role),
+        } => sell::change_sell_role(view, ctx, &draft, &account_id, &user_id, role),
         Command::RemoveSell {
             account_id,
             user_id,
-        } => sell::remove_sell(view, &draft, &account_id, &user_id),
+        } => sell::remove_sell(view, ctx, &draft, &account_id, &user_id),
         Command::AppointSellAdmin {
             account_id,
             user_id,

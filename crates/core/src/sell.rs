@@ -2,11 +2,29 @@
 
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Draft};
+use crate::event::{GateNotes, Proposal};
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::seats::*;
 use crate::view::StateView;
+
+/// Asks `before_sell_role_change` for `user` going to Sell role `to`.
+fn ask_sell_role(
+    ctx: &Ctx,
+    draft: &Draft,
+    account: &Account,
+    user: &User,
+    to: SellRole,
+) -> Result<GateNotes, Refusal> {
+    ctx.ask(&Proposal::SellRoleChange {
+        account_id: account.id.clone(),
+        actor_id: actor_id(draft.actor),
+        member: member_snapshot(account, user),
+        from_sell_role: user.sell_role.as_str().to_string(),
+        to_sell_role: to.as_str().to_string(),
+    })
+}
 
 pub(crate) fn start_sell_trial(
     view: &dyn StateView,
@@ -86,6 +104,7 @@ pub(crate) fn grant_sell(
         ));
     }
     sell_seat(&mut account, draft.actor, ctx.now, "sell.grant")?;
+    let ignored = ask_sell_role(ctx, draft, &account, &user, role)?;
     user.sell_role = role;
     if role == SellRole::Admin {
         account.sell.admin_count += 1;
@@ -94,7 +113,11 @@ pub(crate) fn grant_sell(
         draft,
         account,
         user,
-        format!("Sell {role:?} granted").to_lowercase(),
+        format!(
+            "{}{}",
+            format!("Sell {role:?} granted").to_lowercase(),
+            ignored_note(&ignored)
+        ),
     )
 }
 
@@ -129,6 +152,7 @@ pub(crate) fn sell_user(
 
 pub(crate) fn change_sell_role(
     view: &dyn StateView,
+    ctx: &mut Ctx,
     draft: &Draft,
     account_id: &str,
     user_id: &str,
@@ -155,17 +179,23 @@ pub(crate) fn change_sell_role(
     } else {
         account.sell.admin_count += 1;
     }
+    let ignored = ask_sell_role(ctx, draft, &account, &user, role)?;
     user.sell_role = role;
     member_changed(
         draft,
         account,
         user,
-        format!("Sell role {role:?}").to_lowercase(),
+        format!(
+            "{}{}",
+            format!("Sell role {role:?}").to_lowercase(),
+            ignored_note(&ignored)
+        ),
     )
 }
 
 pub(crate) fn remove_sell(
     view: &dyn StateView,
+    ctx: &mut Ctx,
     draft: &Draft,
     account_id: &str,
     user_id: &str,
@@ -183,12 +213,17 @@ pub(crate) fn remove_sell(
         give_back(&mut account.sell.admin_count, "Sell admins")?;
     }
     give_back(&mut account.sell.seats_used, "Sell seats used")?;
+    let ignored = ask_sell_role(ctx, draft, &account, &user, SellRole::None)?;
     user.sell_role = SellRole::None;
     Ok(Outcome {
         changes: vec![Change::PutAccount(account), Change::PutUser(user.clone())],
         notices: vec![],
         events: vec![],
-        audit: draft.ok(account_id, format!("user:{user_id}"), "Sell access removed"),
+        audit: draft.ok(
+            account_id,
+            format!("user:{user_id}"),
+            format!("Sell access removed{}", ignored_note(&ignored)),
+        ),
         reply: Reply::Done,
     })
 }

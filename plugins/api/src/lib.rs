@@ -16,16 +16,28 @@ pub enum Hook {
     AgentSeatExhausted,
     SellSeatExhausted,
     WebhookReceived,
+    BeforeMemberAdd,
+    BeforeMemberRemove,
+    BeforeRoleChange,
+    BeforeSeatChange,
+    BeforeEmailPrimary,
+    BeforeSellRoleChange,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 6] = [
+    pub const ALL: [Hook; 12] = [
         Hook::BeforeOwnerChange,
         Hook::AfterOwnerChange,
         Hook::AfterEmailPrimary,
         Hook::AgentSeatExhausted,
         Hook::SellSeatExhausted,
         Hook::WebhookReceived,
+        Hook::BeforeMemberAdd,
+        Hook::BeforeMemberRemove,
+        Hook::BeforeRoleChange,
+        Hook::BeforeSeatChange,
+        Hook::BeforeEmailPrimary,
+        Hook::BeforeSellRoleChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +48,12 @@ impl Hook {
             Hook::AgentSeatExhausted => "agent_seat_exhausted",
             Hook::SellSeatExhausted => "sell_seat_exhausted",
             Hook::WebhookReceived => "webhook_received",
+            Hook::BeforeMemberAdd => "before_member_add",
+            Hook::BeforeMemberRemove => "before_member_remove",
+            Hook::BeforeRoleChange => "before_role_change",
+            Hook::BeforeSeatChange => "before_seat_change",
+            Hook::BeforeEmailPrimary => "before_email_primary",
+            Hook::BeforeSellRoleChange => "before_sell_role_change",
         }
     }
 
@@ -45,7 +63,7 @@ impl Hook {
 
     /// `before_` hooks may veto; the others run after the commit.
     pub fn may_veto(self) -> bool {
-        self == Hook::BeforeOwnerChange
+        self.name().starts_with("before_")
     }
 }
 
@@ -63,6 +81,18 @@ pub struct UserInfo {
 pub struct IntegrationInfo {
     pub id: String,
     pub name: String,
+}
+
+/// A member as a `before_` hook sees them: the user, and their roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    #[serde(flatten)]
+    pub user: UserInfo,
+    /// `admin`, `agent` or `end_user` (the owner is an admin).
+    pub role: String,
+    /// `none`, `user` or `admin`.
+    pub sell_role: String,
+    pub is_owner: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +120,9 @@ pub enum Event {
         user: PrimaryUser,
         old_primary: String,
         new_primary: String,
+        /// Before the change only: who asks for it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        actor_id: Option<String>,
     },
     SeatExhausted {
         account_id: String,
@@ -97,6 +130,45 @@ pub enum Event {
         seats_total: u32,
         seats_used: u32,
         attempt: String,
+    },
+    /// `before_role_change`: a Support role.
+    RoleChange {
+        account_id: String,
+        actor_id: String,
+        member: MemberInfo,
+        from_role: String,
+        to_role: String,
+    },
+    /// `before_sell_role_change`: Sell access given (`from_sell_role`
+    /// `none`), changed, or taken (`to_sell_role` `none`).
+    SellRoleChange {
+        account_id: String,
+        actor_id: String,
+        member: MemberInfo,
+        from_sell_role: String,
+        to_sell_role: String,
+    },
+    /// `before_member_remove`.
+    MemberRemove {
+        account_id: String,
+        actor_id: String,
+        member: MemberInfo,
+    },
+    /// `before_member_add`: who is about to join, as what.
+    MemberAdd {
+        account_id: String,
+        actor_id: String,
+        name: String,
+        email: String,
+        role: String,
+    },
+    /// `before_seat_change`: seats bought of one product.
+    SeatChange {
+        account_id: String,
+        actor_id: String,
+        product: String,
+        seats_from: u32,
+        seats_to: u32,
     },
     Webhook {
         source: String,
@@ -113,7 +185,12 @@ impl Event {
         match self {
             Event::OwnerChange { account_id, .. }
             | Event::EmailPrimary { account_id, .. }
-            | Event::SeatExhausted { account_id, .. } => Some(account_id),
+            | Event::SeatExhausted { account_id, .. }
+            | Event::RoleChange { account_id, .. }
+            | Event::SellRoleChange { account_id, .. }
+            | Event::MemberRemove { account_id, .. }
+            | Event::MemberAdd { account_id, .. }
+            | Event::SeatChange { account_id, .. } => Some(account_id),
             Event::Webhook { data, .. } => data.get("account_id").and_then(|v| v.as_str()),
         }
     }

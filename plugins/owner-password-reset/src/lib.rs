@@ -59,6 +59,7 @@ mod tests {
                 },
                 old_primary: "old@x.test".into(),
                 new_primary: "new@x.test".into(),
+                actor_id: None,
             };
             let mut ctx = Context::new();
             p.handle(Hook::AfterEmailPrimary, &event, &mut ctx).unwrap();
