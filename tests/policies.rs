@@ -970,3 +970,274 @@ async fn every_loaded_version_is_kept_and_an_audit_entrys_version_resolves_to_it
     let r = d.get("/v1/policies/freeze.rhai/versions", &ot).await;
     assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND);
 }
+
+/// A policy for every `before_` hook that changes people or money, each
+/// refusing one case a platform might want to forbid.
+const GUARD_ALL: &str = r#"// hooks: before_member_add, before_member_remove, before_role_change, before_seat_change, before_email_primary, before_sell_role_change
+// calls: deny
+fn before_member_add(event) {
+    if event.email.ends_with("@blocked.test") { deny("that domain is not allowed"); }
+}
+fn before_member_remove(event) {
+    if event.member.name == "Under Investigation" { deny("this member is under investigation"); }
+}
+fn before_role_change(event) {
+    if event.to_role == "admin" && event.actor_id != event.member.id && event.member.name == "Temp" { deny("temps stay agents"); }
+}
+fn before_seat_change(event) {
+    if event.seats_to > 50 { deny(`at most 50 ${event.product} seats without a contract`); }
+}
+fn before_email_primary(event) {
+    if event.new_primary.ends_with("@outside.test") { deny("primary addresses stay in the company"); }
+}
+fn before_sell_role_change(event) {
+    if event.member.sell_role == "admin" && event.to_sell_role != "admin" { deny("Sell admins stay Sell admins"); }
+}
+"#;
+
+#[tokio::test]
+async fn before_hooks_every_change_of_people_or_money_can_be_vetoed_by_a_policy() {
+    let d = Daemon::start_with("[limits]\nrefusals_per_minute = 1000\n");
+    write(&d, "guard_all.rhai", GUARD_ALL);
+    wait_status(&d, "guard_all.rhai", "loaded", |s| {
+        s.is_some_and(|s| s["last_error"].is_null())
+    })
+    .await;
+    let (a, owner, ot) = d.account_with_owner(10).await;
+    let denied = |r: &common::Answer, reason: &str| {
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "policy_denied"),
+            "{}",
+            r.body
+        );
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("guard_all.rhai") && detail.contains(reason),
+            "{detail}"
+        );
+    };
+    let members = format!("/v1/accounts/{a}/members");
+    let count = || async {
+        d.get(&members, &ot).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // before_member_add
+    let before = count().await;
+    let r = d
+        .post(
+            &members,
+            Some(&ot),
+            json!({"name": "X", "email": "x@blocked.test", "role": "agent"}),
+        )
+        .await;
+    denied(&r, "that domain is not allowed");
+    assert_eq!(count().await, before, "nobody was added");
+    let mut ids = Vec::new();
+    for (name, email) in [
+        ("Temp", "temp@acme.test"),
+        ("Under Investigation", "inv@acme.test"),
+    ] {
+        let r = d
+            .post(
+                &members,
+                Some(&ot),
+                json!({"name": name, "email": email, "role": "agent"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let (temp, inv) = (ids[0].clone(), ids[1].clone());
+    // before_role_change
+    let r = d
+        .patch(&format!("{members}/{temp}"), &ot, json!({"role": "admin"}))
+        .await;
+    denied(&r, "temps stay agents");
+    let r = d
+        .patch(
+            &format!("{members}/{temp}"),
+            &ot,
+            json!({"role": "end_user"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // before_member_remove
+    let r = d.delete(&format!("{members}/{inv}"), &ot).await;
+    denied(&r, "under investigation");
+    assert_eq!(
+        d.get(&format!("{members}/{inv}"), &ot).await.status,
+        StatusCode::OK
+    );
+    let r = d.delete(&format!("{members}/{temp}"), &ot).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    // before_seat_change
+    let seats = format!("/v1/accounts/{a}/billing/seats");
+    let r = d.put(&seats, &ot, json!({"support_seats": 60})).await;
+    denied(&r, "at most 50 support seats");
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}"), &ot).await.body["support"]["seats_total"],
+        10
+    );
+    let r = d
+        .put(&seats, &ot, json!({"support_seats": 20, "sell_seats": 2}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // before_email_primary
+    let emails = format!("{members}/{owner}/emails");
+    for address in ["me@outside.test", "me2@acme.test"] {
+        let r = d
+            .post(&emails, Some(&ot), json!({"address": address}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let mail = d.wait_mail(address, "Verify your address", 1).await;
+        d.post(
+            "/v1/email-verifications/confirm",
+            None,
+            json!({"token": mail.token()}),
+        )
+        .await;
+    }
+    let r = d
+        .put(&format!("{emails}/me@outside.test/primary"), &ot, json!({}))
+        .await;
+    denied(&r, "stay in the company");
+    let r = d
+        .put(&format!("{emails}/me2@acme.test/primary"), &ot, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // before_sell_role_change: platform support appoints the owner first
+    // Sell admin (R23); another Sell admin may not be lowered.
+    let sell = format!("/v1/accounts/{a}/sell/users");
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/sell/admins"),
+            Some(&d.operator),
+            json!({"user_id": owner}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = d
+        .post(&sell, Some(&ot), json!({"user_id": inv, "role": "admin"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = d
+        .patch(&format!("{sell}/{inv}"), &ot, json!({"role": "user"}))
+        .await;
+    denied(&r, "Sell admins stay Sell admins");
+    let r = d.delete(&format!("{sell}/{inv}"), &ot).await;
+    denied(&r, "Sell admins stay Sell admins");
+    // Each refusal is in the audit log, naming the policy.
+    let audit = d.all_audit(&a, &ot).await;
+    let refused = audit
+        .iter()
+        .filter(|e| e["outcome"] == "refused:policy_denied")
+        .count();
+    assert_eq!(refused, 7, "{audit:?}");
+}
+
+#[tokio::test]
+async fn before_hooks_every_new_hook_fails_closed_unless_configured_to_fail_open() {
+    let hooks = [
+        "before_member_add",
+        "before_member_remove",
+        "before_role_change",
+        "before_seat_change",
+        "before_email_primary",
+        "before_sell_role_change",
+    ];
+    // Every hook's policy fails; before_member_add is configured to allow.
+    let d = Daemon::start_with(
+        "[limits]\nrefusals_per_minute = 1000\n[hooks.before_member_add]\non_failure = \"allow\"\n",
+    );
+    let source = format!(
+        "// hooks: {}\n// calls: none\n{}",
+        hooks.join(", "),
+        hooks
+            .iter()
+            .map(|h| format!("fn {h}(event) {{ throw \"broken\"; }}\n"))
+            .collect::<String>()
+    );
+    let (a, owner, ot) = d.account_with_owner(10).await;
+    let agent = d.add_member(&ot, &a, "agent@acme.test", "agent").await;
+    let emails = format!("/v1/accounts/{a}/members/{owner}/emails");
+    d.post(&emails, Some(&ot), json!({"address": "two@acme.test"}))
+        .await;
+    let mail = d.wait_mail("two@acme.test", "Verify your address", 1).await;
+    d.post(
+        "/v1/email-verifications/confirm",
+        None,
+        json!({"token": mail.token()}),
+    )
+    .await;
+    // Sell with seats and an admin (the owner), before the policy loads.
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/sell/admins"),
+            Some(&d.operator),
+            json!({"user_id": owner}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/billing/seats"),
+            &ot,
+            json!({"sell_seats": 3}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    write(&d, "broken.rhai", &source);
+    wait_status(&d, "broken.rhai", "loaded", |s| {
+        s.is_some_and(|s| s["last_error"].is_null())
+    })
+    .await;
+    let failed_closed = |r: common::Answer| {
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "policy_denied"),
+            "{}",
+            r.body
+        );
+        assert!(r.body["detail"].as_str().unwrap().contains("broken.rhai"));
+    };
+    let members = format!("/v1/accounts/{a}/members");
+    failed_closed(d.delete(&format!("{members}/{agent}"), &ot).await);
+    failed_closed(
+        d.patch(&format!("{members}/{agent}"), &ot, json!({"role": "admin"}))
+            .await,
+    );
+    failed_closed(
+        d.put(
+            &format!("/v1/accounts/{a}/billing/seats"),
+            &ot,
+            json!({"support_seats": 12}),
+        )
+        .await,
+    );
+    failed_closed(
+        d.put(&format!("{emails}/two@acme.test/primary"), &ot, json!({}))
+            .await,
+    );
+    failed_closed(
+        d.post(
+            &format!("/v1/accounts/{a}/sell/users"),
+            Some(&ot),
+            json!({"user_id": agent, "role": "user"}),
+        )
+        .await,
+    );
+    // Configured to fail open: the failure is counted, the member added.
+    let r = d
+        .post(
+            &members,
+            Some(&ot),
+            json!({"name": "N", "email": "n@acme.test", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let status = script_status(&d, "broken.rhai").await.unwrap();
+    assert!(status["failures"].as_u64().unwrap() >= 6, "{status}");
+}

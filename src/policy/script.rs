@@ -898,6 +898,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn before_hooks_every_hook_is_declared_in_the_header_and_may_deny() {
+        let engine = ScriptEngine::new(ScriptLimits::default());
+        for hook in [
+            Hook::BeforeMemberAdd,
+            Hook::BeforeMemberRemove,
+            Hook::BeforeRoleChange,
+            Hook::BeforeSeatChange,
+            Hook::BeforeEmailPrimary,
+            Hook::BeforeSellRoleChange,
+        ] {
+            let name = hook.name();
+            assert!(hook.may_veto(), "{name}");
+            let ok = engine
+                .compile(&format!(
+                    "// hooks: {name}\n// calls: deny\nfn {name}(event) {{ deny(\"no\"); }}"
+                ))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(ok.hooks, vec![hook]);
+            // Defined but not declared: refused at load.
+            let err = engine
+                .compile(&format!(
+                    "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) {{ }}\nfn {name}(event) {{ deny(\"no\"); }}"
+                ))
+                .err()
+                .unwrap_or_else(|| panic!("{name} loaded undeclared"));
+            assert!(err.message.contains("defined but not declared"), "{err}");
+            // Denying without declaring `deny`: refused at load.
+            let err = engine
+                .compile(&format!(
+                    "// hooks: {name}\n// calls: none\nfn {name}(event) {{ deny(\"no\"); }}"
+                ))
+                .err()
+                .unwrap_or_else(|| panic!("{name} denied undeclared"));
+            assert!(err.message.contains("`deny` is not declared"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_policy_logs_within_its_budget() {
         let engine = ScriptEngine::new(ScriptLimits {
             max_operations: 100_000_000,
