@@ -360,6 +360,8 @@ async fn r07_console_escapes_what_people_typed_and_sends_security_headers() {
     assert!(csp.contains("frame-ancestors 'none'"));
     assert_eq!(page.headers["x-frame-options"], "DENY");
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    // Never to another site, but a plain form post keeps its Origin.
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
     assert_eq!(page.headers["cache-control"], "no-store");
     let cookie = page_cookie_flags(&d, &a).await;
     assert!(

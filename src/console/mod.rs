@@ -125,8 +125,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Headers on every console answer: no script but our own files, no
-/// framing, no sniffing, no referrer (links carry tokens), no caching of
-/// pages that show account data.
+/// framing, no sniffing, no referrer to other sites (links carry tokens),
+/// no caching of pages that show account data.
 async fn security_headers(req: Request, next: Next) -> Response {
     let is_asset = req.uri().path().starts_with("/assets/");
     let mut response = next.run(req).await;
@@ -143,9 +143,12 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Never to another site (links carry tokens), but kept on our own:
+    // with `no-referrer` a browser sends `Origin: null` on a plain form
+    // post, and every form failed the CSRF origin check without script.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

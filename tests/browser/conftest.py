@@ -135,8 +135,8 @@ def browser():
 def new_page(browser):
     contexts = []
 
-    def make(lang="en-GB"):
-        ctx = browser.new_context(locale=lang, bypass_csp=False)
+    def make(lang="en-GB", javascript=True):
+        ctx = browser.new_context(locale=lang, bypass_csp=False, java_script_enabled=javascript)
         contexts.append(ctx)
         return ctx.new_page()
 

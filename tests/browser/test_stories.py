@@ -359,3 +359,48 @@ def test_story7_support_edits_checks_replays_and_saves_a_policy_that_is_then_enf
         except urllib.error.HTTPError as e:
             assert e.code == 409 and time.time() < deadline
             time.sleep(0.1)
+
+
+def test_r02_r03_story1_without_javascript_every_form_submits(daemon, new_page):
+    """Sign-in, adding a member and the hand-over with its confirmation, in
+    a browser with JavaScript off (or before htmx has loaded): plain form
+    posts, which the CSRF origin check must accept."""
+    d = daemon
+    acc = d.create_account("Acme", "olga@acme.test", 3)
+    owner = new_page(javascript=False)
+    owner.goto(d.base + d.link("olga@acme.test", "Set your password"))
+    owner.get_by_label("New password").fill(PASSWORD)
+    owner.get_by_role("button", name="Set password").click()
+    expect(owner.get_by_text("Your password is set")).to_be_visible()
+    owner.get_by_label("Email address").first.fill("olga@acme.test")
+    owner.get_by_label("Password").fill(PASSWORD)
+    owner.get_by_role("button", name="Sign in").click()
+    owner.get_by_role("heading", name="Team members").wait_for()
+    owner.get_by_label("Name", exact=True).fill("Ada Admin")
+    owner.locator("#add-email").fill("ada@acme.test")
+    owner.locator("#add-role").select_option(label="Administrator")
+    owner.get_by_role("button", name="Add member").click()
+    expect(owner.get_by_text("The member was added")).to_be_visible()
+
+    ada = new_page(javascript=False)
+    ada.goto(d.base + d.link("ada@acme.test", "Set your password"))
+    ada.get_by_label("New password").fill(PASSWORD)
+    ada.get_by_role("button", name="Set password").click()
+    ada.get_by_label("Email address").first.fill("ada@acme.test")
+    ada.get_by_label("Password").fill(PASSWORD)
+    ada.get_by_role("button", name="Sign in").click()
+    ada.get_by_role("heading", name="Team members").wait_for()
+
+    owner.get_by_role("link", name="Account owner").click()
+    owner.get_by_role("radio", name=re.compile("Ada Admin")).check()
+    owner.get_by_role("button", name="Change owner").click()
+    owner.get_by_role("button", name="Confirm change").click()
+    expect(owner.get_by_text("The owner of this account is Ada Admin")).to_be_visible()
+    shoot(owner, "no-javascript-owner-changed", "en")
+
+    support = new_page(javascript=False)
+    support.goto(d.base + "/support/sign-in")
+    support.get_by_label("Operator token").fill(d.operator)
+    support.get_by_role("button", name="Sign in").click()
+    support.get_by_role("heading", name="Accounts").wait_for()
+    expect(support.get_by_role("cell", name="Acme")).to_be_visible()
