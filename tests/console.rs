@@ -997,3 +997,24 @@ async fn console_csrf_tokens_are_bound_to_one_session_renewed_at_sign_in_and_che
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
 }
+
+#[tokio::test]
+async fn r16_console_the_profile_takes_a_new_name_and_explains_the_hand_over() {
+    let d = Daemon::start();
+    let (a, owner_id, mut owner) = signed_in_owner(&d, 3).await;
+    let profile = owner.open(&format!("/a/{a}/profile/{owner_id}")).await;
+    assert!(profile.html.contains("Save name"), "{}", profile.html);
+    assert!(profile.html.contains("To hand this profile over"));
+    let saved = owner
+        .post(
+            &format!("/a/{a}/profile/{owner_id}/name"),
+            &[("csrf", &profile.csrf()), ("name", "Bea Martin")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let page = owner.open(saved.location()).await;
+    assert!(page.html.contains("The name was saved."), "{}", page.html);
+    assert!(page.html.contains("value=\"Bea Martin\""));
+    let members = owner.open(&format!("/a/{a}/members")).await;
+    assert!(members.html.contains("Bea Martin"));
+}

@@ -292,6 +292,61 @@ async fn r16_profile_hand_over_when_no_seat_is_free() {
         d.get(&format!("/v1/accounts/{a}"), &bea).await.body["support"]["seats_used"],
         2
     );
+    // 5. The article's last step: the rest of the profile is updated, the
+    // name first; the owner is now shown as Bea.
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/members/{owner}/name"),
+            &bea,
+            json!({"name": "Bea Martin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["name"], "Bea Martin");
+    let owner_now = d.get(&format!("/v1/accounts/{a}/owner"), &bea).await.body;
+    assert_eq!(owner_now["name"], "Bea Martin");
+}
+
+#[tokio::test]
+async fn r12_r16_a_name_is_changed_by_the_person_or_an_admin_for_agents() {
+    let d = Daemon::start();
+    let (a, owner, ot) = d.account_with_owner(5).await;
+    let (admin, at) = d.member(&ot, &a, "admin@acme.test", "admin").await;
+    let (agent, gt) = d.member(&ot, &a, "agent@acme.test", "agent").await;
+    let name = |u: &str| format!("/v1/accounts/{a}/members/{u}/name");
+    // The person.
+    let r = d.put(&name(&agent), &gt, json!({"name": "Agnes"})).await;
+    assert_eq!(
+        (r.status, r.body["name"].clone()),
+        (StatusCode::OK, json!("Agnes")),
+        "{}",
+        r.body
+    );
+    // An admin, for an agent.
+    let r = d.put(&name(&agent), &at, json!({"name": "Agnes B."})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Not an agent for anyone else, nor an admin for another admin or the owner.
+    for (token, target) in [(&gt, &admin), (&at, &owner)] {
+        let r = d
+            .put(&name(target), token, json!({"name": "Mallory"}))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    }
+    // Names are validated like everywhere else.
+    for bad in ["", "   ", "Ana\u{202E}nimdA"] {
+        let r = d.put(&name(&agent), &gt, json!({"name": bad})).await;
+        assert_eq!(r.code(), "validation_failed", "{bad:?}");
+    }
+    // Audited, with the name before and after.
+    let audit = d.all_audit(&a, &ot).await;
+    assert!(
+        audit.iter().any(|e| e["action"] == "member.rename"
+            && e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("\"Agnes\" -> \"Agnes B.\"")),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

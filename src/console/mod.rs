@@ -74,6 +74,7 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/profile/{u}/addresses", post(pages::add_address))
         .route("/a/{a}/profile/{u}/primary", post(pages::make_primary))
         .route("/a/{a}/profile/{u}/remove", post(pages::remove_address))
+        .route("/a/{a}/profile/{u}/name", post(pages::rename))
         .route(
             "/a/{a}/licences",
             get(pages::licences_page).post(pages::request_seats),

@@ -172,6 +172,13 @@ pub struct ChangeRoleRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    /// 1 to 200 characters.
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     pub user_id: String,
 }

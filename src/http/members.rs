@@ -14,6 +14,51 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_members, add_member))
         .routes(routes!(get_member, change_role, remove_member))
+        .routes(routes!(rename_member))
+}
+
+/// Sets a member's name: the person, or an admin for agents and end users
+/// (R12); the last step of the profile hand-over (R16).
+#[utoipa::path(put, path = "/v1/accounts/{a}/members/{u}/name", tag = "members", request_body = RenameRequest,
+    params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
+    responses((status = 200, body = MemberOut), Errors), security(("bearer" = [])))]
+async fn rename_member(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+    Json(body): Json<RenameRequest>,
+) -> ApiResult<axum::Json<MemberOut>> {
+    let reply = app
+        .submit(
+            who,
+            Command::RenameMember {
+                account_id: a.clone(),
+                user_id: u,
+                name: body.name,
+            },
+        )
+        .await?;
+    // The member as the command left them: the person may not be an admin,
+    // who alone reads other members.
+    let Reply::User(user) = reply else {
+        return Err(unexpected(reply));
+    };
+    use crate::domain::StateView;
+    let account = app
+        .store
+        .account(&a)
+        .map_err(crate::domain::Refusal::from)?
+        .ok_or_else(|| {
+            super::problem::Problem::from(crate::domain::Refusal::not_found("account"))
+        })?;
+    Ok(axum::Json(
+        query::MemberView {
+            is_owner: account.owner_id == user.id,
+            role_label: crate::domain::role_label(&account, &user),
+            user,
+        }
+        .into(),
+    ))
 }
 
 /// The team list, paged (admins; R07).

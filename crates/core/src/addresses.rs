@@ -226,6 +226,35 @@ pub(crate) fn make_primary(
     })
 }
 
+/// A member's name, by whoever manages the profile's addresses (R12): the
+/// person, or an admin for agents and end users. The last step of the
+/// profile hand-over (R16): the successor's name on the owner's profile.
+pub(crate) fn rename_member(
+    view: &dyn StateView,
+    draft: &Draft,
+    account_id: &str,
+    user_id: &str,
+    name: &str,
+) -> Result<Outcome, Refusal> {
+    let name = validate::name("name", name)?;
+    let (_, mut user) = address_owner(view, draft.actor, account_id, user_id)?;
+    if user.name == name {
+        return Ok(Outcome::unchanged(Reply::User(user)));
+    }
+    let before = std::mem::replace(&mut user.name, name);
+    Ok(Outcome {
+        changes: vec![Change::PutUser(user.clone())],
+        notices: vec![],
+        events: vec![],
+        audit: draft.ok(
+            account_id,
+            format!("user:{}", user.id),
+            format!("name {before:?} -> {:?}", user.name),
+        ),
+        reply: Reply::User(user),
+    })
+}
+
 pub(crate) fn remove_email(
     view: &dyn StateView,
     draft: &Draft,

@@ -134,6 +134,12 @@ pub enum Command {
         user_id: UserId,
         address: String,
     },
+    /// A member's name (the profile hand-over ends with it, R16).
+    RenameMember {
+        account_id: AccountId,
+        user_id: UserId,
+        name: String,
+    },
     RequestLicence {
         account_id: AccountId,
         product: Product,
@@ -409,6 +415,11 @@ impl Command {
                 Some(account_id),
                 Target::UserEmail(user_id, address),
             ),
+            C::RenameMember {
+                account_id,
+                user_id,
+                ..
+            } => with("member.rename", Some(account_id), Target::User(user_id)),
             C::RequestLicence { account_id, .. } => with(
                 "licence_request.file",
                 Some(account_id),

@@ -121,6 +121,11 @@ pub fn execute(
             user_id,
             address,
         } => addresses::remove_email(view, &draft, &account_id, &user_id, &address),
+        Command::RenameMember {
+            account_id,
+            user_id,
+            name,
+        } => addresses::rename_member(view, &draft, &account_id, &user_id, &name),
         Command::RequestLicence {
             account_id,
             product,

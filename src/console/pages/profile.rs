@@ -29,6 +29,10 @@ struct ProfilePage {
     base: String,
     user_id: String,
     of_line: String,
+    /// The profile's name, in its field.
+    name: String,
+    /// The owner on their own profile: the hand-over steps (R16).
+    show_handover: bool,
     addresses: Vec<AddressRow>,
     error: Option<ErrorView>,
 }
@@ -62,11 +66,18 @@ pub async fn profile_page(
             .map_err(Refusal::from)?
             .map(|u| u.name)
             .unwrap_or_default();
+        let owner_here = app
+            .store
+            .account(&a)
+            .map_err(Refusal::from)?
+            .is_some_and(|acc| acc.owner_id == u && v.user_id() == Some(u.as_str()));
         Ok(ProfilePage {
             c: Chrome::new(&v, &path, "profile.heading", f.done.as_deref()),
             base: format!("/a/{a}"),
             user_id: u.clone(),
             of_line: v.t.s("profile.of").replace("{name}", &name),
+            name,
+            show_handover: owner_here,
             addresses: addresses
                 .into_iter()
                 .map(|e| AddressRow {
@@ -105,6 +116,32 @@ pub async fn add_address(
             account_id,
             user_id: u,
             address: form.address,
+        })
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn rename(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<NameForm>,
+) -> Response {
+    let back = format!("/a/{a}/profile/{u}");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "profile.renamed", |_| {
+        Ok(Command::RenameMember {
+            account_id,
+            user_id: u,
+            name: form.name,
         })
     })
     .await
