@@ -596,10 +596,30 @@ async fn r15_a_refused_row_action_shows_its_reason_on_the_page_of_its_control() 
     let (a, owner_id, mut owner) = signed_in_owner(&d, 3).await;
     let profile = owner.open(&format!("/a/{a}/profile/{owner_id}")).await;
     // The primary address cannot be removed (R15); a crafted post tries.
-    let refused = owner
+    // First the confirmation, on a page of its own.
+    let asked = owner
         .post(
             &format!("/a/{a}/profile/{owner_id}/remove"),
             &[("csrf", &profile.csrf()), ("address", "owner@acme.test")],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(
+        asked
+            .html
+            .contains("Remove owner@acme.test from your profile?"),
+        "{}",
+        asked.html
+    );
+    assert!(asked.html.contains("name=\"confirmed\" value=\"yes\""));
+    let refused = owner
+        .post(
+            &format!("/a/{a}/profile/{owner_id}/remove"),
+            &[
+                ("csrf", &asked.csrf()),
+                ("address", "owner@acme.test"),
+                ("confirmed", "yes"),
+            ],
         )
         .await;
     assert_eq!(refused.status, StatusCode::SEE_OTHER);
@@ -1017,4 +1037,83 @@ async fn r16_console_the_profile_takes_a_new_name_and_explains_the_hand_over() {
     assert!(page.html.contains("value=\"Bea Martin\""));
     let members = owner.open(&format!("/a/{a}/members")).await;
     assert!(members.html.contains("Bea Martin"));
+}
+
+#[tokio::test]
+async fn console_irreversible_actions_ask_first_on_a_page_of_their_own() {
+    let d = Daemon::start();
+    let (a, owner_id, mut owner) = signed_in_owner(&d, 5).await;
+    let (agent, _) = d
+        .member(
+            &d.sign_in(&a, "owner@acme.test", PASSWORD).await,
+            &a,
+            "agent@acme.test",
+            "agent",
+        )
+        .await;
+    let members = owner.open(&format!("/a/{a}/members")).await;
+    let csrf = members.csrf();
+    // Remove: asked first, nothing done; then done.
+    let asked = owner
+        .post(
+            &format!("/a/{a}/members/{agent}/remove"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(
+        asked.html.contains("Remove agent from this account?"),
+        "{}",
+        asked.html
+    );
+    assert!(
+        asked.html.contains(&format!("href=\"/a/{a}/members\"")),
+        "a way back"
+    );
+    assert_eq!(
+        d.all_members(&a, &d.sign_in(&a, "owner@acme.test", PASSWORD).await)
+            .await
+            .len(),
+        2
+    );
+    // A role change says what it changes to.
+    let asked_role = owner
+        .post(
+            &format!("/a/{a}/members/{agent}/role"),
+            &[("csrf", &csrf), ("role", "admin")],
+        )
+        .await;
+    assert!(
+        asked_role
+            .html
+            .contains("Change the role of agent to Administrator?"),
+        "{}",
+        asked_role.html
+    );
+    let done = owner
+        .post(
+            &format!("/a/{a}/members/{agent}/remove"),
+            &[("csrf", &asked.csrf()), ("confirmed", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    assert!(done.location().contains("done=members.removed"));
+    // Making another address primary on one's own profile says it hands
+    // the profile over; in French too.
+    owner.cookies.insert("admind_lang".into(), "fr".into());
+    let profile = owner.open(&format!("/a/{a}/profile/{owner_id}")).await;
+    let asked = owner
+        .post(
+            &format!("/a/{a}/profile/{owner_id}/primary"),
+            &[("csrf", &profile.csrf()), ("address", "other@acme.test")],
+        )
+        .await;
+    assert!(
+        asked
+            .html
+            .contains("Définir other@acme.test comme contact principal"),
+        "{}",
+        asked.html
+    );
+    assert!(asked.html.contains("Confirmer") && asked.html.contains("Annuler"));
 }

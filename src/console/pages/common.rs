@@ -26,6 +26,59 @@ pub struct Flash {
 pub struct CsrfOnly {
     #[serde(default)]
     pub csrf: String,
+    /// `yes` once the visitor confirmed an irreversible action.
+    #[serde(default)]
+    pub confirmed: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "console/confirm.html")]
+struct ConfirmPage {
+    c: crate::console::page::Chrome,
+    what: String,
+    action: String,
+    fields: Vec<(String, String)>,
+    back: String,
+}
+
+/// Asks before an irreversible action, on a page of its own that needs no
+/// script: it says what will happen (`what`), and its button posts the
+/// same fields to `action` again with `confirmed=yes`; Cancel goes back.
+/// Only a post that says `confirmed=yes` runs the command.
+pub fn confirm_first(
+    v: &Visitor,
+    action: &str,
+    back: &str,
+    what: String,
+    fields: &[(&str, &str)],
+) -> Response {
+    let page = ConfirmPage {
+        c: crate::console::page::Chrome::new(v, back, "confirm.heading", None),
+        what,
+        action: action.to_string(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        back: back.to_string(),
+    };
+    crate::console::page::render(v, axum::http::StatusCode::OK, &page)
+}
+
+/// Whether a post already carries the visitor's confirmation.
+pub fn confirmed(field: &str) -> bool {
+    field == "yes"
+}
+
+/// A member's name for a confirmation (their id when it cannot be read).
+pub fn member_name(app: &App, a: &str, u: &str) -> String {
+    use crate::domain::StateView;
+    app.store
+        .user(a, u)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| u.to_string())
 }
 
 /// The member signed in to account `a`, or a redirect to its sign-in page.

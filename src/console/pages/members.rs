@@ -218,6 +218,8 @@ pub struct RoleForm {
     #[serde(default)]
     csrf: String,
     role: Option<SupportRole>,
+    #[serde(default)]
+    confirmed: String,
 }
 
 pub async fn change_role(
@@ -227,6 +229,21 @@ pub async fn change_role(
     PageForm(form): PageForm<RoleForm>,
 ) -> Response {
     let back = format!("/a/{a}/members");
+    if let (false, Some(role)) = (confirmed(&form.confirmed), form.role) {
+        let key = format!("role.{}", role.as_str());
+        let label = v.t.s(&key);
+        let what =
+            v.t.s("confirm.change_role")
+                .replace("{name}", &member_name(&app, &a, &u))
+                .replace("{role}", label);
+        return confirm_first(
+            &v,
+            &format!("/a/{a}/members/{u}/role"),
+            &back,
+            what,
+            &[("role", role.as_str())],
+        );
+    }
     let account_id = a.clone();
     act(
         &app,
@@ -255,6 +272,12 @@ pub async fn remove_member(
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     let back = format!("/a/{a}/members");
+    if !confirmed(&form.confirmed) {
+        let what =
+            v.t.s("confirm.remove_member")
+                .replace("{name}", &member_name(&app, &a, &u));
+        return confirm_first(&v, &format!("/a/{a}/members/{u}/remove"), &back, what, &[]);
+    }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "members.removed", |_| {
         Ok(Command::RemoveMember {

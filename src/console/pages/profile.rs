@@ -101,6 +101,8 @@ pub struct AddressForm {
     csrf: String,
     #[serde(default)]
     address: String,
+    #[serde(default)]
+    confirmed: String,
 }
 
 pub async fn add_address(
@@ -154,6 +156,24 @@ pub async fn make_primary(
     PageForm(form): PageForm<AddressForm>,
 ) -> Response {
     let back = format!("/a/{a}/profile/{u}");
+    if !confirmed(&form.confirmed) {
+        let key = if v.user_id() == Some(u.as_str()) {
+            "confirm.make_primary_own"
+        } else {
+            "confirm.make_primary"
+        };
+        let what =
+            v.t.s(key)
+                .replace("{address}", &form.address)
+                .replace("{name}", &member_name(&app, &a, &u));
+        return confirm_first(
+            &v,
+            &format!("/a/{a}/profile/{u}/primary"),
+            &back,
+            what,
+            &[("address", form.address.as_str())],
+        );
+    }
     let account_id = a.clone();
     act(
         &app,
@@ -180,6 +200,24 @@ pub async fn remove_address(
     PageForm(form): PageForm<AddressForm>,
 ) -> Response {
     let back = format!("/a/{a}/profile/{u}");
+    if !confirmed(&form.confirmed) {
+        let key = if v.user_id() == Some(u.as_str()) {
+            "confirm.remove_address_own"
+        } else {
+            "confirm.remove_address"
+        };
+        let what =
+            v.t.s(key)
+                .replace("{address}", &form.address)
+                .replace("{name}", &member_name(&app, &a, &u));
+        return confirm_first(
+            &v,
+            &format!("/a/{a}/profile/{u}/remove"),
+            &back,
+            what,
+            &[("address", form.address.as_str())],
+        );
+    }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "profile.removed", |_| {
         Ok(Command::RemoveEmail {

@@ -148,6 +148,8 @@ pub struct SellRoleForm {
     #[serde(default)]
     csrf: String,
     role: Option<crate::domain::SellRole>,
+    #[serde(default)]
+    confirmed: String,
 }
 
 pub async fn change_sell_role(
@@ -157,6 +159,21 @@ pub async fn change_sell_role(
     PageForm(form): PageForm<SellRoleForm>,
 ) -> Response {
     let back = format!("/a/{a}/sell");
+    if let (false, Some(role)) = (confirmed(&form.confirmed), form.role) {
+        let key = format!("sell.role.{}", role.as_str());
+        let label = v.t.s(&key);
+        let what =
+            v.t.s("confirm.change_sell_role")
+                .replace("{name}", &member_name(&app, &a, &u))
+                .replace("{role}", label);
+        return confirm_first(
+            &v,
+            &format!("/a/{a}/sell/users/{u}/role"),
+            &back,
+            what,
+            &[("role", role.as_str())],
+        );
+    }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.role_changed", |_| {
         Ok(Command::ChangeSellRole {
@@ -177,6 +194,18 @@ pub async fn remove_sell(
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     let back = format!("/a/{a}/sell");
+    if !confirmed(&form.confirmed) {
+        let what =
+            v.t.s("confirm.remove_sell")
+                .replace("{name}", &member_name(&app, &a, &u));
+        return confirm_first(
+            &v,
+            &format!("/a/{a}/sell/users/{u}/remove"),
+            &back,
+            what,
+            &[],
+        );
+    }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.removed", |_| {
         Ok(Command::RemoveSell {
