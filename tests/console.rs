@@ -852,7 +852,9 @@ async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is
             .map(|g| g["version"].clone())
     };
     let before = version_of_guard(&d.get("/v1/policies", &d.operator).await.body);
-    let saved = support
+    // Saving shows the diff against the enforced file first; nothing is
+    // written until it is confirmed.
+    let asked = support
         .post(
             "/support/policies/editor",
             &[
@@ -860,6 +862,37 @@ async fn workbench_support_edits_checks_tests_replays_and_saves_a_policy_that_is
                 ("name", "owner_change_guard.rhai"),
                 ("source", draft),
                 ("op", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.html.contains("Save this draft?"), "{}", asked.html);
+    assert!(
+        asked
+            .html
+            .contains("+  deny(&#34;no hand-over this week&#34;);"),
+        "the added line: {}",
+        asked.html
+    );
+    assert!(
+        asked.html.contains("-    if !event.to.signed_in_before {"),
+        "the removed line: {}",
+        asked.html
+    );
+    assert_ne!(
+        std::fs::read_to_string(d.scripts_dir().join("owner_change_guard.rhai")).unwrap(),
+        draft,
+        "nothing written before the confirmation"
+    );
+    let saved = support
+        .post(
+            "/support/policies/editor",
+            &[
+                ("csrf", &asked.csrf()),
+                ("name", "owner_change_guard.rhai"),
+                ("source", draft),
+                ("op", "save"),
+                ("confirmed", "yes"),
             ],
         )
         .await;

@@ -215,6 +215,9 @@ struct EditorPage {
     /// The replay's summary and its differing decisions.
     replayed: Option<String>,
     differences: Vec<String>,
+    /// Before a save: what it changes in the enforced file (`+`/`-`
+    /// lines), to confirm.
+    save_diff: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +264,7 @@ fn editor(app: &crate::http::api::App, v: &Visitor, name: String, source: String
         tested: None,
         replayed: None,
         differences: Vec::new(),
+        save_diff: None,
     }
 }
 
@@ -315,6 +319,9 @@ pub struct EditorForm {
     record: Option<u64>,
     #[serde(default)]
     since: Option<String>,
+    /// `yes` once support confirmed a save after seeing its diff.
+    #[serde(default)]
+    confirmed: String,
 }
 
 pub async fn editor_post(
@@ -499,6 +506,12 @@ pub async fn editor_post(
                 .filter(|l| l.sign != ' ')
                 .map(|l| format!("{}{}\n", l.sign, l.text))
                 .collect();
+            // Overwriting the enforced file is not undone by a click:
+            // show what changes, and save only once confirmed.
+            if f.confirmed != "yes" {
+                page.save_diff = Some(diff.lines().map(str::to_string).collect());
+                return render(&v, StatusCode::OK, &page);
+            }
             let dir = app.policies.scripts_dir().to_path_buf();
             let written =
                 tokio::task::block_in_place(|| write_atomically(&dir, &f.name, &f.source));

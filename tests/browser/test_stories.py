@@ -357,6 +357,10 @@ def test_story7_support_edits_checks_replays_and_saves_a_policy_that_is_then_enf
     support.get_by_role("button", name="Replay").click()
     expect(support.get_by_role("status").last).to_contain_text("1 would differ")
     support.get_by_role("button", name="Save into the scripts folder").click()
+    # The diff against the enforced file first, then the save.
+    expect(support.get_by_role("heading", name="Save this draft?")).to_be_visible()
+    axe_check(support, "policy save diff")
+    support.get_by_role("button", name="Confirm save").click()
     expect(support.get_by_text("The script was saved")).to_be_visible()
 
     # The watcher loads the saved version: Ben may now become owner.
