@@ -1150,3 +1150,101 @@ async fn console_irreversible_actions_ask_first_on_a_page_of_their_own() {
     );
     assert!(asked.html.contains("Confirmer") && asked.html.contains("Annuler"));
 }
+
+#[tokio::test]
+async fn console_an_unknown_page_is_a_page_in_the_consoles_look() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 3).await;
+    for path in [
+        format!("/a/{a}/nope"),
+        format!("/a/{a}/members/x/y"),
+        "/support/nope".to_string(),
+    ] {
+        let page = owner.get(&path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            page.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(
+            page.html.contains("role=\"alert\""),
+            "{path}: {}",
+            page.html
+        );
+        assert!(
+            page.html.contains(&format!("href=\"/a/{a}\"")),
+            "a way home: {}",
+            page.html
+        );
+    }
+    // The API's unknown routes stay problem+json.
+    let api = owner.get("/v1/nope").await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(api.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/problem+json"));
+}
+
+#[tokio::test]
+async fn console_navigation_offers_each_person_only_what_they_may_use() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    d.add_member(&ot, &a, "admin@acme.test", "admin").await;
+    d.add_member(&ot, &a, "agent@acme.test", "agent").await;
+    let links = |html: &str| -> Vec<String> {
+        [
+            "members",
+            "owner",
+            "billing",
+            "integrations",
+            "profile",
+            "sell",
+            "licences",
+            "audit",
+        ]
+        .into_iter()
+        .filter(|p| html.contains(&format!("href=\"/a/{a}/{p}\"")))
+        .map(str::to_string)
+        .collect()
+    };
+    let page = owner.open(&format!("/a/{a}/profile")).await;
+    assert_eq!(
+        links(&page.html),
+        [
+            "members",
+            "owner",
+            "billing",
+            "integrations",
+            "profile",
+            "sell",
+            "licences",
+            "audit"
+        ]
+    );
+    for (email, expected) in [
+        (
+            "admin@acme.test",
+            vec![
+                "members",
+                "owner",
+                "integrations",
+                "profile",
+                "sell",
+                "audit",
+            ],
+        ),
+        ("agent@acme.test", vec!["owner", "profile"]),
+    ] {
+        let mut b = Browser::new(&d);
+        let mail = d.wait_mail(email, "Set your password", 1).await;
+        b.set_password_and_sign_in(&a, &link_path(&mail.body), email)
+            .await;
+        let page = b.open(&format!("/a/{a}/profile")).await;
+        assert_eq!(links(&page.html), expected, "{email}");
+    }
+}

@@ -36,6 +36,11 @@ pub fn routes() -> Router<AppState> {
         .route("/password/set", get(pages::password_page))
         .route("/password/reset", get(pages::password_page))
         .route("/a/{a}", get(pages::account_home))
+        // Any other path under the console's own prefixes is a page that
+        // does not exist: an HTML page in the console's look, not the
+        // API's problem+json.
+        .route("/a/{a}/{*rest}", axum::routing::any(no_such_page))
+        .route("/support/{*rest}", axum::routing::any(no_such_page))
         .route(
             "/a/{a}/sign-in",
             get(pages::sign_in_page).post(pages::sign_in),
@@ -183,6 +188,22 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 #[derive(serde::Deserialize)]
 struct Back {
     back: Option<String>,
+}
+
+/// A console path that names no page: 404 in the console's look, in the
+/// visitor's language, with a way home.
+async fn no_such_page(v: visitor::Visitor, uri: axum::http::Uri) -> Response {
+    let problem = crate::http::problem::Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "there is no such page",
+    );
+    let home = match v.account_id() {
+        Some(a) => format!("/a/{a}"),
+        None if v.is_operator() => "/support/accounts".to_string(),
+        None => "/".to_string(),
+    };
+    page::problem_page(&v, uri.path(), &home, &problem)
 }
 
 /// The language switch: remembers the choice and goes back to the page.

@@ -30,7 +30,20 @@ pub fn local_path(back: Option<&str>) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::local_path;
+    use super::{local_path, policy_reason};
+
+    #[test]
+    fn a_policy_refusal_reads_as_its_reason() {
+        assert_eq!(
+            policy_reason("policy owner_change_guard.rhai (version ac6d8563ebffa3a0, 69 us) denied: the new owner must have signed in at least once"),
+            "the new owner must have signed in at least once"
+        );
+        assert_eq!(
+            policy_reason("policy p (version v, 1 us) denied: no; not carried out (before_ hooks decide, they do not act): notify"),
+            "no"
+        );
+        assert_eq!(policy_reason("something else"), "something else");
+    }
 
     #[test]
     fn local_path_never_leads_to_another_site_nor_breaks_the_header() {
@@ -101,7 +114,7 @@ impl Chrome {
     pub fn new(v: &Visitor, path: &str, title: &str, flash: Option<&str>) -> Chrome {
         let t = v.t;
         let nav = match (&v.who, v.account_id()) {
-            (Some(_), Some(a)) => account_nav(t, a, path),
+            (Some(_), Some(a)) => account_nav(t, a, path, v.powers),
             (Some(crate::domain::Principal::Operator), _) => [
                 ("/support/accounts", "nav.accounts"),
                 ("/support/licences", "nav.licences"),
@@ -135,19 +148,28 @@ impl Chrome {
     }
 }
 
-fn account_nav(t: &'static Catalogue, a: &str, path: &str) -> Vec<NavLink> {
+/// The account's pages a member may use: a link that could only refuse is
+/// not offered (billing and licence requests are the owner's, the team,
+/// integrations and the audit log admins', the owner page agents').
+fn account_nav(
+    t: &'static Catalogue,
+    a: &str,
+    path: &str,
+    p: super::visitor::Powers,
+) -> Vec<NavLink> {
     [
-        ("members", "nav.members"),
-        ("owner", "nav.owner"),
-        ("billing", "nav.billing"),
-        ("integrations", "nav.integrations"),
-        ("profile", "nav.profile"),
-        ("sell", "nav.sell"),
-        ("licences", "nav.licences"),
-        ("audit", "nav.audit"),
+        ("members", "nav.members", p.admin),
+        ("owner", "nav.owner", p.agent),
+        ("billing", "nav.billing", p.owner),
+        ("integrations", "nav.integrations", p.admin),
+        ("profile", "nav.profile", true),
+        ("sell", "nav.sell", p.admin || p.sell),
+        ("licences", "nav.licences", p.owner),
+        ("audit", "nav.audit", p.admin),
     ]
     .into_iter()
-    .map(|(page, key)| {
+    .filter(|(_, _, shown)| *shown)
+    .map(|(page, key, _)| {
         let href = format!("/a/{a}/{page}");
         NavLink {
             current: path.starts_with(&href),
@@ -165,6 +187,18 @@ pub struct ErrorView {
     pub detail: String,
 }
 
+/// The reason in a `policy_denied` detail ("policy P (version V, N us)
+/// denied: REASON[; not carried out …]"); the whole detail when it has
+/// another shape.
+fn policy_reason(detail: &str) -> &str {
+    let reason = detail
+        .split_once(" denied: ")
+        .map_or(detail, |(_, reason)| reason);
+    reason
+        .split_once("; not carried out")
+        .map_or(reason, |(reason, _)| reason)
+}
+
 impl ErrorView {
     pub fn from_problem(t: &Catalogue, p: &Problem) -> ErrorView {
         let summary = t
@@ -180,6 +214,9 @@ impl ErrorView {
             | "csrf_failed"
             | "not_found"
             | "unauthorized" => String::new(),
+            // The policy's reason, not its version and timing (those are
+            // in the audit log, for whoever investigates).
+            "policy_denied" => policy_reason(&p.detail).to_string(),
             _ => p.detail.clone(),
         };
         ErrorView {

@@ -84,9 +84,22 @@ pub const OPERATOR_SESSION_SECS: i64 = 8 * 3600;
 /// expire on their own within [`OPERATOR_SESSION_SECS`] anyway).
 const REVOKED_MAX: usize = 10_000;
 
+/// What a signed-in member may see, for the navigation: links that could
+/// only refuse are not offered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Powers {
+    pub owner: bool,
+    pub admin: bool,
+    pub agent: bool,
+    /// Any Sell role (a Sell user or admin).
+    pub sell: bool,
+}
+
 pub struct Visitor {
     /// `None`: not signed in (or the session ended).
     pub who: Option<Principal>,
+    /// A member's powers in their account (none for anyone else).
+    pub powers: Powers,
     /// The hash of a member's session token (for sign-out).
     pub session_hash: Option<String>,
     /// The operator cookie's nonce (for sign-out).
@@ -222,6 +235,29 @@ impl FromRequestParts<AppState> for Visitor {
                 }
             }
         }
+        let powers = match &who {
+            Some(Principal::Member {
+                account_id,
+                user_id,
+            }) => {
+                use crate::domain::StateView;
+                let user = app.store.user(account_id, user_id).ok().flatten();
+                let owner = app
+                    .store
+                    .account(account_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|acc| acc.owner_id == *user_id);
+                user.map(|u| Powers {
+                    owner,
+                    admin: u.support_role == crate::domain::SupportRole::Admin,
+                    agent: u.support_role.holds_seat(),
+                    sell: u.sell_role != crate::domain::SellRole::None,
+                })
+                .unwrap_or_default()
+            }
+            _ => Powers::default(),
+        };
         let cookie_nonce = cookie(headers, csrf_cookie_name(&app.public_url))
             .filter(|v| v.len() >= 32)
             .map(str::to_string);
@@ -236,6 +272,7 @@ impl FromRequestParts<AppState> for Visitor {
         let field = |nonce: &str| csrf_field(&app.operator_token, nonce, &binding);
         Ok(Visitor {
             who,
+            powers,
             session_hash,
             operator_nonce: operator_nonce_found,
             t,
