@@ -833,3 +833,49 @@ async fn platform_support_lists_every_account_paged_and_searchable() {
         .await;
     assert_eq!(bad.code(), "validation_failed");
 }
+
+#[tokio::test]
+async fn r17_a_lost_invitation_is_mailed_again_until_the_password_is_set() {
+    let d = Daemon::start();
+    let (a, _, ot) = d.account_with_owner(5).await;
+    let new = d.add_member(&ot, &a, "new@acme.test", "agent").await;
+    let (_, gt) = d.member(&ot, &a, "agent@acme.test", "agent").await;
+    let invitation = format!("/v1/accounts/{a}/members/{new}/invitation");
+    // An agent cannot; an admin can.
+    let r = d.post(&invitation, Some(&gt), json!(null)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = d.post(&invitation, Some(&ot), json!(null)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    // A second link arrives, and it works.
+    let second = d.wait_mail("new@acme.test", "Set your password", 2).await;
+    let r = d
+        .post(
+            "/v1/password-resets/confirm",
+            None,
+            json!({"token": second.token(), "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // Once the password is set, there is no invitation to resend.
+    let r = d.post(&invitation, Some(&ot), json!(null)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "invitation_accepted"),
+        "{}",
+        r.body
+    );
+    // Audited.
+    let audit = d.all_audit(&a, &ot).await;
+    assert!(audit
+        .iter()
+        .any(|e| e["action"] == "member.resend_invitation" && e["outcome"] == "ok"));
+    // And bounded like every mail a member can make the daemon send.
+    let other = d.add_member(&ot, &a, "other@acme.test", "agent").await;
+    let again = format!("/v1/accounts/{a}/members/{other}/invitation");
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(d.post(&again, Some(&ot), json!(null)).await.status.as_u16());
+    }
+    // Five an hour per member asking: the owner's first resend counted.
+    assert_eq!(codes, [202, 202, 202, 202, 429, 429]);
+}

@@ -1248,3 +1248,25 @@ async fn console_navigation_offers_each_person_only_what_they_may_use() {
         assert_eq!(links(&page.html), expected, "{email}");
     }
 }
+
+#[tokio::test]
+async fn r17_console_the_team_list_mails_an_invitation_again() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let new = d.add_member(&ot, &a, "new@acme.test", "agent").await;
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    assert!(page.html.contains("Resend invitation"), "{}", page.html);
+    let sent = owner
+        .post(
+            &format!("/a/{a}/members/{new}/invitation"),
+            &[("csrf", &page.csrf())],
+        )
+        .await;
+    assert!(
+        sent.location().contains("done=members.resent"),
+        "{}",
+        sent.location()
+    );
+    d.wait_mail("new@acme.test", "Set your password", 2).await;
+}

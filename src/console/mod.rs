@@ -63,6 +63,10 @@ pub fn routes() -> Router<AppState> {
             get(pages::members_page).post(pages::add_member),
         )
         .route("/a/{a}/members/{u}/role", post(pages::change_role))
+        .route(
+            "/a/{a}/members/{u}/invitation",
+            post(pages::resend_invitation),
+        )
         .route("/a/{a}/members/{u}/remove", post(pages::remove_member))
         .route("/a/{a}/owner", get(pages::owner_page))
         .route("/a/{a}/owner/change", post(pages::owner_change))

@@ -72,6 +72,8 @@ impl App {
         // and over floods nobody's mailbox.
         let verification = match &command {
             Command::AddEmail { address, .. } => Some(crate::domain::normalize_email(address)),
+            // Its mail goes to the member's primary address.
+            Command::ResendInvitation { user_id, .. } => Some(format!("member {user_id}")),
             _ => None,
         };
         if let Some(to) = &verification {

@@ -15,6 +15,27 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_members, add_member))
         .routes(routes!(get_member, change_role, remove_member))
         .routes(routes!(rename_member))
+        .routes(routes!(resend_invitation))
+}
+
+/// Mails a member who never set a password a new password-set link (admins).
+#[utoipa::path(post, path = "/v1/accounts/{a}/members/{u}/invitation", tag = "members",
+    params(("a" = String, Path, description = "account id"), ("u" = String, Path, description = "user id")),
+    responses((status = 202, description = "a new password-set link was mailed"), Errors), security(("bearer" = [])))]
+async fn resend_invitation(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path((a, u)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    app.submit(
+        who,
+        Command::ResendInvitation {
+            account_id: a,
+            user_id: u,
+        },
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Sets a member's name: the person, or an admin for agents and end users

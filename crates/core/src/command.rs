@@ -134,6 +134,11 @@ pub enum Command {
         user_id: UserId,
         address: String,
     },
+    /// Mails a member who never set a password a new password-set link.
+    ResendInvitation {
+        account_id: AccountId,
+        user_id: UserId,
+    },
     /// A member's name (the profile hand-over ends with it, R16).
     RenameMember {
         account_id: AccountId,
@@ -420,6 +425,14 @@ impl Command {
                 user_id,
                 ..
             } => with("member.rename", Some(account_id), Target::User(user_id)),
+            C::ResendInvitation {
+                account_id,
+                user_id,
+            } => with(
+                "member.resend_invitation",
+                Some(account_id),
+                Target::User(user_id),
+            ),
             C::RequestLicence { account_id, .. } => with(
                 "licence_request.file",
                 Some(account_id),

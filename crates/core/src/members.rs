@@ -207,3 +207,36 @@ pub(crate) fn remove_member(
         reply: Reply::Done,
     })
 }
+
+/// Mails a new password-set link to a member who never set a password
+/// (the first mail was lost or expired); admins, as they add members.
+pub(crate) fn resend_invitation(
+    view: &dyn StateView,
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account_id: AccountId,
+    user_id: UserId,
+) -> Result<Outcome, Refusal> {
+    let (account, _) = member_with(view, draft.actor, &account_id, Need::Admin)?;
+    let user = view
+        .user(&account_id, &user_id)?
+        .ok_or_else(|| Refusal::not_found("member"))?;
+    if user.password_hash.is_some() {
+        return Err(Refusal::conflict(
+            "invitation_accepted",
+            "this member has set a password already; they can ask for a reset from the sign-in page",
+        ));
+    }
+    let (token_change, notice) = password_set_token(ctx, &account, &user);
+    Ok(Outcome {
+        changes: vec![token_change],
+        notices: vec![notice],
+        events: vec![],
+        audit: draft.ok(
+            &account_id,
+            format!("user:{user_id}"),
+            "password-set link mailed again",
+        ),
+        reply: Reply::Accepted,
+    })
+}

@@ -121,6 +121,10 @@ pub fn execute(
             user_id,
             address,
         } => addresses::remove_email(view, &draft, &account_id, &user_id, &address),
+        Command::ResendInvitation {
+            account_id,
+            user_id,
+        } => members::resend_invitation(view, ctx, &draft, account_id, user_id),
         Command::RenameMember {
             account_id,
             user_id,

@@ -27,6 +27,8 @@ pub struct MemberRow {
     role_value: &'static str,
     is_owner: bool,
     is_self: bool,
+    /// Never set a password: the invitation can be mailed again.
+    invited: bool,
 }
 
 #[derive(Template)]
@@ -115,6 +117,7 @@ fn members_view(
             role_value: role_value(m.user.support_role),
             is_owner: m.is_owner,
             is_self: m.user.id == me,
+            invited: m.user.password_hash.is_none(),
         })
         .collect();
     Ok(MembersPage {
@@ -262,6 +265,23 @@ pub async fn change_role(
             })
         },
     )
+    .await
+}
+
+pub async fn resend_invitation(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, u)): Path<(String, String)>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    let back = format!("/a/{a}/members");
+    let account_id = a.clone();
+    act(&app, &v, &a, &form.csrf, &back, "members.resent", |_| {
+        Ok(Command::ResendInvitation {
+            account_id,
+            user_id: u,
+        })
+    })
     .await
 }
 
