@@ -179,34 +179,9 @@ impl<Q: Queue> QueueWorker<Q> {
         let items: Vec<Q::Item> = self.store.items(Q::QUEUE, true, SCAN_MAX)?;
         let scanned = items.len() as i64;
         self.metrics.depth.set(scanned);
-        let now = Utc::now();
-        let mut next = IDLE_POLL;
-        let mut due = Vec::new();
-        for item in items {
-            let at = Q::due_at(&item);
-            if at > now {
-                next = next.min((at - now).to_std().unwrap_or_default());
-            } else {
-                due.push(item);
-            }
-        }
+        let (due, next) = self.due_and_claimed(items)?;
         if due.is_empty() {
             return Ok(next);
-        }
-        if self.store.shared() {
-            // Other replicas drain the same queue: attempt only what this
-            // one claimed (in its current state).
-            let ids: Vec<u64> = due.iter().map(Q::id).collect();
-            let claimed =
-                self.store
-                    .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
-            due = claimed
-                .iter()
-                .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
-                .collect::<Result<_, StoreError>>()?;
-            if due.is_empty() {
-                return Ok(next);
-            }
         }
         let mut due = due.into_iter();
         let mut ops = Vec::new();
@@ -231,6 +206,35 @@ impl<Q: Queue> QueueWorker<Q> {
         // What is left once this pass's items are off the queue.
         self.metrics.depth.set(scanned - settled);
         Ok(Duration::ZERO)
+    }
+
+    /// The items that are due, claimed for this replica on a shared store
+    /// (other replicas drain the same queue: attempt only what this one
+    /// claimed, in its current state), and how long until the next is due.
+    fn due_and_claimed(&self, items: Vec<Q::Item>) -> Result<(Vec<Q::Item>, Duration), Refusal> {
+        let now = Utc::now();
+        let mut next = IDLE_POLL;
+        let mut due = Vec::new();
+        for item in items {
+            let at = Q::due_at(&item);
+            if at > now {
+                next = next.min((at - now).to_std().unwrap_or_default());
+            } else {
+                due.push(item);
+            }
+        }
+        if due.is_empty() || !self.store.shared() {
+            return Ok((due, next));
+        }
+        let ids: Vec<u64> = due.iter().map(Q::id).collect();
+        let claimed =
+            self.store
+                .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
+        let due = claimed
+            .iter()
+            .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((due, next))
     }
 
     /// Hands due items to their lanes, again and again (see the module
@@ -287,32 +291,9 @@ impl<Q: Queue> QueueWorker<Q> {
                 Ok(fresh.len() < room)
             },
         )?;
-        let now = Utc::now();
-        let mut next = IDLE_POLL;
-        let mut due = Vec::new();
-        for item in fresh {
-            let at = Q::due_at(&item);
-            if at > now {
-                next = next.min((at - now).to_std().unwrap_or_default());
-            } else {
-                due.push(item);
-            }
-        }
+        let (due, next) = self.due_and_claimed(fresh)?;
         if due.is_empty() {
             return Ok(next);
-        }
-        if self.store.shared() {
-            let ids: Vec<u64> = due.iter().map(Q::id).collect();
-            let claimed =
-                self.store
-                    .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
-            due = claimed
-                .iter()
-                .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
-                .collect::<Result<_, StoreError>>()?;
-            if due.is_empty() {
-                return Ok(next);
-            }
         }
         let mut state = lanes.lock();
         for item in due {
