@@ -1,7 +1,7 @@
 //! The audit log, filtered, with causal links.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 
 use crate::http::problem::Query;
 use axum::http::StatusCode;
@@ -84,14 +84,9 @@ pub fn audit_view(
 
 pub async fn audit_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/audit");
     match audit_view(&app, &v, &who, &a, &path, &q) {
         Ok(page) => render(&v, StatusCode::OK, &page),

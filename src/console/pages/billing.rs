@@ -32,14 +32,9 @@ struct BillingPage {
 
 pub async fn billing_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/billing");
     let mut page = BillingPage {
         c: Chrome::new(&v, &path, "billing.heading", f.done.as_deref()),

@@ -81,6 +81,43 @@ pub fn member_name(app: &App, a: &str, u: &str) -> String {
         .unwrap_or_else(|| u.to_string())
 }
 
+/// A visitor signed in to the account of the page's path (`/a/{a}/…`):
+/// its member, or platform support. A page handler that takes it runs for
+/// them only; anyone else is sent to that account's sign-in page. The one
+/// place the account pages learn who is looking.
+pub struct SignedIn {
+    pub v: Visitor,
+    /// The account of the path.
+    pub a: String,
+    pub who: Principal,
+}
+
+impl axum::extract::FromRequestParts<crate::http::api::AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &crate::http::api::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let v = match Visitor::from_request_parts(parts, app).await {
+            Ok(v) => v,
+            Err(never) => match never {},
+        };
+        let a = parts
+            .uri
+            .path()
+            .strip_prefix("/a/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|a| !a.is_empty())
+            .map(str::to_string);
+        let Some(a) = a else {
+            return Err(see_other("/"));
+        };
+        let who = member_of(&v, &a)?;
+        Ok(SignedIn { v, a, who })
+    }
+}
+
 /// The member signed in to account `a`, or a redirect to its sign-in page.
 #[allow(clippy::result_large_err)]
 pub fn member_of(v: &Visitor, a: &str) -> Result<Principal, Response> {

@@ -32,14 +32,9 @@ struct IntegrationsPage {
 
 pub async fn integrations_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/integrations");
     match query::integrations(&app.store, &who, &a) {
         Ok(list) => {

@@ -146,14 +146,9 @@ fn members_view(
 
 pub async fn members_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(q): Query<MembersQuery>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/members");
     match members_view(&app, &v, &who, &a, &q) {
         Ok(page) => render(&v, StatusCode::OK, &page),
@@ -174,18 +169,13 @@ pub struct AddMemberForm {
 
 pub async fn add_member(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     PageForm(form): PageForm<AddMemberForm>,
 ) -> Response {
     let path = format!("/a/{a}/members");
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let submitted = app
         .submit(
             who.clone(),
@@ -412,14 +402,9 @@ pub struct LicencesPage {
 
 pub async fn licences_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/licences");
     let mut page = LicencesPage {
         c: Chrome::new(&v, &path, "licences.heading", f.done.as_deref()),

@@ -1,7 +1,7 @@
 //! Account owner: pick, consequences, confirm (R03–R06).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 
 use crate::http::problem::Query;
 use axum::http::StatusCode;
@@ -83,14 +83,9 @@ fn owner_view(
 
 pub async fn owner_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/owner");
     match owner_view(&app, &v, &who, &a, f.done.as_deref()) {
         Ok(page) => render(&v, StatusCode::OK, &page),
@@ -109,18 +104,13 @@ pub struct OwnerForm {
 /// Step 2: what the change will do, before "Confirm change".
 pub async fn owner_change(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     PageForm(form): PageForm<OwnerForm>,
 ) -> Response {
     let path = format!("/a/{a}/owner");
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let built = (|| -> Result<OwnerPage, Problem> {
         let mut page = owner_view(&app, &v, &who, &a, None)?;
         let to = query::member(&app.store, &who, &a, &form.to)?;
@@ -154,18 +144,13 @@ pub async fn owner_change(
 /// Step 3: the transfer itself (the API's command, with its before-hook).
 pub async fn owner_confirm(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     PageForm(form): PageForm<OwnerForm>,
 ) -> Response {
     let path = format!("/a/{a}/owner");
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let result = app
         .submit(
             who.clone(),

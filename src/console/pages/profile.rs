@@ -49,14 +49,10 @@ pub async fn own_profile(v: Visitor, Path(a): Path<String>, uri: Uri) -> Respons
 
 pub async fn profile_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path((a, u)): Path<(String, String)>,
+    SignedIn { v, a, who }: SignedIn,
+    Path((_, u)): Path<(String, String)>,
     Query(f): Query<Flash>,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/profile/{u}");
     let loaded = (|| -> Result<ProfilePage, Problem> {
         let addresses = query::emails(&app.store, &who, &a, &u)?;

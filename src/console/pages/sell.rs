@@ -39,15 +39,10 @@ struct SellPage {
 
 pub async fn sell_page(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
     use crate::domain::{SellRole, SellStatus};
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let path = format!("/a/{a}/sell");
     let t = v.t;
     let loaded = (|| -> Result<SellPage, Problem> {

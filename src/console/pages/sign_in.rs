@@ -227,13 +227,8 @@ pub async fn home(v: Visitor) -> Response {
 /// `/a/{a}`: admins land on Team members, everyone else on their profile.
 pub async fn account_home(
     State(app): State<AppState>,
-    v: Visitor,
-    Path(a): Path<String>,
+    SignedIn { a, who, .. }: SignedIn,
 ) -> Response {
-    let who = match member_of(&v, &a) {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let admin = who
         .user_id()
         .and_then(|u| app.store.user(&a, u).ok().flatten())
