@@ -137,11 +137,15 @@ impl Chrome {
             nav,
             signed_in: v.who.is_some(),
             lang_href: format!("/lang/{}?back={}", t.other_lang, encode_component(path)),
-            // Only messages of the catalogue are shown (never text from a URL).
+            // Only messages of the catalogue, and only those this daemon's
+            // own redirect signed for this page (never text from a URL,
+            // nor a message from a link someone crafted).
             flash: flash
+                .and_then(|done| v.flash_key(done))
                 .filter(|key| t.has(key) && !key.starts_with("error."))
                 .map(|key| t.s(key).to_string()),
             alert: flash
+                .and_then(|done| v.flash_key(done))
                 .filter(|key| t.has(key) && key.starts_with("error."))
                 .map(|key| t.s(key).to_string()),
         }

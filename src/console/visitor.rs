@@ -122,6 +122,54 @@ pub struct Visitor {
     pub host: Option<String>,
     /// The field the cookie's nonce calls for, when a nonce was sent.
     pub expected_csrf: Option<String>,
+    /// The path this request asked for (a message in `?done=` is signed
+    /// for one path).
+    pub request_path: String,
+    /// The key messages in `?done=` are signed with (derived from the
+    /// operator token: a link nobody signed shows no message).
+    flash_key: [u8; 32],
+}
+
+/// How long a signed message in `?done=` may be shown after its redirect.
+const FLASH_MINUTES: i64 = 10;
+
+impl Visitor {
+    fn flash_sig(&self, path: &str, key: &str, minute: i64) -> String {
+        let mut h = Sha256::new();
+        h.update(self.flash_key);
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(key.as_bytes());
+        h.update(b"\0");
+        h.update(minute.to_string().as_bytes());
+        hex::encode(&h.finalize()[..12])
+    }
+
+    /// `to` with the message `key` (a catalogue key) in `?done=`, signed
+    /// for `to`'s path and the current minute: the page shows it only when
+    /// it came from this daemon's own redirect, never from a crafted link.
+    pub fn flash_url(&self, to: &str, key: &str) -> String {
+        let path = to.split('?').next().unwrap_or(to);
+        let minute = Utc::now().timestamp().div_euclid(60);
+        let sep = if to.contains('?') { '&' } else { '?' };
+        format!(
+            "{to}{sep}done={key}~{minute}~{}",
+            self.flash_sig(path, key, minute)
+        )
+    }
+
+    /// The catalogue key of a `?done=` value, when its signature holds for
+    /// this request's path and it is recent.
+    pub fn flash_key<'a>(&self, done: &'a str) -> Option<&'a str> {
+        let mut parts = done.splitn(3, '~');
+        let (key, minute, sig) = (parts.next()?, parts.next()?, parts.next()?);
+        let minute: i64 = minute.parse().ok()?;
+        let now = Utc::now().timestamp().div_euclid(60);
+        if !(now - FLASH_MINUTES..=now).contains(&minute) {
+            return None;
+        }
+        secret::secrets_equal(sig, &self.flash_sig(&self.request_path, key, minute)).then_some(key)
+    }
 }
 
 /// One cookie's value from the `Cookie` headers.
@@ -290,6 +338,13 @@ impl FromRequestParts<AppState> for Visitor {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             expected_csrf: cookie_nonce.as_deref().map(field),
+            request_path: parts.uri.path().to_string(),
+            flash_key: {
+                let mut h = Sha256::new();
+                h.update(b"admind console flash\0");
+                h.update(app.operator_token.as_bytes());
+                h.finalize().into()
+            },
         })
     }
 }

@@ -538,7 +538,7 @@ pub async fn editor_post(
                 );
                 return problem_page(&v, back, back, &p);
             }
-            return see_other("/support/policies?done=workbench.saved");
+            return see_other(&v.flash_url("/support/policies", "workbench.saved"));
         }
         _ => {}
     }

@@ -154,14 +154,13 @@ pub async fn act(
         Ok(c) => app.submit(who, c).await.map(|_| ()),
         Err(p) => Err(p),
     };
-    let sep = if back.contains('?') { "&" } else { "?" };
     match result {
-        Ok(()) => see_other(&format!("{back}{sep}done={done}")),
+        Ok(()) => see_other(&v.flash_url(back, done)),
         // Back to the page of the control, the refusal in words on it;
         // a refusal without a sentence of its own keeps its detail on a
         // page of its own.
         Err(p) if v.t.refusal(&p.code).is_some() => {
-            see_other(&format!("{back}{sep}done=error.{}", p.code))
+            see_other(&v.flash_url(back, &format!("error.{}", p.code)))
         }
         Err(p) => problem_page(v, back, back, &p),
     }
@@ -185,9 +184,9 @@ pub async fn act_as_operator(
         Err(p) => Err(p),
     };
     match result {
-        Ok(()) => see_other(&format!("{back}?done={done}")),
+        Ok(()) => see_other(&v.flash_url(back, done)),
         Err(p) if v.t.refusal(&p.code).is_some() => {
-            see_other(&format!("{back}?done=error.{}", p.code))
+            see_other(&v.flash_url(back, &format!("error.{}", p.code)))
         }
         Err(p) => problem_page(v, back, back, &p),
     }

@@ -188,7 +188,7 @@ pub async fn add_member(
         )
         .await;
     match submitted {
-        Ok(_) => see_other(&format!("{path}?done=members.added")),
+        Ok(_) => see_other(&v.flash_url(&path, "members.added")),
         Err(p) => {
             // The refusal beside the form, with what was typed kept.
             match members_view(&app, &v, &who, &a, &MembersQuery::default()) {

@@ -161,7 +161,7 @@ pub async fn owner_confirm(
         )
         .await;
     match result {
-        Ok(_) => see_other(&format!("{path}?done=owner.changed_flash")),
+        Ok(_) => see_other(&v.flash_url(&path, "owner.changed_flash")),
         Err(p) => match owner_view(&app, &v, &who, &a, None) {
             // The refusal (a rule's, or a policy's reason) on the owner page.
             Ok(mut page) => {

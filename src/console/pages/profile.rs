@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 
 use crate::http::problem::Query;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -37,12 +37,17 @@ struct ProfilePage {
     error: Option<ErrorView>,
 }
 
-pub async fn own_profile(v: Visitor, Path(a): Path<String>, uri: Uri) -> Response {
+pub async fn own_profile(v: Visitor, Path(a): Path<String>, Query(f): Query<Flash>) -> Response {
     match v.user_id() {
-        Some(u) if v.account_id() == Some(a.as_str()) => see_other(&format!(
-            "/a/{a}/profile/{u}{}",
-            uri.query().map(|q| format!("?{q}")).unwrap_or_default()
-        )),
+        Some(u) if v.account_id() == Some(a.as_str()) => {
+            let to = format!("/a/{a}/profile/{u}");
+            // A message signed for this address goes on, signed for the
+            // profile's own.
+            match f.done.as_deref().and_then(|done| v.flash_key(done)) {
+                Some(key) => see_other(&v.flash_url(&to, key)),
+                None => see_other(&to),
+            }
+        }
         _ => see_other(&format!("/a/{a}/sign-in")),
     }
 }

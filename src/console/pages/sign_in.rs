@@ -157,7 +157,7 @@ pub async fn request_reset(
         return csrf_refused(&v, &path);
     }
     match crate::http::sessions::request_reset(&app, ip, a.clone(), form.email).await {
-        Ok(()) => see_other(&format!("{path}?done=signin.reset_sent")),
+        Ok(()) => see_other(&v.flash_url(&path, "signin.reset_sent")),
         Err(p) => problem_page(&v, &path, &path, &p),
     }
 }
@@ -185,13 +185,13 @@ pub async fn sign_out(
                     return problem_page(&v, "/", "/", &p);
                 }
             }
-            format!("/a/{a}/sign-in?done=signin.signed_out")
+            v.flash_url(&format!("/a/{a}/sign-in"), "signin.signed_out")
         }
         _ => {
             if let Some(nonce) = &v.operator_nonce {
                 visitor::revoke_operator(&app, nonce);
             }
-            "/support/sign-in?done=signin.signed_out".to_string()
+            v.flash_url("/support/sign-in", "signin.signed_out")
         }
     };
     let mut response = see_other(&back);

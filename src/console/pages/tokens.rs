@@ -116,7 +116,7 @@ pub async fn set_password(
         return csrf_refused(&v, uri.path());
     }
     match crate::http::sessions::set_password(&app, &form.token, form.password).await {
-        Ok(()) => see_other(&format!("/a/{a}/sign-in?done=signin.password_set")),
+        Ok(()) => see_other(&v.flash_url(&format!("/a/{a}/sign-in"), "signin.password_set")),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             let error = Some(ErrorView::from_problem(v.t, &p));
@@ -185,9 +185,9 @@ pub async fn verify(
     };
     match result {
         Ok(()) if v.account_id() == Some(a.as_str()) => {
-            see_other(&format!("/a/{a}/profile?done=verify.done"))
+            see_other(&v.flash_url(&format!("/a/{a}/profile"), "verify.done"))
         }
-        Ok(()) => see_other(&format!("/a/{a}/sign-in?done=verify.done")),
+        Ok(()) => see_other(&v.flash_url(&format!("/a/{a}/sign-in"), "verify.done")),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             let error = Some(ErrorView::from_problem(v.t, &p));
