@@ -483,7 +483,7 @@ pub async fn redeliver(
         }))
         .await;
     match result {
-        Ok(()) => see_other(&v.flash_url(&path, "deliveries.redelivered")),
+        Ok(()) => see_other(&v.flash_url(path, "deliveries.redelivered")),
         Err(r) => problem_page(&v, path, path, &r.into()),
     }
 }
