@@ -1322,3 +1322,45 @@ async fn console_a_message_shows_only_after_the_daemons_own_redirect() {
     let other = owner.open(&elsewhere).await;
     assert!(!other.html.contains("The member was added"));
 }
+
+#[tokio::test]
+async fn r18_console_the_no_seat_panel_names_who_can_act_and_a_pending_request() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 2).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    d.add_member(&ot, &a, "admin@acme.test", "admin").await;
+    // Both seats are taken: the owner sees who can buy (the owner, by
+    // name) and the request form.
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    assert!(page.html.contains("id=\"no-seat\""), "{}", page.html);
+    assert!(page
+        .html
+        .contains("The account owner, Owner, can buy more seats"));
+    assert!(page.html.contains("Request temporary seats"));
+    assert!(!page.html.contains("is waiting for platform support"));
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/licence-requests"),
+            Some(&ot),
+            serde_json::json!({"product": "support", "seats": 3, "reason": "busy"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    assert!(
+        page.html
+            .contains("A request for 3 temporary seats is waiting for platform support"),
+        "{}",
+        page.html
+    );
+    // An admin is not offered a form that can only fail: told whom to ask.
+    let mut admin = Browser::new(&d);
+    let mail = d.wait_mail("admin@acme.test", "Set your password", 1).await;
+    admin
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "admin@acme.test")
+        .await;
+    let page = admin.open(&format!("/a/{a}/members")).await;
+    assert!(page.html.contains("id=\"no-seat\""), "{}", page.html);
+    assert!(!page.html.contains("Request temporary seats"));
+    assert!(page.html.contains("ask Owner."), "{}", page.html);
+}

@@ -45,6 +45,12 @@ struct MembersPage {
     add_email: String,
     no_seat: bool,
     viewer_is_owner: bool,
+    /// "The account owner, <name>, can buy more seats…": who can act.
+    no_seat_buy: String,
+    /// Only the owner asks for temporary seats (R18): who to ask.
+    ask_owner: String,
+    /// The pending request for temporary Support seats, if one waits.
+    pending_request: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -106,6 +112,24 @@ fn members_view(
         (found, after)
     };
     let me = v.user_id().unwrap_or("");
+    // Who can act when no seat is free, and whether a request waits.
+    use crate::domain::StateView;
+    let owner_name = app
+        .store
+        .user(a, &summary.account.owner_id)
+        .map_err(crate::domain::Refusal::from)?
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let pending = app
+        .store
+        .account_licence_requests(a, 1_000)
+        .map_err(crate::domain::Refusal::from)?
+        .into_iter()
+        .find(|r| {
+            r.status == crate::domain::LicenceStatus::Pending
+                && r.product == crate::domain::Product::Support
+        })
+        .map(|r| r.seats);
     let rows = items
         .into_iter()
         .map(|m| MemberRow {
@@ -141,6 +165,12 @@ fn members_view(
         add_email: String::new(),
         no_seat: summary.support.seats_used >= summary.support.seats_total,
         viewer_is_owner: me == summary.account.owner_id,
+        no_seat_buy: v.t.s("members.no_seat_buy").replace("{owner}", &owner_name),
+        ask_owner: v.t.s("members.ask_owner").replace("{owner}", &owner_name),
+        pending_request: pending.map(|seats| {
+            v.t.s("members.request_pending")
+                .replace("{seats}", &seats.to_string())
+        }),
     })
 }
 
