@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --- formatting and lints, the workspace's own among them (no unwrap,
+# expect or panic! outside tests): cheap, and they keep reviews about
+# substance
+if rustup component list --installed 2>/dev/null | grep -q rustfmt; then
+  cargo fmt --all -- --check
+fi
+if rustup component list --installed 2>/dev/null | grep -q clippy; then
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
 # --- what the browser tests need
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing Debian's chromium" >&2
