@@ -304,11 +304,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         memory_kib: config.auth.argon2_memory_kib,
         iterations: config.auth.argon2_iterations,
     };
+    let console_flash_key = crate::console::visitor::flash_key_of(&operator_token);
     let app = Arc::new(App {
         store: store.clone(),
         writer,
         metrics: metrics.clone(),
         operator_token,
+        console_flash_key,
         limiter: RateLimiter::new(
             config.auth.attempts_per_minute,
             config.auth.limiter_keys_max,

@@ -130,6 +130,15 @@ pub struct Visitor {
     flash_key: [u8; 32],
 }
 
+/// The key of signed `?done=` messages, derived from the operator token
+/// (they stop verifying when the token changes, like support's cookies).
+pub fn flash_key_of(operator_token: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"admind console flash\0");
+    h.update(operator_token.as_bytes());
+    h.finalize().into()
+}
+
 /// How long a signed message in `?done=` may be shown after its redirect.
 const FLASH_MINUTES: i64 = 10;
 
@@ -339,12 +348,7 @@ impl FromRequestParts<AppState> for Visitor {
                 .map(str::to_string),
             expected_csrf: cookie_nonce.as_deref().map(field),
             request_path: parts.uri.path().to_string(),
-            flash_key: {
-                let mut h = Sha256::new();
-                h.update(b"admind console flash\0");
-                h.update(app.operator_token.as_bytes());
-                h.finalize().into()
-            },
+            flash_key: app.console_flash_key,
         })
     }
 }

@@ -24,6 +24,9 @@ pub struct App {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub operator_token: String,
+    /// The key the console signs its `?done=` messages with (derived from
+    /// the operator token once, at start).
+    pub console_flash_key: [u8; 32],
     /// Sign-in and reset attempts per user (all addresses of a profile
     /// share one budget; unknown addresses are keyed by address).
     pub limiter: RateLimiter,

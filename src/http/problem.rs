@@ -45,57 +45,61 @@ impl Problem {
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
+    /// A problem that passes with time: its `Retry-After` and the detail
+    /// saying when.
+    fn retry_later(status: StatusCode, code: &str, what: &str, retry_after_secs: u64) -> Self {
         let mut p = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many attempts for this address; try again in {retry_after_secs} s"),
+            status,
+            code,
+            format!("{what}; try again in {retry_after_secs} s"),
         );
         p.retry_after_secs = Some(retry_after_secs);
         p
     }
-    /// Too many failed attempts from one network address (`rate_limited`, 429).
-    pub fn network_rate_limited(retry_after_secs: u64) -> Self {
-        let mut p = Self::new(
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("too many failed attempts from this network address; try again in {retry_after_secs} s"),
-        );
-        p.retry_after_secs = Some(retry_after_secs);
-        p
+            "too many attempts for this address",
+            retry_after_secs,
+        )
+    }
+    /// Too many failed attempts from one network address (`rate_limited`, 429).
+    pub fn network_rate_limited(retry_after_secs: u64) -> Self {
+        Self::retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed attempts from this network address",
+            retry_after_secs,
+        )
     }
     /// Too many verification mails to one address or by one member
     /// (`too_many_verification_mails`, 429).
     pub fn too_many_verification_mails(retry_after_secs: u64) -> Self {
-        let mut p = Self::new(
+        Self::retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_verification_mails",
-            format!("too many verification mails for this address or from you this hour; try again in {retry_after_secs} s"),
-        );
-        p.retry_after_secs = Some(retry_after_secs);
-        p
+            "too many verification mails for this address or from you this hour",
+            retry_after_secs,
+        )
     }
     /// Too much work queued: try again shortly (`overloaded`, 503).
     pub fn overloaded(retry_after_secs: u64) -> Self {
-        let mut p = Self::new(
+        Self::retry_later(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
-            format!("the server is busy; try again in {retry_after_secs} s"),
-        );
-        p.retry_after_secs = Some(retry_after_secs);
-        p
+            "the server is busy",
+            retry_after_secs,
+        )
     }
     /// A caller past its budget of refused requests (`too_many_refusals`).
     pub fn too_many_refusals(retry_after_secs: u64) -> Self {
-        let mut p = Self::new(
+        Self::retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_refusals",
-            format!(
-                "too many refused requests from this caller; try again in {retry_after_secs} s"
-            ),
-        );
-        p.retry_after_secs = Some(retry_after_secs);
-        p
+            "too many refused requests from this caller",
+            retry_after_secs,
+        )
     }
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)

@@ -154,7 +154,11 @@ pub async fn change_sell_role(
     PageForm(form): PageForm<SellRoleForm>,
 ) -> Response {
     let back = format!("/a/{a}/sell");
-    if let (false, Some(role)) = (confirmed(&form.confirmed), form.role) {
+    // `none` is not a Sell role to change to (the core refuses it): no
+    // confirmation to ask.
+    if let (false, Some(role @ (crate::domain::SellRole::User | crate::domain::SellRole::Admin))) =
+        (confirmed(&form.confirmed), form.role)
+    {
         let key = format!("sell.role.{}", role.as_str());
         let label = v.t.s(&key);
         let what =

@@ -12,7 +12,7 @@ use crate::console::page::{
     csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView, PageForm,
 };
 use crate::console::visitor::{self, Visitor, SESSION_COOKIE};
-use crate::domain::{Command, StateView, SupportRole};
+use crate::domain::{Command, StateView};
 use crate::http::api::{App, AppState, ClientIp};
 
 use super::common::*;
@@ -225,15 +225,8 @@ pub async fn home(v: Visitor) -> Response {
 }
 
 /// `/a/{a}`: admins land on Team members, everyone else on their profile.
-pub async fn account_home(
-    State(app): State<AppState>,
-    SignedIn { a, who, .. }: SignedIn,
-) -> Response {
-    let admin = who
-        .user_id()
-        .and_then(|u| app.store.user(&a, u).ok().flatten())
-        .is_some_and(|u| u.support_role == SupportRole::Admin);
-    if admin {
+pub async fn account_home(SignedIn { v, a, .. }: SignedIn) -> Response {
+    if v.powers.admin {
         see_other(&format!("/a/{a}/members"))
     } else {
         see_other(&format!("/a/{a}/profile"))
