@@ -975,10 +975,10 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
         writer
             .submit(
                 Principal::Anonymous,
-                Command::ConfirmPasswordReset {
+                Command::ConfirmPasswordReset(cmd::ConfirmPasswordReset {
                     token_hash: token_hash(&token),
                     password_hash: hash,
-                },
+                }),
             )
             .await
             .unwrap();
@@ -1009,12 +1009,12 @@ async fn seed_account(
     match w
         .submit(
             Principal::Operator,
-            Command::CreateAccount {
+            Command::CreateAccount(cmd::CreateAccount {
                 name,
                 owner_name: "Owner".into(),
                 owner_email: email,
                 support_seats: 5,
-            },
+            }),
         )
         .await
         .unwrap()
@@ -1038,12 +1038,12 @@ async fn seed_members(
     for i in 0..n {
         w.submit(
             owner.clone(),
-            Command::AddMember {
+            Command::AddMember(cmd::AddMember {
                 account_id: a.id.clone(),
                 name: "M".into(),
                 email: format!("{prefix}{i}@seed.test"),
                 role: SupportRole::EndUser,
-            },
+            }),
         )
         .await
         .unwrap();

@@ -5,6 +5,7 @@
 //! failing handler is logged and recorded; the change stands (docs/rules.md
 //! "Hooks").
 
+use crate::domain::cmd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,17 +43,17 @@ pub fn action_command(account_id: &str, action: &Action) -> Result<Command, Stri
             address,
             subject,
             body,
-        } => Command::PolicyNotify {
+        } => Command::PolicyNotify(cmd::PolicyNotify {
             account_id,
             address,
             subject,
             body,
-        },
+        }),
         Action::RequestLicence {
             product,
             seats,
             reason,
-        } => Command::RequestLicence {
+        } => Command::RequestLicence(cmd::RequestLicence {
             account_id,
             product: match product.as_str() {
                 "support" => Product::Support,
@@ -61,15 +62,19 @@ pub fn action_command(account_id: &str, action: &Action) -> Result<Command, Stri
             },
             seats,
             reason,
-        },
-        Action::FlagIntegration { integration_id } => Command::FlagIntegration {
-            account_id,
-            integration_id,
-        },
-        Action::SendPasswordReset { address } => Command::RequestPasswordReset {
-            account_id,
-            email: address,
-        },
+        }),
+        Action::FlagIntegration { integration_id } => {
+            Command::FlagIntegration(cmd::FlagIntegration {
+                account_id,
+                integration_id,
+            })
+        }
+        Action::SendPasswordReset { address } => {
+            Command::RequestPasswordReset(cmd::RequestPasswordReset {
+                account_id,
+                email: address,
+            })
+        }
     })
 }
 
@@ -223,10 +228,10 @@ impl HookQueue {
             .writer
             .submit(
                 actor.clone(),
-                Command::RecordPolicyCall {
+                Command::RecordPolicyCall(cmd::RecordPolicyCall {
                     account_id: scope.to_string(),
                     call: call.clone(),
-                },
+                }),
             )
             .await;
         match submitted {
@@ -247,10 +252,10 @@ impl HookQueue {
                     .writer
                     .submit(
                         actor.clone(),
-                        Command::RecordPolicyCall {
+                        Command::RecordPolicyCall(cmd::RecordPolicyCall {
                             account_id: PLATFORM_AUDIT_SCOPE.to_string(),
                             call,
-                        },
+                        }),
                     )
                     .await
                 {

@@ -548,3 +548,47 @@ fn the_circle_check_finds_a_circle() {
     edges.insert("d".to_string(), BTreeSet::from(["a".to_string()]));
     assert_eq!(circles(&edges), vec![vec!["a", "b", "c"]]);
 }
+
+/// A command lives in its capability module; only the catalog (and `rules`,
+/// which runs it) names every capability, and no capability imports the
+/// catalog, so adding a command never touches another capability.
+#[test]
+fn only_the_catalog_names_every_capability() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let edges = import_graph(&root.join("crates/core/src"), "admind_core");
+    let capabilities = [
+        "accounts",
+        "addresses",
+        "billing",
+        "integrations",
+        "licences",
+        "members",
+        "ownership",
+        "policy_actions",
+        "sell",
+        "sessions",
+        "support",
+        "webhooks",
+    ];
+    let catalog = "admind_core::catalog".to_string();
+    for c in capabilities {
+        let m = format!("admind_core::{c}");
+        let imports = edges.get(&m).expect("every capability is a module");
+        assert!(!imports.contains(&catalog), "{m} imports the catalog");
+        assert!(
+            edges[&catalog].contains(&m),
+            "the catalog lists no command of {m}"
+        );
+    }
+    // The catalog is the one module with its hands on every capability.
+    for (m, imports) in &edges {
+        let named = capabilities
+            .iter()
+            .filter(|c| imports.contains(&format!("admind_core::{c}")))
+            .count();
+        assert!(
+            m == &catalog || named < capabilities.len() / 2,
+            "{m} names {named} capabilities: commands go through the catalog"
+        );
+    }
+}

@@ -9,6 +9,7 @@
     reason = "tests, benchmarks and examples: a step that fails stops them"
 )]
 
+use admind::domain::cmd;
 use std::sync::Arc;
 
 use admind::domain::*;
@@ -278,12 +279,12 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
     let created = writer
         .submit(
             Principal::Operator,
-            Command::CreateAccount {
+            Command::CreateAccount(cmd::CreateAccount {
                 name: "P".into(),
                 owner_name: "O".into(),
                 owner_email: "o@p.test".into(),
                 support_seats: 3,
-            },
+            }),
         )
         .await
         .unwrap();
@@ -301,12 +302,12 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 n += 1;
                 (
                     principal(&a, &members, actor),
-                    Command::AddMember {
+                    Command::AddMember(cmd::AddMember {
                         account_id: a.clone(),
                         name: "M".into(),
                         email: format!("m{n}@p.test"),
                         role,
-                    },
+                    }),
                 )
             }
             Op::ChangeRole {
@@ -315,33 +316,33 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 role,
             } => (
                 principal(&a, &members, actor),
-                Command::ChangeRole {
+                Command::ChangeRole(cmd::ChangeRole {
                     account_id: a.clone(),
                     user_id: pick(target),
                     role,
-                },
+                }),
             ),
             Op::Remove { actor, target } => (
                 principal(&a, &members, actor),
-                Command::RemoveMember {
+                Command::RemoveMember(cmd::RemoveMember {
                     account_id: a.clone(),
                     user_id: pick(target),
-                },
+                }),
             ),
             Op::Transfer { actor, target } => (
                 principal(&a, &members, actor),
-                Command::TransferOwnership {
+                Command::TransferOwnership(cmd::TransferOwnership {
                     account_id: a.clone(),
                     to_user_id: pick(target),
-                },
+                }),
             ),
             Op::SetSeats { actor, seats } => (
                 principal(&a, &members, actor),
-                Command::SetSeats {
+                Command::SetSeats(cmd::SetSeats {
                     account_id: a.clone(),
                     support_seats: Some(seats),
                     sell_seats: None,
-                },
+                }),
             ),
             Op::Verify { target } => {
                 let user = &members[target % members.len()];
@@ -350,28 +351,28 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 };
                 (
                     Principal::Anonymous,
-                    Command::ConfirmPasswordReset {
+                    Command::ConfirmPasswordReset(cmd::ConfirmPasswordReset {
                         token_hash: token_hash(&token),
                         password_hash: "$argon2id$x".into(),
-                    },
+                    }),
                 )
             }
             Op::AddIntegration { actor } => (
                 principal(&a, &members, actor),
-                Command::AddIntegration {
+                Command::AddIntegration(cmd::AddIntegration {
                     account_id: a.clone(),
                     name: "I".into(),
-                },
+                }),
             ),
             Op::AddEmail { actor, target } => {
                 n += 1;
                 (
                     principal(&a, &members, actor),
-                    Command::AddEmail {
+                    Command::AddEmail(cmd::AddEmail {
                         account_id: a.clone(),
                         user_id: pick(target),
                         address: format!("x{n}@p.test"),
-                    },
+                    }),
                 )
             }
             Op::VerifyEmail { target } => {
@@ -389,9 +390,9 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 };
                 (
                     Principal::Anonymous,
-                    Command::ConfirmEmailVerification {
+                    Command::ConfirmEmailVerification(cmd::ConfirmEmailVerification {
                         token_hash: token_hash(&token),
-                    },
+                    }),
                 )
             }
             Op::MakePrimary {
@@ -403,11 +404,11 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 let address = user.emails[which % user.emails.len()].address.clone();
                 (
                     principal(&a, &members, actor),
-                    Command::MakePrimaryEmail {
+                    Command::MakePrimaryEmail(cmd::MakePrimaryEmail {
                         account_id: a.clone(),
                         user_id: user.id.clone(),
                         address,
-                    },
+                    }),
                 )
             }
             Op::RemoveEmail {
@@ -419,26 +420,26 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 let address = user.emails[which % user.emails.len()].address.clone();
                 (
                     principal(&a, &members, actor),
-                    Command::RemoveEmail {
+                    Command::RemoveEmail(cmd::RemoveEmail {
                         account_id: a.clone(),
                         user_id: user.id.clone(),
                         address,
-                    },
+                    }),
                 )
             }
             Op::SellTrial { actor } => (
                 principal(&a, &members, actor),
-                Command::StartSellTrial {
+                Command::StartSellTrial(cmd::StartSellTrial {
                     account_id: a.clone(),
-                },
+                }),
             ),
             Op::SellSeats { actor, seats } => (
                 principal(&a, &members, actor),
-                Command::SetSeats {
+                Command::SetSeats(cmd::SetSeats {
                     account_id: a.clone(),
                     support_seats: None,
                     sell_seats: Some(seats),
-                },
+                }),
             ),
             Op::GrantSell {
                 actor,
@@ -452,11 +453,11 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 };
                 (
                     principal(&a, &members, actor),
-                    Command::GrantSell {
+                    Command::GrantSell(cmd::GrantSell {
                         account_id: a.clone(),
                         user_id: pick(target),
                         role,
-                    },
+                    }),
                 )
             }
             Op::ChangeSell {
@@ -471,26 +472,26 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 };
                 (
                     principal(&a, &members, actor),
-                    Command::ChangeSellRole {
+                    Command::ChangeSellRole(cmd::ChangeSellRole {
                         account_id: a.clone(),
                         user_id: pick(target),
                         role,
-                    },
+                    }),
                 )
             }
             Op::RemoveSell { actor, target } => (
                 principal(&a, &members, actor),
-                Command::RemoveSell {
+                Command::RemoveSell(cmd::RemoveSell {
                     account_id: a.clone(),
                     user_id: pick(target),
-                },
+                }),
             ),
             Op::AppointSell { target } => (
                 Principal::Operator,
-                Command::AppointSellAdmin {
+                Command::AppointSellAdmin(cmd::AppointSellAdmin {
                     account_id: a.clone(),
                     user_id: pick(target),
-                },
+                }),
             ),
         };
         let before = snapshot(&store, &a);

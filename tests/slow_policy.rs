@@ -10,6 +10,7 @@
     reason = "tests, benchmarks and examples: a step that fails stops them"
 )]
 
+use admind::domain::cmd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,12 +135,12 @@ async fn account(f: &Fixture, name: &str, admin_signed_in: bool) -> (String, Str
         .writer
         .submit(
             Principal::Operator,
-            Command::CreateAccount {
+            Command::CreateAccount(cmd::CreateAccount {
                 name: name.into(),
                 owner_name: "O".into(),
                 owner_email: format!("o@{name}.test"),
                 support_seats: 5,
-            },
+            }),
         )
         .await
     else {
@@ -172,12 +173,12 @@ async fn add_admin(
                 account_id: account.to_string(),
                 user_id: owner.to_string(),
             },
-            Command::AddMember {
+            Command::AddMember(cmd::AddMember {
                 account_id: account.to_string(),
                 name: "A".into(),
                 email: email.to_string(),
                 role: SupportRole::Admin,
-            },
+            }),
         )
         .await
         .expect("adding an admin");
@@ -213,10 +214,10 @@ fn transfer(
                     account_id: account.clone(),
                     user_id: owner,
                 },
-                Command::TransferOwnership {
+                Command::TransferOwnership(cmd::TransferOwnership {
                     account_id: account,
                     to_user_id: to,
-                },
+                }),
             )
             .await
     })
@@ -302,11 +303,11 @@ async fn r01_a_decision_is_stale_once_its_account_changed_even_outside_the_propo
                 account_id: a.clone(),
                 user_id: owner.clone(),
             },
-            Command::SetSeats {
+            Command::SetSeats(cmd::SetSeats {
                 account_id: a.clone(),
                 support_seats: Some(6),
                 sell_seats: None,
-            },
+            }),
         )
         .await;
     assert!(bought.is_ok(), "{bought:?}");

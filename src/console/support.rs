@@ -1,6 +1,7 @@
 //! Platform support's pages (`/support/...`): signed in with the operator
 //! token, exchanged for a cookie that never contains it.
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -259,10 +260,12 @@ pub async fn open_investigation(
         &back,
         "support.investigation_opened",
         || {
-            Ok(Command::OpenSecurityInvestigation {
-                account_id: a,
-                note: form.note,
-            })
+            Ok(Command::OpenSecurityInvestigation(
+                cmd::OpenSecurityInvestigation {
+                    account_id: a,
+                    note: form.note,
+                },
+            ))
         },
     )
     .await
@@ -284,10 +287,10 @@ pub async fn appoint_sell_admin(
 ) -> Response {
     let back = format!("/support/accounts/{a}");
     operator_act(&app, &v, &form.csrf, &back, "support.appointed", || {
-        Ok(Command::AppointSellAdmin {
+        Ok(Command::AppointSellAdmin(cmd::AppointSellAdmin {
             account_id: a,
             user_id: form.user_id.trim().to_string(),
-        })
+        }))
     })
     .await
 }
@@ -355,13 +358,13 @@ pub async fn grant(
                 .days
                 .filter(|d| (1..=365).contains(d))
                 .ok_or_else(|| Problem::bad_request("the grant lasts 1 to 365 days"))?;
-            Ok(Command::GrantLicence {
+            Ok(Command::GrantLicence(cmd::GrantLicence {
                 request_id: id,
                 seats: form
                     .seats
                     .ok_or_else(|| Problem::bad_request("say how many seats"))?,
                 expires_at: chrono::Utc::now() + chrono::Duration::days(i64::from(days)),
-            })
+            }))
         },
     )
     .await
@@ -388,10 +391,10 @@ pub async fn deny(
         "/support/licences",
         "support.denied",
         || {
-            Ok(Command::DenyLicence {
+            Ok(Command::DenyLicence(cmd::DenyLicence {
                 request_id: id,
                 reason: form.reason,
-            })
+            }))
         },
     )
     .await
@@ -593,11 +596,11 @@ pub async fn switch_policy(
             if !known {
                 return Err(crate::domain::Refusal::not_found("policy").into());
             }
-            Ok(Command::SetPolicySwitch {
+            Ok(Command::SetPolicySwitch(cmd::SetPolicySwitch {
                 name: f.name.clone(),
                 disabled,
                 reason: f.reason.clone(),
-            })
+            }))
         },
     )
     .await;

@@ -4,6 +4,7 @@
 //! `[console] policy_save` allows) saves it into the scripts folder, where
 //! the watcher loads it. Saving is audited with the diff.
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -523,10 +524,10 @@ pub async fn editor_post(
             let recorded = app
                 .submit(
                     crate::domain::Principal::Operator,
-                    Command::RecordPolicySave {
+                    Command::RecordPolicySave(cmd::RecordPolicySave {
                         name: f.name.clone(),
                         diff,
-                    },
+                    }),
                 )
                 .await;
             if let Err(p) = recorded {

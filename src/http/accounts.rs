@@ -1,5 +1,6 @@
 //! Accounts: creation (platform support), summary, security investigations, audit logs.
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,12 +31,12 @@ async fn create_account(
     let reply = app
         .submit(
             who.clone(),
-            Command::CreateAccount {
+            Command::CreateAccount(cmd::CreateAccount {
                 name: body.name,
                 owner_name: body.owner.name,
                 owner_email: body.owner.email,
                 support_seats: body.support_seats,
-            },
+            }),
         )
         .await?;
     Ok((StatusCode::CREATED, account_out(reply)?))
@@ -95,10 +96,10 @@ async fn open_investigation(
     match app
         .submit(
             who,
-            Command::OpenSecurityInvestigation {
+            Command::OpenSecurityInvestigation(cmd::OpenSecurityInvestigation {
                 account_id: a,
                 note: body.note,
-            },
+            }),
         )
         .await?
     {

@@ -1,5 +1,6 @@
 //! Addresses and their verification (R12-R16).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -42,11 +43,11 @@ async fn add_email(
     match app
         .submit(
             who,
-            Command::AddEmail {
+            Command::AddEmail(cmd::AddEmail {
                 account_id: a,
                 user_id: u,
                 address: body.address,
-            },
+            }),
         )
         .await?
     {
@@ -67,11 +68,11 @@ async fn make_primary(
     match app
         .submit(
             who,
-            Command::MakePrimaryEmail {
+            Command::MakePrimaryEmail(cmd::MakePrimaryEmail {
                 account_id: a,
                 user_id: u,
                 address,
-            },
+            }),
         )
         .await?
     {
@@ -91,11 +92,11 @@ async fn remove_email(
 ) -> ApiResult<StatusCode> {
     app.submit(
         who,
-        Command::RemoveEmail {
+        Command::RemoveEmail(cmd::RemoveEmail {
             account_id: a,
             user_id: u,
             address,
-        },
+        }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -117,9 +118,9 @@ async fn confirm_email(
     }
     app.submit(
         Principal::Anonymous,
-        Command::ConfirmEmailVerification {
+        Command::ConfirmEmailVerification(cmd::ConfirmEmailVerification {
             token_hash: token_hash(&body.token),
-        },
+        }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -2,6 +2,7 @@
 //! command path `App::submit`), the extractors (`Authed`, `ClientIp`), the
 //! result and error types. Imports no endpoint module.
 
+use crate::domain::cmd;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -74,9 +75,13 @@ impl App {
         // address and per member, so adding and removing one address over
         // and over floods nobody's mailbox.
         let verification = match &command {
-            Command::AddEmail { address, .. } => Some(crate::domain::normalize_email(address)),
+            Command::AddEmail(cmd::AddEmail { address, .. }) => {
+                Some(crate::domain::normalize_email(address))
+            }
             // Its mail goes to the member's primary address.
-            Command::ResendInvitation { user_id, .. } => Some(format!("member {user_id}")),
+            Command::ResendInvitation(cmd::ResendInvitation { user_id, .. }) => {
+                Some(format!("member {user_id}"))
+            }
             _ => None,
         };
         if let Some(to) = &verification {

@@ -1,5 +1,6 @@
 //! Billing, the owner's alone (R05, R11, R21).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -60,11 +61,11 @@ async fn set_payment_method(
     let reply = app
         .submit(
             who,
-            Command::SetPaymentMethod {
+            Command::SetPaymentMethod(cmd::SetPaymentMethod {
                 account_id: a,
                 kind: body.kind,
                 last4: body.last4,
-            },
+            }),
         )
         .await?;
     match reply {
@@ -86,11 +87,11 @@ async fn set_seats(
     let reply = app
         .submit(
             who.clone(),
-            Command::SetSeats {
+            Command::SetSeats(cmd::SetSeats {
                 account_id: a.clone(),
                 support_seats: body.support_seats,
                 sell_seats: body.sell_seats,
-            },
+            }),
         )
         .await?;
     account_out(reply)

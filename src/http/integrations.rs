@@ -1,5 +1,6 @@
 //! Integrations (R06).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -43,10 +44,10 @@ async fn add_integration(
     match app
         .submit(
             who,
-            Command::AddIntegration {
+            Command::AddIntegration(cmd::AddIntegration {
                 account_id: a,
                 name: body.name,
-            },
+            }),
         )
         .await?
     {
@@ -67,10 +68,10 @@ async fn authorize_integration(
     match app
         .submit(
             who,
-            Command::AuthorizeIntegration {
+            Command::AuthorizeIntegration(cmd::AuthorizeIntegration {
                 account_id: a,
                 integration_id: i,
-            },
+            }),
         )
         .await?
     {

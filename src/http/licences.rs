@@ -1,5 +1,6 @@
 //! Temporary licences (R18).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -47,12 +48,12 @@ async fn request_licence(
     match app
         .submit(
             who,
-            Command::RequestLicence {
+            Command::RequestLicence(cmd::RequestLicence {
                 account_id: a,
                 product: body.product,
                 seats: body.seats,
                 reason: body.reason,
-            },
+            }),
         )
         .await?
     {
@@ -90,11 +91,11 @@ async fn grant_licence(
     match app
         .submit(
             who,
-            Command::GrantLicence {
+            Command::GrantLicence(cmd::GrantLicence {
                 request_id: id,
                 seats: body.seats,
                 expires_at: body.expires_at,
-            },
+            }),
         )
         .await?
     {
@@ -116,10 +117,10 @@ async fn deny_licence(
     match app
         .submit(
             who,
-            Command::DenyLicence {
+            Command::DenyLicence(cmd::DenyLicence {
                 request_id: id,
                 reason: body.reason,
-            },
+            }),
         )
         .await?
     {

@@ -1,5 +1,6 @@
 //! The team: members and their Support roles (R07-R09).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,10 +30,10 @@ async fn resend_invitation(
 ) -> ApiResult<StatusCode> {
     app.submit(
         who,
-        Command::ResendInvitation {
+        Command::ResendInvitation(cmd::ResendInvitation {
             account_id: a,
             user_id: u,
-        },
+        }),
     )
     .await?;
     Ok(StatusCode::ACCEPTED)
@@ -52,11 +53,11 @@ async fn rename_member(
     let reply = app
         .submit(
             who,
-            Command::RenameMember {
+            Command::RenameMember(cmd::RenameMember {
                 account_id: a.clone(),
                 user_id: u,
                 name: body.name,
-            },
+            }),
         )
         .await?;
     // The member as the command left them: the person may not be an admin,
@@ -111,12 +112,12 @@ async fn add_member(
     match app
         .submit(
             who.clone(),
-            Command::AddMember {
+            Command::AddMember(cmd::AddMember {
                 account_id: a.clone(),
                 name: body.name,
                 email: body.email,
                 role: body.role,
-            },
+            }),
         )
         .await?
     {
@@ -151,11 +152,11 @@ async fn change_role(
 ) -> ApiResult<axum::Json<MemberOut>> {
     app.submit(
         who.clone(),
-        Command::ChangeRole {
+        Command::ChangeRole(cmd::ChangeRole {
             account_id: a.clone(),
             user_id: u.clone(),
             role: body.role,
-        },
+        }),
     )
     .await?;
     Ok(axum::Json(query::member(&app.store, &who, &a, &u)?.into()))
@@ -172,10 +173,10 @@ async fn remove_member(
 ) -> ApiResult<StatusCode> {
     app.submit(
         who,
-        Command::RemoveMember {
+        Command::RemoveMember(cmd::RemoveMember {
             account_id: a,
             user_id: u,
-        },
+        }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,5 +1,6 @@
 //! The owner and the hand-over (R01-R07).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -45,10 +46,10 @@ async fn transfer_owner(
     let reply = app
         .submit(
             who.clone(),
-            Command::TransferOwnership {
+            Command::TransferOwnership(cmd::TransferOwnership {
                 account_id: a.clone(),
                 to_user_id: body.user_id,
-            },
+            }),
         )
         .await?;
     account_out(reply)

@@ -1,5 +1,6 @@
 //! Loaded policies (platform support).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -251,11 +252,11 @@ async fn switch(
     }
     app.submit(
         who,
-        Command::SetPolicySwitch {
+        Command::SetPolicySwitch(cmd::SetPolicySwitch {
             name: name.clone(),
             disabled,
             reason,
-        },
+        }),
     )
     .await?;
     refresh_switches(&app).await;

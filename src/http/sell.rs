@@ -1,5 +1,6 @@
 //! Sell (R20-R25).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,7 +28,10 @@ async fn start_trial(
     Path(a): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<AccountOut>)> {
     let reply = app
-        .submit(who, Command::StartSellTrial { account_id: a })
+        .submit(
+            who,
+            Command::StartSellTrial(cmd::StartSellTrial { account_id: a }),
+        )
         .await?;
     Ok((StatusCode::CREATED, account_out(reply)?))
 }
@@ -59,11 +63,11 @@ async fn grant_sell(
     let reply = app
         .submit(
             who,
-            Command::GrantSell {
+            Command::GrantSell(cmd::GrantSell {
                 account_id: a,
                 user_id: body.user_id,
                 role: body.role,
-            },
+            }),
         )
         .await?;
     Ok((StatusCode::CREATED, member_out(reply)?))
@@ -82,11 +86,11 @@ async fn change_sell_role(
     let reply = app
         .submit(
             who,
-            Command::ChangeSellRole {
+            Command::ChangeSellRole(cmd::ChangeSellRole {
                 account_id: a,
                 user_id: u,
                 role: body.role,
-            },
+            }),
         )
         .await?;
     member_out(reply)
@@ -103,10 +107,10 @@ async fn remove_sell(
 ) -> ApiResult<StatusCode> {
     app.submit(
         who,
-        Command::RemoveSell {
+        Command::RemoveSell(cmd::RemoveSell {
             account_id: a,
             user_id: u,
-        },
+        }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -125,10 +129,10 @@ async fn appoint_sell_admin(
     let reply = app
         .submit(
             who,
-            Command::AppointSellAdmin {
+            Command::AppointSellAdmin(cmd::AppointSellAdmin {
                 account_id: a,
                 user_id: body.user_id,
-            },
+            }),
         )
         .await?;
     Ok((StatusCode::CREATED, member_out(reply)?))

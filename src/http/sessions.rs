@@ -1,5 +1,6 @@
 //! Sign-in, sign-out, password resets and set links (R17).
 
+use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -101,10 +102,10 @@ pub async fn request_reset(
     count_attempt(app, ip, "reset", &a, &email)?;
     app.submit(
         Principal::Anonymous,
-        Command::RequestPasswordReset {
+        Command::RequestPasswordReset(cmd::RequestPasswordReset {
             account_id: a,
             email,
-        },
+        }),
     )
     .await?;
     Ok(())
@@ -148,10 +149,10 @@ pub async fn set_password(app: &App, token: &str, password: String) -> ApiResult
         .map_err(Problem::internal)?;
     app.submit(
         Principal::Anonymous,
-        Command::ConfirmPasswordReset {
+        Command::ConfirmPasswordReset(cmd::ConfirmPasswordReset {
             token_hash: hash,
             password_hash,
-        },
+        }),
     )
     .await?;
     Ok(())
@@ -213,13 +214,13 @@ pub async fn sign_in_with_password(
     let reply = app
         .submit(
             Principal::Anonymous,
-            Command::CreateSession {
+            Command::CreateSession(cmd::CreateSession {
                 account_id: a,
                 user_id: user.id.clone(),
                 email,
                 verified_hash,
                 token_hash: token_hash(&token),
-            },
+            }),
         )
         .await
         .map_err(|r| {
@@ -246,7 +247,10 @@ async fn sign_out(State(app): State<AppState>, Authed(who, hash): Authed) -> Api
             "the operator token is not a session",
         ));
     };
-    app.submit(who, Command::RevokeSession { token_hash: hash })
-        .await?;
+    app.submit(
+        who,
+        Command::RevokeSession(cmd::RevokeSession { token_hash: hash }),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
 //! The webhook receiver and the operator's view of outbound deliveries.
 
+use crate::domain::cmd;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -96,12 +97,12 @@ async fn receive(
     let webhook_id = header(&headers, "webhook-id")
         .unwrap_or_default()
         .to_string();
-    let command = Command::ReceiveWebhook {
+    let command = Command::ReceiveWebhook(cmd::ReceiveWebhook {
         source: source.clone(),
         webhook_id,
         kind: parsed.kind,
         data: parsed.data,
-    };
+    });
     match app.submit(Principal::Webhook { source }, command).await? {
         Reply::Webhook { duplicate, effect } => Ok(axum::Json(WebhookAnswer { duplicate, effect })),
         other => Err(unexpected(other)),

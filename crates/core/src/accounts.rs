@@ -1,7 +1,9 @@
 //! Accounts: creating one with its owner, and the password-set link every new member gets.
 
+use serde::{Deserialize, Serialize};
+
 use crate::command::*;
-use crate::context::{token_hash, Ctx, Draft};
+use crate::context::{token_hash, Ctx, Decide, Draft};
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::validate;
@@ -53,6 +55,44 @@ pub(crate) fn new_user(
         sell_role: SellRole::None,
         signed_in_before: false,
         created_at: ctx.now,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAccount {
+    pub name: String,
+    pub owner_name: String,
+    pub owner_email: String,
+    pub support_seats: u32,
+}
+
+impl Decide for CreateAccount {
+    fn info(&self) -> CommandInfo<'_> {
+        let CreateAccount { name, .. } = self;
+        CommandInfo::of("account.create", None, Target::Account(name))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let CreateAccount {
+            name,
+            owner_name,
+            owner_email,
+            support_seats,
+        } = self;
+        create_account(
+            view,
+            ctx,
+            draft,
+            name,
+            owner_name,
+            owner_email,
+            support_seats,
+        )
     }
 }
 

@@ -2,9 +2,11 @@
 
 use chrono::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{token_hash, Ctx, Draft};
+use crate::context::{token_hash, Ctx, Decide, Draft};
 use crate::event::*;
 use crate::limits::*;
 use crate::model::*;
@@ -50,6 +52,42 @@ pub(crate) fn address_owner(
         ));
     }
     Ok((account, target))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddEmail {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub address: String,
+}
+
+impl Decide for AddEmail {
+    fn info(&self) -> CommandInfo<'_> {
+        let AddEmail {
+            account_id,
+            user_id,
+            address,
+        } = self;
+        CommandInfo::of(
+            "email.add",
+            Some(account_id),
+            Target::UserEmail(user_id, address),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let AddEmail {
+            account_id,
+            user_id,
+            address,
+        } = self;
+        add_email(view, ctx, draft, &account_id, &user_id, &address)
+    }
 }
 
 pub(crate) fn add_email(
@@ -128,6 +166,28 @@ pub(crate) fn add_email(
     })
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmEmailVerification {
+    pub token_hash: String,
+}
+
+impl Decide for ConfirmEmailVerification {
+    fn info(&self) -> CommandInfo<'_> {
+        let ConfirmEmailVerification { .. } = self;
+        CommandInfo::of("email.verify", None, Target::Named("email"))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let ConfirmEmailVerification { token_hash } = self;
+        confirm_email(view, ctx, draft, &token_hash)
+    }
+}
+
 pub(crate) fn confirm_email(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -157,6 +217,43 @@ pub(crate) fn confirm_email(
         ),
         reply: Reply::Done,
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MakePrimaryEmail {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub address: String,
+}
+
+impl Decide for MakePrimaryEmail {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_email_primary");
+    fn info(&self) -> CommandInfo<'_> {
+        let MakePrimaryEmail {
+            account_id,
+            user_id,
+            address,
+        } = self;
+        CommandInfo::of(
+            "email.make_primary",
+            Some(account_id),
+            Target::UserEmail(user_id, address),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let MakePrimaryEmail {
+            account_id,
+            user_id,
+            address,
+        } = self;
+        make_primary(view, ctx, draft, &account_id, &user_id, &address)
+    }
 }
 
 pub(crate) fn make_primary(
@@ -226,6 +323,39 @@ pub(crate) fn make_primary(
     })
 }
 
+/// A member's name (the profile hand-over ends with it, R16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameMember {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub name: String,
+}
+
+impl Decide for RenameMember {
+    fn info(&self) -> CommandInfo<'_> {
+        let RenameMember {
+            account_id,
+            user_id,
+            ..
+        } = self;
+        CommandInfo::of("member.rename", Some(account_id), Target::User(user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RenameMember {
+            account_id,
+            user_id,
+            name,
+        } = self;
+        rename_member(view, draft, &account_id, &user_id, &name)
+    }
+}
+
 /// A member's name, by whoever manages the profile's addresses (R12): the
 /// person, or an admin for agents and end users. The last step of the
 /// profile hand-over (R16): the successor's name on the owner's profile.
@@ -253,6 +383,42 @@ pub(crate) fn rename_member(
         ),
         reply: Reply::User(user),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveEmail {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub address: String,
+}
+
+impl Decide for RemoveEmail {
+    fn info(&self) -> CommandInfo<'_> {
+        let RemoveEmail {
+            account_id,
+            user_id,
+            address,
+        } = self;
+        CommandInfo::of(
+            "email.remove",
+            Some(account_id),
+            Target::UserEmail(user_id, address),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RemoveEmail {
+            account_id,
+            user_id,
+            address,
+        } = self;
+        remove_email(view, draft, &account_id, &user_id, &address)
+    }
 }
 
 pub(crate) fn remove_email(

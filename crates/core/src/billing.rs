@@ -1,13 +1,48 @@
 //! Billing: seats bought and the payment method, the owner's alone (R05, R11, R21).
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{ignored_note, Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Decide, Draft};
 use crate::event::Proposal;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSeats {
+    pub account_id: AccountId,
+    pub support_seats: Option<u32>,
+    pub sell_seats: Option<u32>,
+}
+
+impl Decide for SetSeats {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_seat_change");
+    fn info(&self) -> CommandInfo<'_> {
+        let SetSeats { account_id, .. } = self;
+        CommandInfo::of(
+            "billing.set_seats",
+            Some(account_id),
+            Target::Account(account_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let SetSeats {
+            account_id,
+            support_seats,
+            sell_seats,
+        } = self;
+        set_seats(view, ctx, draft, account_id, support_seats, sell_seats)
+    }
+}
 
 pub(crate) fn set_seats(
     view: &dyn StateView,
@@ -98,6 +133,38 @@ pub(crate) fn set_seats(
         ),
         reply: Reply::Account(account),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPaymentMethod {
+    pub account_id: AccountId,
+    pub kind: String,
+    pub last4: String,
+}
+
+impl Decide for SetPaymentMethod {
+    fn info(&self) -> CommandInfo<'_> {
+        let SetPaymentMethod { account_id, .. } = self;
+        CommandInfo::of(
+            "billing.set_payment_method",
+            Some(account_id),
+            Target::Account(account_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let SetPaymentMethod {
+            account_id,
+            kind,
+            last4,
+        } = self;
+        set_payment_method(view, ctx, draft, account_id, kind, last4)
+    }
 }
 
 pub(crate) fn set_payment_method(

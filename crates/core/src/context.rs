@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::command::*;
 use crate::event::{GateNotes, PolicyGate, Proposal};
 use crate::refusal::Refusal;
+use crate::view::StateView;
 
 /// Fresh ids and secrets. The daemon uses the OS random source; tests may
 /// use a seeded one.
@@ -109,4 +110,18 @@ impl Draft<'_> {
             cause: None,
         })
     }
+}
+
+/// The trait every command type implements, in its capability's module:
+/// what the audit log says of it, the before-hook it asks, and its decision.
+/// Crate-private: the rest of the daemon sees commands through `Command`.
+pub(crate) trait Decide {
+    /// The `before_` hook running it may ask (the policy gate): every
+    /// command that changes people or money asks one.
+    const BEFORE_HOOK: Option<&'static str> = None;
+    /// The audit log's view of the command. Allocates nothing.
+    fn info(&self) -> CommandInfo<'_>;
+    /// Runs the command against the state in `view`.
+    fn decide(self, view: &dyn StateView, ctx: &mut Ctx, draft: &Draft)
+        -> Result<Outcome, Refusal>;
 }

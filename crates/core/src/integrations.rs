@@ -1,12 +1,41 @@
 //! Integrations: connecting, reauthorizing (R06) and flagging them.
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{Ctx, Decide, Draft};
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddIntegration {
+    pub account_id: AccountId,
+    pub name: String,
+}
+
+impl Decide for AddIntegration {
+    fn info(&self) -> CommandInfo<'_> {
+        let AddIntegration { account_id, name } = self;
+        CommandInfo::of(
+            "integration.add",
+            Some(account_id),
+            Target::Integration(name),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let AddIntegration { account_id, name } = self;
+        add_integration(view, ctx, draft, account_id, name)
+    }
+}
 
 pub(crate) fn add_integration(
     view: &dyn StateView,
@@ -47,6 +76,39 @@ pub(crate) fn add_integration(
     })
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizeIntegration {
+    pub account_id: AccountId,
+    pub integration_id: String,
+}
+
+impl Decide for AuthorizeIntegration {
+    fn info(&self) -> CommandInfo<'_> {
+        let AuthorizeIntegration {
+            account_id,
+            integration_id,
+        } = self;
+        CommandInfo::of(
+            "integration.authorize",
+            Some(account_id),
+            Target::Integration(integration_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let AuthorizeIntegration {
+            account_id,
+            integration_id,
+        } = self;
+        authorize_integration(view, ctx, draft, account_id, integration_id)
+    }
+}
+
 pub(crate) fn authorize_integration(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -75,6 +137,40 @@ pub(crate) fn authorize_integration(
         ),
         reply: Reply::Integration(integration),
     })
+}
+
+/// A policy (or an admin) marks an integration as needing reauthorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagIntegration {
+    pub account_id: AccountId,
+    pub integration_id: String,
+}
+
+impl Decide for FlagIntegration {
+    fn info(&self) -> CommandInfo<'_> {
+        let FlagIntegration {
+            account_id,
+            integration_id,
+        } = self;
+        CommandInfo::of(
+            "integration.flag",
+            Some(account_id),
+            Target::Integration(integration_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let FlagIntegration {
+            account_id,
+            integration_id,
+        } = self;
+        flag_integration(view, ctx, draft, &account_id, &integration_id)
+    }
 }
 
 pub(crate) fn flag_integration(

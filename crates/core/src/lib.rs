@@ -5,6 +5,7 @@
 
 // Shared by every capability.
 mod access;
+pub mod catalog;
 pub mod command;
 pub mod context;
 pub mod event;
@@ -35,6 +36,9 @@ mod webhooks;
 pub mod query;
 
 pub use access::{role_label, snapshot};
+/// Every command type by name: `Command::AddMember(cmd::AddMember { .. })`.
+pub use catalog as cmd;
+pub use catalog::Command;
 pub use command::*;
 pub use context::{token_hash, Ctx, Entropy, Settings};
 pub use event::*;

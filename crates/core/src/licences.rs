@@ -2,14 +2,50 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{Ctx, Decide, Draft};
 use crate::limits::*;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLicence {
+    pub account_id: AccountId,
+    pub product: Product,
+    pub seats: u32,
+    pub reason: String,
+}
+
+impl Decide for RequestLicence {
+    fn info(&self) -> CommandInfo<'_> {
+        let RequestLicence { account_id, .. } = self;
+        CommandInfo::of(
+            "licence_request.file",
+            Some(account_id),
+            Target::Account(account_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RequestLicence {
+            account_id,
+            product,
+            seats,
+            reason,
+        } = self;
+        request_licence(view, ctx, draft, &account_id, product, seats, &reason)
+    }
+}
 
 pub(crate) fn request_licence(
     view: &dyn StateView,
@@ -130,6 +166,38 @@ pub(crate) fn owner_address(view: &dyn StateView, account: &Account) -> Result<S
         .unwrap_or_default())
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantLicence {
+    pub request_id: String,
+    pub seats: u32,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Decide for GrantLicence {
+    fn info(&self) -> CommandInfo<'_> {
+        let GrantLicence { request_id, .. } = self;
+        CommandInfo::of(
+            "licence_request.grant",
+            None,
+            Target::LicenceRequest(request_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let GrantLicence {
+            request_id,
+            seats,
+            expires_at,
+        } = self;
+        grant_licence(view, ctx, draft, &request_id, seats, expires_at)
+    }
+}
+
 pub(crate) fn grant_licence(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -192,6 +260,33 @@ pub(crate) fn grant_licence(
         audit,
         reply: Reply::LicenceRequest(request),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenyLicence {
+    pub request_id: String,
+    pub reason: String,
+}
+
+impl Decide for DenyLicence {
+    fn info(&self) -> CommandInfo<'_> {
+        let DenyLicence { request_id, .. } = self;
+        CommandInfo::of(
+            "licence_request.deny",
+            None,
+            Target::LicenceRequest(request_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let DenyLicence { request_id, reason } = self;
+        deny_licence(view, ctx, draft, &request_id, &reason)
+    }
 }
 
 pub(crate) fn deny_licence(

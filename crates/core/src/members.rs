@@ -1,15 +1,50 @@
 //! Members: adding, changing the Support role of and removing members (R08, R09, R11).
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::accounts::*;
 use crate::command::*;
-use crate::context::{ignored_note, Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Decide, Draft};
 use crate::event::Proposal;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::seats::*;
 use crate::validate;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMember {
+    pub account_id: AccountId,
+    pub name: String,
+    pub email: String,
+    pub role: SupportRole,
+}
+
+impl Decide for AddMember {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_member_add");
+    fn info(&self) -> CommandInfo<'_> {
+        let AddMember {
+            account_id, email, ..
+        } = self;
+        CommandInfo::of("member.add", Some(account_id), Target::Email(email))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let AddMember {
+            account_id,
+            name,
+            email,
+            role,
+        } = self;
+        add_member(view, ctx, draft, account_id, name, email, role)
+    }
+}
 
 pub(crate) fn add_member(
     view: &dyn StateView,
@@ -75,6 +110,43 @@ pub(crate) fn add_member(
     })
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRole {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub role: SupportRole,
+}
+
+impl Decide for ChangeRole {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_role_change");
+    fn info(&self) -> CommandInfo<'_> {
+        let ChangeRole {
+            account_id,
+            user_id,
+            ..
+        } = self;
+        CommandInfo::of(
+            "member.change_role",
+            Some(account_id),
+            Target::User(user_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let ChangeRole {
+            account_id,
+            user_id,
+            role,
+        } = self;
+        change_role(view, ctx, draft, account_id, user_id, role)
+    }
+}
+
 pub(crate) fn change_role(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -128,6 +200,36 @@ pub(crate) fn change_role(
         ),
         reply: Reply::User(user),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveMember {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+}
+
+impl Decide for RemoveMember {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_member_remove");
+    fn info(&self) -> CommandInfo<'_> {
+        let RemoveMember {
+            account_id,
+            user_id,
+        } = self;
+        CommandInfo::of("member.remove", Some(account_id), Target::User(user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RemoveMember {
+            account_id,
+            user_id,
+        } = self;
+        remove_member(view, ctx, draft, account_id, user_id)
+    }
 }
 
 pub(crate) fn remove_member(
@@ -206,6 +308,40 @@ pub(crate) fn remove_member(
         ),
         reply: Reply::Done,
     })
+}
+
+/// Mails a member who never set a password a new password-set link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResendInvitation {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+}
+
+impl Decide for ResendInvitation {
+    fn info(&self) -> CommandInfo<'_> {
+        let ResendInvitation {
+            account_id,
+            user_id,
+        } = self;
+        CommandInfo::of(
+            "member.resend_invitation",
+            Some(account_id),
+            Target::User(user_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let ResendInvitation {
+            account_id,
+            user_id,
+        } = self;
+        resend_invitation(view, ctx, draft, account_id, user_id)
+    }
 }
 
 /// Mails a new password-set link to a member who never set a password

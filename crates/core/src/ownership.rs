@@ -1,12 +1,44 @@
 //! Ownership: handing the account over (R01-R06), asking `before_owner_change` first.
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{ignored_note, Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Decide, Draft};
 use crate::event::*;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOwnership {
+    pub account_id: AccountId,
+    pub to_user_id: UserId,
+}
+
+impl Decide for TransferOwnership {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_owner_change");
+    fn info(&self) -> CommandInfo<'_> {
+        let TransferOwnership {
+            account_id,
+            to_user_id,
+        } = self;
+        CommandInfo::of("owner.transfer", Some(account_id), Target::User(to_user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let TransferOwnership {
+            account_id,
+            to_user_id,
+        } = self;
+        transfer_ownership(view, ctx, draft, account_id, to_user_id)
+    }
+}
 
 pub(crate) fn transfer_ownership(
     view: &dyn StateView,

@@ -1,13 +1,50 @@
 //! What policies do through the core: notify members, record their calls (causal audit).
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{Ctx, Decide, Draft};
 use crate::limits::*;
-use crate::model::PolicySwitch;
+use crate::model::{AccountId, PolicySwitch};
 use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
+
+/// A policy mails a member of the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyNotify {
+    pub account_id: AccountId,
+    pub address: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl Decide for PolicyNotify {
+    fn info(&self) -> CommandInfo<'_> {
+        let PolicyNotify {
+            account_id,
+            address,
+            ..
+        } = self;
+        CommandInfo::of("policy.notify", Some(account_id), Target::Email(address))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let PolicyNotify {
+            account_id,
+            address,
+            subject,
+            body,
+        } = self;
+        policy_notify(view, draft, &account_id, &address, &subject, &body)
+    }
+}
 
 /// A policy mails a member of the event's account (never an outside address).
 pub(crate) fn policy_notify(
@@ -58,6 +95,30 @@ pub(crate) fn policy_notify(
 /// which always has the shape `acc_<hex>`.
 pub const PLATFORM_AUDIT_SCOPE: &str = "platform";
 
+/// Records a hook call that decided or acted (causal audit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPolicyCall {
+    pub account_id: AccountId,
+    pub call: PolicyCallRecord,
+}
+
+impl Decide for RecordPolicyCall {
+    fn info(&self) -> CommandInfo<'_> {
+        let RecordPolicyCall { account_id, call } = self;
+        CommandInfo::of("policy.call", Some(account_id), Target::Hook(&call.hook))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RecordPolicyCall { account_id, call } = self;
+        record_policy_call(view, draft, &account_id, call)
+    }
+}
+
 pub(crate) fn record_policy_call(
     view: &dyn StateView,
     draft: &Draft,
@@ -105,6 +166,43 @@ pub(crate) fn record_policy_call(
 pub const POLICY_NAME_MAX_CHARS: usize = 128;
 /// Longest reason for switching a policy off or on.
 pub const POLICY_SWITCH_REASON_MAX_CHARS: usize = 500;
+
+/// Switches a policy off (break-glass) or back on (platform support).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPolicySwitch {
+    pub name: String,
+    pub disabled: bool,
+    pub reason: String,
+}
+
+impl Decide for SetPolicySwitch {
+    fn info(&self) -> CommandInfo<'_> {
+        let SetPolicySwitch { name, disabled, .. } = self;
+        CommandInfo::of(
+            if *disabled {
+                "policy.disable"
+            } else {
+                "policy.enable"
+            },
+            None,
+            Target::Policy(name),
+        )
+    }
+
+    fn decide(
+        self,
+        _view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let SetPolicySwitch {
+            name,
+            disabled,
+            reason,
+        } = self;
+        set_policy_switch(ctx, draft, name, disabled, reason)
+    }
+}
 
 /// Break-glass: platform support switches a policy off (with a reason) or
 /// back on, audited in the platform's log. Which names exist is the
@@ -167,6 +265,31 @@ pub(crate) fn set_policy_switch(
 
 /// Longest diff a save's audit entry keeps (the rest is cut, and said so).
 pub const POLICY_SAVE_DIFF_MAX_CHARS: usize = 8_000;
+
+/// Audits a script saved from the console (platform support): its name
+/// and the diff from the version it replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPolicySave {
+    pub name: String,
+    pub diff: String,
+}
+
+impl Decide for RecordPolicySave {
+    fn info(&self) -> CommandInfo<'_> {
+        let RecordPolicySave { name, .. } = self;
+        CommandInfo::of("policy.save", None, Target::Policy(name))
+    }
+
+    fn decide(
+        self,
+        _view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RecordPolicySave { name, diff } = self;
+        record_policy_save(draft, name, diff)
+    }
+}
 
 /// A script saved from the console: who saved what (the diff), in the
 /// platform's log. The file itself is written by the daemon.

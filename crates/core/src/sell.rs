@@ -1,8 +1,10 @@
 //! Sell: trial, users, Sell roles and admins (R20-R25).
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{ignored_note, Ctx, Draft};
+use crate::context::{ignored_note, Ctx, Decide, Draft};
 use crate::event::{GateNotes, Proposal};
 use crate::model::*;
 use crate::refusal::Refusal;
@@ -24,6 +26,32 @@ fn ask_sell_role(
         from_sell_role: user.sell_role.as_str().to_string(),
         to_sell_role: to.as_str().to_string(),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartSellTrial {
+    pub account_id: AccountId,
+}
+
+impl Decide for StartSellTrial {
+    fn info(&self) -> CommandInfo<'_> {
+        let StartSellTrial { account_id } = self;
+        CommandInfo::of(
+            "sell.start_trial",
+            Some(account_id),
+            Target::Account(account_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let StartSellTrial { account_id } = self;
+        start_sell_trial(view, ctx, draft, &account_id)
+    }
 }
 
 pub(crate) fn start_sell_trial(
@@ -60,6 +88,39 @@ pub(crate) fn start_sell_trial(
         ),
         reply: Reply::Account(account),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantSell {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub role: SellRole,
+}
+
+impl Decide for GrantSell {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_sell_role_change");
+    fn info(&self) -> CommandInfo<'_> {
+        let GrantSell {
+            account_id,
+            user_id,
+            ..
+        } = self;
+        CommandInfo::of("sell.grant", Some(account_id), Target::User(user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let GrantSell {
+            account_id,
+            user_id,
+            role,
+        } = self;
+        grant_sell(view, ctx, draft, &account_id, &user_id, role)
+    }
 }
 
 pub(crate) fn grant_sell(
@@ -150,6 +211,39 @@ pub(crate) fn sell_user(
         .ok_or_else(|| Refusal::not_found("Sell user"))
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSellRole {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub role: SellRole,
+}
+
+impl Decide for ChangeSellRole {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_sell_role_change");
+    fn info(&self) -> CommandInfo<'_> {
+        let ChangeSellRole {
+            account_id,
+            user_id,
+            ..
+        } = self;
+        CommandInfo::of("sell.change_role", Some(account_id), Target::User(user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let ChangeSellRole {
+            account_id,
+            user_id,
+            role,
+        } = self;
+        change_sell_role(view, ctx, draft, &account_id, &user_id, role)
+    }
+}
+
 pub(crate) fn change_sell_role(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -193,6 +287,36 @@ pub(crate) fn change_sell_role(
     )
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveSell {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+}
+
+impl Decide for RemoveSell {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_sell_role_change");
+    fn info(&self) -> CommandInfo<'_> {
+        let RemoveSell {
+            account_id,
+            user_id,
+        } = self;
+        CommandInfo::of("sell.remove", Some(account_id), Target::User(user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RemoveSell {
+            account_id,
+            user_id,
+        } = self;
+        remove_sell(view, ctx, draft, &account_id, &user_id)
+    }
+}
+
 pub(crate) fn remove_sell(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -226,6 +350,39 @@ pub(crate) fn remove_sell(
         ),
         reply: Reply::Done,
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppointSellAdmin {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+}
+
+impl Decide for AppointSellAdmin {
+    fn info(&self) -> CommandInfo<'_> {
+        let AppointSellAdmin {
+            account_id,
+            user_id,
+        } = self;
+        CommandInfo::of(
+            "sell.appoint_admin",
+            Some(account_id),
+            Target::User(user_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let AppointSellAdmin {
+            account_id,
+            user_id,
+        } = self;
+        appoint_sell_admin(view, ctx, draft, &account_id, &user_id)
+    }
 }
 
 pub(crate) fn appoint_sell_admin(

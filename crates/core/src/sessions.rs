@@ -1,12 +1,41 @@
 //! Sessions and passwords: sign-in, sign-out, password resets and set links (R17).
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::redeem_token;
 use crate::command::*;
-use crate::context::{token_hash, Ctx, Draft};
+use crate::context::{token_hash, Ctx, Decide, Draft};
 use crate::model::*;
 use crate::refusal::{Refusal, RefusalKind};
 use crate::validate;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestPasswordReset {
+    pub account_id: AccountId,
+    pub email: String,
+}
+
+impl Decide for RequestPasswordReset {
+    fn info(&self) -> CommandInfo<'_> {
+        let RequestPasswordReset { account_id, .. } = self;
+        CommandInfo::of(
+            "password_reset.request",
+            Some(account_id),
+            Target::Named("password"),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RequestPasswordReset { account_id, email } = self;
+        request_password_reset(view, ctx, draft, account_id, email)
+    }
+}
 
 pub(crate) fn request_password_reset(
     view: &dyn StateView,
@@ -64,6 +93,34 @@ pub(crate) fn request_password_reset(
     })
 }
 
+/// `token_hash` is the SHA-256 of the mailed token; `password_hash` the
+/// argon2id PHC string of the new password (hashed off the write path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmPasswordReset {
+    pub token_hash: String,
+    pub password_hash: String,
+}
+
+impl Decide for ConfirmPasswordReset {
+    fn info(&self) -> CommandInfo<'_> {
+        let ConfirmPasswordReset { .. } = self;
+        CommandInfo::of("password_reset.confirm", None, Target::Named("password"))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let ConfirmPasswordReset {
+            token_hash,
+            password_hash,
+        } = self;
+        confirm_password_reset(view, ctx, draft, token_hash, password_hash)
+    }
+}
+
 pub(crate) fn confirm_password_reset(
     view: &dyn StateView,
     ctx: &mut Ctx,
@@ -102,6 +159,52 @@ pub(crate) fn confirm_password_reset(
         ),
         reply: Reply::Done,
     })
+}
+
+/// The edge checked the password against `verified_hash`; the core
+/// re-checks that it is still the user's hash (compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSession {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub email: String,
+    pub verified_hash: String,
+    pub token_hash: String,
+}
+
+impl Decide for CreateSession {
+    fn info(&self) -> CommandInfo<'_> {
+        let CreateSession {
+            account_id,
+            user_id,
+            ..
+        } = self;
+        CommandInfo::of("session.create", Some(account_id), Target::User(user_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        _draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let CreateSession {
+            account_id,
+            user_id,
+            email,
+            verified_hash,
+            token_hash,
+        } = self;
+        create_session(
+            view,
+            ctx,
+            account_id,
+            user_id,
+            email,
+            verified_hash,
+            token_hash,
+        )
+    }
 }
 
 pub(crate) fn create_session(
@@ -149,6 +252,28 @@ pub(crate) fn create_session(
         audit: None,
         reply: Reply::Session(session),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeSession {
+    pub token_hash: String,
+}
+
+impl Decide for RevokeSession {
+    fn info(&self) -> CommandInfo<'_> {
+        let RevokeSession { .. } = self;
+        CommandInfo::of("session.revoke", None, Target::Named("session"))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let RevokeSession { token_hash } = self;
+        revoke_session(view, ctx, draft, token_hash)
+    }
 }
 
 pub(crate) fn revoke_session(

@@ -1,12 +1,41 @@
 //! Platform support's own acts on an account (R19).
 
+use serde::{Deserialize, Serialize};
+
 use crate::access::*;
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{Ctx, Decide, Draft};
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::validate;
 use crate::view::StateView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSecurityInvestigation {
+    pub account_id: AccountId,
+    pub note: String,
+}
+
+impl Decide for OpenSecurityInvestigation {
+    fn info(&self) -> CommandInfo<'_> {
+        let OpenSecurityInvestigation { account_id, .. } = self;
+        CommandInfo::of(
+            "security_investigation.open",
+            Some(account_id),
+            Target::Account(account_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let OpenSecurityInvestigation { account_id, note } = self;
+        open_security_investigation(view, ctx, draft, account_id, note)
+    }
+}
 
 pub(crate) fn open_security_investigation(
     view: &dyn StateView,

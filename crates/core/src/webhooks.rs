@@ -1,12 +1,48 @@
 //! Incoming webhooks: the id recorded with the effect in one transaction.
 
+use serde::{Deserialize, Serialize};
+
 use crate::command::*;
-use crate::context::{Ctx, Draft};
+use crate::context::{Ctx, Decide, Draft};
 use crate::event::*;
 use crate::limits::*;
 use crate::model::*;
 use crate::refusal::Refusal;
 use crate::view::StateView;
+
+/// A verified webhook delivery: recorded (deduplicated by `webhook_id`)
+/// with its effect in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveWebhook {
+    pub source: String,
+    pub webhook_id: String,
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+impl Decide for ReceiveWebhook {
+    fn info(&self) -> CommandInfo<'_> {
+        let ReceiveWebhook {
+            source, webhook_id, ..
+        } = self;
+        CommandInfo::of("webhook.receive", None, Target::Webhook(source, webhook_id))
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let ReceiveWebhook {
+            source,
+            webhook_id,
+            kind,
+            data,
+        } = self;
+        receive_webhook(view, ctx, draft, source, webhook_id, kind, data)
+    }
+}
 
 /// A verified webhook: its id is recorded with its effect in one
 /// transaction, so a redelivery (also after a crash) has no second effect.

@@ -1,5 +1,6 @@
 //! Billing, the owner's alone (R02).
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -99,14 +100,14 @@ pub async fn set_seats(
     let back = format!("/a/{a}/billing");
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "billing.seats_set", |_| {
-        Ok(Command::SetSeats {
+        Ok(Command::SetSeats(cmd::SetSeats {
             account_id,
             support_seats: Some(
                 form.support_seats
                     .ok_or_else(|| Problem::bad_request("give a number of seats"))?,
             ),
             sell_seats: form.sell_seats,
-        })
+        }))
     })
     .await
 }

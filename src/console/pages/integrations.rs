@@ -1,5 +1,6 @@
 //! Integrations and their reauthorization (R06).
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -81,10 +82,10 @@ pub async fn authorize_integration(
         &back,
         "integrations.authorized",
         |_| {
-            Ok(Command::AuthorizeIntegration {
+            Ok(Command::AuthorizeIntegration(cmd::AuthorizeIntegration {
                 account_id,
                 integration_id: i,
-            })
+            }))
         },
     )
     .await

@@ -1,5 +1,6 @@
 //! Team members: the list, search, add, change role, remove, and what the rules allow when no seat is free (R09, R11, R18).
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -209,12 +210,12 @@ pub async fn add_member(
     let submitted = app
         .submit(
             who.clone(),
-            Command::AddMember {
+            Command::AddMember(cmd::AddMember {
                 account_id: a.clone(),
                 name: form.name.clone(),
                 email: form.email.clone(),
                 role: form.role.unwrap_or(SupportRole::Agent),
-            },
+            }),
         )
         .await;
     match submitted {
@@ -276,13 +277,13 @@ pub async fn change_role(
         &back,
         "members.role_changed",
         |_| {
-            Ok(Command::ChangeRole {
+            Ok(Command::ChangeRole(cmd::ChangeRole {
                 account_id,
                 user_id: u,
                 role: form
                     .role
                     .ok_or_else(|| Problem::bad_request("pick a role"))?,
-            })
+            }))
         },
     )
     .await
@@ -297,10 +298,10 @@ pub async fn resend_invitation(
     let back = format!("/a/{a}/members");
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "members.resent", |_| {
-        Ok(Command::ResendInvitation {
+        Ok(Command::ResendInvitation(cmd::ResendInvitation {
             account_id,
             user_id: u,
-        })
+        }))
     })
     .await
 }
@@ -320,10 +321,10 @@ pub async fn remove_member(
     }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "members.removed", |_| {
-        Ok(Command::RemoveMember {
+        Ok(Command::RemoveMember(cmd::RemoveMember {
             account_id,
             user_id: u,
-        })
+        }))
     })
     .await
 }
@@ -360,14 +361,14 @@ pub async fn request_seats(
         &back,
         "members.request_sent",
         |_| {
-            Ok(Command::RequestLicence {
+            Ok(Command::RequestLicence(cmd::RequestLicence {
                 account_id,
                 product: form.product.unwrap_or(crate::domain::Product::Support),
                 seats: form
                     .seats
                     .ok_or_else(|| Problem::bad_request("say how many seats"))?,
                 reason: form.reason,
-            })
+            }))
         },
     )
     .await

@@ -1,5 +1,6 @@
 //! Account owner: pick, consequences, confirm (R03–R06).
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::State;
 
@@ -154,10 +155,10 @@ pub async fn owner_confirm(
     let result = app
         .submit(
             who.clone(),
-            Command::TransferOwnership {
+            Command::TransferOwnership(cmd::TransferOwnership {
                 account_id: a.clone(),
                 to_user_id: form.to,
-            },
+            }),
         )
         .await;
     match result {

@@ -1,5 +1,6 @@
 //! Profile: addresses and the hand-over (R12–R16).
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -115,11 +116,11 @@ pub async fn add_address(
     let back = format!("/a/{a}/profile/{u}");
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "profile.added", |_| {
-        Ok(Command::AddEmail {
+        Ok(Command::AddEmail(cmd::AddEmail {
             account_id,
             user_id: u,
             address: form.address,
-        })
+        }))
     })
     .await
 }
@@ -141,11 +142,11 @@ pub async fn rename(
     let back = format!("/a/{a}/profile/{u}");
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "profile.renamed", |_| {
-        Ok(Command::RenameMember {
+        Ok(Command::RenameMember(cmd::RenameMember {
             account_id,
             user_id: u,
             name: form.name,
-        })
+        }))
     })
     .await
 }
@@ -184,11 +185,11 @@ pub async fn make_primary(
         &back,
         "profile.made_primary",
         |_| {
-            Ok(Command::MakePrimaryEmail {
+            Ok(Command::MakePrimaryEmail(cmd::MakePrimaryEmail {
                 account_id,
                 user_id: u,
                 address: form.address,
-            })
+            }))
         },
     )
     .await
@@ -221,11 +222,11 @@ pub async fn remove_address(
     }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "profile.removed", |_| {
-        Ok(Command::RemoveEmail {
+        Ok(Command::RemoveEmail(cmd::RemoveEmail {
             account_id,
             user_id: u,
             address: form.address,
-        })
+        }))
     })
     .await
 }

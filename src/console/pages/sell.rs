@@ -1,5 +1,6 @@
 //! Sell: the trial, Sell users and roles (R20–R24).
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -106,7 +107,7 @@ pub async fn start_trial(
     let back = format!("/a/{a}/sell");
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.started", |_| {
-        Ok(Command::StartSellTrial { account_id })
+        Ok(Command::StartSellTrial(cmd::StartSellTrial { account_id }))
     })
     .await
 }
@@ -129,11 +130,11 @@ pub async fn grant_sell(
     let back = format!("/a/{a}/sell");
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.granted", |_| {
-        Ok(Command::GrantSell {
+        Ok(Command::GrantSell(cmd::GrantSell {
             account_id,
             user_id: form.user_id,
             role: form.role.unwrap_or(crate::domain::SellRole::User),
-        })
+        }))
     })
     .await
 }
@@ -175,13 +176,13 @@ pub async fn change_sell_role(
     }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.role_changed", |_| {
-        Ok(Command::ChangeSellRole {
+        Ok(Command::ChangeSellRole(cmd::ChangeSellRole {
             account_id,
             user_id: u,
             role: form
                 .role
                 .ok_or_else(|| Problem::bad_request("pick a Sell role"))?,
-        })
+        }))
     })
     .await
 }
@@ -207,10 +208,10 @@ pub async fn remove_sell(
     }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.removed", |_| {
-        Ok(Command::RemoveSell {
+        Ok(Command::RemoveSell(cmd::RemoveSell {
             account_id,
             user_id: u,
-        })
+        }))
     })
     .await
 }

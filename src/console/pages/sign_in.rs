@@ -1,5 +1,6 @@
 //! Signing in and out, and where `/` and `/a/{account}` lead.
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -176,9 +177,9 @@ pub async fn sign_out(
                 if let Err(p) = app
                     .submit(
                         who.clone(),
-                        Command::RevokeSession {
+                        Command::RevokeSession(cmd::RevokeSession {
                             token_hash: hash.clone(),
-                        },
+                        }),
                     )
                     .await
                 {

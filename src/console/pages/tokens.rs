@@ -1,5 +1,6 @@
 //! The pages the mails link to: set or reset a password, verify an address.
 
+use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
@@ -176,9 +177,9 @@ pub async fn verify(
     } else {
         app.submit(
             Principal::Anonymous,
-            Command::ConfirmEmailVerification {
+            Command::ConfirmEmailVerification(cmd::ConfirmEmailVerification {
                 token_hash: token_hash(&form.token),
-            },
+            }),
         )
         .await
         .map(|_| ())
