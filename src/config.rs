@@ -519,7 +519,7 @@ impl Config {
             "limits.refusals_per_minute must be at least 1"
         );
         for p in &self.auth.trusted_proxies {
-            crate::http::client_ip::Cidr::parse(p)
+            crate::app::client_ip::Cidr::parse(p)
                 .map_err(|e| anyhow::anyhow!("auth.trusted_proxies: {e}"))?;
         }
         for name in self.hooks.keys() {

@@ -1,6 +1,7 @@
 //! admind: an account-administration daemon. See ARCHITECTURE.md for the map.
 
 pub mod alloc_budget;
+pub mod app;
 pub mod audit;
 pub mod config;
 pub mod console;

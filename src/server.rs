@@ -327,7 +327,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .auth
             .trusted_proxies
             .iter()
-            .filter_map(|p| http::client_ip::Cidr::parse(p).ok())
+            .filter_map(|p| crate::app::client_ip::Cidr::parse(p).ok())
             .collect(),
         refusals: RateLimiter::new(
             config.limits.refusals_per_minute,

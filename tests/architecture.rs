@@ -592,3 +592,39 @@ fn only_the_catalog_names_every_capability() {
         );
     }
 }
+
+/// The HTTP API and the console stand side by side on `crate::app` (the
+/// state, `App::submit`, problems, the sign-in flows): neither imports the
+/// other, so either can change without the other.
+#[test]
+fn the_console_and_the_api_do_not_import_each_other() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let edges = import_graph(&root.join("src"), "admind");
+    let under = |m: &str, top: &str| m == top || m.starts_with(&format!("{top}::"));
+    let mut found = Vec::new();
+    for (m, imports) in &edges {
+        for (from, to) in [
+            ("admind::console", "admind::http"),
+            ("admind::http", "admind::console"),
+        ] {
+            if under(m, from) {
+                found.extend(
+                    imports
+                        .iter()
+                        .filter(|i| under(i, to))
+                        .map(|i| format!("{m} -> {i}")),
+                );
+            }
+        }
+        if under(m, "admind::app") {
+            found.extend(
+                imports
+                    .iter()
+                    .filter(|i| under(i, "admind::http") || under(i, "admind::console"))
+                    .map(|i| format!("{m} -> {i}")),
+            );
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+    assert!(edges.contains_key("admind::app"), "the app module exists");
+}

@@ -15,6 +15,7 @@ mod support;
 pub mod visitor;
 mod workbench;
 
+use crate::console::page::at;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -22,7 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::http::api::AppState;
+use crate::app::AppState;
 use page::{local_path, set_cookie};
 use visitor::LANG_COOKIE;
 
@@ -197,13 +198,13 @@ struct Back {
 /// A console path that names no page: 404 in the console's look, in the
 /// visitor's language, with a way home.
 async fn no_such_page(v: visitor::Visitor, uri: axum::http::Uri) -> Response {
-    let problem = crate::http::problem::Problem::new(
+    let problem = crate::app::problem::Problem::new(
         axum::http::StatusCode::NOT_FOUND,
         "not_found",
         "there is no such page",
     );
     let home = match v.account_id() {
-        Some(a) => format!("/a/{a}"),
+        Some(a) => at(a, []),
         None if v.is_operator() => "/support/accounts".to_string(),
         None => "/".to_string(),
     };
@@ -213,7 +214,7 @@ async fn no_such_page(v: visitor::Visitor, uri: axum::http::Uri) -> Response {
 /// The language switch: remembers the choice and goes back to the page.
 async fn switch_language(
     axum::extract::Path(code): axum::extract::Path<String>,
-    crate::http::problem::Query(q): crate::http::problem::Query<Back>,
+    crate::app::problem::Query(q): crate::app::problem::Query<Back>,
 ) -> Response {
     let code = if code == "fr" { "fr" } else { "en" };
     let mut response = Redirect::to(local_path(q.back.as_deref())).into_response();

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::i18n::Catalogue;
 use super::visitor::Visitor;
-use crate::http::problem::Problem;
+use crate::app::problem::Problem;
 
 /// A path on this site to go back to (never another site): printable
 /// ASCII only, so no tab or newline a browser would drop to read `/\t/x`
@@ -86,6 +86,30 @@ pub fn encode_component(text: &str) -> String {
         }
     }
     out
+}
+
+/// A console path under an account, built in one place: `at(a, ["members",
+/// u, "role"])` is `/a/{a}/members/{u}/role`, each segment percent-encoded
+/// (ids come from the address bar, a `/` in one must not become a path).
+pub fn at<const N: usize>(account_id: &str, segments: [&str; N]) -> String {
+    let mut path = String::with_capacity(8 + account_id.len() + 12 * N);
+    path.push_str("/a/");
+    push_segment(&mut path, account_id);
+    for segment in segments {
+        path.push('/');
+        push_segment(&mut path, segment);
+    }
+    path
+}
+
+fn push_segment(path: &mut String, segment: &str) {
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 /// A link of the navigation.
@@ -174,7 +198,7 @@ fn account_nav(
     .into_iter()
     .filter(|(_, _, shown)| *shown)
     .map(|(page, key, _)| {
-        let href = format!("/a/{a}/{page}");
+        let href = at(a, [page]);
         NavLink {
             current: path.starts_with(&href),
             href,
@@ -313,5 +337,24 @@ where
                 rejection.body_text()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::at;
+
+    #[test]
+    fn account_paths_encode_each_segment() {
+        assert_eq!(at("acc_1", []), "/a/acc_1");
+        assert_eq!(
+            at("acc_1", ["members", "usr_2", "role"]),
+            "/a/acc_1/members/usr_2/role"
+        );
+        // An id from the address bar cannot add a path segment or a query.
+        assert_eq!(
+            at("acc/1", ["profile", "u?x=1"]),
+            "/a/acc%2F1/profile/u%3Fx%3D1"
+        );
     }
 }

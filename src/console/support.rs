@@ -5,7 +5,7 @@ use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -17,9 +17,9 @@ use super::pages::{
     act_as_operator, audit_view, licence_row, AuditQuery, CsrfOnly, Flash, LicencesPage, SignInPage,
 };
 use super::visitor::{self, Visitor, SESSION_COOKIE};
+use crate::app::problem::Problem;
+use crate::app::{AppState, ClientIp};
 use crate::domain::{query, Command, Principal};
-use crate::http::api::{AppState, ClientIp};
-use crate::http::problem::Problem;
 use crate::secret;
 
 fn sign_in_view(v: &Visitor, flash: Option<&str>, error: Option<ErrorView>) -> SignInPage {
@@ -183,7 +183,7 @@ pub async fn audit_page(
 /// Platform support's posts: the CSRF check, the operator check, the
 /// command, back to `back` with a message or the refusal.
 async fn operator_act(
-    app: &crate::http::api::App,
+    app: &crate::app::App,
     v: &Visitor,
     csrf: &str,
     back: &str,
@@ -604,6 +604,6 @@ pub async fn switch_policy(
         },
     )
     .await;
-    crate::http::refresh_policy_switches(&app).await;
+    crate::app::refresh_switches(&app).await;
     response
 }

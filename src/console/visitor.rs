@@ -28,8 +28,8 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::i18n::{self, Catalogue};
+use crate::app::{App, AppState};
 use crate::domain::{query, token_hash, Principal};
-use crate::http::api::{App, AppState};
 use crate::secret;
 
 pub const SESSION_COOKIE: &str = "admind_session";

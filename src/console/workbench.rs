@@ -13,9 +13,9 @@ use serde::Deserialize;
 
 use super::page::{encode_component, problem_page, render, see_other, Chrome, PageForm};
 use super::visitor::Visitor;
+use crate::app::problem::{Problem, Query};
+use crate::app::AppState;
 use crate::domain::{Command, Refusal};
-use crate::http::api::AppState;
-use crate::http::problem::{Problem, Query};
 use crate::policy::record::{self, HookCall};
 use crate::store::{Order, QueueName};
 
@@ -228,7 +228,7 @@ pub struct EditorQuery {
 }
 
 /// The newest recorded calls, for the test choice.
-fn choices(app: &crate::http::api::App) -> Vec<Choice> {
+fn choices(app: &crate::app::App) -> Vec<Choice> {
     let mut out = Vec::new();
     let _ = app.store.queue_scan(
         QueueName::HookCalls,
@@ -252,7 +252,7 @@ fn choices(app: &crate::http::api::App) -> Vec<Choice> {
     out
 }
 
-fn editor(app: &crate::http::api::App, v: &Visitor, name: String, source: String) -> EditorPage {
+fn editor(app: &crate::app::App, v: &Visitor, name: String, source: String) -> EditorPage {
     EditorPage {
         c: Chrome::new(v, "/support/policies/editor", "workbench.editor", None),
         name,
@@ -270,7 +270,7 @@ fn editor(app: &crate::http::api::App, v: &Visitor, name: String, source: String
 }
 
 /// The current source of a script, when it is in the scripts folder.
-fn current_source(app: &crate::http::api::App, name: &str) -> Option<String> {
+fn current_source(app: &crate::app::App, name: &str) -> Option<String> {
     valid_name(name).ok()?;
     std::fs::read_to_string(app.policies.scripts_dir().join(name)).ok()
 }

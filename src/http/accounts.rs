@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::api::*;
 use super::dto::*;
-use super::problem::{Json, Query};
+use crate::app::problem::{Json, Query};
 use crate::domain::{query, Command, Principal, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -54,7 +54,7 @@ async fn list_accounts(
         .as_ref()
         .is_some_and(|s| s.len() > crate::domain::validate::NAME_MAX_CHARS)
     {
-        return Err(super::problem::Problem::bad_request("q is too long"));
+        return Err(crate::app::problem::Problem::bad_request("q is too long"));
     }
     let page = query::accounts(
         &app.store,

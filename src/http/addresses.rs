@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::api::*;
 use super::dto::*;
-use super::problem::{Json, Problem};
+use crate::app::problem::{Json, Problem};
 use crate::domain::{query, token_hash, validate, Command, Principal, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {

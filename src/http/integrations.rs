@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::api::*;
 use super::dto::*;
-use super::problem::Json;
+use crate::app::problem::Json;
 use crate::domain::{query, Command, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::api::*;
 use super::dto::*;
-use super::problem::{Json, Query};
+use crate::app::problem::{Json, Query};
 use crate::domain::{query, Command, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -71,7 +71,7 @@ async fn rename_member(
         .account(&a)
         .map_err(crate::domain::Refusal::from)?
         .ok_or_else(|| {
-            super::problem::Problem::from(crate::domain::Refusal::not_found("account"))
+            crate::app::problem::Problem::from(crate::domain::Refusal::not_found("account"))
         })?;
     Ok(axum::Json(
         query::MemberView {

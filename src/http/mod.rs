@@ -3,10 +3,8 @@
 
 // Shared by every endpoint: the app state, extractors, the error type.
 pub mod api;
-pub mod client_ip;
 pub mod dto;
 pub mod listener;
-pub mod problem;
 
 // One module per capability, each with its `routes()`.
 mod accounts;
@@ -22,8 +20,8 @@ pub mod sessions;
 mod system;
 mod webhooks;
 
+pub use crate::app::refresh_switches as refresh_policy_switches;
 pub use api::{App, AppState, Authed, ClientIp};
-pub use policies::refresh_switches as refresh_policy_switches;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,10 +40,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::app::problem::Problem;
 use crate::domain::validate::id_has_shape;
 use crate::metrics::{RequestLabels, RouteLabels};
 use crate::secret::{self};
-use problem::Problem;
 
 #[derive(OpenApi)]
 #[openapi(

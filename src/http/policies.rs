@@ -6,7 +6,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api::*;
-use super::problem::Json;
+use crate::app::problem::Json;
 use crate::domain::{query, Command, Refusal};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -66,7 +66,7 @@ pub(super) async fn policy_versions(
     let versions =
         tokio::task::spawn_blocking(move || crate::policy::record::versions(&store, &name))
             .await
-            .map_err(|e| super::problem::Problem::internal(format!("reading versions: {e}")))?
+            .map_err(|e| crate::app::problem::Problem::internal(format!("reading versions: {e}")))?
             .map_err(Refusal::from)?;
     Ok(axum::Json(PolicyVersionList {
         items: versions
@@ -93,7 +93,7 @@ pub(super) async fn policy_version(
         crate::policy::record::version(&store, &name, &version)
     })
     .await
-    .map_err(|e| super::problem::Problem::internal(format!("reading a version: {e}")))?
+    .map_err(|e| crate::app::problem::Problem::internal(format!("reading a version: {e}")))?
     .map_err(Refusal::from)?;
     found
         .map(|v| axum::Json(version_item(v, true)))
@@ -132,7 +132,7 @@ pub(super) async fn replay_policy(
     Authed(who, _): Authed,
     Json(body): Json<ReplayBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    use super::problem::Problem;
+    use crate::app::problem::Problem;
     use crate::policy::replay::{ReplayFailure, ReplayRequest, RECORDS_MAX};
     query::platform_support_only(&who, "policy replay")?;
     if body.source.len() as u64 > app.policies.max_file_bytes() {
@@ -259,26 +259,13 @@ async fn switch(
         }),
     )
     .await?;
-    refresh_switches(&app).await;
+    crate::app::refresh_switches(&app).await;
     app.policies
         .status()
         .into_iter()
         .find(|p| p.name == name)
         .map(|p| axum::Json(policy_out(p)))
         .ok_or_else(|| Refusal::not_found("policy").into())
-}
-
-/// Takes the store's policy switches now: this replica at once after a
-/// switch (the others at their next heartbeat). A failed read leaves the
-/// previous set and is logged.
-pub async fn refresh_switches(app: &App) {
-    let (store, policies) = (app.store.clone(), app.policies.clone());
-    let read = tokio::task::spawn_blocking(move || policies.load_switches(&*store)).await;
-    match read {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy switches failed"),
-        Err(e) => tracing::warn!(error = %e, "reading the policy switches failed"),
-    }
 }
 
 fn policy_out(p: crate::policy::PolicyStatus) -> PolicyOut {
@@ -385,7 +372,9 @@ pub(super) async fn list_policies(
     let (store, me, policies) = (app.store.clone(), app.me.clone(), app.policies.clone());
     let live = tokio::task::spawn_blocking(move || crate::replicas::live(&store, &me, &policies))
         .await
-        .map_err(|e| super::problem::Problem::internal(format!("reading the replicas: {e}")))?;
+        .map_err(|e| {
+            crate::app::problem::Problem::internal(format!("reading the replicas: {e}"))
+        })?;
     let replicas_agree = live.iter().all(|(_, agrees)| *agrees);
     let replicas = live
         .into_iter()

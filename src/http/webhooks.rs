@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api::{unexpected, ApiResult, AppState, Authed, Errors};
-use super::problem::Problem;
+use crate::app::problem::Problem;
 use crate::domain::{query, Command, Principal, Reply};
 use crate::outbound::{self, Delivery};
 use crate::webhooks::BODY_MAX_BYTES;

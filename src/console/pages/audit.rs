@@ -1,18 +1,19 @@
 //! The audit log, filtered, with causal links.
 
+use crate::console::page::at;
 use askama::Template;
 use axum::extract::State;
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::{App, AppState};
 use crate::console::page::{problem_page, render, Chrome, ErrorView};
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Principal};
-use crate::http::api::{App, AppState};
-use crate::http::problem::Problem;
 
 use super::common::*;
 
@@ -87,9 +88,9 @@ pub async fn audit_page(
     SignedIn { v, a, who }: SignedIn,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    let path = format!("/a/{a}/audit");
+    let path = at(&a, ["audit"]);
     match audit_view(&app, &v, &who, &a, &path, &q) {
         Ok(page) => render(&v, StatusCode::OK, &page),
-        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+        Err(p) => problem_page(&v, &path, &at(&a, []), &p),
     }
 }

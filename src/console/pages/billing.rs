@@ -1,19 +1,20 @@
 //! Billing, the owner's alone (R02).
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::AppState;
 use crate::console::page::{render, Chrome, ErrorView, PageForm};
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command};
-use crate::http::api::AppState;
-use crate::http::problem::Problem;
 
 use super::common::*;
 
@@ -36,10 +37,10 @@ pub async fn billing_page(
     SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let path = format!("/a/{a}/billing");
+    let path = at(&a, ["billing"]);
     let mut page = BillingPage {
         c: Chrome::new(&v, &path, "billing.heading", f.done.as_deref()),
-        base: format!("/a/{a}"),
+        base: at(&a, []),
         allowed: false,
         seats_line: String::new(),
         seats_total: 0,
@@ -97,7 +98,7 @@ pub async fn set_seats(
     Path(a): Path<String>,
     PageForm(form): PageForm<SeatsForm>,
 ) -> Response {
-    let back = format!("/a/{a}/billing");
+    let back = at(&a, ["billing"]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "billing.seats_set", |_| {
         Ok(Command::SetSeats(cmd::SetSeats {

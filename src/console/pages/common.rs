@@ -1,14 +1,15 @@
 //! What the account's pages share: the visitor's membership, posts that
 //! run one command and come back, the query strings.
 
+use crate::console::page::at;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::App;
 use crate::console::page::{csrf_refused, problem_page, see_other};
 use crate::console::visitor::Visitor;
 use crate::domain::{Command, Principal};
-use crate::http::api::App;
-use crate::http::problem::Problem;
 
 /// Members shown per page.
 pub const MEMBERS_PAGE: usize = 50;
@@ -92,12 +93,12 @@ pub struct SignedIn {
     pub who: Principal,
 }
 
-impl axum::extract::FromRequestParts<crate::http::api::AppState> for SignedIn {
+impl axum::extract::FromRequestParts<crate::app::AppState> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        app: &crate::http::api::AppState,
+        app: &crate::app::AppState,
     ) -> Result<Self, Self::Rejection> {
         let v = match Visitor::from_request_parts(parts, app).await {
             Ok(v) => v,
@@ -124,7 +125,7 @@ pub fn member_of(v: &Visitor, a: &str) -> Result<Principal, Response> {
     match &v.who {
         Some(p @ Principal::Member { account_id, .. }) if account_id == a => Ok(p.clone()),
         Some(Principal::Operator) => Ok(Principal::Operator),
-        _ => Err(see_other(&format!("/a/{a}/sign-in"))),
+        _ => Err(see_other(&at(a, ["sign-in"]))),
     }
 }
 

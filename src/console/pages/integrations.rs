@@ -1,17 +1,18 @@
 //! Integrations and their reauthorization (R06).
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use crate::app::AppState;
 use crate::console::page::{problem_page, render, Chrome, ErrorView, PageForm};
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command, StateView};
-use crate::http::api::AppState;
 
 use super::common::*;
 
@@ -36,7 +37,7 @@ pub async fn integrations_page(
     SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let path = format!("/a/{a}/integrations");
+    let path = at(&a, ["integrations"]);
     match query::integrations(&app.store, &who, &a) {
         Ok(list) => {
             let rows = list
@@ -56,13 +57,13 @@ pub async fn integrations_page(
                 .collect();
             let page = IntegrationsPage {
                 c: Chrome::new(&v, &path, "integrations.heading", f.done.as_deref()),
-                base: format!("/a/{a}"),
+                base: at(&a, []),
                 rows,
                 error: None,
             };
             render(&v, StatusCode::OK, &page)
         }
-        Err(r) => problem_page(&v, &path, &format!("/a/{a}"), &refusal(r)),
+        Err(r) => problem_page(&v, &path, &at(&a, []), &refusal(r)),
     }
 }
 
@@ -72,7 +73,7 @@ pub async fn authorize_integration(
     Path((a, i)): Path<(String, String)>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = format!("/a/{a}/integrations");
+    let back = at(&a, ["integrations"]);
     let account_id = a.clone();
     act(
         &app,

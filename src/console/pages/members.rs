@@ -1,21 +1,22 @@
 //! Team members: the list, search, add, change role, remove, and what the rules allow when no seat is free (R09, R11, R18).
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::{App, AppState};
 use crate::console::page::{
     csrf_refused, problem_page, render, see_other, Chrome, ErrorView, PageForm,
 };
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command, Principal, SupportRole};
-use crate::http::api::{App, AppState};
-use crate::http::problem::Problem;
 
 use super::common::*;
 
@@ -146,13 +147,8 @@ fn members_view(
         })
         .collect();
     Ok(MembersPage {
-        c: Chrome::new(
-            v,
-            &format!("/a/{a}/members"),
-            "members.heading",
-            q.done.as_deref(),
-        ),
-        base: format!("/a/{a}"),
+        c: Chrome::new(v, &at(a, ["members"]), "members.heading", q.done.as_deref()),
+        base: at(a, []),
         seats_line: v
             .t
             .s("members.seats")
@@ -180,10 +176,10 @@ pub async fn members_page(
     SignedIn { v, a, who }: SignedIn,
     Query(q): Query<MembersQuery>,
 ) -> Response {
-    let path = format!("/a/{a}/members");
+    let path = at(&a, ["members"]);
     match members_view(&app, &v, &who, &a, &q) {
         Ok(page) => render(&v, StatusCode::OK, &page),
-        Err(p) => problem_page(&v, &path, &format!("/a/{a}/profile"), &p),
+        Err(p) => problem_page(&v, &path, &at(&a, ["profile"]), &p),
     }
 }
 
@@ -203,7 +199,7 @@ pub async fn add_member(
     SignedIn { v, a, who }: SignedIn,
     PageForm(form): PageForm<AddMemberForm>,
 ) -> Response {
-    let path = format!("/a/{a}/members");
+    let path = at(&a, ["members"]);
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
@@ -252,7 +248,7 @@ pub async fn change_role(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<RoleForm>,
 ) -> Response {
-    let back = format!("/a/{a}/members");
+    let back = at(&a, ["members"]);
     if let (false, Some(role)) = (confirmed(&form.confirmed), form.role) {
         let key = format!("role.{}", role.as_str());
         let label = v.t.s(&key);
@@ -262,7 +258,7 @@ pub async fn change_role(
                 .replace("{role}", label);
         return confirm_first(
             &v,
-            &format!("/a/{a}/members/{u}/role"),
+            &at(&a, ["members", &u, "role"]),
             &back,
             what,
             &[("role", role.as_str())],
@@ -295,7 +291,7 @@ pub async fn resend_invitation(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = format!("/a/{a}/members");
+    let back = at(&a, ["members"]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "members.resent", |_| {
         Ok(Command::ResendInvitation(cmd::ResendInvitation {
@@ -312,12 +308,12 @@ pub async fn remove_member(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = format!("/a/{a}/members");
+    let back = at(&a, ["members"]);
     if !confirmed(&form.confirmed) {
         let what =
             v.t.s("confirm.remove_member")
                 .replace("{name}", &member_name(&app, &a, &u));
-        return confirm_first(&v, &format!("/a/{a}/members/{u}/remove"), &back, what, &[]);
+        return confirm_first(&v, &at(&a, ["members", &u, "remove"]), &back, what, &[]);
     }
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "members.removed", |_| {
@@ -349,8 +345,8 @@ pub async fn request_seats(
     PageForm(form): PageForm<SeatRequestForm>,
 ) -> Response {
     let back = match form.back.as_deref() {
-        Some("licences") => format!("/a/{a}/licences"),
-        _ => format!("/a/{a}/members"),
+        Some("licences") => at(&a, ["licences"]),
+        _ => at(&a, ["members"]),
     };
     let account_id = a.clone();
     act(
@@ -436,10 +432,10 @@ pub async fn licences_page(
     SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let path = format!("/a/{a}/licences");
+    let path = at(&a, ["licences"]);
     let mut page = LicencesPage {
         c: Chrome::new(&v, &path, "licences.heading", f.done.as_deref()),
-        base: format!("/a/{a}"),
+        base: at(&a, []),
         support: false,
         rows: Vec::new(),
         error: None,

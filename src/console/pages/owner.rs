@@ -1,21 +1,22 @@
 //! Account owner: pick, consequences, confirm (R03–R06).
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::State;
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::{App, AppState};
 use crate::console::page::{
     csrf_refused, problem_page, render, see_other, Chrome, ErrorView, PageForm,
 };
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command, Principal};
-use crate::http::api::{App, AppState};
-use crate::http::problem::Problem;
 
 use super::common::*;
 
@@ -68,8 +69,8 @@ fn owner_view(
         Vec::new()
     };
     Ok(OwnerPage {
-        c: Chrome::new(v, &format!("/a/{a}/owner"), "owner.heading", flash),
-        base: format!("/a/{a}"),
+        c: Chrome::new(v, &at(a, ["owner"]), "owner.heading", flash),
+        base: at(a, []),
         current_line: v
             .t
             .s("owner.current")
@@ -87,10 +88,10 @@ pub async fn owner_page(
     SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    let path = format!("/a/{a}/owner");
+    let path = at(&a, ["owner"]);
     match owner_view(&app, &v, &who, &a, f.done.as_deref()) {
         Ok(page) => render(&v, StatusCode::OK, &page),
-        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+        Err(p) => problem_page(&v, &path, &at(&a, []), &p),
     }
 }
 
@@ -108,7 +109,7 @@ pub async fn owner_change(
     SignedIn { v, a, who }: SignedIn,
     PageForm(form): PageForm<OwnerForm>,
 ) -> Response {
-    let path = format!("/a/{a}/owner");
+    let path = at(&a, ["owner"]);
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
@@ -148,7 +149,7 @@ pub async fn owner_confirm(
     SignedIn { v, a, who }: SignedIn,
     PageForm(form): PageForm<OwnerForm>,
 ) -> Response {
-    let path = format!("/a/{a}/owner");
+    let path = at(&a, ["owner"]);
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }

@@ -1,19 +1,20 @@
 //! Profile: addresses and the hand-over (R12–R16).
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::AppState;
 use crate::console::page::{problem_page, render, see_other, Chrome, ErrorView, PageForm};
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command, Refusal, StateView};
-use crate::http::api::AppState;
-use crate::http::problem::Problem;
 
 use super::common::*;
 
@@ -41,7 +42,7 @@ struct ProfilePage {
 pub async fn own_profile(v: Visitor, Path(a): Path<String>, Query(f): Query<Flash>) -> Response {
     match v.user_id() {
         Some(u) if v.account_id() == Some(a.as_str()) => {
-            let to = format!("/a/{a}/profile/{u}");
+            let to = at(&a, ["profile", u]);
             // A message signed for this address goes on, signed for the
             // profile's own.
             match f.done.as_deref().and_then(|done| v.flash_key(done)) {
@@ -49,7 +50,7 @@ pub async fn own_profile(v: Visitor, Path(a): Path<String>, Query(f): Query<Flas
                 None => see_other(&to),
             }
         }
-        _ => see_other(&format!("/a/{a}/sign-in")),
+        _ => see_other(&at(&a, ["sign-in"])),
     }
 }
 
@@ -59,7 +60,7 @@ pub async fn profile_page(
     Path((_, u)): Path<(String, String)>,
     Query(f): Query<Flash>,
 ) -> Response {
-    let path = format!("/a/{a}/profile/{u}");
+    let path = at(&a, ["profile", &u]);
     let loaded = (|| -> Result<ProfilePage, Problem> {
         let addresses = query::emails(&app.store, &who, &a, &u)?;
         let name = app
@@ -75,7 +76,7 @@ pub async fn profile_page(
             .is_some_and(|acc| acc.owner_id == u && v.user_id() == Some(u.as_str()));
         Ok(ProfilePage {
             c: Chrome::new(&v, &path, "profile.heading", f.done.as_deref()),
-            base: format!("/a/{a}"),
+            base: at(&a, []),
             user_id: u.clone(),
             of_line: v.t.s("profile.of").replace("{name}", &name),
             name,
@@ -93,7 +94,7 @@ pub async fn profile_page(
     })();
     match loaded {
         Ok(page) => render(&v, StatusCode::OK, &page),
-        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+        Err(p) => problem_page(&v, &path, &at(&a, []), &p),
     }
 }
 
@@ -113,7 +114,7 @@ pub async fn add_address(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<AddressForm>,
 ) -> Response {
-    let back = format!("/a/{a}/profile/{u}");
+    let back = at(&a, ["profile", &u]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "profile.added", |_| {
         Ok(Command::AddEmail(cmd::AddEmail {
@@ -139,7 +140,7 @@ pub async fn rename(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<NameForm>,
 ) -> Response {
-    let back = format!("/a/{a}/profile/{u}");
+    let back = at(&a, ["profile", &u]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "profile.renamed", |_| {
         Ok(Command::RenameMember(cmd::RenameMember {
@@ -157,7 +158,7 @@ pub async fn make_primary(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<AddressForm>,
 ) -> Response {
-    let back = format!("/a/{a}/profile/{u}");
+    let back = at(&a, ["profile", &u]);
     if !confirmed(&form.confirmed) {
         let key = if v.user_id() == Some(u.as_str()) {
             "confirm.make_primary_own"
@@ -170,7 +171,7 @@ pub async fn make_primary(
                 .replace("{name}", &member_name(&app, &a, &u));
         return confirm_first(
             &v,
-            &format!("/a/{a}/profile/{u}/primary"),
+            &at(&a, ["profile", &u, "primary"]),
             &back,
             what,
             &[("address", form.address.as_str())],
@@ -201,7 +202,7 @@ pub async fn remove_address(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<AddressForm>,
 ) -> Response {
-    let back = format!("/a/{a}/profile/{u}");
+    let back = at(&a, ["profile", &u]);
     if !confirmed(&form.confirmed) {
         let key = if v.user_id() == Some(u.as_str()) {
             "confirm.remove_address_own"
@@ -214,7 +215,7 @@ pub async fn remove_address(
                 .replace("{name}", &member_name(&app, &a, &u));
         return confirm_first(
             &v,
-            &format!("/a/{a}/profile/{u}/remove"),
+            &at(&a, ["profile", &u, "remove"]),
             &back,
             what,
             &[("address", form.address.as_str())],

@@ -1,19 +1,20 @@
 //! Sell: the trial, Sell users and roles (R20–R24).
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::AppState;
 use crate::console::page::{problem_page, render, Chrome, ErrorView, PageForm};
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command};
-use crate::http::api::AppState;
-use crate::http::problem::Problem;
 
 use super::common::*;
 
@@ -44,7 +45,7 @@ pub async fn sell_page(
     Query(f): Query<Flash>,
 ) -> Response {
     use crate::domain::{SellRole, SellStatus};
-    let path = format!("/a/{a}/sell");
+    let path = at(&a, ["sell"]);
     let t = v.t;
     let loaded = (|| -> Result<SellPage, Problem> {
         let users = query::sell_users(&app.store, &who, &a)?;
@@ -57,7 +58,7 @@ pub async fn sell_page(
         };
         Ok(SellPage {
             c: Chrome::new(&v, &path, "sell.heading", f.done.as_deref()),
-            base: format!("/a/{a}"),
+            base: at(&a, []),
             status_line: t.s("sell.status").replace("{status}", status),
             not_started: summary.sell_status == SellStatus::NotStarted,
             seats_line: t
@@ -94,7 +95,7 @@ pub async fn sell_page(
     })();
     match loaded {
         Ok(page) => render(&v, StatusCode::OK, &page),
-        Err(p) => problem_page(&v, &path, &format!("/a/{a}"), &p),
+        Err(p) => problem_page(&v, &path, &at(&a, []), &p),
     }
 }
 
@@ -104,7 +105,7 @@ pub async fn start_trial(
     Path(a): Path<String>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = format!("/a/{a}/sell");
+    let back = at(&a, ["sell"]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.started", |_| {
         Ok(Command::StartSellTrial(cmd::StartSellTrial { account_id }))
@@ -127,7 +128,7 @@ pub async fn grant_sell(
     Path(a): Path<String>,
     PageForm(form): PageForm<SellUserForm>,
 ) -> Response {
-    let back = format!("/a/{a}/sell");
+    let back = at(&a, ["sell"]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "sell.granted", |_| {
         Ok(Command::GrantSell(cmd::GrantSell {
@@ -154,7 +155,7 @@ pub async fn change_sell_role(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<SellRoleForm>,
 ) -> Response {
-    let back = format!("/a/{a}/sell");
+    let back = at(&a, ["sell"]);
     // `none` is not a Sell role to change to (the core refuses it): no
     // confirmation to ask.
     if let (false, Some(role @ (crate::domain::SellRole::User | crate::domain::SellRole::Admin))) =
@@ -168,7 +169,7 @@ pub async fn change_sell_role(
                 .replace("{role}", label);
         return confirm_first(
             &v,
-            &format!("/a/{a}/sell/users/{u}/role"),
+            &at(&a, ["sell", "users", &u, "role"]),
             &back,
             what,
             &[("role", role.as_str())],
@@ -193,14 +194,14 @@ pub async fn remove_sell(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = format!("/a/{a}/sell");
+    let back = at(&a, ["sell"]);
     if !confirmed(&form.confirmed) {
         let what =
             v.t.s("confirm.remove_sell")
                 .replace("{name}", &member_name(&app, &a, &u));
         return confirm_first(
             &v,
-            &format!("/a/{a}/sell/users/{u}/remove"),
+            &at(&a, ["sell", "users", &u, "remove"]),
             &back,
             what,
             &[],

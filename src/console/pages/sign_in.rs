@@ -1,20 +1,21 @@
 //! Signing in and out, and where `/` and `/a/{account}` lead.
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::{App, AppState, ClientIp};
 use crate::console::page::{
     csrf_refused, problem_page, render, see_other, set_cookie, Chrome, ErrorView, PageForm,
 };
 use crate::console::visitor::{self, Visitor, SESSION_COOKIE};
 use crate::domain::{Command, StateView};
-use crate::http::api::{App, AppState, ClientIp};
 
 use super::common::*;
 
@@ -49,11 +50,11 @@ fn sign_in_view(
         .flatten()
         .map_or_else(|| a.to_string(), |acc| acc.name);
     SignInPage {
-        c: Chrome::new(v, &format!("/a/{a}/sign-in"), "signin.heading", flash),
+        c: Chrome::new(v, &at(a, ["sign-in"]), "signin.heading", flash),
         heading: v.t.s("signin.heading").to_string(),
         intro: v.t.s("signin.intro").replace("{account}", &name),
-        action: format!("/a/{a}/sign-in"),
-        reset_action: format!("/a/{a}/password-reset"),
+        action: at(a, ["sign-in"]),
+        reset_action: at(a, ["password-reset"]),
         operator: false,
         email,
         error,
@@ -91,9 +92,9 @@ pub async fn sign_in(
     PageForm(form): PageForm<SignInForm>,
 ) -> Response {
     if !v.csrf_ok(&form.csrf) {
-        return csrf_refused(&v, &format!("/a/{a}/sign-in"));
+        return csrf_refused(&v, &at(&a, ["sign-in"]));
     }
-    match crate::http::sessions::sign_in_with_password(
+    match crate::app::sign_in::sign_in_with_password(
         &app,
         ip,
         a.clone(),
@@ -103,7 +104,7 @@ pub async fn sign_in(
     .await
     {
         Ok((token, session)) => {
-            let mut response = see_other(&format!("/a/{a}"));
+            let mut response = see_other(&at(&a, []));
             let ttl = (session.expires_at - chrono::Utc::now())
                 .num_seconds()
                 .max(0);
@@ -153,11 +154,11 @@ pub async fn request_reset(
     Path(a): Path<String>,
     PageForm(form): PageForm<EmailForm>,
 ) -> Response {
-    let path = format!("/a/{a}/sign-in");
+    let path = at(&a, ["sign-in"]);
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
-    match crate::http::sessions::request_reset(&app, ip, a.clone(), form.email).await {
+    match crate::app::sign_in::request_reset(&app, ip, a.clone(), form.email).await {
         Ok(()) => see_other(&v.flash_url(&path, "signin.reset_sent")),
         Err(p) => problem_page(&v, &path, &path, &p),
     }
@@ -186,7 +187,7 @@ pub async fn sign_out(
                     return problem_page(&v, "/", "/", &p);
                 }
             }
-            v.flash_url(&format!("/a/{a}/sign-in"), "signin.signed_out")
+            v.flash_url(&at(a, ["sign-in"]), "signin.signed_out")
         }
         _ => {
             if let Some(nonce) = &v.operator_nonce {
@@ -214,7 +215,7 @@ struct HomePage {
 /// anyone else is told where people sign in.
 pub async fn home(v: Visitor) -> Response {
     if let Some(a) = v.account_id() {
-        return see_other(&format!("/a/{a}"));
+        return see_other(&at(a, []));
     }
     if v.is_operator() {
         return see_other("/support/accounts");
@@ -228,8 +229,8 @@ pub async fn home(v: Visitor) -> Response {
 /// `/a/{a}`: admins land on Team members, everyone else on their profile.
 pub async fn account_home(SignedIn { v, a, .. }: SignedIn) -> Response {
     if v.powers.admin {
-        see_other(&format!("/a/{a}/members"))
+        see_other(&at(&a, ["members"]))
     } else {
-        see_other(&format!("/a/{a}/profile"))
+        see_other(&at(&a, ["profile"]))
     }
 }

@@ -1,21 +1,22 @@
 //! The pages the mails link to: set or reset a password, verify an address.
 
+use crate::console::page::at;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
 
-use crate::http::problem::Query;
+use crate::app::problem::Query;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde::Deserialize;
 
+use crate::app::problem::Problem;
+use crate::app::{App, AppState};
 use crate::console::page::{
     csrf_refused, problem_page, render, see_other, Chrome, ErrorView, PageForm,
 };
 use crate::console::visitor::Visitor;
 use crate::domain::{token_hash, Command, Principal, StateView};
-use crate::http::api::{App, AppState};
-use crate::http::problem::Problem;
 
 #[derive(Template)]
 #[template(path = "console/token_form.html")]
@@ -116,8 +117,8 @@ pub async fn set_password(
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, uri.path());
     }
-    match crate::http::sessions::set_password(&app, &form.token, form.password).await {
-        Ok(()) => see_other(&v.flash_url(&format!("/a/{a}/sign-in"), "signin.password_set")),
+    match crate::app::sign_in::set_password(&app, &form.token, form.password).await {
+        Ok(()) => see_other(&v.flash_url(&at(&a, ["sign-in"]), "signin.password_set")),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             let error = Some(ErrorView::from_problem(v.t, &p));
@@ -131,7 +132,7 @@ pub async fn set_password(
 }
 
 fn verify_view(v: &Visitor, a: &str, token: String, error: Option<ErrorView>) -> TokenPage {
-    let path = format!("/a/{a}/email/verify");
+    let path = at(a, ["email", "verify"]);
     TokenPage {
         c: Chrome::new(v, &path, "verify.heading", None),
         heading: v.t.s("verify.heading").to_string(),
@@ -168,7 +169,7 @@ pub async fn verify(
     Path(a): Path<String>,
     PageForm(form): PageForm<TokenForm>,
 ) -> Response {
-    let path = format!("/a/{a}/email/verify");
+    let path = at(&a, ["email", "verify"]);
     if !v.csrf_ok(&form.csrf) {
         return csrf_refused(&v, &path);
     }
@@ -186,9 +187,9 @@ pub async fn verify(
     };
     match result {
         Ok(()) if v.account_id() == Some(a.as_str()) => {
-            see_other(&v.flash_url(&format!("/a/{a}/profile"), "verify.done"))
+            see_other(&v.flash_url(&at(&a, ["profile"]), "verify.done"))
         }
-        Ok(()) => see_other(&v.flash_url(&format!("/a/{a}/sign-in"), "verify.done")),
+        Ok(()) => see_other(&v.flash_url(&at(&a, ["sign-in"]), "verify.done")),
         Err(p) => {
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
             let error = Some(ErrorView::from_problem(v.t, &p));
