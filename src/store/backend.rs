@@ -9,70 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::codec::{decode, encode};
+pub use super::error::StoreError;
+use super::records;
+pub use super::records::{Kind, Order, QueueName, Record, RecordVisit, Restore, RowVisit, Write};
 use crate::domain::*;
-
-/// A durable queue, the dead or finished items of one, or a kept list
-/// (hook call records, policy versions). Items are keyed by a `u64` (an id
-/// from [`Backend::next_id`] for queues) and read in key order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueName {
-    /// Rendered mail waiting to be written or sent.
-    Outbox,
-    /// Mail given up on.
-    OutboxDead,
-    /// After-hook events waiting for their handlers.
-    Hooks,
-    /// Outbound deliveries pending.
-    Deliveries,
-    /// Outbound deliveries delivered or failed (kept for a while).
-    DeliveriesDone,
-    /// The record of hook calls (what each policy saw and decided), for
-    /// replay; kept by age and count, not drained by a worker.
-    HookCalls,
-    /// Every policy version ever loaded, keyed by a hash of its name and
-    /// version (so a version is kept once); not drained.
-    PolicyVersions,
-}
-
-impl QueueName {
-    /// Whether its items are keyed by ids from [`Backend::next_id`] (so a
-    /// restore moves the id counter past them); policy versions are keyed
-    /// by a hash instead.
-    pub fn keyed_by_id(self) -> bool {
-        self != QueueName::PolicyVersions
-    }
-}
-
-/// A write that is not a domain change: the queues' bookkeeping, worker
-/// records, and what retention forgets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Write {
-    QueuePut {
-        queue: QueueName,
-        id: u64,
-        value: Vec<u8>,
-    },
-    QueueRemove {
-        queue: QueueName,
-        id: u64,
-    },
-    /// An outbound subscriber's state (enabled, or disabled and why).
-    PutSubscriberState {
-        name: String,
-        value: Vec<u8>,
-    },
-    /// An audit entry past retention.
-    ForgetAudit {
-        scope: String,
-        seq: u64,
-    },
-    /// A received webhook id kept long enough.
-    ForgetWebhook {
-        source: String,
-        webhook_id: String,
-    },
-}
 
 /// One command's writes, committed atomically. The store numbers the audit
 /// entry, the mails and the events; the events are caused by the audit
@@ -103,152 +43,9 @@ impl Transaction {
     }
 }
 
-/// Called with each item's id and value by [`Backend::queue_scan`];
+/// Called with each item's id and value by [`Store::queue_scan`];
 /// returns whether to go on.
 pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
-
-/// One stored record, whole, in the store's neutral terms: what `admind
-/// export` writes (one JSON line each) and `admind import` restores. Ids,
-/// sequence numbers and queue ids are kept, so causal links and
-/// `webhook-id`s survive a move between backends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
-    Account {
-        value: Account,
-    },
-    User {
-        value: User,
-    },
-    EmailIndex {
-        account_id: String,
-        email: String,
-        user_id: String,
-    },
-    Integration {
-        value: Integration,
-    },
-    Token {
-        value: Token,
-    },
-    Session {
-        value: Session,
-    },
-    Invoice {
-        value: Invoice,
-    },
-    Investigation {
-        value: SecurityInvestigation,
-    },
-    LicenceRequest {
-        value: LicenceRequest,
-    },
-    PolicySwitch {
-        value: PolicySwitch,
-    },
-    WebhookSeen {
-        source: String,
-        webhook_id: String,
-        at: DateTime<Utc>,
-    },
-    Audit {
-        value: AuditEntry,
-    },
-    QueueItem {
-        queue: QueueName,
-        id: u64,
-        value: serde_json::Value,
-    },
-    SubscriberState {
-        name: String,
-        value: serde_json::Value,
-    },
-}
-
-/// What restoring a record writes: a domain change (so each backend keeps
-/// its own indexes the way it does for a command), or one of the records
-/// only the store keeps, as it was.
-pub enum Restore {
-    Change(Change),
-    Audit(AuditEntry),
-    QueueItem {
-        queue: QueueName,
-        id: u64,
-        value: serde_json::Value,
-    },
-    SubscriberState {
-        name: String,
-        value: serde_json::Value,
-    },
-}
-
-impl Record {
-    /// The record's `kind` tag.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Record::Account { .. } => "account",
-            Record::User { .. } => "user",
-            Record::EmailIndex { .. } => "email_index",
-            Record::Integration { .. } => "integration",
-            Record::Token { .. } => "token",
-            Record::Session { .. } => "session",
-            Record::Invoice { .. } => "invoice",
-            Record::Investigation { .. } => "investigation",
-            Record::LicenceRequest { .. } => "licence_request",
-            Record::PolicySwitch { .. } => "policy_switch",
-            Record::WebhookSeen { .. } => "webhook_seen",
-            Record::Audit { .. } => "audit",
-            Record::QueueItem { .. } => "queue_item",
-            Record::SubscriberState { .. } => "subscriber_state",
-        }
-    }
-
-    /// What a backend writes to restore the record.
-    pub fn into_restore(self) -> Restore {
-        match self {
-            Record::Account { value } => Restore::Change(Change::PutAccount(value)),
-            Record::User { value } => Restore::Change(Change::PutUser(value)),
-            Record::EmailIndex {
-                account_id,
-                email,
-                user_id,
-            } => Restore::Change(Change::PutEmailIndex {
-                account_id,
-                email,
-                user_id,
-            }),
-            Record::Integration { value } => Restore::Change(Change::PutIntegration(value)),
-            Record::Token { value } => Restore::Change(Change::PutToken(value)),
-            Record::Session { value } => Restore::Change(Change::PutSession(value)),
-            Record::Invoice { value } => Restore::Change(Change::PutInvoice(value)),
-            Record::Investigation { value } => Restore::Change(Change::PutInvestigation(value)),
-            Record::LicenceRequest { value } => Restore::Change(Change::PutLicenceRequest(value)),
-            Record::PolicySwitch { value } => Restore::Change(Change::PutPolicySwitch(value)),
-            Record::WebhookSeen {
-                source,
-                webhook_id,
-                at,
-            } => Restore::Change(Change::PutWebhookSeen {
-                source,
-                webhook_id,
-                at,
-            }),
-            Record::Audit { value } => Restore::Audit(value),
-            Record::QueueItem { queue, id, value } => Restore::QueueItem { queue, id, value },
-            Record::SubscriberState { name, value } => Restore::SubscriberState { name, value },
-        }
-    }
-}
-
-/// Called with each record by [`Backend::export`]; returns whether to go on.
-pub type RecordVisit<'a> = dyn FnMut(Record) -> Result<bool, StoreError> + 'a;
-
-/// Read order of a queue scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    OldestFirst,
-    NewestFirst,
-}
 
 /// What a command holds while it reads and commits, so that no command on
 /// another replica interleaves with it (R01, R11 across replicas).
@@ -294,23 +91,38 @@ pub struct ReplicaInfo {
     pub policies: Vec<(String, String)>,
 }
 
-/// What a backend provides. Object safe: the daemon holds a [`Store`]
-/// (`Arc<dyn Backend>`) and never knows which backend it has.
-pub trait Backend: StateView + Send + Sync + 'static {
+/// Which backend a store is and how it may be used.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
     /// Which backend, for logs and errors.
-    fn kind(&self) -> &'static str;
-
+    pub kind: &'static str,
     /// 128 random bits made when the store was created: with a sequence
     /// number it makes ids that no other installation (nor this one after
     /// its data was reset) sends: outbound `webhook-id`s and mail
     /// Message-IDs, which receivers deduplicate on.
-    fn installation_id(&self) -> &str;
+    pub installation_id: &'a str,
+    /// Whether several daemons may serve this store at once.
+    pub shared: bool,
+    /// How many writer threads may run commands at once: one unless the
+    /// backend's `lock_command` keeps commands on one account apart.
+    pub writer_threads: usize,
+}
+
+/// What a backend provides: records by kind and key ([`Kind`], described
+/// once in `records`), written a transaction at a time, and what replicas
+/// coordinate through. Everything else the daemon asks of a store (queue
+/// scans, retention, export and import, the audit export) is written once
+/// on [`Store`] over these. Object safe: the daemon holds a [`Store`]
+/// (`Arc<dyn Backend>`) and never knows which backend it has.
+pub trait Backend: StateView + Send + Sync + 'static {
+    fn about(&self) -> About<'_>;
 
     /// A new id, larger than every id handed out before (queue items are
     /// ordered by it).
     fn next_id(&self) -> Result<u64, StoreError>;
 
-    /// Applies a transaction atomically: all of it or nothing.
+    /// Applies a transaction atomically: all of it or nothing. Restored
+    /// records (`Write::Restore`) also move the id counter past their ids.
     fn commit(&self, tx: Transaction) -> Result<(), StoreError>;
 
     /// Makes everything committed so far durable; afterwards
@@ -320,70 +132,33 @@ pub trait Backend: StateView + Send + Sync + 'static {
     /// Every queue item with an id up to this is durable.
     fn durable_id(&self) -> u64;
 
-    /// Visits a queue's items in `order` until `each` returns false.
-    fn queue_scan(
+    /// One record by kind and key (the key in `records`' layout), in the
+    /// codec's format.
+    fn get(&self, kind: Kind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Visits a kind's records (those of one scope — the first part of a
+    /// two-part key — when `scope` is given) in key `order`, one at a time
+    /// whatever their number, until `each` returns false.
+    fn scan(
         &self,
-        queue: QueueName,
+        kind: Kind,
+        scope: Option<&str>,
         order: Order,
-        each: &mut Visit<'_>,
+        each: &mut RowVisit<'_>,
     ) -> Result<(), StoreError>;
 
-    fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// How many records a kind holds.
+    fn count(&self, kind: Kind) -> Result<usize, StoreError>;
 
-    fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError>;
-
-    /// An outbound subscriber's stored state, if any was recorded.
-    fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// The writes that forget audit entries older than `cutoff`, at most
-    /// `max` (for the writer to commit).
-    fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Write>, StoreError>;
-
-    /// The writes that forget webhook ids received before `cutoff`, at most
-    /// `max`.
-    fn expired_webhook_ids(
+    /// The writes that forget records of `kind` (the audit log, received
+    /// webhook ids) older than `cutoff`, at most `max`, for the writer to
+    /// commit.
+    fn expired(
         &self,
+        kind: Kind,
         cutoff: DateTime<Utc>,
         max: usize,
     ) -> Result<Vec<Write>, StoreError>;
-
-    /// Calls `each` with every audit entry at or after `since`, scope by
-    /// scope in sequence order (one scope when `scope` is given), one entry
-    /// at a time whatever the log's size. Returns how many it visited.
-    fn audit_since(
-        &self,
-        since: DateTime<Utc>,
-        scope: Option<&str>,
-        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError>;
-
-    /// Visits every record, kind by kind, one at a time (memory stays flat
-    /// whatever the store's size).
-    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError>;
-
-    /// Writes records as they are (ids and sequence numbers kept) in one
-    /// transaction, and moves the id counter past every id they hold.
-    /// For `admind import` into an empty store, with no daemon running:
-    /// it bypasses the writer and every rule.
-    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError>;
-
-    /// Whether the store holds no account and no audit entry.
-    fn is_empty(&self) -> Result<bool, StoreError>;
-
-    // What several daemons on one store share. A backend only one process
-    // opens (sled, memory) keeps the defaults: nothing to coordinate, the
-    // callers' in-process structures are the whole truth.
-
-    /// Whether several daemons may serve this store at once.
-    fn shared(&self) -> bool {
-        false
-    }
-
-    /// How many writer threads may run commands at once: one unless the
-    /// backend's `lock_command` keeps commands on one account apart.
-    fn writer_threads(&self) -> usize {
-        1
-    }
 
     /// Holds `scope` against commands on other replicas until the lock is
     /// dropped (after the command's commit).
@@ -401,15 +176,28 @@ pub trait Backend: StateView + Send + Sync + 'static {
         _owner: &str,
         _lease: std::time::Duration,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let kind = Kind::of_queue(queue);
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
-            if let Some(value) = self.queue_item(queue, id)? {
+            if let Some(value) = self.get(kind, &records::number_key(id))? {
                 out.push((id, value));
             }
         }
         Ok(out)
     }
 
+    /// What replicas share beside records (attempt windows, marks,
+    /// heartbeats). A store only one process opens keeps [`NotShared`]
+    /// (or its own marks, which outlive a restart).
+    fn coordination(&self) -> &dyn Coordination {
+        &NotShared
+    }
+}
+
+/// What several daemons on one store share beside records. The defaults
+/// are a store one process owns: nothing to coordinate, the callers'
+/// in-process structures are the whole truth.
+pub trait Coordination {
     /// Counts an attempt under `key` in the one-minute window `window`
     /// (minutes since the epoch) for every replica; returns the window's
     /// count with this one, or `None` when the store is not shared.
@@ -417,7 +205,7 @@ pub trait Backend: StateView + Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Records `key` for every replica until `until`.
+    /// Records `key` for every replica (and across a restart) until `until`.
     fn put_mark(&self, _key: &str, _until: DateTime<Utc>) -> Result<(), StoreError> {
         Ok(())
     }
@@ -444,6 +232,11 @@ pub trait Backend: StateView + Send + Sync + 'static {
     }
 }
 
+/// A store one process owns: nothing to coordinate.
+pub struct NotShared;
+
+impl Coordination for NotShared {}
+
 /// The store the daemon runs on: any [`Backend`], shared.
 #[derive(Clone)]
 pub struct Store(Arc<dyn Backend>);
@@ -458,6 +251,160 @@ impl Deref for Store {
 impl Store {
     pub fn new(backend: impl Backend) -> Store {
         Store(Arc::new(backend))
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> &'static str {
+        self.0.about().kind
+    }
+
+    /// See [`About::installation_id`].
+    pub fn installation_id(&self) -> &str {
+        self.0.about().installation_id
+    }
+
+    /// Whether several daemons may serve this store at once.
+    pub fn shared(&self) -> bool {
+        self.0.about().shared
+    }
+
+    /// How many writer threads may run commands at once.
+    pub fn writer_threads(&self) -> usize {
+        self.0.about().writer_threads
+    }
+
+    /// Visits a queue's items in `order` until `each` returns false.
+    pub fn queue_scan(
+        &self,
+        queue: QueueName,
+        order: Order,
+        each: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        self.0
+            .scan(Kind::of_queue(queue), None, order, &mut |k, v| {
+                each(records::number_of(k), v)
+            })
+    }
+
+    pub fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(Kind::of_queue(queue), &records::number_key(id))
+    }
+
+    pub fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
+        self.0.count(Kind::of_queue(queue))
+    }
+
+    /// An outbound subscriber's stored state, if any was recorded.
+    pub fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(Kind::Subscribers, name.as_bytes())
+    }
+
+    /// The writes that forget audit entries older than `cutoff`, at most
+    /// `max` (for the writer to commit).
+    pub fn expired_audit(
+        &self,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Write>, StoreError> {
+        self.0.expired(Kind::Audit, cutoff, max)
+    }
+
+    /// The writes that forget webhook ids received before `cutoff`, at most
+    /// `max`.
+    pub fn expired_webhook_ids(
+        &self,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Write>, StoreError> {
+        self.0.expired(Kind::WebhooksSeen, cutoff, max)
+    }
+
+    /// Calls `each` with every audit entry at or after `since`, scope by
+    /// scope in sequence order (one scope when `scope` is given), one entry
+    /// at a time whatever the log's size. Returns how many it visited.
+    pub fn audit_since(
+        &self,
+        since: DateTime<Utc>,
+        scope: Option<&str>,
+        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut visited = 0;
+        self.0
+            .scan(Kind::Audit, scope, Order::OldestFirst, &mut |_, v| {
+                let entry: AuditEntry = decode(v)?;
+                if entry.at >= since {
+                    each(&entry)?;
+                    visited += 1;
+                }
+                Ok(true)
+            })?;
+        Ok(visited)
+    }
+
+    /// Visits every record, kind by kind in `Kind` order, one at a time
+    /// (memory stays flat whatever the store's size). Indexes are not
+    /// records: a restore rebuilds them.
+    pub fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError> {
+        for kind in Kind::ALL.into_iter().filter(|k| k.exported()) {
+            let mut go = true;
+            self.0.scan(kind, None, Order::OldestFirst, &mut |k, v| {
+                if let Some(record) = records::record_of(kind, k, v)? {
+                    go = each(record)?;
+                }
+                Ok(go)
+            })?;
+            if !go {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes records as they are (ids and sequence numbers kept) in one
+    /// transaction, and moves the id counter past every id they hold.
+    /// For `admind import` into an empty store, with no daemon running:
+    /// it bypasses the writer and every rule.
+    pub fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        self.0.commit(Transaction::of_writes(
+            records.into_iter().map(Write::Restore).collect(),
+        ))
+    }
+
+    /// Whether the store holds no account and no audit entry.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let mut any = false;
+        for kind in [Kind::Accounts, Kind::Audit] {
+            self.0.scan(kind, None, Order::OldestFirst, &mut |_, _| {
+                any = true;
+                Ok(false)
+            })?;
+        }
+        Ok(!any)
+    }
+
+    /// Counts an attempt for every replica (see [`Coordination`]).
+    pub fn count_attempt(&self, key: &str, window: i64) -> Result<Option<u32>, StoreError> {
+        self.0.coordination().count_attempt(key, window)
+    }
+
+    pub fn put_mark(&self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.0.coordination().put_mark(key, until)
+    }
+
+    pub fn has_mark(&self, key: &str) -> Result<bool, StoreError> {
+        self.0.coordination().has_mark(key)
+    }
+
+    pub fn heartbeat(&self, me: &ReplicaInfo) -> Result<(), StoreError> {
+        self.0.coordination().heartbeat(me)
+    }
+
+    pub fn replicas(&self, since: DateTime<Utc>) -> Result<Vec<ReplicaInfo>, StoreError> {
+        self.0.coordination().replicas(since)
+    }
+
+    pub fn prune_shared(&self, replicas_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.0.coordination().prune_shared(replicas_before)
     }
 
     /// Items of a queue, oldest first, at most `limit`; only durable ones
@@ -595,32 +542,4 @@ pub struct QueuedEvent {
     pub cause_seq: Option<u64>,
     pub event: DomainEvent,
     pub attempts: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The backend failed (disk, database); its own words.
-    #[error("{backend}: {detail}")]
-    Backend {
-        backend: &'static str,
-        detail: String,
-    },
-    #[error("{0}")]
-    Codec(#[from] super::codec::CodecError),
-    #[error("writing: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("store is shutting down")]
-    Closed,
-}
-
-impl From<StoreError> for ViewError {
-    fn from(e: StoreError) -> Self {
-        ViewError(e.to_string())
-    }
-}
-
-impl From<StoreError> for Refusal {
-    fn from(e: StoreError) -> Self {
-        Refusal::store(e.to_string())
-    }
 }

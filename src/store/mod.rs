@@ -20,14 +20,18 @@
 pub mod backend;
 pub mod cache;
 pub mod codec;
+pub mod error;
+pub mod kv;
 pub mod memory;
 pub mod postgres_store;
+pub mod records;
 pub mod sled_store;
 pub mod writer;
 
 pub use backend::{
-    Backend, CommandLock, LockScope, Order, OutboxMail, QueueName, QueuedEvent, Record,
-    RecordVisit, ReplicaInfo, Restore, Store, StoreError, Transaction, Visit, Write,
+    About, Backend, CommandLock, Coordination, Kind, LockScope, NotShared, Order, OutboxMail,
+    QueueName, QueuedEvent, Record, RecordVisit, ReplicaInfo, Restore, RowVisit, Store, StoreError,
+    Transaction, Visit, Write,
 };
 pub use sled_store::SledStore;
 

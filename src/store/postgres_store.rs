@@ -28,10 +28,11 @@ use r2d2_postgres::PostgresConnectionManager;
 use crate::domain::*;
 
 use super::backend::{
-    Backend, CommandLock, LockScope, Order, QueueName, QueuedEvent, Record, RecordVisit,
-    ReplicaInfo, Restore, Store, StoreError, Transaction, Visit, Write,
+    About, Backend, CommandLock, Coordination, LockScope, QueuedEvent, ReplicaInfo, Store,
+    StoreError, Transaction,
 };
 use super::codec::{decode, encode};
+use super::records::{Kind, Order, QueueName, Restore, RowVisit, Write};
 
 /// The schema versions this build knows, in order; each runs once.
 const MIGRATIONS: &[&str] = &[
@@ -160,16 +161,6 @@ fn queue_name(q: QueueName) -> &'static str {
         QueueName::PolicyVersions => "policy_versions",
     }
 }
-
-const QUEUES: [QueueName; 7] = [
-    QueueName::Outbox,
-    QueueName::OutboxDead,
-    QueueName::Hooks,
-    QueueName::Deliveries,
-    QueueName::DeliveriesDone,
-    QueueName::HookCalls,
-    QueueName::PolicyVersions,
-];
 
 fn id_i64(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
@@ -576,8 +567,151 @@ fn apply_write(tx: &mut impl GenericClient, write: Write) -> Result<(), StoreErr
                 &[&source, &webhook_id],
             )?;
         }
+        Write::Restore(record) => {
+            let id = match record.into_restore() {
+                Restore::Change(change) => {
+                    apply_change(tx, change)?;
+                    0
+                }
+                Restore::Audit(value) => {
+                    put_audit(tx, &value)?;
+                    id_i64(value.seq)
+                }
+                Restore::QueueItem { queue, id, value } => {
+                    put_queue(tx, queue, id, &value)?;
+                    if queue.keyed_by_id() {
+                        id_i64(id)
+                    } else {
+                        0
+                    }
+                }
+                Restore::SubscriberState { name, value } => {
+                    tx.execute(
+                        "INSERT INTO subscribers (name, value) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                        &[&name, &Json(&value)],
+                    )?;
+                    0
+                }
+            };
+            if id > 0 {
+                // Ids handed out from now on are larger than every restored one.
+                tx.execute(
+                    "SELECT setval('admind_ids', GREATEST((SELECT last_value FROM admind_ids), $1))",
+                    &[&id],
+                )?;
+            }
+        }
     }
     Ok(())
+}
+
+/// How a [`Kind`] is kept on PostgreSQL: its table, the columns of its key
+/// (in the order of the key's parts), the column holding its value, and
+/// for a queue the `queue` column's value. Index kinds have none: they are
+/// columns of their table here.
+struct Shape {
+    table: &'static str,
+    keys: &'static [(&'static str, Column)],
+    value: &'static str,
+    queue: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Text,
+    BigInt,
+}
+
+fn shape(kind: Kind) -> Result<Shape, StoreError> {
+    use Column::{BigInt, Text};
+    const ID: &[(&str, Column)] = &[("id", Text)];
+    const ACCOUNT_ID: &[(&str, Column)] = &[("account_id", Text), ("id", Text)];
+    let spec = kind.spec();
+    let (keys, value): (&'static [(&'static str, Column)], &'static str) = match kind {
+        Kind::Accounts | Kind::LicenceRequests => (ID, "value"),
+        Kind::Users | Kind::Integrations | Kind::Investigations => (ACCOUNT_ID, "value"),
+        Kind::EmailIndex => (&[("account_id", Text), ("email", Text)], "user_id"),
+        Kind::Tokens | Kind::Sessions => (&[("hash", Text)], "value"),
+        Kind::Invoices => (&[("account_id", Text), ("seq", BigInt)], "value"),
+        Kind::Audit => (&[("scope", Text), ("seq", BigInt)], "value"),
+        Kind::WebhooksSeen => (&[("source", Text), ("webhook_id", Text)], "value"),
+        Kind::Subscribers | Kind::PolicySwitches => (&[("name", Text)], "value"),
+        Kind::UserSessions | Kind::AccountLicences => {
+            return Err(StoreError::Backend {
+                backend: "postgres",
+                detail: format!("{} is a column of {}, not records", spec.name, spec.table),
+            })
+        }
+        _ => (&[("id", BigInt)], "value"),
+    };
+    Ok(Shape {
+        table: spec.table,
+        keys,
+        value,
+        queue: kind.queue().map(queue_name),
+    })
+}
+
+/// A key column's value, as a query parameter.
+enum KeyPart {
+    Text(String),
+    BigInt(i64),
+}
+
+impl KeyPart {
+    fn param(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        match self {
+            KeyPart::Text(t) => t,
+            KeyPart::BigInt(n) => n,
+        }
+    }
+}
+
+/// The parts of a key in the layout of `records`.
+fn key_parts(kind: Kind, key: &[u8]) -> Vec<KeyPart> {
+    use super::records::KeyLayout;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match kind.spec().key {
+        KeyLayout::Id => vec![KeyPart::Text(text(key))],
+        KeyLayout::Number => vec![KeyPart::BigInt(id_i64(super::records::number_of(key)))],
+        KeyLayout::ScopeId | KeyLayout::ScopeIdId => {
+            let (a, b) = super::records::split_key(key);
+            vec![KeyPart::Text(a), KeyPart::Text(b)]
+        }
+        KeyLayout::ScopeSeq => {
+            let nul = key.iter().position(|b| *b == 0).unwrap_or(key.len());
+            let seq = key
+                .get(nul + 1..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(i64::MAX, |b| id_i64(u64::from_be_bytes(b)));
+            vec![KeyPart::Text(text(&key[..nul])), KeyPart::BigInt(seq)]
+        }
+    }
+}
+
+/// A row's key in the layout of `records`, from its key columns.
+fn key_of(kind: Kind, row: &postgres::Row) -> Vec<u8> {
+    use super::codec::{key2, key_seq};
+    use super::records::KeyLayout;
+    match kind.spec().key {
+        KeyLayout::Id => row.get::<_, String>(0).into_bytes(),
+        KeyLayout::Number => super::records::number_key(row.get::<_, i64>(0) as u64),
+        KeyLayout::ScopeId | KeyLayout::ScopeIdId => {
+            key2(&row.get::<_, String>(0), &row.get::<_, String>(1))
+        }
+        KeyLayout::ScopeSeq => key_seq(&row.get::<_, String>(0), row.get::<_, i64>(1) as u64),
+    }
+}
+
+/// A row's value in the codec's format (`jsonb` values as its JSON form;
+/// the email index's user id as it is).
+fn value_of(shape: &Shape, row: &postgres::Row, at: usize) -> Vec<u8> {
+    if shape.value == "value" {
+        encode(&row.get::<_, Json<serde_json::Value>>(at).0)
+    } else {
+        row.get::<_, String>(at).into_bytes()
+    }
 }
 
 impl Store {
@@ -718,12 +852,13 @@ impl StateView for PostgresStore {
 }
 
 impl Backend for PostgresStore {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn installation_id(&self) -> &str {
-        &self.installation_id
+    fn about(&self) -> About<'_> {
+        About {
+            kind: "postgres",
+            installation_id: &self.installation_id,
+            shared: true,
+            writer_threads: self.writers,
+        }
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {
@@ -775,35 +910,97 @@ impl Backend for PostgresStore {
         u64::MAX
     }
 
-    fn queue_scan(
+    fn get(&self, kind: Kind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let shape = shape(kind)?;
+        let parts = key_parts(kind, key);
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            parts.iter().map(KeyPart::param).collect();
+        let mut sql = format!("SELECT {} FROM {} WHERE ", shape.value, shape.table);
+        for (i, (column, _)) in shape.keys.iter().enumerate() {
+            sql.push_str(&format!(
+                "{}{column} = ${}",
+                if i > 0 { " AND " } else { "" },
+                i + 1
+            ));
+        }
+        if let Some(queue) = &shape.queue {
+            params.push(queue);
+            sql.push_str(&format!(" AND queue = ${}", params.len()));
+        }
+        self.with(|c| {
+            Ok(c.query_opt(sql.as_str(), &params)?
+                .map(|row| value_of(&shape, &row, 0)))
+        })
+    }
+
+    /// Paged by key (`SCAN_PAGE` rows a round trip), so a large table never
+    /// sits in memory.
+    fn scan(
         &self,
-        queue: QueueName,
+        kind: Kind,
+        scope: Option<&str>,
         order: Order,
-        each: &mut Visit<'_>,
+        each: &mut RowVisit<'_>,
     ) -> Result<(), StoreError> {
-        let sql = match order {
-            Order::OldestFirst => {
-                "SELECT id, value FROM queue_items WHERE queue = $1 AND id > $2 ORDER BY id LIMIT $3"
-            }
-            Order::NewestFirst => {
-                "SELECT id, value FROM queue_items WHERE queue = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-            }
+        let shape = shape(kind)?;
+        let columns: Vec<&str> = shape.keys.iter().map(|(c, _)| *c).collect();
+        let (direction, past) = match order {
+            Order::OldestFirst => ("ASC", ">"),
+            Order::NewestFirst => ("DESC", "<"),
         };
-        let mut cursor: i64 = match order {
-            Order::OldestFirst => -1,
-            Order::NewestFirst => i64::MAX,
-        };
+        let mut cursor: Option<Vec<KeyPart>> = None;
         loop {
-            let rows =
-                self.with(|c| Ok(c.query(sql, &[&queue_name(queue), &cursor, &SCAN_PAGE])?))?;
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+            let mut sql = format!(
+                "SELECT {}, {} FROM {} WHERE TRUE",
+                columns.join(", "),
+                shape.value,
+                shape.table
+            );
+            if let Some(queue) = &shape.queue {
+                params.push(queue);
+                sql.push_str(&format!(" AND queue = ${}", params.len()));
+            }
+            let scope_owned = scope.map(str::to_string);
+            if let (Some(scope), true) = (&scope_owned, columns.len() > 1) {
+                params.push(scope);
+                sql.push_str(&format!(" AND {} = ${}", columns[0], params.len()));
+            }
+            if let Some(after) = &cursor {
+                let first = params.len() + 1;
+                params.extend(after.iter().map(KeyPart::param));
+                let placeholders: Vec<String> = (first..first + after.len())
+                    .map(|i| format!("${i}"))
+                    .collect();
+                sql.push_str(&format!(
+                    " AND ({}) {past} ({})",
+                    columns.join(", "),
+                    placeholders.join(", ")
+                ));
+            }
+            let ordered: Vec<String> = columns.iter().map(|c| format!("{c} {direction}")).collect();
+            sql.push_str(&format!(
+                " ORDER BY {} LIMIT {SCAN_PAGE}",
+                ordered.join(", ")
+            ));
+            let rows = self.with(|c| Ok(c.query(sql.as_str(), &params)?))?;
             let full = rows.len() as i64 == SCAN_PAGE;
-            for row in rows {
-                let id: i64 = row.get(0);
-                let value: Json<serde_json::Value> = row.get(1);
-                cursor = id;
-                if !each(id as u64, &encode(&value.0))? {
+            for row in &rows {
+                let key = key_of(kind, row);
+                if !each(&key, &value_of(&shape, row, columns.len()))? {
                     return Ok(());
                 }
+                cursor = Some(
+                    shape
+                        .keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, column))| match column {
+                            Column::Text => KeyPart::Text(row.get(i)),
+                            Column::BigInt => KeyPart::BigInt(row.get(i)),
+                        })
+                        .collect(),
+                );
             }
             if !full {
                 return Ok(());
@@ -811,254 +1008,61 @@ impl Backend for PostgresStore {
         }
     }
 
-    fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn count(&self, kind: Kind) -> Result<usize, StoreError> {
+        let shape = shape(kind)?;
+        let sql = format!(
+            "SELECT count(*) FROM {}{}",
+            shape.table,
+            if shape.queue.is_some() {
+                " WHERE queue = $1"
+            } else {
+                ""
+            }
+        );
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = match &shape.queue {
+            Some(queue) => vec![queue],
+            None => vec![],
+        };
         self.with(|c| {
-            Ok(c.query_opt(
-                "SELECT value FROM queue_items WHERE queue = $1 AND id = $2",
-                &[&queue_name(queue), &id_i64(id)],
-            )?
-            .map(|row| encode(&row.get::<_, Json<serde_json::Value>>(0).0)))
+            let n: i64 = c.query_one(sql.as_str(), &params)?.get(0);
+            Ok(usize::try_from(n).unwrap_or(0))
         })
     }
 
-    fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
-        self.with(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT count(*) FROM queue_items WHERE queue = $1",
-                    &[&queue_name(queue)],
-                )?
-                .get(0);
-            Ok(n as usize)
-        })
-    }
-
-    fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with(|c| {
-            Ok(
-                c.query_opt("SELECT value FROM subscribers WHERE name = $1", &[&name])?
-                    .map(|row| encode(&row.get::<_, Json<serde_json::Value>>(0).0)),
-            )
-        })
-    }
-
-    fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Write>, StoreError> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT scope, seq FROM audit WHERE at < $1 LIMIT $2",
-                &[&cutoff, &rows(max)],
-            )?
-            .into_iter()
-            .map(|row| Write::ForgetAudit {
-                scope: row.get(0),
-                seq: row.get::<_, i64>(1) as u64,
-            })
-            .collect())
-        })
-    }
-
-    fn expired_webhook_ids(
+    /// By the tables' time columns (indexed): no scan of what is young.
+    fn expired(
         &self,
+        kind: Kind,
         cutoff: DateTime<Utc>,
         max: usize,
     ) -> Result<Vec<Write>, StoreError> {
-        self.with(|c| {
-            Ok(c.query(
-                "SELECT source, webhook_id FROM webhooks_seen WHERE at < $1 LIMIT $2",
-                &[&cutoff, &rows(max)],
-            )?
-            .into_iter()
-            .map(|row| Write::ForgetWebhook {
-                source: row.get(0),
-                webhook_id: row.get(1),
-            })
-            .collect())
-        })
-    }
-
-    fn audit_since(
-        &self,
-        since: DateTime<Utc>,
-        scope: Option<&str>,
-        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
-        // Paged by (scope, seq) so a large log never sits in memory.
-        let mut after: (String, i64) = (String::new(), -1);
-        let mut visited = 0;
-        loop {
-            let rows = self.with(|c| {
-                Ok(c.query(
-                    "SELECT scope, seq, value FROM audit
-                     WHERE at >= $1 AND ($2::text IS NULL OR scope = $2) AND (scope, seq) > ($3, $4)
-                     ORDER BY scope, seq LIMIT $5",
-                    &[&since, &scope, &after.0, &after.1, &SCAN_PAGE],
-                )?)
-            })?;
-            let full = rows.len() as i64 == SCAN_PAGE;
-            for row in rows {
-                after = (row.get(0), row.get(1));
-                let entry: Json<AuditEntry> = row.get(2);
-                each(&entry.0)?;
-                visited += 1;
+        let sql = match kind {
+            Kind::Audit => "SELECT scope, seq FROM audit WHERE at < $1 LIMIT $2",
+            Kind::WebhooksSeen => {
+                "SELECT source, webhook_id FROM webhooks_seen WHERE at < $1 LIMIT $2"
             }
-            if !full {
-                return Ok(visited);
-            }
-        }
-    }
-
-    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError> {
-        // Table by table, in pages by primary key.
-        type Make = fn(&postgres::Row) -> Result<Record, StoreError>;
-        fn value<V: serde::de::DeserializeOwned>(row: &postgres::Row, i: usize) -> V {
-            row.get::<_, Json<V>>(i).0
-        }
-        let tables: [(&str, Make); 13] = [
-            ("SELECT id::text, value FROM accounts", |r| {
-                Ok(Record::Account { value: value(r, 1) })
-            }),
-            ("SELECT account_id || '/' || id, value FROM members", |r| {
-                Ok(Record::User { value: value(r, 1) })
-            }),
-            (
-                "SELECT account_id || '/' || email, account_id, email, user_id FROM email_index",
-                |r| {
-                    Ok(Record::EmailIndex {
-                        account_id: r.get(1),
-                        email: r.get(2),
-                        user_id: r.get(3),
-                    })
-                },
-            ),
-            (
-                "SELECT account_id || '/' || id, value FROM integrations",
-                |r| Ok(Record::Integration { value: value(r, 1) }),
-            ),
-            ("SELECT hash, value FROM tokens", |r| {
-                Ok(Record::Token { value: value(r, 1) })
-            }),
-            ("SELECT hash, value FROM sessions", |r| {
-                Ok(Record::Session { value: value(r, 1) })
-            }),
-            (
-                "SELECT account_id || '/' || lpad(seq::text, 20, '0'), value FROM invoices",
-                |r| Ok(Record::Invoice { value: value(r, 1) }),
-            ),
-            (
-                "SELECT account_id || '/' || id, value FROM investigations",
-                |r| Ok(Record::Investigation { value: value(r, 1) }),
-            ),
-            ("SELECT id, value FROM licence_requests", |r| {
-                Ok(Record::LicenceRequest { value: value(r, 1) })
-            }),
-            ("SELECT name, value FROM policy_switches", |r| {
-                Ok(Record::PolicySwitch { value: value(r, 1) })
-            }),
-            (
-                "SELECT source || '/' || webhook_id, source, webhook_id, value FROM webhooks_seen",
-                |r| {
-                    Ok(Record::WebhookSeen {
-                        source: r.get(1),
-                        webhook_id: r.get(2),
-                        at: value(r, 3),
-                    })
-                },
-            ),
-            (
-                "SELECT scope || '/' || lpad(seq::text, 20, '0'), value FROM audit",
-                |r| Ok(Record::Audit { value: value(r, 1) }),
-            ),
-            ("SELECT name, value FROM subscribers", |r| {
-                Ok(Record::SubscriberState {
-                    name: r.get(0),
-                    value: value(r, 1),
+            other => {
+                return Err(StoreError::Backend {
+                    backend: "postgres",
+                    detail: format!("{} records do not expire", other.name()),
                 })
-            }),
-        ];
-        for (select, make) in tables {
-            let sql = format!("SELECT * FROM ({select}) AS t(k) WHERE k > $1 ORDER BY k LIMIT $2");
-            let mut cursor = String::new();
-            loop {
-                let rows = self.with(|c| Ok(c.query(sql.as_str(), &[&cursor, &SCAN_PAGE])?))?;
-                let full = rows.len() as i64 == SCAN_PAGE;
-                for row in &rows {
-                    cursor = row.get(0);
-                    if !each(make(row)?)? {
-                        return Ok(());
-                    }
-                }
-                if !full {
-                    break;
-                }
             }
-        }
-        for queue in QUEUES {
-            let mut stop = false;
-            self.queue_scan(queue, Order::OldestFirst, &mut |id, bytes| {
-                let value: serde_json::Value = decode(bytes)?;
-                let go = each(Record::QueueItem { queue, id, value })?;
-                stop = !go;
-                Ok(go)
-            })?;
-            if stop {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
+        };
         self.with(|c| {
-            let mut tx = c.transaction()?;
-            let mut max_id: i64 = 0;
-            for record in records {
-                match record.into_restore() {
-                    Restore::Change(change) => apply_change(&mut tx, change)?,
-                    Restore::Audit(value) => {
-                        max_id = max_id.max(id_i64(value.seq));
-                        put_audit(&mut tx, &value)?;
-                    }
-                    Restore::QueueItem { queue, id, value } => {
-                        if queue.keyed_by_id() {
-                            max_id = max_id.max(id_i64(id));
-                        }
-                        put_queue(&mut tx, queue, id, &value)?;
-                    }
-                    Restore::SubscriberState { name, value } => {
-                        tx.execute(
-                            "INSERT INTO subscribers (name, value) VALUES ($1, $2)
-                             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                            &[&name, &Json(&value)],
-                        )?;
-                    }
-                }
-            }
-            // Ids handed out from now on are larger than every restored one.
-            tx.execute(
-                "SELECT setval('admind_ids', GREATEST((SELECT last_value FROM admind_ids), $1))",
-                &[&max_id.max(1)],
-            )?;
-            tx.commit()?;
-            Ok(())
+            Ok(c.query(sql, &[&cutoff, &rows(max)])?
+                .into_iter()
+                .map(|row| match kind {
+                    Kind::Audit => Write::ForgetAudit {
+                        scope: row.get(0),
+                        seq: row.get::<_, i64>(1) as u64,
+                    },
+                    _ => Write::ForgetWebhook {
+                        source: row.get(0),
+                        webhook_id: row.get(1),
+                    },
+                })
+                .collect())
         })
-    }
-
-    fn is_empty(&self) -> Result<bool, StoreError> {
-        self.with(|c| {
-            Ok(c.query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM accounts) AND NOT EXISTS (SELECT 1 FROM audit)",
-                &[],
-            )?
-            .get(0))
-        })
-    }
-
-    fn shared(&self) -> bool {
-        true
-    }
-
-    fn writer_threads(&self) -> usize {
-        self.writers
     }
 
     fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
@@ -1136,6 +1140,12 @@ impl Backend for PostgresStore {
         })
     }
 
+    fn coordination(&self) -> &dyn Coordination {
+        self
+    }
+}
+
+impl Coordination for PostgresStore {
     fn count_attempt(&self, key: &str, window: i64) -> Result<Option<u32>, StoreError> {
         self.with(|c| {
             let count: i32 = c

@@ -13,65 +13,12 @@ use sled::Transactional;
 
 use crate::domain::*;
 
-use super::backend::{
-    Backend, Order, QueueName, QueuedEvent, Record, RecordVisit, Restore, Store, StoreError,
-    Transaction, Visit, Write,
-};
+use super::backend::{About, Backend, Coordination, Store, StoreError, Transaction};
 use super::cache::Table;
-use super::codec::{decode, encode, encode_record, key2, key_seq, prefix};
-
-/// The trees, in the order of [`Store::trees`] (the transaction view).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-enum T {
-    Accounts = 0,
-    Users,
-    EmailIndex,
-    Integrations,
-    Tokens,
-    Sessions,
-    UserSessions,
-    Invoices,
-    Investigations,
-    Audit,
-    Outbox,
-    HookQueue,
-    OutboxDead,
-    LicenceRequests,
-    AccountLicences,
-    WebhooksSeen,
-    Deliveries,
-    DeliveriesDone,
-    Subscribers,
-    PolicySwitches,
-    HookCalls,
-    PolicyVersions,
-}
-
-const TREE_NAMES: [&str; 22] = [
-    "accounts",
-    "users",
-    "email_index",
-    "integrations",
-    "tokens",
-    "sessions",
-    "user_sessions",
-    "invoices",
-    "investigations",
-    "audit",
-    "outbox",
-    "hook_queue",
-    "outbox_dead",
-    "licence_requests",
-    "account_licences",
-    "webhooks_seen",
-    "deliveries",
-    "deliveries_done",
-    "subscribers",
-    "policy_switches",
-    "hook_calls",
-    "policy_versions",
-];
+use super::codec::key2;
+use super::kv::{self, Kv, KvState};
+use super::records::{Kind, Row, SPECS};
+use super::records::{Order, RowVisit, Write};
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -118,9 +65,6 @@ pub use super::cache::CACHE_ENTRIES_MAX_DEFAULT;
 /// Key (in sled's default tree) of the installation id.
 const INSTALLATION_ID_KEY: &[u8] = b"installation_id";
 
-/// One write of a sled transaction: tree, key, value (`None` removes).
-type Op = (T, Vec<u8>, Option<Vec<u8>>);
-
 fn new_installation_id() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 16];
@@ -141,9 +85,9 @@ impl SledStore {
             // Durability comes from explicit group-commit flushes, not a timer.
             .flush_every_ms(None)
             .open()?;
-        let trees = TREE_NAMES
+        let trees = SPECS
             .iter()
-            .map(|n| db.open_tree(n))
+            .map(|spec| db.open_tree(spec.name))
             .collect::<Result<Vec<_>, _>>()?;
         let installation_id = match db.get(INSTALLATION_ID_KEY)? {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
@@ -175,13 +119,13 @@ impl SledStore {
     fn cached<V: serde::de::DeserializeOwned + Clone>(
         &self,
         table: &Table<V>,
-        t: T,
+        kind: Kind,
         key: &[u8],
     ) -> Result<Option<V>, StoreError> {
         match table.get(key) {
             Ok(v) => Ok(Some(v)),
             Err(ticket) => {
-                let v: Option<V> = self.get(t, key)?;
+                let v: Option<V> = kv::get(self, kind, key)?;
                 if let Some(v) = &v {
                     table.fill(key, ticket, v.clone(), 1);
                 }
@@ -196,59 +140,23 @@ impl SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError> {
-        let p = prefix(account_id);
-        let start = match after {
-            // Just past `after`: append a NUL byte, the smallest suffix.
-            Some(a) => {
-                let mut k = key2(account_id, a);
-                k.push(0);
-                k
-            }
-            None => p.clone(),
-        };
-        let mut out = Vec::new();
-        for item in self.tree(T::Users).range(start..) {
-            let (k, v) = item.map_err(StoreError::from)?;
-            if !k.starts_with(&p) || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
+        KvState(self).members(account_id, after, limit)
     }
 
     /// How many values of each tree are in each format version:
-    /// `(tree, [version 1, version 2, other])`, trees holding no encoded
-    /// values left out. Shows how far an upgraded store has been rewritten.
+    /// `(tree, [version 1, version 2, other])`, index trees left out. Shows
+    /// how far an upgraded store has been rewritten.
     pub fn format_census(&self) -> Result<Vec<(&'static str, [usize; 3])>, StoreError> {
-        let mut out = Vec::new();
-        for (n, name) in TREE_NAMES.iter().enumerate() {
-            // Index trees hold raw ids or nothing, not encoded values.
-            let index = [T::EmailIndex, T::UserSessions, T::AccountLicences];
-            if index.iter().any(|t| *t as usize == n) {
-                continue;
-            }
-            let mut counts = [0usize; 3];
-            for item in self.trees[n].iter() {
-                let (_, v) = item?;
-                match super::codec::version(&v) {
-                    Some(super::codec::FORMAT_JSON) => counts[0] += 1,
-                    Some(super::codec::FORMAT_BINARY) => counts[1] += 1,
-                    _ => counts[2] += 1,
-                }
-            }
-            out.push((*name, counts));
-        }
-        Ok(out)
+        kv::census(self)
     }
 
     /// Forgets what a commit wrote (after it is applied, before it returns).
-    fn invalidate(&self, ops: &[Op]) {
-        for (t, key, _) in ops {
-            match t {
-                T::Accounts => self.cache.accounts.invalidate(key),
-                T::Sessions => self.cache.sessions.invalidate(key),
-                T::Users => {
+    fn invalidate(&self, rows: &[Row]) {
+        for Row { kind, key, .. } in rows {
+            match kind {
+                Kind::Accounts => self.cache.accounts.invalidate(key),
+                Kind::Sessions => self.cache.sessions.invalidate(key),
+                Kind::Users => {
                     self.cache.users.invalidate(key);
                     let account = key.split(|b| *b == 0).next().unwrap_or(key);
                     self.cache.members.invalidate(account);
@@ -258,19 +166,8 @@ impl SledStore {
         }
     }
 
-    fn tree(&self, t: T) -> &sled::Tree {
-        &self.trees[t as usize]
-    }
-
-    fn get<V: serde::de::DeserializeOwned>(
-        &self,
-        t: T,
-        key: &[u8],
-    ) -> Result<Option<V>, StoreError> {
-        match self.tree(t).get(key)? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
+    fn tree(&self, kind: Kind) -> &sled::Tree {
+        &self.trees[kind as usize]
     }
 
     /// A new id (sled's monotonic counter), remembered as issued.
@@ -282,31 +179,31 @@ impl SledStore {
     }
 
     /// Applies writes atomically (one sled transaction across trees).
-    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
-        let result = self.apply_uncached(ops);
+    fn apply(&self, rows: &[Row]) -> Result<(), StoreError> {
+        let result = self.apply_uncached(rows);
         // Also after a failure: whatever part sled kept, nobody reads it
         // from the cache.
-        self.invalidate(ops);
+        self.invalidate(rows);
         result
     }
 
-    fn apply_uncached(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn apply_uncached(&self, rows: &[Row]) -> Result<(), StoreError> {
         // Only the trees the writes touch take part (a sled transaction
         // stages and commits every tree it is given).
-        let mut position = [usize::MAX; TREE_NAMES.len()];
+        let mut position = [usize::MAX; SPECS.len()];
         let mut touched: Vec<&sled::Tree> = Vec::with_capacity(8);
-        for (t, _, _) in ops {
-            if position[*t as usize] == usize::MAX {
-                position[*t as usize] = touched.len();
-                touched.push(self.tree(*t));
+        for row in rows {
+            if position[row.kind as usize] == usize::MAX {
+                position[row.kind as usize] = touched.len();
+                touched.push(self.tree(row.kind));
             }
         }
         if touched.is_empty() {
             return Ok(());
         }
         let result: Result<(), TransactionError<()>> = touched.as_slice().transaction(|txs| {
-            for (t, key, value) in ops {
-                let tx = &txs[position[*t as usize]];
+            for Row { kind, key, value } in rows {
+                let tx = &txs[position[*kind as usize]];
                 match value {
                     Some(v) => {
                         tx.insert(key.as_slice(), v.as_slice())?;
@@ -324,187 +221,6 @@ impl SledStore {
             Err(TransactionError::Abort(())) => unreachable!("the closure never aborts"),
         }
     }
-
-    /// Turns domain changes into writes. Runs on the writer thread, so the
-    /// scans it does (sessions of a user) see exactly the state the command
-    /// saw.
-    fn ops_for(&self, changes: &[Change]) -> Result<Vec<Op>, StoreError> {
-        let mut ops = Vec::with_capacity(changes.len() + 4);
-        for change in changes {
-            match change {
-                Change::PutAccount(a) => ops.push((
-                    T::Accounts,
-                    a.id.as_bytes().to_vec(),
-                    Some(encode_record(a)),
-                )),
-                Change::PutUser(u) => {
-                    ops.push((T::Users, key2(&u.account_id, &u.id), Some(encode_record(u))))
-                }
-                Change::DeleteUser {
-                    account_id,
-                    user_id,
-                } => ops.push((T::Users, key2(account_id, user_id), None)),
-                Change::PutEmailIndex {
-                    account_id,
-                    email,
-                    user_id,
-                } => ops.push((
-                    T::EmailIndex,
-                    key2(account_id, &normalize_email(email)),
-                    Some(user_id.as_bytes().to_vec()),
-                )),
-                Change::DeleteEmailIndex { account_id, email } => ops.push((
-                    T::EmailIndex,
-                    key2(account_id, &normalize_email(email)),
-                    None,
-                )),
-                Change::PutIntegration(i) => ops.push((
-                    T::Integrations,
-                    key2(&i.account_id, &i.id),
-                    Some(encode_record(i)),
-                )),
-                Change::PutToken(t) => ops.push((
-                    T::Tokens,
-                    t.hash.as_bytes().to_vec(),
-                    Some(encode_record(t)),
-                )),
-                Change::DeleteToken { hash } => {
-                    ops.push((T::Tokens, hash.as_bytes().to_vec(), None))
-                }
-                Change::PutSession(s) => {
-                    ops.push((
-                        T::Sessions,
-                        s.hash.as_bytes().to_vec(),
-                        Some(encode_record(s)),
-                    ));
-                    let mut k = key2(&s.account_id, &s.user_id);
-                    k.push(0);
-                    k.extend_from_slice(s.hash.as_bytes());
-                    ops.push((T::UserSessions, k, Some(Vec::new())));
-                }
-                Change::DeleteSession { hash } => {
-                    if let Some(s) = self.get::<Session>(T::Sessions, hash.as_bytes())? {
-                        let mut k = key2(&s.account_id, &s.user_id);
-                        k.push(0);
-                        k.extend_from_slice(s.hash.as_bytes());
-                        ops.push((T::UserSessions, k, None));
-                    }
-                    ops.push((T::Sessions, hash.as_bytes().to_vec(), None));
-                }
-                Change::DeleteUserSessions {
-                    account_id,
-                    user_id,
-                } => {
-                    let mut p = key2(account_id, user_id);
-                    p.push(0);
-                    for item in self.tree(T::UserSessions).scan_prefix(&p) {
-                        let (k, _) = item?;
-                        let hash = k[p.len()..].to_vec();
-                        ops.push((T::Sessions, hash, None));
-                        ops.push((T::UserSessions, k.to_vec(), None));
-                    }
-                }
-                Change::DeleteSessionsSignedInWith {
-                    account_id,
-                    user_id,
-                    email,
-                } => {
-                    let mut p = key2(account_id, user_id);
-                    p.push(0);
-                    for item in self.tree(T::UserSessions).scan_prefix(&p) {
-                        let (k, _) = item?;
-                        let hash = &k[p.len()..];
-                        let session: Option<Session> = self.get(T::Sessions, hash)?;
-                        if session
-                            .is_some_and(|s| normalize_email(&s.email) == normalize_email(email))
-                        {
-                            ops.push((T::Sessions, hash.to_vec(), None));
-                            ops.push((T::UserSessions, k.to_vec(), None));
-                        }
-                    }
-                }
-                Change::PutLicenceRequest(r) => {
-                    ops.push((
-                        T::LicenceRequests,
-                        r.id.as_bytes().to_vec(),
-                        Some(encode_record(r)),
-                    ));
-                    ops.push((
-                        T::AccountLicences,
-                        key2(&r.account_id, &r.id),
-                        Some(Vec::new()),
-                    ));
-                }
-                Change::PutWebhookSeen {
-                    source,
-                    webhook_id,
-                    at,
-                } => {
-                    ops.push((
-                        T::WebhooksSeen,
-                        key2(source, webhook_id),
-                        Some(encode_record(at)),
-                    ));
-                }
-                Change::PutPolicySwitch(p) => {
-                    ops.push((
-                        T::PolicySwitches,
-                        p.name.as_bytes().to_vec(),
-                        Some(encode_record(p)),
-                    ));
-                }
-                Change::PutInvoice(i) => {
-                    let seq = self.issue_id()?;
-                    ops.push((
-                        T::Invoices,
-                        key_seq(&i.account_id, seq),
-                        Some(encode_record(i)),
-                    ))
-                }
-                Change::PutInvestigation(i) => ops.push((
-                    T::Investigations,
-                    key2(&i.account_id, &i.id),
-                    Some(encode_record(i)),
-                )),
-            }
-        }
-        Ok(ops)
-    }
-
-    /// A store write in sled's terms.
-    fn op_for(write: Write) -> Op {
-        match write {
-            Write::QueuePut { queue, id, value } => {
-                (queue_tree(queue), id.to_be_bytes().to_vec(), Some(value))
-            }
-            Write::QueueRemove { queue, id } => {
-                (queue_tree(queue), id.to_be_bytes().to_vec(), None)
-            }
-            Write::PutSubscriberState { name, value } => {
-                (T::Subscribers, name.into_bytes(), Some(value))
-            }
-            Write::ForgetAudit { scope, seq } => (T::Audit, key_seq(&scope, seq), None),
-            Write::ForgetWebhook { source, webhook_id } => {
-                (T::WebhooksSeen, key2(&source, &webhook_id), None)
-            }
-        }
-    }
-}
-
-fn queue_tree(queue: QueueName) -> T {
-    match queue {
-        QueueName::Outbox => T::Outbox,
-        QueueName::OutboxDead => T::OutboxDead,
-        QueueName::Hooks => T::HookQueue,
-        QueueName::Deliveries => T::Deliveries,
-        QueueName::DeliveriesDone => T::DeliveriesDone,
-        QueueName::HookCalls => T::HookCalls,
-        QueueName::PolicyVersions => T::PolicyVersions,
-    }
-}
-
-fn queue_id(key: &[u8]) -> u64 {
-    key.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
 }
 
 impl Store {
@@ -531,13 +247,42 @@ fn mark_until(value: &[u8]) -> i64 {
     value.try_into().map(i64::from_be_bytes).unwrap_or(i64::MIN)
 }
 
-impl Backend for SledStore {
-    fn kind(&self) -> &'static str {
-        "sled"
+impl Kv for SledStore {
+    fn kv_get(&self, kind: Kind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(kind).get(key)?.map(|v| v.to_vec()))
     }
 
-    fn installation_id(&self) -> &str {
-        &self.installation_id
+    fn kv_scan(
+        &self,
+        kind: Kind,
+        prefix: &[u8],
+        from: &[u8],
+        order: Order,
+        each: &mut RowVisit<'_>,
+    ) -> Result<(), StoreError> {
+        let tree = self.tree(kind);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
+            Order::OldestFirst => Box::new(tree.range(from.max(prefix)..)),
+            Order::NewestFirst => Box::new(tree.scan_prefix(prefix).rev()),
+        };
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || !each(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for SledStore {
+    fn about(&self) -> About<'_> {
+        About {
+            kind: "sled",
+            installation_id: &self.installation_id,
+            shared: false,
+            writer_threads: 1,
+        }
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {
@@ -545,38 +290,22 @@ impl Backend for SledStore {
     }
 
     fn commit(&self, tx: Transaction) -> Result<(), StoreError> {
-        let mut ops = self.ops_for(&tx.changes)?;
-        let mut cause = None;
-        if let Some(draft) = tx.audit {
-            let seq = self.issue_id()?;
-            let key = key_seq(&draft.account_id, seq);
-            ops.push((T::Audit, key, Some(encode_record(&draft.into_entry(seq)))));
-            cause = Some(seq);
+        let (rows, restored_id_max) = kv::rows_of_transaction(self, &mut || self.issue_id(), tx)?;
+        if restored_id_max > 0 {
+            // Ids handed out from now on are larger than every restored one
+            // (sled's counter only steps; a file claiming absurd ids is
+            // refused rather than stepped through).
+            const RESTORE_ID_STEPS_MAX: u64 = 1 << 32;
+            let current = self.issue_id()?;
+            if restored_id_max.saturating_sub(current) > RESTORE_ID_STEPS_MAX {
+                return Err(StoreError::Backend {
+                    backend: "sled",
+                    detail: format!("the records hold an id ({restored_id_max}) far beyond any this store could have handed out"),
+                });
+            }
+            while self.issue_id()? < restored_id_max {}
         }
-        for mut mail in tx.mails {
-            mail.id = self.issue_id()?;
-            ops.push((
-                T::Outbox,
-                mail.id.to_be_bytes().to_vec(),
-                Some(encode(&mail)),
-            ));
-        }
-        for event in tx.events {
-            let id = self.issue_id()?;
-            let queued = QueuedEvent {
-                id,
-                cause_seq: cause,
-                event,
-                attempts: 0,
-            };
-            ops.push((
-                T::HookQueue,
-                id.to_be_bytes().to_vec(),
-                Some(encode(&queued)),
-            ));
-        }
-        ops.extend(tx.writes.into_iter().map(Self::op_for));
-        self.apply(&ops)
+        self.apply(&rows)
     }
 
     /// Ids issued before the flush started are on disk once it returns
@@ -596,37 +325,39 @@ impl Backend for SledStore {
         self.durable_id.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn queue_scan(
+    fn get(&self, kind: Kind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.kv_get(kind, key)
+    }
+
+    fn scan(
         &self,
-        queue: QueueName,
+        kind: Kind,
+        scope: Option<&str>,
         order: Order,
-        each: &mut Visit<'_>,
+        each: &mut RowVisit<'_>,
     ) -> Result<(), StoreError> {
-        let tree = self.tree(queue_tree(queue));
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
-            Order::OldestFirst => Box::new(tree.iter()),
-            Order::NewestFirst => Box::new(tree.iter().rev()),
-        };
-        for item in iter {
-            let (k, v) = item?;
-            if !each(queue_id(&k), &v)? {
-                break;
-            }
-        }
-        Ok(())
+        kv::scan_scope(self, kind, scope, order, each)
     }
 
-    fn queue_item(&self, queue: QueueName, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(queue_tree(queue))
-            .get(id.to_be_bytes())?
-            .map(|v| v.to_vec()))
+    fn count(&self, kind: Kind) -> Result<usize, StoreError> {
+        Ok(self.tree(kind).len())
     }
 
-    fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
-        Ok(self.tree(queue_tree(queue)).len())
+    fn expired(
+        &self,
+        kind: Kind,
+        cutoff: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Write>, StoreError> {
+        kv::expired(self, kind, cutoff, max)
     }
 
+    fn coordination(&self) -> &dyn Coordination {
+        self
+    }
+}
+
+impl Coordination for SledStore {
     /// Marks (a console sign-out) outlive a restart: kept in a tree of
     /// their own, outside the domain's records (not exported: each expires
     /// within hours), flushed before the answer. Expired ones are dropped
@@ -659,289 +390,20 @@ impl Backend for SledStore {
             .get(key.as_bytes())?
             .is_some_and(|v| mark_until(&v) > Utc::now().timestamp()))
     }
-
-    fn subscriber_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(T::Subscribers)
-            .get(name.as_bytes())?
-            .map(|v| v.to_vec()))
-    }
-
-    /// Entries of one scope (account) are stored in sequence order, which is
-    /// time order, so each scope is read from its start only until its
-    /// first young entry, then the scan jumps to the next scope.
-    fn expired_audit(&self, cutoff: DateTime<Utc>, max: usize) -> Result<Vec<Write>, StoreError> {
-        let tree = self.tree(T::Audit);
-        let mut out: Vec<Write> = Vec::new();
-        let mut cursor: Vec<u8> = Vec::new();
-        while out.len() < max {
-            let Some(first) = tree.range(cursor.as_slice()..).next() else {
-                break;
-            };
-            let (first_key, _) = first?;
-            let Some(nul) = first_key.iter().position(|b| *b == 0) else {
-                // Not an audit key; step over it.
-                cursor = first_key.to_vec();
-                cursor.push(0);
-                continue;
-            };
-            let scope = first_key[..=nul].to_vec();
-            for item in tree.scan_prefix(&scope) {
-                let (_, v) = item?;
-                let entry: AuditEntry = decode(&v)?;
-                if entry.at >= cutoff || out.len() >= max {
-                    break;
-                }
-                out.push(Write::ForgetAudit {
-                    scope: entry.account_id,
-                    seq: entry.seq,
-                });
-            }
-            // The next scope starts after `scope \0 \xff...`: bump the NUL.
-            cursor = scope;
-            let last = cursor.len() - 1;
-            cursor[last] = 1;
-        }
-        Ok(out)
-    }
-
-    fn expired_webhook_ids(
-        &self,
-        cutoff: DateTime<Utc>,
-        max: usize,
-    ) -> Result<Vec<Write>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.tree(T::WebhooksSeen).iter() {
-            if out.len() >= max {
-                break;
-            }
-            let (k, v) = item?;
-            let at: DateTime<Utc> = decode(&v)?;
-            if at < cutoff {
-                let text = String::from_utf8_lossy(&k);
-                let (source, webhook_id) = text.split_once('\0').unwrap_or((&text, ""));
-                out.push(Write::ForgetWebhook {
-                    source: source.to_string(),
-                    webhook_id: webhook_id.to_string(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    fn audit_since(
-        &self,
-        since: DateTime<Utc>,
-        scope: Option<&str>,
-        each: &mut dyn FnMut(&AuditEntry) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
-        let tree = self.tree(T::Audit);
-        let iter = match scope {
-            Some(s) => tree.scan_prefix(prefix(s)),
-            None => tree.iter(),
-        };
-        let mut visited = 0;
-        for item in iter {
-            let (_, v) = item?;
-            let entry: AuditEntry = decode(&v)?;
-            if entry.at >= since {
-                each(&entry)?;
-                visited += 1;
-            }
-        }
-        Ok(visited)
-    }
-
-    fn export(&self, each: &mut RecordVisit<'_>) -> Result<(), StoreError> {
-        /// Visits a tree's values as records; false when `each` said stop.
-        fn values<V: serde::de::DeserializeOwned>(
-            tree: &sled::Tree,
-            each: &mut RecordVisit<'_>,
-            make: impl Fn(&[u8], V) -> Record,
-        ) -> Result<bool, StoreError> {
-            for item in tree.iter() {
-                let (k, v) = item?;
-                if !each(make(&k, decode(&v)?))? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-        fn split(key: &[u8]) -> (String, String) {
-            let text = String::from_utf8_lossy(key);
-            let (a, b) = text.split_once('\0').unwrap_or((&text, ""));
-            (a.to_string(), b.to_string())
-        }
-        let go = values(self.tree(T::Accounts), each, |_, value| Record::Account {
-            value,
-        })? && values(self.tree(T::Users), each, |_, value| Record::User { value })?
-            && {
-                let mut go = true;
-                for item in self.tree(T::EmailIndex).iter() {
-                    let (k, v) = item?;
-                    let (account_id, email) = split(&k);
-                    let user_id = String::from_utf8_lossy(&v).into_owned();
-                    if !each(Record::EmailIndex {
-                        account_id,
-                        email,
-                        user_id,
-                    })? {
-                        go = false;
-                        break;
-                    }
-                }
-                go
-            }
-            && values(self.tree(T::Integrations), each, |_, value| {
-                Record::Integration { value }
-            })?
-            && values(self.tree(T::Tokens), each, |_, value| Record::Token {
-                value,
-            })?
-            && values(self.tree(T::Sessions), each, |_, value| Record::Session {
-                value,
-            })?
-            && values(self.tree(T::Invoices), each, |_, value| Record::Invoice {
-                value,
-            })?
-            && values(self.tree(T::Investigations), each, |_, value| {
-                Record::Investigation { value }
-            })?
-            && values(self.tree(T::LicenceRequests), each, |_, value| {
-                Record::LicenceRequest { value }
-            })?
-            && values(self.tree(T::PolicySwitches), each, |_, value| {
-                Record::PolicySwitch { value }
-            })?
-            && values(self.tree(T::WebhooksSeen), each, |k, at| {
-                let (source, webhook_id) = split(k);
-                Record::WebhookSeen {
-                    source,
-                    webhook_id,
-                    at,
-                }
-            })?
-            && values(self.tree(T::Audit), each, |_, value| Record::Audit {
-                value,
-            })?;
-        if !go {
-            return Ok(());
-        }
-        for queue in [
-            QueueName::Outbox,
-            QueueName::OutboxDead,
-            QueueName::Hooks,
-            QueueName::Deliveries,
-            QueueName::DeliveriesDone,
-            QueueName::HookCalls,
-            QueueName::PolicyVersions,
-        ] {
-            if !values(self.tree(queue_tree(queue)), each, |k, value| {
-                Record::QueueItem {
-                    queue,
-                    id: queue_id(k),
-                    value,
-                }
-            })? {
-                return Ok(());
-            }
-        }
-        values(self.tree(T::Subscribers), each, |k, value| {
-            Record::SubscriberState {
-                name: String::from_utf8_lossy(k).into_owned(),
-                value,
-            }
-        })?;
-        Ok(())
-    }
-
-    fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
-        let mut changes = Vec::new();
-        let mut raw: Vec<Op> = Vec::new();
-        let mut max_id = 0u64;
-        for record in records {
-            match record.into_restore() {
-                Restore::Change(change) => changes.push(change),
-                Restore::Audit(value) => {
-                    max_id = max_id.max(value.seq);
-                    raw.push((
-                        T::Audit,
-                        key_seq(&value.account_id, value.seq),
-                        Some(encode_record(&value)),
-                    ));
-                }
-                Restore::QueueItem { queue, id, value } => {
-                    if queue.keyed_by_id() {
-                        max_id = max_id.max(id);
-                    }
-                    raw.push((
-                        queue_tree(queue),
-                        id.to_be_bytes().to_vec(),
-                        Some(encode(&value)),
-                    ));
-                }
-                Restore::SubscriberState { name, value } => {
-                    raw.push((T::Subscribers, name.into_bytes(), Some(encode(&value))));
-                }
-            }
-        }
-        // Ids handed out from now on are larger than every restored one
-        // (sled's counter only steps; a file claiming absurd ids is refused
-        // rather than stepped through).
-        const RESTORE_ID_STEPS_MAX: u64 = 1 << 32;
-        let current = self.issue_id()?;
-        if max_id.saturating_sub(current) > RESTORE_ID_STEPS_MAX {
-            return Err(StoreError::Backend {
-                backend: "sled",
-                detail: format!("the records hold an id ({max_id}) far beyond any this store could have handed out"),
-            });
-        }
-        while self.issue_id()? < max_id {}
-        let mut ops = self.ops_for(&changes)?;
-        ops.extend(raw);
-        self.apply(&ops)
-    }
-
-    fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.tree(T::Accounts).is_empty() && self.tree(T::Audit).is_empty())
-    }
 }
 
 impl StateView for SledStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
-        Ok(self.cached(&self.cache.accounts, T::Accounts, id.as_bytes())?)
-    }
-
-    fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
-        let tree = self.tree(T::Accounts);
-        let iter = match after {
-            // Just past `after`: append a NUL byte, the smallest suffix.
-            Some(a) => {
-                let mut k = a.as_bytes().to_vec();
-                k.push(0);
-                tree.range(k..)
-            }
-            None => tree.range::<&[u8], _>(..),
-        };
-        let mut out = Vec::new();
-        for item in iter.take(limit) {
-            let (_, v) = item.map_err(StoreError::from)?;
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
+        Ok(self.cached(&self.cache.accounts, Kind::Accounts, id.as_bytes())?)
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
-        Ok(self.cached(&self.cache.users, T::Users, &key2(account_id, user_id))?)
+        Ok(self.cached(&self.cache.users, Kind::Users, &key2(account_id, user_id))?)
     }
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
         let key = key2(account_id, &normalize_email(email));
-        match self
-            .tree(T::EmailIndex)
-            .get(key)
-            .map_err(StoreError::from)?
-        {
+        match self.kv_get(Kind::EmailIndex, &key)? {
             Some(user_id) => {
                 let user_id = String::from_utf8_lossy(&user_id).into_owned();
                 self.user(account_id, &user_id)
@@ -990,117 +452,54 @@ impl StateView for SledStore {
         Ok(list[start..].iter().take(limit).cloned().collect())
     }
 
-    fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
-        let mut out = Vec::new();
-        for item in self
-            .tree(T::Integrations)
-            .scan_prefix(prefix(account_id))
-            .take(limit)
-        {
-            let (_, v) = item.map_err(StoreError::from)?;
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
-    }
-
-    fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError> {
-        Ok(self.get(T::Integrations, &key2(account_id, id))?)
-    }
-
-    fn token(&self, hash: &str) -> Result<Option<Token>, ViewError> {
-        Ok(self.get(T::Tokens, hash.as_bytes())?)
-    }
-
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
-        Ok(self.cached(&self.cache.sessions, T::Sessions, hash.as_bytes())?)
+        Ok(self.cached(&self.cache.sessions, Kind::Sessions, hash.as_bytes())?)
     }
 
+    fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
+        KvState(self).accounts(after, limit)
+    }
+    fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
+        KvState(self).integrations(account_id, limit)
+    }
+    fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError> {
+        KvState(self).integration(account_id, id)
+    }
+    fn token(&self, hash: &str) -> Result<Option<Token>, ViewError> {
+        KvState(self).token(hash)
+    }
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
-        let mut out = Vec::new();
-        for item in self
-            .tree(T::Invoices)
-            .scan_prefix(prefix(account_id))
-            .rev()
-            .take(limit)
-        {
-            let (_, v) = item.map_err(StoreError::from)?;
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
+        KvState(self).invoices(account_id, limit)
     }
-
     fn webhook_seen(&self, source: &str, webhook_id: &str) -> Result<bool, ViewError> {
-        Ok(self
-            .tree(T::WebhooksSeen)
-            .contains_key(key2(source, webhook_id))
-            .map_err(StoreError::from)?)
-    }
-
-    fn policy_switches(&self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError> {
-        let mut out = Vec::new();
-        for item in self.tree(T::PolicySwitches).iter().take(limit) {
-            let (_, v) = item.map_err(StoreError::from)?;
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
+        KvState(self).webhook_seen(source, webhook_id)
     }
     fn licence_request(&self, id: &str) -> Result<Option<LicenceRequest>, ViewError> {
-        Ok(self.get(T::LicenceRequests, id.as_bytes())?)
+        KvState(self).licence_request(id)
     }
-
+    fn policy_switches(&self, limit: usize) -> Result<Vec<PolicySwitch>, ViewError> {
+        KvState(self).policy_switches(limit)
+    }
     fn account_licence_requests(
         &self,
         account_id: &str,
         limit: usize,
     ) -> Result<Vec<LicenceRequest>, ViewError> {
-        let p = prefix(account_id);
-        let mut out = Vec::new();
-        for item in self.tree(T::AccountLicences).scan_prefix(&p).take(limit) {
-            let (k, _) = item.map_err(StoreError::from)?;
-            if let Some(r) = self.get(T::LicenceRequests, &k[p.len()..])? {
-                out.push(r);
-            }
-        }
-        out.sort_by_key(|r: &LicenceRequest| r.created_at);
-        Ok(out)
+        KvState(self).account_licence_requests(account_id, limit)
     }
-
-    /// Scans every request: fine while requests number in the thousands; an
-    /// index by status is the next step past that.
     fn licence_requests(
         &self,
         status: Option<LicenceStatus>,
         limit: usize,
     ) -> Result<Vec<LicenceRequest>, ViewError> {
-        let mut out = Vec::new();
-        for item in self.tree(T::LicenceRequests).iter() {
-            let (_, v) = item.map_err(StoreError::from)?;
-            let r: LicenceRequest = decode(&v).map_err(StoreError::from)?;
-            if status.is_none_or(|s| s == r.status) {
-                out.push(r);
-            }
-        }
-        out.sort_by_key(|r| r.created_at);
-        out.truncate(limit);
-        Ok(out)
+        KvState(self).licence_requests(status, limit)
     }
-
     fn audit(
         &self,
         account_id: &str,
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ViewError> {
-        let p = prefix(account_id);
-        let start = key_seq(account_id, after.map(|a| a.saturating_add(1)).unwrap_or(0));
-        let mut out = Vec::new();
-        for item in self.tree(T::Audit).range(start..) {
-            let (k, v) = item.map_err(StoreError::from)?;
-            if !k.starts_with(&p) || out.len() >= limit {
-                break;
-            }
-            out.push(decode(&v).map_err(StoreError::from)?);
-        }
-        Ok(out)
+        KvState(self).audit(account_id, after, limit)
     }
 }
