@@ -1241,3 +1241,62 @@ async fn before_hooks_every_new_hook_fails_closed_unless_configured_to_fail_open
     let status = script_status(&d, "broken.rhai").await.unwrap();
     assert!(status["failures"].as_u64().unwrap() >= 6, "{status}");
 }
+
+/// Each before-hook is checked against the script's header the same way as
+/// `before_owner_change`: declared and defined, it loads; defined but not
+/// declared, or calling a host function its `// calls:` does not name, the
+/// file is refused with the place of the fault.
+#[test]
+fn before_hooks_every_new_hook_is_held_to_the_capability_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, source: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, source).unwrap();
+        let out = admind()
+            .args(["policy", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for hook in [
+        "before_member_add",
+        "before_member_remove",
+        "before_role_change",
+        "before_seat_change",
+        "before_email_primary",
+        "before_sell_role_change",
+    ] {
+        let (ok, text) = check(
+            &format!("{hook}_ok.rhai"),
+            &format!("// hooks: {hook}\n// calls: deny\nfn {hook}(e) {{\n    deny(\"no\");\n}}\n"),
+        );
+        assert!(ok, "{hook}: {text}");
+        assert!(text.contains(&format!("ok: {hook}")), "{hook}: {text}");
+
+        let (ok, text) = check(
+            &format!("{hook}_undeclared.rhai"),
+            &format!("// hooks: after_owner_change\n// calls: none\nfn after_owner_change(e) {{}}\nfn {hook}(e) {{}}\n"),
+        );
+        assert!(!ok, "{hook} defined but not declared loaded: {text}");
+        assert!(
+            text.contains(&format!("`{hook}` is defined but not declared")),
+            "{hook}: {text}"
+        );
+
+        let (ok, text) = check(
+            &format!("{hook}_overreach.rhai"),
+            &format!("// hooks: {hook}\n// calls: deny\nfn {hook}(e) {{\n    notify(\"a@b.test\", \"s\", \"b\");\n}}\n"),
+        );
+        assert!(!ok, "{hook} called an undeclared function: {text}");
+        assert!(
+            text.contains(&format!(
+                "{hook}_overreach.rhai:4:5: error: `notify` is not declared"
+            )),
+            "{hook}: {text}"
+        );
+    }
+}
