@@ -48,8 +48,12 @@ use crate::store::{QueueName, Store, StoreError, Write};
 
 pub use crate::store::writer::Wakers;
 
-/// Items a pass looks at, at most.
+/// Due items a pass takes, at most.
 pub const SCAN_MAX: usize = 256;
+/// Items a pass looks at to find due ones, at most: items in back-off
+/// (not due yet) are stepped over, so a few hundred retries waiting for
+/// their time never hide newer items that are due.
+pub const LOOK_MAX: usize = 16_384;
 /// A worker with nothing due looks again after this, woken or not.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Items a laned queue has handed to its lanes and not yet settled, at
@@ -176,10 +180,11 @@ impl<Q: Queue> QueueWorker<Q> {
     /// Attempts what is durable and due; returns how long to wait before
     /// the next pass (zero when it did something: more may wait).
     pub async fn pass(&self) -> Result<Duration, Refusal> {
-        let items: Vec<Q::Item> = self.store.items(Q::QUEUE, true, SCAN_MAX)?;
-        let scanned = items.len() as i64;
+        let (items, next, looked) = self.scan_due(&HashSet::new(), SCAN_MAX)?;
+        let scanned = looked as i64;
         self.metrics.depth.set(scanned);
-        let (due, next) = self.due_and_claimed(items)?;
+        let (due, claimed_next) = self.claimed(items)?;
+        let next = next.min(claimed_next);
         if due.is_empty() {
             return Ok(next);
         }
@@ -208,23 +213,52 @@ impl<Q: Queue> QueueWorker<Q> {
         Ok(Duration::ZERO)
     }
 
-    /// The items that are due, claimed for this replica on a shared store
-    /// (other replicas drain the same queue: attempt only what this one
-    /// claimed, in its current state), and how long until the next is due.
-    fn due_and_claimed(&self, items: Vec<Q::Item>) -> Result<(Vec<Q::Item>, Duration), Refusal> {
+    /// Durable items that are due, oldest first, at most `room`, stepping
+    /// over those in `skip` (handed out already) and those not due yet (at
+    /// most [`LOOK_MAX`] looked at); how long until the first not-due one
+    /// is due; and how many it looked at.
+    fn scan_due(
+        &self,
+        skip: &HashSet<u64>,
+        room: usize,
+    ) -> Result<(Vec<Q::Item>, Duration, usize), Refusal> {
+        let last = self.store.durable_id();
         let now = Utc::now();
         let mut next = IDLE_POLL;
         let mut due = Vec::new();
-        for item in items {
-            let at = Q::due_at(&item);
-            if at > now {
-                next = next.min((at - now).to_std().unwrap_or_default());
-            } else {
-                due.push(item);
-            }
+        let mut looked = 0usize;
+        if room == 0 {
+            return Ok((due, next, looked));
         }
+        self.store.queue_scan(
+            Q::QUEUE,
+            crate::store::Order::OldestFirst,
+            &mut |id, value| {
+                if id > last {
+                    return Ok(false);
+                }
+                looked += 1;
+                if !skip.contains(&id) {
+                    let item: Q::Item = crate::store::codec::decode(value)?;
+                    let at = Q::due_at(&item);
+                    if at > now {
+                        next = next.min((at - now).to_std().unwrap_or_default());
+                    } else {
+                        due.push(item);
+                    }
+                }
+                Ok(due.len() < room && looked < LOOK_MAX)
+            },
+        )?;
+        Ok((due, next, looked))
+    }
+
+    /// The due items claimed for this replica on a shared store (other
+    /// replicas drain the same queue: attempt only what this one claimed,
+    /// in its current state); all of them on a store this process owns.
+    fn claimed(&self, due: Vec<Q::Item>) -> Result<(Vec<Q::Item>, Duration), Refusal> {
         if due.is_empty() || !self.store.shared() {
-            return Ok((due, next));
+            return Ok((due, IDLE_POLL));
         }
         let ids: Vec<u64> = due.iter().map(Q::id).collect();
         let claimed =
@@ -234,7 +268,7 @@ impl<Q: Queue> QueueWorker<Q> {
             .iter()
             .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
             .collect::<Result<_, StoreError>>()?;
-        Ok((due, next))
+        Ok((due, IDLE_POLL))
     }
 
     /// Hands due items to their lanes, again and again (see the module
@@ -264,7 +298,6 @@ impl<Q: Queue> QueueWorker<Q> {
     /// One look at the queue: new due items go to their lanes (a lane task
     /// is started for a lane that has none). Returns how long to wait.
     fn dispatch(self: &Arc<Self>, lanes: &Arc<Lanes<Q::Item>>) -> Result<Duration, Refusal> {
-        let last = self.store.durable_id();
         let (room, in_flight) = {
             let state = lanes.lock();
             (
@@ -277,21 +310,8 @@ impl<Q: Queue> QueueWorker<Q> {
             // Full: a lane that settles an item wakes this worker.
             return Ok(IDLE_POLL);
         }
-        let mut fresh: Vec<Q::Item> = Vec::new();
-        self.store.queue_scan(
-            Q::QUEUE,
-            crate::store::Order::OldestFirst,
-            &mut |id, value| {
-                if id > last {
-                    return Ok(false);
-                }
-                if !in_flight.contains(&id) {
-                    fresh.push(crate::store::codec::decode(value)?);
-                }
-                Ok(fresh.len() < room)
-            },
-        )?;
-        let (due, next) = self.due_and_claimed(fresh)?;
+        let (fresh, next, _) = self.scan_due(&in_flight, room)?;
+        let (due, _) = self.claimed(fresh)?;
         if due.is_empty() {
             return Ok(next);
         }

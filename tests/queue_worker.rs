@@ -1,0 +1,129 @@
+//! The queue worker on a real store and writer, in-process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use admind::domain::*;
+use admind::metrics::Metrics;
+use admind::queue::{Attempt, Claims, Queue, QueueMetrics, QueueWorker, Settled, Wakers, SCAN_MAX};
+use admind::store::writer::{Writer, WriterDeps};
+use admind::store::{QueueName, Store, StoreError, Transaction, Write};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Item {
+    id: u64,
+    due_at: DateTime<Utc>,
+}
+
+/// Records what it attempted; everything succeeds.
+struct Recording {
+    attempted: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Queue for Recording {
+    type Item = Item;
+    const NAME: &'static str = "test";
+    const QUEUE: QueueName = QueueName::Deliveries;
+
+    fn id(item: &Item) -> u64 {
+        item.id
+    }
+    fn due_at(item: &Item) -> DateTime<Utc> {
+        item.due_at
+    }
+    fn set_due_at(item: &mut Item, at: DateTime<Utc>) {
+        item.due_at = at;
+    }
+    fn record_failure(_item: &mut Item, _error: &str) {}
+    async fn attempt(&self, item: &mut Item) -> Attempt {
+        self.attempted.lock().unwrap().push(item.id);
+        Attempt::Done
+    }
+    fn retry_in(&self, _item: &Item, _wish: Option<Duration>) -> Option<Duration> {
+        None
+    }
+    fn settle(&self, _store: &Store, item: Item, _how: Settled) -> Result<Vec<Write>, StoreError> {
+        Ok(vec![Store::queue_remove(QueueName::Deliveries, item.id)])
+    }
+}
+
+struct AllowAll;
+
+impl PolicyGate for AllowAll {
+    fn handles(&self, _hook: &str) -> bool {
+        false
+    }
+    fn before(&self, _p: &Proposal) -> Result<GateNotes, Veto> {
+        Ok(Vec::new())
+    }
+}
+
+/// More retries waiting in back-off than a pass takes (the oldest items)
+/// must not hide a newer item that is due: a pass steps over what is not
+/// due and attempts what is.
+#[tokio::test]
+async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(dir.path()).unwrap();
+    let wakers = Arc::new(Wakers::default());
+    let (writer, _thread) = Writer::start(WriterDeps {
+        store: store.clone(),
+        settings: Settings::default(),
+        gate: Arc::new(AllowAll),
+        render: Arc::new(|n| admind::mail::render(n, "http://t")),
+        metrics: Arc::new(Metrics::new()),
+        wakers: wakers.clone(),
+        sinks: Vec::new(),
+    });
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let mut writes = Vec::new();
+    for _ in 0..SCAN_MAX + 50 {
+        let id = store.next_id().unwrap();
+        writes.push(Store::queue_put(
+            QueueName::Deliveries,
+            id,
+            &Item { id, due_at: later },
+        ));
+    }
+    let due_id = store.next_id().unwrap();
+    writes.push(Store::queue_put(
+        QueueName::Deliveries,
+        due_id,
+        &Item {
+            id: due_id,
+            due_at: Utc::now() - chrono::Duration::seconds(1),
+        },
+    ));
+    store.commit(Transaction::of_writes(writes)).unwrap();
+    store.flush().unwrap();
+
+    let attempted = Arc::new(Mutex::new(Vec::new()));
+    let worker = QueueWorker::new(
+        Recording {
+            attempted: attempted.clone(),
+        },
+        Claims {
+            owner: "me".into(),
+            lease: Duration::from_secs(30),
+        },
+        store.clone(),
+        writer,
+        wakers,
+        |w| &w.outbound,
+        QueueMetrics::default(),
+    );
+    worker.pass().await.unwrap();
+    assert_eq!(*attempted.lock().unwrap(), vec![due_id]);
+    assert!(store
+        .item::<Item>(QueueName::Deliveries, due_id)
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.queue_len(QueueName::Deliveries).unwrap(),
+        SCAN_MAX + 50
+    );
+}
