@@ -22,8 +22,9 @@
 
 use chrono::{DateTime, Utc};
 use postgres::types::Json;
-use postgres::{Client, GenericClient, NoTls};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Client, NoTls};
+
+use super::postgres_conn::{Conn, Manager, Run};
 
 use crate::domain::*;
 
@@ -60,8 +61,8 @@ fn account_lock_key(account_id: &str) -> i64 {
 /// Rows a scan reads per round trip.
 const SCAN_PAGE: i64 = 500;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+type Pooled = r2d2::PooledConnection<Manager>;
 
 /// The connection of the command a writer thread runs: an open SQL
 /// transaction holding the command's advisory locks, which the command's
@@ -182,7 +183,7 @@ impl PostgresStore {
                     &[],
                 )?
                 .get(0);
-            let manager = PostgresConnectionManager::new(config, NoTls);
+            let manager = Manager::new(config);
             // Connections open as work needs them, up to `pool_size` (each
             // one holds a socket and the driver's own event loop).
             let pool = r2d2::Pool::builder()
@@ -226,7 +227,7 @@ impl PostgresStore {
     /// runs one (its reads see what it locked), else one from the pool.
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         blocking(|| {
             let mut f = Some(f);
@@ -316,7 +317,7 @@ fn migrate(c: &mut Client) -> Result<(), StoreError> {
 
 /// Writes a transaction's rows (the caller commits): ids for its audit
 /// entry, mails and events come from the sequence in one round trip.
-fn write_transaction(tx: &mut impl GenericClient, t: Transaction) -> Result<(), StoreError> {
+fn write_transaction(tx: &mut impl Run, t: Transaction) -> Result<(), StoreError> {
     for change in t.changes {
         apply_change(tx, change)?;
     }
@@ -368,12 +369,12 @@ fn write_transaction(tx: &mut impl GenericClient, t: Transaction) -> Result<(), 
     Ok(())
 }
 
-fn next_id(tx: &mut impl GenericClient) -> Result<u64, StoreError> {
+fn next_id(tx: &mut impl Run) -> Result<u64, StoreError> {
     let id: i64 = tx.query_one("SELECT nextval('admind_ids')", &[])?.get(0);
     Ok(id as u64)
 }
 
-fn apply_change(tx: &mut impl GenericClient, change: Change) -> Result<(), StoreError> {
+fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
     match change {
         Change::PutAccount(a) => {
             tx.execute(
@@ -505,7 +506,7 @@ fn apply_change(tx: &mut impl GenericClient, change: Change) -> Result<(), Store
     Ok(())
 }
 
-fn put_audit(tx: &mut impl GenericClient, entry: &AuditEntry) -> Result<(), StoreError> {
+fn put_audit(tx: &mut impl Run, entry: &AuditEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (scope, seq, at, action, value) VALUES ($1, $2, $3, $4, $5)",
         &[
@@ -520,7 +521,7 @@ fn put_audit(tx: &mut impl GenericClient, entry: &AuditEntry) -> Result<(), Stor
 }
 
 fn put_queue(
-    tx: &mut impl GenericClient,
+    tx: &mut impl Run,
     queue: QueueName,
     id: u64,
     value: &serde_json::Value,
@@ -535,7 +536,7 @@ fn put_queue(
     Ok(())
 }
 
-fn apply_write(tx: &mut impl GenericClient, write: Write) -> Result<(), StoreError> {
+fn apply_write(tx: &mut impl Run, write: Write) -> Result<(), StoreError> {
     match write {
         Write::QueuePut { queue, id, value } => {
             let value: serde_json::Value = decode(&value)?;
