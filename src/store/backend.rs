@@ -57,6 +57,12 @@ pub enum LockScope<'a> {
     /// Everything: commands that find their account from a token, a
     /// request id or a webhook's body, and account creation.
     Everything,
+    /// A group of commands of these accounts, run together and committed
+    /// by one `flush` (group commit on a shared store). Each command of
+    /// the group then takes `Account` inside it, which isolates it: a
+    /// command that writes nothing (refused, or its writes failed) leaves
+    /// no trace and fails no other.
+    Accounts(&'a [String]),
 }
 
 /// Held while a command runs and commits; released when dropped.

@@ -78,6 +78,94 @@ pub(crate) mod tests {
         Some(format!("{admin} dbname={name}"))
     }
 
+    /// Group commit on a shared store: commands of several accounts in one
+    /// transaction, each in a savepoint. One that is refused (writes
+    /// nothing) and one whose writes fail in the database leave nothing
+    /// and fail no other; the rest are committed by the one flush, and not
+    /// before it.
+    #[test]
+    fn a_group_commits_the_others_when_one_is_refused_and_one_fails() {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let store = Store::open_postgres(&url, 4).expect("opening PostgreSQL");
+        let other = Store::open_postgres(&url, 2).expect("a second replica");
+        let account = |id: &str| Account {
+            id: id.into(),
+            name: id.into(),
+            owner_id: "usr_o".into(),
+            created_at: Utc::now(),
+            support_seats_bought: 1,
+            support_seats_used: 1,
+            sell: SellState::default(),
+            grants: Vec::new(),
+            payment_method: None,
+            member_count: 1,
+        };
+        let entry = AuditEntry {
+            seq: 7,
+            account_id: "acc_b".into(),
+            at: Utc::now(),
+            actor: "operator".into(),
+            action: "x".into(),
+            target: "t".into(),
+            outcome: "ok".into(),
+            detail: String::new(),
+            cause: None,
+        };
+        store
+            .commit(Transaction::of_writes(vec![Write::Restore(Record::Audit {
+                value: entry.clone(),
+            })]))
+            .unwrap();
+        let accounts: Vec<String> = ["acc_a", "acc_b", "acc_c", "acc_d"].map(String::from).into();
+        let group = store.lock_command(LockScope::Accounts(&accounts)).unwrap();
+        // a: committed.
+        {
+            let _command = store.lock_command(LockScope::Account("acc_a")).unwrap();
+            store
+                .commit(Transaction {
+                    changes: vec![Change::PutAccount(account("acc_a"))],
+                    ..Transaction::default()
+                })
+                .unwrap();
+        }
+        // b: its writes fail in the database (the audit entry exists).
+        {
+            let _command = store.lock_command(LockScope::Account("acc_b")).unwrap();
+            let failed = store.commit(Transaction {
+                changes: vec![Change::PutAccount(account("acc_b"))],
+                writes: vec![Write::Restore(Record::Audit { value: entry })],
+                ..Transaction::default()
+            });
+            assert!(failed.is_err());
+        }
+        // c: refused, nothing written.
+        {
+            let _command = store.lock_command(LockScope::Account("acc_c")).unwrap();
+        }
+        // d: committed after the failure.
+        {
+            let _command = store.lock_command(LockScope::Account("acc_d")).unwrap();
+            store
+                .commit(Transaction {
+                    changes: vec![Change::PutAccount(account("acc_d"))],
+                    ..Transaction::default()
+                })
+                .unwrap();
+        }
+        assert!(
+            other.account("acc_a").unwrap().is_none(),
+            "nothing of a group is seen before its flush"
+        );
+        store.flush().unwrap();
+        drop(group);
+        assert!(other.account("acc_a").unwrap().is_some());
+        assert!(other.account("acc_b").unwrap().is_none());
+        assert!(other.account("acc_c").unwrap().is_none());
+        assert!(other.account("acc_d").unwrap().is_some());
+    }
+
     #[test]
     fn webhook_ids_are_kept_seven_days_then_pruned_on_every_backend() {
         for (_dir, store) in every_backend() {

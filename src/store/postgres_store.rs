@@ -73,6 +73,13 @@ struct Held {
     conn: Pooled,
     /// Whether its transaction is still open (not committed).
     open: bool,
+    /// A group of commands (`LockScope::Accounts`): each runs inside a
+    /// savepoint, the transaction commits at `flush`. The advisory lock
+    /// keys it holds.
+    group: Option<Vec<i64>>,
+    /// In a group: whether the running command's writes were written (else
+    /// its savepoint is rolled back when its lock is dropped).
+    command_written: bool,
 }
 
 thread_local! {
@@ -873,14 +880,20 @@ impl Backend for PostgresStore {
         let mut t = Some(t);
         // A command's commit ends the transaction its lock opened.
         let held = self.with_held(|h| {
-            let result = match t.take() {
+            let written = match t.take() {
                 Some(t) => write_transaction(&mut *h.conn, t),
                 None => Err(StoreError::Backend {
                     backend: "postgres",
                     detail: "a commit was written twice".into(),
                 }),
+            };
+            if h.group.is_some() {
+                // In a group: written inside the command's savepoint; the
+                // group's transaction commits at `flush`.
+                h.command_written = written.is_ok();
+                return written.and_then(|()| Ok(h.conn.batch_execute("RELEASE SAVEPOINT command")?));
             }
-            .and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
+            let result = written.and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
             h.open = false;
             result
         });
@@ -902,9 +915,17 @@ impl Backend for PostgresStore {
         })
     }
 
-    /// A commit is on disk when it returns.
+    /// A commit is on disk when it returns; a group's commands are
+    /// committed here, together (one WAL sync for the group).
     fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.with_held(|h| {
+            if h.group.is_none() {
+                return Ok(());
+            }
+            h.open = false;
+            Ok(h.conn.batch_execute("COMMIT")?)
+        })
+        .unwrap_or(Ok(()))
     }
 
     fn durable_id(&self) -> u64 {
@@ -1067,14 +1088,63 @@ impl Backend for PostgresStore {
     }
 
     fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
-        // One round trip: the transaction the command's reads and commit
-        // run in, and its locks, released by the server at COMMIT or
-        // ROLLBACK (or when a dead replica's session ends).
+        // A command of a group: a savepoint in the group's transaction,
+        // rolled back when the command wrote nothing (refused, or its
+        // writes failed) so that it fails no other command of the group.
+        if let LockScope::Account(account_id) = scope {
+            let key = account_lock_key(account_id);
+            let in_group = self.with_held(|h| -> Result<bool, StoreError> {
+                let Some(keys) = &mut h.group else {
+                    return Ok(false);
+                };
+                let mut sql = String::from("SAVEPOINT command");
+                if !keys.contains(&key) {
+                    // Not among the accounts the group locked up front.
+                    sql = format!("SELECT pg_advisory_xact_lock({key}); {sql}");
+                    keys.push(key);
+                }
+                h.command_written = false;
+                h.conn.batch_execute(&sql)?;
+                Ok(true)
+            });
+            if let Some(in_group) = in_group {
+                if in_group? {
+                    return Ok(CommandLock::releasing(move || {
+                        let rolled_back = self.with_held(|h| {
+                            if h.command_written {
+                                return Ok(());
+                            }
+                            h.conn.batch_execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
+                        });
+                        if let Some(Err(e)) = rolled_back {
+                            tracing::warn!(error = %StoreError::from(e), "rolling back a command of a group failed");
+                        }
+                    }));
+                }
+            }
+        }
+        // One round trip: the transaction the command's (or group's) reads
+        // and commit run in, and its locks, released by the server at
+        // COMMIT or ROLLBACK (or when a dead replica's session ends). A
+        // group takes its accounts' locks in key order, so two replicas'
+        // groups never wait on each other in a circle.
+        let mut group = None;
         let sql = match scope {
             LockScope::Account(id) => format!(
                 "BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY}), pg_advisory_xact_lock({})",
                 account_lock_key(id)
             ),
+            LockScope::Accounts(ids) => {
+                let mut keys: Vec<i64> = ids.iter().map(|id| account_lock_key(id)).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY});");
+                for key in &keys {
+                    sql.push_str(&format!(" SELECT pg_advisory_xact_lock({key});"));
+                }
+                group = Some(keys);
+                sql
+            }
             LockScope::Everything => {
                 format!("BEGIN; SELECT pg_advisory_xact_lock({EVERYTHING_LOCK_KEY})")
             }
@@ -1090,6 +1160,8 @@ impl Backend for PostgresStore {
                     store: self.id(),
                     conn,
                     open: true,
+                    group,
+                    command_written: false,
                 })
             });
             Ok(CommandLock::releasing(|| {

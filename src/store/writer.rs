@@ -465,7 +465,27 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
         let mut answers = Vec::with_capacity(batch.len());
         let mut wrote_mail = false;
         let mut wrote_events = false;
-        for job in batch.drain(..) {
+        // On a shared store, the commands of one account each are run and
+        // committed together (group commit); the rest one by one after.
+        let rest: Vec<Job> = if deps.store.shared() && batch.len() > 1 {
+            let (grouped, rest): (Vec<Job>, Vec<Job>) =
+                batch.drain(..).partition(|job| match &job.work {
+                    Work::Command(command) => command.info().account_id.is_some(),
+                    Work::Maintenance(_) => false,
+                });
+            let mut grouped = grouped.into_iter().peekable();
+            while grouped.peek().is_some() {
+                let group: Vec<Job> = grouped.by_ref().take(GROUP_MAX).collect();
+                let (mail, events) =
+                    run_group(&deps, &versions, &mut entropy, group, &mut answers);
+                wrote_mail |= mail;
+                wrote_events |= events;
+            }
+            rest
+        } else {
+            std::mem::take(&mut batch)
+        };
+        for job in rest {
             let (answer, mail, events) = match job.work {
                 Work::Command(command) => run_one(
                     &deps,
@@ -474,6 +494,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
                     &job.actor,
                     command,
                     job.decided,
+                    None,
                 ),
                 Work::Maintenance(work) => {
                     let committed = work(&deps.store)
@@ -528,8 +549,113 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
     }
 }
 
-/// Runs and commits one command. Returns the answer and whether mail or
-/// hook events were queued.
+/// Commands in one group, at most: each runs in a savepoint of the group's
+/// transaction, and PostgreSQL keeps a transaction's first 64
+/// subtransactions in shared memory.
+pub const GROUP_MAX: usize = 32;
+
+/// What a group of commands shares while it runs: the accounts whose state
+/// it changed (their versions are bumped once the group is committed; a
+/// command decided ahead on one of them is decided again).
+#[derive(Default)]
+struct Group {
+    touched: std::collections::HashSet<String>,
+}
+
+/// Runs commands of different accounts (or several of one) in one
+/// transaction of a shared store, their accounts locked together in key
+/// order, each isolated (a refusal or a failed write leaves nothing and
+/// fails no other), committed by one flush: one WAL sync for the group.
+/// If the group's commit fails, each command is run again on its own.
+/// Answers are pushed to `answers`; returns whether mail or events were
+/// queued.
+fn run_group(
+    deps: &WriterDeps,
+    versions: &AccountVersions,
+    entropy: &mut OsEntropy,
+    jobs: Vec<Job>,
+    answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
+) -> (bool, bool) {
+    let mut accounts: Vec<String> = jobs
+        .iter()
+        .filter_map(|job| match &job.work {
+            Work::Command(command) => command.info().account_id.map(str::to_string),
+            Work::Maintenance(_) => None,
+        })
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    // Kept until the group is committed, to run each again alone.
+    let copies: Vec<(Principal, Command, Option<Decided>)> = jobs
+        .iter()
+        .filter_map(|job| match &job.work {
+            Work::Command(command) => Some((job.actor.clone(), command.clone(), job.decided.clone())),
+            Work::Maintenance(_) => None,
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut group = Group::default();
+    let committed = match deps.store.lock_command(LockScope::Accounts(&accounts)) {
+        Ok(lock) => {
+            for job in jobs {
+                replies.push(job.reply);
+                if let Work::Command(command) = job.work {
+                    results.push(run_one(
+                        deps,
+                        versions,
+                        entropy,
+                        &job.actor,
+                        command,
+                        job.decided,
+                        Some(&mut group),
+                    ));
+                }
+            }
+            let started = Instant::now();
+            let flushed = deps.store.flush();
+            deps.metrics
+                .store_flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            drop(lock);
+            flushed
+        }
+        Err(e) => {
+            replies.extend(jobs.into_iter().map(|job| job.reply));
+            Err(e)
+        }
+    };
+    let (mut mail, mut events) = (false, false);
+    match committed {
+        Ok(()) => {
+            let touched: Vec<String> = group.touched.into_iter().collect();
+            versions.bump(&touched);
+            deps.metrics.store_batch_size.observe(results.len() as f64);
+            for (reply, (answer, m, e)) in replies.into_iter().zip(results) {
+                mail |= m;
+                events |= e;
+                answers.push((reply, answer));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, commands = copies.len(), "a group's commit failed; running its commands one by one");
+            // Whatever the group bumped may have been rolled back: a
+            // decision made meanwhile is made again.
+            versions.bump(&accounts);
+            for (reply, (actor, command, decided)) in replies.into_iter().zip(copies) {
+                let (answer, m, e) =
+                    run_one(deps, versions, entropy, &actor, command, decided, None);
+                mail |= m;
+                events |= e;
+                answers.push((reply, answer));
+            }
+        }
+    }
+    (mail, events)
+}
+
+/// Runs and commits one command (in `group`, when it runs in one). Returns
+/// the answer and whether mail or hook events were queued.
 fn run_one(
     deps: &WriterDeps,
     versions: &AccountVersions,
@@ -537,6 +663,7 @@ fn run_one(
     actor: &Principal,
     command: Command,
     decided: Option<Decided>,
+    group: Option<&mut Group>,
 ) -> (Answer, bool, bool) {
     let now = Utc::now();
     let decided_gate = decided.map(|decided| DecidedGate {
@@ -578,7 +705,10 @@ fn run_one(
     // Decided on another version of the account's state: decide again
     // (under the lock, so no commit of this account slips in between).
     if let (Some(g), Some(account_id)) = (&decided_gate, subject.account_id.as_deref()) {
-        if g.decided.account_version != versions.get(account_id) {
+        let changed_in_group = group
+            .as_ref()
+            .is_some_and(|group| group.touched.contains(account_id));
+        if g.decided.account_version != versions.get(account_id) || changed_in_group {
             return (Answer::Stale, false, false);
         }
     }
@@ -592,7 +722,7 @@ fn run_one(
     let (answer, mail, events) = match executed {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
-            match commit_outcome(deps, versions, outcome) {
+            match commit_outcome(deps, versions, outcome, group) {
                 Ok((reply, has_events)) => {
                     deps.metrics.store_commits.inc();
                     (Ok(reply), has_mail, has_events)
@@ -643,6 +773,7 @@ fn commit_outcome(
     deps: &WriterDeps,
     versions: &AccountVersions,
     outcome: Outcome,
+    group: Option<&mut Group>,
 ) -> Result<(Reply, bool), StoreError> {
     // The changes move into the transaction; their accounts' versions are
     // bumped once it is committed.
@@ -665,7 +796,12 @@ fn commit_outcome(
         events: outcome.events,
         writes,
     })?;
-    versions.bump(&touched);
+    match group {
+        // Bumped once the group is committed (a decision thread reading
+        // before that reads the state before it).
+        Some(group) => group.touched.extend(touched),
+        None => versions.bump(&touched),
+    }
     Ok((outcome.reply, has_events))
 }
 
