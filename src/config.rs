@@ -71,6 +71,10 @@ pub struct StoreConfig {
     /// outbound post with its timeout), short enough for another replica
     /// to take over a dead one's work soon.
     pub claim_lease_ms: u64,
+    /// How often a replica records itself alive with its policy versions
+    /// and re-reads the policy switches (PostgreSQL; a switch reaches the
+    /// other replicas at once by announcement, this is the fallback).
+    pub heartbeat_ms: u64,
     /// This daemon's name among the replicas of one database (default: the
     /// host name and a random suffix, new at each start).
     pub replica_id: Option<String>,
@@ -98,6 +102,7 @@ impl Default for StoreConfig {
             url: None,
             pool_size: 16,
             claim_lease_ms: 120_000,
+            heartbeat_ms: 5_000,
             replica_id: None,
             cache_entries_max: crate::store::cache::CACHE_ENTRIES_MAX_DEFAULT,
         }
@@ -476,6 +481,10 @@ impl Config {
         anyhow::ensure!(
             (1_000..=3_600_000).contains(&self.store.claim_lease_ms),
             "store.claim_lease_ms must be 1000 to 3600000"
+        );
+        anyhow::ensure!(
+            (100..=600_000).contains(&self.store.heartbeat_ms),
+            "store.heartbeat_ms must be 100 to 600000"
         );
         anyhow::ensure!(
             self.store

@@ -19,12 +19,33 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyHost;
 use crate::store::{ReplicaInfo, Store};
 
-/// How often a replica says it is alive.
+/// How often a replica says it is alive, by default (`store.heartbeat_ms`).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// A replica not heard from for this long is not live.
 pub const LIVE_WITHIN: Duration = Duration::from_secs(20);
 /// Replicas not heard from for this long are forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// Announced when a policy is switched off or on: every replica re-reads
+/// the switches.
+pub const TOPIC_SWITCHES: &str = "policy_switches";
+
+/// Re-reads what other replicas announce changed (on a shared store; a
+/// no-op elsewhere): the policy switches within a second of a change, not
+/// at the next heartbeat.
+pub fn listen(store: &Store, policies: Arc<PolicyHost>) {
+    let s = store.clone();
+    let on = Box::new(move |topic: &str| {
+        if topic == TOPIC_SWITCHES {
+            if let Err(e) = policies.load_switches(&*s) {
+                tracing::warn!(error = %e, "reading the policy switches failed");
+            }
+        }
+    });
+    if let Err(e) = store.listen(on) {
+        tracing::warn!(error = %e, "listening to the other replicas failed; the heartbeat still carries changes");
+    }
+}
 
 /// This replica: its id and when it started.
 pub struct Me {
@@ -74,7 +95,7 @@ pub fn live(store: &Store, me: &Me, policies: &PolicyHost) -> Vec<(ReplicaInfo, 
     out
 }
 
-/// Every [`HEARTBEAT_EVERY`]: records this replica and its policy set,
+/// Every `every` ([`HEARTBEAT_EVERY`] by default): records this replica and its policy set,
 /// re-reads the policy switches, updates the replica metrics; every minute
 /// forgets expired shared rows.
 pub async fn heartbeat_loop(
@@ -82,11 +103,14 @@ pub async fn heartbeat_loop(
     me: Arc<Me>,
     policies: Arc<PolicyHost>,
     metrics: Arc<Metrics>,
+    every: Duration,
 ) {
     let mut beats: u64 = 0;
+    // Shared rows are pruned about once a minute.
+    let prune_every = (60_000 / every.as_millis().max(1)).max(1) as u64;
     loop {
         let (s, m, p, mt) = (store.clone(), me.clone(), policies.clone(), metrics.clone());
-        let prune = beats % 12 == 0;
+        let prune = beats % prune_every == 0;
         let done = tokio::task::spawn_blocking(move || {
             if let Err(e) = s.heartbeat(&info(&m, &p)) {
                 tracing::warn!(error = %e, "recording this replica failed");
@@ -121,7 +145,7 @@ pub async fn heartbeat_loop(
             tracing::warn!(error = %e, "the heartbeat task failed");
         }
         beats = beats.wrapping_add(1);
-        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -186,6 +186,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     if store.shared() {
         tracing::info!(replica = %me.id, "serving as one replica of a shared store");
+        crate::replicas::listen(&store, policies.clone());
     }
     let claims = crate::queue::Claims {
         owner: me.id.clone(),
@@ -292,6 +293,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         me.clone(),
         policies.clone(),
         metrics.clone(),
+        std::time::Duration::from_millis(config.store.heartbeat_ms),
     ));
     let retention = tokio::spawn(crate::audit::retention_loop(
         store.clone(),

@@ -454,3 +454,52 @@ async fn every_replica_shows_the_policy_versions_of_all_and_flags_a_disagreement
     rb.install_script("crm_events.rhai");
     wait_policies(&ra, "agreement again", |l| l["replicas_agree"] == true).await;
 }
+
+/// Break-glass reaches every replica at once: a policy switched off on one
+/// replica is off on the other by announcement (LISTEN/NOTIFY), not at the
+/// next heartbeat — the heartbeat here is a minute, longer than the test's
+/// guard, so only the announcement can carry it. Switched back on, the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
+    let config = "[store]\nheartbeat_ms = 60000\n";
+    let (ra, rb) = pair(config);
+    ra.install_script("owner_change_guard.rhai");
+    rb.install_script("owner_change_guard.rhai");
+    let name = "owner_change_guard.rhai";
+    let on_b = |off: bool| {
+        move |l: &Value| {
+            l["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|p| p["name"] == name && p["switched_off"].is_null() != off)
+            })
+        }
+    };
+    wait_policies(&rb, "the script loaded on B", on_b(false)).await;
+    for round in 0..2 {
+        let r = ra
+            .post(
+                &format!("/v1/policies/{name}/disable"),
+                Some(&ra.operator),
+                json!({"reason": format!("incident {round}")}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // Well inside the 60 s heartbeat: only the announcement gets here.
+        let started = Instant::now();
+        wait_policies(&rb, "switched off on B", on_b(true)).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "round {round}");
+        let r = ra
+            .post(
+                &format!("/v1/policies/{name}/enable"),
+                Some(&ra.operator),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let started = Instant::now();
+        wait_policies(&rb, "back on on B", on_b(false)).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "round {round}");
+    }
+}

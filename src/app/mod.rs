@@ -222,7 +222,15 @@ pub fn unexpected(reply: Reply) -> Problem {
 /// previous set and is logged.
 pub async fn refresh_switches(app: &App) {
     let (store, policies) = (app.store.clone(), app.policies.clone());
-    let read = tokio::task::spawn_blocking(move || policies.load_switches(&*store)).await;
+    let read = tokio::task::spawn_blocking(move || {
+        // The other replicas hear of it at once (their heartbeat re-reads
+        // the switches too, should the announcement be lost).
+        if let Err(e) = store.announce(crate::replicas::TOPIC_SWITCHES) {
+            tracing::warn!(error = %e, "announcing the policy switches failed");
+        }
+        policies.load_switches(&*store)
+    })
+    .await;
     match read {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "reading the policy switches failed"),

@@ -236,6 +236,20 @@ pub trait Coordination {
     fn prune_shared(&self, _replicas_before: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(0)
     }
+
+    /// Tells every replica listening that `topic` changed (after the
+    /// change is committed, outside any command's transaction).
+    fn announce(&self, _topic: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Calls `on` with each topic another replica (or this one) announces,
+    /// from a thread of its own, for as long as the process runs; a lost
+    /// connection is opened again. Nothing to hear on a store one process
+    /// owns.
+    fn listen(&self, _on: Box<dyn Fn(&str) + Send>) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A store one process owns: nothing to coordinate.
@@ -411,6 +425,16 @@ impl Store {
 
     pub fn prune_shared(&self, replicas_before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.0.coordination().prune_shared(replicas_before)
+    }
+
+    /// See [`Coordination::announce`].
+    pub fn announce(&self, topic: &str) -> Result<(), StoreError> {
+        self.0.coordination().announce(topic)
+    }
+
+    /// See [`Coordination::listen`].
+    pub fn listen(&self, on: Box<dyn Fn(&str) + Send>) -> Result<(), StoreError> {
+        self.0.coordination().listen(on)
     }
 
     /// Items of a queue, oldest first, at most `limit`; only durable ones

@@ -114,11 +114,15 @@ pub(crate) mod tests {
             cause: None,
         };
         store
-            .commit(Transaction::of_writes(vec![Write::Restore(Record::Audit {
-                value: entry.clone(),
-            })]))
+            .commit(Transaction::of_writes(vec![Write::Restore(
+                Record::Audit {
+                    value: entry.clone(),
+                },
+            )]))
             .unwrap();
-        let accounts: Vec<String> = ["acc_a", "acc_b", "acc_c", "acc_d"].map(String::from).into();
+        let accounts: Vec<String> = ["acc_a", "acc_b", "acc_c", "acc_d"]
+            .map(String::from)
+            .into();
         let group = store.lock_command(LockScope::Accounts(&accounts)).unwrap();
         // a: committed.
         {

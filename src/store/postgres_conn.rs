@@ -54,7 +54,11 @@ pub trait Run {
 macro_rules! run_through {
     ($ty:ty, $client:ident, $prepared:ident) => {
         impl Run for $ty {
-            fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+            fn query(
+                &mut self,
+                sql: &str,
+                params: Params<'_>,
+            ) -> Result<Vec<Row>, postgres::Error> {
                 let s = statement(&mut self.$client, &mut self.$prepared, sql)?;
                 self.$client.query(&s, params)
             }
@@ -99,7 +103,6 @@ impl Conn {
             prepared: &mut self.prepared,
         })
     }
-
 }
 
 /// A transaction, preparing through its connection's cache.

@@ -89,6 +89,8 @@ thread_local! {
 pub struct PostgresStore {
     /// Dropped on a thread of its own (see `Drop`).
     pool: std::mem::ManuallyDrop<Pool>,
+    /// For the announcement listener's own connection.
+    config: postgres::Config,
     installation_id: String,
     /// Writer threads: half the pool (each holds a connection while its
     /// command runs; the other half serves reads and the workers).
@@ -190,7 +192,7 @@ impl PostgresStore {
                     &[],
                 )?
                 .get(0);
-            let manager = Manager::new(config);
+            let manager = Manager::new(config.clone());
             // Connections open as work needs them, up to `pool_size` (each
             // one holds a socket and the driver's own event loop).
             let pool = r2d2::Pool::builder()
@@ -208,6 +210,7 @@ impl PostgresStore {
             close_elsewhere(Some(lock));
             Ok(PostgresStore {
                 pool: std::mem::ManuallyDrop::new(pool),
+                config,
                 installation_id,
                 writers: (pool_size as usize / 2).max(1),
             })
@@ -232,10 +235,7 @@ impl PostgresStore {
 
     /// Runs `f` on a connection: the command's own while a writer thread
     /// runs one (its reads see what it locked), else one from the pool.
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         blocking(|| {
             let mut f = Some(f);
             let ran_twice = || StoreError::Backend {
@@ -891,7 +891,8 @@ impl Backend for PostgresStore {
                 // In a group: written inside the command's savepoint; the
                 // group's transaction commits at `flush`.
                 h.command_written = written.is_ok();
-                return written.and_then(|()| Ok(h.conn.batch_execute("RELEASE SAVEPOINT command")?));
+                return written
+                    .and_then(|()| Ok(h.conn.batch_execute("RELEASE SAVEPOINT command")?));
             }
             let result = written.and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
             h.open = false;
@@ -1114,7 +1115,9 @@ impl Backend for PostgresStore {
                             if h.command_written {
                                 return Ok(());
                             }
-                            h.conn.batch_execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
+                            h.conn.batch_execute(
+                                "ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command",
+                            )
                         });
                         if let Some(Err(e)) = rolled_back {
                             tracing::warn!(error = %StoreError::from(e), "rolling back a command of a group failed");
@@ -1296,5 +1299,50 @@ impl Coordination for PostgresStore {
             tx.commit()?;
             Ok(n)
         })
+    }
+
+    /// `NOTIFY` on the `admind` channel, on a connection of its own (never
+    /// inside a command's transaction: a notification inside one would
+    /// serialize every commit behind it).
+    fn announce(&self, topic: &str) -> Result<(), StoreError> {
+        blocking(|| {
+            let mut conn = self.pool.get()?;
+            conn.execute("SELECT pg_notify('admind', $1)", &[&topic])?;
+            Ok(())
+        })
+    }
+
+    fn listen(&self, on: Box<dyn Fn(&str) + Send>) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        std::thread::Builder::new()
+            .name("admind-listen".into())
+            .spawn(move || loop {
+                match config.connect(NoTls) {
+                    Ok(mut client) => {
+                        if let Err(e) = client.batch_execute("LISTEN admind") {
+                            tracing::warn!(error = %StoreError::from(e), "listening for announcements failed");
+                        } else {
+                            let mut heard = client.notifications();
+                            let mut each = heard.blocking_iter();
+                            loop {
+                                match postgres::fallible_iterator::FallibleIterator::next(&mut each) {
+                                    Ok(Some(n)) => on(n.payload()),
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        tracing::warn!(error = %StoreError::from(e), "the announcement connection failed; opening it again");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %StoreError::from(e), "connecting for announcements failed; trying again");
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            })
+            .map(|_| ())
+            .map_err(StoreError::from)
     }
 }

@@ -476,8 +476,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             let mut grouped = grouped.into_iter().peekable();
             while grouped.peek().is_some() {
                 let group: Vec<Job> = grouped.by_ref().take(GROUP_MAX).collect();
-                let (mail, events) =
-                    run_group(&deps, &versions, &mut entropy, group, &mut answers);
+                let (mail, events) = run_group(&deps, &versions, &mut entropy, group, &mut answers);
                 wrote_mail |= mail;
                 wrote_events |= events;
             }
@@ -589,7 +588,9 @@ fn run_group(
     let copies: Vec<(Principal, Command, Option<Decided>)> = jobs
         .iter()
         .filter_map(|job| match &job.work {
-            Work::Command(command) => Some((job.actor.clone(), command.clone(), job.decided.clone())),
+            Work::Command(command) => {
+                Some((job.actor.clone(), command.clone(), job.decided.clone()))
+            }
             Work::Maintenance(_) => None,
         })
         .collect();

@@ -221,19 +221,27 @@ impl Daemon {
             "[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\nattempts_per_minute = 1000\nattempts_per_minute_per_ip = 100000\n"
                 .to_string()
         };
-        let store = match &self.postgres_url {
+        // A short claim lease: a SIGKILLed replica's queue items go to the
+        // other soon. Into the test's own `[store]` table when it has one.
+        let (extra, store) = match &self.postgres_url {
             Some(url) => {
-                // A short claim lease: a SIGKILLed replica's queue items go
-                // to the other soon.
-                format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 8\nclaim_lease_ms = 3000\n")
+                let lines = format!("backend = \"postgres\"\nurl = \"{url}\"\npool_size = 8\nclaim_lease_ms = 3000\n");
+                if self.extra_config.contains("[store]\n") {
+                    (
+                        self.extra_config
+                            .replacen("[store]\n", &format!("[store]\n{lines}"), 1),
+                        String::new(),
+                    )
+                } else {
+                    (self.extra_config.clone(), format!("[store]\n{lines}"))
+                }
             }
-            None => String::new(),
+            None => (self.extra_config.clone(), String::new()),
         };
         std::fs::write(
             &config,
             format!(
-                "public_url = \"http://admind.test\"\n[mail]\nretry_base_ms = 50\n{auth}{}\n{store}",
-                self.extra_config
+                "public_url = \"http://admind.test\"\n[mail]\nretry_base_ms = 50\n{auth}{extra}\n{store}"
             ),
         )
         .expect("write config");
