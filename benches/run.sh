@@ -85,6 +85,46 @@ postgres_figures() {
   url=$(tests/postgres/cluster.sh start "$pg")
   bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   psql() { "$bindir/psql" -q -X "$@"; }
+  # The cluster's CPU so far, in clock ticks: every live process, plus the
+  # backends the postmaster has reaped (its children's times).
+  pg_cpu_ticks() {
+    python3 - "$(head -1 "$pg/data/postmaster.pid")" <<'PY'
+import os, sys
+pm = sys.argv[1]
+def fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+total = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        if open(f"/proc/{pid}/comm").read().strip() != "postgres":
+            continue
+        f = fields(pid)
+        total += int(f[11]) + int(f[12])
+        if pid == pm:
+            total += int(f[13]) + int(f[14])
+    except (OSError, IndexError, ValueError):
+        pass
+print(total)
+PY
+  }
+  # Appends the cluster's CPU per operation (µs) to the last result line.
+  with_pg_cpu() {
+    local before=$1 after; after=$(pg_cpu_ticks)
+    python3 - "$RESULTS" "$before" "$after" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+path, before, after, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+lines = open(path).read().splitlines()
+last = json.loads(lines[-1])
+ops = last.get("ops") or last.get("transactions") or 0
+if ops:
+    last["pg_cpu_us_per_op"] = round((after - before) * 1e6 / hz / ops, 1)
+lines[-1] = json.dumps(last)
+open(path, "w").write("\n".join(lines) + "\n")
+PY
+  }
   newdb() { psql "$url" -c "CREATE DATABASE $1" >/dev/null; echo "$url dbname=$1"; }
   pgconf() { printf '[store]\nbackend = "postgres"\nurl = "%s"\npool_size = 32\n' "$1"; }
   # pgbench: per transaction what a transfer commits (the account, an
@@ -106,21 +146,26 @@ END;
 SQL
   for c in 1 16 64; do
     local out
+    local cpu0; cpu0=$(pg_cpu_ticks)
     out=$("$bindir/pgbench" -n -M prepared -c "$c" -j $((c < 2 ? c : 2)) -T "$S" -f "$pg/transfer.sql" "$db" 2>&1)
     python3 - "$c" "$out" >> "$RESULTS" <<'PY'
 import json, re, sys
 c, out = int(sys.argv[1]), sys.argv[2]
 tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
 lat = re.search(r"latency average = ([\d.]+) ms", out)
-print(json.dumps({"scenario": f"pgbench_transfer_{c}", "rate": tps, "mean_ms": float(lat.group(1)) if lat else None, "clients": c}))
+done = re.search(r"number of transactions actually processed: (\d+)", out)
+print(json.dumps({"scenario": f"pgbench_transfer_{c}", "rate": tps, "mean_ms": float(lat.group(1)) if lat else None, "clients": c, "transactions": int(done.group(1)) if done else None}))
 PY
+    with_pg_cpu "$cpu0"
   done
   # admind: one replica, then two behind the clients (odd clients on the
   # second), same mail folder.
   for c in 1 16 64; do
     db=$(newdb transfers$c)
     D=$W/pgt$c; MAIL_DIR=$W/pgmail$c start_admind "$D" "$(pgconf "$db")"
+    local cpu0; cpu0=$(pg_cpu_ticks)
     $BIN/examples/bench transfers --name "pg_transfers_${c}_1r" --base "$ADDR" --mail-dir "$W/pgmail$c" --operator="$OPERATOR" --clients "$c" --seconds "$S" >> "$RESULTS"
+    with_pg_cpu "$cpu0"
     kill "$PID"; wait "$PID" 2>/dev/null || true
     # Two replicas on a fresh database, one mail folder.
     db=$(newdb transfers${c}r2)
@@ -128,7 +173,9 @@ PY
     local pid1=$PID addr1=$ADDR op=$OPERATOR
     D=$W/pgt${c}b; MAIL_DIR=$W/pgmail${c}r2 start_admind "$D" "$(pgconf "$db")"
     local pid2=$PID addr2=$ADDR
+    cpu0=$(pg_cpu_ticks)
     $BIN/examples/bench transfers --name "pg_transfers_${c}_2r" --base "$addr1" --base2 "$addr2" --mail-dir "$W/pgmail${c}r2" --operator="$op" --clients "$c" --seconds "$S" >> "$RESULTS"
+    with_pg_cpu "$cpu0"
     kill "$pid1" "$pid2"; wait "$pid1" "$pid2" 2>/dev/null || true
   done
   # Reads on PostgreSQL (the sled figures are "owner" and "members_20").

@@ -171,6 +171,17 @@ fn report(scenario: &str, extra: Value, mut latencies_ms: Vec<f64>, ops: u64, el
     println!("{out}");
 }
 
+/// How many mails are in the folder.
+fn count_mail(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// The token in the newest mail to `to` whose subject starts with `subject`.
 fn mail_token(dir: &Path, to: &str, subject: &str) -> Option<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -364,6 +375,7 @@ async fn main() {
                 .await;
             }
             let skip_first = slow_policy_ms.is_some();
+            let mails_before = count_mail(&c.mail_dir);
             let stop = Instant::now() + Duration::from_secs(seconds);
             let started = Instant::now();
             let tasks: Vec<_> = accounts
@@ -411,12 +423,25 @@ async fn main() {
                 errors += e;
             }
             let n = all.len() as u64;
+            let elapsed = started.elapsed();
+            // How long the workers take, once the load stops, to write the
+            // two mails of every transfer it made (the backlog it left).
+            let expected = mails_before + 2 * (n as usize + slow_ops);
+            let load_ended = Instant::now();
+            let mut drained_ms = None;
+            while load_ended.elapsed() < Duration::from_secs(120) {
+                if count_mail(&c.mail_dir) >= expected {
+                    drained_ms = Some(load_ended.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             report(
                 &name.unwrap_or_else(|| format!("transfers_{clients}")),
-                json!({"clients": clients, "errors": errors, "slow_account_ops": slow_ops, "slow_policy_ms": slow_policy_ms}),
+                json!({"clients": clients, "errors": errors, "slow_account_ops": slow_ops, "slow_policy_ms": slow_policy_ms, "drain_ms": drained_ms}),
                 all,
                 n,
-                started.elapsed(),
+                elapsed,
             );
         }
         Cmd::Webhooks {
