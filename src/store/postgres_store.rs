@@ -233,6 +233,45 @@ impl PostgresStore {
         })
     }
 
+    /// A command of a group (`LockScope::Accounts` held on this thread): a
+    /// savepoint in the group's transaction, rolled back when the command
+    /// wrote nothing (refused, or its writes failed) so that it fails no
+    /// other command of the group. `None` when no group is open here.
+    fn savepoint_in_group(&self, account_id: &str) -> Option<Result<CommandLock<'_>, StoreError>> {
+        let key = account_lock_key(account_id);
+        let in_group = self.with_held(|h| -> Result<bool, StoreError> {
+            let Some(keys) = &mut h.group else {
+                return Ok(false);
+            };
+            let mut sql = String::from("SAVEPOINT command");
+            if !keys.contains(&key) {
+                // Not among the accounts the group locked up front.
+                sql = format!("SELECT pg_advisory_xact_lock({key}); {sql}");
+                keys.push(key);
+            }
+            h.command_written = false;
+            h.conn.batch_execute(&sql)?;
+            Ok(true)
+        });
+        match in_group? {
+            Err(e) => return Some(Err(e)),
+            Ok(false) => return None,
+            Ok(true) => {}
+        }
+        Some(Ok(CommandLock::releasing(move || {
+            let rolled_back = self.with_held(|h| {
+                if h.command_written {
+                    return Ok(());
+                }
+                h.conn
+                    .batch_execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
+            });
+            if let Some(Err(e)) = rolled_back {
+                tracing::warn!(error = %StoreError::from(e), "rolling back a command of a group failed");
+            }
+        })))
+    }
+
     /// Runs `f` on a connection: the command's own while a writer thread
     /// runs one (its reads see what it locked), else one from the pool.
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -1089,41 +1128,9 @@ impl Backend for PostgresStore {
     }
 
     fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
-        // A command of a group: a savepoint in the group's transaction,
-        // rolled back when the command wrote nothing (refused, or its
-        // writes failed) so that it fails no other command of the group.
         if let LockScope::Account(account_id) = scope {
-            let key = account_lock_key(account_id);
-            let in_group = self.with_held(|h| -> Result<bool, StoreError> {
-                let Some(keys) = &mut h.group else {
-                    return Ok(false);
-                };
-                let mut sql = String::from("SAVEPOINT command");
-                if !keys.contains(&key) {
-                    // Not among the accounts the group locked up front.
-                    sql = format!("SELECT pg_advisory_xact_lock({key}); {sql}");
-                    keys.push(key);
-                }
-                h.command_written = false;
-                h.conn.batch_execute(&sql)?;
-                Ok(true)
-            });
-            if let Some(in_group) = in_group {
-                if in_group? {
-                    return Ok(CommandLock::releasing(move || {
-                        let rolled_back = self.with_held(|h| {
-                            if h.command_written {
-                                return Ok(());
-                            }
-                            h.conn.batch_execute(
-                                "ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command",
-                            )
-                        });
-                        if let Some(Err(e)) = rolled_back {
-                            tracing::warn!(error = %StoreError::from(e), "rolling back a command of a group failed");
-                        }
-                    }));
-                }
+            if let Some(in_group) = self.savepoint_in_group(account_id) {
+                return in_group;
             }
         }
         // One round trip: the transaction the command's (or group's) reads

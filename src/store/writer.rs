@@ -485,32 +485,14 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             std::mem::take(&mut batch)
         };
         for job in rest {
-            let (answer, mail, events) = match job.work {
-                Work::Command(command) => run_one(
-                    &deps,
-                    &versions,
-                    &mut entropy,
-                    &job.actor,
-                    command,
-                    job.decided,
-                    None,
-                ),
-                Work::Maintenance(work) => {
-                    let committed = work(&deps.store)
-                        .and_then(|writes| deps.store.commit(Transaction::of_writes(writes)));
-                    match committed {
-                        Ok(()) => (Answer::Done(Ok(Reply::Done)), false, true),
-                        Err(e) => {
-                            tracing::error!(error = %e, "a maintenance write failed");
-                            (
-                                Answer::Done(Err(Refusal::store(e.to_string()))),
-                                false,
-                                false,
-                            )
-                        }
-                    }
-                }
-            };
+            let (answer, mail, events) = run_alone(
+                &deps,
+                &versions,
+                &mut entropy,
+                &job.actor,
+                job.work,
+                job.decided,
+            );
             wrote_mail |= mail;
             wrote_events |= events;
             answers.push((job.reply, answer));
@@ -548,6 +530,36 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
     }
 }
 
+/// Runs one job on its own: a command, or workers' bookkeeping. Returns
+/// the answer and whether mail or hook events were queued.
+fn run_alone(
+    deps: &WriterDeps,
+    versions: &AccountVersions,
+    entropy: &mut OsEntropy,
+    actor: &Principal,
+    work: Work,
+    decided: Option<Decided>,
+) -> (Answer, bool, bool) {
+    match work {
+        Work::Command(command) => run_one(deps, versions, entropy, actor, command, decided, None),
+        Work::Maintenance(work) => {
+            let committed = work(&deps.store)
+                .and_then(|writes| deps.store.commit(Transaction::of_writes(writes)));
+            match committed {
+                Ok(()) => (Answer::Done(Ok(Reply::Done)), false, true),
+                Err(e) => {
+                    tracing::error!(error = %e, "a maintenance write failed");
+                    (
+                        Answer::Done(Err(Refusal::store(e.to_string()))),
+                        false,
+                        false,
+                    )
+                }
+            }
+        }
+    }
+}
+
 /// Commands in one group, at most: each runs in a savepoint of the group's
 /// transaction, and PostgreSQL keeps a transaction's first 64
 /// subtransactions in shared memory.
@@ -559,6 +571,23 @@ pub const GROUP_MAX: usize = 32;
 #[derive(Default)]
 struct Group {
     touched: std::collections::HashSet<String>,
+}
+
+/// A group's accounts, sorted and once each, and a copy of each command,
+/// kept until the group is committed to run each again alone.
+#[allow(clippy::type_complexity)]
+fn group_of(jobs: &[Job]) -> (Vec<String>, Vec<(Principal, Command, Option<Decided>)>) {
+    let mut accounts = Vec::with_capacity(jobs.len());
+    let mut copies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Work::Command(command) = &job.work {
+            accounts.extend(command.info().account_id.map(str::to_string));
+            copies.push((job.actor.clone(), command.clone(), job.decided.clone()));
+        }
+    }
+    accounts.sort_unstable();
+    accounts.dedup();
+    (accounts, copies)
 }
 
 /// Runs commands of different accounts (or several of one) in one
@@ -575,25 +604,7 @@ fn run_group(
     jobs: Vec<Job>,
     answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
 ) -> (bool, bool) {
-    let mut accounts: Vec<String> = jobs
-        .iter()
-        .filter_map(|job| match &job.work {
-            Work::Command(command) => command.info().account_id.map(str::to_string),
-            Work::Maintenance(_) => None,
-        })
-        .collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    // Kept until the group is committed, to run each again alone.
-    let copies: Vec<(Principal, Command, Option<Decided>)> = jobs
-        .iter()
-        .filter_map(|job| match &job.work {
-            Work::Command(command) => {
-                Some((job.actor.clone(), command.clone(), job.decided.clone()))
-            }
-            Work::Maintenance(_) => None,
-        })
-        .collect();
+    let (accounts, copies) = group_of(&jobs);
     let mut replies = Vec::with_capacity(jobs.len());
     let mut results = Vec::with_capacity(jobs.len());
     let mut group = Group::default();
