@@ -200,7 +200,7 @@ pub fn digest(store: &Store) -> anyhow::Result<Digest> {
 }
 
 /// `admind store copy`: every record of `from` into `to` (which must be
-/// empty), in transactions of [`IMPORT_BATCH`] records; then both digests,
+/// empty), in transactions of `IMPORT_BATCH` records; then both digests,
 /// which must agree kind by kind.
 pub fn copy(from: &Store, to: &Store) -> anyhow::Result<(Digest, Digest)> {
     if !to.is_empty()? {

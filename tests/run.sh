@@ -15,6 +15,9 @@ fi
 if rustup component list --installed 2>/dev/null | grep -q clippy; then
   cargo clippy --workspace --all-targets -- -D warnings
 fi
+# The code's documentation: every link resolves (ARCHITECTURE.md's names
+# are checked by the architecture tests, the doc comments here).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 
 # --- what the browser tests need
 if ! command -v chromium >/dev/null 2>&1; then

@@ -4,8 +4,8 @@
 //! only this.
 //!
 //! A backend keeps three things:
-//! - the domain's state, read through the core's [`StateView`] and changed
-//!   by the core's [`Change`]s;
+//! - the domain's state, read through the core's [`StateView`](crate::domain::StateView) and changed
+//!   by the core's [`Change`](crate::domain::Change)s;
 //! - the audit log (entries numbered by the store);
 //! - durable queues ([`QueueName`]: mail, hook events, outbound deliveries,
 //!   and their dead or finished items) plus a few worker records, which it

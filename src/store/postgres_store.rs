@@ -13,7 +13,7 @@
 //! transaction advisory locks (the account's, exclusive, and a shared
 //! "everything" lock that the few commands without one account take
 //! exclusive, see [`LockScope`]); the command's reads on that thread use
-//! the same connection (a thread-local [`Held`]), and its commit writes and
+//! the same connection (a thread-local `Held`), and its commit writes and
 //! COMMITs there, which releases the locks. Reads run at READ COMMITTED
 //! after the locks are granted, so they see every commit made under them.
 //! A commit is durable when it returns (`synchronous_commit` on, the

@@ -24,7 +24,7 @@ use crate::domain::*;
 
 /// A durable queue, the dead or finished items of one, or a kept list
 /// (hook call records, policy versions). Items are keyed by a `u64` (an id
-/// from [`Backend::next_id`] for queues) and read in key order.
+/// from [`super::Backend::next_id`] for queues) and read in key order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueName {
@@ -47,7 +47,7 @@ pub enum QueueName {
 }
 
 impl QueueName {
-    /// Whether its items are keyed by ids from [`Backend::next_id`] (so a
+    /// Whether its items are keyed by ids from [`super::Backend::next_id`] (so a
     /// restore moves the id counter past them); policy versions are keyed
     /// by a hash instead.
     pub fn keyed_by_id(self) -> bool {

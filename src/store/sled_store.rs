@@ -239,7 +239,7 @@ impl Store {
     }
 }
 
-/// The tree of marks ([`Backend::put_mark`]), and how many it holds.
+/// The tree of marks ([`Coordination::put_mark`]), and how many it holds.
 const MARKS_TREE: &str = "marks";
 const MARKS_MAX: usize = 100_000;
 
@@ -361,7 +361,7 @@ impl Coordination for SledStore {
     /// Marks (a console sign-out) outlive a restart: kept in a tree of
     /// their own, outside the domain's records (not exported: each expires
     /// within hours), flushed before the answer. Expired ones are dropped
-    /// when more than [`MARKS_MAX`] are held.
+    /// when more than `MARKS_MAX` are held.
     fn put_mark(&self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
         let marks = self.db.open_tree(MARKS_TREE)?;
         if marks.len() >= MARKS_MAX {

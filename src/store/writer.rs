@@ -275,7 +275,7 @@ pub struct WriterDeps {
 
 impl Writer {
     /// Starts the writer threads: as many as the store allows
-    /// ([`Backend::writer_threads`](super::Backend::writer_threads): one for
+    /// ([`About::writer_threads`](super::About::writer_threads): one for
     /// sled and memory, whose commands never interleave, several for a
     /// store whose commands lock what they touch). They stop once every
     /// `Writer` clone is dropped, after flushing what they committed; the

@@ -1,6 +1,6 @@
 //! The catalog of commands: one line per command, naming its type and the
 //! capability module that holds it (type, audit wording, before-hook and
-//! decision, see [`Decide`]). From it come the [`Command`] enum the daemon
+//! decision, see `Decide`). From it come the [`Command`] enum the daemon
 //! passes around, the command types by name (re-exported as `cmd`) and the
 //! dispatch. Only this module (and `rules`, which calls it) names every
 //! capability; the capabilities never import it.

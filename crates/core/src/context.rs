@@ -1,6 +1,6 @@
 //! What every command runs with: the time, fresh ids and secrets, the
 //! policy gate and the settings ([`Ctx`]), and how its audit entry is
-//! drafted ([`Draft`]). Imports no capability, so every capability can use it.
+//! drafted (`Draft`). Imports no capability, so every capability can use it.
 
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
