@@ -393,26 +393,95 @@ fn write_transaction(tx: &mut impl Run, t: Transaction) -> Result<(), StoreError
         put_audit(tx, &draft.into_entry(seq))?;
         cause = Some(seq);
     }
+    // The new queue items (mails, hook events) in one statement.
+    let mut queued = NewItems::default();
     for mut mail in t.mails {
         mail.id = next()?;
         let value = serde_json::to_value(&mail).map_err(json_err)?;
-        put_queue(tx, QueueName::Outbox, mail.id, &value)?;
+        queued.push(QueueName::Outbox, mail.id, value);
     }
     for event in t.events {
         let id = next()?;
-        let queued = QueuedEvent {
+        let item = QueuedEvent {
             id,
             cause_seq: cause,
             event,
             attempts: 0,
         };
-        let value = serde_json::to_value(&queued).map_err(json_err)?;
-        put_queue(tx, QueueName::Hooks, id, &value)?;
+        let value = serde_json::to_value(&item).map_err(json_err)?;
+        queued.push(QueueName::Hooks, id, value);
     }
+    queued.insert(tx)?;
+    // Removals that follow each other (a worker settling a pass) in one
+    // statement; every other write in its place, in order.
+    let mut removals = Removals::default();
     for write in t.writes {
-        apply_write(tx, write)?;
+        match write {
+            Write::QueueRemove { queue, id } => removals.push(queue, id),
+            other => {
+                removals.delete(tx)?;
+                apply_write(tx, other)?;
+            }
+        }
     }
-    Ok(())
+    removals.delete(tx)
+}
+
+/// Queue items to insert together.
+#[derive(Default)]
+struct NewItems {
+    queues: Vec<&'static str>,
+    ids: Vec<i64>,
+    values: Vec<Json<serde_json::Value>>,
+}
+
+impl NewItems {
+    fn push(&mut self, queue: QueueName, id: u64, value: serde_json::Value) {
+        self.queues.push(queue_name(queue));
+        self.ids.push(id_i64(id));
+        self.values.push(Json(value));
+    }
+
+    fn insert(self, tx: &mut impl Run) -> Result<(), StoreError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO queue_items (queue, id, value)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])",
+            &[&self.queues, &self.ids, &self.values],
+        )?;
+        Ok(())
+    }
+}
+
+/// Queue items to remove together.
+#[derive(Default)]
+struct Removals {
+    queues: Vec<&'static str>,
+    ids: Vec<i64>,
+}
+
+impl Removals {
+    fn push(&mut self, queue: QueueName, id: u64) {
+        self.queues.push(queue_name(queue));
+        self.ids.push(id_i64(id));
+    }
+
+    /// Deletes what was pushed, and forgets it.
+    fn delete(&mut self, tx: &mut impl Run) -> Result<(), StoreError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "DELETE FROM queue_items q USING unnest($1::text[], $2::bigint[]) AS d(queue, id)
+             WHERE q.queue = d.queue AND q.id = d.id",
+            &[&self.queues, &self.ids],
+        )?;
+        self.queues.clear();
+        self.ids.clear();
+        Ok(())
+    }
 }
 
 fn next_id(tx: &mut impl Run) -> Result<u64, StoreError> {
