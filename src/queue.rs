@@ -19,7 +19,9 @@
 //! A queue may run in lanes ([`Queue::LANES`]): each item names its lane
 //! (the after-hooks: the event's account); one lane's items run one at a
 //! time in id (commit) order, different lanes in parallel, at most `LANES`
-//! at once, and each item is settled as soon as it is done. So one
+//! at once, and each item is settled as soon as it is done. On a shared
+//! store the order holds across replicas: a lane whose earlier item another
+//! replica holds waits for it to be settled (`QueueWorker::in_lane_order`). So one
 //! account's slow policy delays only that account's events, and the
 //! dispatcher never waits for a lane: it hands new items to their lanes and
 //! looks again. Items handed out are not read again until settled (at most
@@ -328,7 +330,9 @@ impl<Q: Queue> QueueWorker<Q> {
             return Ok(IDLE_POLL);
         }
         let (fresh, next, _) = self.scan_due(&in_flight, room)?;
+        let scanned: Vec<(u64, String)> = fresh.iter().map(|i| (Q::id(i), Q::lane(i))).collect();
         let (due, _) = self.claimed(fresh)?;
+        let due = self.in_lane_order(&scanned, due)?;
         if due.is_empty() {
             return Ok(next);
         }
@@ -349,6 +353,44 @@ impl<Q: Queue> QueueWorker<Q> {
         }
         self.metrics.depth.set(state.in_flight.len() as i64);
         Ok(Duration::ZERO)
+    }
+
+    /// On a shared store, the claimed items no earlier item of their lane
+    /// precedes elsewhere: an item `scanned` but not claimed here is held by
+    /// another replica (or settled meanwhile), and its lane's later items
+    /// wait until it is gone, so one account's after-hooks run in commit
+    /// order whichever replica runs them. The claims of the items that wait
+    /// are given back at once: the replica running the lane takes them
+    /// next. (Laned items are never rescheduled, so none waits in back-off
+    /// ahead of its lane.)
+    fn in_lane_order(
+        &self,
+        scanned: &[(u64, String)],
+        claimed: Vec<Q::Item>,
+    ) -> Result<Vec<Q::Item>, Refusal> {
+        if !self.store.shared() {
+            return Ok(claimed);
+        }
+        let mine: HashSet<u64> = claimed.iter().map(Q::id).collect();
+        let mut held_elsewhere: HashSet<&str> = HashSet::new();
+        let mut runnable: HashSet<u64> = HashSet::new();
+        for (id, lane) in scanned {
+            if held_elsewhere.contains(lane.as_str()) {
+                continue;
+            }
+            if mine.contains(id) {
+                runnable.insert(*id);
+            } else {
+                held_elsewhere.insert(lane);
+            }
+        }
+        let (keep, wait): (Vec<Q::Item>, Vec<Q::Item>) = claimed
+            .into_iter()
+            .partition(|item| runnable.contains(&Q::id(item)));
+        let wait: Vec<u64> = wait.iter().map(Q::id).collect();
+        self.store
+            .queue_release(Q::QUEUE, &wait, &self.claims.owner)?;
+        Ok(keep)
     }
 
     /// Runs one lane's items in order until it has none; each is settled

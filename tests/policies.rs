@@ -52,11 +52,7 @@ async fn wait_status(
 }
 
 fn write(d: &Daemon, file: &str, source: &str) {
-    std::fs::create_dir_all(d.scripts_dir()).unwrap();
-    // Editors save by writing a temporary file and renaming it.
-    let tmp = d.scripts_dir().join(format!(".{file}.swp"));
-    std::fs::write(&tmp, source).unwrap();
-    std::fs::rename(&tmp, d.scripts_dir().join(file)).unwrap();
+    d.write_script(file, source);
 }
 
 const DENY_ALL: &str = "// hooks: before_owner_change\n// calls: deny\nfn before_owner_change(event) { deny(\"frozen for the audit\"); }";

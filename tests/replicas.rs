@@ -503,3 +503,79 @@ async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
         assert!(started.elapsed() < Duration::from_secs(10), "round {round}");
     }
 }
+
+/// One account's after-hooks run in commit order whichever replica runs
+/// them. Transfers alternate between the replicas; the policy is slow for
+/// every other one, so a replica free to run the next event at once would
+/// finish it first. Each call that acts is audited (`policy.call`, linked
+/// to its transfer's entry): in the order they committed, their causes
+/// must be the transfers' order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn after_hooks_of_one_account_run_in_commit_order_across_replicas() {
+    let (ra, rb) = pair("[scripts]\ntimeout_ms = 20000\n");
+    let probe = "order_probe.rhai";
+    let source = "// hooks: after_owner_change\n// calls: notify\n\
+        fn after_owner_change(event) {\n\
+          if event.to.primary_email == \"b@acme.test\" { let i = 0; while i < 200000 { i += 1; } }\n\
+          notify(event.to.primary_email, \"Owner\", \"in order\");\n\
+        }\n";
+    for d in [&ra, &rb] {
+        d.write_script(probe, source);
+        d.wait_policy_loaded(probe).await;
+    }
+    let (a, owner, ot) = ra.account_with_owner(5).await;
+    let (b, bt) = ra.member(&ot, &a, "b@acme.test", "admin").await;
+    let transfers = 8;
+    for n in 0..transfers {
+        let (replica, token, to) = match n % 2 {
+            0 => (&ra, &ot, &b),
+            _ => (&rb, &bt, &owner),
+        };
+        let r = replica
+            .put(
+                &format!("/v1/accounts/{a}/owner"),
+                token,
+                json!({"user_id": to}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (calls, transfers_seen) = loop {
+        let items = ra
+            .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let seq = |e: &Value| e["seq"].as_u64().unwrap();
+        let mut calls: Vec<(u64, u64)> = items
+            .iter()
+            .filter(|e| e["action"] == "policy.call" && e["actor"] == "policy:order_probe.rhai")
+            .map(|e| (seq(e), e["cause"].as_u64().unwrap()))
+            .collect();
+        let mut transfers_seen: Vec<u64> = items
+            .iter()
+            .filter(|e| e["action"] == "owner.transfer" && e["outcome"] == "ok")
+            .map(seq)
+            .collect();
+        if calls.len() >= transfers {
+            calls.sort();
+            transfers_seen.sort();
+            break (calls, transfers_seen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {transfers} calls",
+            calls.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let causes: Vec<u64> = calls.iter().map(|(_, cause)| *cause).collect();
+    assert_eq!(
+        causes, transfers_seen,
+        "after-hooks in the order of their transfers (calls by commit: {calls:?})"
+    );
+}

@@ -310,6 +310,22 @@ impl Store {
         self.0.get(Kind::of_queue(queue), &records::number_key(id))
     }
 
+    /// Gives back this replica's claims on `ids` (a claim that lapses now),
+    /// so another replica may take them at once.
+    pub fn queue_release(
+        &self,
+        queue: QueueName,
+        ids: &[u64],
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.0
+            .queue_claim(queue, ids, owner, std::time::Duration::ZERO)
+            .map(drop)
+    }
+
     pub fn queue_len(&self, queue: QueueName) -> Result<usize, StoreError> {
         self.0.count(Kind::of_queue(queue))
     }

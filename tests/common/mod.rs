@@ -211,6 +211,15 @@ impl Daemon {
         std::fs::copy(&from, self.scripts_dir().join(name)).expect("copy script");
     }
 
+    /// Writes a policy into this daemon's scripts folder the way editors
+    /// save: a temporary file renamed over the old one.
+    pub fn write_script(&self, file: &str, source: &str) {
+        std::fs::create_dir_all(self.scripts_dir()).expect("scripts dir");
+        let tmp = self.scripts_dir().join(format!(".{file}.swp"));
+        std::fs::write(&tmp, source).expect("write script");
+        std::fs::rename(&tmp, self.scripts_dir().join(file)).expect("rename script");
+    }
+
     fn spawn(&mut self) {
         let config = self.dir.path().join("admind.toml");
         let has_auth = self.extra_config.contains("[auth]");
