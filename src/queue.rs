@@ -7,8 +7,8 @@
 //! (one or several at once), counts attempts, reschedules a failure on the
 //! queue's retry schedule or gives up on it (dead letter) and keeps the
 //! queue's metrics. Its bookkeeping (removals, reschedules, dead letters)
-//! goes through the writer like every other write, one transaction per
-//! pass. A [`Queue`] supplies only what differs: how to attempt an item,
+//! goes through the writer like every other write, each item's as soon as
+//! it is attempted (the writer commits those that arrive together at once). A [`Queue`] supplies only what differs: how to attempt an item,
 //! its retry schedule, and the writes that settle it.
 //!
 //! On a store several replicas share, a pass attempts only the items it
@@ -141,6 +141,9 @@ pub struct QueueWorker<Q: Queue> {
     pub wake: Arc<Wakers>,
     pub waker: fn(&Wakers) -> &Notify,
     pub metrics: QueueMetrics,
+    /// On a shared store, the ids this replica claimed and has not settled
+    /// yet: their claims are renewed while they wait or run.
+    held: Mutex<HashSet<u64>>,
 }
 
 impl<Q: Queue> QueueWorker<Q> {
@@ -162,13 +165,45 @@ impl<Q: Queue> QueueWorker<Q> {
             wake,
             waker,
             metrics,
+            held: Mutex::new(HashSet::new()),
         }
     }
 
     pub async fn run(self) {
-        if Q::LANES > 0 {
-            return Arc::new(self).run_in_lanes().await;
+        let this = Arc::new(self);
+        if this.store.shared() {
+            tokio::spawn(this.clone().renew_claims());
         }
+        if Q::LANES > 0 {
+            return this.run_in_lanes().await;
+        }
+        this.run_passes().await
+    }
+
+    /// Keeps this replica's claims on the items it holds (waiting in a lane
+    /// or in a pass, or being attempted) from lapsing: renewed every third
+    /// of the lease. Without it an item that waited or ran longer than the
+    /// lease was taken and attempted again by another replica, alive as
+    /// this one was (a delivery sent twice, an account's hooks out of
+    /// order). A dead replica renews nothing: its items lapse as before.
+    async fn renew_claims(self: Arc<Self>) {
+        let every = (self.claims.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let ids: Vec<u64> = lock(&self.held).iter().copied().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) =
+                self.store
+                    .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)
+            {
+                tracing::warn!(queue = Q::NAME, error = %e, "renewing claims failed");
+            }
+        }
+    }
+
+    async fn run_passes(self: Arc<Self>) {
         loop {
             let wait = match self.pass().await {
                 Ok(wait) => wait,
@@ -208,25 +243,33 @@ impl<Q: Queue> QueueWorker<Q> {
             return Ok(next);
         }
         let mut due = due.into_iter();
-        let mut ops = Vec::new();
         let mut settled = 0;
         loop {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
             if chunk.is_empty() {
                 break;
             }
+            // Each item is settled as soon as it is attempted, not with the
+            // pass: a crash between an attempt and its settling repeats the
+            // attempt (a mail rewritten, a delivery sent again under its
+            // `webhook-id`), so the window is one item's. The writer still
+            // commits the settlements that arrive together in one batch.
             let attempts = chunk.into_iter().map(|mut item| async move {
+                let id = Q::id(&item);
                 let result = self.queue.attempt(&mut item).await;
-                (item, result)
+                let settled = match self.conclude(item, result) {
+                    Ok((ops, done)) => self.writer.submit_writes(ops).await.map(|()| done),
+                    Err(e) => Err(e.into()),
+                };
+                // Settled or not, no longer held: a later scan hands an
+                // item whose settling failed out again.
+                lock(&self.held).remove(&id);
+                settled
             });
-            for (item, result) in futures_util::future::join_all(attempts).await {
-                let (more, done) = self.conclude(item, result)?;
-                ops.extend(more);
-                settled += i64::from(done);
+            for done in futures_util::future::join_all(attempts).await {
+                settled += i64::from(done?);
             }
         }
-        // One transaction for the pass's bookkeeping, through the writer.
-        self.writer.submit_writes(ops).await?;
         // What is left once this pass's items are off the queue.
         self.metrics.depth.set(scanned - settled);
         Ok(Duration::ZERO)
@@ -283,10 +326,11 @@ impl<Q: Queue> QueueWorker<Q> {
         let claimed =
             self.store
                 .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
-        let due = claimed
+        let due: Vec<Q::Item> = claimed
             .iter()
             .map(|(_, value)| crate::store::codec::decode(value).map_err(StoreError::from))
             .collect::<Result<_, StoreError>>()?;
+        lock(&self.held).extend(due.iter().map(Q::id));
         Ok((due, IDLE_POLL))
     }
 
@@ -388,6 +432,12 @@ impl<Q: Queue> QueueWorker<Q> {
             .into_iter()
             .partition(|item| runnable.contains(&Q::id(item)));
         let wait: Vec<u64> = wait.iter().map(Q::id).collect();
+        {
+            let mut held = lock(&self.held);
+            for id in &wait {
+                held.remove(id);
+            }
+        }
         self.store
             .queue_release(Q::QUEUE, &wait, &self.claims.owner)?;
         Ok(keep)
@@ -427,6 +477,7 @@ impl<Q: Queue> QueueWorker<Q> {
                     tracing::error!(queue = Q::NAME, id, error = %e, "concluding an item failed")
                 }
             }
+            lock(&self.held).remove(&id);
             let was_full = {
                 let mut state = lanes.lock();
                 let was_full = state.in_flight.len() >= IN_FLIGHT_MAX;
@@ -494,9 +545,12 @@ struct LaneState<Item> {
 
 impl<Item> Lanes<Item> {
     fn lock(&self) -> std::sync::MutexGuard<'_, LaneState<Item>> {
-        // A panic while holding it leaves the sets as they were: usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.state)
     }
+}
+
+/// A set's lock; a panic while holding it leaves the set usable.
+fn lock<T>(set: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -16,6 +16,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, PASSWORD};
@@ -578,4 +579,89 @@ async fn after_hooks_of_one_account_run_in_commit_order_across_replicas() {
         causes, transfers_seen,
         "after-hooks in the order of their transfers (calls by commit: {calls:?})"
     );
+}
+
+const SUB_SECRET: &str = "whsec_dGhlIHN1YnNjcmliZXIncyBvd24gc2VjcmV0IQ==";
+
+/// A receiver that answers 204 after `delay`, recording each arrival's
+/// `webhook-id` when it arrives.
+async fn slow_receiver(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let state = state.clone();
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_string();
+                state.lock().unwrap().push(id);
+                tokio::time::sleep(delay).await;
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+/// An outbound delivery is sent once across replicas. A receiver slower
+/// than the claim lease (3 s in the tests; it answers after 5 s) does not
+/// make the other replica take the delivery over and send it again: the
+/// replica sending it renews its claim while it waits (fails without the
+/// renewal: every delivery arrived twice). A replica killed and restarted
+/// once its deliveries settled sends none of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn outbound_deliveries_are_sent_once_across_replicas_slow_receivers_and_a_restart() {
+    let (url, got) = slow_receiver(Duration::from_secs(5)).await;
+    let config = format!(
+        "[[subscribers]]\nname = \"crm\"\nurl = \"{url}\"\nsecret = \"{SUB_SECRET}\"\nevents = [\"owner.changed\"]\n"
+    );
+    let (mut ra, rb) = pair(&config);
+    let (a, owner, ot) = ra.account_with_owner(5).await;
+    let (b, bt) = ra.member(&ot, &a, "b@acme.test", "admin").await;
+    let transfers = 4;
+    for n in 0..transfers {
+        let (replica, token, to) = match n % 2 {
+            0 => (&ra, &ot, &b),
+            _ => (&rb, &bt, &owner),
+        };
+        let r = replica
+            .put(
+                &format!("/v1/accounts/{a}/owner"),
+                token,
+                json!({"user_id": to}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = ra.get("/v1/deliveries", &ra.operator).await.body;
+        let items = list["items"].as_array().unwrap();
+        let delivered = items.iter().filter(|d| d["state"] == "delivered").count();
+        if delivered >= transfers {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let arrivals = |got: &Arc<Mutex<Vec<String>>>| {
+        let got = got.lock().unwrap();
+        let unique: std::collections::HashSet<&String> = got.iter().collect();
+        (got.len(), unique.len())
+    };
+    assert_eq!(
+        arrivals(&got),
+        (transfers, transfers),
+        "each delivery arrived once: {:?}",
+        got.lock().unwrap()
+    );
+    // Killed and restarted with nothing pending: nothing is sent again,
+    // by it or by the other replica, however long past the lease.
+    ra.restart();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(arrivals(&got), (transfers, transfers), "nothing sent again");
 }

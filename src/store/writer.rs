@@ -480,6 +480,10 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
                 wrote_mail |= mail;
                 wrote_events |= events;
             }
+            let (bookkeeping, rest): (Vec<Job>, Vec<Job>) = rest
+                .into_iter()
+                .partition(|job| matches!(job.work, Work::Maintenance(_)));
+            wrote_events |= run_bookkeeping_together(&deps, bookkeeping, &mut answers);
             rest
         } else {
             std::mem::take(&mut batch)
@@ -528,6 +532,61 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
     if let Err(e) = deps.store.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
+}
+
+/// Runs the workers' bookkeeping jobs of one batch (settled queue items)
+/// in one transaction of a shared store: one commit, one WAL sync, instead
+/// of one per item. A job whose writes cannot be computed fails alone; if
+/// the joint commit fails, each job's writes are committed on their own,
+/// so one bad write fails no other. Returns whether anything committed.
+fn run_bookkeeping_together(
+    deps: &WriterDeps,
+    jobs: Vec<Job>,
+    answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
+) -> bool {
+    let mut computed: Vec<(oneshot::Sender<Answer>, Vec<Write>)> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Work::Maintenance(work) = job.work else {
+            continue;
+        };
+        match work(&deps.store) {
+            Ok(writes) => computed.push((job.reply, writes)),
+            Err(e) => {
+                tracing::error!(error = %e, "a maintenance write failed");
+                answers.push((job.reply, Answer::Done(Err(Refusal::store(e.to_string())))));
+            }
+        }
+    }
+    if computed.is_empty() {
+        return false;
+    }
+    let all: Vec<Write> = computed
+        .iter()
+        .flat_map(|(_, w)| w.iter().cloned())
+        .collect();
+    if deps.store.commit(Transaction::of_writes(all)).is_ok() {
+        answers.extend(
+            computed
+                .into_iter()
+                .map(|(reply, _)| (reply, Answer::Done(Ok(Reply::Done)))),
+        );
+        return true;
+    }
+    let mut committed = false;
+    for (reply, writes) in computed {
+        let answer = match deps.store.commit(Transaction::of_writes(writes)) {
+            Ok(()) => {
+                committed = true;
+                Ok(Reply::Done)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a maintenance write failed");
+                Err(Refusal::store(e.to_string()))
+            }
+        };
+        answers.push((reply, Answer::Done(answer)));
+    }
+    committed
 }
 
 /// Runs one job on its own: a command, or workers' bookkeeping. Returns
