@@ -171,13 +171,24 @@ impl<Q: Queue> QueueWorker<Q> {
 
     pub async fn run(self) {
         let this = Arc::new(self);
+        let work = async {
+            if Q::LANES > 0 {
+                this.clone().run_in_lanes().await
+            } else {
+                this.clone().run_passes().await
+            }
+        };
+        // In this task, not a task of its own: aborting the worker at
+        // shutdown ends the renewal too (a renewal left running would hold
+        // the writer, whose thread shutdown waits for).
         if this.store.shared() {
-            tokio::spawn(this.clone().renew_claims());
+            tokio::select! {
+                () = this.clone().renew_claims() => {}
+                () = work => {}
+            }
+        } else {
+            work.await
         }
-        if Q::LANES > 0 {
-            return this.run_in_lanes().await;
-        }
-        this.run_passes().await
     }
 
     /// Keeps this replica's claims on the items it holds (waiting in a lane
