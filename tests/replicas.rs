@@ -505,6 +505,33 @@ async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
     }
 }
 
+/// An account whose owner hands it to an admin and back `transfers`
+/// times, each transfer on the other replica than the one before (the
+/// first on `ra`); returns the account and its first owner's token.
+async fn transfers_alternating_between(
+    ra: &Daemon,
+    rb: &Daemon,
+    transfers: usize,
+) -> (String, String) {
+    let (a, owner, ot) = ra.account_with_owner(5).await;
+    let (b, bt) = ra.member(&ot, &a, "b@acme.test", "admin").await;
+    for n in 0..transfers {
+        let (replica, token, to) = match n % 2 {
+            0 => (ra, &ot, &b),
+            _ => (rb, &bt, &owner),
+        };
+        let r = replica
+            .put(
+                &format!("/v1/accounts/{a}/owner"),
+                token,
+                json!({"user_id": to}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
+    }
+    (a, ot)
+}
+
 /// One account's after-hooks run in commit order whichever replica runs
 /// them. Transfers alternate between the replicas; the policy is slow for
 /// every other one, so a replica free to run the next event at once would
@@ -525,23 +552,8 @@ async fn after_hooks_of_one_account_run_in_commit_order_across_replicas() {
         d.write_script(probe, source);
         d.wait_policy_loaded(probe).await;
     }
-    let (a, owner, ot) = ra.account_with_owner(5).await;
-    let (b, bt) = ra.member(&ot, &a, "b@acme.test", "admin").await;
     let transfers = 8;
-    for n in 0..transfers {
-        let (replica, token, to) = match n % 2 {
-            0 => (&ra, &ot, &b),
-            _ => (&rb, &bt, &owner),
-        };
-        let r = replica
-            .put(
-                &format!("/v1/accounts/{a}/owner"),
-                token,
-                json!({"user_id": to}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
-    }
+    let (a, ot) = transfers_alternating_between(&ra, &rb, transfers).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let (calls, transfers_seen) = loop {
         let items = ra
@@ -620,23 +632,8 @@ async fn outbound_deliveries_are_sent_once_across_replicas_slow_receivers_and_a_
         "[[subscribers]]\nname = \"crm\"\nurl = \"{url}\"\nsecret = \"{SUB_SECRET}\"\nevents = [\"owner.changed\"]\n"
     );
     let (mut ra, rb) = pair(&config);
-    let (a, owner, ot) = ra.account_with_owner(5).await;
-    let (b, bt) = ra.member(&ot, &a, "b@acme.test", "admin").await;
     let transfers = 4;
-    for n in 0..transfers {
-        let (replica, token, to) = match n % 2 {
-            0 => (&ra, &ot, &b),
-            _ => (&rb, &bt, &owner),
-        };
-        let r = replica
-            .put(
-                &format!("/v1/accounts/{a}/owner"),
-                token,
-                json!({"user_id": to}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
-    }
+    let _ = transfers_alternating_between(&ra, &rb, transfers).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let list = ra.get("/v1/deliveries", &ra.operator).await.body;
