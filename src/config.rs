@@ -80,10 +80,10 @@ pub struct StoreConfig {
     pub replica_id: Option<String>,
     /// Decoded values the read cache keeps per table (accounts, members,
     /// sessions, and members of accounts with at most 200, counted one
-    /// per member), about half a KiB each; 0 turns the cache off. Only a
-    /// store this process alone writes (sled) has one: on PostgreSQL every
-    /// read goes to the database, since another replica's commit would not
-    /// reach this one's cache.
+    /// per member), about half a KiB each; 0 turns the cache off. On
+    /// PostgreSQL each replica announces what its commits changed and the
+    /// others forget it as they hear it; a value is read again after
+    /// `heartbeat_ms` in any case (an announcement lost in a crash).
     pub cache_entries_max: usize,
 }
 
@@ -412,8 +412,17 @@ impl Config {
             .with_context(|| format!("opening the store under {}", self.data_dir.display())),
             StoreBackend::Postgres => {
                 let url = self.store.url.as_deref().unwrap_or_default();
-                crate::store::Store::open_postgres(url, self.store.pool_size)
-                    .context("opening the PostgreSQL store (store.url)")
+                crate::store::Store::open_postgres_cached(
+                    url,
+                    self.store.pool_size,
+                    crate::store::postgres_store::CacheOptions {
+                        entries_max: self.store.cache_entries_max,
+                        // A change whose announcement was lost is read
+                        // again after a heartbeat, like the switches.
+                        max_age: std::time::Duration::from_millis(self.store.heartbeat_ms),
+                    },
+                )
+                .context("opening the PostgreSQL store (store.url)")
             }
         }
     }

@@ -662,3 +662,118 @@ async fn outbound_deliveries_are_sent_once_across_replicas_slow_receivers_and_a_
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(arrivals(&got), (transfers, transfers), "nothing sent again");
 }
+
+/// Runs `sql` on the replicas' database behind their backs.
+fn sql_behind_their_backs(d: &Daemon, sql: &str) {
+    let url = d.postgres_url.clone().unwrap();
+    let sql = sql.to_string();
+    // The driver runs its own runtime: off the test's threads.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(&sql).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// Reads on `d` until `check` holds (30 s at most); how long it took.
+async fn read_until(
+    d: &Daemon,
+    path: &str,
+    token: &str,
+    check: impl Fn(&common::Answer) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let r = d.get(path, token).await;
+        if check(&r) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn each_replica_caches_its_reads_and_forgets_what_the_other_changes_at_once() {
+    // Cached values live as long as the heartbeat (the fallback for a lost
+    // announcement): a minute here, so only the announcements can explain
+    // what the test sees.
+    let (ra, rb) = pair("[store]\nheartbeat_ms = 60000\n");
+    let (a, owner, t) = ra.account_with_owner(3).await;
+    let owner_path = format!("/v1/accounts/{a}/owner");
+    // B reads from its cache: a name changed in the database behind both
+    // replicas' backs is not seen (once B hears announcements, which it
+    // starts doing a moment after it starts).
+    let mut cached = false;
+    for i in 0..200 {
+        assert_eq!(rb.get(&owner_path, &t).await.status, StatusCode::OK);
+        let name = format!("Behind {i}");
+        sql_behind_their_backs(
+            &rb,
+            &format!("UPDATE members SET value = jsonb_set(value, '{{name}}', '\"{name}\"') WHERE account_id = '{a}' AND id = '{owner}'"),
+        );
+        if rb.get(&owner_path, &t).await.body["name"] != name.as_str() {
+            cached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cached, "B never served a read from its cache");
+    // A change made through A: B reads it at once (A's commit returned
+    // after announcing what it wrote).
+    let r = ra
+        .put(
+            &format!("/v1/accounts/{a}/members/{owner}/name"),
+            &t,
+            json!({"name": "Nadia Petrova"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let took_name = read_until(&rb, &owner_path, &t, |r| r.body["name"] == "Nadia Petrova").await;
+    assert!(
+        took_name < Duration::from_secs(1),
+        "B saw the new name after {took_name:?}"
+    );
+    // The member list B cached follows too.
+    let members = format!("/v1/accounts/{a}/members");
+    assert_eq!(
+        rb.get(&members, &t).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let added = ra.add_member(&t, &a, "agent@acme.test", "agent").await;
+    let took_member = read_until(&rb, &members, &t, |r| {
+        r.body["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|u| u["id"] == added.as_str()))
+    })
+    .await;
+    assert!(
+        took_member < Duration::from_secs(1),
+        "B listed the new member after {took_member:?}"
+    );
+    // A session B has cached, ended on A: B refuses it.
+    let session = ra.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    assert_eq!(rb.get(&owner_path, &session).await.status, StatusCode::OK);
+    assert_eq!(rb.get(&owner_path, &session).await.status, StatusCode::OK);
+    let r = ra.delete("/v1/sessions/current", &session).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let took = read_until(&rb, &owner_path, &session, |r| {
+        r.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(
+        took < Duration::from_secs(1),
+        "B took the ended session for {took:?}"
+    );
+    eprintln!("seen on the other replica after: name {took_name:?}, member {took_member:?}, sign-out {took:?}");
+}

@@ -8,13 +8,20 @@
 //! ticket (its shard's generation) before reading the store and fills only
 //! if no invalidation in that shard happened since ([`Table::fill`]).
 //!
-//! A store that other processes write too (PostgreSQL replicas) does not
-//! use this cache at all: a replica cannot see another's commits, and
-//! asking the database whether a cached value is current costs the round
-//! trip the cache would save.
+//! A store that other processes write too (PostgreSQL replicas) uses it
+//! only for reads outside a command (a command reads under its locks, from
+//! the database), and only while it hears the other replicas: each replica
+//! announces the keys its commits touched, the others invalidate them as
+//! they hear them (`postgres_store`), and an entry older than the
+//! heartbeat is dropped in case an announcement was lost.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::{Account, Session, User};
+
+use super::records::Kind;
 
 /// Values each cached table holds at most unless configured
 /// (`[store] cache_entries_max`).
@@ -29,8 +36,9 @@ const SHARDS: usize = 16;
 pub struct Ticket(u64);
 
 struct Shard<V> {
-    /// Value, weight, and the sequence number of its insertion.
-    map: HashMap<Box<[u8]>, (V, usize, u64)>,
+    /// Value, weight, the sequence number of its insertion, and when it was
+    /// filled.
+    map: HashMap<Box<[u8]>, (V, usize, u64, Instant)>,
     /// Insertion order, for eviction (first in, first out), with each
     /// insertion's sequence number: an entry whose number is not the
     /// map's (the key was invalidated, perhaps filled again since) is
@@ -50,6 +58,8 @@ struct Shard<V> {
 pub struct Table<V> {
     shards: Vec<Mutex<Shard<V>>>,
     weight_max_per_shard: usize,
+    /// Entries older than this are misses (none: kept until invalidated).
+    max_age: Option<Duration>,
 }
 
 impl<V: Clone> Table<V> {
@@ -68,6 +78,15 @@ impl<V: Clone> Table<V> {
                 })
                 .collect(),
             weight_max_per_shard: weight_max / SHARDS,
+            max_age: None,
+        }
+    }
+
+    /// A table whose entries are misses once older than `max_age`.
+    pub fn with_max_age(weight_max: usize, max_age: Duration) -> Self {
+        Table {
+            max_age: Some(max_age),
+            ..Table::new(weight_max)
         }
     }
 
@@ -87,11 +106,21 @@ impl<V: Clone> Table<V> {
     /// The cached value, or the ticket to fill it with after reading the
     /// store.
     pub fn get(&self, key: &[u8]) -> Result<V, Ticket> {
-        let shard = self.shard(key);
+        let mut shard = self.shard(key);
         match shard.map.get(key) {
-            Some((v, _, _)) => Ok(v.clone()),
-            None => Err(Ticket(shard.generation)),
+            Some((v, _, _, at)) if self.max_age.is_none_or(|max| at.elapsed() <= max) => {
+                return Ok(v.clone())
+            }
+            Some(_) => {
+                // Too old: forgotten, so that the fill after this read
+                // takes its place.
+                if let Some((_, w, _, _)) = shard.map.remove(key) {
+                    shard.weight -= w;
+                }
+            }
+            None => {}
         }
+        Err(Ticket(shard.generation))
     }
 
     /// Keeps `value` (read from the store after `ticket` was taken) unless
@@ -110,7 +139,7 @@ impl<V: Clone> Table<V> {
                 break;
             };
             if shard.map.get(&old).is_some_and(|e| e.2 == seq) {
-                if let Some((_, w, _)) = shard.map.remove(&old) {
+                if let Some((_, w, _, _)) = shard.map.remove(&old) {
                     shard.weight -= w;
                 }
             }
@@ -119,7 +148,7 @@ impl<V: Clone> Table<V> {
         let seq = shard.next_seq;
         shard.next_seq += 1;
         shard.order.push_back((key.clone(), seq));
-        shard.map.insert(key, (value, weight, seq));
+        shard.map.insert(key, (value, weight, seq, Instant::now()));
         shard.weight += weight;
         if shard.order.len() > 2 * shard.map.len() + SHARDS {
             let map = &shard.map;
@@ -134,12 +163,13 @@ impl<V: Clone> Table<V> {
     pub fn invalidate(&self, key: &[u8]) {
         let mut shard = self.shard(key);
         shard.generation = shard.generation.wrapping_add(1);
-        if let Some((_, w, _)) = shard.map.remove(key) {
+        if let Some((_, w, _, _)) = shard.map.remove(key) {
             shard.weight -= w;
         }
     }
 
-    /// Forgets everything (a restore).
+    /// Forgets everything (a restore, or announcements that may have been
+    /// missed).
     pub fn clear(&self) {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -160,6 +190,124 @@ impl<V: Clone> Table<V> {
     }
 }
 
+/// Member lists longer than this are read from the store page by page.
+pub const MEMBER_LIST_CACHED_MAX: usize = 200;
+
+/// The cached tables of a store: decoded accounts, members, sessions, and
+/// small accounts' whole member lists.
+pub struct ReadCache {
+    pub accounts: Table<Account>,
+    pub users: Table<User>,
+    pub sessions: Table<Session>,
+    /// An account's whole member list, when it has at most
+    /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length.
+    pub members: Table<Option<Arc<Vec<User>>>>,
+}
+
+impl ReadCache {
+    /// Tables of at most `entries_max` values each; entries older than
+    /// `max_age` (when given) are misses.
+    pub fn new(entries_max: usize, max_age: Option<Duration>) -> Self {
+        fn table<V: Clone>(n: usize, max_age: Option<Duration>) -> Table<V> {
+            match max_age {
+                Some(age) => Table::with_max_age(n, age),
+                None => Table::new(n),
+            }
+        }
+        ReadCache {
+            accounts: table(entries_max, max_age),
+            users: table(entries_max, max_age),
+            sessions: table(entries_max, max_age),
+            members: table(entries_max, max_age),
+        }
+    }
+
+    /// Whether values of `kind` are cached (a commit that writes one must
+    /// invalidate it).
+    pub fn caches(kind: Kind) -> bool {
+        matches!(kind, Kind::Accounts | Kind::Sessions | Kind::Users)
+    }
+
+    /// Forgets a key a commit wrote (a member also forgets its account's
+    /// list).
+    pub fn invalidate(&self, kind: Kind, key: &[u8]) {
+        match kind {
+            Kind::Accounts => self.accounts.invalidate(key),
+            Kind::Sessions => self.sessions.invalidate(key),
+            Kind::Users => {
+                self.users.invalidate(key);
+                let account = key.split(|b| *b == 0).next().unwrap_or(key);
+                self.members.invalidate(account);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn clear(&self) {
+        self.accounts.clear();
+        self.users.clear();
+        self.sessions.clear();
+        self.members.clear();
+    }
+
+    /// A value of `table`: cached, else `read` and kept.
+    pub fn value<V: Clone, E>(
+        table: &Table<V>,
+        key: &[u8],
+        read: impl FnOnce() -> Result<Option<V>, E>,
+    ) -> Result<Option<V>, E> {
+        match table.get(key) {
+            Ok(v) => Ok(Some(v)),
+            Err(ticket) => {
+                let v = read()?;
+                if let Some(v) = &v {
+                    table.fill(key, ticket, v.clone(), 1);
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// A page of an account's members: from its cached whole list when it
+    /// is short (`long`: its member count says it is not), else `uncached`
+    /// (`after`, `limit`) from the store.
+    pub fn members<E>(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        long: bool,
+        uncached: impl Fn(Option<&str>, usize) -> Result<Vec<User>, E>,
+    ) -> Result<Vec<User>, E> {
+        if long {
+            return uncached(after, limit);
+        }
+        let list = match self.members.get(account_id.as_bytes()) {
+            Ok(list) => list,
+            Err(ticket) => {
+                let all = uncached(None, MEMBER_LIST_CACHED_MAX + 1)?;
+                // Longer than its count said (a race with a commit): not kept.
+                let list = (all.len() <= MEMBER_LIST_CACHED_MAX).then(|| Arc::new(all));
+                if let Some(l) = &list {
+                    let weight = l.len().max(1);
+                    self.members
+                        .fill(account_id.as_bytes(), ticket, Some(l.clone()), weight);
+                }
+                list
+            }
+        };
+        let Some(list) = list else {
+            return uncached(after, limit);
+        };
+        // The list is in key order, which is id order.
+        let start = match after {
+            Some(a) => list.partition_point(|u| u.id.as_str() <= a),
+            None => 0,
+        };
+        Ok(list[start..].iter().take(limit).cloned().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +325,19 @@ mod tests {
         assert_eq!(t.get(b"k").ok(), Some(2));
         t.invalidate(b"k");
         assert!(t.get(b"k").is_err());
+    }
+
+    #[test]
+    fn an_entry_older_than_its_max_age_is_a_miss_and_filled_again() {
+        let t = Table::<u32>::with_max_age(1600, Duration::from_millis(20));
+        let ticket = t.get(b"k").unwrap_err();
+        t.fill(b"k", ticket, 1, 1);
+        assert_eq!(t.get(b"k").ok(), Some(1));
+        std::thread::sleep(Duration::from_millis(40));
+        let ticket = t.get(b"k").expect_err("an entry past its age is a miss");
+        t.fill(b"k", ticket, 2, 1);
+        assert_eq!(t.get(b"k").ok(), Some(2), "the fill after the miss is kept");
+        assert_eq!(t.size(), (1, 1));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod codec;
 pub mod error;
 pub mod kv;
 pub mod memory;
+pub mod postgres_cache;
 pub mod postgres_conn;
 pub mod postgres_store;
 pub mod records;

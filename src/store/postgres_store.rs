@@ -24,6 +24,9 @@ use chrono::{DateTime, Utc};
 use postgres::types::Json;
 use postgres::{Client, NoTls};
 
+use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
+use super::codec::key2;
+use super::postgres_cache::{SharedCache, Touched};
 use super::postgres_conn::{Conn, Manager, Run};
 
 use crate::domain::*;
@@ -80,6 +83,8 @@ struct Held {
     /// In a group: whether the running command's writes were written (else
     /// its savepoint is rolled back when its lock is dropped).
     command_written: bool,
+    /// The cached keys its writes touched, forgotten after its COMMIT.
+    touched: Touched,
 }
 
 thread_local! {
@@ -95,6 +100,18 @@ pub struct PostgresStore {
     /// Writer threads: half the pool (each holds a connection while its
     /// command runs; the other half serves reads and the workers).
     writers: usize,
+    /// Accounts, members and sessions for reads outside commands, kept true
+    /// across replicas by announcements (`postgres_cache`); none when
+    /// `store.cache_entries_max` is 0.
+    cache: Option<std::sync::Arc<SharedCache>>,
+}
+
+/// The read cache of a replica: values per table, and the age past which a
+/// value is read again even if no announcement said it changed.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheOptions {
+    pub entries_max: usize,
+    pub max_age: std::time::Duration,
 }
 
 /// A driver connection closes by running its own runtime, which may not
@@ -180,6 +197,15 @@ impl PostgresStore {
     /// Connects and runs the migrations this build knows (refusing a
     /// schema newer than it).
     pub fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
+        Self::open_cached(url, pool_size, None)
+    }
+
+    /// Opens the store with a read cache (`None`, or no entries: without).
+    pub fn open_cached(
+        url: &str,
+        pool_size: u32,
+        cache: Option<CacheOptions>,
+    ) -> Result<PostgresStore, StoreError> {
         blocking(|| {
             let config: postgres::Config = url.parse()?;
             let mut lock = config.connect(NoTls)?;
@@ -208,17 +234,43 @@ impl PostgresStore {
                 .connection_timeout(std::time::Duration::from_secs(3))
                 .build(manager)?;
             close_elsewhere(Some(lock));
+            let cache = match cache {
+                Some(c) if c.entries_max > 0 => {
+                    Some(SharedCache::start(&config, c.entries_max, c.max_age)?)
+                }
+                _ => None,
+            };
             Ok(PostgresStore {
                 pool: std::mem::ManuallyDrop::new(pool),
                 config,
                 installation_id,
                 writers: (pool_size as usize / 2).max(1),
+                cache,
             })
         })
     }
 
     fn id(&self) -> usize {
         self as *const Self as usize
+    }
+
+    /// The read cache, when reads may use it: never inside a command (it
+    /// reads under its locks), and only while this replica hears the
+    /// others' changes.
+    fn cache(&self) -> Option<&ReadCache> {
+        let cache = self.cache.as_deref()?;
+        if !cache.live() || self.with_held(|_| ()).is_some() {
+            return None;
+        }
+        Some(&cache.tables)
+    }
+
+    /// After a COMMIT (or one whose outcome is unknown): what it wrote is
+    /// read from the database again, here and on the other replicas.
+    fn committed(&self, touched: Touched) {
+        if let Some(cache) = &self.cache {
+            cache.committed(touched);
+        }
     }
 
     /// Runs `f` on this thread's held command connection, if it holds one
@@ -363,9 +415,13 @@ fn migrate(c: &mut Client) -> Result<(), StoreError> {
 
 /// Writes a transaction's rows (the caller commits): ids for its audit
 /// entry, mails and events come from the sequence in one round trip.
-fn write_transaction(tx: &mut impl Run, t: Transaction) -> Result<(), StoreError> {
+fn write_transaction(
+    tx: &mut impl Run,
+    t: Transaction,
+    touched: &mut Touched,
+) -> Result<(), StoreError> {
     for change in t.changes {
-        apply_change(tx, change)?;
+        apply_change(tx, change, touched)?;
     }
     let wanted = i64::from(t.audit.is_some()) + (t.mails.len() + t.events.len()) as i64;
     let mut ids = if wanted > 0 {
@@ -420,7 +476,7 @@ fn write_transaction(tx: &mut impl Run, t: Transaction) -> Result<(), StoreError
             Write::QueueRemove { queue, id } => removals.push(queue, id),
             other => {
                 removals.delete(tx)?;
-                apply_write(tx, other)?;
+                apply_write(tx, other, touched)?;
             }
         }
     }
@@ -489,9 +545,16 @@ fn next_id(tx: &mut impl Run) -> Result<u64, StoreError> {
     Ok(id as u64)
 }
 
-fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
+/// Writes one change; the keys it wrote of the kinds the read cache holds
+/// go to `touched`.
+fn apply_change(
+    tx: &mut impl Run,
+    change: Change,
+    touched: &mut Touched,
+) -> Result<(), StoreError> {
     match change {
         Change::PutAccount(a) => {
+            touched.push((Kind::Accounts, a.id.as_bytes().to_vec()));
             tx.execute(
                 "INSERT INTO accounts (id, name, value) VALUES ($1, $2, $3)
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, value = EXCLUDED.value",
@@ -499,6 +562,7 @@ fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
             )?;
         }
         Change::PutUser(u) => {
+            touched.push((Kind::Users, key2(&u.account_id, &u.id)));
             tx.execute(
                 "INSERT INTO members (account_id, id, value) VALUES ($1, $2, $3)
                  ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
@@ -509,6 +573,7 @@ fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
             account_id,
             user_id,
         } => {
+            touched.push((Kind::Users, key2(&account_id, &user_id)));
             tx.execute(
                 "DELETE FROM members WHERE account_id = $1 AND id = $2",
                 &[&account_id, &user_id],
@@ -549,6 +614,7 @@ fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
             tx.execute("DELETE FROM tokens WHERE hash = $1", &[&hash])?;
         }
         Change::PutSession(s) => {
+            touched.push((Kind::Sessions, s.hash.as_bytes().to_vec()));
             tx.execute(
                 "INSERT INTO sessions (hash, account_id, user_id, email, value) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (hash) DO UPDATE SET value = EXCLUDED.value",
@@ -557,25 +623,28 @@ fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
         }
         Change::DeleteSession { hash } => {
             tx.execute("DELETE FROM sessions WHERE hash = $1", &[&hash])?;
+            touched.push((Kind::Sessions, hash.into_bytes()));
         }
         Change::DeleteUserSessions {
             account_id,
             user_id,
         } => {
-            tx.execute(
-                "DELETE FROM sessions WHERE account_id = $1 AND user_id = $2",
+            let ended = tx.query(
+                "DELETE FROM sessions WHERE account_id = $1 AND user_id = $2 RETURNING hash",
                 &[&account_id, &user_id],
             )?;
+            sessions_touched(ended, touched);
         }
         Change::DeleteSessionsSignedInWith {
             account_id,
             user_id,
             email,
         } => {
-            tx.execute(
-                "DELETE FROM sessions WHERE account_id = $1 AND user_id = $2 AND email = $3",
+            let ended = tx.query(
+                "DELETE FROM sessions WHERE account_id = $1 AND user_id = $2 AND email = $3 RETURNING hash",
                 &[&account_id, &user_id, &normalize_email(&email)],
             )?;
+            sessions_touched(ended, touched);
         }
         Change::PutLicenceRequest(r) => {
             let status = serde_json::to_value(r.status).map_err(json_err)?;
@@ -621,6 +690,14 @@ fn apply_change(tx: &mut impl Run, change: Change) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The sessions a DELETE … RETURNING hash ended.
+fn sessions_touched(ended: Vec<postgres::Row>, touched: &mut Touched) {
+    for row in ended {
+        let hash: String = row.get(0);
+        touched.push((Kind::Sessions, hash.into_bytes()));
+    }
+}
+
 fn put_audit(tx: &mut impl Run, entry: &AuditEntry) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO audit (scope, seq, at, action, value) VALUES ($1, $2, $3, $4, $5)",
@@ -651,7 +728,7 @@ fn put_queue(
     Ok(())
 }
 
-fn apply_write(tx: &mut impl Run, write: Write) -> Result<(), StoreError> {
+fn apply_write(tx: &mut impl Run, write: Write, touched: &mut Touched) -> Result<(), StoreError> {
     match write {
         Write::QueuePut { queue, id, value } => {
             let value: serde_json::Value = decode(&value)?;
@@ -686,7 +763,7 @@ fn apply_write(tx: &mut impl Run, write: Write) -> Result<(), StoreError> {
         Write::Restore(record) => {
             let id = match record.into_restore() {
                 Restore::Change(change) => {
-                    apply_change(tx, change)?;
+                    apply_change(tx, change, touched)?;
                     0
                 }
                 Restore::Audit(value) => {
@@ -835,11 +912,28 @@ impl Store {
     pub fn open_postgres(url: &str, pool_size: u32) -> Result<Store, StoreError> {
         Ok(Store::new(PostgresStore::open(url, pool_size)?))
     }
+
+    /// A PostgreSQL database with a read cache (a replica's daemon).
+    pub fn open_postgres_cached(
+        url: &str,
+        pool_size: u32,
+        cache: CacheOptions,
+    ) -> Result<Store, StoreError> {
+        Ok(Store::new(PostgresStore::open_cached(
+            url,
+            pool_size,
+            Some(cache),
+        )?))
+    }
 }
 
 impl StateView for PostgresStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
-        self.one("SELECT value FROM accounts WHERE id = $1", &[&id])
+        let read = || self.one("SELECT value FROM accounts WHERE id = $1", &[&id]);
+        match self.cache() {
+            Some(cache) => ReadCache::value(&cache.accounts, id.as_bytes(), read),
+            None => read(),
+        }
     }
 
     fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
@@ -850,10 +944,16 @@ impl StateView for PostgresStore {
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
-        self.one(
-            "SELECT value FROM members WHERE account_id = $1 AND id = $2",
-            &[&account_id, &user_id],
-        )
+        let read = || {
+            self.one(
+                "SELECT value FROM members WHERE account_id = $1 AND id = $2",
+                &[&account_id, &user_id],
+            )
+        };
+        match self.cache() {
+            Some(cache) => ReadCache::value(&cache.users, &key2(account_id, user_id), read),
+            None => read(),
+        }
     }
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
@@ -871,10 +971,19 @@ impl StateView for PostgresStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError> {
-        self.many(
-            "SELECT value FROM members WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-            &[&account_id, &after.unwrap_or(""), &rows(limit)],
-        )
+        let uncached = |after: Option<&str>, limit: usize| {
+            self.many(
+                "SELECT value FROM members WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[&account_id, &after.unwrap_or(""), &rows(limit)],
+            )
+        };
+        let Some(cache) = self.cache() else {
+            return uncached(after, limit);
+        };
+        let long = self
+            .account(account_id)?
+            .is_some_and(|a| a.member_count as usize > MEMBER_LIST_CACHED_MAX);
+        cache.members(account_id, after, limit, long, uncached)
     }
 
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
@@ -896,7 +1005,11 @@ impl StateView for PostgresStore {
     }
 
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
-        self.one("SELECT value FROM sessions WHERE hash = $1", &[&hash])
+        let read = || self.one("SELECT value FROM sessions WHERE hash = $1", &[&hash]);
+        match self.cache() {
+            Some(cache) => ReadCache::value(&cache.sessions, hash.as_bytes(), read),
+            None => read(),
+        }
     }
 
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
@@ -989,7 +1102,7 @@ impl Backend for PostgresStore {
         // A command's commit ends the transaction its lock opened.
         let held = self.with_held(|h| {
             let written = match t.take() {
-                Some(t) => write_transaction(&mut *h.conn, t),
+                Some(t) => write_transaction(&mut *h.conn, t, &mut h.touched),
                 None => Err(StoreError::Backend {
                     backend: "postgres",
                     detail: "a commit was written twice".into(),
@@ -1004,6 +1117,7 @@ impl Backend for PostgresStore {
             }
             let result = written.and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
             h.open = false;
+            self.committed(std::mem::take(&mut h.touched));
             result
         });
         if let Some(result) = held {
@@ -1015,13 +1129,16 @@ impl Backend for PostgresStore {
                 detail: "a commit was written twice".into(),
             });
         };
-        blocking(|| {
+        let mut touched = Touched::new();
+        let result = blocking(|| {
             let mut conn = self.pool.get()?;
             let mut tx = conn.transaction()?;
-            write_transaction(&mut tx, t)?;
+            write_transaction(&mut tx, t, &mut touched)?;
             tx.commit()?;
             Ok(())
-        })
+        });
+        self.committed(touched);
+        result
     }
 
     /// A commit is on disk when it returns; a group's commands are
@@ -1032,7 +1149,9 @@ impl Backend for PostgresStore {
                 return Ok(());
             }
             h.open = false;
-            Ok(h.conn.batch_execute("COMMIT")?)
+            let result = h.conn.batch_execute("COMMIT");
+            self.committed(std::mem::take(&mut h.touched));
+            Ok(result?)
         })
         .unwrap_or(Ok(()))
     }
@@ -1241,6 +1360,7 @@ impl Backend for PostgresStore {
                     open: true,
                     group,
                     command_written: false,
+                    touched: Touched::new(),
                 })
             });
             Ok(CommandLock::releasing(|| {

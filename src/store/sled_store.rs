@@ -14,7 +14,7 @@ use sled::Transactional;
 use crate::domain::*;
 
 use super::backend::{About, Backend, Coordination, Store, StoreError, Transaction};
-use super::cache::Table;
+use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
 use super::codec::key2;
 use super::kv::{self, Kv, KvState};
 use super::records::{Kind, Row, SPECS};
@@ -46,19 +46,6 @@ pub struct SledStore {
     /// only invalidations there are).
     cache: std::sync::Arc<ReadCache>,
 }
-
-/// The cached tables of a sled store.
-struct ReadCache {
-    accounts: Table<Account>,
-    users: Table<User>,
-    sessions: Table<Session>,
-    /// An account's whole member list, when it has at most
-    /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length.
-    members: Table<Option<std::sync::Arc<Vec<User>>>>,
-}
-
-/// Member lists longer than this are read from the store page by page.
-const MEMBER_LIST_CACHED_MAX: usize = 200;
 
 pub use super::cache::CACHE_ENTRIES_MAX_DEFAULT;
 
@@ -106,32 +93,18 @@ impl SledStore {
             installation_id: installation_id.into(),
             last_issued_id: std::sync::Arc::new(opened_at_id.into()),
             durable_id: std::sync::Arc::new(opened_at_id.into()),
-            cache: std::sync::Arc::new(ReadCache {
-                accounts: Table::new(cache_entries_max),
-                users: Table::new(cache_entries_max),
-                sessions: Table::new(cache_entries_max),
-                members: Table::new(cache_entries_max),
-            }),
+            cache: std::sync::Arc::new(ReadCache::new(cache_entries_max, None)),
         })
     }
 
     /// A value of a cached tree: from the cache, else read and kept.
     fn cached<V: serde::de::DeserializeOwned + Clone>(
         &self,
-        table: &Table<V>,
+        table: &super::cache::Table<V>,
         kind: Kind,
         key: &[u8],
     ) -> Result<Option<V>, StoreError> {
-        match table.get(key) {
-            Ok(v) => Ok(Some(v)),
-            Err(ticket) => {
-                let v: Option<V> = kv::get(self, kind, key)?;
-                if let Some(v) = &v {
-                    table.fill(key, ticket, v.clone(), 1);
-                }
-                Ok(v)
-            }
-        }
+        ReadCache::value(table, key, || kv::get(self, kind, key))
     }
 
     fn members_uncached(
@@ -153,16 +126,7 @@ impl SledStore {
     /// Forgets what a commit wrote (after it is applied, before it returns).
     fn invalidate(&self, rows: &[Row]) {
         for Row { kind, key, .. } in rows {
-            match kind {
-                Kind::Accounts => self.cache.accounts.invalidate(key),
-                Kind::Sessions => self.cache.sessions.invalidate(key),
-                Kind::Users => {
-                    self.cache.users.invalidate(key);
-                    let account = key.split(|b| *b == 0).next().unwrap_or(key);
-                    self.cache.members.invalidate(account);
-                }
-                _ => {}
-            }
+            self.cache.invalidate(*kind, key);
         }
     }
 
@@ -423,33 +387,10 @@ impl StateView for SledStore {
         let long = self
             .account(account_id)?
             .is_some_and(|a| a.member_count as usize > MEMBER_LIST_CACHED_MAX);
-        if long {
-            return self.members_uncached(account_id, after, limit);
-        }
-        let list = match self.cache.members.get(account_id.as_bytes()) {
-            Ok(list) => list,
-            Err(ticket) => {
-                let all = self.members_uncached(account_id, None, MEMBER_LIST_CACHED_MAX + 1)?;
-                // Longer than its count said (a race with a commit): not kept.
-                let list = (all.len() <= MEMBER_LIST_CACHED_MAX).then(|| std::sync::Arc::new(all));
-                if let Some(l) = &list {
-                    let weight = l.len().max(1);
-                    self.cache
-                        .members
-                        .fill(account_id.as_bytes(), ticket, Some(l.clone()), weight);
-                }
-                list
-            }
-        };
-        let Some(list) = list else {
-            return self.members_uncached(account_id, after, limit);
-        };
-        // The list is in key order, which is id order.
-        let start = match after {
-            Some(a) => list.partition_point(|u| u.id.as_str() <= a),
-            None => 0,
-        };
-        Ok(list[start..].iter().take(limit).cloned().collect())
+        self.cache
+            .members(account_id, after, limit, long, |after, limit| {
+                self.members_uncached(account_id, after, limit)
+            })
     }
 
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
