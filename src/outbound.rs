@@ -307,11 +307,16 @@ pub struct OutboundQueue {
     pub store: Store,
     pub outbound: Arc<Outbound>,
     pub client: reqwest::Client,
+    /// The worker's claims: disabling a subscriber fails only the pending
+    /// deliveries no other replica holds.
+    pub claims: crate::queue::Claims,
 }
 
 enum Sent {
     Ok(u16),
     Gone,
+    /// Not sent: the subscriber is disabled (why).
+    Disabled(String),
     Retry {
         status: Option<u16>,
         error: String,
@@ -352,6 +357,9 @@ impl Queue for OutboundQueue {
                     error: "the subscriber answered 410 Gone".into(),
                 }
             }
+            Sent::Disabled(reason) => Attempt::GiveUp {
+                error: format!("subscriber disabled: {reason}"),
+            },
             Sent::Retry {
                 status,
                 error,
@@ -379,6 +387,11 @@ impl Queue for OutboundQueue {
     fn settle(&self, store: &Store, d: Delivery, how: Settled) -> Result<Vec<Write>, StoreError> {
         match how {
             Settled::Done => Ok(finish(d, DeliveryState::Delivered)),
+            // Its subscriber was disabled before it was sent: nothing to
+            // disable again.
+            Settled::Dead if subscriber_state(store, &d.subscriber)?.disabled => {
+                Ok(finish(d, DeliveryState::Failed))
+            }
             Settled::Dead => {
                 let reason = if d.last_status == Some(410) {
                     "answered 410 Gone"
@@ -442,8 +455,13 @@ fn expired_deliveries(store: &Store, max: usize) -> Result<Vec<Write>, StoreErro
 }
 
 impl OutboundQueue {
-    /// The writes that disable a subscriber and fail its other pending
-    /// deliveries (`except`: the one being settled).
+    /// The writes that disable a subscriber (unless it is already: the
+    /// first reason stays) and fail its other pending deliveries
+    /// (`except`: the one being settled). On a shared store only those
+    /// this replica could claim, in their current state: one another
+    /// replica is sending is left to it, which finds the subscriber
+    /// disabled at its next attempt (no write of ours overwrites its
+    /// outcome).
     fn disable(
         &self,
         store: &Store,
@@ -452,19 +470,36 @@ impl OutboundQueue {
         except: u64,
     ) -> Result<Vec<Write>, StoreError> {
         tracing::warn!(subscriber = %name, reason, "subscriber disabled");
-        let mut writes = vec![subscriber_state_write(
-            name,
-            &SubscriberState {
-                disabled: true,
-                reason: Some(reason.into()),
-                since: Some(Utc::now()),
-            },
-        )];
-        for mut d in store.items::<Delivery>(QueueName::Deliveries, false, DISABLE_SCAN_MAX)? {
-            if d.subscriber == name && d.id != except {
-                d.last_error = Some(format!("subscriber disabled: {reason}"));
-                writes.extend(finish(d, DeliveryState::Failed));
-            }
+        let state = SubscriberState {
+            disabled: true,
+            reason: Some(reason.into()),
+            since: Some(Utc::now()),
+        };
+        let mut writes = vec![Write::DisableSubscriber {
+            name: name.to_string(),
+            value: encode(&state),
+        }];
+        let mut pending: Vec<Delivery> = store
+            .items::<Delivery>(QueueName::Deliveries, false, DISABLE_SCAN_MAX)?
+            .into_iter()
+            .filter(|d| d.subscriber == name && d.id != except)
+            .collect();
+        if store.shared() && !pending.is_empty() {
+            let ids: Vec<u64> = pending.iter().map(|d| d.id).collect();
+            pending = store
+                .queue_claim(
+                    QueueName::Deliveries,
+                    &ids,
+                    &self.claims.owner,
+                    self.claims.lease,
+                )?
+                .iter()
+                .map(|(_, value)| decode(value).map_err(StoreError::from))
+                .collect::<Result<_, StoreError>>()?;
+        }
+        for mut d in pending {
+            d.last_error = Some(format!("subscriber disabled: {reason}"));
+            writes.extend(finish(d, DeliveryState::Failed));
         }
         Ok(writes)
     }
@@ -483,7 +518,9 @@ impl OutboundQueue {
             };
         };
         match subscriber_state(&self.store, &sub.name) {
-            Ok(s) if s.disabled => return Sent::Gone,
+            Ok(s) if s.disabled => {
+                return Sent::Disabled(s.reason.unwrap_or_else(|| "disabled".into()))
+            }
             _ => {}
         }
         let body = serde_json::to_vec(&d.payload).unwrap_or_default();
@@ -547,5 +584,106 @@ impl Sink for Outbound {
             return Ok(Vec::new());
         }
         self.delivery_writes(store, &Outbound::events(events, changes), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a step that fails stops them")]
+    use super::*;
+    use crate::store::Transaction;
+
+    fn pending(id: u64) -> Delivery {
+        let now = Utc::now();
+        Delivery {
+            id,
+            msg_id: format!("msg_{id}"),
+            subscriber: "crm".into(),
+            event_type: "owner.changed".into(),
+            payload: json!({}),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_status: None,
+            last_error: None,
+            created_at: now,
+            finished_at: None,
+        }
+    }
+
+    fn queue(store: &Store, replica: &str) -> OutboundQueue {
+        OutboundQueue {
+            store: store.clone(),
+            outbound: Arc::new(Outbound::new(&[], &[1000], 1000).unwrap()),
+            client: reqwest::Client::new(),
+            claims: crate::queue::Claims {
+                owner: replica.into(),
+                lease: Duration::from_secs(60),
+            },
+        }
+    }
+
+    /// Subscriber state is updated, not overwritten: disabled again (a
+    /// later failure, another replica's) it keeps the first reason; a
+    /// redelivery enables it; and disabling fails only the pending
+    /// deliveries no other replica is sending (on PostgreSQL: one claimed
+    /// elsewhere is left to its holder).
+    #[test]
+    fn a_disabled_subscriber_keeps_its_first_reason_and_fails_no_delivery_another_replica_holds() {
+        for (_dir, store) in crate::store::tests::every_backend() {
+            let kind = store.kind();
+            let writes: Vec<Write> = (1..=3)
+                .map(|id| Store::queue_put(QueueName::Deliveries, id, &pending(id)))
+                .collect();
+            store.commit(Transaction::of_writes(writes)).unwrap();
+            // Another replica is sending delivery 3.
+            if store.shared() {
+                let held = store
+                    .queue_claim(
+                        QueueName::Deliveries,
+                        &[3],
+                        "replica-b",
+                        Duration::from_secs(60),
+                    )
+                    .unwrap();
+                assert_eq!(held.len(), 1);
+            }
+            let a = queue(&store, "replica-a");
+            let first = a.disable(&store, "crm", "answered 410 Gone", 1).unwrap();
+            store.commit(Transaction::of_writes(first)).unwrap();
+            let again = a
+                .disable(&store, "crm", "the last retry failed", 1)
+                .unwrap();
+            store.commit(Transaction::of_writes(again)).unwrap();
+            let state = subscriber_state(&store, "crm").unwrap();
+            assert!(state.disabled, "{kind}");
+            assert_eq!(state.reason.as_deref(), Some("answered 410 Gone"), "{kind}");
+            let two = delivery(&store, 2).unwrap().unwrap();
+            assert_eq!(two.state, DeliveryState::Failed, "{kind}");
+            let three = delivery(&store, 3).unwrap().unwrap();
+            let expected = if store.shared() {
+                DeliveryState::Pending
+            } else {
+                DeliveryState::Failed
+            };
+            assert_eq!(three.state, expected, "{kind}: delivery 3");
+            // Enabled again by a redelivery; a new failure then records its own reason.
+            store
+                .commit(Transaction::of_writes(
+                    redelivery_writes(&store, 2).unwrap(),
+                ))
+                .unwrap();
+            assert!(!subscriber_state(&store, "crm").unwrap().disabled, "{kind}");
+            let later = a
+                .disable(&store, "crm", "the last retry failed", 2)
+                .unwrap();
+            store.commit(Transaction::of_writes(later)).unwrap();
+            let state = subscriber_state(&store, "crm").unwrap();
+            assert_eq!(
+                state.reason.as_deref(),
+                Some("the last retry failed"),
+                "{kind}"
+            );
+        }
     }
 }

@@ -213,6 +213,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                     .user_agent(concat!("admind/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .context("building the HTTP client for outbound events")?,
+                claims: claims.clone(),
             },
             claims.clone(),
             store.clone(),

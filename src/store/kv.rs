@@ -265,6 +265,15 @@ impl<T: Kv> StateView for KvState<'_, T> {
     }
 }
 
+/// Whether the stored state of subscriber `name` says it is disabled (the
+/// state is stored as JSON, see `outbound::SubscriberState`).
+fn subscriber_disabled(kv: &impl Kv, name: &str) -> Result<bool, StoreError> {
+    Ok(match kv.kv_get(Kind::Subscribers, name.as_bytes())? {
+        Some(v) => super::codec::decode::<serde_json::Value>(&v)?["disabled"] == true,
+        None => false,
+    })
+}
+
 /// Every row a transaction writes: its changes (with their indexes), the
 /// audit entry, mails and hook events numbered from `next_id`, its store
 /// writes, and the records it restores; with the largest id a restored
@@ -285,6 +294,7 @@ pub fn rows_of_transaction(
                 written.extend(row);
                 restored_id_max = restored_id_max.max(id);
             }
+            Write::DisableSubscriber { name, .. } if subscriber_disabled(kv, &name)? => {}
             other => written.extend(records::row_of_write(other)),
         }
     }

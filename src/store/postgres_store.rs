@@ -748,6 +748,15 @@ fn apply_write(tx: &mut impl Run, write: Write, touched: &mut Touched) -> Result
                 &[&name, &Json(&value)],
             )?;
         }
+        Write::DisableSubscriber { name, value } => {
+            let value: serde_json::Value = decode(&value)?;
+            tx.execute(
+                "INSERT INTO subscribers (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
+                 WHERE NOT COALESCE((subscribers.value->>'disabled')::boolean, false)",
+                &[&name, &Json(&value)],
+            )?;
+        }
         Write::ForgetAudit { scope, seq } => {
             tx.execute(
                 "DELETE FROM audit WHERE scope = $1 AND seq = $2",

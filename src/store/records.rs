@@ -73,6 +73,13 @@ pub enum Write {
         name: String,
         value: Vec<u8>,
     },
+    /// An outbound subscriber's state saying it is disabled, written only
+    /// if it is not disabled already: the first reason and time stay, and
+    /// two replicas disabling it at once leave the first one's record.
+    DisableSubscriber {
+        name: String,
+        value: Vec<u8>,
+    },
     /// An audit entry past retention.
     ForgetAudit {
         scope: String,
@@ -773,7 +780,7 @@ pub fn row_of_write(write: Write) -> Option<Row> {
             Row::put(Kind::of_queue(queue), number_key(id), value)
         }
         Write::QueueRemove { queue, id } => Row::remove(Kind::of_queue(queue), number_key(id)),
-        Write::PutSubscriberState { name, value } => {
+        Write::PutSubscriberState { name, value } | Write::DisableSubscriber { name, value } => {
             Row::put(Kind::Subscribers, name.into_bytes(), value)
         }
         Write::ForgetAudit { scope, seq } => Row::remove(Kind::Audit, key_seq(&scope, seq)),
