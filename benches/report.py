@@ -115,15 +115,16 @@ if "pgbench_transfer_64" in rows:
            "come from the last full run." if os.environ.get("BENCH_ONLY") == "postgres" else "")
     )
     out.append("")
-    out.append("| clients | admind, 1 replica: transfers/s (p99) | admind, 2 replicas: transfers/s (p99) | pgbench, same SQL work: tx/s | ratio, 2 replicas / pgbench | goal |")
-    out.append("|---|---|---|---|---|---|")
+    out.append("| clients | admind, 1 replica: transfers/s (p99) | admind, 2 replicas: transfers/s (p99) | pgbench, same SQL work: tx/s | ratio, 2 replicas / pgbench | goal | admind on sled, same run: transfers/s (p99) |")
+    out.append("|---|---|---|---|---|---|---|")
     for c in (1, 16, 64):
         one_r, two_r, pgb = g(f"pg_transfers_{c}_1r", "rate"), g(f"pg_transfers_{c}_2r", "rate"), g(f"pgbench_transfer_{c}", "rate")
         p99 = g(f"pg_transfers_{c}_2r", "p99_ms")
         goal = f"≥ 0.6 {mark(ratio(two_r, pgb) >= 0.6)}, p99 ≤ 50 ms {mark(p99 <= 50)}" if c == 64 else ""
         out.append(
             f"| {c} | {one_r:,.0f} ({g(f'pg_transfers_{c}_1r', 'p99_ms'):.1f} ms) | {two_r:,.0f} ({p99:.1f} ms) | "
-            f"{pgb:,.0f} | {ratio(two_r, pgb):.2f} | {goal} |"
+            f"{pgb:,.0f} | {ratio(two_r, pgb):.2f} | {goal} | "
+            + (f"{g(f'sled_transfers_{c}', 'rate'):,.0f} ({g(f'sled_transfers_{c}', 'p99_ms'):.1f} ms) |" if f"sled_transfers_{c}" in rows else "— |")
         )
     out.append("")
     out.append(

@@ -158,6 +158,12 @@ print(json.dumps({"scenario": f"pgbench_transfer_{c}", "rate": tps, "mean_ms": f
 PY
     with_pg_cpu "$cpu0"
   done
+  # admind on sled in the same run, the figure PostgreSQL is held to.
+  for c in 1 16 64; do
+    D=$W/sledt$c; MAIL_DIR=$W/sledmail$c start_admind "$D"
+    $BIN/examples/bench transfers --name "sled_transfers_${c}" --base "$ADDR" --mail-dir "$W/sledmail$c" --operator="$OPERATOR" --clients "$c" --seconds "$S" >> "$RESULTS"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+  done
   # admind: one replica, then two behind the clients (odd clients on the
   # second), same mail folder.
   for c in 1 16 64; do

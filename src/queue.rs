@@ -8,8 +8,11 @@
 //! queue's retry schedule or gives up on it (dead letter) and keeps the
 //! queue's metrics. Its bookkeeping (removals, reschedules, dead letters)
 //! goes through the writer like every other write, each item's as soon as
-//! it is attempted (the writer commits those that arrive together at once). A [`Queue`] supplies only what differs: how to attempt an item,
-//! its retry schedule, and the writes that settle it.
+//! it is attempted; the next attempts do not wait for that commit (the
+//! writer commits those that arrive together at once, and a pass ends when
+//! all of its items are settled). A [`Queue`] supplies only what differs:
+//! how to attempt an item, its retry schedule, and the writes that settle
+//! it.
 //!
 //! On a store several replicas share, a pass attempts only the items it
 //! claimed ([`crate::store::Backend::queue_claim`]): no item is attempted
@@ -41,6 +44,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 
 use crate::domain::Refusal;
@@ -255,31 +259,47 @@ impl<Q: Queue> QueueWorker<Q> {
         }
         let mut due = due.into_iter();
         let mut settled = 0;
+        // Each item's settling goes to the writer as soon as the item is
+        // attempted, not with the pass: a crash between an attempt and its
+        // settling repeats the attempt (a mail rewritten, a delivery sent
+        // again under its `webhook-id`), so the window is one item's. The
+        // next attempts do not wait for those commits (one commit per item
+        // would bound a queue to the writer's round trips: mail fell
+        // behind the load on PostgreSQL); the writer commits the
+        // settlements in flight together, and the pass ends once all are.
+        let mut settling = futures_util::stream::FuturesUnordered::new();
+        let mut failed = None;
         loop {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
             if chunk.is_empty() {
                 break;
             }
-            // Each item is settled as soon as it is attempted, not with the
-            // pass: a crash between an attempt and its settling repeats the
-            // attempt (a mail rewritten, a delivery sent again under its
-            // `webhook-id`), so the window is one item's. The writer still
-            // commits the settlements that arrive together in one batch.
             let attempts = chunk.into_iter().map(|mut item| async move {
-                let id = Q::id(&item);
                 let result = self.queue.attempt(&mut item).await;
-                let settled = match self.conclude(item, result) {
-                    Ok((ops, done)) => self.writer.submit_writes(ops).await.map(|()| done),
-                    Err(e) => Err(e.into()),
-                };
-                // Settled or not, no longer held: a later scan hands an
-                // item whose settling failed out again.
-                lock(&self.held).remove(&id);
-                settled
+                (item, result)
             });
-            for done in futures_util::future::join_all(attempts).await {
-                settled += i64::from(done?);
+            for (item, result) in futures_util::future::join_all(attempts).await {
+                settling.push(self.settle_attempted(item, result));
             }
+            // Hands the new settlements to the writer now (a future does
+            // nothing until polled), and counts those already committed.
+            while let Some(Some(done)) = settling.next().now_or_never() {
+                match done {
+                    Ok(left) => settled += i64::from(left),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+        }
+        // Every settlement is awaited, failed or not (each forgets its item
+        // from `held`); the first failure is the pass's.
+        while let Some(done) = settling.next().await {
+            match done {
+                Ok(left) => settled += i64::from(left),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         // What is left once this pass's items are off the queue.
         self.metrics.depth.set(scanned - settled);
@@ -499,6 +519,19 @@ impl<Q: Queue> QueueWorker<Q> {
                 (self.waker)(&self.wake).notify_one();
             }
         }
+    }
+
+    /// Commits what an attempt came to; whether the item left the queue.
+    async fn settle_attempted(&self, item: Q::Item, result: Attempt) -> Result<bool, Refusal> {
+        let id = Q::id(&item);
+        let settled = match self.conclude(item, result) {
+            Ok((ops, done)) => self.writer.submit_writes(ops).await.map(|()| done),
+            Err(e) => Err(e.into()),
+        };
+        // Settled or not, no longer held: a later scan hands an item whose
+        // settling failed out again.
+        lock(&self.held).remove(&id);
+        settled
     }
 
     /// The writes that conclude an attempt, and whether the item left the
