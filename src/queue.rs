@@ -60,6 +60,8 @@ pub const SCAN_MAX: usize = 256;
 /// (not due yet) are stepped over, so a few hundred retries waiting for
 /// their time never hide newer items that are due.
 pub const LOOK_MAX: usize = 16_384;
+/// Items a shared store's window hands over per round trip.
+const WINDOW_PAGE: usize = 300;
 /// On a shared store, how long a woken worker lets more commits arrive
 /// before it scans: under load one query then finds the items of many
 /// commands (each scan was ~5 queries per transfer on PostgreSQL).
@@ -249,7 +251,7 @@ impl<Q: Queue> QueueWorker<Q> {
     /// Attempts what is durable and due; returns how long to wait before
     /// the next pass (zero when it did something: more may wait).
     pub async fn pass(&self) -> Result<Duration, Refusal> {
-        let (items, next, looked) = self.scan_due(&HashSet::new(), SCAN_MAX)?;
+        let (items, next, looked) = self.scan_due(&HashSet::new(), SCAN_MAX, false)?;
         let scanned = looked as i64;
         self.metrics.depth.set(scanned);
         let (due, claimed_next) = self.claimed(items)?;
@@ -309,11 +311,16 @@ impl<Q: Queue> QueueWorker<Q> {
     /// Durable items that are due, oldest first, at most `room`, stepping
     /// over those in `skip` (handed out already) and those not due yet (at
     /// most [`LOOK_MAX`] looked at); how long until the first not-due one
-    /// is due; and how many it looked at.
+    /// is due; and how many it looked at. On a shared store the store
+    /// itself leaves out the claimed items `laned` says: a worker in passes
+    /// skips those other replicas hold; a laned one those it holds (in its
+    /// lanes, `skip`), and sees the others' (they keep their lanes' order).
+    /// `skip` is still checked here (a claim that lapsed while in a lane).
     fn scan_due(
         &self,
         skip: &HashSet<u64>,
         room: usize,
+        laned: bool,
     ) -> Result<(Vec<Q::Item>, Duration, usize), Refusal> {
         let last = self.store.durable_id();
         let now = Utc::now();
@@ -323,26 +330,54 @@ impl<Q: Queue> QueueWorker<Q> {
         if room == 0 {
             return Ok((due, next, looked));
         }
-        self.store.queue_scan(
-            Q::QUEUE,
-            crate::store::Order::OldestFirst,
-            &mut |id, value| {
-                if id > last {
-                    return Ok(false);
+        let mut look = |id: u64, value: &[u8]| -> Result<bool, StoreError> {
+            if id > last {
+                return Ok(false);
+            }
+            looked += 1;
+            if !skip.contains(&id) {
+                let item: Q::Item = crate::store::codec::decode(value)?;
+                let at = Q::due_at(&item);
+                if at > now {
+                    next = next.min((at - now).to_std().unwrap_or_default());
+                } else {
+                    due.push(item);
                 }
-                looked += 1;
-                if !skip.contains(&id) {
-                    let item: Q::Item = crate::store::codec::decode(value)?;
-                    let at = Q::due_at(&item);
-                    if at > now {
-                        next = next.min((at - now).to_std().unwrap_or_default());
-                    } else {
-                        due.push(item);
+            }
+            Ok(due.len() < room && looked < LOOK_MAX)
+        };
+        if !self.store.shared() {
+            self.store.queue_scan(
+                Q::QUEUE,
+                crate::store::Order::OldestFirst,
+                &mut |id, value| look(id, value),
+            )?;
+        } else {
+            // Pages of the items this replica may take, the filtering done
+            // by the store (the window leaves out `skip` too).
+            let me = &*self.claims.owner;
+            let hide = if laned {
+                crate::store::Hide::HeldHere { me }
+            } else {
+                crate::store::Hide::HeldElsewhere { me }
+            };
+            let mut after = 0u64;
+            'pages: loop {
+                let page = self
+                    .store
+                    .queue_window(Q::QUEUE, after, hide, WINDOW_PAGE)?;
+                let full = page.len() == WINDOW_PAGE;
+                for (id, value) in page {
+                    after = id;
+                    if !look(id, &value)? {
+                        break 'pages;
                     }
                 }
-                Ok(due.len() < room && looked < LOOK_MAX)
-            },
-        )?;
+                if !full {
+                    break;
+                }
+            }
+        }
         Ok((due, next, looked))
     }
 
@@ -404,7 +439,7 @@ impl<Q: Queue> QueueWorker<Q> {
             // Full: a lane that settles an item wakes this worker.
             return Ok(IDLE_POLL);
         }
-        let (fresh, next, _) = self.scan_due(&in_flight, room)?;
+        let (fresh, next, _) = self.scan_due(&in_flight, room, true)?;
         let scanned: Vec<(u64, String)> = fresh.iter().map(|i| (Q::id(i), Q::lane(i))).collect();
         let (due, _) = self.claimed(fresh)?;
         let due = self.in_lane_order(&scanned, due)?;

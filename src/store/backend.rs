@@ -114,6 +114,16 @@ pub struct About<'a> {
     pub writer_threads: usize,
 }
 
+/// Which claimed queue items a worker's window leaves out.
+#[derive(Debug, Clone, Copy)]
+pub enum Hide<'a> {
+    /// Those another replica holds (a worker taking items in passes).
+    HeldElsewhere { me: &'a str },
+    /// Those this replica holds (a laned worker: they are in its lanes;
+    /// the others' it must see, they keep their lanes' order).
+    HeldHere { me: &'a str },
+}
+
 /// What a backend provides: records by kind and key ([`Kind`], described
 /// once in `records`), written a transaction at a time, and what replicas
 /// coordinate through. Everything else the daemon asks of a store (queue
@@ -170,6 +180,31 @@ pub trait Backend: StateView + Send + Sync + 'static {
     /// dropped (after the command's commit).
     fn lock_command(&self, _scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
         Ok(CommandLock::none())
+    }
+
+    /// A worker's look at a queue on a shared store: items with ids above
+    /// `after`, oldest first, at most `limit`, leaving out those with a live
+    /// claim `hide` names (so their values are not even read). The default
+    /// hides nothing (a store only this process opens has no claims).
+    fn queue_window(
+        &self,
+        queue: QueueName,
+        after: u64,
+        _hide: Hide<'_>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan(Kind::of_queue(queue), None, Order::OldestFirst, &mut |k, v| {
+            let id = records::number_of(k);
+            if id > after {
+                out.push((id, v.to_vec()));
+            }
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
     }
 
     /// Claims the queue items `ids` for `owner` during `lease`: returns the

@@ -31,7 +31,7 @@ pub mod sled_store;
 pub mod writer;
 
 pub use backend::{
-    About, Backend, CommandLock, Coordination, Kind, LockScope, NotShared, Order, OutboxMail,
+    About, Backend, CommandLock, Coordination, Hide, Kind, LockScope, NotShared, Order, OutboxMail,
     QueueName, QueuedEvent, Record, RecordVisit, ReplicaInfo, Restore, RowVisit, Store, StoreError,
     Transaction, Visit, Write,
 };
