@@ -22,7 +22,8 @@
 //! A queue may run in lanes ([`Queue::LANES`]): each item names its lane
 //! (the after-hooks: the event's account); one lane's items run one at a
 //! time in id (commit) order, different lanes in parallel, at most `LANES`
-//! at once, and each item is settled as soon as it is done. On a shared
+//! at once; the items a lane runs in a row (up to [`LANE_SETTLE_MAX`])
+//! are settled together, after the last of them. On a shared
 //! store the order holds across replicas: a lane whose earlier item another
 //! replica holds waits for it to be settled (`QueueWorker::in_lane_order`). So one
 //! account's slow policy delays only that account's events, and the
@@ -42,9 +43,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 
 use crate::domain::Refusal;
@@ -60,6 +61,8 @@ pub const SCAN_MAX: usize = 256;
 /// (not due yet) are stepped over, so a few hundred retries waiting for
 /// their time never hide newer items that are due.
 pub const LOOK_MAX: usize = 16_384;
+/// Items of one lane run before they are settled together, at most.
+pub const LANE_SETTLE_MAX: usize = 32;
 /// Items a shared store's window hands over per round trip.
 const WINDOW_PAGE: usize = 300;
 /// On a shared store, how long a woken worker lets more commits arrive
@@ -517,37 +520,56 @@ impl<Q: Queue> QueueWorker<Q> {
             return;
         };
         loop {
-            let next = {
+            // What the lane has waiting, in order, up to LANE_SETTLE_MAX: run
+            // one after another, then settled in one commit (one writer
+            // round trip per item made a busy account's lane fall behind
+            // its commits). A crash repeats at most those, in order.
+            let batch: Vec<Q::Item> = {
                 let mut state = lanes.lock();
-                match state.waiting.get_mut(&lane).and_then(VecDeque::pop_front) {
-                    Some(item) => item,
-                    None => {
-                        // Under the lock: the dispatcher sees no lane and
-                        // starts a new task for this lane's next item.
-                        state.waiting.remove(&lane);
-                        break;
+                let taken: Vec<Q::Item> = match state.waiting.get_mut(&lane) {
+                    Some(waiting) => {
+                        let n = waiting.len().min(LANE_SETTLE_MAX);
+                        waiting.drain(..n).collect()
                     }
+                    None => Vec::new(),
+                };
+                if taken.is_empty() {
+                    // Under the lock: the dispatcher sees no lane and
+                    // starts a new task for this lane's next item.
+                    state.waiting.remove(&lane);
+                    break;
                 }
+                taken
             };
-            let id = Q::id(&next);
-            let mut item = next;
-            let result = self.queue.attempt(&mut item).await;
-            match self.conclude(item, result) {
-                Ok((ops, _)) => {
-                    if let Err(e) = self.writer.submit_writes(ops).await {
-                        // Still on the queue: a later scan hands it out again.
-                        tracing::error!(queue = Q::NAME, id, error = %e, "settling an item failed");
+            let mut writes = Vec::new();
+            let mut ids = Vec::with_capacity(batch.len());
+            for mut item in batch {
+                let id = Q::id(&item);
+                ids.push(id);
+                let result = self.queue.attempt(&mut item).await;
+                match self.conclude(item, result) {
+                    Ok((ops, _)) => writes.extend(ops),
+                    Err(e) => {
+                        tracing::error!(queue = Q::NAME, id, error = %e, "concluding an item failed")
                     }
-                }
-                Err(e) => {
-                    tracing::error!(queue = Q::NAME, id, error = %e, "concluding an item failed")
                 }
             }
-            lock(&self.held).remove(&id);
+            if let Err(e) = self.writer.submit_writes(writes).await {
+                // Still on the queue: a later scan hands them out again.
+                tracing::error!(queue = Q::NAME, ids = ?ids, error = %e, "settling items failed");
+            }
+            {
+                let mut held = lock(&self.held);
+                for id in &ids {
+                    held.remove(id);
+                }
+            }
             let was_full = {
                 let mut state = lanes.lock();
                 let was_full = state.in_flight.len() >= IN_FLIGHT_MAX;
-                state.in_flight.remove(&id);
+                for id in &ids {
+                    state.in_flight.remove(id);
+                }
                 was_full
             };
             if was_full {

@@ -197,13 +197,18 @@ pub trait Backend: StateView + Send + Sync + 'static {
         if limit == 0 {
             return Ok(out);
         }
-        self.scan(Kind::of_queue(queue), None, Order::OldestFirst, &mut |k, v| {
-            let id = records::number_of(k);
-            if id > after {
-                out.push((id, v.to_vec()));
-            }
-            Ok(out.len() < limit)
-        })?;
+        self.scan(
+            Kind::of_queue(queue),
+            None,
+            Order::OldestFirst,
+            &mut |k, v| {
+                let id = records::number_of(k);
+                if id > after {
+                    out.push((id, v.to_vec()));
+                }
+                Ok(out.len() < limit)
+            },
+        )?;
         Ok(out)
     }
 

@@ -1407,7 +1407,13 @@ impl Backend for PostgresStore {
                  WHERE queue = $1 AND id > $2
                    AND (claimed_until IS NULL OR claimed_until < now() OR (claimed_by = $3) = $4)
                  ORDER BY id LIMIT $5",
-                &[&queue_name(queue), &id_i64(after), &me, &show_mine, &rows(limit)],
+                &[
+                    &queue_name(queue),
+                    &id_i64(after),
+                    &me,
+                    &show_mine,
+                    &rows(limit),
+                ],
             )?;
             Ok(rows
                 .into_iter()
