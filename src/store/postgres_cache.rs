@@ -22,7 +22,9 @@
 //!   a lost announcement (a replica killed between its COMMIT and its
 //!   NOTIFY) is stale at most that long;
 //! - more keys waiting than the announcer queue holds become one "forget
-//!   everything".
+//!   everything";
+//! - a replica starting (perhaps after being killed between a COMMIT and
+//!   its announcement) first tells the others to forget everything.
 //!
 //! A command never reads the cache: it reads the database under its locks.
 
@@ -114,11 +116,30 @@ impl SharedCache {
         std::thread::Builder::new()
             .name("admind-cache-listen".into())
             .spawn(move || listen(listen_config, weak))?;
+        // A replica starting may be one that was killed between a COMMIT
+        // and its announcement: the others forget everything they cached
+        // (before this one serves anything).
+        let mut client = match config.connect(NoTls) {
+            Ok(mut c) => {
+                let hello = cache.payloads(&[], true);
+                if let Err(e) = c.execute(
+                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                    &[&CHANNEL, &hello],
+                ) {
+                    tracing::warn!(error = %StoreError::from(e), "telling the other replicas to forget their caches failed");
+                }
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %StoreError::from(e), "connecting to announce changes to the other replicas failed");
+                None
+            }
+        };
         let weak = Arc::downgrade(&cache);
         let announce_config = config.clone();
         std::thread::Builder::new()
             .name("admind-cache-announce".into())
-            .spawn(move || announce_loop(announce_config, weak))?;
+            .spawn(move || announce_loop(announce_config, weak, client.take()))?;
         Ok(cache)
     }
 
@@ -280,8 +301,11 @@ fn listen(config: postgres::Config, cache: Weak<SharedCache>) {
 
 /// Sends what this replica's commits wrote, batched, until the store is
 /// dropped.
-fn announce_loop(config: postgres::Config, cache: Weak<SharedCache>) {
-    let mut client: Option<postgres::Client> = None;
+fn announce_loop(
+    config: postgres::Config,
+    cache: Weak<SharedCache>,
+    mut client: Option<postgres::Client>,
+) {
     loop {
         let Some(shared) = cache.upgrade() else {
             return;
