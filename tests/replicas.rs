@@ -110,8 +110,8 @@ async fn r01_two_replicas_racing_owner_transfers_leave_exactly_one_owner() {
                 .map(|u| u["id"].as_str().unwrap_or_default().to_string())
                 .collect();
             assert_eq!(
-                &owners,
-                &[winner.clone()],
+                owners,
+                std::slice::from_ref(winner),
                 "R01 on every replica: the winner alone"
             );
         }

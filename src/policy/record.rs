@@ -229,13 +229,23 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store, writer: Wri
         let items = std::mem::take(&mut batch);
         let s = store.clone();
         let writes = tokio::task::spawn_blocking(move || -> Result<Vec<Write>, StoreError> {
+            // The batch's ids in one go (on PostgreSQL one round trip, not
+            // one per call).
+            let calls = items
+                .iter()
+                .filter(|item| matches!(item, Recorded::Call(_)))
+                .count();
+            let mut ids = s.next_ids(calls)?.into_iter();
             items
                 .into_iter()
                 .map(|item| match item {
                     Recorded::Call(boxed) => {
                         let (mut call, event) = *boxed;
                         call.event = serde_json::to_value(&event).unwrap_or_default();
-                        call.id = s.next_id()?;
+                        call.id = ids.next().ok_or(StoreError::Backend {
+                            backend: s.kind(),
+                            detail: "the store returned too few ids".into(),
+                        })?;
                         Ok(Store::queue_put(QueueName::HookCalls, call.id, &call))
                     }
                     Recorded::Version(v) => Ok(Store::queue_put(

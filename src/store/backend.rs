@@ -137,6 +137,11 @@ pub trait Backend: StateView + Send + Sync + 'static {
     /// ordered by it).
     fn next_id(&self) -> Result<u64, StoreError>;
 
+    /// `n` new ids, increasing (on PostgreSQL in one round trip).
+    fn next_ids(&self, n: usize) -> Result<Vec<u64>, StoreError> {
+        (0..n).map(|_| self.next_id()).collect()
+    }
+
     /// Applies a transaction atomically: all of it or nothing. Restored
     /// records (`Write::Restore`) also move the id counter past their ids.
     fn commit(&self, tx: Transaction) -> Result<(), StoreError>;

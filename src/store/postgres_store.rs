@@ -469,18 +469,33 @@ fn write_transaction(
     }
     queued.insert(tx)?;
     // Removals that follow each other (a worker settling a pass) in one
-    // statement; every other write in its place, in order.
+    // statement, and so puts (records of hook calls, retries); every other
+    // write in its place, in order.
     let mut removals = Removals::default();
+    let mut puts = Puts::default();
     for write in t.writes {
         match write {
-            Write::QueueRemove { queue, id } => removals.push(queue, id),
+            Write::QueueRemove { queue, id } => {
+                puts.upsert(tx)?;
+                removals.push(queue, id);
+            }
+            Write::QueuePut { queue, id, value } => {
+                removals.delete(tx)?;
+                if puts.has(queue, id) {
+                    // The same item twice in one statement is refused.
+                    puts.upsert(tx)?;
+                }
+                puts.push(queue, id, decode(&value)?);
+            }
             other => {
                 removals.delete(tx)?;
+                puts.upsert(tx)?;
                 apply_write(tx, other, touched)?;
             }
         }
     }
-    removals.delete(tx)
+    removals.delete(tx)?;
+    puts.upsert(tx)
 }
 
 /// Queue items to insert together.
@@ -511,6 +526,42 @@ impl NewItems {
     }
 }
 
+/// Queue items to write together (new or rewritten: a rewrite ends the
+/// item's claim, as [`put_queue`] does).
+#[derive(Default)]
+struct Puts {
+    items: NewItems,
+    seen: std::collections::HashSet<(&'static str, i64)>,
+}
+
+impl Puts {
+    fn push(&mut self, queue: QueueName, id: u64, value: serde_json::Value) {
+        self.seen.insert((queue_name(queue), id_i64(id)));
+        self.items.push(queue, id, value);
+    }
+
+    fn has(&self, queue: QueueName, id: u64) -> bool {
+        self.seen.contains(&(queue_name(queue), id_i64(id)))
+    }
+
+    /// Writes what was pushed, and forgets it.
+    fn upsert(&mut self, tx: &mut impl Run) -> Result<(), StoreError> {
+        let items = std::mem::take(&mut self.items);
+        self.seen.clear();
+        if items.ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO queue_items (queue, id, value)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
+             ON CONFLICT (queue, id) DO UPDATE
+             SET value = EXCLUDED.value, claimed_by = NULL, claimed_until = NULL",
+            &[&items.queues, &items.ids, &items.values],
+        )?;
+        Ok(())
+    }
+}
+
 /// Queue items to remove together.
 #[derive(Default)]
 struct Removals {
@@ -529,11 +580,25 @@ impl Removals {
         if self.ids.is_empty() {
             return Ok(());
         }
-        tx.execute(
-            "DELETE FROM queue_items q USING unnest($1::text[], $2::bigint[]) AS d(queue, id)
-             WHERE q.queue = d.queue AND q.id = d.id",
-            &[&self.queues, &self.ids],
-        )?;
+        // One statement per queue (usually one): `id = ANY` on the primary
+        // key is an index lookup per id, where a join with `unnest` let the
+        // planner, misled by the queue's stale statistics, scan the table.
+        let mut queues: Vec<&'static str> = self.queues.clone();
+        queues.sort_unstable();
+        queues.dedup();
+        for queue in queues {
+            let ids: Vec<i64> = self
+                .queues
+                .iter()
+                .zip(&self.ids)
+                .filter(|(q, _)| **q == queue)
+                .map(|(_, id)| *id)
+                .collect();
+            tx.execute(
+                "DELETE FROM queue_items WHERE queue = $1 AND id = ANY($2)",
+                &[&queue, &ids],
+            )?;
+        }
         self.queues.clear();
         self.ids.clear();
         Ok(())
@@ -1103,6 +1168,24 @@ impl Backend for PostgresStore {
         self.with(|c| {
             let id: i64 = c.query_one("SELECT nextval('admind_ids')", &[])?.get(0);
             Ok(id as u64)
+        })
+    }
+
+    fn next_ids(&self, n: usize) -> Result<Vec<u64>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.with(|c| {
+            let mut ids: Vec<u64> = c
+                .query(
+                    "SELECT nextval('admind_ids') FROM generate_series(1, $1::bigint)",
+                    &[&rows(n)],
+                )?
+                .into_iter()
+                .map(|row| row.get::<_, i64>(0) as u64)
+                .collect();
+            ids.sort_unstable();
+            Ok(ids)
         })
     }
 
