@@ -262,6 +262,7 @@ impl<Q: Queue> QueueWorker<Q> {
         if due.is_empty() {
             return Ok(next);
         }
+        let taken = due.len();
         let mut due = due.into_iter();
         let mut settled = 0;
         // Each item's settling goes to the writer as soon as the item is
@@ -308,7 +309,20 @@ impl<Q: Queue> QueueWorker<Q> {
         }
         // What is left once this pass's items are off the queue.
         self.metrics.depth.set(scanned - settled);
-        Ok(Duration::ZERO)
+        Ok(self.after_work(taken))
+    }
+
+    /// How long to wait after a pass (or a dispatch) that took `taken`
+    /// items: none when it took a full batch (more may wait); on a shared
+    /// store otherwise [`WAKE_COALESCE`], so that the next scan (a database
+    /// query) finds the items of many commits, not of one or two (scans
+    /// were most of PostgreSQL's time under load).
+    fn after_work(&self, taken: usize) -> Duration {
+        if taken >= SCAN_MAX || !self.store.shared() {
+            Duration::ZERO
+        } else {
+            WAKE_COALESCE
+        }
     }
 
     /// Durable items that are due, oldest first, at most `room`, stepping
@@ -449,6 +463,7 @@ impl<Q: Queue> QueueWorker<Q> {
         if due.is_empty() {
             return Ok(next);
         }
+        let taken = due.len();
         let mut state = lanes.lock();
         for item in due {
             let id = Q::id(&item);
@@ -465,7 +480,7 @@ impl<Q: Queue> QueueWorker<Q> {
             }
         }
         self.metrics.depth.set(state.in_flight.len() as i64);
-        Ok(Duration::ZERO)
+        Ok(self.after_work(taken))
     }
 
     /// On a shared store, the claimed items no earlier item of their lane
