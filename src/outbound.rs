@@ -329,6 +329,10 @@ impl Queue for OutboundQueue {
     const NAME: &'static str = "outbound";
     const QUEUE: QueueName = QueueName::Deliveries;
     const PARALLEL: usize = 64;
+    /// A delivery repeated after a crash reaches a receiver twice (it
+    /// dedupes by `webhook-id`, but should rarely have to): each chunk of
+    /// 64 is settled before the next is sent.
+    const SETTLE_EACH_CHUNK: bool = true;
 
     fn id(d: &Delivery) -> u64 {
         d.id

@@ -104,6 +104,13 @@ pub trait Queue: Send + Sync + 'static {
     const QUEUE: QueueName;
     /// Items attempted at once.
     const PARALLEL: usize = 1;
+    /// Whether each item is settled right after its own attempt and a
+    /// chunk ends when all of its items are settled (committed): a crash
+    /// then repeats at most the chunk's items attempted and not yet
+    /// settled, at the cost of waiting for those commits. Off, the next
+    /// attempts go on while settlements commit, and a crash may repeat
+    /// more of a pass.
+    const SETTLE_EACH_CHUNK: bool = false;
     /// Lanes run at once; 0: no lanes, items are attempted in passes.
     const LANES: usize = 0;
     /// The lane of an item (laned queues only): its items run in order.
@@ -279,6 +286,22 @@ impl<Q: Queue> QueueWorker<Q> {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
             if chunk.is_empty() {
                 break;
+            }
+            if Q::SETTLE_EACH_CHUNK {
+                // Each item settled right after its own attempt, the chunk
+                // over once all are: a crash repeats at most this chunk's
+                // items that were attempted and not yet settled.
+                let each = chunk.into_iter().map(|mut item| async move {
+                    let result = self.queue.attempt(&mut item).await;
+                    self.settle_attempted(item, result).await
+                });
+                for done in futures_util::future::join_all(each).await {
+                    match done {
+                        Ok(left) => settled += i64::from(left),
+                        Err(e) => failed = failed.or(Some(e)),
+                    }
+                }
+                continue;
             }
             let attempts = chunk.into_iter().map(|mut item| async move {
                 let result = self.queue.attempt(&mut item).await;
