@@ -53,6 +53,33 @@ pub struct Delivery {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl Delivery {
+    /// A delivery not yet attempted, due at `now`.
+    fn pending(
+        id: u64,
+        msg_id: String,
+        subscriber: &str,
+        event_type: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Delivery {
+        Delivery {
+            id,
+            msg_id,
+            subscriber: subscriber.to_string(),
+            event_type: event_type.to_string(),
+            payload,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: now,
+            last_status: None,
+            last_error: None,
+            created_at: now,
+            finished_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberState {
     pub disabled: bool,
@@ -201,22 +228,16 @@ impl Outbound {
                     continue;
                 }
                 let id = store.next_id()?;
-                let delivery = Delivery {
+                let delivery = Delivery::pending(
                     id,
                     // Unique across installations and data resets; stored,
                     // so every attempt and redelivery sends the same one.
-                    msg_id: format!("msg_{}{id:016x}", store.installation_id()),
-                    subscriber: s.name.clone(),
-                    event_type: kind.to_string(),
-                    payload: json!({"type": kind, "timestamp": now.to_rfc3339(), "data": data}),
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    last_status: None,
-                    last_error: None,
-                    created_at: now,
-                    finished_at: None,
-                };
+                    format!("msg_{}{id:016x}", store.installation_id()),
+                    &s.name,
+                    kind,
+                    json!({"type": kind, "timestamp": now.to_rfc3339(), "data": data}),
+                    now,
+                );
                 writes.push(Store::queue_put(QueueName::Deliveries, id, &delivery));
             }
         }
@@ -598,21 +619,8 @@ mod tests {
     use crate::store::Transaction;
 
     fn pending(id: u64) -> Delivery {
-        let now = Utc::now();
-        Delivery {
-            id,
-            msg_id: format!("msg_{id}"),
-            subscriber: "crm".into(),
-            event_type: "owner.changed".into(),
-            payload: json!({}),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            next_attempt_at: now,
-            last_status: None,
-            last_error: None,
-            created_at: now,
-            finished_at: None,
-        }
+        let msg_id = format!("msg_{id}");
+        Delivery::pending(id, msg_id, "crm", "owner.changed", json!({}), Utc::now())
     }
 
     fn queue(store: &Store, replica: &str) -> OutboundQueue {

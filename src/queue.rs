@@ -282,6 +282,11 @@ impl<Q: Queue> QueueWorker<Q> {
         // settlements in flight together, and the pass ends once all are.
         let mut settling = futures_util::stream::FuturesUnordered::new();
         let mut failed = None;
+        // Counts what left the queue; keeps the first failure.
+        let mut tally = |done: Result<bool, Refusal>| match done {
+            Ok(left) => settled += i64::from(left),
+            Err(e) => failed = failed.take().or(Some(e)),
+        };
         loop {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
             if chunk.is_empty() {
@@ -296,10 +301,7 @@ impl<Q: Queue> QueueWorker<Q> {
                     self.settle_attempted(item, result).await
                 });
                 for done in futures_util::future::join_all(each).await {
-                    match done {
-                        Ok(left) => settled += i64::from(left),
-                        Err(e) => failed = failed.or(Some(e)),
-                    }
+                    tally(done);
                 }
                 continue;
             }
@@ -313,19 +315,13 @@ impl<Q: Queue> QueueWorker<Q> {
             // Hands the new settlements to the writer now (a future does
             // nothing until polled), and counts those already committed.
             while let Some(Some(done)) = settling.next().now_or_never() {
-                match done {
-                    Ok(left) => settled += i64::from(left),
-                    Err(e) => failed = failed.or(Some(e)),
-                }
+                tally(done);
             }
         }
         // Every settlement is awaited, failed or not (each forgets its item
         // from `held`); the first failure is the pass's.
         while let Some(done) = settling.next().await {
-            match done {
-                Ok(left) => settled += i64::from(left),
-                Err(e) => failed = failed.or(Some(e)),
-            }
+            tally(done);
         }
         if let Some(e) = failed {
             return Err(e);
