@@ -160,6 +160,10 @@ pub struct QueueWorker<Q: Queue> {
     /// On a shared store, the ids this replica claimed and has not settled
     /// yet: their claims are renewed while they wait or run.
     held: Mutex<HashSet<u64>>,
+    /// On a shared store that hands this process its own new items
+    /// (`Backend::take_committed`), when the queue is next scanned: between
+    /// scans a pass takes only what was handed (no query for the queue).
+    next_scan: Mutex<std::time::Instant>,
 }
 
 impl<Q: Queue> QueueWorker<Q> {
@@ -182,6 +186,7 @@ impl<Q: Queue> QueueWorker<Q> {
             waker,
             metrics,
             held: Mutex::new(HashSet::new()),
+            next_scan: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -261,11 +266,21 @@ impl<Q: Queue> QueueWorker<Q> {
     /// Attempts what is durable and due; returns how long to wait before
     /// the next pass (zero when it did something: more may wait).
     pub async fn pass(&self) -> Result<Duration, Refusal> {
-        let (items, next, looked) = self.scan_due(&HashSet::new(), SCAN_MAX, false)?;
+        let (due, next, looked) = match self.handed()? {
+            Some(handed) => handed,
+            None => {
+                let (items, next, looked) = self.scan_due(&HashSet::new(), SCAN_MAX, false)?;
+                // A full batch: more may be due, scan again next pass.
+                let full = items.len() >= SCAN_MAX;
+                let (due, claimed_next) = self.claimed(items)?;
+                let next = next.min(claimed_next);
+                *lock(&self.next_scan) =
+                    std::time::Instant::now() + if full { Duration::ZERO } else { next };
+                (due, next, looked)
+            }
+        };
         let scanned = looked as i64;
         self.metrics.depth.set(scanned);
-        let (due, claimed_next) = self.claimed(items)?;
-        let next = next.min(claimed_next);
         if due.is_empty() {
             return Ok(next);
         }
@@ -415,6 +430,41 @@ impl<Q: Queue> QueueWorker<Q> {
             }
         }
         Ok((due, next, looked))
+    }
+
+    /// Between scans, on a store that hands this process its own new
+    /// items: those, claimed (another replica's scan may have taken some),
+    /// with how long until the next scan. `None`: scan now (its time has
+    /// come, the store keeps no such list, or it dropped some).
+    #[allow(clippy::type_complexity)]
+    fn handed(&self) -> Result<Option<(Vec<Q::Item>, Duration, usize)>, Refusal> {
+        if !self.store.shared() {
+            return Ok(None);
+        }
+        let ids = self.store.take_committed(Q::QUEUE);
+        let until_scan = lock(&self.next_scan).saturating_duration_since(std::time::Instant::now());
+        // At the scan's time, what was handed is found by the scan.
+        let Some(ids) = ids.filter(|_| !until_scan.is_zero()) else {
+            return Ok(None);
+        };
+        if ids.is_empty() {
+            return Ok(Some((Vec::new(), until_scan, 0)));
+        }
+        let claimed =
+            self.store
+                .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
+        let now = Utc::now();
+        let mut due = Vec::with_capacity(claimed.len());
+        for (_, value) in &claimed {
+            let item: Q::Item = crate::store::codec::decode(value).map_err(StoreError::from)?;
+            // New items are due; one that is not waits for the next scan
+            // (which shows this replica its own claims).
+            if Q::due_at(&item) <= now {
+                due.push(item);
+            }
+        }
+        lock(&self.held).extend(due.iter().map(Q::id));
+        Ok(Some((due, until_scan, ids.len())))
     }
 
     /// The due items claimed for this replica on a shared store (other

@@ -217,6 +217,14 @@ pub trait Backend: StateView + Send + Sync + 'static {
         Ok(out)
     }
 
+    /// The ids of the items this process committed to `queue` since the
+    /// last call (new mails, on a shared store), so that its worker takes
+    /// them without scanning the queue; `None` when the store does not
+    /// keep them or dropped some (then the worker scans).
+    fn take_committed(&self, _queue: QueueName) -> Option<Vec<u64>> {
+        None
+    }
+
     /// Claims the queue items `ids` for `owner` during `lease`: returns the
     /// ones no other replica holds, with their current values. Writing an
     /// item (a retry) or removing it ends the claim.

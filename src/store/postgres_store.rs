@@ -85,6 +85,9 @@ struct Held {
     command_written: bool,
     /// The cached keys its writes touched, forgotten after its COMMIT.
     touched: Touched,
+    /// The new mails it inserted, handed to the outbox worker after its
+    /// COMMIT.
+    mails: Vec<u64>,
 }
 
 thread_local! {
@@ -104,7 +107,15 @@ pub struct PostgresStore {
     /// across replicas by announcements (`postgres_cache`); none when
     /// `store.cache_entries_max` is 0.
     cache: Option<std::sync::Arc<SharedCache>>,
+    /// New mails committed by this process, not yet taken by its outbox
+    /// worker (see `Backend::take_committed`), and whether some were
+    /// dropped (more than [`COMMITTED_MAILS_MAX`] waiting).
+    committed_mails: std::sync::Mutex<(Vec<u64>, bool)>,
 }
+
+/// New mail ids kept for the outbox worker, at most; past it the worker
+/// scans the queue instead.
+const COMMITTED_MAILS_MAX: usize = 65_536;
 
 /// The read cache of a replica: values per table, and the age past which a
 /// value is read again even if no announcement said it changed.
@@ -246,6 +257,7 @@ impl PostgresStore {
                 installation_id,
                 writers: (pool_size as usize / 2).max(1),
                 cache,
+                committed_mails: std::sync::Mutex::new((Vec::new(), false)),
             })
         })
     }
@@ -266,10 +278,22 @@ impl PostgresStore {
     }
 
     /// After a COMMIT (or one whose outcome is unknown): what it wrote is
-    /// read from the database again, here and on the other replicas.
-    fn committed(&self, touched: Touched) {
+    /// read from the database again, here and on the other replicas; the
+    /// new mails of a COMMIT that succeeded go to the outbox worker.
+    fn committed(&self, touched: Touched, mails: Vec<u64>, succeeded: bool) {
         if let Some(cache) = &self.cache {
             cache.committed(touched);
+        }
+        if succeeded && !mails.is_empty() {
+            let mut waiting = self
+                .committed_mails
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if waiting.0.len() + mails.len() > COMMITTED_MAILS_MAX {
+                waiting.1 = true;
+            } else {
+                waiting.0.extend(mails);
+            }
         }
     }
 
@@ -419,6 +443,7 @@ fn write_transaction(
     tx: &mut impl Run,
     t: Transaction,
     touched: &mut Touched,
+    mails: &mut Vec<u64>,
 ) -> Result<(), StoreError> {
     for change in t.changes {
         apply_change(tx, change, touched)?;
@@ -455,6 +480,7 @@ fn write_transaction(
         mail.id = next()?;
         let value = serde_json::to_value(&mail).map_err(json_err)?;
         queued.push(QueueName::Outbox, mail.id, value);
+        mails.push(mail.id);
     }
     for event in t.events {
         let id = next()?;
@@ -1194,7 +1220,7 @@ impl Backend for PostgresStore {
         // A command's commit ends the transaction its lock opened.
         let held = self.with_held(|h| {
             let written = match t.take() {
-                Some(t) => write_transaction(&mut *h.conn, t, &mut h.touched),
+                Some(t) => write_transaction(&mut *h.conn, t, &mut h.touched, &mut h.mails),
                 None => Err(StoreError::Backend {
                     backend: "postgres",
                     detail: "a commit was written twice".into(),
@@ -1209,7 +1235,11 @@ impl Backend for PostgresStore {
             }
             let result = written.and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
             h.open = false;
-            self.committed(std::mem::take(&mut h.touched));
+            self.committed(
+                std::mem::take(&mut h.touched),
+                std::mem::take(&mut h.mails),
+                result.is_ok(),
+            );
             result
         });
         if let Some(result) = held {
@@ -1221,15 +1251,15 @@ impl Backend for PostgresStore {
                 detail: "a commit was written twice".into(),
             });
         };
-        let mut touched = Touched::new();
+        let (mut touched, mut mails) = (Touched::new(), Vec::new());
         let result = blocking(|| {
             let mut conn = self.pool.get()?;
             let mut tx = conn.transaction()?;
-            write_transaction(&mut tx, t, &mut touched)?;
+            write_transaction(&mut tx, t, &mut touched, &mut mails)?;
             tx.commit()?;
             Ok(())
         });
-        self.committed(touched);
+        self.committed(touched, mails, result.is_ok());
         result
     }
 
@@ -1242,7 +1272,11 @@ impl Backend for PostgresStore {
             }
             h.open = false;
             let result = h.conn.batch_execute("COMMIT");
-            self.committed(std::mem::take(&mut h.touched));
+            self.committed(
+                std::mem::take(&mut h.touched),
+                std::mem::take(&mut h.mails),
+                result.is_ok(),
+            );
             Ok(result?)
         })
         .unwrap_or(Ok(()))
@@ -1453,6 +1487,7 @@ impl Backend for PostgresStore {
                     group,
                     command_written: false,
                     touched: Touched::new(),
+                    mails: Vec::new(),
                 })
             });
             Ok(CommandLock::releasing(|| {
@@ -1507,6 +1542,19 @@ impl Backend for PostgresStore {
                 })
                 .collect())
         })
+    }
+
+    fn take_committed(&self, queue: QueueName) -> Option<Vec<u64>> {
+        if queue != QueueName::Outbox {
+            return None;
+        }
+        let mut waiting = self
+            .committed_mails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let dropped = std::mem::take(&mut waiting.1);
+        let ids = std::mem::take(&mut waiting.0);
+        (!dropped).then_some(ids)
     }
 
     fn queue_claim(
