@@ -300,7 +300,11 @@ impl<Q: Queue> QueueWorker<Q> {
         // Counts what left the queue; keeps the first failure.
         let mut tally = |done: Result<bool, Refusal>| match done {
             Ok(left) => settled += i64::from(left),
-            Err(e) => failed = failed.take().or(Some(e)),
+            Err(e) => {
+                if failed.is_none() {
+                    failed = Some(e);
+                }
+            }
         };
         loop {
             let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();

@@ -121,11 +121,7 @@ impl SharedCache {
         // (before this one serves anything).
         let mut client = match config.connect(NoTls) {
             Ok(mut c) => {
-                let hello = cache.payloads(&[], true);
-                if let Err(e) = c.execute(
-                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-                    &[&CHANNEL, &hello],
-                ) {
+                if let Err(e) = notify(&mut c, &cache.payloads(&[], true)) {
                     tracing::warn!(error = %StoreError::from(e), "telling the other replicas to forget their caches failed");
                 }
                 Some(c)
@@ -251,13 +247,20 @@ impl SharedCache {
     }
 }
 
+/// Sends `payloads` on the channel, in one statement.
+fn notify(client: &mut postgres::Client, payloads: &[String]) -> Result<u64, postgres::Error> {
+    client.execute(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+        &[&CHANNEL, &payloads],
+    )
+}
+
 /// Hears the other replicas until the cache is dropped.
 fn listen(config: postgres::Config, cache: Weak<SharedCache>) {
     loop {
-        let Some(shared) = cache.upgrade() else {
+        if cache.strong_count() == 0 {
             return;
-        };
-        drop(shared);
+        }
         match config.connect(NoTls) {
             Ok(mut client) => match client.batch_execute(&format!("LISTEN {CHANNEL}")) {
                 Ok(()) => {
@@ -340,10 +343,7 @@ fn announce_loop(
                 }
             }
             if let Some(c) = client.as_mut() {
-                match c.execute(
-                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-                    &[&CHANNEL, &payloads],
-                ) {
+                match notify(c, &payloads) {
                     Ok(_) => ok = true,
                     Err(e) => {
                         tracing::warn!(error = %StoreError::from(e), "announcing changes to the other replicas failed");
