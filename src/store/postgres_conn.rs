@@ -1,154 +1,449 @@
-//! A PostgreSQL connection that prepares each SQL text once: the server
-//! parses, analyses and plans a statement the first time a connection runs
-//! it, and later runs only bind and execute (before, every execution was
-//! prepared under a new name and closed, ~32 % of the server's CPU per
-//! transfer). The texts are the store's own (constants, and `format!`s over
-//! table and column names), so a connection's cache stays small; it is
-//! bounded all the same.
+//! A PostgreSQL connection of the pool: tokio-postgres, driven from the
+//! store's threads, that prepares each SQL text once and pipelines the
+//! writes of a transaction.
+//!
+//! - **Prepared once**: the server parses, analyses and plans a statement
+//!   the first time a connection runs it, and later runs only bind and
+//!   execute (before, every execution was prepared under a new name and
+//!   closed, ~32 % of the server's CPU per transfer). The texts are the
+//!   store's own (constants, and `format!`s over table and column names),
+//!   so a connection's cache stays small; it is bounded all the same.
+//! - **Pipelined**: a write whose result nobody reads is *deferred*
+//!   ([`Run::defer`]) and sent with the next statement that needs an
+//!   answer (or at [`Run::send_deferred`]), all in one round trip: a
+//!   transfer's account, audit entry, queue items and `RELEASE SAVEPOINT`
+//!   cost one round trip instead of four. tokio-postgres pipelines the
+//!   requests that are in flight together on one connection; the
+//!   synchronous `postgres` crate cannot.
+//! - **Driven on the caller's thread**: each connection has a
+//!   current-thread runtime that runs only while the caller waits for its
+//!   answer (the way the synchronous crate works), so a query costs no
+//!   thread hop. Called from the daemon's async tasks, the store leaves the
+//!   runtime first (`block_in_place`).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
-use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::{Client, Connection, NoTls, Row, Socket, Statement};
+
+pub use tokio_postgres::Error;
 
 /// Statements a connection keeps prepared, at most; past it the cache is
 /// emptied (and refilled by use).
 const PREPARED_MAX: usize = 256;
 
+/// Writes a connection holds back for one round trip, at most; past it they
+/// are sent (a worker settling hundreds of items does not buffer them all).
+const DEFERRED_MAX: usize = 256;
+
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// A connection and the statements it has prepared.
-pub struct Conn {
-    client: Client,
-    prepared: HashMap<String, Statement>,
-}
+/// A deferred statement's own parameters.
+pub type Owned = Vec<Box<dyn ToSql + Sync + Send>>;
 
-/// Prepares `sql` once per connection.
-fn statement(
-    client: &mut impl postgres::GenericClient,
-    prepared: &mut HashMap<String, Statement>,
-    sql: &str,
-) -> Result<Statement, postgres::Error> {
-    if let Some(s) = prepared.get(sql) {
-        return Ok(s.clone());
-    }
-    let s = client.prepare(sql)?;
-    if prepared.len() >= PREPARED_MAX {
-        prepared.clear();
-    }
-    prepared.insert(sql.to_string(), s.clone());
-    Ok(s)
-}
-
-/// What the store runs SQL through: a connection, or a transaction on one.
-/// The same methods as the driver's, with statements prepared once.
-pub trait Run {
-    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error>;
-    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, postgres::Error>;
-    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, postgres::Error>;
-    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error>;
-    /// Statements without parameters, sent as one simple query.
-    fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error>;
-}
-
-macro_rules! run_through {
-    ($ty:ty, $client:ident, $prepared:ident) => {
-        impl Run for $ty {
-            fn query(
-                &mut self,
-                sql: &str,
-                params: Params<'_>,
-            ) -> Result<Vec<Row>, postgres::Error> {
-                let s = statement(&mut self.$client, &mut self.$prepared, sql)?;
-                self.$client.query(&s, params)
-            }
-            fn query_opt(
-                &mut self,
-                sql: &str,
-                params: Params<'_>,
-            ) -> Result<Option<Row>, postgres::Error> {
-                let s = statement(&mut self.$client, &mut self.$prepared, sql)?;
-                self.$client.query_opt(&s, params)
-            }
-            fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, postgres::Error> {
-                let s = statement(&mut self.$client, &mut self.$prepared, sql)?;
-                self.$client.query_one(&s, params)
-            }
-            fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
-                let s = statement(&mut self.$client, &mut self.$prepared, sql)?;
-                self.$client.execute(&s, params)
-            }
-            fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
-                self.$client.batch_execute(sql)
-            }
-        }
+/// Owned parameters for [`Run::defer`]: `owned![a.id.clone(), n]`.
+macro_rules! owned {
+    ($($p:expr),* $(,)?) => {
+        vec![$(Box::new($p) as Box<dyn tokio_postgres::types::ToSql + Sync + Send>),*]
     };
 }
+pub(crate) use owned;
 
-run_through!(Conn, client, prepared);
-run_through!(Tx<'_>, tx, prepared);
+/// A value already serialized as JSON, for a `json` or `jsonb` parameter
+/// (a deferred write owns its parameters; this spares cloning the record).
+#[derive(Debug)]
+pub struct JsonText(pub Vec<u8>);
 
-impl Conn {
-    pub fn new(client: Client) -> Conn {
-        Conn {
-            client,
-            prepared: HashMap::new(),
+impl JsonText {
+    pub fn of<T: serde::Serialize>(value: &T) -> Result<JsonText, serde_json::Error> {
+        serde_json::to_vec(value).map(JsonText)
+    }
+}
+
+impl ToSql for JsonText {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // jsonb's binary format: a version byte, then the text.
+            out.put_u8(1);
         }
+        out.extend_from_slice(&self.0);
+        Ok(IsNull::No)
     }
 
-    /// A transaction on this connection, using its prepared statements.
-    pub fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Database(#[from] Error),
+    #[error("the connection's runtime did not start: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A statement held back until the next round trip.
+struct Deferred {
+    sql: &'static str,
+    params: Owned,
+}
+
+/// A connection, the statements it has prepared and the writes it holds
+/// back.
+pub struct Conn {
+    runtime: tokio::runtime::Runtime,
+    /// `None` once it ended (closed or failed): every request now fails,
+    /// and the pool drops it.
+    connection: Option<Pin<Box<Connection<Socket, NoTlsStream>>>>,
+    client: Client,
+    prepared: HashMap<String, Statement>,
+    deferred: Vec<Deferred>,
+    /// Deferred writes sent early (too many held back) failed: the next
+    /// statement reports it.
+    failed: Option<Error>,
+}
+
+/// `wait!(conn, |client| future)`: runs the future the client makes to its
+/// end, driving the connection meanwhile.
+macro_rules! wait {
+    ($conn:expr, |$c:ident| $fut:expr) => {{
+        let conn: &mut Conn = &mut *$conn;
+        let $c = &conn.client;
+        drive(&conn.runtime, &mut conn.connection, $fut)
+    }};
+}
+
+/// Runs `fut` to its end on the connection's runtime, driving the
+/// connection (its socket) meanwhile. When the connection ends (the server
+/// closed it, or it failed) it is dropped, which fails every request still
+/// waiting on it.
+fn drive<F: Future>(
+    runtime: &tokio::runtime::Runtime,
+    connection: &mut Option<Pin<Box<Connection<Socket, NoTlsStream>>>>,
+    fut: F,
+) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    runtime.block_on(std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if let Some(c) = connection.as_mut() {
+            if let Poll::Ready(result) = c.as_mut().poll(cx) {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "a database connection ended");
+                }
+                *connection = None;
+                return fut.as_mut().poll(cx);
+            }
+        }
+        Poll::Pending
+    }))
+}
+
+impl Conn {
+    /// Connects (on a runtime of the connection's own).
+    pub fn connect(config: &tokio_postgres::Config) -> Result<Conn, ConnectError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ConnectError::Runtime)?;
+        let (client, connection) = runtime.block_on(config.connect(NoTls))?;
+        Ok(Conn {
+            runtime,
+            connection: Some(Box::pin(connection)),
+            client,
+            prepared: HashMap::new(),
+            deferred: Vec::new(),
+            failed: None,
+        })
+    }
+
+    /// Prepares `sql` once per connection.
+    fn statement(&mut self, sql: &str) -> Result<Statement, Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = wait!(self, |c| c.prepare(sql))?;
+        if self.prepared.len() >= PREPARED_MAX {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.connection.is_none() || self.client.is_closed()
+    }
+
+    /// A transaction on this connection; it rolls back unless committed.
+    /// Its `BEGIN` goes with its first statement.
+    pub fn transaction(&mut self) -> Result<Tx<'_>, Error> {
+        self.defer("BEGIN", Vec::new());
         Ok(Tx {
-            tx: self.client.transaction()?,
-            prepared: &mut self.prepared,
+            conn: self,
+            done: false,
         })
     }
 }
 
-/// A transaction, preparing through its connection's cache.
-pub struct Tx<'a> {
-    tx: postgres::Transaction<'a>,
-    prepared: &'a mut HashMap<String, Statement>,
+/// What the store runs SQL through: a connection, or a transaction on one.
+/// The same methods as the driver's, with statements prepared once; the
+/// deferred writes go first, in the same round trip.
+pub trait Run {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error>;
+    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, Error> {
+        let mut rows = self.query(sql, params)?;
+        Ok(if rows.is_empty() {
+            None
+        } else {
+            Some(rows.swap_remove(0))
+        })
+    }
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, Error>;
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, Error>;
+    /// Statements without parameters, sent as one simple query.
+    fn batch_execute(&mut self, sql: &str) -> Result<(), Error>;
+    /// A write whose result is not needed now: sent with the next statement
+    /// that waits for an answer. A failure shows there (the transaction is
+    /// then aborted, so that statement fails too).
+    fn defer(&mut self, sql: &'static str, params: Owned);
+    /// Sends the deferred writes; the first failure among them.
+    fn send_deferred(&mut self) -> Result<(), Error>;
+    /// Forgets the deferred writes (the transaction is being rolled back).
+    fn discard_deferred(&mut self);
 }
 
-impl Tx<'_> {
-    pub fn commit(self) -> Result<(), postgres::Error> {
-        self.tx.commit()
+impl Conn {
+    /// Sends the deferred statements and then `last` (if any) in one round
+    /// trip; `last`'s rows, or the first failure.
+    fn pipeline(&mut self, last: Option<(&str, Params<'_>)>) -> Result<Vec<Row>, Error> {
+        let deferred = std::mem::take(&mut self.deferred);
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        // The statements this round trip runs; those not yet prepared are
+        // prepared first, together.
+        let mut statements: HashMap<&str, Statement> = HashMap::new();
+        let mut missing: Vec<&str> = Vec::new();
+        for sql in deferred
+            .iter()
+            .map(|d| d.sql)
+            .chain(last.as_ref().map(|(sql, _)| *sql))
+        {
+            match self.prepared.get(sql) {
+                Some(s) => {
+                    statements.insert(sql, s.clone());
+                }
+                None if !missing.contains(&sql) => missing.push(sql),
+                None => {}
+            }
+        }
+        if !missing.is_empty() {
+            let prepared = wait!(self, |c| {
+                futures_util::future::join_all(missing.iter().map(|sql| c.prepare(sql)))
+            });
+            if self.prepared.len() + missing.len() > PREPARED_MAX {
+                self.prepared.clear();
+            }
+            for (sql, s) in missing.iter().zip(prepared) {
+                let s = s?;
+                self.prepared.insert((*sql).to_string(), s.clone());
+                statements.insert(sql, s);
+            }
+        }
+        // Every text is in `statements` now (found or prepared above).
+        let writes: Vec<(&Statement, Vec<&(dyn ToSql + Sync)>)> = deferred
+            .iter()
+            .map(|d| {
+                let params = d
+                    .params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                (&statements[d.sql], params)
+            })
+            .collect();
+        let last = last.map(|(sql, params)| (&statements[sql], params));
+        let client = &self.client;
+        let (written, read) = drive(
+            &self.runtime,
+            &mut self.connection,
+            futures_util::future::join(
+                futures_util::future::join_all(
+                    writes.iter().map(|(s, params)| client.execute(*s, params)),
+                ),
+                async {
+                    match last {
+                        Some((s, params)) => client.query(s, params).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+            ),
+        );
+        for w in written {
+            w?;
+        }
+        Ok(read?.unwrap_or_default())
+    }
+
+    /// Sends what is deferred before a statement that waits for its answer.
+    fn deferred_first(&mut self) -> Result<(), Error> {
+        if self.deferred.is_empty() && self.failed.is_none() {
+            return Ok(());
+        }
+        self.pipeline(None).map(|_| ())
     }
 }
 
-/// The pool's connection manager: plain connections with a statement cache.
+impl Run for Conn {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
+        if self.deferred.is_empty() && self.failed.is_none() {
+            let s = self.statement(sql)?;
+            return wait!(self, |c| c.query(&s, params));
+        }
+        self.pipeline(Some((sql, params)))
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
+        self.deferred_first()?;
+        let s = self.statement(sql)?;
+        wait!(self, |c| c.query_one(&s, params))
+    }
+
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
+        self.deferred_first()?;
+        let s = self.statement(sql)?;
+        wait!(self, |c| c.execute(&s, params))
+    }
+
+    fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
+        self.deferred_first()?;
+        wait!(self, |c| c.batch_execute(sql))
+    }
+
+    fn defer(&mut self, sql: &'static str, params: Owned) {
+        self.deferred.push(Deferred { sql, params });
+        if self.deferred.len() >= DEFERRED_MAX {
+            // Sent now; a failure is kept for the next statement (the
+            // transaction is aborted, so it could not succeed anyway).
+            if let Err(e) = self.pipeline(None) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    fn send_deferred(&mut self) -> Result<(), Error> {
+        self.deferred_first()
+    }
+
+    fn discard_deferred(&mut self) {
+        self.deferred.clear();
+        self.failed = None;
+    }
+}
+
+/// A transaction: rolled back when dropped uncommitted.
+pub struct Tx<'a> {
+    conn: &'a mut Conn,
+    done: bool,
+}
+
+impl Tx<'_> {
+    /// Commits, in one round trip with the deferred writes.
+    pub fn commit(mut self) -> Result<(), Error> {
+        self.done = true;
+        self.conn.defer("COMMIT", Vec::new());
+        let result = self.conn.send_deferred();
+        if result.is_err() {
+            // A failed write turned the COMMIT into a rollback; a failure
+            // of the COMMIT itself may have left the transaction open.
+            self.conn.discard_deferred();
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+        result
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.discard_deferred();
+            if let Err(e) = self.conn.batch_execute("ROLLBACK") {
+                tracing::debug!(error = %e, "rolling back a transaction failed");
+            }
+        }
+    }
+}
+
+impl Run for Tx<'_> {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
+        self.conn.query(sql, params)
+    }
+    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
+        self.conn.query_one(sql, params)
+    }
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
+        self.conn.execute(sql, params)
+    }
+    fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
+        self.conn.batch_execute(sql)
+    }
+    fn defer(&mut self, sql: &'static str, params: Owned) {
+        self.conn.defer(sql, params)
+    }
+    fn send_deferred(&mut self) -> Result<(), Error> {
+        self.conn.send_deferred()
+    }
+    fn discard_deferred(&mut self) {
+        self.conn.discard_deferred()
+    }
+}
+
+/// The pool's connection manager: connections with a statement cache.
 pub struct Manager {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
 }
 
 impl Manager {
-    pub fn new(config: postgres::Config) -> Manager {
+    pub fn new(config: tokio_postgres::Config) -> Manager {
         Manager { config }
     }
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+    fn connect(&self) -> Result<Conn, ConnectError> {
+        let mut conn = Conn::connect(&self.config)?;
         // Every query of the store is a keyed lookup or an ordered range
         // with a LIMIT, which an index scan answers row by row. On the
         // queue table, whose statistics are always stale (it churns by
         // thousands of rows a second), the planner otherwise picks a bitmap
         // scan that reads the whole queue and sorts it for 300 rows: 5 ms
         // instead of a fraction, most of PostgreSQL's time under load.
-        client.batch_execute("SET enable_bitmapscan = off")?;
-        Ok(Conn::new(client))
+        conn.batch_execute("SET enable_bitmapscan = off")?;
+        Ok(conn)
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
+        Ok(wait!(conn, |c| c.simple_query("")).map(|_| ())?)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.is_closed()
     }
 }

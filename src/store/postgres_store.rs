@@ -27,7 +27,7 @@ use postgres::{Client, NoTls};
 use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
 use super::codec::key2;
 use super::postgres_cache::{SharedCache, Touched};
-use super::postgres_conn::{Conn, Manager, Run};
+use super::postgres_conn::{owned, Conn, JsonText, Manager, Run};
 
 use crate::domain::*;
 
@@ -229,7 +229,7 @@ impl PostgresStore {
                     &[],
                 )?
                 .get(0);
-            let manager = Manager::new(config.clone());
+            let manager = Manager::new(url.parse()?);
             // Connections open as work needs them, up to `pool_size` (each
             // one holds a socket and the driver's own event loop).
             let pool = r2d2::Pool::builder()
@@ -319,14 +319,15 @@ impl PostgresStore {
             let Some(keys) = &mut h.group else {
                 return Ok(false);
             };
-            let mut sql = String::from("SAVEPOINT command");
+            // Sent with the command's first read.
             if !keys.contains(&key) {
                 // Not among the accounts the group locked up front.
-                sql = format!("SELECT pg_advisory_xact_lock({key}); {sql}");
+                h.conn
+                    .defer("SELECT pg_advisory_xact_lock($1)", owned![key]);
                 keys.push(key);
             }
             h.command_written = false;
-            h.conn.batch_execute(&sql)?;
+            h.conn.defer("SAVEPOINT command", Vec::new());
             Ok(true)
         });
         match in_group? {
@@ -339,6 +340,9 @@ impl PostgresStore {
                 if h.command_written {
                     return Ok(());
                 }
+                // What it deferred goes first (its SAVEPOINT among it); a
+                // failure there is what is being rolled back.
+                let _ = h.conn.send_deferred();
                 h.conn
                     .batch_execute("ROLLBACK TO SAVEPOINT command; RELEASE SAVEPOINT command")
             });
@@ -445,9 +449,8 @@ fn write_transaction(
     touched: &mut Touched,
     mails: &mut Vec<u64>,
 ) -> Result<(), StoreError> {
-    for change in t.changes {
-        apply_change(tx, change, touched)?;
-    }
+    // The ids first: the only answer the writes wait for; the writes then
+    // go in one round trip (deferred, sent with the commit).
     let wanted = i64::from(t.audit.is_some()) + (t.mails.len() + t.events.len()) as i64;
     let mut ids = if wanted > 0 {
         tx.query(
@@ -468,6 +471,9 @@ fn write_transaction(
             detail: "the id sequence returned too few ids".into(),
         })
     };
+    for change in t.changes {
+        apply_change(tx, change, touched)?;
+    }
     let mut cause = None;
     if let Some(draft) = t.audit {
         let seq = next()?;
@@ -543,11 +549,11 @@ impl NewItems {
         if self.ids.is_empty() {
             return Ok(());
         }
-        tx.execute(
+        tx.defer(
             "INSERT INTO queue_items (queue, id, value)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])",
-            &[&self.queues, &self.ids, &self.values],
-        )?;
+            owned![self.queues, self.ids, self.values],
+        );
         Ok(())
     }
 }
@@ -577,13 +583,13 @@ impl Puts {
         if items.ids.is_empty() {
             return Ok(());
         }
-        tx.execute(
+        tx.defer(
             "INSERT INTO queue_items (queue, id, value)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
              ON CONFLICT (queue, id) DO UPDATE
              SET value = EXCLUDED.value, claimed_by = NULL, claimed_until = NULL",
-            &[&items.queues, &items.ids, &items.values],
-        )?;
+            owned![items.queues, items.ids, items.values],
+        );
         Ok(())
     }
 }
@@ -620,10 +626,10 @@ impl Removals {
                 .filter(|(q, _)| **q == queue)
                 .map(|(_, id)| *id)
                 .collect();
-            tx.execute(
+            tx.defer(
                 "DELETE FROM queue_items WHERE queue = $1 AND id = ANY($2)",
-                &[&queue, &ids],
-            )?;
+                owned![queue, ids],
+            );
         }
         self.queues.clear();
         self.ids.clear();
@@ -646,74 +652,96 @@ fn apply_change(
     match change {
         Change::PutAccount(a) => {
             touched.push((Kind::Accounts, a.id.as_bytes().to_vec()));
-            tx.execute(
+            tx.defer(
                 "INSERT INTO accounts (id, name, value) VALUES ($1, $2, $3)
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, value = EXCLUDED.value",
-                &[&a.id, &a.name, &Json(&a)],
-            )?;
+                owned![
+                    a.id.to_owned(),
+                    a.name.to_owned(),
+                    JsonText::of(&a).map_err(json_err)?
+                ],
+            );
         }
         Change::PutUser(u) => {
             touched.push((Kind::Users, key2(&u.account_id, &u.id)));
-            tx.execute(
+            tx.defer(
                 "INSERT INTO members (account_id, id, value) VALUES ($1, $2, $3)
                  ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
-                &[&u.account_id, &u.id, &Json(&u)],
-            )?;
+                owned![
+                    u.account_id.to_owned(),
+                    u.id.to_owned(),
+                    JsonText::of(&u).map_err(json_err)?
+                ],
+            );
         }
         Change::DeleteUser {
             account_id,
             user_id,
         } => {
             touched.push((Kind::Users, key2(&account_id, &user_id)));
-            tx.execute(
+            tx.defer(
                 "DELETE FROM members WHERE account_id = $1 AND id = $2",
-                &[&account_id, &user_id],
-            )?;
+                owned![account_id.to_owned(), user_id.to_owned()],
+            );
         }
         Change::PutEmailIndex {
             account_id,
             email,
             user_id,
         } => {
-            tx.execute(
+            tx.defer(
                 "INSERT INTO email_index (account_id, email, user_id) VALUES ($1, $2, $3)
                  ON CONFLICT (account_id, email) DO UPDATE SET user_id = EXCLUDED.user_id",
-                &[&account_id, &normalize_email(&email), &user_id],
-            )?;
+                owned![
+                    account_id.to_owned(),
+                    normalize_email(&email),
+                    user_id.to_owned()
+                ],
+            );
         }
         Change::DeleteEmailIndex { account_id, email } => {
-            tx.execute(
+            tx.defer(
                 "DELETE FROM email_index WHERE account_id = $1 AND email = $2",
-                &[&account_id, &normalize_email(&email)],
-            )?;
+                owned![account_id.to_owned(), normalize_email(&email)],
+            );
         }
         Change::PutIntegration(i) => {
-            tx.execute(
+            tx.defer(
                 "INSERT INTO integrations (account_id, id, value) VALUES ($1, $2, $3)
                  ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
-                &[&i.account_id, &i.id, &Json(&i)],
-            )?;
+                owned![
+                    i.account_id.to_owned(),
+                    i.id.to_owned(),
+                    JsonText::of(&i).map_err(json_err)?
+                ],
+            );
         }
         Change::PutToken(t) => {
-            tx.execute(
+            tx.defer(
                 "INSERT INTO tokens (hash, value) VALUES ($1, $2)
                  ON CONFLICT (hash) DO UPDATE SET value = EXCLUDED.value",
-                &[&t.hash, &Json(&t)],
-            )?;
+                owned![t.hash.to_owned(), JsonText::of(&t).map_err(json_err)?],
+            );
         }
         Change::DeleteToken { hash } => {
-            tx.execute("DELETE FROM tokens WHERE hash = $1", &[&hash])?;
+            tx.defer(
+                "DELETE FROM tokens WHERE hash = $1",
+                owned![hash.to_owned()],
+            );
         }
         Change::PutSession(s) => {
             touched.push((Kind::Sessions, s.hash.as_bytes().to_vec()));
-            tx.execute(
+            tx.defer(
                 "INSERT INTO sessions (hash, account_id, user_id, email, value) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (hash) DO UPDATE SET value = EXCLUDED.value",
-                &[&s.hash, &s.account_id, &s.user_id, &normalize_email(&s.email), &Json(&s)],
-            )?;
+                owned![s.hash.to_owned(), s.account_id.to_owned(), s.user_id.to_owned(), (normalize_email(&s.email)).to_owned(), JsonText::of(&s).map_err(json_err)?],
+            );
         }
         Change::DeleteSession { hash } => {
-            tx.execute("DELETE FROM sessions WHERE hash = $1", &[&hash])?;
+            tx.defer(
+                "DELETE FROM sessions WHERE hash = $1",
+                owned![hash.to_owned()],
+            );
             touched.push((Kind::Sessions, hash.into_bytes()));
         }
         Change::DeleteUserSessions {
@@ -739,43 +767,56 @@ fn apply_change(
         }
         Change::PutLicenceRequest(r) => {
             let status = serde_json::to_value(r.status).map_err(json_err)?;
-            tx.execute(
+            tx.defer(
                 "INSERT INTO licence_requests (id, account_id, status, created_at, value) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, value = EXCLUDED.value",
-                &[&r.id, &r.account_id, &status.as_str().unwrap_or(""), &r.created_at, &Json(&r)],
-            )?;
+                owned![r.id.to_owned(), r.account_id.to_owned(), (status.as_str().unwrap_or("")).to_owned(), r.created_at.to_owned(), JsonText::of(&r).map_err(json_err)?],
+            );
         }
         Change::PutPolicySwitch(p) => {
-            tx.execute(
+            tx.defer(
                 "INSERT INTO policy_switches (name, value) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                &[&p.name, &Json(&p)],
-            )?;
+                owned![p.name.to_owned(), JsonText::of(&p).map_err(json_err)?],
+            );
         }
         Change::PutWebhookSeen {
             source,
             webhook_id,
             at,
         } => {
-            tx.execute(
+            tx.defer(
                 "INSERT INTO webhooks_seen (source, webhook_id, at, value) VALUES ($1, $2, $3, $4)
                  ON CONFLICT DO NOTHING",
-                &[&source, &webhook_id, &at, &Json(&at)],
-            )?;
+                owned![
+                    source.to_owned(),
+                    webhook_id.to_owned(),
+                    at.to_owned(),
+                    JsonText::of(&at).map_err(json_err)?
+                ],
+            );
         }
         Change::PutInvoice(i) => {
             let seq = next_id(tx)?;
-            tx.execute(
+            tx.defer(
                 "INSERT INTO invoices (account_id, seq, value) VALUES ($1, $2, $3)",
-                &[&i.account_id, &id_i64(seq), &Json(&i)],
-            )?;
+                owned![
+                    i.account_id.to_owned(),
+                    (id_i64(seq)).to_owned(),
+                    JsonText::of(&i).map_err(json_err)?
+                ],
+            );
         }
         Change::PutInvestigation(i) => {
-            tx.execute(
+            tx.defer(
                 "INSERT INTO investigations (account_id, id, value) VALUES ($1, $2, $3)
                  ON CONFLICT (account_id, id) DO UPDATE SET value = EXCLUDED.value",
-                &[&i.account_id, &i.id, &Json(&i)],
-            )?;
+                owned![
+                    i.account_id.to_owned(),
+                    i.id.to_owned(),
+                    JsonText::of(&i).map_err(json_err)?
+                ],
+            );
         }
     }
     Ok(())
@@ -790,16 +831,16 @@ fn sessions_touched(ended: Vec<postgres::Row>, touched: &mut Touched) {
 }
 
 fn put_audit(tx: &mut impl Run, entry: &AuditEntry) -> Result<(), StoreError> {
-    tx.execute(
+    tx.defer(
         "INSERT INTO audit (scope, seq, at, action, value) VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &entry.account_id,
-            &id_i64(entry.seq),
-            &entry.at,
-            &entry.action,
-            &Json(entry),
+        owned![
+            entry.account_id.to_owned(),
+            (id_i64(entry.seq)).to_owned(),
+            entry.at.to_owned(),
+            entry.action.to_owned(),
+            JsonText::of(&entry).map_err(json_err)?
         ],
-    )?;
+    );
     Ok(())
 }
 
@@ -810,12 +851,16 @@ fn put_queue(
     value: &serde_json::Value,
 ) -> Result<(), StoreError> {
     // Writing an item (a retry's new schedule) ends whatever claim it had.
-    tx.execute(
+    tx.defer(
         "INSERT INTO queue_items (queue, id, value) VALUES ($1, $2, $3)
          ON CONFLICT (queue, id) DO UPDATE
          SET value = EXCLUDED.value, claimed_by = NULL, claimed_until = NULL",
-        &[&queue_name(queue), &id_i64(id), &Json(value)],
-    )?;
+        owned![
+            (queue_name(queue)).to_owned(),
+            (id_i64(id)).to_owned(),
+            JsonText::of(&value).map_err(json_err)?
+        ],
+    );
     Ok(())
 }
 
@@ -826,39 +871,39 @@ fn apply_write(tx: &mut impl Run, write: Write, touched: &mut Touched) -> Result
             put_queue(tx, queue, id, &value)?;
         }
         Write::QueueRemove { queue, id } => {
-            tx.execute(
+            tx.defer(
                 "DELETE FROM queue_items WHERE queue = $1 AND id = $2",
-                &[&queue_name(queue), &id_i64(id)],
-            )?;
+                owned![(queue_name(queue)).to_owned(), (id_i64(id)).to_owned()],
+            );
         }
         Write::PutSubscriberState { name, value } => {
             let value: serde_json::Value = decode(&value)?;
-            tx.execute(
+            tx.defer(
                 "INSERT INTO subscribers (name, value) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                &[&name, &Json(&value)],
-            )?;
+                owned![name.to_owned(), JsonText::of(&value).map_err(json_err)?],
+            );
         }
         Write::DisableSubscriber { name, value } => {
             let value: serde_json::Value = decode(&value)?;
-            tx.execute(
+            tx.defer(
                 "INSERT INTO subscribers (name, value) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
                  WHERE NOT COALESCE((subscribers.value->>'disabled')::boolean, false)",
-                &[&name, &Json(&value)],
-            )?;
+                owned![name.to_owned(), JsonText::of(&value).map_err(json_err)?],
+            );
         }
         Write::ForgetAudit { scope, seq } => {
-            tx.execute(
+            tx.defer(
                 "DELETE FROM audit WHERE scope = $1 AND seq = $2",
-                &[&scope, &id_i64(seq)],
-            )?;
+                owned![scope.to_owned(), (id_i64(seq)).to_owned()],
+            );
         }
         Write::ForgetWebhook { source, webhook_id } => {
-            tx.execute(
+            tx.defer(
                 "DELETE FROM webhooks_seen WHERE source = $1 AND webhook_id = $2",
-                &[&source, &webhook_id],
-            )?;
+                owned![source.to_owned(), webhook_id.to_owned()],
+            );
         }
         Write::Restore(record) => {
             let id = match record.into_restore() {
@@ -879,20 +924,20 @@ fn apply_write(tx: &mut impl Run, write: Write, touched: &mut Touched) -> Result
                     }
                 }
                 Restore::SubscriberState { name, value } => {
-                    tx.execute(
+                    tx.defer(
                         "INSERT INTO subscribers (name, value) VALUES ($1, $2)
                          ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                        &[&name, &Json(&value)],
-                    )?;
+                        owned![name.to_owned(), JsonText::of(&value).map_err(json_err)?],
+                    );
                     0
                 }
             };
             if id > 0 {
                 // Ids handed out from now on are larger than every restored one.
-                tx.execute(
-                    "SELECT setval('admind_ids', GREATEST((SELECT last_value FROM admind_ids), $1))",
-                    &[&id],
-                )?;
+                tx.defer(
+                "SELECT setval('admind_ids', GREATEST((SELECT last_value FROM admind_ids), $1))",
+                owned![id.to_owned()],
+            );
             }
         }
     }
@@ -1227,13 +1272,27 @@ impl Backend for PostgresStore {
                 }),
             };
             if h.group.is_some() {
-                // In a group: written inside the command's savepoint; the
-                // group's transaction commits at `flush`.
-                h.command_written = written.is_ok();
-                return written
-                    .and_then(|()| Ok(h.conn.batch_execute("RELEASE SAVEPOINT command")?));
+                // In a group: written inside the command's savepoint, in
+                // one round trip with its release; the group's transaction
+                // commits at `flush`.
+                let result = written.and_then(|()| {
+                    h.conn.defer("RELEASE SAVEPOINT command", Vec::new());
+                    Ok(h.conn.send_deferred()?)
+                });
+                h.command_written = result.is_ok();
+                return result;
             }
-            let result = written.and_then(|()| Ok(h.conn.batch_execute("COMMIT")?));
+            // The writes and the COMMIT in one round trip.
+            let result = written.and_then(|()| {
+                h.conn.defer("COMMIT", Vec::new());
+                Ok(h.conn.send_deferred()?)
+            });
+            if result.is_err() {
+                h.conn.discard_deferred();
+                if let Err(e) = h.conn.batch_execute("ROLLBACK") {
+                    tracing::warn!(error = %StoreError::from(e), "rolling back a failed commit failed");
+                }
+            }
             h.open = false;
             self.committed(
                 std::mem::take(&mut h.touched),
@@ -1454,15 +1513,14 @@ impl Backend for PostgresStore {
         // groups never wait on each other in a circle.
         let mut group = None;
         let sql = match scope {
-            LockScope::Account(id) => format!(
-                "BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY}), pg_advisory_xact_lock({})",
-                account_lock_key(id)
-            ),
+            // Sent with the command's first read, in its round trip.
+            LockScope::Account(_) => String::new(),
             LockScope::Accounts(ids) => {
                 let mut keys: Vec<i64> = ids.iter().map(|id| account_lock_key(id)).collect();
                 keys.sort_unstable();
                 keys.dedup();
-                let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY});");
+                let mut sql =
+                    format!("BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY});");
                 for key in &keys {
                     sql.push_str(&format!(" SELECT pg_advisory_xact_lock({key});"));
                 }
@@ -1475,7 +1533,13 @@ impl Backend for PostgresStore {
         };
         blocking(|| {
             let mut conn = self.pool.get()?;
-            if let Err(e) = conn.batch_execute(&sql) {
+            if let LockScope::Account(id) = scope {
+                conn.defer("BEGIN", Vec::new());
+                conn.defer(
+                    "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)",
+                    owned![EVERYTHING_LOCK_KEY, account_lock_key(id)],
+                );
+            } else if let Err(e) = conn.batch_execute(&sql) {
                 let _ = conn.batch_execute("ROLLBACK");
                 return Err(e.into());
             }
@@ -1493,6 +1557,7 @@ impl Backend for PostgresStore {
             Ok(CommandLock::releasing(|| {
                 let held = HELD.with(|held| held.borrow_mut().take());
                 if let Some(mut held) = held {
+                    held.conn.discard_deferred();
                     if held.open {
                         // Refused, or its commit failed: nothing of it stays.
                         if let Err(e) = held.conn.batch_execute("ROLLBACK") {
