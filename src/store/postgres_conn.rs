@@ -114,6 +114,19 @@ pub struct Conn {
     /// Deferred writes sent early (too many held back) failed: the next
     /// statement reports it.
     failed: Option<Error>,
+    /// A request failed in a way that ends the session (the server's FATAL,
+    /// or no answer from it): the pool drops the connection. The driver
+    /// itself notices only when it next writes to the socket.
+    broken: bool,
+}
+
+/// Whether a failure ended the database session: the server's FATAL, or
+/// none of its words at all (the socket failed or closed).
+fn ends_session(e: &Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => matches!(db.severity(), "FATAL" | "PANIC"),
+        None => true,
+    }
 }
 
 /// `wait!(conn, |client| future)`: runs the future the client makes to its
@@ -168,6 +181,7 @@ impl Conn {
             prepared: HashMap::new(),
             deferred: Vec::new(),
             failed: None,
+            broken: false,
         })
     }
 
@@ -184,8 +198,26 @@ impl Conn {
         Ok(s)
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.connection.is_none() || self.client.is_closed()
+    /// Whether the connection has ended: what the server sent meanwhile
+    /// (an error, the end of the stream) is read first, without waiting.
+    pub fn is_closed(&mut self) -> bool {
+        if let Some(c) = self.connection.as_mut() {
+            let ended = self.runtime.block_on(std::future::poll_fn(|cx| {
+                Poll::Ready(matches!(c.as_mut().poll(cx), Poll::Ready(_)))
+            }));
+            if ended {
+                self.connection = None;
+            }
+        }
+        self.broken || self.connection.is_none() || self.client.is_closed()
+    }
+
+    /// Notes whether a request's failure ended the session.
+    fn noted<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result {
+            self.broken |= ends_session(e);
+        }
+        result
     }
 
     /// A transaction on this connection; it rolls back unless committed.
@@ -310,28 +342,36 @@ impl Conn {
 
 impl Run for Conn {
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
-        if self.deferred.is_empty() && self.failed.is_none() {
-            let s = self.statement(sql)?;
-            return wait!(self, |c| c.query(&s, params));
-        }
-        self.pipeline(Some((sql, params)))
+        let result = if self.deferred.is_empty() && self.failed.is_none() {
+            self.statement(sql)
+                .and_then(|s| wait!(self, |c| c.query(&s, params)))
+        } else {
+            self.pipeline(Some((sql, params)))
+        };
+        self.noted(result)
     }
 
     fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
-        self.deferred_first()?;
-        let s = self.statement(sql)?;
-        wait!(self, |c| c.query_one(&s, params))
+        let result = self
+            .deferred_first()
+            .and_then(|()| self.statement(sql))
+            .and_then(|s| wait!(self, |c| c.query_one(&s, params)));
+        self.noted(result)
     }
 
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
-        self.deferred_first()?;
-        let s = self.statement(sql)?;
-        wait!(self, |c| c.execute(&s, params))
+        let result = self
+            .deferred_first()
+            .and_then(|()| self.statement(sql))
+            .and_then(|s| wait!(self, |c| c.execute(&s, params)));
+        self.noted(result)
     }
 
     fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
-        self.deferred_first()?;
-        wait!(self, |c| c.batch_execute(sql))
+        let result = self
+            .deferred_first()
+            .and_then(|()| wait!(self, |c| c.batch_execute(sql)));
+        self.noted(result)
     }
 
     fn defer(&mut self, sql: &'static str, params: Owned) {
@@ -340,13 +380,15 @@ impl Run for Conn {
             // Sent now; a failure is kept for the next statement (the
             // transaction is aborted, so it could not succeed anyway).
             if let Err(e) = self.pipeline(None) {
+                self.broken |= ends_session(&e);
                 self.failed = Some(e);
             }
         }
     }
 
     fn send_deferred(&mut self) -> Result<(), Error> {
-        self.deferred_first()
+        let result = self.deferred_first();
+        self.noted(result)
     }
 
     fn discard_deferred(&mut self) {
@@ -445,5 +487,92 @@ impl r2d2::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::fresh_postgres_database;
+
+    fn connect(url: &str) -> Conn {
+        Conn::connect(&url.parse().expect("a test URL")).expect("connecting")
+    }
+
+    fn count(conn: &mut Conn) -> i64 {
+        conn.query_one("SELECT count(*) FROM t", &[])
+            .expect("counting")
+            .get(0)
+    }
+
+    /// A deferred write is not sent until a statement waits for an answer,
+    /// and then goes first: the waiting statement sees it.
+    #[test]
+    fn a_deferred_write_goes_with_the_next_statement_that_waits_and_before_it() {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let mut conn = connect(&url);
+        let mut other = connect(&url);
+        conn.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY)")
+            .expect("a table");
+        conn.defer("INSERT INTO t (id) VALUES ($1)", owned![1_i64]);
+        conn.defer("INSERT INTO t (id) VALUES ($1)", owned![2_i64]);
+        assert_eq!(count(&mut other), 0, "nothing is sent before a read");
+        let rows = conn
+            .query("SELECT id FROM t ORDER BY id", &[])
+            .expect("reading");
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids, [1, 2], "the deferred writes ran first, in order");
+        assert_eq!(count(&mut other), 2);
+    }
+
+    /// A deferred write that fails fails the commit sent with it; nothing
+    /// of the transaction stays, and the connection is fit for the next
+    /// caller (not left inside an aborted transaction).
+    #[test]
+    fn a_failed_deferred_write_fails_its_commit_and_leaves_the_connection_clean() {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let mut conn = connect(&url);
+        conn.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t VALUES (1)")
+            .expect("a table");
+        let mut tx = conn.transaction().expect("a transaction");
+        tx.defer("INSERT INTO t (id) VALUES ($1)", owned![5_i64]);
+        tx.defer("INSERT INTO t (id) VALUES ($1)", owned![1_i64]);
+        let failed = tx.commit().expect_err("a duplicate key");
+        assert!(
+            failed
+                .as_db_error()
+                .is_some_and(|e| e.code().code() == "23505"),
+            "the write's own error: {failed}"
+        );
+        assert_eq!(count(&mut conn), 1, "the other write rolled back with it");
+        let mut tx = conn.transaction().expect("a transaction");
+        tx.defer("INSERT INTO t (id) VALUES ($1)", owned![6_i64]);
+        tx.commit().expect("the connection works on");
+        assert_eq!(count(&mut conn), 2);
+    }
+
+    /// A connection the server ends fails its next request at once (it
+    /// does not wait forever for an answer) and shows itself broken, so
+    /// the pool drops it.
+    #[test]
+    fn a_connection_the_server_ended_fails_its_next_request_and_reads_as_closed() {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let mut conn = connect(&url);
+        let mut other = connect(&url);
+        let pid: i32 = conn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .expect("its pid")
+            .get(0);
+        other
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .expect("ending it");
+        assert!(conn.query("SELECT 1", &[]).is_err());
+        assert!(conn.is_closed());
     }
 }

@@ -3,10 +3,11 @@
 //! [`Transaction`], ids from one sequence, a schema created and upgraded by
 //! versioned migrations at start-up.
 //!
-//! The driver is the synchronous `postgres` crate with an r2d2 pool: the
-//! store interface is synchronous (the writer is a thread). Called from an
-//! async task, a query leaves the runtime first (`block_in_place`), so the
-//! driver's own runtime never nests in tokio's.
+//! The driver is tokio-postgres driven on the caller's thread
+//! (`postgres_conn`), with an r2d2 pool: the store interface is synchronous
+//! (the writer is a thread), and writes are pipelined. Called from an async
+//! task, a query leaves the runtime first (`block_in_place`), so the
+//! connection's own runtime never nests in tokio's.
 //!
 //! Several daemons (replicas) may serve one database. A command runs in one
 //! SQL transaction: the writer's `lock_command` opens it and takes
