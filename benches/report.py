@@ -11,6 +11,43 @@ for line in open(sys.argv[1]):
         r = json.loads(line)
         rows[r["scenario"]] = r
 seconds = sys.argv[2]
+# The run before this one (benches/last-results.jsonl before it is
+# replaced): a rate that moved more than 15 % between the two runs, on the
+# same kind of machine, is shown as the range of both.
+previous = {}
+if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
+    for line in open(sys.argv[3]):
+        line = line.strip()
+        if line.startswith("{"):
+            r = json.loads(line)
+            previous[r["scenario"]] = r
+
+
+def same_machine(part):
+    now, then = rows.get(f"machine_{part}"), previous.get(f"machine_{part}")
+    keys = ("cores", "model", "daemon_cpus", "load_cpus")
+    return bool(now and then) and all(now.get(k) == then.get(k) for k in keys)
+
+
+def rate(name, part="main"):
+    """A rate, or the range of this run's and the previous run's when they
+    differ by more than 15 % on the same machine."""
+    value = rows.get(name, {}).get("rate", 0.0)
+    before = previous.get(name, {}).get("rate")
+    if before and value and same_machine(part) and before != value and abs(value / before - 1) > 0.15:
+        lo, hi = sorted((value, before))
+        return f"{value:,.0f} (range {lo:,.0f}–{hi:,.0f} over two runs)"
+    return f"{value:,.0f}"
+
+
+def machine(part):
+    m = rows.get(f"machine_{part}")
+    if not m:
+        return ""
+    pinned = (f"admind and its bare baseline pinned to CPU {m['daemon_cpus']}, the load generator to CPU {m['load_cpus']} (taskset) for the read figures"
+              if part == "main" else "nothing pinned: the replicas, PostgreSQL and the load share the machine")
+    return (f" Machine: {m['cores']} × {m['model']}, {m['memory_gib']} GiB, 1-minute load {m['load1_before']:.2f} before the run, "
+            f"{pinned}; {m['date']}.")
 
 
 def g(name, key, default=0.0):
@@ -34,19 +71,19 @@ out.append(
     + f"{os.cpu_count()} cores, "
     f"{mem_gib:.0f} GiB of memory, loopback, release build, {seconds} s per figure, "
     "64 connections unless said. Every baseline was measured in the same run. "
-    "Raw lines: `benches/last-results.jsonl`.\n"
+    "Raw lines: `benches/last-results.jsonl`." + machine("main") + "\n"
 )
 out.append("| figure | admind | baseline (same run) | ratio | goal |")
 out.append("|---|---|---|---|---|")
 o, bo = g("owner", "rate"), g("bare_owner_size", "rate")
-out.append(f"| `GET /v1/accounts/{{a}}/owner`, req/s | {o:,.0f} | bare hyper, same body size: {bo:,.0f} | {ratio(o, bo):.2f} | ≥ 0.6 {mark(ratio(o, bo) >= 0.6)} |")
+out.append(f"| `GET /v1/accounts/{{a}}/owner`, req/s | {rate('owner')} | bare hyper, same body size: {rate('bare_owner_size')} | {ratio(o, bo):.2f} | ≥ 0.6 {mark(ratio(o, bo) >= 0.6)} |")
 m, bm = g("members_20", "rate"), g("bare_members_size", "rate")
-out.append(f"| `GET /v1/accounts/{{a}}/members` (20 members), req/s | {m:,.0f} | bare hyper, same body size: {bm:,.0f} | {ratio(m, bm):.2f} | ≥ 0.4 {mark(ratio(m, bm) >= 0.4)} |")
+out.append(f"| `GET /v1/accounts/{{a}}/members` (20 members), req/s | {rate('members_20')} | bare hyper, same body size: {rate('bare_members_size')} | {ratio(m, bm):.2f} | ≥ 0.4 {mark(ratio(m, bm) >= 0.4)} |")
 cm, am = g("console_members_20", "rate"), g("members_20", "rate")
 if cm:
     # Server time per request ~ 1/rate at the same concurrency: the page's
     # time beside the API's is the inverse ratio of their rates.
-    out.append(f"| Team members page (20 members), req/s | {cm:,.0f} | `GET .../members` of the API, same run: {am:,.0f} | {ratio(am, cm):.2f}× the API's time | ≤ 1.5× {mark(ratio(am, cm) <= 1.5)} |")
+    out.append(f"| Team members page (20 members), req/s | {rate('console_members_20')} | `GET .../members` of the API, same run: {am:,.0f} | {ratio(am, cm):.2f}× the API's time | ≤ 1.5× {mark(ratio(am, cm) <= 1.5)} |")
 cb, ab = g("console_big_first", "rate"), g("api_big_first_50", "rate")
 if cb:
     out.append(f"| Team members page, first of 100,000-member account, req/s | {cb:,.0f} | API's first page of 50, same run: {ab:,.0f} | {ratio(ab, cb):.2f}× the API's time | ≤ 1.5× {mark(ratio(ab, cb) <= 1.5)} |")
@@ -59,7 +96,7 @@ for c in (1, 16, 64):
     base = g(f"sled_batched_{c}", "rate") if c > 1 else one
     label = "sled tx + flush, one writer" if c == 1 else f"sled tx, flushes shared by {c} writers"
     goal = f"≥ 0.5 {mark(ratio(t, base) >= 0.5)}" if c == 64 else ""
-    out.append(f"| durable owner transfers/s, {c} client(s) | {t:,.0f} ({ratio(t, one):.1f}× one-writer) | {label}: {base:,.0f} | {ratio(t, base):.2f} | {goal} |")
+    out.append(f"| durable owner transfers/s, {c} client(s) | {rate(f'transfers_{c}')} ({ratio(t, one):.1f}× one-writer) | {label}: {base:,.0f} | {ratio(t, base):.2f} | {goal} |")
 p99 = g("transfers_64", "p99_ms")
 out.append(f"| p99 latency of transfers, 64 clients | {p99:.2f} ms (p50 {g('transfers_64', 'p50_ms'):.2f} ms) | — | | ≤ 10 ms {mark(p99 <= 10)} |")
 added = g("hook_rhai_script", "median_us") - g("hook_no_handler", "median_us")
@@ -113,6 +150,7 @@ if "pgbench_transfer_64" in rows:
         "replica, then two replicas on the same database (odd clients on the second)."
         + (f" Measured on {datetime.date.today()} with `BENCH_ONLY=postgres`; the figures above "
            "come from the last full run." if os.environ.get("BENCH_ONLY") == "postgres" else "")
+        + machine("postgres")
     )
     out.append("")
     out.append("| clients | admind, 1 replica: transfers/s (p99) | admind, 2 replicas: transfers/s (p99) | pgbench, same SQL work: tx/s | ratio, 2 replicas / pgbench | goal | admind on sled, same run: transfers/s (p99) |")
@@ -122,8 +160,8 @@ if "pgbench_transfer_64" in rows:
         p99 = g(f"pg_transfers_{c}_2r", "p99_ms")
         goal = f"≥ 0.6 {mark(ratio(two_r, pgb) >= 0.6)}, p99 ≤ 50 ms {mark(p99 <= 50)}" if c == 64 else ""
         out.append(
-            f"| {c} | {one_r:,.0f} ({g(f'pg_transfers_{c}_1r', 'p99_ms'):.1f} ms) | {two_r:,.0f} ({p99:.1f} ms) | "
-            f"{pgb:,.0f} | {ratio(two_r, pgb):.2f} | {goal} | "
+            f"| {c} | {rate(f'pg_transfers_{c}_1r', 'postgres')} ({g(f'pg_transfers_{c}_1r', 'p99_ms'):.1f} ms) | {rate(f'pg_transfers_{c}_2r', 'postgres')} ({p99:.1f} ms) | "
+            f"{rate(f'pgbench_transfer_{c}', 'postgres')} | {ratio(two_r, pgb):.2f} | {goal} | "
             + (f"{g(f'sled_transfers_{c}', 'rate'):,.0f} ({g(f'sled_transfers_{c}', 'p99_ms'):.1f} ms) |" if f"sled_transfers_{c}" in rows else "— |")
         )
     out.append("")
