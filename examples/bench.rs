@@ -281,13 +281,36 @@ impl Client {
     }
 }
 
-/// Writes a policy that spends `ms` on each `before_owner_change` of
-/// `account` (a busy loop: the sandbox has no sleep), and waits until the
-/// daemon has loaded it.
+/// The busy loop of the slow policy: policies may not read the clock, so
+/// it runs a number of iterations, calibrated here on the same engine.
+const SLOW_LOOP: &str =
+    "for i in 0..ITERATIONS { let a = [5, 3, 1, 4, 2, 9, 8, 7, 6, 0]; a.sort(); }";
+
+/// Iterations of [`SLOW_LOOP`] that take about `ms` on this machine.
+fn slow_iterations(ms: u64) -> u64 {
+    if ms == 0 {
+        return 0;
+    }
+    let mut engine = rhai::Engine::new();
+    engine.set_max_operations(0);
+    let probe = 20_000u64;
+    let ast = engine
+        .compile(SLOW_LOOP.replace("ITERATIONS", &probe.to_string()))
+        .expect("the slow loop compiles");
+    let started = Instant::now();
+    engine.run_ast(&ast).expect("the slow loop runs");
+    let per_ms = probe as f64 / (started.elapsed().as_secs_f64() * 1000.0);
+    (per_ms * ms as f64).round().max(1.0) as u64
+}
+
+/// Writes a policy that spends about `ms` on each `before_owner_change` of
+/// `account` (a busy loop of calibrated length: the sandbox has no sleep
+/// and no clock), and waits until the daemon has loaded it. The daemon
+/// must allow the loop (`[scripts] max_operations`, `timeout_ms`).
 async fn slow_policy(c: &Client, scripts_dir: &std::path::Path, account: &str, ms: u64) {
+    let body = SLOW_LOOP.replace("ITERATIONS", &slow_iterations(ms).to_string());
     let script = format!(
-        "// hooks: before_owner_change\n// calls: none\n// Benchmark only: {ms} ms on one account's transfers.\nfn before_owner_change(event) {{\n    if event.account_id == \"{account}\" {{\n        let started = timestamp();\n        while started.elapsed < {secs} {{ let a = [5, 3, 1, 4, 2, 9, 8, 7, 6, 0]; a.sort(); }}\n    }}\n}}\n",
-        secs = ms as f64 / 1000.0
+        "// hooks: before_owner_change\n// calls: none\n// Benchmark only: about {ms} ms on one account's transfers.\nfn before_owner_change(event) {{\n    if event.account_id == \"{account}\" {{\n        {body}\n    }}\n}}\n"
     );
     std::fs::write(scripts_dir.join("slow.rhai"), script).expect("writing the slow policy");
     let deadline = Instant::now() + Duration::from_secs(20);
