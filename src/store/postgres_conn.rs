@@ -222,12 +222,33 @@ impl Conn {
 
     /// A transaction on this connection; it rolls back unless committed.
     /// Its `BEGIN` goes with its first statement.
-    pub fn transaction(&mut self) -> Result<Tx<'_>, Error> {
+    pub fn transaction(&mut self) -> Tx<'_> {
         self.defer("BEGIN", Vec::new());
-        Ok(Tx {
+        Tx {
             conn: self,
             done: false,
-        })
+        }
+    }
+
+    /// Commits the open transaction, in one round trip with the deferred
+    /// writes; if that fails, rolls back (a failed write turned the COMMIT
+    /// into a rollback already, but a failed COMMIT may leave it open).
+    pub fn commit(&mut self) -> Result<(), Error> {
+        self.defer("COMMIT", Vec::new());
+        let result = self.send_deferred();
+        if result.is_err() {
+            self.rollback();
+        }
+        result
+    }
+
+    /// Forgets the deferred writes and rolls the open transaction back, so
+    /// the connection goes back to the pool outside any transaction.
+    pub fn rollback(&mut self) {
+        self.discard_deferred();
+        if let Err(e) = self.batch_execute("ROLLBACK") {
+            tracing::warn!(error = %e, "rolling back a transaction failed");
+        }
     }
 }
 
@@ -407,25 +428,14 @@ impl Tx<'_> {
     /// Commits, in one round trip with the deferred writes.
     pub fn commit(mut self) -> Result<(), Error> {
         self.done = true;
-        self.conn.defer("COMMIT", Vec::new());
-        let result = self.conn.send_deferred();
-        if result.is_err() {
-            // A failed write turned the COMMIT into a rollback; a failure
-            // of the COMMIT itself may have left the transaction open.
-            self.conn.discard_deferred();
-            let _ = self.conn.batch_execute("ROLLBACK");
-        }
-        result
+        self.conn.commit()
     }
 }
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.conn.discard_deferred();
-            if let Err(e) = self.conn.batch_execute("ROLLBACK") {
-                tracing::debug!(error = %e, "rolling back a transaction failed");
-            }
+            self.conn.rollback();
         }
     }
 }
@@ -499,6 +509,18 @@ mod tests {
         Conn::connect(&url.parse().expect("a test URL")).expect("connecting")
     }
 
+    /// A connection to a new database holding table `t` (`None` without a
+    /// test server), and the database's URL.
+    fn with_table(rows: &str) -> Option<(Conn, String)> {
+        let url = fresh_postgres_database()?;
+        let mut conn = connect(&url);
+        conn.batch_execute(&format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t SELECT unnest('{{{rows}}}'::bigint[])"
+        ))
+        .expect("a table");
+        Some((conn, url))
+    }
+
     fn count(conn: &mut Conn) -> i64 {
         conn.query_one("SELECT count(*) FROM t", &[])
             .expect("counting")
@@ -509,13 +531,10 @@ mod tests {
     /// and then goes first: the waiting statement sees it.
     #[test]
     fn a_deferred_write_goes_with_the_next_statement_that_waits_and_before_it() {
-        let Some(url) = fresh_postgres_database() else {
+        let Some((mut conn, url)) = with_table("") else {
             return;
         };
-        let mut conn = connect(&url);
         let mut other = connect(&url);
-        conn.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY)")
-            .expect("a table");
         conn.defer("INSERT INTO t (id) VALUES ($1)", owned![1_i64]);
         conn.defer("INSERT INTO t (id) VALUES ($1)", owned![2_i64]);
         assert_eq!(count(&mut other), 0, "nothing is sent before a read");
@@ -532,13 +551,10 @@ mod tests {
     /// caller (not left inside an aborted transaction).
     #[test]
     fn a_failed_deferred_write_fails_its_commit_and_leaves_the_connection_clean() {
-        let Some(url) = fresh_postgres_database() else {
+        let Some((mut conn, _)) = with_table("1") else {
             return;
         };
-        let mut conn = connect(&url);
-        conn.batch_execute("CREATE TABLE t (id bigint PRIMARY KEY); INSERT INTO t VALUES (1)")
-            .expect("a table");
-        let mut tx = conn.transaction().expect("a transaction");
+        let mut tx = conn.transaction();
         tx.defer("INSERT INTO t (id) VALUES ($1)", owned![5_i64]);
         tx.defer("INSERT INTO t (id) VALUES ($1)", owned![1_i64]);
         let failed = tx.commit().expect_err("a duplicate key");
@@ -549,7 +565,7 @@ mod tests {
             "the write's own error: {failed}"
         );
         assert_eq!(count(&mut conn), 1, "the other write rolled back with it");
-        let mut tx = conn.transaction().expect("a transaction");
+        let mut tx = conn.transaction();
         tx.defer("INSERT INTO t (id) VALUES ($1)", owned![6_i64]);
         tx.commit().expect("the connection works on");
         assert_eq!(count(&mut conn), 2);

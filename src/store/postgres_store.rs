@@ -62,6 +62,14 @@ fn account_lock_key(account_id: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
+/// How a command's transaction and locks are taken (`lock_command`).
+enum Opening {
+    /// Now, in one round trip (a group, or an exclusive command).
+    Now(String),
+    /// Sent with the command's first read.
+    WithFirstRead { account_key: i64 },
+}
+
 /// Rows a scan reads per round trip.
 const SCAN_PAGE: i64 = 500;
 
@@ -1284,16 +1292,13 @@ impl Backend for PostgresStore {
                 return result;
             }
             // The writes and the COMMIT in one round trip.
-            let result = written.and_then(|()| {
-                h.conn.defer("COMMIT", Vec::new());
-                Ok(h.conn.send_deferred()?)
-            });
-            if result.is_err() {
-                h.conn.discard_deferred();
-                if let Err(e) = h.conn.batch_execute("ROLLBACK") {
-                    tracing::warn!(error = %StoreError::from(e), "rolling back a failed commit failed");
+            let result = match written {
+                Ok(()) => h.conn.commit().map_err(StoreError::from),
+                Err(e) => {
+                    h.conn.rollback();
+                    Err(e)
                 }
-            }
+            };
             h.open = false;
             self.committed(
                 std::mem::take(&mut h.touched),
@@ -1314,7 +1319,7 @@ impl Backend for PostgresStore {
         let (mut touched, mut mails) = (Touched::new(), Vec::new());
         let result = blocking(|| {
             let mut conn = self.pool.get()?;
-            let mut tx = conn.transaction()?;
+            let mut tx = conn.transaction();
             write_transaction(&mut tx, t, &mut touched, &mut mails)?;
             tx.commit()?;
             Ok(())
@@ -1507,15 +1512,16 @@ impl Backend for PostgresStore {
                 return in_group;
             }
         }
-        // One round trip: the transaction the command's (or group's) reads
-        // and commit run in, and its locks, released by the server at
-        // COMMIT or ROLLBACK (or when a dead replica's session ends). A
-        // group takes its accounts' locks in key order, so two replicas'
-        // groups never wait on each other in a circle.
+        // The transaction the command's (or group's) reads and commit run
+        // in, and its locks, released by the server at COMMIT or ROLLBACK
+        // (or when a dead replica's session ends). A group takes its
+        // accounts' locks in key order, so two replicas' groups never wait
+        // on each other in a circle.
         let mut group = None;
-        let sql = match scope {
-            // Sent with the command's first read, in its round trip.
-            LockScope::Account(_) => String::new(),
+        let opening = match scope {
+            LockScope::Account(id) => Opening::WithFirstRead {
+                account_key: account_lock_key(id),
+            },
             LockScope::Accounts(ids) => {
                 let mut keys: Vec<i64> = ids.iter().map(|id| account_lock_key(id)).collect();
                 keys.sort_unstable();
@@ -1526,23 +1532,28 @@ impl Backend for PostgresStore {
                     sql.push_str(&format!(" SELECT pg_advisory_xact_lock({key});"));
                 }
                 group = Some(keys);
-                sql
+                Opening::Now(sql)
             }
-            LockScope::Everything => {
-                format!("BEGIN; SELECT pg_advisory_xact_lock({EVERYTHING_LOCK_KEY})")
-            }
+            LockScope::Everything => Opening::Now(format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({EVERYTHING_LOCK_KEY})"
+            )),
         };
         blocking(|| {
             let mut conn = self.pool.get()?;
-            if let LockScope::Account(id) = scope {
-                conn.defer("BEGIN", Vec::new());
-                conn.defer(
-                    "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)",
-                    owned![EVERYTHING_LOCK_KEY, account_lock_key(id)],
-                );
-            } else if let Err(e) = conn.batch_execute(&sql) {
-                let _ = conn.batch_execute("ROLLBACK");
-                return Err(e.into());
+            match &opening {
+                Opening::Now(sql) => {
+                    if let Err(e) = conn.batch_execute(sql) {
+                        conn.rollback();
+                        return Err(e.into());
+                    }
+                }
+                Opening::WithFirstRead { account_key } => {
+                    conn.defer("BEGIN", Vec::new());
+                    conn.defer(
+                        "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock($2)",
+                        owned![EVERYTHING_LOCK_KEY, *account_key],
+                    );
+                }
             }
             HELD.with(|held| {
                 *held.borrow_mut() = Some(Held {
@@ -1558,12 +1569,9 @@ impl Backend for PostgresStore {
             Ok(CommandLock::releasing(|| {
                 let held = HELD.with(|held| held.borrow_mut().take());
                 if let Some(mut held) = held {
-                    held.conn.discard_deferred();
                     if held.open {
                         // Refused, or its commit failed: nothing of it stays.
-                        if let Err(e) = held.conn.batch_execute("ROLLBACK") {
-                            tracing::warn!(error = %StoreError::from(e), "rolling back a command failed");
-                        }
+                        held.conn.rollback();
                     }
                 }
             }))
@@ -1728,7 +1736,7 @@ impl Coordination for PostgresStore {
     fn prune_shared(&self, replicas_before: DateTime<Utc>) -> Result<u64, StoreError> {
         let window_now = Utc::now().timestamp().div_euclid(60);
         self.with(|c| {
-            let mut tx = c.transaction()?;
+            let mut tx = c.transaction();
             let mut n = tx.execute(
                 "DELETE FROM attempt_windows WHERE window_start < $1",
                 &[&window_now],
