@@ -481,7 +481,7 @@ async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
     ra.install_script("owner_change_guard.rhai");
     rb.install_script("owner_change_guard.rhai");
     let name = "owner_change_guard.rhai";
-    let on_b = |off: bool| {
+    let listed_with = |off: bool| {
         move |l: &Value| {
             l["items"].as_array().is_some_and(|items| {
                 items
@@ -490,7 +490,10 @@ async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
             })
         }
     };
-    wait_policies(&rb, "the script loaded on B", on_b(false)).await;
+    // Each replica loads its scripts directory on its own watcher: A must
+    // know the policy before it can switch it off.
+    wait_policies(&ra, "the script loaded on A", listed_with(false)).await;
+    wait_policies(&rb, "the script loaded on B", listed_with(false)).await;
     for round in 0..2 {
         let r = ra
             .post(
@@ -502,7 +505,7 @@ async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         // Well inside the 60 s heartbeat: only the announcement gets here.
         let started = Instant::now();
-        wait_policies(&rb, "switched off on B", on_b(true)).await;
+        wait_policies(&rb, "switched off on B", listed_with(true)).await;
         assert!(started.elapsed() < Duration::from_secs(10), "round {round}");
         let r = ra
             .post(
@@ -513,7 +516,7 @@ async fn a_policy_switched_off_on_one_replica_is_off_on_the_other_at_once() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let started = Instant::now();
-        wait_policies(&rb, "back on on B", on_b(false)).await;
+        wait_policies(&rb, "back on on B", listed_with(false)).await;
         assert!(started.elapsed() < Duration::from_secs(10), "round {round}");
     }
 }
