@@ -90,6 +90,11 @@ enum Op {
     AppointSell {
         target: usize,
     },
+    SetActive {
+        actor: usize,
+        target: usize,
+        active: bool,
+    },
 }
 
 fn role() -> impl Strategy<Value = SupportRole> {
@@ -119,15 +124,23 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who.clone(), who.clone(), any::<bool>()).prop_map(|(actor, target, admin)| Op::GrantSell { actor, target, admin }),
         1 => (who.clone(), who.clone(), any::<bool>()).prop_map(|(actor, target, admin)| Op::ChangeSell { actor, target, admin }),
         1 => (who.clone(), who.clone()).prop_map(|(actor, target)| Op::RemoveSell { actor, target }),
-        1 => who.prop_map(|target| Op::AppointSell { target }),
+        1 => who.clone().prop_map(|target| Op::AppointSell { target }),
+        2 => (who.clone(), who, any::<bool>()).prop_map(|(actor, target, active)| Op::SetActive { actor, target, active }),
     ]
 }
 
-/// Index 0 is the operator, 1 anonymous; the rest are members by position.
+/// Index 0 is the operator, 1 anonymous, 7 a directory acting for the
+/// first member; the rest are members by position.
 fn principal(account: &str, members: &[User], i: usize) -> Principal {
     match i {
         0 => Principal::Operator,
         1 => Principal::Anonymous,
+        7 => Principal::Directory {
+            account_id: account.into(),
+            token_id: "sct_00000000000000000000".into(),
+            name: "Okta".into(),
+            acting_for: members.first().map(|u| u.id.clone()).unwrap_or_default(),
+        },
         n => match members.get((n - 2) % members.len().max(1)) {
             Some(u) => Principal::Member {
                 account_id: account.into(),
@@ -147,7 +160,7 @@ fn snapshot(store: &Store, account: &str) -> (Account, Vec<User>) {
 fn check_invariants(store: &Store, account: &str, sell_had_admin: &mut bool) {
     let (acc, users) = snapshot(store, account);
     // Sell seats: used are the holders and never exceed those owned.
-    let sell_holders = users.iter().filter(|u| u.sell_role.holds_seat()).count() as u32;
+    let sell_holders = users.iter().filter(|u| u.holds_sell_seat()).count() as u32;
     assert_eq!(acc.sell.seats_used, sell_holders, "Sell seat count");
     assert!(
         acc.sell.seats_used <= acc.sell_seats_total(chrono::Utc::now()),
@@ -155,7 +168,7 @@ fn check_invariants(store: &Store, account: &str, sell_had_admin: &mut bool) {
     );
     let sell_admins = users
         .iter()
-        .filter(|u| u.sell_role == SellRole::Admin)
+        .filter(|u| u.is_active() && u.sell_role == SellRole::Admin)
         .count() as u32;
     assert_eq!(acc.sell.admin_count, sell_admins, "Sell admin count");
     // R24: once Sell has an admin it always keeps one.
@@ -181,7 +194,7 @@ fn check_invariants(store: &Store, account: &str, sell_had_admin: &mut bool) {
     // R08: the owner is an admin.
     assert_eq!(owner.support_role, SupportRole::Admin, "R08");
     // R11: seats used are the seat holders and never exceed the seats owned.
-    let holders = users.iter().filter(|u| u.support_role.holds_seat()).count() as u32;
+    let holders = users.iter().filter(|u| u.holds_support_seat()).count() as u32;
     assert_eq!(acc.support_seats_used, holders, "R11 seat count");
     assert!(
         acc.support_seats_used <= acc.support_seats_total(chrono::Utc::now()),
@@ -491,6 +504,18 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 Command::AppointSellAdmin(cmd::AppointSellAdmin {
                     account_id: a.clone(),
                     user_id: pick(target),
+                }),
+            ),
+            Op::SetActive {
+                actor,
+                target,
+                active,
+            } => (
+                principal(&a, &members, actor),
+                Command::SetMemberActive(cmd::SetMemberActive {
+                    account_id: a.clone(),
+                    user_id: pick(target),
+                    active,
                 }),
             ),
         };

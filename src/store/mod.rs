@@ -102,6 +102,7 @@ pub(crate) mod tests {
             grants: Vec::new(),
             payment_method: None,
             member_count: 1,
+            scim_tokens: Vec::new(),
         };
         let entry = AuditEntry {
             seq: 7,

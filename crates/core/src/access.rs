@@ -93,13 +93,38 @@ pub fn member_with(
         (Principal::Webhook { .. }, _) => {
             Refusal::forbidden("webhooks act only through their effects")
         }
-        (Principal::Member { .. }, _) => Refusal::not_found("account"),
+        // A directory provisions members: ownership and billing are the
+        // owner's, in person (R02, R05).
+        (Principal::Directory { account_id: a, .. }, Need::Owner) if a == account_id => {
+            Refusal::new(
+                RefusalKind::Forbidden,
+                "not_account_owner",
+                "a directory never changes ownership; the owner hands the account over in the Admin Center",
+            )
+        }
+        (Principal::Directory { account_id: a, .. }, Need::Billing) if a == account_id => {
+            Refusal::new(
+                RefusalKind::Forbidden,
+                "billing_owner_only",
+                "a directory never changes billing; it is the account owner's",
+            )
+        }
+        (Principal::Member { .. } | Principal::Directory { .. }, _) => {
+            Refusal::not_found("account")
+        }
     };
     let user_id = match principal {
         Principal::Member {
             account_id: a,
             user_id,
         } if a == account_id => user_id,
+        // The directory acts with the powers of the admin who created its
+        // token, checked now: whatever that admin may no longer do, it may not.
+        Principal::Directory {
+            account_id: a,
+            acting_for,
+            ..
+        } if a == account_id && !matches!(need, Need::Owner | Need::Billing) => acting_for,
         other => {
             // Outsiders learn nothing about accounts that do not exist.
             if view.account(account_id)?.is_none() {
@@ -111,13 +136,16 @@ pub fn member_with(
     let account = view
         .account(account_id)?
         .ok_or_else(|| Refusal::not_found("account"))?;
-    let user = view.user(account_id, user_id)?.ok_or_else(|| {
-        Refusal::new(
-            RefusalKind::Unauthenticated,
-            "unauthorized",
-            "sign in first",
-        )
-    })?;
+    let user = view
+        .user(account_id, user_id)?
+        .filter(User::is_active)
+        .ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::Unauthenticated,
+                "unauthorized",
+                "sign in first",
+            )
+        })?;
     let is_owner = account.owner_id == user.id;
     let ok = match need {
         Need::Member => true,
@@ -143,6 +171,18 @@ pub fn member_with(
         });
     }
     Ok((account, user))
+}
+
+/// A member Sell may be given to or taken from: an active one (a
+/// deactivated member's Sell seat and role wait for their reactivation).
+pub(crate) fn active_member(user: User) -> Result<User, Refusal> {
+    if user.is_active() {
+        return Ok(user);
+    }
+    Err(Refusal::conflict(
+        "member_deactivated",
+        "this member is deactivated; reactivate them first",
+    ))
 }
 
 /// The audit entry for a refusal by a rule, when it belongs to an account.

@@ -55,6 +55,8 @@ pub(crate) fn new_user(
         sell_role: SellRole::None,
         signed_in_before: false,
         created_at: ctx.now,
+        deactivated_at: None,
+        external_id: None,
     }
 }
 
@@ -138,6 +140,7 @@ pub(crate) fn create_account(
         grants: Vec::new(),
         payment_method: None,
         member_count: 1,
+        scim_tokens: Vec::new(),
     };
     let (token_change, notice) = password_set_token(ctx, &account, &owner);
     Ok(Outcome {

@@ -28,7 +28,9 @@ pub(crate) fn address_owner(
     user_id: &str,
 ) -> Result<(Account, User), Refusal> {
     let (account, me) = member_with(view, actor, account_id, Need::Member)?;
-    if me.id == user_id {
+    // A directory acts with its token's admin's powers, never as that
+    // admin in person: their own profile is theirs alone.
+    if me.id == user_id && !matches!(actor, Principal::Directory { .. }) {
         return Ok((account, me));
     }
     let target = view

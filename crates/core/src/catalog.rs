@@ -12,7 +12,7 @@ use crate::context::{Ctx, Decide, Draft};
 use crate::refusal::Refusal;
 use crate::view::StateView;
 use crate::{
-    accounts, addresses, billing, integrations, licences, members, ownership, policy_actions, sell,
+    accounts, addresses, billing, directory, integrations, licences, members, ownership, policy_actions, sell,
     sessions, support, webhooks,
 };
 
@@ -113,4 +113,10 @@ commands! {
     RecordPolicyCall in policy_actions,
     RecordPolicySave in policy_actions,
     SetPolicySwitch in policy_actions,
+    CreateScimToken in directory,
+    RevokeScimToken in directory,
+    NoteScimTokenUse in directory,
+    SetMemberActive in directory,
+    SetExternalId in directory,
+    ProvisionMember in directory,
 }

@@ -25,6 +25,15 @@ pub enum Principal {
     Webhook {
         source: String,
     },
+    /// The customer's directory (SCIM) through one of the account's
+    /// tokens: the powers of the admin who created the token (`acting_for`),
+    /// never ownership or billing, never "the person" of a profile.
+    Directory {
+        account_id: AccountId,
+        token_id: String,
+        name: String,
+        acting_for: UserId,
+    },
 }
 
 impl Principal {
@@ -35,6 +44,7 @@ impl Principal {
             Principal::Member { user_id, .. } => format!("user:{user_id}"),
             Principal::Policy { name } => format!("policy:{name}"),
             Principal::Webhook { source } => format!("webhook:{source}"),
+            Principal::Directory { name, .. } => format!("directory:{name}"),
         }
     }
     pub fn user_id(&self) -> Option<&str> {
@@ -367,6 +377,11 @@ pub enum Reply {
     Webhook {
         duplicate: bool,
         effect: String,
+    },
+    /// A directory token, and the token itself: shown this once.
+    ScimToken {
+        token: ScimToken,
+        secret: String,
     },
     /// Accepted without saying what happened (password-reset requests, R17).
     Accepted,

@@ -32,7 +32,12 @@ pub const ACCOUNT_SEARCH_SCAN_MAX: usize = 10_000;
 /// Owner candidates listed (R04).
 pub const CANDIDATES_MAX: usize = 1000;
 pub const SELL_USERS_MAX: usize = 1000;
+/// Directory (SCIM) tokens per account.
+pub const SCIM_TOKENS_PER_ACCOUNT_MAX: usize = 10;
 
 // Durations.
 pub const GRANT_DURATION_MAX_DAYS: i64 = 366;
 pub const EMAIL_VERIFICATION_TTL_HOURS: i64 = 24;
+/// A directory token's last use is kept to this precision (a busy
+/// directory does not rewrite its account on every request).
+pub const SCIM_TOKEN_USE_PRECISION_MINUTES: i64 = 10;

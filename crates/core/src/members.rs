@@ -42,19 +42,48 @@ impl Decide for AddMember {
             email,
             role,
         } = self;
-        add_member(view, ctx, draft, account_id, name, email, role)
+        add_member(
+            view,
+            ctx,
+            draft,
+            Joining {
+                account_id,
+                name,
+                email,
+                role,
+                external_id: None,
+                active: true,
+            },
+        )
     }
+}
+
+/// Who joins an account: by an admin (`AddMember`), or by the customer's
+/// directory (`ProvisionMember`), which may add them deactivated and with
+/// its own id of them.
+pub(crate) struct Joining {
+    pub account_id: AccountId,
+    pub name: String,
+    pub email: String,
+    pub role: SupportRole,
+    pub external_id: Option<String>,
+    pub active: bool,
 }
 
 pub(crate) fn add_member(
     view: &dyn StateView,
     ctx: &mut Ctx,
     draft: &Draft,
-    account_id: AccountId,
-    name: String,
-    email: String,
-    role: SupportRole,
+    joining: Joining,
 ) -> Result<Outcome, Refusal> {
+    let Joining {
+        account_id,
+        name,
+        email,
+        role,
+        external_id,
+        active,
+    } = joining;
     let actor = draft.actor;
     let now = ctx.now;
     let name = validate::name("name", &name)?;
@@ -75,7 +104,7 @@ pub(crate) fn add_member(
             ),
         ));
     }
-    if role.holds_seat() {
+    if active && role.holds_seat() {
         take_support_seat(&mut account, actor, now, "member.add")?;
     }
     let ignored = ctx.ask(&Proposal::MemberAdd {
@@ -86,25 +115,39 @@ pub(crate) fn add_member(
         role: role.as_str().to_string(),
     })?;
     account.member_count += 1;
-    let user = new_user(ctx, &account_id, name, email.clone(), role);
-    let (token_change, notice) = password_set_token(ctx, &account, &user);
+    let mut user = new_user(ctx, &account_id, name, email.clone(), role);
+    user.external_id = external_id;
+    let mut changes = vec![
+        Change::PutAccount(account.clone()),
+        Change::PutEmailIndex {
+            account_id: account_id.clone(),
+            email: normalize_email(&email),
+            user_id: user.id.clone(),
+        },
+    ];
+    let mut notices = vec![];
+    if active {
+        let (token_change, notice) = password_set_token(ctx, &account, &user);
+        changes.push(token_change);
+        notices.push(notice);
+    } else {
+        // Added deactivated: no seat, no mail until reactivated.
+        user.deactivated_at = Some(now);
+    }
+    changes.push(Change::PutUser(user.clone()));
+    let deactivated = if active { "" } else { ", deactivated" };
     Ok(Outcome {
-        changes: vec![
-            Change::PutAccount(account),
-            Change::PutEmailIndex {
-                account_id: account_id.clone(),
-                email: normalize_email(&email),
-                user_id: user.id.clone(),
-            },
-            Change::PutUser(user.clone()),
-            token_change,
-        ],
-        notices: vec![notice],
+        changes,
+        notices,
         events: vec![],
         audit: draft.ok(
             &account_id,
             format!("user:{}", user.id),
-            format!("added as {}{}", role.as_str(), ignored_note(&ignored)),
+            format!(
+                "added as {}{deactivated}{}",
+                role.as_str(),
+                ignored_note(&ignored)
+            ),
         ),
         reply: Reply::User(user),
     })
@@ -170,7 +213,11 @@ pub(crate) fn change_role(
     if user.support_role == role {
         return Ok(Outcome::unchanged(Reply::User(user)));
     }
-    match (user.support_role.holds_seat(), role.holds_seat()) {
+    // A deactivated member holds no seat and takes none until reactivated.
+    match (
+        user.holds_support_seat(),
+        user.is_active() && role.holds_seat(),
+    ) {
         (false, true) => take_support_seat(&mut account, actor, now, "member.change_role")?,
         (true, false) => give_back(&mut account.support_seats_used, "support seats used")?,
         _ => {}
@@ -251,10 +298,11 @@ pub(crate) fn remove_member(
             "the owner cannot be removed; hand ownership over first",
         ));
     }
-    if user.support_role.holds_seat() {
+    if user.holds_support_seat() {
         give_back(&mut account.support_seats_used, "support seats used")?;
     }
-    if user.sell_role == SellRole::Admin {
+    // A deactivated Sell admin was no longer counted (`SetMemberActive`).
+    if user.is_active() && user.sell_role == SellRole::Admin {
         if account.sell.admin_count <= 1 {
             return Err(Refusal::conflict(
                 "last_sell_admin",
@@ -263,7 +311,7 @@ pub(crate) fn remove_member(
         }
         give_back(&mut account.sell.admin_count, "Sell admins")?;
     }
-    if user.sell_role.holds_seat() {
+    if user.holds_sell_seat() {
         give_back(&mut account.sell.seats_used, "Sell seats used")?;
     }
     give_back(&mut account.member_count, "members")?;

@@ -170,6 +170,29 @@ pub struct Account {
     pub grants: Vec<SeatGrant>,
     pub payment_method: Option<PaymentMethod>,
     pub member_count: u32,
+    /// The bearer tokens the account's identity providers provision
+    /// members with (SCIM), hashed; a handful per account.
+    #[serde(default)]
+    pub scim_tokens: Vec<ScimToken>,
+}
+
+/// A SCIM bearer token: the customer's directory ("Okta") acting on the
+/// account with the powers of the admin who created it. Only the token's
+/// SHA-256 is kept; the token itself is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimToken {
+    pub id: String,
+    /// What the admins call it: the directory's name, shown in the audit log.
+    pub name: String,
+    pub hash: String,
+    /// The admin whose powers it acts with (checked at every use: a token
+    /// of someone no longer an admin acts no more).
+    pub created_by: UserId,
+    #[serde(with = "crate::stamp")]
+    pub created_at: DateTime<Utc>,
+    /// Its last use, to the `SCIM_TOKEN_USE_PRECISION_MINUTES`.
+    #[serde(default, with = "crate::stamp::option")]
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl Account {
@@ -220,9 +243,30 @@ pub struct User {
     pub signed_in_before: bool,
     #[serde(with = "crate::stamp")]
     pub created_at: DateTime<Utc>,
+    /// Since when the member is deactivated (by the customer's directory,
+    /// SCIM `active: false`): no seat held, no sign-in, no session; the
+    /// profile, its roles and its history kept for a reactivation.
+    #[serde(default, with = "crate::stamp::option")]
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// The directory's own id for this person (SCIM `externalId`), kept as
+    /// the directory sent it.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 impl User {
+    pub fn is_active(&self) -> bool {
+        self.deactivated_at.is_none()
+    }
+    /// An active agent or admin holds an agent seat (R09); a deactivated
+    /// member holds none.
+    pub fn holds_support_seat(&self) -> bool {
+        self.is_active() && self.support_role.holds_seat()
+    }
+    /// An active Sell user or admin holds a Sell seat (R10).
+    pub fn holds_sell_seat(&self) -> bool {
+        self.is_active() && self.sell_role.holds_seat()
+    }
     /// Every user keeps exactly one primary address (R15); a user value
     /// without one is never written.
     pub fn primary(&self) -> Option<&EmailAddress> {

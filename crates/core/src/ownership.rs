@@ -67,6 +67,12 @@ pub(crate) fn transfer_ownership(
             "the new owner must already be an admin of the account; add them as admin first",
         ));
     }
+    if !to.is_active() {
+        return Err(Refusal::conflict(
+            "member_deactivated",
+            "the new owner is deactivated; reactivate them first",
+        ));
+    }
     if !to.primary_verified() {
         return Err(Refusal::conflict(
             "email_unverified",

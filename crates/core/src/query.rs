@@ -226,7 +226,7 @@ pub fn owner_candidates(
 ) -> Result<Vec<MemberView>, Refusal> {
     let (account, _) = member_with(view, who, account_id, Need::Owner)?;
     scan_members(view, &account, CANDIDATES_MAX, |u| {
-        u.support_role == SupportRole::Admin && u.id != account.owner_id
+        u.support_role == SupportRole::Admin && u.id != account.owner_id && u.is_active()
     })
 }
 

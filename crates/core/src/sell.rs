@@ -60,7 +60,13 @@ pub(crate) fn start_sell_trial(
     draft: &Draft,
     account_id: &str,
 ) -> Result<Outcome, Refusal> {
-    // R20: the owner or an admin starts it and is its first Sell admin.
+    // R20: the owner or an admin starts it and is its first Sell admin, in
+    // person: not a directory acting for them.
+    if matches!(draft.actor, Principal::Directory { .. }) {
+        return Err(Refusal::forbidden(
+            "a directory does not start Sell; the owner or an admin starts the trial in the Admin Center",
+        ));
+    }
     let (mut account, mut me) = member_with(view, draft.actor, account_id, Need::Admin)?;
     if account.sell.status != SellStatus::NotStarted || account.sell.admin_count > 0 {
         return Err(Refusal::conflict(
@@ -139,7 +145,9 @@ pub(crate) fn grant_sell(
     // R22: Support admins grant Sell access.
     let (mut account, me) = member_with(view, draft.actor, account_id, Need::Admin)?;
     if account.sell.admin_count == 0 {
-        if user_id == me.id {
+        // Starting Sell is the starter's own step (R20): a directory acting
+        // for an admin is not that admin in person.
+        if user_id == me.id && !matches!(draft.actor, Principal::Directory { .. }) {
             return start_sell_trial(view, ctx, draft, account_id);
         }
         // R23: nobody can hand Sell to someone else before Sell has an admin.
@@ -155,9 +163,10 @@ pub(crate) fn grant_sell(
             "making someone a Sell admin needs a Sell admin",
         ));
     }
-    let mut user = view
-        .user(account_id, user_id)?
-        .ok_or_else(|| Refusal::not_found("member"))?;
+    let mut user = active_member(
+        view.user(account_id, user_id)?
+            .ok_or_else(|| Refusal::not_found("member"))?,
+    )?;
     if user.sell_role != SellRole::None {
         return Err(Refusal::conflict(
             "already_sell_user",
@@ -206,9 +215,11 @@ pub(crate) fn sell_user(
     account_id: &str,
     user_id: &str,
 ) -> Result<User, Refusal> {
-    view.user(account_id, user_id)?
-        .filter(|u| u.sell_role != SellRole::None)
-        .ok_or_else(|| Refusal::not_found("Sell user"))
+    active_member(
+        view.user(account_id, user_id)?
+            .filter(|u| u.sell_role != SellRole::None)
+            .ok_or_else(|| Refusal::not_found("Sell user"))?,
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,9 +418,10 @@ pub(crate) fn appoint_sell_admin(
             "Sell already has an admin; they add others",
         ));
     }
-    let mut user = view
-        .user(account_id, user_id)?
-        .ok_or_else(|| Refusal::not_found("member"))?;
+    let mut user = active_member(
+        view.user(account_id, user_id)?
+            .ok_or_else(|| Refusal::not_found("member"))?,
+    )?;
     if account.sell.status == SellStatus::NotStarted {
         account.sell.status = SellStatus::Trial;
     }

@@ -63,7 +63,8 @@ pub(crate) fn request_password_reset(
     let Some(user) = view.user_by_email(&account_id, &email)? else {
         return Ok(accepted);
     };
-    if normalize_email(user.primary_address()) != normalize_email(&email) {
+    // A deactivated member gets no mail either: the same answer (R17).
+    if normalize_email(user.primary_address()) != normalize_email(&email) || !user.is_active() {
         return Ok(accepted);
     }
     let token = ctx.entropy.token();
@@ -231,6 +232,14 @@ pub(crate) fn create_session(
     let address = user.email(&email).ok_or_else(bad)?;
     if !address.verified {
         return Err(bad());
+    }
+    // Told only to whoever knows the password.
+    if !user.is_active() {
+        return Err(Refusal::new(
+            RefusalKind::Forbidden,
+            "member_deactivated",
+            "this member is deactivated (by the account's directory or an admin); an admin can reactivate them",
+        ));
     }
     let session = Session {
         hash: token_hash,
