@@ -21,6 +21,7 @@ pub mod policy_cli;
 pub mod queue;
 pub mod ratelimit;
 pub mod replicas;
+pub mod scim;
 pub mod secret;
 pub mod server;
 pub mod store;

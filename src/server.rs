@@ -356,7 +356,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     let router = http::router(
         app.clone(),
-        crate::console::routes(),
+        crate::console::routes().merge(crate::scim::routes()),
         config.limits.body_max_bytes,
         config.limits.request_timeout_ms,
     );

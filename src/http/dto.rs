@@ -84,11 +84,19 @@ pub struct MemberOut {
     /// `none`, `user` or `admin`.
     #[schema(value_type = String)]
     pub sell_role: SellRole,
+    /// False once deactivated (by the account's directory or an admin): no
+    /// seat held, no sign-in; profile and roles kept.
+    pub active: bool,
+    /// The directory's id of this person (SCIM `externalId`), if it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 impl From<MemberView> for MemberOut {
     fn from(m: MemberView) -> Self {
         MemberOut {
+            active: m.user.is_active(),
+            external_id: m.user.external_id.clone(),
             primary_email: m.user.primary_address().to_string(),
             email_verified: m.user.primary_verified(),
             id: m.user.id,
@@ -240,6 +248,52 @@ pub struct InvoiceList {
 #[serde(deny_unknown_fields)]
 pub struct AddIntegrationRequest {
     pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScimTokenRequest {
+    /// What the admins call it: the directory's name ("Okta"), shown in the
+    /// audit log as the actor of its changes.
+    pub name: String,
+}
+
+/// A directory token as listed: never the token itself.
+#[derive(Serialize, ToSchema)]
+pub struct ScimTokenOut {
+    pub id: String,
+    pub name: String,
+    /// The admin whose powers it acts with.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// To ten minutes.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ScimToken> for ScimTokenOut {
+    fn from(t: ScimToken) -> Self {
+        ScimTokenOut {
+            id: t.id,
+            name: t.name,
+            created_by: t.created_by,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+/// A new directory token: `token` is shown this once (only its hash is kept).
+#[derive(Serialize, ToSchema)]
+pub struct CreatedScimToken {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScimTokenList {
+    pub items: Vec<ScimTokenOut>,
 }
 
 #[derive(Serialize, ToSchema)]

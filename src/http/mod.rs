@@ -10,6 +10,7 @@ pub mod listener;
 mod accounts;
 mod addresses;
 mod billing;
+mod directory;
 mod integrations;
 mod licences;
 mod members;
@@ -93,6 +94,7 @@ pub fn router(
         .merge(sell::routes())
         .merge(policies::routes())
         .merge(webhooks::routes())
+        .merge(directory::routes())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     api.merge(pages)
@@ -218,6 +220,7 @@ async fn check_path(
             ("a", _) => (id_has_shape("acc", value), "account"),
             ("u", _) => (id_has_shape("usr", value), "member"),
             ("i", _) => (id_has_shape("int", value), "integration"),
+            ("token_id", _) => (id_has_shape("sct", value), "directory token"),
             ("id", r) if r.starts_with("/v1/licence-requests/") => {
                 (id_has_shape("lic", value), "licence request")
             }

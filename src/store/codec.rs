@@ -170,6 +170,8 @@ mod tests {
             created_at: at,
             deactivated_at: Some(at),
             external_id: Some("00u1".into()),
+            user_name: Some("o".into()),
+            modified_at: Some(at),
         };
         let session = Session {
             hash: "h".into(),
@@ -268,12 +270,14 @@ mod tests {
         let user = User {
             deactivated_at: None,
             external_id: None,
+            user_name: None,
+            modified_at: None,
             ..users[0].clone()
         };
         let mut bytes = encode_record(&user);
-        assert_eq!(bytes[1], 0x90 | 11, "a fixarray of the 11 fields");
-        assert_eq!(bytes[bytes.len() - 2..], [0xc0, 0xc0]);
-        bytes.truncate(bytes.len() - 2);
+        assert_eq!(bytes[1], 0x90 | 13, "a fixarray of the 13 fields");
+        assert_eq!(bytes[bytes.len() - 4..], [0xc0; 4]);
+        bytes.truncate(bytes.len() - 4);
         bytes[1] = 0x90 | 9;
         assert_eq!(decode::<User>(&bytes).unwrap(), user);
         let mut old_account = serde_json::to_value(&accounts[0]).unwrap();

@@ -57,6 +57,8 @@ pub(crate) fn new_user(
         created_at: ctx.now,
         deactivated_at: None,
         external_id: None,
+        user_name: None,
+        modified_at: None,
     }
 }
 

@@ -117,6 +117,6 @@ commands! {
     RevokeScimToken in directory,
     NoteScimTokenUse in directory,
     SetMemberActive in directory,
-    SetExternalId in directory,
+    SetDirectoryIds in directory,
     ProvisionMember in directory,
 }

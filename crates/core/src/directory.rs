@@ -319,18 +319,20 @@ impl Decide for SetMemberActive {
     }
 }
 
-/// The directory's own id of a member (SCIM `externalId`).
+/// The directory's names for a member: its login name (SCIM `userName`,
+/// unique in the account) and its own id (`externalId`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SetExternalId {
+pub struct SetDirectoryIds {
     pub account_id: AccountId,
     pub user_id: UserId,
+    pub user_name: Option<String>,
     pub external_id: Option<String>,
 }
 
-impl Decide for SetExternalId {
+impl Decide for SetDirectoryIds {
     fn info(&self) -> CommandInfo<'_> {
         CommandInfo::of(
-            "member.set_external_id",
+            "member.set_directory_ids",
             Some(&self.account_id),
             Target::User(&self.user_id),
         )
@@ -342,31 +344,65 @@ impl Decide for SetExternalId {
         _ctx: &mut Ctx,
         draft: &Draft,
     ) -> Result<Outcome, Refusal> {
-        let external_id = self
-            .external_id
-            .as_deref()
-            .map(|id| validate::name("externalId", id))
-            .transpose()?;
+        let external_id = optional_text("externalId", self.external_id.as_deref())?;
+        let user_name = optional_text("userName", self.user_name.as_deref())?;
         let (account, _) = member_with(view, draft.actor, &self.account_id, Need::Admin)?;
         let mut user = view
             .user(&self.account_id, &self.user_id)?
             .ok_or_else(|| Refusal::not_found("member"))?;
-        if user.external_id == external_id {
+        if user.external_id == external_id && user.user_name == user_name {
             return Ok(Outcome::unchanged(member_reply(&account, user)));
         }
+        let mut changes = vec![];
+        let key = |name: &Option<String>| name.as_deref().map(directory_name_key);
+        if key(&user.user_name) != key(&user_name) {
+            if let Some(new) = key(&user_name) {
+                if view
+                    .user_by_email(&self.account_id, &new)?
+                    .is_some_and(|other| other.id != user.id)
+                {
+                    return Err(crate::members::user_name_taken());
+                }
+                changes.push(Change::PutEmailIndex {
+                    account_id: self.account_id.clone(),
+                    email: new,
+                    user_id: user.id.clone(),
+                });
+            }
+            if let Some(old) = key(&user.user_name) {
+                changes.push(Change::DeleteEmailIndex {
+                    account_id: self.account_id.clone(),
+                    email: old,
+                });
+            }
+        }
         user.external_id = external_id;
+        user.user_name = user_name;
+        changes.push(Change::PutUser(user.clone()));
         Ok(Outcome {
-            changes: vec![Change::PutUser(user.clone())],
+            changes,
             notices: vec![],
             events: vec![],
             audit: draft.ok(
                 &self.account_id,
                 format!("user:{}", self.user_id),
-                format!("external id {:?}", user.external_id.as_deref().unwrap_or("")),
+                format!(
+                    "directory user name {:?}, external id {:?}",
+                    user.user_name.as_deref().unwrap_or(""),
+                    user.external_id.as_deref().unwrap_or("")
+                ),
             ),
             reply: member_reply(&account, user),
         })
     }
+}
+
+fn optional_text(field: &str, value: Option<&str>) -> Result<Option<String>, Refusal> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| validate::name(field, v))
+        .transpose()
 }
 
 /// A member the directory provisions: added as an agent (who takes a seat,
@@ -380,6 +416,7 @@ pub struct ProvisionMember {
     pub email: String,
     pub role: SupportRole,
     pub external_id: Option<String>,
+    pub user_name: Option<String>,
     pub active: bool,
 }
 
@@ -399,11 +436,8 @@ impl Decide for ProvisionMember {
         ctx: &mut Ctx,
         draft: &Draft,
     ) -> Result<Outcome, Refusal> {
-        let external_id = self
-            .external_id
-            .as_deref()
-            .map(|id| validate::name("externalId", id))
-            .transpose()?;
+        let external_id = optional_text("externalId", self.external_id.as_deref())?;
+        let user_name = optional_text("userName", self.user_name.as_deref())?;
         crate::members::add_member(
             view,
             ctx,
@@ -414,6 +448,7 @@ impl Decide for ProvisionMember {
                 email: self.email,
                 role: self.role,
                 external_id,
+                user_name,
                 active: self.active,
             },
         )

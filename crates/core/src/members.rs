@@ -52,6 +52,7 @@ impl Decide for AddMember {
                 email,
                 role,
                 external_id: None,
+                user_name: None,
                 active: true,
             },
         )
@@ -67,6 +68,7 @@ pub(crate) struct Joining {
     pub email: String,
     pub role: SupportRole,
     pub external_id: Option<String>,
+    pub user_name: Option<String>,
     pub active: bool,
 }
 
@@ -82,6 +84,7 @@ pub(crate) fn add_member(
         email,
         role,
         external_id,
+        user_name,
         active,
     } = joining;
     let actor = draft.actor;
@@ -94,6 +97,11 @@ pub(crate) fn add_member(
             "email_taken",
             "that address already belongs to a member of this account",
         ));
+    }
+    if let Some(name) = &user_name {
+        if view.user_by_email(&account_id, &directory_name_key(name))?.is_some() {
+            return Err(user_name_taken());
+        }
     }
     if account.member_count >= ctx.settings.members_per_account_max {
         return Err(Refusal::conflict(
@@ -125,6 +133,14 @@ pub(crate) fn add_member(
             user_id: user.id.clone(),
         },
     ];
+    if let Some(name) = &user_name {
+        changes.push(Change::PutEmailIndex {
+            account_id: account_id.clone(),
+            email: directory_name_key(name),
+            user_id: user.id.clone(),
+        });
+    }
+    user.user_name = user_name;
     let mut notices = vec![];
     if active {
         let (token_change, notice) = password_set_token(ctx, &account, &user);
@@ -327,6 +343,12 @@ pub(crate) fn remove_member(
             email: normalize_email(&e.address),
         });
     }
+    if let Some(name) = &user.user_name {
+        changes.push(Change::DeleteEmailIndex {
+            account_id: account_id.clone(),
+            email: directory_name_key(name),
+        });
+    }
     // An integration whose configurer is gone has nobody to keep it
     // authorized: flag it like a transfer does (R06).
     for mut i in view.integrations(&account_id, ctx.settings.integrations_per_account_max)? {
@@ -356,6 +378,13 @@ pub(crate) fn remove_member(
         ),
         reply: Reply::Done,
     })
+}
+
+pub(crate) fn user_name_taken() -> Refusal {
+    Refusal::conflict(
+        "user_name_taken",
+        "another member of this account has that directory user name",
+    )
 }
 
 /// Mails a member who never set a password a new password-set link.

@@ -252,9 +252,21 @@ pub struct User {
     /// the directory sent it.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// The directory's login name for this person (SCIM `userName`), unique
+    /// in the account without case (kept in the address index under
+    /// `directory_name_key`); sign-in stays by address.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// When a command last changed this member (`None`: not since this
+    /// was recorded; read `created_at`).
+    #[serde(default, with = "crate::stamp::option")]
+    pub modified_at: Option<DateTime<Utc>>,
 }
 
 impl User {
+    pub fn modified_at(&self) -> DateTime<Utc> {
+        self.modified_at.unwrap_or(self.created_at)
+    }
     pub fn is_active(&self) -> bool {
         self.deactivated_at.is_none()
     }
@@ -295,6 +307,12 @@ impl User {
 /// Addresses are unique per account case-insensitively; this is the key form.
 pub fn normalize_email(address: &str) -> String {
     address.trim().to_lowercase()
+}
+
+/// A directory login name's key in the account's address index: a space
+/// and a colon, which no address has, keep it apart from every address.
+pub fn directory_name_key(user_name: &str) -> String {
+    format!("directory name: {}", user_name.trim().to_lowercase())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

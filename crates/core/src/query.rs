@@ -404,3 +404,126 @@ pub fn platform_support_only(who: &Principal, what: &str) -> Result<(), Refusal>
     }
     Ok(())
 }
+
+/// Who a directory (SCIM) bearer token belongs to: the account it names,
+/// one of that account's tokens by id, the token's hash equal to the
+/// stored one. Any failure is the same `unauthorized`.
+pub fn directory_principal(view: &dyn StateView, token: &str) -> Result<Principal, Refusal> {
+    let unauthorized = || {
+        Refusal::new(
+            RefusalKind::Unauthenticated,
+            "unauthorized",
+            "the directory token is invalid or revoked",
+        )
+    };
+    let (account_id, token_id) = crate::directory::scim_token_parts(token).ok_or_else(unauthorized)?;
+    let account = view.account(account_id)?.ok_or_else(unauthorized)?;
+    let presented = crate::context::token_hash(token);
+    let stored = account
+        .scim_tokens
+        .iter()
+        .find(|t| t.id == token_id)
+        .ok_or_else(unauthorized)?;
+    // Equal-time comparison of two hex digests of one length.
+    let differing = presented
+        .bytes()
+        .zip(stored.hash.bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if differing != 0 || presented.len() != stored.hash.len() {
+        return Err(unauthorized());
+    }
+    Ok(Principal::Directory {
+        account_id: account.id.clone(),
+        token_id: stored.id.clone(),
+        name: stored.name.clone(),
+        acting_for: stored.created_by.clone(),
+    })
+}
+
+/// The account's directory tokens (never the tokens themselves: only their
+/// hashes are kept), for its owner and admins in person.
+pub fn scim_tokens(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<ScimToken>, Refusal> {
+    if matches!(who, Principal::Directory { .. }) {
+        return Err(Refusal::forbidden(
+            "a directory does not see the account's directory tokens",
+        ));
+    }
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    Ok(account.scim_tokens)
+}
+
+/// Every member of an account, in id order, handed to `each` one at a
+/// time until it says stop (a directory's filtered listing counts its
+/// matches over the whole team without holding it in memory); at most
+/// `scan_max` are looked at: past it the answer is `too_many`.
+pub fn each_member(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    scan_max: usize,
+    mut each: impl FnMut(&Account, User) -> std::ops::ControlFlow<()>,
+) -> Result<Account, Refusal> {
+    const SCAN_PAGE: usize = 500;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let mut after: Option<String> = None;
+    let mut seen = 0usize;
+    loop {
+        let page = view.members(&account.id, after.as_deref(), SCAN_PAGE)?;
+        let done = page.len() < SCAN_PAGE;
+        after = page.last().map(|u| u.id.clone());
+        for user in page {
+            seen += 1;
+            if seen > scan_max {
+                return Err(Refusal::new(
+                    RefusalKind::Invalid,
+                    "too_many",
+                    format!("the account has more than {scan_max} members to look through; narrow the filter (userName eq, emails.value eq)"),
+                ));
+            }
+            if each(&account, user).is_break() {
+                return Ok(account);
+            }
+        }
+        if done {
+            return Ok(account);
+        }
+    }
+}
+
+/// The member an address belongs to (any of their addresses), as an admin
+/// of the account sees them.
+pub fn member_by_email(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    email: &str,
+) -> Result<(Account, Option<User>), Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let user = view.user_by_email(account_id, email)?;
+    Ok((account, user))
+}
+
+/// The members a directory's `userName` may name: the one holding that
+/// directory login name, and the one holding it as an address (members
+/// added in the console go by their primary address).
+pub fn members_by_user_name(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    user_name: &str,
+) -> Result<Vec<User>, Refusal> {
+    member_with(view, who, account_id, Need::Admin)?;
+    let mut found = vec![];
+    for key in [directory_name_key(user_name), normalize_email(user_name)] {
+        if let Some(user) = view.user_by_email(account_id, &key)? {
+            if !found.iter().any(|u: &User| u.id == user.id) {
+                found.push(user);
+            }
+        }
+    }
+    Ok(found)
+}

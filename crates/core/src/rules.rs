@@ -23,7 +23,18 @@ pub fn execute(
         action: command.action(),
         now: ctx.now,
     };
-    command.decide(view, ctx, &draft)
+    let mut outcome = command.decide(view, ctx, &draft)?;
+    // Every member a command writes was modified now (SCIM's
+    // `meta.lastModified`): stamped here once rather than by each command.
+    for change in &mut outcome.changes {
+        if let Change::PutUser(user) = change {
+            user.modified_at = Some(ctx.now);
+        }
+    }
+    if let Reply::User(user) | Reply::Member { user, .. } = &mut outcome.reply {
+        user.modified_at = Some(ctx.now);
+    }
+    Ok(outcome)
 }
 
 pub fn refusal_audit(
