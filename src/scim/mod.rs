@@ -258,6 +258,14 @@ pub fn routes() -> Router<AppState> {
         .route("/ResourceTypes/{id}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema))
+        // RFC 7644 §3.4.3: searching every resource type at once is
+        // optional; each type's own `.search` is there.
+        .route(
+            "/.search",
+            axum::routing::post(|_d: Directory| async {
+                ScimError::new(501, None, "not_implemented: search /Users/.search or /Groups/.search")
+            }),
+        )
         .route("/Users", get(list_users).post(create_user))
         .route("/Users/.search", axum::routing::post(search_users))
         .route(

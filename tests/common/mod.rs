@@ -377,6 +377,30 @@ impl Daemon {
         }
     }
 
+    /// A request with a body sent as is (`application/scim+json`): the
+    /// status and the text answered.
+    pub async fn http_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let res = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        assert!(!status.is_server_error(), "{path} answered {status}: {text}");
+        (status, text)
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token), None).await
     }
