@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: the Rust suite (unit, integration, crash campaign, README
 # examples), the browser tests (Playwright for Python driving Debian's
-# Chromium, axe-core from npm) and the API contract check (schemathesis).
+# Chromium, axe-core from npm), the API contract check (schemathesis) and
+# the SCIM compliance check (scim2-tester).
 # Installs what is missing first (apt needs root, as on CI machines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,5 +60,6 @@ AXE_JS="$PWD/$AXE_DIR/package/axe.min.js" DAEMON_BIN="$PWD/target/debug/admind" 
   SCREENSHOT_DIR="${SCREENSHOT_DIR:-$PWD/target/console-screenshots}" \
   python3 -m pytest -q tests/browser
 
-# --- the API contract
+# --- the API contract, and SCIM compliance (scim2-tester)
 bash tests/contract/schemathesis.sh
+bash tests/contract/scim.sh

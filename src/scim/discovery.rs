@@ -143,7 +143,17 @@ pub fn schemas(base: &str) -> Vec<Value> {
         })
     };
     vec![
-        schema(USER_SCHEMA, "User", "A member of the account", user_attributes),
-        schema(GROUP_SCHEMA, "Group", "A role of the account", group_attributes),
+        schema(
+            USER_SCHEMA,
+            "User",
+            "A member of the account",
+            user_attributes,
+        ),
+        schema(
+            GROUP_SCHEMA,
+            "Group",
+            "A role of the account",
+            group_attributes,
+        ),
     ]
 }

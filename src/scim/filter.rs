@@ -241,7 +241,9 @@ impl Parser {
         .into_iter()
         .find(|(word, _)| self.keyword(word))
         .map(|(_, op)| op)
-        .ok_or_else(|| self.error("expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr)"))?;
+        .ok_or_else(|| {
+            self.error("expected an operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr)")
+        })?;
         self.skip_space();
         let value = self.value()?;
         Ok(Filter::Compare(path, op, value))
@@ -309,7 +311,9 @@ impl Parser {
                 self.pos += 1;
                 let mut escaped = false;
                 loop {
-                    let c = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+                    let c = self
+                        .peek()
+                        .ok_or_else(|| self.error("unterminated string"))?;
                     self.pos += 1;
                     match (escaped, c) {
                         (false, '\\') => escaped = true,
@@ -335,7 +339,11 @@ impl Parser {
                     "null" => Ok(Value::Null),
                     _ => serde_json::from_str::<serde_json::Number>(&word)
                         .map(Value::Number)
-                        .map_err(|_| self.error("expected a value (a \"string\", a number, true, false or null)")),
+                        .map_err(|_| {
+                            self.error(
+                                "expected a value (a \"string\", a number, true, false or null)",
+                            )
+                        }),
                 }
             }
         }
@@ -368,10 +376,7 @@ fn values<'a>(resource: &'a Value, path: &AttrPath) -> Vec<&'a Value> {
     };
     match &path.sub {
         None => elements,
-        Some(sub) => elements
-            .into_iter()
-            .filter_map(|e| field(e, sub))
-            .collect(),
+        Some(sub) => elements.into_iter().filter_map(|e| field(e, sub)).collect(),
     }
 }
 
@@ -392,7 +397,11 @@ fn compare(actual: &Value, op: Op, wanted: &Value, exact: bool) -> bool {
             }
         }
         (Value::Number(a), Value::Number(b)) => {
-            match a.as_f64().zip(b.as_f64()).and_then(|(a, b)| a.partial_cmp(&b)) {
+            match a
+                .as_f64()
+                .zip(b.as_f64())
+                .and_then(|(a, b)| a.partial_cmp(&b))
+            {
                 Some(o) => o,
                 None => return false,
             }
@@ -440,7 +449,8 @@ impl Filter {
                 let exact = case_exact(&path.attr);
                 if *op == Op::Ne {
                     return found.is_empty() && !wanted.is_null()
-                        || (!found.is_empty() && found.iter().all(|v| compare(v, Op::Ne, wanted, exact)));
+                        || (!found.is_empty()
+                            && found.iter().all(|v| compare(v, Op::Ne, wanted, exact)));
                 }
                 found.into_iter().any(|v| compare(v, *op, wanted, exact))
             }
@@ -506,15 +516,24 @@ mod tests {
     fn the_rfc_examples_parse_and_evaluate() {
         assert!(matches(r#"userName eq "bjensen@example.com""#));
         assert!(matches(r#"USERNAME Eq "BJENSEN@EXAMPLE.COM""#));
-        assert!(matches(r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#));
-        assert!(!matches(r#"externalId eq "00ua""#), "externalId is case-exact");
+        assert!(matches(
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#
+        ));
+        assert!(
+            !matches(r#"externalId eq "00ua""#),
+            "externalId is case-exact"
+        );
         assert!(matches(r#"externalId eq "00uA" and active eq true"#));
         assert!(matches(r#"name.formatted co "jensen""#));
-        assert!(matches(r#"emails[value ew "home.test" and primary eq false]"#));
+        assert!(matches(
+            r#"emails[value ew "home.test" and primary eq false]"#
+        ));
         assert!(matches(r#"emails.value eq "b@home.test""#));
         assert!(matches(r#"not (active eq false) or userName eq "x""#));
-        assert!(matches(r#"(userName eq "x" or userName eq "bjensen@example.com") and meta.created gt "2025-12-31T00:00:00Z""#));
-        assert!(matches("title pr") == false && matches("externalId pr"));
+        assert!(matches(
+            r#"(userName eq "x" or userName eq "bjensen@example.com") and meta.created gt "2025-12-31T00:00:00Z""#
+        ));
+        assert!(!matches("title pr") && matches("externalId pr"));
         assert!(matches(r#"userName ne "x""#));
         assert!(!matches(r#"emails.value ne "b@home.test""#));
     }
@@ -549,7 +568,10 @@ mod tests {
         assert_eq!(p.sub.as_deref(), Some("value"));
         assert!(p.filter.is_some());
         let p = parse_path("name.givenName").unwrap();
-        assert_eq!((p.attr.as_str(), p.sub.as_deref()), ("name", Some("givenname")));
+        assert_eq!(
+            (p.attr.as_str(), p.sub.as_deref()),
+            ("name", Some("givenname"))
+        );
         let p = parse_path("urn:ietf:params:scim:schemas:core:2.0:User:active").unwrap();
         assert_eq!(p.attr, "active");
         assert!(parse_path("members[value eq").is_err());

@@ -39,7 +39,14 @@ pub const BODY_MAX_BYTES: usize = 256 * 1024;
 const CONTENT_TYPE: &str = "application/scim+json";
 
 /// Attributes of a User a directory may change.
-const USER_WRITABLE: &[&str] = &["username", "name", "displayname", "active", "emails", "externalid"];
+const USER_WRITABLE: &[&str] = &[
+    "username",
+    "name",
+    "displayname",
+    "active",
+    "emails",
+    "externalid",
+];
 const GROUP_WRITABLE: &[&str] = &["members"];
 
 /// An error in SCIM's format (RFC 7644 §3.12), with the rule's code at the
@@ -144,7 +151,8 @@ impl FromRequestParts<AppState> for Directory {
     type Rejection = ScimError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ScimError> {
-        let unauthorized = |detail: &str| ScimError::new(401, None, format!("unauthorized: {detail}"));
+        let unauthorized =
+            |detail: &str| ScimError::new(401, None, format!("unauthorized: {detail}"));
         let ip = crate::app::ClientIp::from_request_parts(parts, app)
             .await
             .ok()
@@ -165,7 +173,11 @@ impl FromRequestParts<AppState> for Directory {
         if let Some(id) = &token_id {
             if let Err(secs) = app.limiter.peek(&["scim", id]) {
                 app.shed("rate_limited");
-                let mut e = ScimError::new(429, None, "rate_limited: too many failed attempts with this token; wait");
+                let mut e = ScimError::new(
+                    429,
+                    None,
+                    "rate_limited: too many failed attempts with this token; wait",
+                );
                 e.retry_after_secs = Some(secs);
                 return Err(e);
             }
@@ -199,13 +211,17 @@ fn note_use(app: &AppState, who: &Principal, account_id: &str) {
     let Principal::Directory { token_id, .. } = who else {
         return;
     };
-    let precision = chrono::Duration::minutes(crate::domain::limits::SCIM_TOKEN_USE_PRECISION_MINUTES);
+    let precision =
+        chrono::Duration::minutes(crate::domain::limits::SCIM_TOKEN_USE_PRECISION_MINUTES);
     let stale = match app.store.account(account_id) {
         Ok(Some(account)) => account
             .scim_tokens
             .iter()
             .find(|t| t.id == *token_id)
-            .is_some_and(|t| t.last_used_at.is_none_or(|at| at + precision <= chrono::Utc::now())),
+            .is_some_and(|t| {
+                t.last_used_at
+                    .is_none_or(|at| at + precision <= chrono::Utc::now())
+            }),
         _ => false,
     };
     if !stale {
@@ -231,13 +247,22 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ScimBody {
     type Rejection = ScimError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ScimError> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ScimError::new(413, None, "body_too_large: the body is larger than the limit")
-            } else {
-                ScimError::invalid_syntax(format!("the body could not be read: {}", e.body_text()))
-            }
-        })?;
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ScimError::new(
+                        413,
+                        None,
+                        "body_too_large: the body is larger than the limit",
+                    )
+                } else {
+                    ScimError::invalid_syntax(format!(
+                        "the body could not be read: {}",
+                        e.body_text()
+                    ))
+                }
+            })?;
         if bytes.len() > BODY_MAX_BYTES {
             return Err(ScimError::new(
                 413,
@@ -258,29 +283,32 @@ pub fn routes() -> Router<AppState> {
         .route("/ResourceTypes/{id}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema))
-        // RFC 7644 §3.4.3: searching every resource type at once is
-        // optional; each type's own `.search` is there.
-        .route(
-            "/.search",
-            axum::routing::post(|_d: Directory| async {
-                ScimError::new(501, None, "not_implemented: search /Users/.search or /Groups/.search")
-            }),
-        )
+        .route("/.search", axum::routing::post(search_all))
         .route("/Users", get(list_users).post(create_user))
         .route("/Users/.search", axum::routing::post(search_users))
         .route(
             "/Users/{id}",
-            get(get_user).put(replace_user).patch(patch_user).delete(delete_user),
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
         )
         .route("/Groups", get(list_groups).post(create_group))
         .route("/Groups/.search", axum::routing::post(search_groups))
         .route(
             "/Groups/{id}",
-            get(get_group).put(replace_group).patch(patch_group).delete(delete_group),
+            get(get_group)
+                .put(replace_group)
+                .patch(patch_group)
+                .delete(delete_group),
         )
         .fallback(|| async { ScimError::new(404, None, "not_found: no such SCIM endpoint") })
         .method_not_allowed_fallback(|| async {
-            ScimError::new(405, None, "method_not_allowed: this endpoint does not take that method")
+            ScimError::new(
+                405,
+                None,
+                "method_not_allowed: this endpoint does not take that method",
+            )
         });
     Router::new().nest("/scim/v2", v2)
 }
@@ -292,7 +320,10 @@ fn base(app: &App) -> String {
 // ---- discovery ----
 
 async fn service_provider_config(State(app): State<AppState>, _d: Directory) -> Response {
-    scim_json(StatusCode::OK, discovery::service_provider_config(&base(&app)))
+    scim_json(
+        StatusCode::OK,
+        discovery::service_provider_config(&base(&app)),
+    )
 }
 
 async fn resource_types(State(app): State<AppState>, _d: Directory) -> Response {
@@ -300,7 +331,11 @@ async fn resource_types(State(app): State<AppState>, _d: Directory) -> Response 
     scim_json(StatusCode::OK, list_response(items.len(), 1, items))
 }
 
-async fn resource_type(State(app): State<AppState>, _d: Directory, Path(id): Path<String>) -> ScimResult {
+async fn resource_type(
+    State(app): State<AppState>,
+    _d: Directory,
+    Path(id): Path<String>,
+) -> ScimResult {
     discovery::resource_types(&base(&app))
         .into_iter()
         .find(|t| t["id"] == id.as_str())
@@ -402,13 +437,19 @@ impl ListParams {
         let filter = self
             .filter
             .as_deref()
-            .map(|f| parse_filter(f).map_err(|e| ScimError::invalid_filter(format!("invalid_filter: {e}"))))
+            .map(|f| {
+                parse_filter(f)
+                    .map_err(|e| ScimError::invalid_filter(format!("invalid_filter: {e}")))
+            })
             .transpose()?;
         Ok(Listing {
             filter,
             // RFC 7644 §3.4.2.4: below 1 is 1; a negative count is 0.
             start: self.start_index.unwrap_or(1).max(1) as usize,
-            count: (self.count.unwrap_or(PAGE_COUNT_MAX as i64).clamp(0, PAGE_COUNT_MAX as i64)) as usize,
+            count: (self
+                .count
+                .unwrap_or(PAGE_COUNT_MAX as i64)
+                .clamp(0, PAGE_COUNT_MAX as i64)) as usize,
             attributes: names(&self.attributes),
             excluded: names(&self.excluded_attributes),
         })
@@ -424,6 +465,27 @@ struct Pager {
 }
 
 impl Pager {
+    fn new(listing: &Listing) -> Self {
+        Pager {
+            start: listing.start,
+            count: listing.count,
+            total: 0,
+            items: vec![],
+        }
+    }
+
+    fn answer(self, listing: &Listing) -> Response {
+        let items = self
+            .items
+            .into_iter()
+            .map(|r| project(r, &listing.attributes, &listing.excluded))
+            .collect();
+        scim_json(
+            StatusCode::OK,
+            list_response(self.total, listing.start, items),
+        )
+    }
+
     fn offer(&mut self, resource: Value, filter: Option<&Filter>) {
         if filter.is_some_and(|f| !f.matches(&resource)) {
             return;
@@ -443,18 +505,40 @@ async fn list_users(
     users_page(&app, &d, params.listing()?)
 }
 
-async fn search_users(State(app): State<AppState>, d: Directory, ScimBody(body): ScimBody) -> ScimResult {
+async fn search_users(
+    State(app): State<AppState>,
+    d: Directory,
+    ScimBody(body): ScimBody,
+) -> ScimResult {
     users_page(&app, &d, ListParams::from_search(&body)?.listing()?)
 }
 
+/// Every resource type at once (RFC 7644 §3.4.3): members, then roles.
+async fn search_all(
+    State(app): State<AppState>,
+    d: Directory,
+    ScimBody(body): ScimBody,
+) -> ScimResult {
+    let listing = ListParams::from_search(&body)?.listing()?;
+    let mut pager = Pager::new(&listing);
+    offer_users(&app, &d, &listing, &mut pager)?;
+    offer_groups(&app, &d, &listing, &mut pager)?;
+    Ok(pager.answer(&listing))
+}
+
 fn users_page(app: &App, d: &Directory, listing: Listing) -> ScimResult {
+    let mut pager = Pager::new(&listing);
+    offer_users(app, d, &listing, &mut pager)?;
+    Ok(pager.answer(&listing))
+}
+
+fn offer_users(
+    app: &App,
+    d: &Directory,
+    listing: &Listing,
+    pager: &mut Pager,
+) -> Result<(), ScimError> {
     let base = base(app);
-    let mut pager = Pager {
-        start: listing.start,
-        count: listing.count,
-        total: 0,
-        items: vec![],
-    };
     let filter = listing.filter.as_ref();
     match filter.and_then(Filter::pinned) {
         // `userName eq` (what directories ask before creating someone):
@@ -477,12 +561,7 @@ fn users_page(app: &App, d: &Directory, listing: Listing) -> ScimResult {
             })?;
         }
     }
-    let items = pager
-        .items
-        .into_iter()
-        .map(|r| project(r, &listing.attributes, &listing.excluded))
-        .collect();
-    Ok(scim_json(StatusCode::OK, list_response(pager.total, listing.start, items)))
+    Ok(())
 }
 
 // ---- one user ----
@@ -583,7 +662,11 @@ async fn patch_user(
 
 /// Removes the member (R08: never the owner; the answer says to hand
 /// ownership over first).
-async fn delete_user(State(app): State<AppState>, d: Directory, Path(id): Path<String>) -> ScimResult {
+async fn delete_user(
+    State(app): State<AppState>,
+    d: Directory,
+    Path(id): Path<String>,
+) -> ScimResult {
     let user = member(&app, &d, &id)?;
     let command = Command::RemoveMember(cmd::RemoveMember {
         account_id: d.account_id.clone(),
@@ -603,7 +686,12 @@ async fn delete_user(State(app): State<AppState>, d: Directory, Path(id): Path<S
 /// longer listed (never the primary, R15), deactivated last. A refused
 /// step ends the request with its error; the steps before it stay done,
 /// as they would in the console.
-async fn converge(app: &App, d: &Directory, user: User, desired: &Desired) -> Result<User, ScimError> {
+async fn converge(
+    app: &App,
+    d: &Directory,
+    user: User,
+    desired: &Desired,
+) -> Result<User, ScimError> {
     let account_id = &d.account_id;
     let user_id = user.id.clone();
     let submit = |command: Command| app.submit(d.who.clone(), command);
@@ -663,7 +751,11 @@ async fn converge(app: &App, d: &Directory, user: User, desired: &Desired) -> Re
             .iter()
             .any(|e| normalize_email(e) == normalize_email(address))
     };
-    for e in now.emails.iter().filter(|e| !e.primary && !wanted(&e.address)) {
+    for e in now
+        .emails
+        .iter()
+        .filter(|e| !e.primary && !wanted(&e.address))
+    {
         submit(Command::RemoveEmail(cmd::RemoveEmail {
             account_id: account_id.clone(),
             user_id: user_id.clone(),
@@ -693,7 +785,11 @@ fn group_name(id: &str) -> Result<&'static str, ScimError> {
 }
 
 /// Every group with its members, in one pass over the team.
-fn groups_with_members(app: &App, d: &Directory, with_members: bool) -> Result<Vec<Value>, ScimError> {
+fn groups_with_members(
+    app: &App,
+    d: &Directory,
+    with_members: bool,
+) -> Result<Vec<Value>, ScimError> {
     let mut members: Vec<Vec<(String, String)>> = vec![vec![]; GROUPS.len()];
     if with_members {
         query::each_member(&app.store, &d.who, &d.account_id, SCAN_MAX, |_, user| {
@@ -725,30 +821,38 @@ fn wants_members(listing: &Listing) -> bool {
     !named(&listing.excluded, "members") || filter_needs
 }
 
-async fn list_groups(State(app): State<AppState>, d: Directory, Query(params): Query<ListParams>) -> ScimResult {
+async fn list_groups(
+    State(app): State<AppState>,
+    d: Directory,
+    Query(params): Query<ListParams>,
+) -> ScimResult {
     groups_page(&app, &d, params.listing()?)
 }
 
-async fn search_groups(State(app): State<AppState>, d: Directory, ScimBody(body): ScimBody) -> ScimResult {
+async fn search_groups(
+    State(app): State<AppState>,
+    d: Directory,
+    ScimBody(body): ScimBody,
+) -> ScimResult {
     groups_page(&app, &d, ListParams::from_search(&body)?.listing()?)
 }
 
 fn groups_page(app: &App, d: &Directory, listing: Listing) -> ScimResult {
-    let mut pager = Pager {
-        start: listing.start,
-        count: listing.count,
-        total: 0,
-        items: vec![],
-    };
-    for group in groups_with_members(app, d, wants_members(&listing))? {
+    let mut pager = Pager::new(&listing);
+    offer_groups(app, d, &listing, &mut pager)?;
+    Ok(pager.answer(&listing))
+}
+
+fn offer_groups(
+    app: &App,
+    d: &Directory,
+    listing: &Listing,
+    pager: &mut Pager,
+) -> Result<(), ScimError> {
+    for group in groups_with_members(app, d, wants_members(listing))? {
         pager.offer(group, listing.filter.as_ref());
     }
-    let items = pager
-        .items
-        .into_iter()
-        .map(|r| project(r, &listing.attributes, &listing.excluded))
-        .collect();
-    Ok(scim_json(StatusCode::OK, list_response(pager.total, listing.start, items)))
+    Ok(())
 }
 
 fn group(app: &App, d: &Directory, id: &str) -> Result<Value, ScimError> {
@@ -766,7 +870,11 @@ async fn get_group(
     Query(projection): Query<Projection>,
 ) -> ScimResult {
     let g = group(&app, &d, &id)?;
-    let g = project(g, &names(&projection.attributes), &names(&projection.excluded_attributes));
+    let g = project(
+        g,
+        &names(&projection.attributes),
+        &names(&projection.excluded_attributes),
+    );
     Ok(scim_json(StatusCode::OK, g))
 }
 
@@ -795,7 +903,9 @@ fn member_ids(group: &Value) -> Result<Vec<String>, ScimError> {
                 field(m, "value")
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .ok_or_else(|| ScimError::invalid_value("every member needs a value (a user id)"))
+                    .ok_or_else(|| {
+                        ScimError::invalid_value("every member needs a value (a user id)")
+                    })
             })
             .collect(),
         Some(_) => Err(ScimError::invalid_value("members must be a list")),
@@ -811,7 +921,11 @@ async fn replace_group(
     let current = group(&app, &d, &id)?;
     if let Some(name) = field(&body, "displayName").and_then(Value::as_str) {
         if name != group_name(&id)? {
-            return Err(ScimError::new(400, Some("mutability"), "groups_are_roles: a role's name cannot change"));
+            return Err(ScimError::new(
+                400,
+                Some("mutability"),
+                "groups_are_roles: a role's name cannot change",
+            ));
         }
     }
     set_members(&app, &d, &id, &member_ids(&current)?, &member_ids(&body)?).await?;
@@ -827,7 +941,14 @@ async fn patch_group(
     let current = group(&app, &d, &id)?;
     let mut patched = current.clone();
     resource::apply_patch(&mut patched, &body, GROUP_WRITABLE)?;
-    set_members(&app, &d, &id, &member_ids(&current)?, &member_ids(&patched)?).await?;
+    set_members(
+        &app,
+        &d,
+        &id,
+        &member_ids(&current)?,
+        &member_ids(&patched)?,
+    )
+    .await?;
     Ok(scim_json(StatusCode::OK, group(&app, &d, &id)?))
 }
 
@@ -841,7 +962,11 @@ async fn set_members(
     wanted: &[String],
 ) -> Result<(), ScimError> {
     if wanted.len() > SCAN_MAX {
-        return Err(ScimError::new(400, Some("tooMany"), "too_many: too many members"));
+        return Err(ScimError::new(
+            400,
+            Some("tooMany"),
+            "too_many: too many members",
+        ));
     }
     for id in wanted.iter().filter(|id| !current.contains(id)) {
         let user = member(app, d, id).map_err(|e| {
@@ -875,7 +1000,10 @@ fn change_role(account_id: &str, user: &User, role: SupportRole) -> Command {
 fn sell_role(account_id: &str, user: &User, role: SellRole) -> Command {
     let (account_id, user_id) = (account_id.to_string(), user.id.clone());
     match (user.sell_role, role) {
-        (_, SellRole::None) => Command::RemoveSell(cmd::RemoveSell { account_id, user_id }),
+        (_, SellRole::None) => Command::RemoveSell(cmd::RemoveSell {
+            account_id,
+            user_id,
+        }),
         (SellRole::None, role) => Command::GrantSell(cmd::GrantSell {
             account_id,
             user_id,

@@ -122,12 +122,19 @@ pub fn project(resource: Value, attributes: &[String], excluded: &[String]) -> V
             let subs: Vec<String> = attributes
                 .iter()
                 .map(|a| strip_schema(a))
-                .filter_map(|a| a.strip_prefix(&format!("{}.", k.to_ascii_lowercase())).map(str::to_string))
+                .filter_map(|a| {
+                    a.strip_prefix(&format!("{}.", k.to_ascii_lowercase()))
+                        .map(str::to_string)
+                })
                 .collect();
             out.insert(k, keep_subs(v, &subs));
             continue;
         }
-        if wanted(&k, None, excluded) && excluded.iter().any(|a| strip_schema(a) == k.to_ascii_lowercase()) {
+        if wanted(&k, None, excluded)
+            && excluded
+                .iter()
+                .any(|a| strip_schema(a) == k.to_ascii_lowercase())
+        {
             continue;
         }
         out.insert(k, v);
@@ -190,7 +197,9 @@ fn boolean(value: &Value, name: &str) -> Result<bool, ScimError> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ScimError::invalid_value(format!("{name} must be true or false"))),
+        _ => Err(ScimError::invalid_value(format!(
+            "{name} must be true or false"
+        ))),
     }
 }
 
@@ -205,7 +214,9 @@ impl Desired {
         let user_name = text(resource, "userName")?
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| ScimError::invalid_value("userName is required: the member's sign-in address"))?
+            .ok_or_else(|| {
+                ScimError::invalid_value("userName is required: the member's sign-in address")
+            })?
             .to_string();
         let name_object = field(resource, "name");
         let from_name = |sub: &str| -> Result<Option<String>, ScimError> {
@@ -238,7 +249,9 @@ impl Desired {
             Some(Value::Array(items)) => {
                 for item in items {
                     let value = text(item, "value")?
-                        .ok_or_else(|| ScimError::invalid_value("every entry of emails needs a value"))?
+                        .ok_or_else(|| {
+                            ScimError::invalid_value("every entry of emails needs a value")
+                        })?
                         .trim();
                     let is_primary = match field(item, "primary") {
                         None | Some(Value::Null) => false,
@@ -246,11 +259,16 @@ impl Desired {
                     };
                     if is_primary {
                         if primary.is_some() {
-                            return Err(ScimError::invalid_value("only one address can be primary"));
+                            return Err(ScimError::invalid_value(
+                                "only one address can be primary",
+                            ));
                         }
                         primary = Some(value.to_string());
                     }
-                    if !emails.iter().any(|e| normalize_email(e) == normalize_email(value)) {
+                    if !emails
+                        .iter()
+                        .any(|e| normalize_email(e) == normalize_email(value))
+                    {
                         emails.push(value.to_string());
                     }
                 }
@@ -301,7 +319,9 @@ enum PatchOp {
 pub fn apply_patch(resource: &mut Value, body: &Value, writable: &[&str]) -> Result<(), ScimError> {
     let schemas = field(body, "schemas").and_then(Value::as_array);
     if !schemas.is_some_and(|s| s.iter().any(|v| v.as_str() == Some(PATCH_SCHEMA))) {
-        return Err(ScimError::invalid_syntax(format!("a PATCH body names the schema {PATCH_SCHEMA}")));
+        return Err(ScimError::invalid_syntax(format!(
+            "a PATCH body names the schema {PATCH_SCHEMA}"
+        )));
     }
     let operations = field(body, "Operations")
         .and_then(Value::as_array)
@@ -312,11 +332,18 @@ pub fn apply_patch(resource: &mut Value, body: &Value, writable: &[&str]) -> Res
         )));
     }
     for operation in operations {
-        let op = match text(operation, "op")?.map(str::to_ascii_lowercase).as_deref() {
+        let op = match text(operation, "op")?
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("add") => PatchOp::Add,
             Some("remove") => PatchOp::Remove,
             Some("replace") => PatchOp::Replace,
-            _ => return Err(ScimError::invalid_syntax("op must be add, remove or replace")),
+            _ => {
+                return Err(ScimError::invalid_syntax(
+                    "op must be add, remove or replace",
+                ))
+            }
         };
         let value = field(operation, "value").cloned();
         match text(operation, "path")? {
@@ -325,7 +352,9 @@ pub fn apply_patch(resource: &mut Value, body: &Value, writable: &[&str]) -> Res
                     return Err(ScimError::new(400, Some("noTarget"), "remove needs a path"));
                 }
                 let Some(Value::Object(fields)) = value else {
-                    return Err(ScimError::invalid_value("without a path, value is an object of attributes"));
+                    return Err(ScimError::invalid_value(
+                        "without a path, value is an object of attributes",
+                    ));
                 };
                 for (name, v) in fields {
                     // Attributes of schemas admind does not keep (an
@@ -348,7 +377,8 @@ pub fn apply_patch(resource: &mut Value, body: &Value, writable: &[&str]) -> Res
                 {
                     continue;
                 }
-                let path = parse_path(path_text).map_err(|e| ScimError::invalid_path(format!("{path_text}: {e}")))?;
+                let path = parse_path(path_text)
+                    .map_err(|e| ScimError::invalid_path(format!("{path_text}: {e}")))?;
                 if op != PatchOp::Remove && value.is_none() {
                     return Err(ScimError::invalid_value("add and replace need a value"));
                 }
@@ -375,11 +405,17 @@ fn apply_one(
     writable: &[&str],
 ) -> Result<(), ScimError> {
     if !writable.contains(&path.attr.as_str()) {
-        return Err(if matches!(path.attr.as_str(), "id" | "meta" | "groups" | "schemas") {
-            ScimError::new(400, Some("mutability"), format!("{} is read-only", path.attr))
-        } else {
-            ScimError::invalid_path(format!("no attribute {} here", path.attr))
-        });
+        return Err(
+            if matches!(path.attr.as_str(), "id" | "meta" | "groups" | "schemas") {
+                ScimError::new(
+                    400,
+                    Some("mutability"),
+                    format!("{} is read-only", path.attr),
+                )
+            } else {
+                ScimError::invalid_path(format!("no attribute {} here", path.attr))
+            },
+        );
     }
     let Value::Object(object) = resource else {
         return Err(ScimError::invalid_syntax("the resource is not an object"));
@@ -394,8 +430,9 @@ fn apply_one(
                     return Ok(());
                 };
                 let named = |item: &Value| {
-                    gone.iter()
-                        .any(|g| field(g, "value").is_some() && field(g, "value") == field(item, "value"))
+                    gone.iter().any(|g| {
+                        field(g, "value").is_some() && field(g, "value") == field(item, "value")
+                    })
                 };
                 if let Some(Value::Array(items)) = object.get_mut(&key) {
                     items.retain(|item| !named(item));
@@ -452,17 +489,32 @@ fn apply_one(
                         }
                     }
                 }
-                _ => return Err(ScimError::invalid_path(format!("{} has no sub-attributes", path.attr))),
+                _ => {
+                    return Err(ScimError::invalid_path(format!(
+                        "{} has no sub-attributes",
+                        path.attr
+                    )))
+                }
             }
         }
         (Some(filter), sub) => {
             let Some(Value::Array(items)) = object.get_mut(&key) else {
-                return Err(ScimError::new(400, Some("noTarget"), format!("no {} matches the filter", path.attr)));
+                return Err(ScimError::new(
+                    400,
+                    Some("noTarget"),
+                    format!("no {} matches the filter", path.attr),
+                ));
             };
-            let matching: Vec<usize> = (0..items.len()).filter(|i| filter.matches(&items[*i])).collect();
+            let matching: Vec<usize> = (0..items.len())
+                .filter(|i| filter.matches(&items[*i]))
+                .collect();
             if matching.is_empty() {
                 if op == PatchOp::Remove {
-                    return Err(ScimError::new(400, Some("noTarget"), format!("no {} matches the filter", path.attr)));
+                    return Err(ScimError::new(
+                        400,
+                        Some("noTarget"),
+                        format!("no {} matches the filter", path.attr),
+                    ));
                 }
                 // Add or replace with nothing matching adds one (Entra ID
                 // sends `emails[type eq "work"].value` for a new address).
@@ -526,10 +578,21 @@ fn apply_one(
 mod tests {
     use super::*;
 
-    const USER_WRITABLE: &[&str] = &["username", "name", "displayname", "active", "emails", "externalid"];
+    const USER_WRITABLE: &[&str] = &[
+        "username",
+        "name",
+        "displayname",
+        "active",
+        "emails",
+        "externalid",
+    ];
 
     fn patch(resource: &mut Value, ops: Value) -> Result<(), ScimError> {
-        apply_patch(resource, &json!({"schemas": [PATCH_SCHEMA], "Operations": ops}), USER_WRITABLE)
+        apply_patch(
+            resource,
+            &json!({"schemas": [PATCH_SCHEMA], "Operations": ops}),
+            USER_WRITABLE,
+        )
     }
 
     fn resource() -> Value {
@@ -541,23 +604,35 @@ mod tests {
     fn the_patches_directories_send_apply() {
         // Okta: replace without a path.
         let mut r = resource();
-        patch(&mut r, json!([{"op": "replace", "value": {"active": false}}])).unwrap();
+        patch(
+            &mut r,
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )
+        .unwrap();
         assert!(!Desired::from_resource(&r).unwrap().active);
         // Entra ID: capitalised op, "False" as text, a filtered path.
         let mut r = resource();
-        patch(&mut r, json!([
-            {"op": "Replace", "path": "active", "value": "False"},
-            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "w@x.test"},
-            {"op": "replace", "path": "name.givenName", "value": "Ann"},
-            {"op": "replace", "path": "displayName", "value": "Ann Lee"},
-        ])).unwrap();
+        patch(
+            &mut r,
+            json!([
+                {"op": "Replace", "path": "active", "value": "False"},
+                {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "w@x.test"},
+                {"op": "replace", "path": "name.givenName", "value": "Ann"},
+                {"op": "replace", "path": "displayName", "value": "Ann Lee"},
+            ]),
+        )
+        .unwrap();
         let d = Desired::from_resource(&r).unwrap();
         assert!(!d.active);
         assert_eq!(d.emails, vec!["a@x.test", "w@x.test"]);
         assert_eq!(d.primary, "a@x.test");
         assert_eq!(d.name, "Ann Lee");
         // Remove by a value filter.
-        patch(&mut r, json!([{"op": "remove", "path": "emails[value eq \"w@x.test\"]"}])).unwrap();
+        patch(
+            &mut r,
+            json!([{"op": "remove", "path": "emails[value eq \"w@x.test\"]"}]),
+        )
+        .unwrap();
         assert_eq!(Desired::from_resource(&r).unwrap().emails, vec!["a@x.test"]);
     }
 
@@ -565,22 +640,65 @@ mod tests {
     fn bad_patches_are_errors_that_name_their_kind() {
         let mut r = resource();
         let kind = |r: &mut Value, ops: Value| patch(r, ops).unwrap_err().scim_type;
-        assert_eq!(kind(&mut r, json!([{"op": "move", "path": "active"}])), Some("invalidSyntax"));
-        assert_eq!(kind(&mut r, json!([{"op": "replace", "path": "id", "value": "x"}])), Some("mutability"));
-        assert_eq!(kind(&mut r, json!([{"op": "replace", "path": "nickName", "value": "x"}])), Some("invalidPath"));
-        assert_eq!(kind(&mut r, json!([{"op": "remove", "path": "emails[value eq \"none@x\"]"}])), Some("noTarget"));
-        assert_eq!(kind(&mut r, json!([{"op": "replace", "path": "emails[value eq"}])), Some("invalidPath"));
-        let many: Vec<Value> = (0..=PATCH_OPERATIONS_MAX).map(|_| json!({"op": "replace", "path": "active", "value": true})).collect();
+        assert_eq!(
+            kind(&mut r, json!([{"op": "move", "path": "active"}])),
+            Some("invalidSyntax")
+        );
+        assert_eq!(
+            kind(
+                &mut r,
+                json!([{"op": "replace", "path": "id", "value": "x"}])
+            ),
+            Some("mutability")
+        );
+        assert_eq!(
+            kind(
+                &mut r,
+                json!([{"op": "replace", "path": "nickName", "value": "x"}])
+            ),
+            Some("invalidPath")
+        );
+        assert_eq!(
+            kind(
+                &mut r,
+                json!([{"op": "remove", "path": "emails[value eq \"none@x\"]"}])
+            ),
+            Some("noTarget")
+        );
+        assert_eq!(
+            kind(
+                &mut r,
+                json!([{"op": "replace", "path": "emails[value eq"}])
+            ),
+            Some("invalidPath")
+        );
+        let many: Vec<Value> = (0..=PATCH_OPERATIONS_MAX)
+            .map(|_| json!({"op": "replace", "path": "active", "value": true}))
+            .collect();
         assert_eq!(kind(&mut r, Value::Array(many)), Some("invalidSyntax"));
-        assert_eq!(r, resource(), "each of these failed before changing anything");
+        assert_eq!(
+            r,
+            resource(),
+            "each of these failed before changing anything"
+        );
     }
 
     #[test]
     fn attributes_and_excluded_attributes_select() {
         let r = json!({"schemas": [], "id": "1", "userName": "a", "name": {"formatted": "A", "x": 1}, "emails": [{"value": "a", "primary": true}]});
         let only = project(r.clone(), &["userName".into(), "emails.value".into()], &[]);
-        assert_eq!(only, json!({"schemas": [], "id": "1", "userName": "a", "emails": [{"value": "a"}]}));
-        let without = project(r, &[], &["name".into(), "urn:ietf:params:scim:schemas:core:2.0:User:emails".into()]);
+        assert_eq!(
+            only,
+            json!({"schemas": [], "id": "1", "userName": "a", "emails": [{"value": "a"}]})
+        );
+        let without = project(
+            r,
+            &[],
+            &[
+                "name".into(),
+                "urn:ietf:params:scim:schemas:core:2.0:User:emails".into(),
+            ],
+        );
         assert_eq!(without, json!({"schemas": [], "id": "1", "userName": "a"}));
     }
 }

@@ -397,7 +397,10 @@ impl Daemon {
             .expect("request sent");
         let status = res.status();
         let text = res.text().await.expect("body");
-        assert!(!status.is_server_error(), "{path} answered {status}: {text}");
+        assert!(
+            !status.is_server_error(),
+            "{path} answered {status}: {text}"
+        );
         (status, text)
     }
 

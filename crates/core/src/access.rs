@@ -66,7 +66,8 @@ pub fn member_with(
     account_id: &str,
     need: Need,
 ) -> Result<(Account, User), Refusal> {
-    let refuse_outsider = |p: &Principal| match (p, need) {
+    let refuse_outsider = |p: &Principal| {
+        match (p, need) {
         // The operator is outside every account; R02/R19 say it never acts
         // as the owner, so it gets the same codes a non-owner gets.
         (Principal::Operator, Need::Owner) => Refusal::new(
@@ -112,6 +113,7 @@ pub fn member_with(
         (Principal::Member { .. } | Principal::Directory { .. }, _) => {
             Refusal::not_found("account")
         }
+    }
     };
     let user_id = match principal {
         Principal::Member {

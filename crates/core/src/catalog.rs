@@ -12,8 +12,8 @@ use crate::context::{Ctx, Decide, Draft};
 use crate::refusal::Refusal;
 use crate::view::StateView;
 use crate::{
-    accounts, addresses, billing, directory, integrations, licences, members, ownership, policy_actions, sell,
-    sessions, support, webhooks,
+    accounts, addresses, billing, directory, integrations, licences, members, ownership,
+    policy_actions, sell, sessions, support, webhooks,
 };
 
 /// Declares the commands: one line each, naming the type and the capability

@@ -194,7 +194,10 @@ impl Decide for NoteScimTokenUse {
         let Some(token) = account.scim_tokens.iter_mut().find(|t| t.id == *token_id) else {
             return Err(Refusal::not_found("directory token"));
         };
-        if token.last_used_at.is_some_and(|at| at + precision > ctx.now) {
+        if token
+            .last_used_at
+            .is_some_and(|at| at + precision > ctx.now)
+        {
             return Ok(Outcome::unchanged(Reply::Done));
         }
         token.last_used_at = Some(ctx.now);
@@ -293,7 +296,9 @@ impl Decide for SetMemberActive {
             }
             // As on removal: an integration whose configurer is gone has
             // nobody to keep it authorized (R06).
-            for mut i in view.integrations(&account_id, ctx.settings.integrations_per_account_max)? {
+            for mut i in
+                view.integrations(&account_id, ctx.settings.integrations_per_account_max)?
+            {
                 if i.configured_by == user.id && i.status == IntegrationStatus::Active {
                     i.status = IntegrationStatus::NeedsReauthorization;
                     i.updated_at = ctx.now;

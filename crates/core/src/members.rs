@@ -99,7 +99,10 @@ pub(crate) fn add_member(
         ));
     }
     if let Some(name) = &user_name {
-        if view.user_by_email(&account_id, &directory_name_key(name))?.is_some() {
+        if view
+            .user_by_email(&account_id, &directory_name_key(name))?
+            .is_some()
+        {
             return Err(user_name_taken());
         }
     }

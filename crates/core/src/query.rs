@@ -416,7 +416,8 @@ pub fn directory_principal(view: &dyn StateView, token: &str) -> Result<Principa
             "the directory token is invalid or revoked",
         )
     };
-    let (account_id, token_id) = crate::directory::scim_token_parts(token).ok_or_else(unauthorized)?;
+    let (account_id, token_id) =
+        crate::directory::scim_token_parts(token).ok_or_else(unauthorized)?;
     let account = view.account(account_id)?.ok_or_else(unauthorized)?;
     let presented = crate::context::token_hash(token);
     let stored = account
