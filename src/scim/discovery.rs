@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::filter::{GROUP_SCHEMA, USER_SCHEMA};
-use super::PAGE_COUNT_MAX;
+use super::protocol::PAGE_COUNT_MAX;
 
 const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";

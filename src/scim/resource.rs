@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::filter::{field, parse_path, strip_schema, PatchPath, GROUP_SCHEMA, USER_SCHEMA};
-use super::ScimError;
+use super::protocol::ScimError;
 use crate::domain::*;
 
 pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
