@@ -1364,3 +1364,71 @@ async fn r18_console_the_no_seat_panel_names_who_can_act_and_a_pending_request()
     assert!(!page.html.contains("Request temporary seats"));
     assert!(page.html.contains("ask Owner."), "{}", page.html);
 }
+
+/// Directory provisioning (issue 25): the owner creates a token in the
+/// console and sees it once, on the answer only; it works on `/scim/v2`;
+/// the list never shows it again; revoking asks first, then the directory
+/// is refused.
+#[tokio::test]
+async fn console_directory_tokens_are_shown_once_and_revoked_after_a_confirmation() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 5).await;
+    let page = owner.open(&format!("/a/{a}/directory")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("/scim/v2</code>"), "{}", page.html);
+    let csrf = page.csrf();
+    let created = owner
+        .post(
+            &format!("/a/{a}/directory"),
+            &[("csrf", &csrf), ("name", "Okta")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.html);
+    let start = created
+        .html
+        .find("id=\"token-value\">")
+        .expect("the token shown")
+        + "id=\"token-value\">".len();
+    let token: String = created.html[start..]
+        .chars()
+        .take_while(|c| *c != '<')
+        .collect();
+    assert!(token.starts_with("admind_scim."), "{token}");
+    let users = d
+        .call(reqwest::Method::GET, "/scim/v2/Users", Some(&token), None)
+        .await;
+    assert_eq!(users.status, StatusCode::OK, "{}", users.body);
+    // Listed by name, never again in full.
+    let listed = owner.open(&format!("/a/{a}/directory")).await;
+    assert!(listed.html.contains("<td>Okta</td>"), "{}", listed.html);
+    assert!(!listed.html.contains(&token), "the token shown again");
+    // Revoke: a confirmation page first, nothing revoked yet.
+    let revoke = listed
+        .html
+        .split("action=\"")
+        .find_map(|s| {
+            s.split('"')
+                .next()
+                .filter(|p| p.ends_with("/revoke"))
+                .map(str::to_string)
+        })
+        .expect("a revoke form");
+    let asked = owner.post(&revoke, &[("csrf", &csrf)]).await;
+    assert!(
+        asked.html.contains("Revoke the token Okta?"),
+        "{}",
+        asked.html
+    );
+    let still = d
+        .call(reqwest::Method::GET, "/scim/v2/Users", Some(&token), None)
+        .await;
+    assert_eq!(still.status, StatusCode::OK);
+    let done = owner
+        .post(&revoke, &[("csrf", &csrf), ("confirmed", "yes")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    let refused = d
+        .call(reqwest::Method::GET, "/scim/v2/Users", Some(&token), None)
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+}

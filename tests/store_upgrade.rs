@@ -63,6 +63,33 @@ fn export(data_dir: &Path) -> (Vec<Value>, Value) {
     parse(&out)
 }
 
+/// Fields records gained after the fixture's release (the directory's,
+/// issue 25), removed where they hold their default: what is left must be
+/// what that release exported.
+fn without_fields_added_since(records: Vec<Value>) -> Vec<Value> {
+    let added = [
+        ("account", "scim_tokens", Value::Array(vec![])),
+        ("user", "deactivated_at", Value::Null),
+        ("user", "external_id", Value::Null),
+        ("user", "user_name", Value::Null),
+        ("user", "modified_at", Value::Null),
+    ];
+    records
+        .into_iter()
+        .map(|mut record| {
+            let kind = record["kind"].as_str().unwrap_or("").to_string();
+            if let Some(value) = record.get_mut("value").and_then(Value::as_object_mut) {
+                for (k, field, default) in &added {
+                    if *k == kind && value.get(*field) == Some(default) {
+                        value.remove(*field);
+                    }
+                }
+            }
+            record
+        })
+        .collect()
+}
+
 fn parse(file: &Path) -> (Vec<Value>, Value) {
     let (_, lines, trailer) = common::export_records(file);
     (lines, trailer)
@@ -95,8 +122,10 @@ async fn a_store_written_by_the_previous_release_reads_exports_and_upgrades() {
     assert_eq!(before["accounts"], [1, 0, 0]);
     assert_eq!(before["users"], [4, 0, 0]);
 
-    // Read by this build, the same records as that release exported.
+    // Read by this build, the same records as that release exported, with
+    // the fields added since at their defaults.
     let (records, trailer) = export(&data);
+    let records = without_fields_added_since(records);
     let (expected, expected_trailer) = parse(&fixture().join("export-v1.jsonl"));
     assert_eq!(trailer, expected_trailer);
     assert_eq!(records, expected);
@@ -153,6 +182,7 @@ async fn a_store_written_by_the_previous_release_reads_exports_and_upgrades() {
     assert_eq!(acc["support"]["seats_total"], 7);
     d.terminate();
     let (records, _) = export(&d.data_dir());
+    let records = without_fields_added_since(records);
     let account = records
         .iter()
         .find(|r| r["kind"] == "account")

@@ -76,6 +76,14 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/billing/seats", post(pages::set_seats))
         .route("/a/{a}/integrations", get(pages::integrations_page))
         .route(
+            "/a/{a}/directory",
+            get(pages::directory_page).post(pages::create_directory_token),
+        )
+        .route(
+            "/a/{a}/directory/{t}/revoke",
+            post(pages::revoke_directory_token),
+        )
+        .route(
             "/a/{a}/integrations/{i}/authorize",
             post(pages::authorize_integration),
         )

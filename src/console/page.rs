@@ -190,6 +190,7 @@ fn account_nav(
         ("owner", "nav.owner", p.agent),
         ("billing", "nav.billing", p.owner),
         ("integrations", "nav.integrations", p.admin),
+        ("directory", "nav.directory", p.admin),
         ("profile", "nav.profile", true),
         ("sell", "nav.sell", p.admin || p.sell),
         ("licences", "nav.licences", p.owner),

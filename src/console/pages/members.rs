@@ -31,6 +31,8 @@ pub struct MemberRow {
     is_self: bool,
     /// Never set a password: the invitation can be mailed again.
     invited: bool,
+    /// Deactivated (by the directory or an admin): holds no seat.
+    deactivated: bool,
 }
 
 #[derive(Template)]
@@ -144,6 +146,7 @@ fn members_view(
             is_owner: m.is_owner,
             is_self: m.user.id == me,
             invited: m.user.password_hash.is_none(),
+            deactivated: !m.user.is_active(),
         })
         .collect();
     Ok(MembersPage {

@@ -6,6 +6,7 @@
 mod audit;
 mod billing;
 mod common;
+mod directory;
 mod integrations;
 mod members;
 mod owner;
@@ -17,6 +18,7 @@ mod tokens;
 pub use audit::*;
 pub use billing::*;
 pub use common::{act_as_operator, CsrfOnly, Flash};
+pub use directory::*;
 pub use integrations::*;
 pub use members::*;
 pub use owner::*;
