@@ -44,16 +44,28 @@ fn minute(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// What the creation form answered: the token made, or the name typed and
+/// why it was refused.
+#[derive(Default)]
+struct Answered {
+    created: Option<(String, String)>,
+    name: String,
+    error: Option<ErrorView>,
+}
+
 fn page(
     app: &App,
     v: &Visitor,
     a: &str,
     who: &Principal,
     done: Option<&str>,
-    created: Option<(String, String)>,
-    name: String,
-    error: Option<ErrorView>,
+    answered: Answered,
 ) -> Result<DirectoryPage, crate::app::problem::Problem> {
+    let Answered {
+        created,
+        name,
+        error,
+    } = answered;
     let path = at(a, ["directory"]);
     let tokens = query::scim_tokens(&app.store, who, a)?;
     let rows = tokens
