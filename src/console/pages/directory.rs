@@ -102,16 +102,7 @@ pub async fn directory_page(
     SignedIn { v, a, who }: SignedIn,
     Query(f): Query<Flash>,
 ) -> Response {
-    match page(
-        &app,
-        &v,
-        &a,
-        &who,
-        f.done.as_deref(),
-        None,
-        String::new(),
-        None,
-    ) {
+    match page(&app, &v, &a, &who, f.done.as_deref(), Answered::default()) {
         Ok(p) => render(&v, StatusCode::OK, &p),
         Err(p) => problem_page(&v, &at(&a, ["directory"]), &at(&a, []), &p),
     }
@@ -140,28 +131,28 @@ pub async fn create_directory_token(
         account_id: a.clone(),
         name: form.name.clone(),
     });
-    let (status, created, name, error) = match app.submit(who.clone(), command).await {
+    let (status, answered) = match app.submit(who.clone(), command).await {
         Ok(Reply::ScimToken { token, secret }) => (
             StatusCode::CREATED,
-            Some((token.name, secret)),
-            String::new(),
-            None,
+            Answered {
+                created: Some((token.name, secret)),
+                ..Answered::default()
+            },
         ),
         Ok(other) => {
             let p = crate::app::unexpected(other);
             return problem_page(&v, &path, &path, &p);
         }
-        Err(p) => {
-            let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (
-                status,
-                None,
-                form.name,
-                Some(ErrorView::from_problem(v.t, &p)),
-            )
-        }
+        Err(p) => (
+            StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST),
+            Answered {
+                name: form.name,
+                error: Some(ErrorView::from_problem(v.t, &p)),
+                ..Answered::default()
+            },
+        ),
     };
-    match page(&app, &v, &a, &who, None, created, name, error) {
+    match page(&app, &v, &a, &who, None, answered) {
         Ok(p) => render(&v, status, &p),
         Err(p) => problem_page(&v, &path, &at(&a, []), &p),
     }
