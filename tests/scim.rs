@@ -753,3 +753,65 @@ async fn scim_limits_hold_against_hostile_directories() {
     let r = scim(&d, Method::GET, "/Users", &t, None).await;
     assert_eq!(r.body["totalResults"], 1);
 }
+
+/// Deactivating and reactivating go through the policies like every change
+/// of people: `before_member_active_change` may veto (fail closed), and the
+/// refusal reaches the directory in SCIM's format; nothing changed.
+#[tokio::test]
+async fn r09_a_policy_may_veto_a_deactivation_from_the_directory() {
+    let d = Daemon::start();
+    d.write_script(
+        "keep_on_call.rhai",
+        "// hooks: before_member_active_change\n// calls: deny\n\
+         fn before_member_active_change(event) {\n\
+             if !event.active && event.member.name == \"On Call\" { deny(\"on-call staff stay active\"); }\n\
+         }\n",
+    );
+    let (a, _, ot) = d.account_with_owner(5).await;
+    d.wait_policy_loaded("keep_on_call.rhai").await;
+    let (_, t) = directory_token(&d, &a, &ot, "Okta").await;
+    let mut on_call = new_user("oc@acme.test", "oc@acme.test");
+    on_call["displayName"] = json!("On Call");
+    let id = scim(&d, Method::POST, "/Users", &t, Some(on_call))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+    let r = scim(
+        &d,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        &t,
+        Some(off.clone()),
+    )
+    .await;
+    assert_scim_error(&r, StatusCode::CONFLICT, "policy_denied");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("on-call staff stay active"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/members/{id}"), &ot)
+            .await
+            .body["active"],
+        true
+    );
+    // Anyone else is deactivated as asked.
+    let other = create(&d, &t, "x@acme.test", "x@acme.test").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = scim(&d, Method::PATCH, &format!("/Users/{other}"), &t, Some(off)).await;
+    assert_eq!(
+        (r.status, r.body["active"].clone()),
+        (StatusCode::OK, json!(false)),
+        "{}",
+        r.body
+    );
+}

@@ -890,6 +890,20 @@ pub fn proposal_event(proposal: &Proposal) -> (Hook, Event) {
                 member: member_info(&member),
             },
         ),
+        Proposal::MemberActiveChange {
+            account_id,
+            actor_id,
+            member,
+            active,
+        } => (
+            Hook::BeforeMemberActiveChange,
+            Event::MemberActiveChange {
+                account_id,
+                actor_id,
+                member: member_info(&member),
+                active,
+            },
+        ),
         Proposal::RoleChange {
             account_id,
             actor_id,

@@ -907,6 +907,7 @@ pub(crate) mod tests {
             Hook::BeforeSeatChange,
             Hook::BeforeEmailPrimary,
             Hook::BeforeSellRoleChange,
+            Hook::BeforeMemberActiveChange,
         ] {
             let name = hook.name();
             assert!(hook.may_veto(), "{name}");

@@ -225,6 +225,7 @@ pub struct SetMemberActive {
 }
 
 impl Decide for SetMemberActive {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_member_active_change");
     fn info(&self) -> CommandInfo<'_> {
         let action = if self.active {
             "member.reactivate"
@@ -312,6 +313,14 @@ impl Decide for SetMemberActive {
             user.deactivated_at = Some(ctx.now);
             detail = "deactivated; seats freed, sessions ended".to_string();
         }
+        // Every rule allowed it: the policies may still refuse.
+        let ignored = ctx.ask(&crate::event::Proposal::MemberActiveChange {
+            account_id: account_id.clone(),
+            actor_id: actor_id(actor),
+            member: member_snapshot(&account, &user),
+            active,
+        })?;
+        let detail = format!("{detail}{}", crate::context::ignored_note(&ignored));
         changes.push(Change::PutUser(user.clone()));
         changes.push(Change::PutAccount(account.clone()));
         Ok(Outcome {

@@ -140,6 +140,14 @@ pub enum Proposal {
         actor_id: String,
         member: MemberSnapshot,
     },
+    /// `before_member_active_change`: deactivated (`active` false) or
+    /// brought back.
+    MemberActiveChange {
+        account_id: AccountId,
+        actor_id: String,
+        member: MemberSnapshot,
+        active: bool,
+    },
     /// `before_role_change`: a Support role.
     RoleChange {
         account_id: AccountId,
@@ -181,6 +189,7 @@ impl Proposal {
             Proposal::OwnerChange(_) => "before_owner_change",
             Proposal::MemberAdd { .. } => "before_member_add",
             Proposal::MemberRemove { .. } => "before_member_remove",
+            Proposal::MemberActiveChange { .. } => "before_member_active_change",
             Proposal::RoleChange { .. } => "before_role_change",
             Proposal::SeatChange { .. } => "before_seat_change",
             Proposal::EmailPrimary { .. } => "before_email_primary",

@@ -22,10 +22,11 @@ pub enum Hook {
     BeforeSeatChange,
     BeforeEmailPrimary,
     BeforeSellRoleChange,
+    BeforeMemberActiveChange,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 12] = [
+    pub const ALL: [Hook; 13] = [
         Hook::BeforeOwnerChange,
         Hook::AfterOwnerChange,
         Hook::AfterEmailPrimary,
@@ -38,6 +39,7 @@ impl Hook {
         Hook::BeforeSeatChange,
         Hook::BeforeEmailPrimary,
         Hook::BeforeSellRoleChange,
+        Hook::BeforeMemberActiveChange,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Hook {
             Hook::BeforeSeatChange => "before_seat_change",
             Hook::BeforeEmailPrimary => "before_email_primary",
             Hook::BeforeSellRoleChange => "before_sell_role_change",
+            Hook::BeforeMemberActiveChange => "before_member_active_change",
         }
     }
 
@@ -154,6 +157,14 @@ pub enum Event {
         actor_id: String,
         member: MemberInfo,
     },
+    /// `before_member_active_change`: a member about to be deactivated
+    /// (`active` false) or reactivated.
+    MemberActiveChange {
+        account_id: String,
+        actor_id: String,
+        member: MemberInfo,
+        active: bool,
+    },
     /// `before_member_add`: who is about to join, as what.
     MemberAdd {
         account_id: String,
@@ -189,6 +200,7 @@ impl Event {
             | Event::RoleChange { account_id, .. }
             | Event::SellRoleChange { account_id, .. }
             | Event::MemberRemove { account_id, .. }
+            | Event::MemberActiveChange { account_id, .. }
             | Event::MemberAdd { account_id, .. }
             | Event::SeatChange { account_id, .. } => Some(account_id),
             Event::Webhook { data, .. } => data.get("account_id").and_then(|v| v.as_str()),
