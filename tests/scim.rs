@@ -451,12 +451,15 @@ async fn r12_r13_r14_r16_addresses_from_the_directory_follow_the_profile_rules()
         )
         .await;
     assert_eq!(v.status, StatusCode::NO_CONTENT, "{}", v.body);
-    // The directory's next push completes the hand-over: primary, old gone.
+    // Verified, it is primary at once (the old address is told, R14's
+    // hook fires); the old address goes at the directory's next push.
+    let r = scim(&d, Method::GET, &format!("/Users/{ana}"), &t, None).await;
+    assert_eq!(primary(&r.body), "nadia@acme.test", "{}", r.body);
+    d.wait_mail("ana@acme.test", "primary address", 1).await;
     let r = scim(&d, Method::PUT, &format!("/Users/{ana}"), &t, Some(renamed)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(primary(&r.body), "nadia@acme.test", "{}", r.body);
     assert_eq!(r.body["emails"].as_array().unwrap().len(), 1, "{}", r.body);
-    d.wait_mail("ana@acme.test", "primary address", 1).await;
     // R12: an admin's addresses are that admin's alone, even for the owner's directory.
     let r = scim(
         &d,
@@ -813,5 +816,66 @@ async fn r09_a_policy_may_veto_a_deactivation_from_the_directory() {
         (StatusCode::OK, json!(false)),
         "{}",
         r.body
+    );
+}
+
+/// R14 with a policy: an address the directory asked as primary becomes
+/// primary when verified only if `before_email_primary` allows; refused,
+/// the link still verifies it and the old primary stays.
+#[tokio::test]
+async fn r14_a_requested_primary_is_verified_even_when_a_policy_keeps_the_old_one() {
+    let d = Daemon::start();
+    d.write_script(
+        "company_primary.rhai",
+        "// hooks: before_email_primary\n// calls: deny\n\
+         fn before_email_primary(event) {\n\
+             if event.new_primary.ends_with(\"@outside.test\") { deny(\"primary addresses stay in the company\"); }\n\
+         }\n",
+    );
+    let (a, _, ot) = d.account_with_owner(5).await;
+    d.wait_policy_loaded("company_primary.rhai").await;
+    let (bo, _) = d.member(&ot, &a, "bo@acme.test", "agent").await;
+    let (_, t) = directory_token(&d, &a, &ot, "Okta").await;
+    let body = json!({
+        "schemas": [USER], "userName": "bo", "displayName": "Bo",
+        "emails": [{"value": "bo@outside.test", "primary": true}, {"value": "bo@acme.test"}], "active": true,
+    });
+    let r = scim(&d, Method::PUT, &format!("/Users/{bo}"), &t, Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let link = d
+        .wait_mail("bo@outside.test", "Verify your address", 1)
+        .await;
+    let v = d
+        .post(
+            "/v1/email-verifications/confirm",
+            None,
+            json!({"token": link.token()}),
+        )
+        .await;
+    assert_eq!(v.status, StatusCode::NO_CONTENT, "{}", v.body);
+    let emails = d
+        .get(&format!("/v1/accounts/{a}/members/{bo}/emails"), &ot)
+        .await
+        .body;
+    let outside = emails["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["address"] == "bo@outside.test")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (outside["verified"].clone(), outside["primary"].clone()),
+        (json!(true), json!(false)),
+        "{emails}"
+    );
+    let audit = d.all_audit(&a, &ot).await;
+    assert!(
+        audit.iter().any(|e| {
+            e["detail"].as_str().is_some_and(|s| {
+                s.contains("not made primary: ") && s.contains("stay in the company")
+            })
+        }),
+        "{audit:?}"
     );
 }

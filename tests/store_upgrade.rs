@@ -72,6 +72,7 @@ fn without_fields_added_since(records: Vec<Value>) -> Vec<Value> {
         ("user", "deactivated_at", Value::Null),
         ("user", "external_id", Value::Null),
         ("user", "user_name", Value::Null),
+        ("user", "primary_requested", Value::Null),
         ("user", "modified_at", Value::Null),
     ];
     records

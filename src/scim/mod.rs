@@ -586,9 +586,9 @@ async fn delete_user(
 /// rest applies to a member holding their seat), then name and external
 /// id, new addresses (R13: the profile told, the address sent a
 /// verification link), the primary address (R14: only once verified — an
-/// unverified one stays the profile's secondary address until the
-/// directory sends the member again after it was verified), addresses no
-/// longer listed (never the primary, R15), deactivated last. A refused
+/// unverified one becomes primary when its link is used), addresses no
+/// longer listed (never the primary, R15, nor the one waiting to become
+/// it), deactivated last. A refused
 /// step ends the request with its error; the steps before it stay done,
 /// as they would in the console.
 async fn converge(
@@ -637,12 +637,12 @@ async fn converge(
         }
     }
     let now = member(app, d, &user_id)?;
-    let wanted_primary = now.email(&desired.primary).cloned();
     // R14: only a verified address becomes primary. An unverified one was
-    // added above and mailed its link; it becomes primary the next time
-    // the directory sends this member after its owner verified it.
-    if let Some(address) = wanted_primary.filter(|e| e.verified && !e.primary) {
-        submit(Command::MakePrimaryEmail(cmd::MakePrimaryEmail {
+    // added above and mailed its link; it becomes primary when that link
+    // is used.
+    let wanted_primary = now.email(&desired.primary).cloned();
+    if let Some(address) = wanted_primary.filter(|e| !e.primary) {
+        submit(Command::RequestPrimaryEmail(cmd::RequestPrimaryEmail {
             account_id: account_id.clone(),
             user_id: user_id.clone(),
             address: address.address,

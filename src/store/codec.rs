@@ -171,6 +171,7 @@ mod tests {
             deactivated_at: Some(at),
             external_id: Some("00u1".into()),
             user_name: Some("o".into()),
+            primary_requested: Some("p@acme.test".into()),
             modified_at: Some(at),
         };
         let session = Session {
@@ -271,13 +272,14 @@ mod tests {
             deactivated_at: None,
             external_id: None,
             user_name: None,
+            primary_requested: None,
             modified_at: None,
             ..users[0].clone()
         };
         let mut bytes = encode_record(&user);
-        assert_eq!(bytes[1], 0x90 | 13, "a fixarray of the 13 fields");
-        assert_eq!(bytes[bytes.len() - 4..], [0xc0; 4]);
-        bytes.truncate(bytes.len() - 4);
+        assert_eq!(bytes[1], 0x90 | 14, "a fixarray of the 14 fields");
+        assert_eq!(bytes[bytes.len() - 5..], [0xc0; 5]);
+        bytes.truncate(bytes.len() - 5);
         bytes[1] = 0x90 | 9;
         assert_eq!(decode::<User>(&bytes).unwrap(), user);
         let mut old_account = serde_json::to_value(&accounts[0]).unwrap();

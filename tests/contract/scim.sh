@@ -9,7 +9,8 @@
 #    start by creating one);
 #  - replacing `emails` with a new primary address in one PATCH: only a
 #    verified address becomes primary (R14) and the primary address stays
-#    until another is (R15); the new address is added and mailed its link.
+#    until another is (R15); the new address is added and mailed its link,
+#    and becomes primary when the link is used.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q --bin admind

@@ -58,6 +58,7 @@ pub(crate) fn new_user(
         deactivated_at: None,
         external_id: None,
         user_name: None,
+        primary_requested: None,
         modified_at: None,
     }
 }

@@ -174,6 +174,8 @@ pub struct ConfirmEmailVerification {
 }
 
 impl Decide for ConfirmEmailVerification {
+    /// When the directory asked for the address as primary (R14).
+    const BEFORE_HOOK: Option<&'static str> = Some("before_email_primary");
     fn info(&self) -> CommandInfo<'_> {
         let ConfirmEmailVerification { .. } = self;
         CommandInfo::of("email.verify", None, Target::Named("email"))
@@ -196,14 +198,61 @@ pub(crate) fn confirm_email(
     draft: &Draft,
     hash: &str,
 ) -> Result<Outcome, Refusal> {
-    let (token, user) = redeem_token(
+    let (token, mut user) = redeem_token(
         view,
         hash,
         &[TokenPurpose::EmailVerification],
         ctx.now,
         "the link is invalid, already used or expired",
     )?;
-    Ok(Outcome {
+    // The directory asked for this address as primary: verified, it is
+    // (R14, with its before- and after-hooks), in the same transaction.
+    let requested = user
+        .primary_requested
+        .as_deref()
+        .is_some_and(|r| normalize_email(r) == normalize_email(&token.email));
+    if requested {
+        let account = view
+            .account(&token.account_id)?
+            .ok_or_else(|| Refusal::not_found("account"))?;
+        let wanted = user
+            .email(&token.email)
+            .cloned()
+            .ok_or_else(|| Refusal::not_found("address"))?;
+        let mut outcome = match switch_primary(ctx, draft, &account, user.clone(), wanted) {
+            Ok(outcome) => outcome,
+            // A policy keeps the old primary: the address is verified all
+            // the same, and asked no more.
+            Err(refusal) if refusal.code == "policy_denied" => {
+                user.primary_requested = None;
+                let mut plain = verified(token, user, draft);
+                if let Some(audit) = &mut plain.audit {
+                    audit.detail =
+                        format!("{}; not made primary: {}", audit.detail, refusal.detail);
+                }
+                return Ok(plain);
+            }
+            Err(refusal) => return Err(refusal),
+        };
+        outcome.changes.insert(
+            0,
+            Change::DeleteToken {
+                hash: token.hash.clone(),
+            },
+        );
+        if let Some(audit) = &mut outcome.audit {
+            audit.detail = format!("address {} verified; {}", token.email, audit.detail);
+        }
+        outcome.reply = Reply::Done;
+        return Ok(outcome);
+    }
+    Ok(verified(token, user, draft))
+}
+
+/// The outcome of a used verification link: the token gone, the address
+/// verified.
+fn verified(token: Token, user: User, draft: &Draft) -> Outcome {
+    Outcome {
         changes: vec![
             Change::DeleteToken {
                 hash: token.hash.clone(),
@@ -218,7 +267,7 @@ pub(crate) fn confirm_email(
             format!("address {} verified", token.email),
         ),
         reply: Reply::Done,
-    })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,8 +315,7 @@ pub(crate) fn make_primary(
     user_id: &str,
     address: &str,
 ) -> Result<Outcome, Refusal> {
-    let (account, mut user) = address_owner(view, draft.actor, account_id, user_id)?;
-    let old = user.primary_address().to_string();
+    let (account, user) = address_owner(view, draft.actor, account_id, user_id)?;
     let wanted = user
         .email(address)
         .ok_or_else(|| Refusal::not_found("address"))?
@@ -282,6 +330,21 @@ pub(crate) fn make_primary(
             "verify the address (use the link mailed to it) before making it primary",
         ));
     }
+    switch_primary(ctx, draft, &account, user, wanted)
+}
+
+/// Makes `wanted`, a verified address of `user`, the primary one: asks
+/// `before_email_primary`, tells the old primary address, fires
+/// `after_email_primary` (R14).
+fn switch_primary(
+    ctx: &mut Ctx,
+    draft: &Draft,
+    account: &Account,
+    mut user: User,
+    wanted: EmailAddress,
+) -> Result<Outcome, Refusal> {
+    let account_id = account.id.as_str();
+    let old = user.primary_address().to_string();
     let whose = PrimaryChangeUser {
         id: user.id.clone(),
         name: user.name.clone(),
@@ -297,6 +360,7 @@ pub(crate) fn make_primary(
     for e in &mut user.emails {
         e.primary = normalize_email(&e.address) == normalize_email(&wanted.address);
     }
+    user.primary_requested = None;
     let event = DomainEvent::AfterEmailPrimary {
         account_id: account_id.to_string(),
         user: whose,
@@ -444,6 +508,13 @@ pub(crate) fn remove_email(
     }
     user.emails
         .retain(|e| normalize_email(&e.address) != normalize_email(&found.address));
+    if user
+        .primary_requested
+        .as_deref()
+        .is_some_and(|r| normalize_email(r) == normalize_email(&found.address))
+    {
+        user.primary_requested = None;
+    }
     Ok(Outcome {
         changes: vec![
             Change::PutUser(user.clone()),

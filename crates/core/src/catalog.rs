@@ -119,4 +119,5 @@ commands! {
     SetMemberActive in directory,
     SetDirectoryIds in directory,
     ProvisionMember in directory,
+    RequestPrimaryEmail in directory,
 }

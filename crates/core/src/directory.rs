@@ -478,3 +478,67 @@ pub(crate) fn invitation_on_reactivation(
 ) -> Option<(Change, Notice)> {
     (user.password_hash.is_none()).then(|| password_set_token(ctx, account, user))
 }
+
+/// The directory names a member's primary address: a verified one becomes
+/// primary now (as `MakePrimaryEmail`); one not yet verified is remembered
+/// and becomes primary when its link is used (R14), so a profile the
+/// directory renamed is handed over (R16) without another push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestPrimaryEmail {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub address: String,
+}
+
+impl Decide for RequestPrimaryEmail {
+    const BEFORE_HOOK: Option<&'static str> = Some("before_email_primary");
+    fn info(&self) -> CommandInfo<'_> {
+        CommandInfo::of(
+            "email.request_primary",
+            Some(&self.account_id),
+            Target::UserEmail(&self.user_id, &self.address),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let (_, mut user) =
+            crate::addresses::address_owner(view, draft.actor, &self.account_id, &self.user_id)?;
+        let wanted = user
+            .email(&self.address)
+            .cloned()
+            .ok_or_else(|| Refusal::not_found("address"))?;
+        if wanted.verified {
+            return crate::addresses::make_primary(
+                view,
+                ctx,
+                draft,
+                &self.account_id,
+                &self.user_id,
+                &self.address,
+            );
+        }
+        if user.primary_requested.as_deref() == Some(wanted.address.as_str()) {
+            return Ok(Outcome::unchanged(Reply::User(user)));
+        }
+        user.primary_requested = Some(wanted.address.clone());
+        Ok(Outcome {
+            changes: vec![Change::PutUser(user.clone())],
+            notices: vec![],
+            events: vec![],
+            audit: draft.ok(
+                &self.account_id,
+                format!("user:{}", user.id),
+                format!(
+                    "{} asked as primary; it becomes primary once verified",
+                    wanted.address
+                ),
+            ),
+            reply: Reply::User(user),
+        })
+    }
+}

@@ -257,6 +257,10 @@ pub struct User {
     /// `directory_name_key`); sign-in stays by address.
     #[serde(default)]
     pub user_name: Option<String>,
+    /// An address the customer's directory asked to be primary before it
+    /// was verified: it becomes primary when its link is used (R14).
+    #[serde(default)]
+    pub primary_requested: Option<String>,
     /// When a command last changed this member (`None`: not since this
     /// was recorded; read `created_at`).
     #[serde(default, with = "crate::stamp::option")]
