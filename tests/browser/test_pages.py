@@ -19,6 +19,7 @@ def test_every_page_in_both_languages_is_accessible(daemon, new_page):
         "owner": f"/a/{a}/owner",
         "billing": f"/a/{a}/billing",
         "integrations": f"/a/{a}/integrations",
+        "directory": f"/a/{a}/directory",
         "profile": f"/a/{a}/profile",
         "sell": f"/a/{a}/sell",
         "licences": f"/a/{a}/licences",
