@@ -66,3 +66,49 @@ def test_platform_support_signs_in_with_the_operator_token(daemon, new_page):
     page.wait_for_url(re.compile("/support/sign-in"))
     page.goto(d.base + "/support/accounts")
     page.wait_for_url(re.compile("/support/sign-in"))
+
+
+def _contrast(rgb_a, rgb_b):
+    def lum(rgb):
+        def ch(c):
+            c = c / 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = (ch(c) for c in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    hi, lo = sorted((lum(rgb_a), lum(rgb_b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_small_screens_tables_reflow_at_390_px_and_the_focus_ring_stands_out(daemon, new_page):
+    """Issue 24, small screens: at 390 px no account page scrolls sideways
+    (tables become one card per row, each cell under its column's name);
+    the focus ring has at least 3:1 contrast with the page."""
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 3)["id"]
+    page = new_page()
+    set_password_and_sign_in(page, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    # A team and an audit log long enough to have wide rows.
+    for i in range(3):
+        page.goto(d.base + f"/a/{a}/members")
+        page.fill("#add-name", f"Member Number {i} With A Long Name")
+        page.fill("#add-email", f"member.number.{i}.with.a.long.address@acme-corporation.test")
+        page.select_option("#add-role", "end_user")
+        page.get_by_role("button", name="Add member").click()
+        page.wait_for_load_state("networkidle")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name in ("members", "audit", "directory", "integrations", "billing", "sell", "licences", "owner", "profile"):
+        page.goto(d.base + f"/a/{a}/{name}")
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} is {width} px wide at 390 px"
+        if name in ("members", "audit"):
+            shoot(page, f"{name}.narrow", "en")
+            label = page.evaluate(
+                "getComputedStyle(document.querySelector('td[data-label]'), '::before').content")
+            assert label not in ("", "none", "normal"), f"{name}: cells are not labelled ({label})"
+    # The focus ring: keyboard focus on the first link.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    color = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    rgb = tuple(int(x) for x in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+    assert _contrast(rgb, (255, 255, 255)) >= 3, f"focus ring {color}"
