@@ -1432,3 +1432,49 @@ async fn console_directory_tokens_are_shown_once_and_revoked_after_a_confirmatio
         .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
 }
+
+/// Issue 24, the audit log: people by name, the directory and platform
+/// support in words, never `user:usr_…`.
+#[tokio::test]
+async fn console_the_audit_log_names_people_not_ids() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    d.add_member(&ot, &a, "agent@acme.test", "agent").await;
+    let token = d
+        .post(
+            &format!("/v1/accounts/{a}/scim/tokens"),
+            Some(&ot),
+            serde_json::json!({"name": "Okta"}),
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dee",
+        "displayName": "Dee Directory", "emails": [{"value": "dee@acme.test", "primary": true}], "active": true});
+    let r = d
+        .call(
+            reqwest::Method::POST,
+            "/scim/v2/Users",
+            Some(&token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let page = owner.open(&format!("/a/{a}/audit")).await;
+    assert!(page.html.contains(">Platform support<"), "{}", page.html);
+    assert!(page.html.contains(">Okta (directory)<"), "{}", page.html);
+    assert!(
+        page.html.contains(">Dee Directory<"),
+        "the new member as the target: {}",
+        page.html
+    );
+    assert!(
+        page.html.contains(">agent<"),
+        "the agent by name: {}",
+        page.html
+    );
+    assert!(!page.html.contains(">user:usr_"), "{}", page.html);
+}

@@ -58,6 +58,7 @@ pub fn audit_view(
     let page = query::audit(&app.store, who, scope, q.after, Some(AUDIT_PAGE))?;
     let filter = q.action.clone().unwrap_or_default();
     let next = page.next.as_deref().and_then(|n| n.parse().ok());
+    let mut people = People::new(app, v, scope);
     let rows = page
         .items
         .into_iter()
@@ -65,9 +66,9 @@ pub fn audit_view(
         .map(|e| AuditRow {
             seq: e.seq,
             at: e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            actor: e.actor,
+            actor: people.say(&e.actor),
             action: e.action,
-            target: e.target,
+            target: people.say(&e.target),
             outcome: e.outcome,
             detail: e.detail,
             cause: e.cause,
@@ -81,6 +82,57 @@ pub fn audit_view(
         next,
         error: None,
     })
+}
+
+/// Who an audit entry names, as a person reads it: a member by name (looked
+/// up once per page), the directory, a policy, platform support; anything
+/// else as written.
+struct People<'a> {
+    app: &'a App,
+    v: &'a Visitor,
+    scope: &'a str,
+    names: std::collections::HashMap<String, String>,
+}
+
+impl<'a> People<'a> {
+    fn new(app: &'a App, v: &'a Visitor, scope: &'a str) -> Self {
+        People {
+            app,
+            v,
+            scope,
+            names: Default::default(),
+        }
+    }
+
+    fn say(&mut self, named: &str) -> String {
+        use crate::domain::StateView;
+        let t = self.v.t;
+        if let Some(id) = named.strip_prefix("user:") {
+            let (app, scope) = (self.app, self.scope);
+            return self
+                .names
+                .entry(id.to_string())
+                .or_insert_with(|| {
+                    app.store
+                        .user(scope, id)
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| t.s("audit.former_member").to_string(), |u| u.name)
+                })
+                .clone();
+        }
+        if let Some(name) = named.strip_prefix("directory:") {
+            return format!("{name} ({})", t.s("audit.directory"));
+        }
+        if let Some(name) = named.strip_prefix("policy:") {
+            return format!("{} {name}", t.s("audit.policy"));
+        }
+        match named {
+            "operator" => t.s("audit.operator").to_string(),
+            "anonymous" => t.s("audit.anonymous").to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 pub async fn audit_page(
