@@ -1478,3 +1478,44 @@ async fn console_the_audit_log_names_people_not_ids() {
     );
     assert!(!page.html.contains(">user:usr_"), "{}", page.html);
 }
+
+/// Issue 24, temporary seats (R11, R18): the team page says how many seats
+/// are temporary and when they end.
+#[tokio::test]
+async fn r18_console_the_team_page_shows_which_seats_expire_and_when() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 1).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let request = d
+        .post(
+            &format!("/v1/accounts/{a}/licence-requests"),
+            Some(&ot),
+            serde_json::json!({"product": "support", "seats": 2, "reason": "busy season"}),
+        )
+        .await;
+    assert_eq!(request.status, StatusCode::CREATED, "{}", request.body);
+    let id = request.body["id"].as_str().unwrap();
+    let until = chrono::Utc::now() + chrono::Duration::days(30);
+    let r = d
+        .post(
+            &format!("/v1/licence-requests/{id}/grant"),
+            Some(&d.operator),
+            serde_json::json!({"seats": 2, "expires_at": until.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    assert!(
+        page.html.contains("Agent seats used: 1 of 3"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains(&format!(
+            "2 of them temporary, until {}",
+            until.format("%Y-%m-%d %H:%M UTC")
+        )),
+        "{}",
+        page.html
+    );
+}

@@ -41,6 +41,8 @@ struct MembersPage {
     c: Chrome,
     base: String,
     seats_line: String,
+    /// Temporary seats and when each grant ends (R11, R18).
+    expiring: Vec<String>,
     q: String,
     rows: Vec<MemberRow>,
     next: Option<String>,
@@ -157,6 +159,27 @@ fn members_view(
             .s("members.seats")
             .replace("{used}", &summary.support.seats_used.to_string())
             .replace("{total}", &summary.support.seats_total.to_string()),
+        expiring: {
+            let now = chrono::Utc::now();
+            let mut grants: Vec<_> = summary
+                .account
+                .grants
+                .iter()
+                .filter(|g| g.product == crate::domain::Product::Support && g.expires_at > now)
+                .collect();
+            grants.sort_by_key(|g| g.expires_at);
+            grants
+                .into_iter()
+                .map(|g| {
+                    v.t.s("members.grant_expires")
+                        .replace("{seats}", &g.seats.to_string())
+                        .replace(
+                            "{date}",
+                            &g.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                        )
+                })
+                .collect()
+        },
         q: q.q.clone().unwrap_or_default(),
         rows,
         next,
