@@ -1519,3 +1519,70 @@ async fn r18_console_the_team_page_shows_which_seats_expire_and_when() {
         page.html
     );
 }
+
+/// Issue 24, the team page: the owner first, a filter by role (and by
+/// deactivated), and the team as CSV with formulas defused.
+#[tokio::test]
+async fn r07_console_the_team_page_puts_the_owner_first_filters_by_role_and_exports_csv() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 10).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    // Several members, one with a name a spreadsheet would run.
+    for (email, role) in [
+        ("ann@acme.test", "admin"),
+        ("bob@acme.test", "agent"),
+        ("cy@acme.test", "end_user"),
+    ] {
+        d.add_member(&ot, &a, email, role).await;
+    }
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/members"),
+            Some(&ot),
+            serde_json::json!({"name": "=HYPERLINK(\"http://evil.test\")", "email": "eve@acme.test", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let page = owner.open(&format!("/a/{a}/members")).await;
+    let first_row = page.html.find("<tbody>").map(|i| &page.html[i..]).unwrap();
+    let first_name = &first_row[first_row.find("/profile/").unwrap()..][..200];
+    assert!(
+        first_name.contains(">Owner</a>"),
+        "the owner first: {first_name}"
+    );
+    // By role.
+    let admins = owner.open(&format!("/a/{a}/members?role=admin")).await;
+    assert!(admins.html.contains("ann@acme.test") && admins.html.contains("owner@acme.test"));
+    assert!(!admins.html.contains("bob@acme.test") && !admins.html.contains("cy@acme.test"));
+    let end_users = owner.open(&format!("/a/{a}/members?role=end_user")).await;
+    assert!(end_users.html.contains("cy@acme.test") && !end_users.html.contains("ann@acme.test"));
+    // CSV: every member, the owner marked, the formula defused.
+    let csv = owner.get(&format!("/a/{a}/members.csv")).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(csv.html.lines().count(), 6, "{}", csv.html);
+    assert!(
+        csv.html.contains("Owner,owner@acme.test,owner,"),
+        "{}",
+        csv.html
+    );
+    assert!(
+        csv.html
+            .contains("\"'=HYPERLINK(\"\"http://evil.test\"\")\",eve@acme.test,agent"),
+        "{}",
+        csv.html
+    );
+    // An agent gets no export.
+    let (_, _) = d.member(&ot, &a, "gus@acme.test", "agent").await;
+    let mut agent = Browser::new(&d);
+    agent.sign_in(&a, "gus@acme.test").await;
+    let refused = agent.get(&format!("/a/{a}/members.csv")).await;
+    assert_ne!(refused.status, StatusCode::OK);
+    assert!(!refused.html.contains("owner@acme.test"));
+}

@@ -63,6 +63,7 @@ pub fn routes() -> Router<AppState> {
             "/a/{a}/members",
             get(pages::members_page).post(pages::add_member),
         )
+        .route("/a/{a}/members.csv", get(pages::members_csv))
         .route("/a/{a}/members/{u}/role", post(pages::change_role))
         .route(
             "/a/{a}/members/{u}/invitation",

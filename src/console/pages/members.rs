@@ -41,6 +41,8 @@ struct MembersPage {
     c: Chrome,
     base: String,
     seats_line: String,
+    /// The role filter in force (empty: everyone).
+    role: String,
     /// Temporary seats and when each grant ends (R11, R18).
     expiring: Vec<String>,
     q: String,
@@ -63,7 +65,18 @@ struct MembersPage {
 pub struct MembersQuery {
     after: Option<String>,
     q: Option<String>,
+    /// `admin`, `agent`, `end_user` or `deactivated`: only those.
+    role: Option<String>,
     done: Option<String>,
+}
+
+/// Whether a member is among those the `role` filter names.
+fn in_role(filter: &str, user: &crate::domain::User) -> bool {
+    match filter {
+        "deactivated" => !user.is_active(),
+        "" => true,
+        role => user.is_active() && role_value(user.support_role) == role,
+    }
 }
 
 fn role_value(role: SupportRole) -> &'static str {
@@ -83,6 +96,10 @@ fn members_view(
     q: &MembersQuery,
 ) -> Result<MembersPage, Problem> {
     let search = q.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
+    let role = match q.role.as_deref().unwrap_or("") {
+        r @ ("admin" | "agent" | "end_user" | "deactivated") => r,
+        _ => "",
+    };
     let (summary, first) = query::team(
         &app.store,
         who,
@@ -91,17 +108,18 @@ fn members_view(
         Some(MEMBERS_PAGE),
         chrono::Utc::now(),
     )?;
-    let (items, next) = if search.is_empty() {
+    let (mut items, next) = if search.is_empty() && role.is_empty() {
         (first.items, first.next)
     } else {
-        // A bounded scan from the page already read: names and addresses
-        // are not indexed. `next` goes on from wherever the scan stopped.
+        // A bounded scan from the page already read: names, addresses and
+        // roles are not indexed. `next` goes on from wherever it stopped.
         let hit = |m: &query::MemberView| {
-            m.user.name.to_lowercase().contains(&search)
-                || m.user
-                    .emails
-                    .iter()
-                    .any(|e| e.address.to_lowercase().contains(&search))
+            in_role(role, &m.user)
+                && (m.user.name.to_lowercase().contains(&search)
+                    || m.user
+                        .emails
+                        .iter()
+                        .any(|e| e.address.to_lowercase().contains(&search)))
         };
         let mut scanned = first.items.len();
         let mut found: Vec<_> = first.items.into_iter().filter(|m| hit(m)).collect();
@@ -118,8 +136,17 @@ fn members_view(
         (found, after)
     };
     let me = v.user_id().unwrap_or("");
-    // Who can act when no seat is free, and whether a request waits.
     use crate::domain::StateView;
+    // The owner heads the unfiltered list's first page (and is not
+    // repeated where the id order would put them).
+    if search.is_empty() && role.is_empty() {
+        let owner_id = summary.account.owner_id.clone();
+        items.retain(|m| m.user.id != owner_id);
+        if q.after.is_none() {
+            items.insert(0, query::member(&app.store, who, a, &owner_id)?);
+        }
+    }
+    // Who can act when no seat is free, and whether a request waits.
     let owner_name = app
         .store
         .user(a, &summary.account.owner_id)
@@ -181,6 +208,7 @@ fn members_view(
                 .collect()
         },
         q: q.q.clone().unwrap_or_default(),
+        role: role.to_string(),
         rows,
         next,
         error: None,
@@ -481,5 +509,79 @@ pub async fn licences_page(
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
             render(&v, status, &page)
         }
+    }
+}
+
+/// Members an export lists, at most (past it the export is refused, 400
+/// `too_many`: a spreadsheet of more people is not the console's to make).
+pub const EXPORT_MEMBERS_MAX: usize = 100_000;
+
+/// The team as CSV (name, addresses, roles, state), for the admins: the
+/// same permission as the list. Cells a spreadsheet would run as a formula
+/// are quoted with a leading `'`.
+pub async fn members_csv(
+    State(app): State<AppState>,
+    SignedIn { v, a, who }: SignedIn,
+) -> Response {
+    let mut out = String::from(
+        "name,primary_email,role,sell_role,active,invited,directory_user_name,external_id\r\n",
+    );
+    let scan = query::each_member(&app.store, &who, &a, EXPORT_MEMBERS_MAX, |account, user| {
+        let role = if account.owner_id == user.id {
+            "owner"
+        } else {
+            role_value(user.support_role)
+        };
+        let cells = [
+            user.name.as_str(),
+            user.primary_address(),
+            role,
+            user.sell_role.as_str(),
+            if user.is_active() { "yes" } else { "no" },
+            if user.password_hash.is_none() {
+                "yes"
+            } else {
+                "no"
+            },
+            user.user_name.as_deref().unwrap_or(""),
+            user.external_id.as_deref().unwrap_or(""),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+        std::ops::ControlFlow::Continue(())
+    });
+    use axum::response::IntoResponse;
+    match scan {
+        Ok(_) => (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "text/csv; charset=utf-8".to_string(),
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"members-{a}.csv\""),
+                ),
+            ],
+            out,
+        )
+            .into_response(),
+        Err(r) => problem_page(&v, &at(&a, ["members"]), &at(&a, []), &r.into()),
+    }
+}
+
+/// One CSV cell: quoted when it holds a comma, quote or line break, and
+/// never read as a formula.
+fn csv_cell(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
     }
 }
