@@ -280,32 +280,13 @@ impl Decide for SetMemberActive {
                     "the owner cannot be deactivated; hand ownership over first",
                 ));
             }
-            if user.sell_role == SellRole::Admin {
-                if account.sell.admin_count <= 1 {
-                    return Err(Refusal::conflict(
-                        "last_sell_admin",
-                        "this member is the last Sell admin; make someone else Sell admin first",
-                    ));
-                }
-                give_back(&mut account.sell.admin_count, "Sell admins")?;
-            }
-            if user.holds_support_seat() {
-                give_back(&mut account.support_seats_used, "support seats used")?;
-            }
-            if user.holds_sell_seat() {
-                give_back(&mut account.sell.seats_used, "Sell seats used")?;
-            }
-            // As on removal: an integration whose configurer is gone has
-            // nobody to keep it authorized (R06).
-            for mut i in
-                view.integrations(&account_id, ctx.settings.integrations_per_account_max)?
-            {
-                if i.configured_by == user.id && i.status == IntegrationStatus::Active {
-                    i.status = IntegrationStatus::NeedsReauthorization;
-                    i.updated_at = ctx.now;
-                    changes.push(Change::PutIntegration(i));
-                }
-            }
+            free_seats(&mut account, &user)?;
+            changes.extend(crate::members::orphaned_integrations(
+                view,
+                ctx,
+                &account_id,
+                &user.id,
+            )?);
             changes.push(Change::DeleteUserSessions {
                 account_id: account_id.clone(),
                 user_id: user_id.clone(),

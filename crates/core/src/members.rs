@@ -306,7 +306,6 @@ pub(crate) fn remove_member(
     user_id: UserId,
 ) -> Result<Outcome, Refusal> {
     let actor = draft.actor;
-    let now = ctx.now;
     let (mut account, _) = member_with(view, actor, &account_id, Need::Admin)?;
     let user = view
         .user(&account_id, &user_id)?
@@ -317,22 +316,7 @@ pub(crate) fn remove_member(
             "the owner cannot be removed; hand ownership over first",
         ));
     }
-    if user.holds_support_seat() {
-        give_back(&mut account.support_seats_used, "support seats used")?;
-    }
-    // A deactivated Sell admin was no longer counted (`SetMemberActive`).
-    if user.is_active() && user.sell_role == SellRole::Admin {
-        if account.sell.admin_count <= 1 {
-            return Err(Refusal::conflict(
-                "last_sell_admin",
-                "this member is the last Sell admin; make someone else Sell admin first",
-            ));
-        }
-        give_back(&mut account.sell.admin_count, "Sell admins")?;
-    }
-    if user.holds_sell_seat() {
-        give_back(&mut account.sell.seats_used, "Sell seats used")?;
-    }
+    free_seats(&mut account, &user)?;
     give_back(&mut account.member_count, "members")?;
     let ignored = ctx.ask(&Proposal::MemberRemove {
         account_id: account_id.clone(),
@@ -352,15 +336,7 @@ pub(crate) fn remove_member(
             email: directory_name_key(name),
         });
     }
-    // An integration whose configurer is gone has nobody to keep it
-    // authorized: flag it like a transfer does (R06).
-    for mut i in view.integrations(&account_id, ctx.settings.integrations_per_account_max)? {
-        if i.configured_by == user.id && i.status == IntegrationStatus::Active {
-            i.status = IntegrationStatus::NeedsReauthorization;
-            i.updated_at = now;
-            changes.push(Change::PutIntegration(i));
-        }
-    }
+    changes.extend(orphaned_integrations(view, ctx, &account_id, &user.id)?);
     changes.push(Change::DeleteUserSessions {
         account_id: account_id.clone(),
         user_id: user_id.clone(),
@@ -381,6 +357,26 @@ pub(crate) fn remove_member(
         ),
         reply: Reply::Done,
     })
+}
+
+/// An integration whose configurer is gone (removed or deactivated) has
+/// nobody to keep it authorized: flagged as a transfer flags it (R06).
+pub(crate) fn orphaned_integrations(
+    view: &dyn StateView,
+    ctx: &Ctx,
+    account_id: &str,
+    user_id: &str,
+) -> Result<Vec<Change>, Refusal> {
+    Ok(view
+        .integrations(account_id, ctx.settings.integrations_per_account_max)?
+        .into_iter()
+        .filter(|i| i.configured_by == user_id && i.status == IntegrationStatus::Active)
+        .map(|mut i| {
+            i.status = IntegrationStatus::NeedsReauthorization;
+            i.updated_at = ctx.now;
+            Change::PutIntegration(i)
+        })
+        .collect())
 }
 
 pub(crate) fn user_name_taken() -> Refusal {

@@ -71,6 +71,31 @@ pub(crate) fn sell_seat(
     Ok(())
 }
 
+/// Frees what an active member holds when they leave or are deactivated:
+/// their agent seat, their Sell seat and their place among the Sell admins
+/// (R24: never the last one). A deactivated member holds none of them.
+pub(crate) fn free_seats(account: &mut Account, user: &User) -> Result<(), Refusal> {
+    if !user.is_active() {
+        return Ok(());
+    }
+    if user.sell_role == SellRole::Admin {
+        if account.sell.admin_count <= 1 {
+            return Err(Refusal::conflict(
+                "last_sell_admin",
+                "this member is the last Sell admin; make someone else Sell admin first",
+            ));
+        }
+        give_back(&mut account.sell.admin_count, "Sell admins")?;
+    }
+    if user.holds_support_seat() {
+        give_back(&mut account.support_seats_used, "support seats used")?;
+    }
+    if user.holds_sell_seat() {
+        give_back(&mut account.sell.seats_used, "Sell seats used")?;
+    }
+    Ok(())
+}
+
 /// Gives back one unit of a counter the core keeps in step with the members
 /// (seats used, Sell admins, members). Below zero the counter has drifted
 /// from what the members hold: a bug to surface (the command fails and
