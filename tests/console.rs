@@ -1586,3 +1586,44 @@ async fn r07_console_the_team_page_puts_the_owner_first_filters_by_role_and_expo
     assert_ne!(refused.status, StatusCode::OK);
     assert!(!refused.html.contains("owner@acme.test"));
 }
+
+/// Issue 24, support's account page (R19, R23): the owner, the admins and
+/// the Sell admins by name; the first Sell admin picked from the members by
+/// name, and the choice gone once Sell has one.
+#[tokio::test]
+async fn r23_console_support_sees_the_accounts_people_and_appoints_a_sell_admin_by_name() {
+    let d = Daemon::start();
+    let (a, _, _owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let (ann, _) = d.member(&ot, &a, "ann@acme.test", "admin").await;
+    let mut support = support_browser(&d).await;
+    let page = support.open(&format!("/support/accounts/{a}")).await;
+    assert!(
+        page.html.contains("Owner (owner@acme.test)"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("ann (ann@acme.test)"), "{}", page.html);
+    assert!(
+        page.html.contains(&format!(
+            "<option value=\"{ann}\">ann (ann@acme.test)</option>"
+        )),
+        "{}",
+        page.html
+    );
+    let done = support
+        .post(
+            &format!("/support/accounts/{a}/sell-admin"),
+            &[("csrf", &page.csrf()), ("user_id", &ann)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    let after = support.open(&format!("/support/accounts/{a}")).await;
+    assert!(
+        !after.html.contains("<select id=\"member-id\""),
+        "{}",
+        after.html
+    );
+    let sell_admins = &after.html[after.html.find("id=\"sell-admins\"").unwrap()..][..80];
+    assert!(sell_admins.contains("ann (ann@acme.test)"), "{sell_admins}");
+}

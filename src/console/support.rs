@@ -204,7 +204,18 @@ struct AccountPage {
     name: String,
     seats: String,
     sell: String,
+    /// "Name (address)" of the owner, the other admins, the Sell admins.
+    owner: String,
+    admins: Vec<String>,
+    sell_admins: Vec<String>,
+    /// Whom support may appoint first Sell admin (R23): (id, "Name
+    /// (address)"); empty once Sell has an admin.
+    appointable: Vec<(String, String)>,
     error: Option<ErrorView>,
+}
+
+fn person(u: &crate::domain::User) -> String {
+    format!("{} ({})", u.name, u.primary_address())
 }
 
 /// One account as support sees it: its summary (no member data), a
@@ -219,9 +230,28 @@ pub async fn account_page(
         return see_other("/support/sign-in");
     }
     let path = format!("/support/accounts/{a}");
-    match query::account_summary(&app.store, &Principal::Operator, &a, chrono::Utc::now()) {
-        Ok(s) => {
+    let summary = query::account_summary(&app.store, &Principal::Operator, &a, chrono::Utc::now())
+        .and_then(|s| {
+            Ok((
+                s,
+                query::account_people(&app.store, &Principal::Operator, &a)?,
+            ))
+        });
+    match summary {
+        Ok((s, people)) => {
             let page = AccountPage {
+                owner: people.owner.as_ref().map(person).unwrap_or_default(),
+                admins: people.admins.iter().map(person).collect(),
+                sell_admins: people.sell_admins.iter().map(person).collect(),
+                appointable: if people.sell_admins.is_empty() {
+                    people
+                        .members
+                        .iter()
+                        .map(|u| (u.id.clone(), person(u)))
+                        .collect()
+                } else {
+                    vec![]
+                },
                 c: Chrome::new(&v, &path, "accounts.heading", f.done.as_deref()),
                 id: s.account.id.clone(),
                 name: s.account.name.clone(),

@@ -528,3 +528,41 @@ pub fn members_by_user_name(
     }
     Ok(found)
 }
+
+/// An account's people as platform support needs them (R19, R23): its
+/// owner, admins and Sell admins by name, and the active members one of
+/// whom support may appoint first Sell admin (at most `CANDIDATES_MAX` each).
+pub struct AccountPeople {
+    pub owner: Option<User>,
+    pub admins: Vec<User>,
+    pub sell_admins: Vec<User>,
+    pub members: Vec<User>,
+}
+
+pub fn account_people(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<AccountPeople, Refusal> {
+    platform_support_only(who, "an account's people")?;
+    let account = view
+        .account(account_id)?
+        .ok_or_else(|| Refusal::not_found("account"))?;
+    let mut people = AccountPeople {
+        owner: view.user(account_id, &account.owner_id)?,
+        admins: vec![],
+        sell_admins: vec![],
+        members: vec![],
+    };
+    for m in scan_members(view, &account, CANDIDATES_MAX, |u| u.is_active())? {
+        let user = m.user;
+        if user.support_role == SupportRole::Admin && user.id != account.owner_id {
+            people.admins.push(user.clone());
+        }
+        if user.sell_role == SellRole::Admin {
+            people.sell_admins.push(user.clone());
+        }
+        people.members.push(user);
+    }
+    Ok(people)
+}
