@@ -1062,6 +1062,7 @@ async fn seed_account(
                 owner_name: "Owner".into(),
                 owner_email: email,
                 support_seats: 5,
+                language: None,
             }),
         )
         .await

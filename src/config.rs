@@ -174,6 +174,8 @@ pub struct MailConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, capped at one hour.
     pub retry_base_ms: u64,
+    /// The language of the mails of accounts that chose none: `en` or `fr`.
+    pub default_language: String,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -305,6 +307,7 @@ impl Default for MailConfig {
             smtp: SmtpConfig::default(),
             max_attempts: 12,
             retry_base_ms: 1000,
+            default_language: "en".into(),
         }
     }
 }
@@ -515,6 +518,11 @@ impl Config {
         anyhow::ensure!(
             self.mail.max_attempts > 0,
             "mail.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            crate::domain::validate::LANGUAGES.contains(&self.mail.default_language.as_str()),
+            "mail.default_language must be one of: {}",
+            crate::domain::validate::LANGUAGES.join(", ")
         );
         anyhow::ensure!(
             self.limits.body_max_bytes >= 1024,

@@ -20,10 +20,32 @@ use crate::domain::Notice;
 use crate::queue::{Attempt, Queue, Settled};
 use crate::store::{OutboxMail, QueueName, Store, StoreError, Write};
 
-/// Renders a notice; the raw token appears only here, inside the link.
-pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
+/// Renders a notice in the account's language (`fr`, else English); the
+/// raw token appears only here, inside the link.
+pub fn render(notice: &Notice, public_url: &str, language: &str) -> OutboxMail {
     let base = public_url.trim_end_matches('/');
-    let (subject, body) = match notice {
+    if let Notice::Custom { subject, body, .. } = notice {
+        // A policy's message is its own: no footer is added to it.
+        return message(notice, subject.clone(), body.clone());
+    }
+    let (subject, body, footer) = if language == "fr" {
+        let (subject, body) = french_text(notice, base);
+        (subject, body, "Se connecter au compte :")
+    } else {
+        let (subject, body) = english_text(notice, base);
+        (subject, body, "Sign in to your account:")
+    };
+    // Every message leads to the account's own sign-in address (the
+    // console), where whatever it is about can be seen and acted on.
+    let body = format!(
+        "{body}\n--\n{footer} {base}/a/{}/sign-in\n",
+        notice.account_id()
+    );
+    message(notice, subject, body)
+}
+
+fn english_text(notice: &Notice, base: &str) -> (String, String) {
+    match notice {
         Notice::PasswordSet {
             user_name,
             account_name,
@@ -118,8 +140,7 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
                  Password resets now go to that address.\n"
             ),
         ),
-        // A policy's message is its own: no footer is added to it.
-        Notice::Custom { subject, body, .. } => return message(notice, subject.clone(), body.clone()),
+        Notice::Custom { subject, body, .. } => (subject.clone(), body.clone()),
         Notice::IntegrationRevoked {
             account_name,
             integration_name,
@@ -143,10 +164,10 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
             (Some(seats), Some(until)) => (
                 format!("Temporary {} seats granted for {account_name}", product.as_str()),
                 format!(
-                    "Platform support granted {seats} temporary {} seat(s) to {account_name}, until {}.\n\
+                    "Platform support granted {seats} temporary {} seat(s) to {account_name}, until {} (UTC).\n\
                      When they expire nobody loses access, but no new seat can be taken until usage fits.\n",
                     product.as_str(),
-                    until.to_rfc3339()
+                    until.format("%Y-%m-%d %H:%M")
                 ),
             ),
             _ => (
@@ -158,14 +179,151 @@ pub fn render(notice: &Notice, public_url: &str) -> OutboxMail {
                 ),
             ),
         },
-    };
-    // Every message leads to the account's own sign-in address (the
-    // console), where whatever it is about can be seen and acted on.
-    let body = format!(
-        "{body}\n--\nSign in to your account: {base}/a/{}/sign-in\n",
-        notice.account_id()
-    );
-    message(notice, subject, body)
+    }
+}
+
+/// The product's name in French mails.
+fn produit(product: &crate::domain::Product) -> &'static str {
+    match product.as_str() {
+        "sell" => "Sell",
+        _ => "d'agent",
+    }
+}
+
+fn french_text(notice: &Notice, base: &str) -> (String, String) {
+    match notice {
+        Notice::PasswordSet {
+            user_name,
+            account_name,
+            account_id,
+            token,
+            ..
+        } => (
+            format!("Définissez votre mot de passe pour {account_name}"),
+            format!(
+                "Bonjour {user_name},\n\nVous avez reçu un accès au compte {account_name} ({account_id}).\n\
+                 Définissez votre mot de passe ici (le lien ne sert qu'une fois) :\n\n{base}/a/{account_id}/password/set?token={token}\n\n\
+                 Si vous ne vous y attendiez pas, ignorez ce message.\n"
+            ),
+        ),
+        Notice::PasswordReset {
+            account_name,
+            account_id,
+            token,
+            ..
+        } => (
+            format!("Réinitialisez votre mot de passe pour {account_name}"),
+            format!(
+                "Quelqu'un a demandé à réinitialiser le mot de passe de cette adresse pour le compte {account_name} ({account_id}).\n\
+                 Choisissez un nouveau mot de passe ici (le lien ne sert qu'une fois et expire bientôt) :\n\n\
+                 {base}/a/{account_id}/password/reset?token={token}\n\n\
+                 Si ce n'était pas vous, ignorez ce message : votre mot de passe ne change pas.\n"
+            ),
+        ),
+        Notice::OwnershipReceived {
+            account_name,
+            previous_owner_name,
+            integrations,
+            ..
+        } => {
+            let mut body = format!(
+                "{previous_owner_name} vous a désigné(e) propriétaire du compte {account_name}.\n\
+                 Vous gérez désormais son abonnement : factures, moyen de paiement et licences.\n"
+            );
+            if !integrations.is_empty() {
+                body.push_str(&format!(
+                    "\n{} intégration(s) configurée(s) par l'ancien propriétaire doivent être réautorisée(s).\n",
+                    integrations.len()
+                ));
+            }
+            (format!("Vous êtes maintenant propriétaire de {account_name}"), body)
+        }
+        Notice::OwnershipHandedOver {
+            account_name,
+            new_owner_name,
+            ..
+        } => (
+            format!("Vous avez transféré la propriété de {account_name}"),
+            format!(
+                "{new_owner_name} est maintenant propriétaire du compte {account_name}.\n\
+                 Vous restez administrateur ; les pages de l'abonnement sont désormais les siennes.\n"
+            ),
+        ),
+        Notice::EmailAdded {
+            account_name,
+            user_name,
+            added,
+            ..
+        } => (
+            format!("Une adresse a été ajoutée à votre profil sur {account_name}"),
+            format!(
+                "L'adresse {added} a été ajoutée au profil de {user_name} sur le compte {account_name}.\n\
+                 Si vous ne vous y attendiez pas, prévenez les administrateurs de votre compte.\n"
+            ),
+        ),
+        Notice::EmailVerification {
+            account_id,
+            account_name,
+            token,
+            ..
+        } => (
+            format!("Vérifiez votre adresse pour {account_name}"),
+            format!(
+                "Cette adresse a été ajoutée à un profil du compte {account_name}.\n\
+                 Confirmez qu'elle est la vôtre ici (le lien ne sert qu'une fois) :\n\n{base}/a/{account_id}/email/verify?token={token}\n"
+            ),
+        ),
+        Notice::PrimaryEmailChanged {
+            account_name,
+            new_primary,
+            ..
+        } => (
+            format!("Votre adresse principale sur {account_name} a changé"),
+            format!(
+                "L'adresse principale de votre profil sur {account_name} est maintenant {new_primary}.\n\
+                 Les réinitialisations de mot de passe sont désormais envoyées à cette adresse.\n"
+            ),
+        ),
+        Notice::Custom { subject, body, .. } => (subject.clone(), body.clone()),
+        Notice::IntegrationRevoked {
+            account_name,
+            integration_name,
+            source,
+            ..
+        } => (
+            format!("{integration_name} doit être réautorisée sur {account_name}"),
+            format!(
+                "{source} signale que le jeton de l'intégration {integration_name}, que vous avez configurée sur {account_name}, a été révoqué.\n\
+                 Elle doit être réautorisée ; d'ici là, elle peut ne pas fonctionner.\n"
+            ),
+        ),
+        Notice::LicenceRequestDecided {
+            account_name,
+            product,
+            granted_seats,
+            expires_at,
+            deny_reason,
+            ..
+        } => match (granted_seats, expires_at) {
+            (Some(seats), Some(until)) => (
+                format!("Licences {} temporaires accordées pour {account_name}", produit(product)),
+                format!(
+                    "Le support de la plateforme a accordé {seats} licence(s) {} temporaire(s) à {account_name}, jusqu'au {} (UTC).\n\
+                     À leur expiration, personne ne perd son accès, mais aucune licence ne peut être prise tant que l'usage dépasse le total.\n",
+                    produit(product),
+                    until.format("%d/%m/%Y %H:%M")
+                ),
+            ),
+            _ => (
+                format!("Licences {} temporaires refusées pour {account_name}", produit(product)),
+                format!(
+                    "Le support de la plateforme a refusé la demande de licences {} temporaires : {}\n",
+                    produit(product),
+                    deny_reason.as_deref().unwrap_or("aucun motif donné")
+                ),
+            ),
+        },
+    }
 }
 
 fn message(notice: &Notice, subject: String, body: String) -> OutboxMail {
@@ -318,6 +476,26 @@ pub struct Outbox {
     pub installation_id: String,
     /// Base of the links in the mails it renders.
     pub public_url: String,
+    /// Where each account's language is read when its mail is rendered
+    /// (`None` in tests: the default for every account).
+    pub accounts: Option<Store>,
+    /// The language of mails of accounts that chose none
+    /// (`[mail] default_language`).
+    pub default_language: String,
+}
+
+impl Outbox {
+    /// The language of `account_id`'s mails: its own, else the platform's.
+    /// A store that cannot be read sends the mail in the default language
+    /// rather than not at all.
+    fn language_of(&self, account_id: &str) -> String {
+        use crate::domain::StateView;
+        self.accounts
+            .as_ref()
+            .and_then(|store| store.account(account_id).ok().flatten())
+            .and_then(|account| account.language)
+            .unwrap_or_else(|| self.default_language.clone())
+    }
 }
 
 const RETRY_CAP_MS: u64 = 3_600_000;
@@ -347,7 +525,8 @@ impl Queue for Outbox {
         let rendered;
         let to_send: &OutboxMail = match &mail.notice {
             Some(notice) => {
-                let text = render(notice, &self.public_url);
+                let language = self.language_of(notice.account_id());
+                let text = render(notice, &self.public_url, &language);
                 rendered = OutboxMail {
                     subject: text.subject,
                     body: text.body,
@@ -409,6 +588,8 @@ mod tests {
             retry_base_ms: 10,
             installation_id: "0".repeat(32),
             public_url: "https://admin.example.test".into(),
+            accounts: None,
+            default_language: "en".into(),
         }
     }
 
@@ -429,7 +610,7 @@ mod tests {
             queued.subject.is_empty(),
             "nothing rendered on the commit path"
         );
-        let mut earlier = render(&notice, "https://old.example.test");
+        let mut earlier = render(&notice, "https://old.example.test", "en");
         earlier.id = 2;
         let outbox = outbox(dir.path());
         for mail in [&mut queued, &mut earlier] {

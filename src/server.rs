@@ -239,6 +239,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 retry_base_ms: config.mail.retry_base_ms,
                 installation_id: store.installation_id().to_string(),
                 public_url: config.public_url.clone(),
+                accounts: Some(store.clone()),
+                default_language: config.mail.default_language.clone(),
             },
             claims.clone(),
             store.clone(),
@@ -353,6 +355,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url: config.public_url.clone(),
         me,
         policy_save: config.console.policy_save,
+        default_language: config.mail.default_language.clone(),
     });
     let router = http::router(
         app.clone(),

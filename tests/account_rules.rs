@@ -879,3 +879,90 @@ async fn r17_a_lost_invitation_is_mailed_again_until_the_password_is_set() {
     // Five an hour per member asking: the owner's first resend counted.
     assert_eq!(codes, [202, 202, 202, 202, 429, 429]);
 }
+
+/// R05's hand-over mails, and every mail of the account, speak the
+/// account's language: chosen at creation, changed by an admin, the
+/// platform's default (`[mail] default_language`) otherwise.
+#[tokio::test]
+async fn r05_the_hand_over_mails_speak_the_accounts_language() {
+    let d = Daemon::start_with("[mail]\ndefault_language = \"fr\"\n");
+    // The platform's default: French.
+    let (a, _) = d.create_account("Chez Nadia", "nadia@fr.test", 5).await;
+    let set = d
+        .wait_mail("nadia@fr.test", "Définissez votre mot de passe", 1)
+        .await;
+    assert!(set.body.contains("Bonjour Owner"), "{}", set.body);
+    assert!(
+        set.body.contains("Se connecter au compte :"),
+        "{}",
+        set.body
+    );
+    // Chosen at creation: English, whatever the default.
+    let r = d
+        .post(
+            "/v1/accounts",
+            Some(&d.operator),
+            json!({"name": "Acme", "owner": {"name": "Owen", "email": "owen@acme.test"},
+                   "support_seats": 5, "language": "en"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["language"], "en");
+    let b = r.body["id"].as_str().unwrap().to_string();
+    d.wait_mail("owen@acme.test", "Set your password for Acme", 1)
+        .await;
+    let ot = d.activate(&b, "owen@acme.test").await;
+    let (admin, _) = d.member(&ot, &b, "ivan@acme.test", "admin").await;
+    // An unknown language is refused and changes nothing.
+    let lang = format!("/v1/accounts/{b}/language");
+    let r = d.put(&lang, &ot, json!({"language": "de"})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "validation_failed")
+    );
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{b}"), &ot).await.body["language"],
+        "en"
+    );
+    // An admin switches it to French: the hand-over's mails are French.
+    let r = d.put(&lang, &ot, json!({"language": "fr"})).await;
+    assert_eq!(
+        (r.status, &r.body["language"]),
+        (StatusCode::OK, &json!("fr"))
+    );
+    let r = d
+        .put(
+            &format!("/v1/accounts/{b}/owner"),
+            &ot,
+            json!({"user_id": admin}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let received = d
+        .wait_mail(
+            "ivan@acme.test",
+            "Vous êtes maintenant propriétaire de Acme",
+            1,
+        )
+        .await;
+    assert!(
+        received
+            .body
+            .contains("factures, moyen de paiement et licences"),
+        "{}",
+        received.body
+    );
+    d.wait_mail(
+        "owen@acme.test",
+        "Vous avez transféré la propriété de Acme",
+        1,
+    )
+    .await;
+    // Back to the platform's default (null): still French here.
+    let r = d.put(&lang, &ot, json!({"language": null})).await;
+    assert_eq!(
+        (r.status, &r.body["language"]),
+        (StatusCode::OK, &Value::Null)
+    );
+    let _ = a;
+}

@@ -1627,3 +1627,76 @@ async fn r23_console_support_sees_the_accounts_people_and_appoints_a_sell_admin_
     let sell_admins = &after.html[after.html.find("id=\"sell-admins\"").unwrap()..][..80];
     assert!(sell_admins.contains("ann (ann@acme.test)"), "{sell_admins}");
 }
+
+/// R17's mails (invitations, resets) go out in the language an admin picks
+/// on the account's settings page; an agent is not offered the page.
+#[tokio::test]
+async fn r17_console_an_admin_picks_the_language_of_the_accounts_mails() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 5).await;
+    let page = owner.open(&format!("/a/{a}/settings")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(page.html.contains(&format!("href=\"/a/{a}/settings\"")));
+    assert!(
+        page.html
+            .contains("<option value=\"\" selected>The platform&#39;s default (English)")
+            || page
+                .html
+                .contains("<option value=\"\" selected>The platform's default (English)"),
+        "{}",
+        page.html
+    );
+    // A language the daemon does not write is refused, nothing changes.
+    let csrf = page.csrf();
+    let bad = owner
+        .post(
+            &format!("/a/{a}/settings/language"),
+            &[("csrf", &csrf), ("language", "de")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::SEE_OTHER, "{}", bad.html);
+    let page = owner.open(bad.location()).await;
+    assert!(page.html.contains("Check what you typed."), "{}", page.html);
+    assert!(page.html.contains("<option value=\"\" selected>"), "{}", page.html);
+    let saved = owner
+        .post(
+            &format!("/a/{a}/settings/language"),
+            &[("csrf", &csrf), ("language", "fr")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let page = owner.open(saved.location()).await;
+    assert!(
+        page.html
+            .contains("The language of the account&#39;s mails was saved.")
+            || page
+                .html
+                .contains("The language of the account's mails was saved."),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("<option value=\"fr\" lang=\"fr\" selected>"),
+        "{}",
+        page.html
+    );
+    // The next invitation is French.
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    d.add_member(&ot, &a, "agent@acme.test", "agent").await;
+    let mail = d
+        .wait_mail(
+            "agent@acme.test",
+            "Définissez votre mot de passe pour Acme",
+            1,
+        )
+        .await;
+    let mut agent = Browser::new(&d);
+    agent
+        .set_password_and_sign_in(&a, &link_path(&mail.body), "agent@acme.test")
+        .await;
+    let page = agent.open(&format!("/a/{a}/profile")).await;
+    assert!(!page.html.contains(&format!("href=\"/a/{a}/settings\"")));
+    let page = agent.get(&format!("/a/{a}/settings")).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.html);
+}

@@ -297,6 +297,7 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
                 owner_name: "O".into(),
                 owner_email: "o@p.test".into(),
                 support_seats: 3,
+                language: None,
             }),
         )
         .await

@@ -140,6 +140,7 @@ async fn account(f: &Fixture, name: &str, admin_signed_in: bool) -> (String, Str
                 owner_name: "O".into(),
                 owner_email: format!("o@{name}.test"),
                 support_seats: 5,
+                language: None,
             }),
         )
         .await

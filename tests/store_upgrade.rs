@@ -69,6 +69,7 @@ fn export(data_dir: &Path) -> (Vec<Value>, Value) {
 fn without_fields_added_since(records: Vec<Value>) -> Vec<Value> {
     let added = [
         ("account", "scim_tokens", Value::Array(vec![])),
+        ("account", "language", Value::Null),
         ("user", "deactivated_at", Value::Null),
         ("user", "external_id", Value::Null),
         ("user", "user_name", Value::Null),

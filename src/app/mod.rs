@@ -61,6 +61,9 @@ pub struct App {
     pub me: Arc<crate::replicas::Me>,
     /// `[console] policy_save`: the console's editor may write scripts.
     pub policy_save: bool,
+    /// `[mail] default_language`: the language of the mails of accounts
+    /// that chose none (shown on their settings page).
+    pub default_language: String,
 }
 
 pub type AppState = Arc<App>;

@@ -104,6 +104,8 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/sell/users/{u}/role", post(pages::change_sell_role))
         .route("/a/{a}/sell/users/{u}/remove", post(pages::remove_sell))
         .route("/a/{a}/audit", get(pages::audit_page))
+        .route("/a/{a}/settings", get(pages::settings_page))
+        .route("/a/{a}/settings/language", post(pages::set_language))
         .route(
             "/support/sign-in",
             get(support::sign_in_page).post(support::sign_in),

@@ -195,6 +195,7 @@ fn account_nav(
         ("sell", "nav.sell", p.admin || p.sell),
         ("licences", "nav.licences", p.owner),
         ("audit", "nav.audit", p.admin),
+        ("settings", "nav.settings", p.admin),
     ]
     .into_iter()
     .filter(|(_, _, shown)| *shown)

@@ -15,6 +15,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_account, list_accounts))
         .routes(routes!(get_account))
+        .routes(routes!(set_language))
         .routes(routes!(open_investigation))
         .routes(routes!(list_audit))
         .routes(routes!(list_platform_audit))
@@ -36,10 +37,34 @@ async fn create_account(
                 owner_name: body.owner.name,
                 owner_email: body.owner.email,
                 support_seats: body.support_seats,
+                language: body.language,
             }),
         )
         .await?;
     Ok((StatusCode::CREATED, account_out(reply)?))
+}
+
+/// Sets the language of the account's mails (admins); `null` returns to
+/// the platform's default (`[mail] default_language`).
+#[utoipa::path(put, path = "/v1/accounts/{a}/language", tag = "members", request_body = LanguageRequest,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = AccountOut), Errors), security(("bearer" = [])))]
+async fn set_language(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Json(body): Json<LanguageRequest>,
+) -> ApiResult<axum::Json<AccountOut>> {
+    let reply = app
+        .submit(
+            who,
+            Command::SetAccountLanguage(cmd::SetAccountLanguage {
+                account_id: a,
+                language: body.language,
+            }),
+        )
+        .await?;
+    account_out(reply)
 }
 
 /// Every account, by id, paged and searchable by name (platform support).

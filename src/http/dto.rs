@@ -22,6 +22,17 @@ pub struct CreateAccountRequest {
     pub owner: NewOwner,
     /// Agent seats bought; at least 1 (the owner holds one).
     pub support_seats: u32,
+    /// The language of the account's mails, `en` or `fr`; absent: the
+    /// platform's default (`[mail] default_language`).
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageRequest {
+    /// `en` or `fr`; `null`: the platform's default.
+    pub language: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,6 +58,9 @@ pub struct AccountOut {
     pub created_at: DateTime<Utc>,
     pub support: SeatsOut,
     pub sell: SellOut,
+    /// The language of its mails (`en`, `fr`); `null`: the platform's
+    /// default.
+    pub language: Option<String>,
 }
 
 impl From<AccountSummary> for AccountOut {
@@ -65,6 +79,7 @@ impl From<AccountSummary> for AccountOut {
                 seats_total: s.sell.seats_total,
                 seats_used: s.sell.seats_used,
             },
+            language: s.account.language,
         }
     }
 }

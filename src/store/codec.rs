@@ -146,11 +146,13 @@ mod tests {
                 created_at: at,
                 last_used_at: Some(at),
             }],
+            language: Some("fr".into()),
         };
         let bare = Account {
             grants: vec![],
             payment_method: None,
             scim_tokens: vec![],
+            language: None,
             ..account.clone()
         };
         let user = User {
@@ -284,10 +286,12 @@ mod tests {
         assert_eq!(decode::<User>(&bytes).unwrap(), user);
         let mut old_account = serde_json::to_value(&accounts[0]).unwrap();
         old_account.as_object_mut().unwrap().remove("scim_tokens");
+        old_account.as_object_mut().unwrap().remove("language");
         let mut json = vec![FORMAT_JSON];
         json.extend(serde_json::to_vec(&old_account).unwrap());
         let account: Account = decode(&json).unwrap();
         assert!(account.scim_tokens.is_empty());
+        assert_eq!(account.language, None);
         assert_eq!(account.member_count, accounts[0].member_count);
     }
 

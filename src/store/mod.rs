@@ -103,6 +103,7 @@ pub(crate) mod tests {
             payment_method: None,
             member_count: 1,
             scim_tokens: Vec::new(),
+            language: None,
         };
         let entry = AuditEntry {
             seq: 7,

@@ -247,11 +247,18 @@ impl Daemon {
             }
             None => (self.extra_config.clone(), String::new()),
         };
+        // Fast mail retries, into the test's own `[mail]` table when it has one.
+        let (extra, mail) = if extra.contains("[mail]\n") {
+            (
+                extra.replacen("[mail]\n", "[mail]\nretry_base_ms = 50\n", 1),
+                String::new(),
+            )
+        } else {
+            (extra, "[mail]\nretry_base_ms = 50\n".to_string())
+        };
         std::fs::write(
             &config,
-            format!(
-                "public_url = \"http://admind.test\"\n[mail]\nretry_base_ms = 50\n{auth}{extra}\n{store}"
-            ),
+            format!("public_url = \"http://admind.test\"\n{mail}{auth}{extra}\n{store}"),
         )
         .expect("write config");
         let mut command = Command::new(env!("CARGO_BIN_EXE_admind"));
@@ -651,12 +658,17 @@ pub fn read_mails(dir: &Path) -> Vec<Mail> {
             let (head, body) = text
                 .split_once("\r\n\r\n")
                 .or_else(|| text.split_once("\n\n"))?;
+            // Folded lines joined, encoded words (RFC 2047) decoded: the
+            // header as the recipient's mail client shows it.
+            let unfolded = head.replace("\r\n ", " ").replace("\n ", " ");
             let header = |name: &str| {
-                head.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-                    .unwrap_or("")
-                    .trim()
-                    .to_string()
+                decode_encoded_words(
+                    unfolded
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                        .unwrap_or("")
+                        .trim(),
+                )
             };
             let body =
                 if header("Content-Transfer-Encoding").eq_ignore_ascii_case("quoted-printable") {
@@ -672,6 +684,41 @@ pub fn read_mails(dir: &Path) -> Vec<Mail> {
             })
         })
         .collect()
+}
+
+/// `=?utf-8?b?…?=` words of a header in plain text (the space between two
+/// encoded words is not part of the text).
+pub fn decode_encoded_words(value: &str) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    let mut rest = value;
+    let mut last_was_word = false;
+    while let Some(start) = rest.find("=?") {
+        let before = &rest[..start];
+        let Some(end) = rest[start + 2..].find("?=").map(|e| start + 2 + e) else {
+            break;
+        };
+        let word = &rest[start + 2..end];
+        let mut parts = word.splitn(3, '?');
+        let (_, encoding, text) = (parts.next(), parts.next(), parts.next());
+        let decoded = match (encoding.map(str::to_ascii_lowercase).as_deref(), text) {
+            (Some("b"), Some(t)) => base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()),
+            (Some("q"), Some(t)) => Some(decode_quoted_printable(&t.replace('_', " "))),
+            _ => None,
+        };
+        let Some(decoded) = decoded else { break };
+        if !(last_was_word && before.trim().is_empty()) {
+            out.push_str(before);
+        }
+        out.push_str(&decoded);
+        last_was_word = true;
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a mail client does with a quoted-printable body (RFC 2045 6.7).

@@ -69,6 +69,9 @@ pub struct CreateAccount {
     pub owner_name: String,
     pub owner_email: String,
     pub support_seats: u32,
+    /// The language of its mails; `None`: the platform's default.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 impl Decide for CreateAccount {
@@ -88,8 +91,9 @@ impl Decide for CreateAccount {
             owner_name,
             owner_email,
             support_seats,
+            language,
         } = self;
-        create_account(
+        let account = create_account(
             view,
             ctx,
             draft,
@@ -97,7 +101,83 @@ impl Decide for CreateAccount {
             owner_name,
             owner_email,
             support_seats,
+        )?;
+        match language {
+            Some(language) => with_language(account, &language),
+            None => Ok(account),
+        }
+    }
+}
+
+/// A new account's outcome with its language set (the language checked
+/// first, so a bad one refuses the whole creation).
+fn with_language(mut outcome: Outcome, language: &str) -> Result<Outcome, Refusal> {
+    let language = validate::language("language", language)?;
+    for change in &mut outcome.changes {
+        if let Change::PutAccount(account) = change {
+            account.language = Some(language.clone());
+        }
+    }
+    if let Reply::Account(account) = &mut outcome.reply {
+        account.language = Some(language);
+    }
+    Ok(outcome)
+}
+
+/// The language an account's mails are written in (R-less: a setting of
+/// the account, changed by its admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAccountLanguage {
+    pub account_id: AccountId,
+    /// `None`: the platform's default.
+    pub language: Option<String>,
+}
+
+impl Decide for SetAccountLanguage {
+    fn info(&self) -> CommandInfo<'_> {
+        CommandInfo::of(
+            "account.language",
+            Some(&self.account_id),
+            Target::Account(&self.account_id),
         )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let SetAccountLanguage {
+            account_id,
+            language,
+        } = self;
+        let language = language
+            .map(|l| validate::language("language", &l))
+            .transpose()?;
+        let (mut account, _) =
+            crate::access::member_with(view, draft.actor, &account_id, crate::access::Need::Admin)?;
+        if account.language == language {
+            return Ok(Outcome::unchanged(Reply::Account(account)));
+        }
+        account.language = language;
+        Ok(Outcome {
+            changes: vec![Change::PutAccount(account.clone())],
+            notices: vec![],
+            events: vec![],
+            audit: draft.ok(
+                &account_id,
+                format!("account:{account_id}"),
+                format!(
+                    "mails in {}",
+                    account
+                        .language
+                        .as_deref()
+                        .unwrap_or("the platform's default")
+                ),
+            ),
+            reply: Reply::Account(account),
+        })
     }
 }
 
@@ -144,6 +224,7 @@ pub(crate) fn create_account(
         payment_method: None,
         member_count: 1,
         scim_tokens: Vec::new(),
+        language: None,
     };
     let (token_change, notice) = password_set_token(ctx, &account, &owner);
     Ok(Outcome {

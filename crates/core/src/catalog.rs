@@ -80,6 +80,7 @@ macro_rules! commands {
 // one line here, its test, its HTTP route and its console page.
 commands! {
     CreateAccount in accounts,
+    SetAccountLanguage in accounts,
     AddMember in members,
     ChangeRole in members,
     RemoveMember in members,

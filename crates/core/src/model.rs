@@ -174,6 +174,11 @@ pub struct Account {
     /// members with (SCIM), hashed; a handful per account.
     #[serde(default)]
     pub scim_tokens: Vec<ScimToken>,
+    /// The language its mails are written in (`en`, `fr`, see
+    /// `validate::LANGUAGES`); `None`: the platform's default
+    /// (`[mail] default_language`).
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// A SCIM bearer token: the customer's directory ("Okta") acting on the

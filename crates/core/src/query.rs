@@ -81,6 +81,21 @@ pub fn account_summary(
     Ok(summarize(account, now))
 }
 
+/// The account's settings (its language): its admins, and platform
+/// support.
+pub fn account_settings(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Account, Refusal> {
+    if *who == Principal::Operator {
+        return view
+            .account(account_id)?
+            .ok_or_else(|| Refusal::not_found("account"));
+    }
+    Ok(member_with(view, who, account_id, Need::Admin)?.0)
+}
+
 /// Platform support's list of accounts, by id, with their seats; `search`
 /// keeps those whose name contains it (any case), looking through at most
 /// [`ACCOUNT_SEARCH_SCAN_MAX`] accounts per page asked for.

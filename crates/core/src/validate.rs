@@ -50,6 +50,22 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// The languages admind writes mails and pages in.
+pub const LANGUAGES: &[&str] = &["en", "fr"];
+
+/// One of [`LANGUAGES`].
+pub fn language(field: &str, value: &str) -> Result<String, Refusal> {
+    let value = value.trim().to_ascii_lowercase();
+    if LANGUAGES.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(Refusal::invalid(format!(
+            "{field} must be one of: {}",
+            LANGUAGES.join(", ")
+        )))
+    }
+}
+
 pub fn name(field: &str, value: &str) -> Result<String, Refusal> {
     text(field, value, NAME_MAX_CHARS)
 }

@@ -12,6 +12,7 @@ mod members;
 mod owner;
 mod profile;
 mod sell;
+mod settings;
 mod sign_in;
 mod tokens;
 
@@ -24,5 +25,6 @@ pub use members::*;
 pub use owner::*;
 pub use profile::*;
 pub use sell::*;
+pub use settings::*;
 pub use sign_in::*;
 pub use tokens::*;
