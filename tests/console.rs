@@ -1657,7 +1657,11 @@ async fn r17_console_an_admin_picks_the_language_of_the_accounts_mails() {
     assert_eq!(bad.status, StatusCode::SEE_OTHER, "{}", bad.html);
     let page = owner.open(bad.location()).await;
     assert!(page.html.contains("Check what you typed."), "{}", page.html);
-    assert!(page.html.contains("<option value=\"\" selected>"), "{}", page.html);
+    assert!(
+        page.html.contains("<option value=\"\" selected>"),
+        "{}",
+        page.html
+    );
     let saved = owner
         .post(
             &format!("/a/{a}/settings/language"),
@@ -1699,4 +1703,97 @@ async fn r17_console_an_admin_picks_the_language_of_the_accounts_mails() {
     assert!(!page.html.contains(&format!("href=\"/a/{a}/settings\"")));
     let page = agent.get(&format!("/a/{a}/settings")).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.html);
+}
+
+/// R02/R03 refused by the guard policy on a French page: the summary, the
+/// policy's reason and the owner all in French, no English detail.
+#[tokio::test]
+async fn r03_console_a_refusal_on_a_french_page_is_french_throughout() {
+    let d = Daemon::start();
+    d.install_script("owner_change_guard.rhai");
+    wait_policy_loaded(&d, "owner_change_guard.rhai").await;
+    let (a, _, mut owner) = signed_in_owner(&d, 1).await;
+    owner.cookies.insert("admind_lang".into(), "fr".into());
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    // No seat is free: the refusal has its figures, in French.
+    let members = owner.open(&format!("/a/{a}/members")).await;
+    assert!(
+        members.html.contains("<html lang=\"fr\">"),
+        "{}",
+        members.html
+    );
+    let refused = owner
+        .post(
+            &format!("/a/{a}/members"),
+            &[
+                ("csrf", &members.csrf()),
+                ("name", "Ben"),
+                ("email", "ben@acme.test"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert!(
+        refused
+            .html
+            .contains("Toutes les licences d&#39;agent sont prises (1 sur 1)")
+            || refused
+                .html
+                .contains("Toutes les licences d'agent sont prises (1 sur 1)"),
+        "{}",
+        refused.html
+    );
+    assert!(
+        !refused.html.contains("every agent seat is taken"),
+        "{}",
+        refused.html
+    );
+    // A verified admin who never signed in: the guard refuses, in French.
+    d.put(
+        &format!("/v1/accounts/{a}/billing/seats"),
+        &ot,
+        serde_json::json!({"support_seats": 3}),
+    )
+    .await;
+    let ben = d.add_member(&ot, &a, "ben@acme.test", "admin").await;
+    let mail = d.wait_mail("ben@acme.test", "Set your password", 1).await;
+    d.post(
+        "/v1/password-resets/confirm",
+        None,
+        serde_json::json!({"token": mail.token(), "password": PASSWORD}),
+    )
+    .await;
+    let page = owner.open(&format!("/a/{a}/owner")).await;
+    let confirm = owner
+        .post(
+            &format!("/a/{a}/owner/change"),
+            &[("csrf", &page.csrf()), ("to", &ben)],
+        )
+        .await;
+    let done = owner
+        .post(
+            &format!("/a/{a}/owner/confirm"),
+            &[("csrf", &confirm.csrf()), ("to", &ben)],
+        )
+        .await;
+    let page = if done.status.is_redirection() {
+        owner.open(done.location()).await
+    } else {
+        done
+    };
+    assert!(
+        page.html
+            .contains("le nouveau propriétaire doit s&#39;être connecté au moins une fois")
+            || page
+                .html
+                .contains("le nouveau propriétaire doit s'être connecté au moins une fois"),
+        "{}",
+        page.html
+    );
+    assert!(
+        !page.html.contains("signed in at least once"),
+        "{}",
+        page.html
+    );
+    assert!(!page.html.contains("version"), "{}", page.html);
 }

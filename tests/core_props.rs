@@ -268,6 +268,7 @@ impl PolicyGate for VetoesHalf {
         };
         if p.to.id.ends_with(['0', '1', '2', '3', '4', '5', '6', '7']) {
             return Err(Veto {
+                translations: Box::default(),
                 policy: "half.rhai".into(),
                 version: "v1".into(),
                 reason: "half".into(),

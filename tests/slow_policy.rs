@@ -67,6 +67,7 @@ impl PolicyGate for HeldPolicy {
         });
         if seats.is_some_and(|n| n < 6) {
             return Err(Veto {
+                translations: Box::default(),
                 policy: "held.rhai".into(),
                 version: "v1".into(),
                 reason: "fewer than 6 seats".into(),
@@ -78,6 +79,7 @@ impl PolicyGate for HeldPolicy {
             Ok(Vec::new())
         } else {
             Err(Veto {
+                translations: Box::default(),
                 policy: "held.rhai".into(),
                 version: "v1".into(),
                 reason: "the new owner never signed in".into(),

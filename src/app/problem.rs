@@ -18,7 +18,7 @@ pub struct Problem {
     /// A URI naming the problem type.
     #[serde(rename = "type")]
     pub type_uri: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
     /// Stable machine-readable code (docs/api.md "Errors").
@@ -26,17 +26,35 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after_secs: Option<u64>,
+    /// The refusal's figures by name, for pages that say it in their own
+    /// language (not part of the JSON answer: `detail` has them). Boxed:
+    /// a problem is the `Err` of every handler, and most have none.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub args: Option<Box<Figures>>,
+}
+
+/// A refusal's figures by name (`used`, `total`, `reason_fr`).
+#[derive(Debug, Clone, Default)]
+pub struct Figures(pub Vec<(&'static str, String)>);
+
+impl Problem {
+    /// The refusal's figures (none for most problems).
+    pub fn figures(&self) -> &[(&'static str, String)] {
+        self.args.as_deref().map_or(&[], |f| f.0.as_slice())
+    }
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
         Problem {
             type_uri: format!("urn:admind:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
             code: code.to_string(),
             retry_after_secs: None,
+            args: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -128,7 +146,11 @@ impl From<Refusal> for Problem {
             tracing::error!(detail = %r.detail, "store unavailable");
             return Problem::new(status, r.code, "the store is unavailable; try again");
         }
-        Problem::new(status, r.code, r.detail)
+        let mut problem = Problem::new(status, r.code, r.detail);
+        if !r.args.is_empty() {
+            problem.args = Some(Box::new(Figures(r.args)));
+        }
+        problem
     }
 }
 

@@ -63,6 +63,59 @@ impl Catalogue {
         self.map.get(format!("error.{code}").as_str()).copied()
     }
 
+    /// The text of `key` with each `{name}` replaced by its value.
+    pub fn fill(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let mut text = self.s(key).to_string();
+        for (name, value) in args {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        text
+    }
+
+    /// `key.one` when `n` is 1 and the catalogue has it ("1 seat", not "1
+    /// seats"), else `key`.
+    pub fn count_key(&self, key: &'static str, n: u64) -> &'static str {
+        if n == 1 {
+            if let Some((k, _)) = self.map.get_key_value(format!("{key}.one").as_str()) {
+                return k;
+            }
+        }
+        key
+    }
+
+    /// A moment as this language writes it, in UTC ("5 Dec 2026, 15:20
+    /// UTC", "5 déc. 2026, 15:20 UTC"): what a page shows before its
+    /// script puts it in the reader's own time zone (`<time datetime>`),
+    /// and all it shows without script.
+    pub fn when(&self, at: chrono::DateTime<chrono::Utc>) -> String {
+        use chrono::Datelike;
+        format!(
+            "{} {} {}, {} UTC",
+            at.day(),
+            self.month(at.month0()),
+            at.year(),
+            at.format("%H:%M")
+        )
+    }
+
+    /// A day as this language writes it ("5 Dec 2026").
+    pub fn day(&self, at: chrono::DateTime<chrono::Utc>) -> String {
+        use chrono::Datelike;
+        format!("{} {} {}", at.day(), self.month(at.month0()), at.year())
+    }
+
+    fn month(&self, month0: u32) -> &'static str {
+        const ENGLISH: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        const FRENCH: [&str; 12] = [
+            "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
+            "nov.", "déc.",
+        ];
+        let names = if self.lang == "fr" { FRENCH } else { ENGLISH };
+        names[(month0 as usize).min(11)]
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &&'static str> {
         self.map.keys()
     }
@@ -164,6 +217,7 @@ const EN: &[(&str, &str)] = &[
     ("members.heading", "Team members"),
     ("members.seats", "Agent seats used: {used} of {total}"),
     ("members.grant_expires", "{seats} of them temporary, until {date}: then nobody loses access, but no new seat can be taken until usage is below the new total."),
+    ("members.grant_expires.one", "1 of them temporary, until {date}: then nobody loses access, but no new seat can be taken until usage is below the new total."),
     ("members.search", "Search by name or address"),
     ("members.search_button", "Search"),
     ("members.role_filter", "Role"),
@@ -192,6 +246,7 @@ const EN: &[(&str, &str)] = &[
     ("members.no_seat_buy", "The account owner, {owner}, can buy more seats on the Billing page."),
     ("members.ask_owner", "Only the account owner can ask platform support for temporary seats: ask {owner}."),
     ("members.request_pending", "A request for {seats} temporary seats is waiting for platform support; asking again updates it."),
+    ("members.request_pending.one", "A request for 1 temporary seat is waiting for platform support; asking again updates it."),
     ("members.no_seat_request", "Ask platform support for temporary seats:"),
     ("members.request_seats", "Request temporary seats"),
     ("members.seats_wanted", "Seats"),
@@ -340,6 +395,7 @@ const EN: &[(&str, &str)] = &[
     ("licences.status", "Status"),
     ("licences.status.pending", "pending"),
     ("licences.status.granted", "granted: {seats} seats until {until}"),
+    ("licences.status.granted.one", "granted: 1 seat until {until}"),
     ("licences.status.denied", "denied: {reason}"),
     ("support.expires_days", "for days"),
     ("support.grant", "Grant"),
@@ -357,6 +413,8 @@ const EN: &[(&str, &str)] = &[
     ("support.admins", "Other admins"),
     ("support.sell_admins", "Sell admins"),
     ("support.nobody", "none"),
+    ("support.seats_of", "{used} used of {total}"),
+    ("support.sell_of", "{status}: {used} seats used of {total}"),
     ("support.appointed", "The member is now a Sell admin."),
     ("deliveries.heading", "Outbound deliveries"),
     ("deliveries.none", "No delivery."),
@@ -439,6 +497,25 @@ const EN: &[(&str, &str)] = &[
     ("error.seats_in_use", "More seats are in use than that."),
     ("error.already_owner", "This member already owns the account."),
     ("error.sell_already_started", "Sell has already started."),
+    ("error.agent_seat_exhausted.figures", "Every agent seat is taken ({used} of {total}): buy seats, free one, or ask platform support for temporary seats."),
+    ("error.sell_seat_exhausted.figures", "Every Sell seat is taken ({used} of {total}): buy Sell seats, free one, or ask platform support for temporary seats."),
+    ("error.already_sell_user", "This member already uses Sell."),
+    ("error.email_limit_reached", "This profile has as many addresses as it may have: remove one first."),
+    ("error.integration_limit_reached", "The account has as many integrations as it may have."),
+    ("error.invitation_accepted", "This member has already set a password: no invitation to send again."),
+    ("error.licence_request_decided", "This request has already been decided."),
+    ("error.member_deactivated", "This member is deactivated."),
+    ("error.member_holds_powers_you_lack", "This member has powers you do not have: an administrator must do it."),
+    ("error.member_limit_reached", "The account has as many members as it may have."),
+    ("error.scim_token_limit_reached", "The account has as many directory tokens as it may have: revoke one first."),
+    ("error.sell_admin_exists", "Sell already has an admin: they grant access to others."),
+    ("error.sell_admin_required", "Sell has no admin yet: ask platform support to appoint one."),
+    ("error.too_many_grants", "The account has as many temporary grants as it may have."),
+    ("error.too_many_pending_requests", "Too many requests are already waiting for platform support."),
+    ("error.user_name_taken", "Another member already has this login name."),
+    ("error.too_many_refusals", "Too many refused actions in a row. Wait a little and try again."),
+    ("error.too_many_verification_mails", "Too many mails to this address for now. Wait a little and try again."),
+    ("error.internal", "Something went wrong on our side; it was logged. Try again later."),
 ];
 
 const FR: &[(&str, &str)] = &[
@@ -477,7 +554,7 @@ const FR: &[(&str, &str)] = &[
     ("signin.forgot", "Mot de passe oublié ?"),
     ("signin.reset_button", "Envoyer un lien de réinitialisation"),
     ("signin.reset_sent", "Si l'adresse appartient à ce compte, un lien de réinitialisation est en route."),
-    ("signin.password_set", "Votre mot de passe est défini. Connectez-vous avec."),
+    ("signin.password_set", "Votre mot de passe est défini : connectez-vous avec ce nouveau mot de passe."),
     ("signin.signed_out", "Vous êtes déconnecté."),
     ("signin.expired", "Votre session a pris fin. Reconnectez-vous."),
     ("support.signin.heading", "Support de la plateforme"),
@@ -493,7 +570,8 @@ const FR: &[(&str, &str)] = &[
     ("verify.done", "L'adresse est vérifiée. Vous pouvez maintenant en faire votre adresse principale."),
     ("members.heading", "Membres de l'équipe"),
     ("members.seats", "Licences d'agent utilisées : {used} sur {total}"),
-    ("members.grant_expires", "dont {seats} temporaire(s), jusqu'au {date} : personne ne perd alors son accès, mais aucune licence ne peut être prise tant que l'usage dépasse le nouveau total."),
+    ("members.grant_expires", "dont {seats} temporaires, jusqu'au {date} : personne ne perd alors son accès, mais aucune licence ne peut être prise tant que l'usage dépasse le nouveau total."),
+    ("members.grant_expires.one", "dont 1 temporaire, jusqu'au {date} : personne ne perd alors son accès, mais aucune licence ne peut être prise tant que l'usage dépasse le nouveau total."),
     ("members.search", "Rechercher par nom ou adresse"),
     ("members.search_button", "Rechercher"),
     ("members.role_filter", "Rôle"),
@@ -510,7 +588,7 @@ const FR: &[(&str, &str)] = &[
     ("members.added", "Le membre a été ajouté ; il reçoit un e-mail pour définir son mot de passe."),
     ("members.change_role", "Changer le rôle"),
     ("members.role_changed", "Le rôle a été changé."),
-    ("members.remove", "Retirer"),
+    ("members.remove", "Supprimer"),
     ("members.removed", "Le membre a été retiré."),
     ("members.resend", "Renvoyer l'invitation"),
     ("members.resent", "Un nouveau lien pour définir le mot de passe a été envoyé."),
@@ -522,6 +600,7 @@ const FR: &[(&str, &str)] = &[
     ("members.no_seat_buy", "Le propriétaire du compte, {owner}, peut acheter des licences sur la page Facturation."),
     ("members.ask_owner", "Seul le propriétaire du compte peut demander des licences temporaires au support : adressez-vous à {owner}."),
     ("members.request_pending", "Une demande de {seats} licences temporaires attend le support de la plateforme ; la refaire la met à jour."),
+    ("members.request_pending.one", "Une demande d'une licence temporaire attend le support de la plateforme ; la refaire la met à jour."),
     ("members.no_seat_request", "Demandez des licences temporaires au support de la plateforme :"),
     ("members.request_seats", "Demander des licences temporaires"),
     ("members.seats_wanted", "Licences"),
@@ -593,9 +672,9 @@ const FR: &[(&str, &str)] = &[
     ("profile.unverified", "pas encore vérifiée"),
     ("profile.add", "Ajouter l'adresse"),
     ("profile.added", "L'adresse a été ajoutée ; un lien de vérification lui a été envoyé."),
-    ("profile.make_primary", "Rendre principale"),
+    ("profile.make_primary", "Définir comme contact principal"),
     ("profile.made_primary", "C'est maintenant l'adresse principale."),
-    ("profile.remove", "Retirer"),
+    ("profile.remove", "Supprimer"),
     ("profile.removed", "L'adresse a été retirée."),
     ("profile.new_address", "Nouvelle adresse"),
     ("profile.of", "Profil de {name}"),
@@ -670,6 +749,7 @@ const FR: &[(&str, &str)] = &[
     ("licences.status", "État"),
     ("licences.status.pending", "en attente"),
     ("licences.status.granted", "accordée : {seats} licences jusqu'au {until}"),
+    ("licences.status.granted.one", "accordée : 1 licence jusqu'au {until}"),
     ("licences.status.denied", "refusée : {reason}"),
     ("support.expires_days", "pendant (jours)"),
     ("support.grant", "Accorder"),
@@ -687,6 +767,8 @@ const FR: &[(&str, &str)] = &[
     ("support.admins", "Autres administrateurs"),
     ("support.sell_admins", "Administrateurs Sell"),
     ("support.nobody", "aucun"),
+    ("support.seats_of", "{used} utilisée(s) sur {total}"),
+    ("support.sell_of", "{status} : {used} licence(s) utilisée(s) sur {total}"),
     ("support.appointed", "Le membre est maintenant administrateur Sell."),
     ("deliveries.heading", "Envois sortants"),
     ("deliveries.none", "Aucun envoi."),
@@ -720,7 +802,7 @@ const FR: &[(&str, &str)] = &[
     ("workbench.save_confirm_what", "Il remplace le fichier appliqué par le démon, comme le disent les lignes ci-dessous (+ ajoutée, - supprimée) :"),
     ("workbench.save_same", "Le brouillon est identique au fichier."),
     ("workbench.save_confirm_button", "Confirmer l'enregistrement"),
-    ("workbench.loads", "Se charge"),
+    ("workbench.loads", "Le brouillon se charge sans erreur"),
     ("workbench.failed", "Le brouillon a échoué"),
     ("workbench.pick_event", "Choisissez un événement enregistré."),
     ("workbench.not_handled", "Le brouillon ne traite pas le point d'accroche de cet événement."),
@@ -744,7 +826,7 @@ const FR: &[(&str, &str)] = &[
     ("policies.switch_on", "Réactiver"),
     ("policies.reason", "Motif de la désactivation"),
     ("policies.switched", "La politique a été basculée."),
-    ("problem.heading", "Cela n'a pas marché"),
+    ("problem.heading", "L'opération n'a pas abouti"),
     ("problem.back", "Retour"),
     ("error.csrf_failed", "Le formulaire était trop ancien ou venait d'ailleurs. Rechargez la page et réessayez."),
     ("error.invalid_credentials", "L'adresse ou le mot de passe est incorrect."),
@@ -758,7 +840,7 @@ const FR: &[(&str, &str)] = &[
     ("error.email_unverified", "L'adresse doit d'abord être vérifiée."),
     ("error.policy_denied", "Une politique de cette plateforme l'a refusé."),
     ("error.forbidden", "Votre rôle ne le permet pas."),
-    ("error.not_found", "Introuvable, ou pas à vous de le voir."),
+    ("error.not_found", "Cette page n'existe pas, ou vous n'y avez pas accès."),
     ("error.owner_role_locked", "Le rôle du propriétaire ne peut pas changer : transférez d'abord le compte."),
     ("error.email_taken", "Cette adresse est déjà utilisée dans ce compte."),
     ("error.validation_failed", "Vérifiez ce que vous avez saisi."),
@@ -769,6 +851,25 @@ const FR: &[(&str, &str)] = &[
     ("error.seats_in_use", "Plus de licences que cela sont utilisées."),
     ("error.already_owner", "Ce membre est déjà propriétaire du compte."),
     ("error.sell_already_started", "Sell a déjà commencé."),
+    ("error.agent_seat_exhausted.figures", "Toutes les licences d'agent sont prises ({used} sur {total}) : achetez des licences, libérez-en une ou demandez des licences temporaires au support de la plateforme."),
+    ("error.sell_seat_exhausted.figures", "Toutes les licences Sell sont prises ({used} sur {total}) : achetez des licences Sell, libérez-en une ou demandez des licences temporaires au support de la plateforme."),
+    ("error.already_sell_user", "Ce membre utilise déjà Sell."),
+    ("error.email_limit_reached", "Ce profil a déjà autant d'adresses que permis : supprimez-en une d'abord."),
+    ("error.integration_limit_reached", "Le compte a déjà autant d'intégrations que permis."),
+    ("error.invitation_accepted", "Ce membre a déjà défini son mot de passe : il n'y a pas d'invitation à renvoyer."),
+    ("error.licence_request_decided", "Cette demande a déjà été traitée."),
+    ("error.member_deactivated", "Ce membre est désactivé."),
+    ("error.member_holds_powers_you_lack", "Ce membre a des droits que vous n'avez pas : un administrateur doit s'en charger."),
+    ("error.member_limit_reached", "Le compte a déjà autant de membres que permis."),
+    ("error.scim_token_limit_reached", "Le compte a déjà autant de jetons d'annuaire que permis : révoquez-en un d'abord."),
+    ("error.sell_admin_exists", "Sell a déjà un administrateur : c'est lui qui donne l'accès aux autres."),
+    ("error.sell_admin_required", "Sell n'a pas encore d'administrateur : demandez au support de la plateforme d'en nommer un."),
+    ("error.too_many_grants", "Le compte a déjà autant d'attributions temporaires que permis."),
+    ("error.too_many_pending_requests", "Trop de demandes attendent déjà le support de la plateforme."),
+    ("error.user_name_taken", "Un autre membre a déjà cet identifiant de connexion."),
+    ("error.too_many_refusals", "Trop d'actions refusées d'affilée. Patientez un peu et réessayez."),
+    ("error.too_many_verification_mails", "Trop d'e-mails vers cette adresse pour le moment. Patientez un peu et réessayez."),
+    ("error.internal", "Une erreur s'est produite de notre côté ; elle a été journalisée. Réessayez plus tard."),
 ];
 
 #[cfg(test)]

@@ -231,22 +231,48 @@ fn policy_reason(detail: &str) -> &str {
 
 impl ErrorView {
     pub fn from_problem(t: &Catalogue, p: &Problem) -> ErrorView {
-        let summary = t
-            .refusal(&p.code)
-            .map(str::to_string)
-            .unwrap_or_else(|| t.s("problem.heading").to_string());
+        // A refusal with figures (seats used of total) says them in the
+        // page's language.
+        let with_figures = format!("error.{}.figures", p.code);
+        let figures: Vec<(&str, &str)> = p
+            .figures()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("reason_"))
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let summary = if !figures.is_empty() && t.has(&with_figures) {
+            t.fill(&with_figures, &figures)
+        } else {
+            t.refusal(&p.code)
+                .map(str::to_string)
+                .unwrap_or_else(|| t.s("problem.heading").to_string())
+        };
         // The server's own words add what the summary cannot know (a
         // policy's reason, which field was wrong); a summary that says it
-        // all keeps the page short.
+        // all keeps the page short. They are English: a page in another
+        // language shows its own summary only (and a policy's reason,
+        // which is the policy author's).
         let detail = match p.code.as_str() {
+            // The policy's reason, not its version and timing (those are
+            // in the audit log, for whoever investigates).
+            "policy_denied" => {
+                let translated = format!("reason_{}", t.lang);
+                p.figures()
+                    .iter()
+                    .find(|(name, _)| *name == translated)
+                    .map_or_else(
+                        || policy_reason(&p.detail).to_string(),
+                        |(_, text)| text.clone(),
+                    )
+            }
             "invalid_credentials"
             | "invalid_token"
             | "csrf_failed"
             | "not_found"
             | "unauthorized" => String::new(),
-            // The policy's reason, not its version and timing (those are
-            // in the audit log, for whoever investigates).
-            "policy_denied" => policy_reason(&p.detail).to_string(),
+            _ if summary != t.s("problem.heading") && (t.lang != "en" || !figures.is_empty()) => {
+                String::new()
+            }
             _ => p.detail.clone(),
         };
         ErrorView {

@@ -147,7 +147,13 @@ pub async fn accounts_page(
                 .items
                 .into_iter()
                 .map(|s| AccountRow {
-                    seats: format!("{} / {}", s.support.seats_used, s.support.seats_total),
+                    seats: v.t.fill(
+                        "support.seats_of",
+                        &[
+                            ("used", &s.support.seats_used.to_string()),
+                            ("total", &s.support.seats_total.to_string()),
+                        ],
+                    ),
                     id: s.account.id,
                     name: s.account.name,
                 })
@@ -255,10 +261,27 @@ pub async fn account_page(
                 c: Chrome::new(&v, &path, "accounts.heading", f.done.as_deref()),
                 id: s.account.id.clone(),
                 name: s.account.name.clone(),
-                seats: format!("{} / {}", s.support.seats_used, s.support.seats_total),
-                sell: format!(
-                    "{:?} ({} / {})",
-                    s.sell_status, s.sell.seats_used, s.sell.seats_total
+                seats: v.t.fill(
+                    "support.seats_of",
+                    &[
+                        ("used", &s.support.seats_used.to_string()),
+                        ("total", &s.support.seats_total.to_string()),
+                    ],
+                ),
+                sell: v.t.fill(
+                    "support.sell_of",
+                    &[
+                        (
+                            "status",
+                            v.t.s(match s.sell_status {
+                                crate::domain::SellStatus::NotStarted => "sell.status.not_started",
+                                crate::domain::SellStatus::Trial => "sell.status.trial",
+                                crate::domain::SellStatus::Active => "sell.status.active",
+                            }),
+                        ),
+                        ("used", &s.sell.seats_used.to_string()),
+                        ("total", &s.sell.seats_total.to_string()),
+                    ],
                 ),
                 error: None,
             };

@@ -94,6 +94,9 @@ pub struct CallRecord {
     pub version: String,
     pub hook: &'static str,
     pub denied: Option<String>,
+    /// The veto's reason in other languages (`deny(reason, #{fr: …})`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_in: Vec<(String, String)>,
     pub actions: Vec<Action>,
     pub error: Option<String>,
     pub duration_us: u64,
@@ -455,6 +458,7 @@ impl PolicyHost {
             self.metrics.policy_failures.get_or_create(&labels).inc();
             tracing::warn!(policy = %name, hook = hook.name(), error = %e, "policy call failed");
         }
+        let denied_in = ctx.denied_in().to_vec();
         let (denied, actions) = ctx.into_parts();
         CallRecord {
             policy: name.to_string(),
@@ -462,6 +466,7 @@ impl PolicyHost {
             version: version.to_string(),
             hook: hook.name(),
             denied,
+            denied_in,
             actions,
             error,
             duration_us: elapsed.as_micros() as u64,
@@ -665,6 +670,7 @@ impl PolicyHost {
                     policy: r.policy.clone(),
                     version: r.version.clone(),
                     reason: reason.clone(),
+                    translations: r.denied_in.clone().into_boxed_slice(),
                     duration_us: r.duration_us,
                     ignored: Vec::new(),
                 });
@@ -675,6 +681,7 @@ impl PolicyHost {
                     version: r.version.clone(),
                     duration_us: r.duration_us,
                     reason: format!("the policy failed, and this hook fails closed: {e}"),
+                    translations: Box::default(),
                     ignored: Vec::new(),
                 }),
                 _ => None,

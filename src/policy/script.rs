@@ -430,6 +430,20 @@ impl ScriptEngine {
                 Ok::<(), Box<EvalAltResult>>(())
             })?
         });
+        // `deny(reason, #{fr: "…"})`: the reason in other languages too,
+        // for the console pages of readers of those languages.
+        engine.register_fn("deny", |reason: &str, translations: rhai::Map| {
+            let translations: Vec<(String, String)> = translations
+                .into_iter()
+                .take(8)
+                .map(|(language, text)| (language.to_string(), text.to_string()))
+                .collect();
+            with_call(|s| {
+                allowed(s, Capability::Deny)?;
+                s.ctx.deny_in(reason, translations);
+                Ok::<(), Box<EvalAltResult>>(())
+            })?
+        });
         engine.register_fn("notify", |address: &str, subject: &str, body: &str| {
             act(Action::Notify {
                 address: address.into(),

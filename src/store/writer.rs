@@ -101,6 +101,7 @@ impl PolicyGate for DecidedGate {
                     policy: String::new(),
                     version: String::new(),
                     reason: "decided on another state".into(),
+                    translations: Box::default(),
                     duration_us: 0,
                     ignored: Vec::new(),
                 })

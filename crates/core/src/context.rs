@@ -54,7 +54,7 @@ impl Ctx<'_> {
     /// `policy_denied` naming the policy, its version and its reason.
     pub(crate) fn ask(&self, proposal: &Proposal) -> Result<GateNotes, Refusal> {
         self.gate.before(proposal).map_err(|veto| {
-            Refusal::conflict(
+            let refusal = Refusal::conflict(
                 "policy_denied",
                 format!(
                     "policy {} (version {}, {} us) denied: {}{}",
@@ -64,7 +64,17 @@ impl Ctx<'_> {
                     veto.reason,
                     ignored_note(&veto.ignored)
                 ),
-            )
+            );
+            // The reason in the languages the pages speak, by name.
+            veto.translations
+                .iter()
+                .fold(refusal, |refusal, (language, text)| {
+                    match language.as_str() {
+                        "fr" => refusal.with_arg("reason_fr", text),
+                        "en" => refusal.with_arg("reason_en", text),
+                        _ => refusal,
+                    }
+                })
         })
     }
 }

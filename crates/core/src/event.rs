@@ -95,6 +95,10 @@ pub struct Veto {
     /// Content hash of the policy version that decided.
     pub version: String,
     pub reason: String,
+    /// The reason in other languages (`("fr", "…")`), as the policy gave it.
+    /// (A boxed slice: keeps the veto, an `Err` on every before-hook's
+    /// path, small.)
+    pub translations: Box<[(String, String)]>,
     /// How long the deciding call took.
     pub duration_us: u64,
     /// Actions asked in the hook and not carried out (see [`GateNotes`]).

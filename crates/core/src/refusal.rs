@@ -34,6 +34,9 @@ pub struct Refusal {
     /// Hooks that fire even though the command was refused
     /// (`agent_seat_exhausted`, `sell_seat_exhausted`).
     pub events: Vec<DomainEvent>,
+    /// The figures of `detail` by name (`used`, `total`), so an edge can
+    /// say the refusal in its reader's language with them.
+    pub args: Vec<(&'static str, String)>,
 }
 
 impl Refusal {
@@ -43,7 +46,13 @@ impl Refusal {
             code,
             detail: detail.into(),
             events: Vec::new(),
+            args: Vec::new(),
         }
+    }
+    /// A figure of the detail, by name.
+    pub fn with_arg(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.args.push((name, value.to_string()));
+        self
     }
     pub fn invalid(detail: impl Into<String>) -> Self {
         Self::new(RefusalKind::Invalid, "validation_failed", detail)

@@ -35,6 +35,8 @@ pub(crate) fn seat_exhausted(
             account.support_seats_used
         ),
     )
+    .with_arg("used", account.support_seats_used)
+    .with_arg("total", total)
     .with_event(DomainEvent::AgentSeatExhausted {
         account_id: account.id.clone(),
         actor_id: actor.user_id().unwrap_or("").to_string(),
@@ -59,6 +61,8 @@ pub(crate) fn sell_seat(
                 account.sell.seats_used
             ),
         )
+        .with_arg("used", account.sell.seats_used)
+        .with_arg("total", total)
         .with_event(DomainEvent::SellSeatExhausted {
             account_id: account.id.clone(),
             actor_id: actor.user_id().unwrap_or("").to_string(),

@@ -292,6 +292,9 @@ impl Capability {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Context {
     denied: Option<String>,
+    /// The veto's reason in other languages (`("fr", "…")`), for the
+    /// pages that show it in their reader's language.
+    denied_in: Vec<(String, String)>,
     actions: Vec<Action>,
 }
 
@@ -307,6 +310,19 @@ impl Context {
         if self.denied.is_none() {
             self.denied = Some(reason.into());
         }
+    }
+    /// Vetoes the operation with its reason in other languages too
+    /// (`[("fr", "…")]`): the console shows the reader's, the API and the
+    /// audit log the first.
+    pub fn deny_in(&mut self, reason: impl Into<String>, translations: Vec<(String, String)>) {
+        if self.denied.is_none() {
+            self.denied = Some(reason.into());
+            self.denied_in = translations;
+        }
+    }
+    /// The veto's reason in other languages.
+    pub fn denied_in(&self) -> &[(String, String)] {
+        &self.denied_in
     }
     /// Asks for an action; past [`ACTIONS_PER_CALL_MAX`] it is refused.
     pub fn act(&mut self, action: Action) -> Result<(), String> {

@@ -198,7 +198,7 @@ fn members_view(
             grants
                 .into_iter()
                 .map(|g| {
-                    v.t.s("members.grant_expires")
+                    v.t.s(v.t.count_key("members.grant_expires", u64::from(g.seats)))
                         .replace("{seats}", &g.seats.to_string())
                         .replace(
                             "{date}",
@@ -219,7 +219,7 @@ fn members_view(
         no_seat_buy: v.t.s("members.no_seat_buy").replace("{owner}", &owner_name),
         ask_owner: v.t.s("members.ask_owner").replace("{owner}", &owner_name),
         pending_request: pending.map(|seats| {
-            v.t.s("members.request_pending")
+            v.t.s(v.t.count_key("members.request_pending", u64::from(seats)))
                 .replace("{seats}", &seats.to_string())
         }),
     })
@@ -444,7 +444,10 @@ pub fn licence_row(
     let status = match r.status {
         LicenceStatus::Pending => t.s("licences.status.pending").to_string(),
         LicenceStatus::Granted => t
-            .s("licences.status.granted")
+            .s(t.count_key(
+                "licences.status.granted",
+                u64::from(r.granted_seats.unwrap_or(r.seats)),
+            ))
             .replace("{seats}", &r.granted_seats.unwrap_or(r.seats).to_string())
             .replace(
                 "{until}",
