@@ -476,7 +476,7 @@ async fn console_pages_speak_french_when_asked() {
     assert!(html.contains("Se connecter"));
     // A query that does not parse is a problem, not plain text.
     let bad = reqwest::Client::new()
-        .get(format!("{}/support/accounts/{a}/audit?after=soon", d.base))
+        .get(format!("{}/support/accounts/{a}/audit?before=soon", d.base))
         .send()
         .await
         .unwrap();
@@ -1512,8 +1512,11 @@ async fn r18_console_the_team_page_shows_which_seats_expire_and_when() {
     );
     assert!(
         page.html.contains(&format!(
-            "2 of them temporary, until {}",
-            until.format("%Y-%m-%d %H:%M UTC")
+            "2 of them temporary, until {} {} {}, {} UTC",
+            until.format("%-d"),
+            until.format("%b"),
+            until.format("%Y"),
+            until.format("%H:%M")
         )),
         "{}",
         page.html
@@ -1796,4 +1799,144 @@ async fn r03_console_a_refusal_on_a_french_page_is_french_throughout() {
         page.html
     );
     assert!(!page.html.contains("version"), "{}", page.html);
+}
+
+/// R09's refusals and R02's hand-over in the audit log: newest first, in
+/// words, filtered by who, action, outcome and dates, paged back, and the
+/// same rows as CSV.
+#[tokio::test]
+async fn r09_console_the_audit_log_is_newest_first_filtered_and_exported() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 2).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    d.add_member(&ot, &a, "agent@acme.test", "agent").await;
+    // A refusal (no seat is free: R09).
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/members"),
+            Some(&ot),
+            serde_json::json!({"name": "Zed", "email": "zed@acme.test", "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.code(), "agent_seat_exhausted");
+    let page = owner.open(&format!("/a/{a}/audit")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let refused = page
+        .html
+        .find("Refused: No agent seat is free.")
+        .expect("the refusal in words");
+    let added = page.html.find("added as agent").expect("the member added");
+    let created = page
+        .html
+        .find("created with owner")
+        .expect("the account created");
+    assert!(
+        refused < added && added < created,
+        "newest first: {}",
+        page.html
+    );
+    assert!(page.html.contains("<time datetime=\""), "{}", page.html);
+    // Filters: outcome, action, who, dates.
+    let only = |q: &str| format!("/a/{a}/audit?{q}");
+    let page = owner.open(&only("outcome=refused")).await;
+    assert!(page.html.contains("Refused: No agent seat is free."));
+    assert!(!page.html.contains("added as agent"), "{}", page.html);
+    let page = owner.open(&only("action=member.add")).await;
+    assert!(page.html.contains("data-label=\"What\">Added a member<"));
+    assert!(!page
+        .html
+        .contains("data-label=\"What\">Created the account<"));
+    let page = owner.open(&only("who=platform")).await;
+    assert!(page
+        .html
+        .contains("data-label=\"What\">Created the account<"));
+    assert!(
+        !page.html.contains("data-label=\"What\">Added a member<"),
+        "{}",
+        page.html
+    );
+    let page = owner.open(&only("from=2000-01-01&to=2000-12-31")).await;
+    assert!(page.html.contains("No entry."), "{}", page.html);
+    let page = owner.open(&only("from=yesterday")).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.html);
+    // Paged back: the older page starts where the first ended.
+    for _ in 0..120 {
+        d.put(
+            &format!("/v1/accounts/{a}/language"),
+            &ot,
+            serde_json::json!({"language": "en"}),
+        )
+        .await;
+        d.put(
+            &format!("/v1/accounts/{a}/language"),
+            &ot,
+            serde_json::json!({"language": null}),
+        )
+        .await;
+    }
+    let first = owner.open(&only("action=account.language")).await;
+    assert_eq!(
+        first
+            .html
+            .matches("data-label=\"What\">Changed the language of the mails<")
+            .count(),
+        100
+    );
+    let older = first
+        .html
+        .split("?before=")
+        .nth(1)
+        .expect("an older page")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let second = owner
+        .open(&only(&format!("before={older}&action=account.language")))
+        .await;
+    assert_eq!(
+        second
+            .html
+            .matches("data-label=\"What\">Changed the language of the mails<")
+            .count(),
+        100
+    );
+    // CSV: the filtered rows, in words, newest first.
+    let csv = owner
+        .get(&format!("/a/{a}/audit.csv?outcome=refused"))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let lines: Vec<&str> = csv.html.lines().collect();
+    assert_eq!(
+        lines[0],
+        "seq,at,who,action,action_code,on,outcome,detail,caused_by"
+    );
+    assert_eq!(lines.len(), 2, "{}", csv.html);
+    assert!(
+        lines[1].contains("Owner,Added a member,member.add"),
+        "{}",
+        lines[1]
+    );
+    // In French, the actions in French.
+    owner.cookies.insert("admind_lang".into(), "fr".into());
+    let page = owner.open(&only("action=member.add")).await;
+    assert!(
+        page.html
+            .contains("data-label=\"Quoi\">A ajouté un membre<"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains("Refusé : Aucune licence d&#39;agent n&#39;est libre.")
+            || page
+                .html
+                .contains("Refusé : Aucune licence d'agent n'est libre."),
+        "{}",
+        page.html
+    );
 }

@@ -104,6 +104,7 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/sell/users/{u}/role", post(pages::change_sell_role))
         .route("/a/{a}/sell/users/{u}/remove", post(pages::remove_sell))
         .route("/a/{a}/audit", get(pages::audit_page))
+        .route("/a/{a}/audit.csv", get(pages::audit_csv))
         .route("/a/{a}/settings", get(pages::settings_page))
         .route("/a/{a}/settings/language", post(pages::set_language))
         .route(
@@ -183,6 +184,10 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
     let (body, kind): (&'static [u8], &str) = match file.as_str() {
         "htmx.min.js" => (
             include_bytes!("../../assets/htmx.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console.js" => (
+            include_bytes!("../../assets/console.js"),
             "text/javascript; charset=utf-8",
         ),
         "console.css" => (

@@ -112,6 +112,23 @@ fn push_segment(path: &mut String, segment: &str) {
     }
 }
 
+/// A moment on a page: `<time datetime="{{ iso }}">{{ text }}</time>`,
+/// the text in the page's language and UTC, which the console's script
+/// rewrites in the reader's own time zone.
+pub struct When {
+    pub iso: String,
+    pub text: String,
+}
+
+impl When {
+    pub fn new(t: &Catalogue, at: chrono::DateTime<chrono::Utc>) -> When {
+        When {
+            iso: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            text: t.when(at),
+        }
+    }
+}
+
 /// A link of the navigation.
 pub struct NavLink {
     pub href: String,

@@ -82,7 +82,7 @@ pub struct VersionRow {
     pub version: String,
     pub short: String,
     pub kind: String,
-    pub loaded_at: String,
+    pub loaded_at: super::page::When,
     pub href: String,
 }
 
@@ -153,7 +153,7 @@ pub async fn versions_page(
             short: x.version.chars().take(12).collect(),
             version: x.version,
             kind: x.kind,
-            loaded_at: x.loaded_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            loaded_at: super::page::When::new(v.t, x.loaded_at),
         })
         .collect();
     let source = shown

@@ -608,6 +608,9 @@ macro_rules! forward_state_view {
             fn audit(&$self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
                 $target.audit(account_id, after, limit)
             }
+            fn audit_newest(&$self, account_id: &str, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
+                $target.audit_newest(account_id, before, limit)
+            }
         }
     };
 }

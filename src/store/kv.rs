@@ -19,7 +19,8 @@ pub trait Kv: Send + Sync {
     fn kv_get(&self, kind: Kind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Visits the rows whose key starts with `prefix`: oldest first from
     /// the first key ≥ `from` (`from` starts with `prefix` or is empty),
-    /// newest first from the last (`from` ignored).
+    /// newest first from the last key < `from` when `from` is longer than
+    /// `prefix`, else from the last.
     fn kv_scan(
         &self,
         kind: Kind,
@@ -260,6 +261,24 @@ impl<T: Kv> StateView for KvState<'_, T> {
             &p,
             &from,
             Order::OldestFirst,
+            limit,
+        )?)
+    }
+
+    fn audit_newest(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError> {
+        let p = prefix(account_id);
+        let from = before.map_or_else(|| p.clone(), |b| key_seq(account_id, b));
+        Ok(list(
+            self.0,
+            Kind::Audit,
+            &p,
+            &from,
+            Order::NewestFirst,
             limit,
         )?)
     }

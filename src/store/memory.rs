@@ -91,6 +91,11 @@ impl Kv for MemoryBackend {
             };
             let upper = match (order, &cursor) {
                 (Order::NewestFirst, Some(c)) => Bound::Excluded(c.clone()),
+                (Order::NewestFirst, None)
+                    if from.len() > prefix.len() && from.starts_with(prefix) =>
+                {
+                    Bound::Excluded(from.to_vec())
+                }
                 _ => end.clone().map_or(Bound::Unbounded, Bound::Excluded),
             };
             if !records::bounds_ordered(&lower, &upper) {

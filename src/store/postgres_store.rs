@@ -1232,6 +1232,18 @@ impl StateView for PostgresStore {
             &[&account_id, &after.map_or(-1, id_i64), &rows(limit)],
         )
     }
+
+    fn audit_newest(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError> {
+        self.many(
+            "SELECT value FROM audit WHERE scope = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            &[&account_id, &before.map_or(i64::MAX, id_i64), &rows(limit)],
+        )
+    }
 }
 
 impl Backend for PostgresStore {

@@ -227,6 +227,9 @@ impl Kv for SledStore {
         let tree = self.tree(kind);
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
             Order::OldestFirst => Box::new(tree.range(from.max(prefix)..)),
+            Order::NewestFirst if from.len() > prefix.len() && from.starts_with(prefix) => {
+                Box::new(tree.range(prefix..from).rev())
+            }
             Order::NewestFirst => Box::new(tree.scan_prefix(prefix).rev()),
         };
         for item in iter {
@@ -442,5 +445,13 @@ impl StateView for SledStore {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ViewError> {
         KvState(self).audit(account_id, after, limit)
+    }
+    fn audit_newest(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError> {
+        KvState(self).audit_newest(account_id, before, limit)
     }
 }

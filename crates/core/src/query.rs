@@ -335,6 +335,82 @@ pub fn audit(
     Ok(Page { items, next })
 }
 
+/// What [`audit_search`] found: matching entries newest first, and where
+/// the next search goes on from (the last entry it looked at) when it
+/// stopped before the log's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSearch {
+    pub items: Vec<AuditEntry>,
+    pub next: Option<u64>,
+}
+
+/// Where an [`audit_search`] starts and how far it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditAsk {
+    /// Entries before this sequence number (`None`: from the newest).
+    pub before: Option<u64>,
+    /// Entries at or after this moment.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub scan_max: usize,
+}
+
+/// Entries of a scope's audit log newest first, from before `before`, that
+/// `keep` keeps, at most `limit` of them, looking at no more than
+/// `scan_max` entries (a search of a long log is a scan: past the budget
+/// it answers what it found and where to go on). Entries older than
+/// `since` end the search: sequence numbers follow commit order, so every
+/// later one is older too. Readers: as [`audit`].
+pub fn audit_search(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    ask: AuditAsk,
+    keep: &mut dyn FnMut(&AuditEntry) -> bool,
+) -> Result<AuditSearch, Refusal> {
+    let AuditAsk {
+        before,
+        since,
+        limit,
+        scan_max,
+    } = ask;
+    // Who may read it, as the paged read decides.
+    audit(view, who, account_id, None, Some(1))?;
+    const CHUNK: usize = 200;
+    let mut items = Vec::new();
+    let mut cursor = before;
+    let mut scanned = 0;
+    loop {
+        let chunk = view.audit_newest(account_id, cursor, CHUNK)?;
+        let exhausted = chunk.len() < CHUNK;
+        for entry in chunk {
+            scanned += 1;
+            cursor = Some(entry.seq);
+            if since.is_some_and(|since| entry.at < since) {
+                return Ok(AuditSearch { items, next: None });
+            }
+            if keep(&entry) {
+                items.push(entry);
+                if items.len() >= limit {
+                    return Ok(AuditSearch {
+                        items,
+                        next: cursor,
+                    });
+                }
+            }
+            if scanned >= scan_max {
+                return Ok(AuditSearch {
+                    items,
+                    next: cursor,
+                });
+            }
+        }
+        if exhausted {
+            return Ok(AuditSearch { items, next: None });
+        }
+    }
+}
+
 /// Who a bearer session token belongs to, if it is live.
 pub fn session_principal(
     view: &dyn StateView,

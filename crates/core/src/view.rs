@@ -49,4 +49,11 @@ pub trait StateView {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ViewError>;
+    /// Newest first, entries with `seq < before`, at most `limit`.
+    fn audit_newest(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ViewError>;
 }

@@ -13,7 +13,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::app::{App, AppState};
-use crate::console::page::{csrf_refused, problem_page, render, Chrome, ErrorView, PageForm};
+use crate::console::page::{csrf_refused, problem_page, render, Chrome, ErrorView, PageForm, When};
 use crate::console::visitor::Visitor;
 use crate::domain::{query, Command, Principal, Reply, StateView};
 
@@ -23,8 +23,8 @@ pub struct TokenRow {
     id: String,
     name: String,
     created_by: String,
-    created_at: String,
-    last_used_at: String,
+    created_at: When,
+    last_used_at: Option<When>,
 }
 
 #[derive(Template)]
@@ -38,10 +38,6 @@ struct DirectoryPage {
     created: Option<(String, String)>,
     name: String,
     error: Option<ErrorView>,
-}
-
-fn minute(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// What the creation form answered: the token made, or the name typed and
@@ -77,11 +73,8 @@ fn page(
                 .ok()
                 .flatten()
                 .map_or(t.created_by.clone(), |u| u.name),
-            created_at: minute(t.created_at),
-            last_used_at: t
-                .last_used_at
-                .map(minute)
-                .unwrap_or_else(|| v.t.s("directory.never").to_string()),
+            created_at: When::new(v.t, t.created_at),
+            last_used_at: t.last_used_at.map(|at| When::new(v.t, at)),
             id: t.id,
             name: t.name,
         })

@@ -200,10 +200,7 @@ fn members_view(
                 .map(|g| {
                     v.t.s(v.t.count_key("members.grant_expires", u64::from(g.seats)))
                         .replace("{seats}", &g.seats.to_string())
-                        .replace(
-                            "{date}",
-                            &g.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                        )
+                        .replace("{date}", &v.t.when(g.expires_at))
                 })
                 .collect()
         },
@@ -427,7 +424,7 @@ pub async fn request_seats(
 pub struct LicenceRow {
     pub id: String,
     pub account_id: String,
-    pub created: String,
+    pub created: crate::console::page::When,
     pub product: &'static str,
     pub seats: u32,
     pub reason: String,
@@ -451,9 +448,7 @@ pub fn licence_row(
             .replace("{seats}", &r.granted_seats.unwrap_or(r.seats).to_string())
             .replace(
                 "{until}",
-                &r.expires_at
-                    .map(|e| e.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default(),
+                &r.expires_at.map(|e| t.day(e)).unwrap_or_default(),
             ),
         LicenceStatus::Denied => t
             .s("licences.status.denied")
@@ -463,7 +458,7 @@ pub fn licence_row(
         pending: r.status == LicenceStatus::Pending,
         id: r.id,
         account_id: r.account_id,
-        created: r.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        created: crate::console::page::When::new(t, r.created_at),
         product: match r.product {
             Product::Support => t.s("licences.product.support"),
             Product::Sell => t.s("licences.product.sell"),
@@ -554,37 +549,8 @@ pub async fn members_csv(
         out.push_str("\r\n");
         std::ops::ControlFlow::Continue(())
     });
-    use axum::response::IntoResponse;
     match scan {
-        Ok(_) => (
-            [
-                (
-                    axum::http::header::CONTENT_TYPE,
-                    "text/csv; charset=utf-8".to_string(),
-                ),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"members-{a}.csv\""),
-                ),
-            ],
-            out,
-        )
-            .into_response(),
+        Ok(_) => csv_response(&format!("members-{a}.csv"), out),
         Err(r) => problem_page(&v, &at(&a, ["members"]), &at(&a, []), &r.into()),
-    }
-}
-
-/// One CSV cell: quoted when it holds a comma, quote or line break, and
-/// never read as a formula.
-fn csv_cell(text: &str) -> String {
-    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
     }
 }
