@@ -1739,10 +1739,10 @@ async fn r03_console_a_refusal_on_a_french_page_is_french_throughout() {
     assert!(
         refused
             .html
-            .contains("Toutes les licences d&#39;agent sont prises (1 sur 1)")
+            .contains("Aucune licence d&#39;agent n&#39;est libre (1 sur 1 prises)")
             || refused
                 .html
-                .contains("Toutes les licences d'agent sont prises (1 sur 1)"),
+                .contains("Aucune licence d'agent n'est libre (1 sur 1 prises)"),
         "{}",
         refused.html
     );
@@ -1939,4 +1939,110 @@ async fn r09_console_the_audit_log_is_newest_first_filtered_and_exported() {
         "{}",
         page.html
     );
+}
+
+/// R07 on the team page: pages both ways with counts, the owner heading
+/// the first, sorted by name or role, each member's last sign-in.
+#[tokio::test]
+async fn r07_console_the_team_pages_both_ways_with_counts_sorts_and_shows_last_sign_in() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 200).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    for n in 0..119 {
+        d.add_member(
+            &ot,
+            &a,
+            &format!("m{n:03}@acme.test"),
+            if n % 10 == 0 { "admin" } else { "agent" },
+        )
+        .await;
+    }
+    let rows = |html: &str| html.matches("data-label=\"Name\"><a href=").count();
+    let page1 = owner.open(&format!("/a/{a}/members")).await;
+    assert!(page1.html.contains("Members 1–51 of 120"), "{}", page1.html);
+    assert_eq!(rows(&page1.html), 51, "the owner and 50 others");
+    assert!(!page1.html.contains("rel=\"prev\""));
+    let first_row = page1.html.find("data-label=\"Name\"><a href=").unwrap();
+    assert!(page1.html[first_row..]
+        .starts_with(&format!("data-label=\"Name\"><a href=\"/a/{a}/profile/")));
+    assert!(
+        page1.html[first_row..first_row + 200].contains(">Owner<"),
+        "the owner first"
+    );
+    // The owner signed in today; the others never did.
+    assert!(page1.html.contains("data-day>"), "{}", page1.html);
+    assert!(page1.html.contains("data-label=\"Last sign-in\">never<"));
+    let next = |html: &str, rel: &str| -> String {
+        let at = html.find(&format!("rel=\"{rel}\"")).expect(rel);
+        let start = html[..at].rfind("href=\"").unwrap() + 6;
+        html[start..]
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&amp;", "&")
+            .replace("&#38;", "&")
+    };
+    let page2 = owner.open(&next(&page1.html, "next")).await;
+    assert!(
+        page2.html.contains("Members 52–101 of 120"),
+        "{}",
+        page2.html
+    );
+    assert_eq!(rows(&page2.html), 50);
+    let page3 = owner.open(&next(&page2.html, "next")).await;
+    assert!(
+        page3.html.contains("Members 102–120 of 120"),
+        "{}",
+        page3.html
+    );
+    assert!(!page3.html.contains("rel=\"next\""));
+    let back2 = owner.open(&next(&page3.html, "prev")).await;
+    assert!(
+        back2.html.contains("Members 52–101 of 120"),
+        "{}",
+        back2.html
+    );
+    let back1 = owner.open(&next(&back2.html, "prev")).await;
+    assert!(back1.html.contains("Members 1–51 of 120"), "{}", back1.html);
+    assert!(!back1.html.contains("rel=\"prev\""));
+    // Every member exactly once across the pages.
+    let ids = |html: &str| -> Vec<String> {
+        html.match_indices(&format!("<a href=\"/a/{a}/profile/"))
+            .map(|(i, _)| html[i..].split('"').nth(1).unwrap().to_string())
+            .collect()
+    };
+    let mut all: Vec<String> = [&page1.html, &page2.html, &page3.html]
+        .iter()
+        .flat_map(|h| ids(h))
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 120);
+    // Sorted by role: the owner, then the admins, then the agents.
+    let by_role = owner.open(&format!("/a/{a}/members?sort=role")).await;
+    let admin_at = by_role
+        .html
+        .find("data-label=\"Role\">Administrator<")
+        .unwrap();
+    let agent_at = by_role.html.find("data-label=\"Role\">Agent<").unwrap();
+    assert!(
+        by_role
+            .html
+            .find("data-label=\"Role\">Administrator (owner)<")
+            .unwrap()
+            < admin_at
+            && admin_at < agent_at
+    );
+    assert!(by_role.html.contains("Members 1–50 of 120"));
+    let by_name = owner
+        .open(&format!("/a/{a}/members?sort=name&role=admin"))
+        .await;
+    assert!(
+        by_name.html.contains("Members 1–13 of 13"),
+        "{}",
+        by_name.html
+    );
+    let m000 = by_name.html.find(">m000<").unwrap();
+    let m010 = by_name.html.find(">m010<").unwrap();
+    assert!(m000 < m010);
 }

@@ -75,6 +75,7 @@ fn without_fields_added_since(records: Vec<Value>) -> Vec<Value> {
         ("user", "user_name", Value::Null),
         ("user", "primary_requested", Value::Null),
         ("user", "modified_at", Value::Null),
+        ("user", "last_signed_in_at", Value::Null),
     ];
     records
         .into_iter()
@@ -172,7 +173,11 @@ async fn a_store_written_by_the_previous_release_reads_exports_and_upgrades() {
     // What was written is version 2; what was not is still version 1.
     let after = census(&d.data_dir());
     assert_eq!(after["accounts"], [0, 1, 0], "{after:?}");
-    assert_eq!(after["users"], [4, 0, 0], "members untouched: {after:?}");
+    assert_eq!(
+        after["users"],
+        [3, 1, 0],
+        "only the member who signed in is rewritten (their last sign-in): {after:?}"
+    );
     assert!(after["sessions"][1] >= 1, "the new session: {after:?}");
     assert_eq!(after["audit"][0], 11, "old entries stay as written");
     assert!(after["audit"][1] >= 1, "new entries are version 2");

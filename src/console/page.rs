@@ -127,6 +127,14 @@ impl When {
             text: t.when(at),
         }
     }
+
+    /// A day (`<time data-day>`): the script shows the date only.
+    pub fn day(t: &Catalogue, at: chrono::DateTime<chrono::Utc>) -> When {
+        When {
+            iso: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            text: t.day(at),
+        }
+    }
 }
 
 /// A link of the navigation.

@@ -105,6 +105,9 @@ pub struct MemberOut {
     /// The directory's id of this person (SCIM `externalId`), if it gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// The member's last sign-in, to the day; `null`: never (or not since
+    /// this was recorded).
+    pub last_signed_in_at: Option<DateTime<Utc>>,
 }
 
 impl From<MemberView> for MemberOut {
@@ -120,6 +123,7 @@ impl From<MemberView> for MemberOut {
             role_label: m.role_label.to_string(),
             is_owner: m.is_owner,
             sell_role: m.user.sell_role,
+            last_signed_in_at: m.user.last_signed_in_at,
         }
     }
 }

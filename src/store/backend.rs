@@ -455,7 +455,10 @@ impl Store {
     /// it bypasses the writer and every rule.
     pub fn restore(&self, records: Vec<Record>) -> Result<(), StoreError> {
         self.0.commit(Transaction::of_writes(
-            records.into_iter().map(Write::Restore).collect(),
+            records
+                .into_iter()
+                .map(|r| Write::Restore(Box::new(r)))
+                .collect(),
         ))
     }
 
@@ -607,6 +610,9 @@ macro_rules! forward_state_view {
             }
             fn audit(&$self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
                 $target.audit(account_id, after, limit)
+            }
+            fn members_before(&$self, account_id: &str, before: &str, limit: usize) -> Result<Vec<User>, ViewError> {
+                $target.members_before(account_id, before, limit)
             }
             fn audit_newest(&$self, account_id: &str, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
                 $target.audit_newest(account_id, before, limit)

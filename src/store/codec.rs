@@ -175,6 +175,7 @@ mod tests {
             user_name: Some("o".into()),
             primary_requested: Some("p@acme.test".into()),
             modified_at: Some(at),
+            last_signed_in_at: Some(at),
         };
         let session = Session {
             hash: "h".into(),
@@ -276,12 +277,13 @@ mod tests {
             user_name: None,
             primary_requested: None,
             modified_at: None,
+            last_signed_in_at: None,
             ..users[0].clone()
         };
         let mut bytes = encode_record(&user);
-        assert_eq!(bytes[1], 0x90 | 14, "a fixarray of the 14 fields");
-        assert_eq!(bytes[bytes.len() - 5..], [0xc0; 5]);
-        bytes.truncate(bytes.len() - 5);
+        assert_eq!(bytes[1], 0x90 | 15, "a fixarray of the 15 fields");
+        assert_eq!(bytes[bytes.len() - 6..], [0xc0; 6]);
+        bytes.truncate(bytes.len() - 6);
         bytes[1] = 0x90 | 9;
         assert_eq!(decode::<User>(&bytes).unwrap(), user);
         let mut old_account = serde_json::to_value(&accounts[0]).unwrap();

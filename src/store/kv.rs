@@ -136,6 +136,28 @@ impl<T: Kv> StateView for KvState<'_, T> {
         )?)
     }
 
+    fn members_before(
+        &self,
+        account_id: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
+        let p = prefix(account_id);
+        let mut from = p.clone();
+        from.extend_from_slice(before.as_bytes());
+        if from.len() == p.len() {
+            return Ok(Vec::new());
+        }
+        Ok(list(
+            self.0,
+            Kind::Users,
+            &p,
+            &from,
+            Order::NewestFirst,
+            limit,
+        )?)
+    }
+
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
         let p = prefix(account_id);
         Ok(list(
@@ -308,7 +330,7 @@ pub fn rows_of_transaction(
     for write in tx.writes {
         match write {
             Write::Restore(record) => {
-                let (change, row, id) = records::raw_rows_of(record.into_restore())?;
+                let (change, row, id) = records::raw_rows_of((*record).into_restore())?;
                 changes.extend(change);
                 written.extend(row);
                 restored_id_max = restored_id_max.max(id);

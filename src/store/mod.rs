@@ -117,11 +117,11 @@ pub(crate) mod tests {
             cause: None,
         };
         store
-            .commit(Transaction::of_writes(vec![Write::Restore(
+            .commit(Transaction::of_writes(vec![Write::Restore(Box::new(
                 Record::Audit {
                     value: entry.clone(),
                 },
-            )]))
+            ))]))
             .unwrap();
         let accounts: Vec<String> = ["acc_a", "acc_b", "acc_c", "acc_d"]
             .map(String::from)
@@ -142,7 +142,7 @@ pub(crate) mod tests {
             let _command = store.lock_command(LockScope::Account("acc_b")).unwrap();
             let failed = store.commit(Transaction {
                 changes: vec![Change::PutAccount(account("acc_b"))],
-                writes: vec![Write::Restore(Record::Audit { value: entry })],
+                writes: vec![Write::Restore(Box::new(Record::Audit { value: entry }))],
                 ..Transaction::default()
             });
             assert!(failed.is_err());

@@ -915,7 +915,7 @@ fn apply_write(tx: &mut impl Run, write: Write, touched: &mut Touched) -> Result
             );
         }
         Write::Restore(record) => {
-            let id = match record.into_restore() {
+            let id = match (*record).into_restore() {
                 Restore::Change(change) => {
                     apply_change(tx, change, touched)?;
                     0
@@ -1119,6 +1119,17 @@ impl StateView for PostgresStore {
         )
     }
 
+    fn members_before(
+        &self,
+        account_id: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
+        self.many(
+            "SELECT value FROM members WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&account_id, &before, &rows(limit)],
+        )
+    }
     fn members(
         &self,
         account_id: &str,

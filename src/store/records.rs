@@ -90,8 +90,9 @@ pub enum Write {
         source: String,
         webhook_id: String,
     },
-    /// A record restored as it was (`admind import`, `store copy`).
-    Restore(Record),
+    /// A record restored as it was (`admind import`, `store copy`); boxed,
+    /// as records are large and the other writes small.
+    Restore(Box<Record>),
 }
 
 /// Read order of a scan.

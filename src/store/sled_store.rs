@@ -379,6 +379,14 @@ impl StateView for SledStore {
         }
     }
 
+    fn members_before(
+        &self,
+        account_id: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
+        KvState(self).members_before(account_id, before, limit)
+    }
     fn members(
         &self,
         account_id: &str,

@@ -60,6 +60,7 @@ pub(crate) fn new_user(
         user_name: None,
         primary_requested: None,
         modified_at: None,
+        last_signed_in_at: None,
     }
 }
 

@@ -270,6 +270,10 @@ pub struct User {
     /// was recorded; read `created_at`).
     #[serde(default, with = "crate::stamp::option")]
     pub modified_at: Option<DateTime<Utc>>,
+    /// The member's last sign-in, to the day (`None`: not since this was
+    /// recorded).
+    #[serde(default, with = "crate::stamp::option")]
+    pub last_signed_in_at: Option<DateTime<Utc>>,
 }
 
 impl User {

@@ -172,6 +172,38 @@ pub fn members(
     members_of(view, &account, after, limit)
 }
 
+/// R07: the page of the team list just before member `before` (in id
+/// order), and whether members come before it (its first id, the cursor
+/// of the page before).
+pub fn members_before(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+    before: &str,
+    limit: Option<usize>,
+) -> Result<Page<MemberView>, Refusal> {
+    let limit = clamp_limit(limit)?;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let mut users = view.members_before(&account.id, before, limit + 1)?;
+    let more = users.len() > limit;
+    users.truncate(limit);
+    users.reverse();
+    let items: Vec<MemberView> = users
+        .into_iter()
+        .map(|user| MemberView {
+            role_label: role_label(&account, &user),
+            is_owner: account.owner_id == user.id,
+            user,
+        })
+        .collect();
+    let next = if more {
+        items.first().map(|m| m.user.id.clone())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
 /// The Team members page in one read of the account: its summary (seats)
 /// and a page of members, with the permission of `members`.
 pub fn team(

@@ -26,12 +26,14 @@ pub fn execute(
     let mut outcome = command.decide(view, ctx, &draft)?;
     // Every member a command writes was modified now (SCIM's
     // `meta.lastModified`): stamped here once rather than by each command.
-    for change in &mut outcome.changes {
+    // Signing in changes nothing the directory manages.
+    let stamps = draft.action != "session.create";
+    for change in outcome.changes.iter_mut().filter(|_| stamps) {
         if let Change::PutUser(user) = change {
             user.modified_at = Some(ctx.now);
         }
     }
-    if let Reply::User(user) | Reply::Member { user, .. } = &mut outcome.reply {
+    if let (true, Reply::User(user) | Reply::Member { user, .. }) = (stamps, &mut outcome.reply) {
         user.modified_at = Some(ctx.now);
     }
     Ok(outcome)

@@ -250,8 +250,13 @@ pub(crate) fn create_session(
         expires_at: now + ctx.settings.session_ttl,
     };
     let mut changes = vec![Change::PutSession(session.clone())];
-    if !user.signed_in_before {
+    // The last sign-in, to the day: one write per member per day at most.
+    let same_day = user
+        .last_signed_in_at
+        .is_some_and(|last| last.date_naive() == now.date_naive());
+    if !user.signed_in_before || !same_day {
         user.signed_in_before = true;
+        user.last_signed_in_at = Some(now);
         changes.push(Change::PutUser(user));
     }
     Ok(Outcome {

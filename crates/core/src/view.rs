@@ -19,6 +19,14 @@ pub trait StateView {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError>;
+    /// Members ordered by id, strictly before `before`, the nearest first,
+    /// at most `limit` (the team list's previous page).
+    fn members_before(
+        &self,
+        account_id: &str,
+        before: &str,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError>;
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError>;
     fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError>;
     fn token(&self, hash: &str) -> Result<Option<Token>, ViewError>;

@@ -33,6 +33,7 @@ pub struct MemberRow {
     invited: bool,
     /// Deactivated (by the directory or an admin): holds no seat.
     deactivated: bool,
+    last_sign_in: Option<crate::console::page::When>,
 }
 
 #[derive(Template)]
@@ -46,8 +47,16 @@ struct MembersPage {
     /// Temporary seats and when each grant ends (R11, R18).
     expiring: Vec<String>,
     q: String,
+    /// `name`, `role`, or empty (the owner first, then by id).
+    sort: String,
+    /// Whether sorting is offered (accounts of at most `SEARCH_SCAN_MAX`
+    /// members: a sort reads them all).
+    sortable: bool,
     rows: Vec<MemberRow>,
-    next: Option<String>,
+    /// "Members 51–100 of 230".
+    range_line: String,
+    prev_href: Option<String>,
+    next_href: Option<String>,
     error: Option<ErrorView>,
     add_name: String,
     add_email: String,
@@ -64,10 +73,27 @@ struct MembersPage {
 #[derive(Deserialize, Default)]
 pub struct MembersQuery {
     after: Option<String>,
+    /// The page before this member (in id order).
+    before: Option<String>,
+    /// Where the page starts among the members listed (0-based): the
+    /// offset of a sorted or filtered list, the count shown otherwise.
+    from: Option<usize>,
     q: Option<String>,
     /// `admin`, `agent`, `end_user` or `deactivated`: only those.
     role: Option<String>,
+    /// `name` or `role`.
+    sort: Option<String>,
     done: Option<String>,
+}
+
+/// Where a role sorts: the owner, admins, agents, end users.
+fn role_rank(m: &query::MemberView) -> u8 {
+    match (m.is_owner, m.user.support_role) {
+        (true, _) => 0,
+        (_, SupportRole::Admin) => 1,
+        (_, SupportRole::Agent) => 2,
+        (_, SupportRole::EndUser) => 3,
+    }
 }
 
 /// Whether a member is among those the `role` filter names.
@@ -100,27 +126,95 @@ fn members_view(
         r @ ("admin" | "agent" | "end_user" | "deactivated") => r,
         _ => "",
     };
+    let sort = match q.sort.as_deref().unwrap_or("") {
+        r @ ("name" | "role") => r,
+        _ => "",
+    };
     let (summary, first) = query::team(
         &app.store,
         who,
         a,
         q.after.as_deref(),
-        Some(MEMBERS_PAGE),
+        // One more than a page: the owner may be among them.
+        Some(MEMBERS_PAGE + 1),
         chrono::Utc::now(),
     )?;
-    let (mut items, next) = if search.is_empty() && role.is_empty() {
-        (first.items, first.next)
-    } else {
+    let total = summary.account.member_count as usize;
+    let sortable = total <= SEARCH_SCAN_MAX;
+    let hit = |m: &query::MemberView| {
+        in_role(role, &m.user)
+            && (m.user.name.to_lowercase().contains(&search)
+                || m.user
+                    .emails
+                    .iter()
+                    .any(|e| e.address.to_lowercase().contains(&search)))
+    };
+    let filtered = !(search.is_empty() && role.is_empty());
+    let from = q.from.unwrap_or(0);
+    let link = |cursor: &str, from: usize| {
+        let mut href = format!(
+            "{}?from={from}&q={}&role={}&sort={}",
+            at(a, ["members"]),
+            crate::console::page::encode_component(&search),
+            role,
+            sort
+        );
+        if !cursor.is_empty() {
+            href.push('&');
+            href.push_str(cursor);
+        }
+        href
+    };
+    let shown = |first: usize, count: usize, of: usize| {
+        if count == 0 {
+            String::new()
+        } else {
+            v.t.fill(
+                "members.range",
+                &[
+                    ("first", &(first + 1).to_string()),
+                    ("last", &(first + count).to_string()),
+                    ("total", &of.to_string()),
+                ],
+            )
+        }
+    };
+    let (items, prev_href, next_href, range_line);
+    if sortable && (filtered || !sort.is_empty()) {
+        // The whole team fits in one read: filtered, sorted and paged by
+        // offset, with exact counts.
+        let mut all = Vec::with_capacity(total);
+        query::each_member(&app.store, who, a, SEARCH_SCAN_MAX, |account, user| {
+            let m = query::MemberView {
+                role_label: crate::domain::role_label(account, &user),
+                is_owner: account.owner_id == user.id,
+                user,
+            };
+            if hit(&m) {
+                all.push(m);
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        match sort {
+            "name" => all.sort_by_cached_key(|m| (m.user.name.to_lowercase(), m.user.id.clone())),
+            "role" => all.sort_by_cached_key(|m| {
+                (role_rank(m), m.user.name.to_lowercase(), m.user.id.clone())
+            }),
+            _ => all.sort_by_key(|m| (!m.is_owner, m.user.id.clone())),
+        }
+        let count = all.len();
+        let start = from.min(count.saturating_sub(1) / MEMBERS_PAGE * MEMBERS_PAGE);
+        items = all
+            .into_iter()
+            .skip(start)
+            .take(MEMBERS_PAGE)
+            .collect::<Vec<_>>();
+        range_line = shown(start, items.len(), count);
+        prev_href = (start > 0).then(|| link("", start.saturating_sub(MEMBERS_PAGE)));
+        next_href = (start + MEMBERS_PAGE < count).then(|| link("", start + MEMBERS_PAGE));
+    } else if filtered {
         // A bounded scan from the page already read: names, addresses and
         // roles are not indexed. `next` goes on from wherever it stopped.
-        let hit = |m: &query::MemberView| {
-            in_role(role, &m.user)
-                && (m.user.name.to_lowercase().contains(&search)
-                    || m.user
-                        .emails
-                        .iter()
-                        .any(|e| e.address.to_lowercase().contains(&search)))
-        };
         let mut scanned = first.items.len();
         let mut found: Vec<_> = first.items.into_iter().filter(|m| hit(m)).collect();
         let mut after = first.next;
@@ -133,19 +227,72 @@ fn members_view(
             found.extend(page.items.into_iter().filter(|m| hit(m)));
             after = page.next;
         }
-        (found, after)
-    };
+        range_line = String::new();
+        prev_href = None;
+        next_href = after.map(|n| {
+            link(
+                &format!("after={}", crate::console::page::encode_component(&n)),
+                0,
+            )
+        });
+        items = found;
+    } else {
+        // Everyone in id order, by cursor both ways (any size of team),
+        // 50 members a page besides the owner, who heads the first page.
+        let owner_id = summary.account.owner_id.clone();
+        let wanted = MEMBERS_PAGE + 1;
+        let (others, has_prev, has_next) = match q.before.as_deref() {
+            Some(before) => {
+                let page = query::members_before(&app.store, who, a, before, Some(wanted))?;
+                let mut others: Vec<_> = page
+                    .items
+                    .into_iter()
+                    .filter(|m| m.user.id != owner_id)
+                    .collect();
+                let more_before = page.next.is_some() || others.len() > MEMBERS_PAGE;
+                let excess = others.len().saturating_sub(MEMBERS_PAGE);
+                others.drain(..excess);
+                (others, more_before, true)
+            }
+            None => {
+                let page = first;
+                let mut others: Vec<_> = page
+                    .items
+                    .into_iter()
+                    .filter(|m| m.user.id != owner_id)
+                    .collect();
+                let more = page.next.is_some() || others.len() > MEMBERS_PAGE;
+                others.truncate(MEMBERS_PAGE);
+                (others, q.after.is_some(), more)
+            }
+        };
+        let first_other = others.first().map(|m| m.user.id.clone());
+        let last_other = others.last().map(|m| m.user.id.clone());
+        let mut page_items = others;
+        let start = if has_prev { from } else { 0 };
+        if !has_prev {
+            page_items.insert(0, query::member(&app.store, who, a, &owner_id)?);
+        }
+        range_line = shown(start, page_items.len(), total);
+        prev_href = match (has_prev, &first_other) {
+            (true, Some(id)) => Some(link(
+                &format!("before={}", crate::console::page::encode_component(id)),
+                // The first page ignores it (it starts with the owner).
+                start.saturating_sub(MEMBERS_PAGE),
+            )),
+            _ => None,
+        };
+        next_href = match (has_next, &last_other) {
+            (true, Some(id)) => Some(link(
+                &format!("after={}", crate::console::page::encode_component(id)),
+                start + page_items.len(),
+            )),
+            _ => None,
+        };
+        items = page_items;
+    }
     let me = v.user_id().unwrap_or("");
     use crate::domain::StateView;
-    // The owner heads the unfiltered list's first page (and is not
-    // repeated where the id order would put them).
-    if search.is_empty() && role.is_empty() {
-        let owner_id = summary.account.owner_id.clone();
-        items.retain(|m| m.user.id != owner_id);
-        if q.after.is_none() {
-            items.insert(0, query::member(&app.store, who, a, &owner_id)?);
-        }
-    }
     // Who can act when no seat is free, and whether a request waits.
     let owner_name = app
         .store
@@ -176,6 +323,10 @@ fn members_view(
             is_self: m.user.id == me,
             invited: m.user.password_hash.is_none(),
             deactivated: !m.user.is_active(),
+            last_sign_in: m
+                .user
+                .last_signed_in_at
+                .map(|at| crate::console::page::When::day(v.t, at)),
         })
         .collect();
     Ok(MembersPage {
@@ -206,8 +357,12 @@ fn members_view(
         },
         q: q.q.clone().unwrap_or_default(),
         role: role.to_string(),
+        sort: sort.to_string(),
+        sortable,
         rows,
-        next,
+        range_line,
+        prev_href,
+        next_href,
         error: None,
         add_name: String::new(),
         add_email: String::new(),
