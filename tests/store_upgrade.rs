@@ -82,6 +82,10 @@ fn without_fields_added_since(records: Vec<Value>) -> Vec<Value> {
         .map(|mut record| {
             let kind = record["kind"].as_str().unwrap_or("").to_string();
             if let Some(value) = record.get_mut("value").and_then(Value::as_object_mut) {
+                // Written by the test's own sign-ins, whatever the release.
+                if kind == "user" {
+                    value.remove("last_signed_in_at");
+                }
                 for (k, field, default) in &added {
                     if *k == kind && value.get(*field) == Some(default) {
                         value.remove(*field);
