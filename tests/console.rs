@@ -2046,3 +2046,51 @@ async fn r07_console_the_team_pages_both_ways_with_counts_sorts_and_shows_last_s
     let m010 = by_name.html.find(">m010<").unwrap();
     assert!(m000 < m010);
 }
+
+/// R03 with the guard policy: the owner page says, before anyone picks,
+/// who can take over now; the one the policy would refuse is marked with
+/// its reason and not picked in advance. Nothing changes by looking.
+#[tokio::test]
+async fn r03_console_the_owner_page_says_who_the_guard_policy_would_refuse() {
+    let d = Daemon::start();
+    d.install_script("owner_change_guard.rhai");
+    wait_policy_loaded(&d, "owner_change_guard.rhai").await;
+    let (a, owner_id, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    // Ben set his password but never signed in; Cleo did.
+    let ben = d.add_member(&ot, &a, "ben@acme.test", "admin").await;
+    let mail = d.wait_mail("ben@acme.test", "Set your password", 1).await;
+    d.post(
+        "/v1/password-resets/confirm",
+        None,
+        serde_json::json!({"token": mail.token(), "password": PASSWORD}),
+    )
+    .await;
+    let (cleo, _) = d.member(&ot, &a, "cleo@acme.test", "admin").await;
+    let page = owner.open(&format!("/a/{a}/owner")).await;
+    let row = |id: &str| -> String {
+        let at = page
+            .html
+            .find(&format!("id=\"to-{id}\""))
+            .expect("a candidate");
+        page.html[at..].split("</div>").next().unwrap().to_string()
+    };
+    let ben_row = row(&ben);
+    assert!(ben_row.contains("Cannot take over now:"), "{ben_row}");
+    assert!(
+        ben_row.contains("the new owner must have signed in at least once"),
+        "{ben_row}"
+    );
+    assert!(!ben_row.contains(" checked"), "{ben_row}");
+    let cleo_row = row(&cleo);
+    assert!(cleo_row.contains(" checked"), "{cleo_row}");
+    assert!(!cleo_row.contains("Cannot take over"), "{cleo_row}");
+    // Looking changed nothing: the same owner, no hand-over in the log.
+    let r = d.get(&format!("/v1/accounts/{a}/owner"), &ot).await;
+    assert_eq!(r.body["id"], owner_id);
+    let audit = d.all_audit(&a, &ot).await;
+    assert!(
+        !audit.iter().any(|e| e["action"] == "owner.transfer"),
+        "{audit:?}"
+    );
+}

@@ -811,6 +811,27 @@ fn read_script(path: &Path, scripts_dir: &Path, max_bytes: u64) -> Result<String
     String::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_string())
 }
 
+/// The policies asked for a rehearsal ([`crate::domain::rules::rehearse`]):
+/// the enforced handlers run as for real, but nothing is recorded (no hook
+/// call record, no shadow comparison) and nothing they ask is carried out.
+/// Their calls count in their statistics like any other.
+pub struct Rehearsal<'a>(pub &'a PolicyHost);
+
+impl PolicyGate for Rehearsal<'_> {
+    fn before(&self, proposal: &Proposal) -> Result<crate::domain::GateNotes, Veto> {
+        let (hook, event) = proposal_event(proposal);
+        let records = self.0.run_enforced(hook, &event);
+        match self.0.veto(hook, &records) {
+            Some(v) => Err(v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn handles(&self, hook: &str) -> bool {
+        self.0.handles(hook)
+    }
+}
+
 impl PolicyGate for PolicyHost {
     fn before(&self, proposal: &Proposal) -> Result<crate::domain::GateNotes, Veto> {
         let (hook, event) = proposal_event(proposal);

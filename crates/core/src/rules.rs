@@ -39,6 +39,37 @@ pub fn execute(
     Ok(outcome)
 }
 
+/// Decides `command` as [`execute`] would, against `view` and `gate`,
+/// and keeps nothing: whether it would be carried out now, or the refusal
+/// it would meet (a rule, or a `before_` hook's veto when `gate` asks the
+/// policies). What the console uses to say who can take over before the
+/// owner picks (ids and tokens it draws are thrown away).
+pub fn rehearse(
+    view: &dyn StateView,
+    gate: &dyn crate::event::PolicyGate,
+    settings: &crate::context::Settings,
+    actor: &Principal,
+    command: Command,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    struct Unused;
+    impl crate::context::Entropy for Unused {
+        fn id(&mut self, prefix: &str) -> String {
+            format!("{prefix}_rehearsal")
+        }
+        fn token(&mut self) -> String {
+            "rehearsal".into()
+        }
+    }
+    let mut ctx = Ctx {
+        now,
+        entropy: &mut Unused,
+        gate,
+        settings,
+    };
+    execute(view, &mut ctx, actor, command).map(|_| ())
+}
+
 pub fn refusal_audit(
     actor: &Principal,
     subject: &AuditSubject,

@@ -24,7 +24,16 @@ pub struct Candidate {
     id: String,
     name: String,
     email: String,
+    /// Why handing the account to them would be refused now (a policy's
+    /// reason, found by rehearsing the change), if it would.
+    refused: Option<String>,
+    /// The first who can take over now is picked in advance.
+    preselected: bool,
 }
+
+/// Candidates whose hand-over is rehearsed on each view of the page, at
+/// most (each runs the `before_owner_change` policies).
+const REHEARSED_CANDIDATES_MAX: usize = 50;
 
 pub struct Confirm {
     to: String,
@@ -54,20 +63,55 @@ fn owner_view(
 ) -> Result<OwnerPage, Problem> {
     let owner = query::owner(&app.store, who, a)?;
     let viewer_is_owner = v.user_id() == Some(owner.user.id.as_str());
-    let candidates = if viewer_is_owner {
-        query::owner_candidates(&app.store, who, a)?
-            .into_iter()
-            // R03: only a verified administrator can receive the account.
-            .filter(|m| m.user.primary_verified())
-            .map(|m| Candidate {
-                email: m.user.primary_address().to_string(),
-                id: m.user.id,
-                name: m.user.name,
-            })
-            .collect()
+    // Policies run here, synchronously and time-bounded: off the
+    // runtime's worker, as the store's own blocking reads do.
+    let mut candidates: Vec<Candidate> = if viewer_is_owner {
+        tokio::task::block_in_place(|| -> Result<Vec<Candidate>, Problem> {
+            Ok(query::owner_candidates(&app.store, who, a)?
+                .into_iter()
+                // R03: only a verified administrator can receive the account.
+                .filter(|m| m.user.primary_verified())
+                .enumerate()
+                .map(|(n, m)| Candidate {
+                    // Who can take over now: the change rehearsed, the
+                    // policies asked, nothing kept.
+                    refused: (n < REHEARSED_CANDIDATES_MAX)
+                        .then(|| {
+                            crate::domain::rules::rehearse(
+                                &app.store,
+                                &crate::policy::Rehearsal(&app.policies),
+                                &app.settings,
+                                who,
+                                Command::TransferOwnership(cmd::TransferOwnership {
+                                    account_id: a.to_string(),
+                                    to_user_id: m.user.id.clone(),
+                                }),
+                                chrono::Utc::now(),
+                            )
+                            .err()
+                        })
+                        .flatten()
+                        .map(|refusal| {
+                            let e = ErrorView::from_problem(v.t, &Problem::from(refusal));
+                            if e.detail.is_empty() {
+                                e.summary
+                            } else {
+                                format!("{} {}", e.summary, e.detail)
+                            }
+                        }),
+                    preselected: false,
+                    email: m.user.primary_address().to_string(),
+                    id: m.user.id,
+                    name: m.user.name,
+                })
+                .collect())
+        })?
     } else {
         Vec::new()
     };
+    if let Some(first) = candidates.iter_mut().find(|c| c.refused.is_none()) {
+        first.preselected = true;
+    }
     Ok(OwnerPage {
         c: Chrome::new(v, &at(a, ["owner"]), "owner.heading", flash),
         base: at(a, []),
