@@ -2094,3 +2094,52 @@ async fn r03_console_the_owner_page_says_who_the_guard_policy_would_refuse() {
         "{audit:?}"
     );
 }
+
+/// R12 and R23: a form that could only be refused is not offered: an
+/// admin sees the owner's profile without its forms (and why), an agent's
+/// with them; without a Sell admin there is no "Grant Sell access".
+#[tokio::test]
+async fn r12_r23_console_offers_no_form_that_can_only_fail() {
+    let d = Daemon::start();
+    let (a, owner_id, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    d.add_member(&ot, &a, "ada@acme.test", "admin").await;
+    let agent = d.add_member(&ot, &a, "al@acme.test", "agent").await;
+    let mut ada = Browser::new(&d);
+    let mail = d.wait_mail("ada@acme.test", "Set your password", 1).await;
+    ada.set_password_and_sign_in(&a, &link_path(&mail.body), "ada@acme.test")
+        .await;
+    let page = ada.open(&format!("/a/{a}/profile/{owner_id}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(!page.html.contains("/addresses\""), "{}", page.html);
+    assert!(!page.html.contains("Save name"), "{}", page.html);
+    assert!(
+        page.html.contains("Only Owner manages this profile"),
+        "{}",
+        page.html
+    );
+    let page = ada.open(&format!("/a/{a}/profile/{agent}")).await;
+    assert!(
+        page.html.contains(&format!("/profile/{agent}/addresses\"")),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Save name"));
+    // Sell bought without a trial has no admin yet: only platform
+    // support can appoint one (R21, R23).
+    let r = d
+        .put(
+            &format!("/v1/accounts/{a}/billing/seats"),
+            &ot,
+            serde_json::json!({"support_seats": 5, "sell_seats": 3}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let page = owner.open(&format!("/a/{a}/sell")).await;
+    assert!(page.html.contains("Sell has no admin"), "{}", page.html);
+    assert!(
+        !page.html.contains("Grant Sell access</button>"),
+        "{}",
+        page.html
+    );
+}

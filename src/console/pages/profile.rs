@@ -35,6 +35,10 @@ struct ProfilePage {
     name: String,
     /// The owner on their own profile: the hand-over steps (R16).
     show_handover: bool,
+    /// Whether the visitor manages this profile (R12): else no form.
+    manageable: bool,
+    /// Who manages it, when the visitor does not.
+    read_only_line: String,
     addresses: Vec<AddressRow>,
     error: Option<ErrorView>,
 }
@@ -69,6 +73,24 @@ pub async fn profile_page(
             .map_err(Refusal::from)?
             .map(|u| u.name)
             .unwrap_or_default();
+        // R12: whether this visitor manages this profile (the person, an
+        // admin for agents and end users), asked of the rules themselves
+        // by rehearsing a rename to the same name; a form that could only
+        // be refused is not offered.
+        let manageable = crate::domain::rules::rehearse(
+            &app.store,
+            &crate::policy::Rehearsal(&app.policies),
+            &app.settings,
+            &who,
+            Command::RenameMember(cmd::RenameMember {
+                account_id: a.clone(),
+                user_id: u.clone(),
+                name: name.clone(),
+            }),
+            chrono::Utc::now(),
+        )
+        .is_ok();
+        let read_only_line = v.t.s("profile.read_only").replace("{name}", &name);
         let owner_here = app
             .store
             .account(&a)
@@ -81,6 +103,8 @@ pub async fn profile_page(
             of_line: v.t.s("profile.of").replace("{name}", &name),
             name,
             show_handover: owner_here,
+            manageable,
+            read_only_line,
             addresses: addresses
                 .into_iter()
                 .map(|e| AddressRow {
