@@ -1353,6 +1353,21 @@ async fn r18_console_the_no_seat_panel_names_who_can_act_and_a_pending_request()
         "{}",
         page.html
     );
+    // Support's queue names the account and who filed.
+    let mut support = support_browser(&d).await;
+    let queue = support.open("/support/licences").await;
+    assert!(
+        queue
+            .html
+            .contains(&format!("<a href=\"/support/accounts/{a}\">Acme</a>")),
+        "{}",
+        queue.html
+    );
+    assert!(
+        queue.html.contains("data-label=\"Filed by\">Owner<"),
+        "{}",
+        queue.html
+    );
     // An admin is not offered a form that can only fail: told whom to ask.
     let mut admin = Browser::new(&d);
     let mail = d.wait_mail("admin@acme.test", "Set your password", 1).await;

@@ -366,12 +366,15 @@ pub async fn licences_page(
     let all = query::licence_requests(&app.store, &Principal::Operator, None);
     match (pending, all) {
         (Ok(pending), Ok(all)) => {
-            let mut rows: Vec<_> = pending.into_iter().map(|r| licence_row(v.t, r)).collect();
+            let mut rows: Vec<_> = pending
+                .into_iter()
+                .map(|r| licence_row(&app, v.t, r))
+                .collect();
             rows.extend(
                 all.into_iter()
                     .rev()
                     .filter(|r| r.status != crate::domain::LicenceStatus::Pending)
-                    .map(|r| licence_row(v.t, r)),
+                    .map(|r| licence_row(&app, v.t, r)),
             );
             let page = LicencesPage {
                 c: Chrome::new(&v, path, "licences.heading", f.done.as_deref()),

@@ -579,6 +579,10 @@ pub async fn request_seats(
 pub struct LicenceRow {
     pub id: String,
     pub account_id: String,
+    /// The account's name (support's queue).
+    pub account_name: String,
+    /// Who filed it: the owner by name, or the policy that did.
+    pub filed_by: String,
     pub created: crate::console::page::When,
     pub product: &'static str,
     pub seats: u32,
@@ -589,10 +593,28 @@ pub struct LicenceRow {
 
 /// A licence request as a row of a page (the account's or support's).
 pub fn licence_row(
+    app: &App,
     t: &crate::console::i18n::Catalogue,
     r: crate::domain::LicenceRequest,
 ) -> LicenceRow {
-    use crate::domain::{LicenceStatus, Product};
+    use crate::domain::{LicenceStatus, Product, StateView};
+    let account_name = app
+        .store
+        .account(&r.account_id)
+        .ok()
+        .flatten()
+        .map_or_else(|| r.account_id.clone(), |a| a.name);
+    let filed_by = if let Some(id) = r.requested_by.strip_prefix("user:") {
+        app.store
+            .user(&r.account_id, id)
+            .ok()
+            .flatten()
+            .map_or_else(|| t.s("audit.former_member").to_string(), |u| u.name)
+    } else if let Some(policy) = r.requested_by.strip_prefix("policy:") {
+        format!("{} {policy}", t.s("audit.policy"))
+    } else {
+        r.requested_by.clone()
+    };
     let status = match r.status {
         LicenceStatus::Pending => t.s("licences.status.pending").to_string(),
         LicenceStatus::Granted => t
@@ -613,6 +635,8 @@ pub fn licence_row(
         pending: r.status == LicenceStatus::Pending,
         id: r.id,
         account_id: r.account_id,
+        account_name,
+        filed_by,
         created: crate::console::page::When::new(t, r.created_at),
         product: match r.product {
             Product::Support => t.s("licences.product.support"),
@@ -652,7 +676,7 @@ pub async fn licences_page(
             page.rows = list
                 .into_iter()
                 .rev()
-                .map(|r| licence_row(v.t, r))
+                .map(|r| licence_row(&app, v.t, r))
                 .collect();
             render(&v, StatusCode::OK, &page)
         }
