@@ -2158,3 +2158,144 @@ async fn r12_r23_console_offers_no_form_that_can_only_fail() {
         page.html
     );
 }
+
+/// R19 and R23 from the console: an admin asks platform support for the
+/// first Sell admin and for an ownership investigation; support's queue
+/// lists them with the account's name and closes them with an answer the
+/// account reads; the owner never changes.
+#[tokio::test]
+async fn r19_r23_console_contact_support_and_the_answer_the_account_reads() {
+    let d = Daemon::start();
+    let (a, owner_id, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let (ada, _) = d.member(&ot, &a, "ada@acme.test", "admin").await;
+    d.put(
+        &format!("/v1/accounts/{a}/billing/seats"),
+        &ot,
+        serde_json::json!({"support_seats": 5, "sell_seats": 3}),
+    )
+    .await;
+    // The Sell page leads to the request, the topic picked.
+    let sell = owner.open(&format!("/a/{a}/sell")).await;
+    assert!(
+        sell.html
+            .contains(&format!("href=\"/a/{a}/support?topic=sell_admin\"")),
+        "{}",
+        sell.html
+    );
+    let page = owner
+        .open(&format!("/a/{a}/support?topic=sell_admin"))
+        .await;
+    assert!(
+        page.html.contains("value=\"sell_admin\" checked"),
+        "{}",
+        page.html
+    );
+    let sent = owner
+        .post(
+            &format!("/a/{a}/support"),
+            &[
+                ("csrf", &page.csrf()),
+                ("topic", "sell_admin"),
+                ("member_id", &ada),
+                ("message", "Ada runs sales"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.html);
+    // A request with no message keeps what was chosen and says why.
+    let refused = owner
+        .post(
+            &format!("/a/{a}/support"),
+            &[
+                ("csrf", &page.csrf()),
+                ("topic", "ownership"),
+                ("message", ""),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.html);
+    assert!(
+        refused.html.contains("value=\"ownership\" checked"),
+        "{}",
+        refused.html
+    );
+    let sent = owner
+        .post(
+            &format!("/a/{a}/support"),
+            &[
+                ("csrf", &page.csrf()),
+                ("topic", "ownership"),
+                ("message", "Our owner left the company"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.html);
+    let mine = owner.open(&format!("/a/{a}/support")).await;
+    assert!(
+        mine.html.contains("Appoint ada first Sell admin"),
+        "{}",
+        mine.html
+    );
+    assert_eq!(mine.html.matches(">open<").count(), 2, "{}", mine.html);
+    // Support's queue: both, with the account's name; closing answers.
+    let mut support = support_browser(&d).await;
+    let queue = support.open("/support/cases").await;
+    assert!(
+        queue
+            .html
+            .contains(&format!("<a href=\"/support/accounts/{a}\">Acme</a>")),
+        "{}",
+        queue.html
+    );
+    assert!(queue.html.contains("Our owner left the company"));
+    let at = queue.html.find("Our owner left the company").unwrap();
+    let action_at = queue.html[at..].find("action=\"").unwrap() + at + 8;
+    let action = queue.html[action_at..]
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let closed = support
+        .post(
+            &action,
+            &[
+                ("csrf", &queue.csrf()),
+                ("note", "Reset the password through the owner's mailbox"),
+            ],
+        )
+        .await;
+    assert_eq!(closed.status, StatusCode::SEE_OTHER, "{}", closed.html);
+    let queue = support.open("/support/cases").await;
+    assert!(
+        !queue.html.contains("Our owner left the company"),
+        "{}",
+        queue.html
+    );
+    let mine = owner.open(&format!("/a/{a}/support")).await;
+    assert!(
+        mine.html
+            .contains("Reset the password through the owner&#39;s mailbox")
+            || mine
+                .html
+                .contains("Reset the password through the owner's mailbox"),
+        "{}",
+        mine.html
+    );
+    // R19: nothing of this changed the owner.
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/owner"), &ot).await.body["id"],
+        owner_id
+    );
+    // R23: once Sell has an admin, the account cannot ask for a first one.
+    let r = d
+        .post(
+            &format!("/v1/accounts/{a}/sell/admins"),
+            Some(&d.operator),
+            serde_json::json!({"user_id": ada}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let page = owner.open(&format!("/a/{a}/support")).await;
+    assert!(!page.html.contains("value=\"sell_admin\""), "{}", page.html);
+}

@@ -106,6 +106,10 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/audit", get(pages::audit_page))
         .route("/a/{a}/audit.csv", get(pages::audit_csv))
         .route("/a/{a}/settings", get(pages::settings_page))
+        .route(
+            "/a/{a}/support",
+            get(pages::support_requests_page).post(pages::contact_support),
+        )
         .route("/a/{a}/settings/language", post(pages::set_language))
         .route(
             "/support/sign-in",
@@ -124,6 +128,11 @@ pub fn routes() -> Router<AppState> {
             post(support::appoint_sell_admin),
         )
         .route("/support/licences", get(support::licences_page))
+        .route("/support/cases", get(support::cases_page))
+        .route(
+            "/support/accounts/{a}/cases/{id}/close",
+            post(support::close_case),
+        )
         .route("/support/licences/{id}/grant", post(support::grant))
         .route("/support/licences/{id}/deny", post(support::deny))
         .route("/support/deliveries", get(support::deliveries_page))

@@ -167,6 +167,7 @@ impl Chrome {
             (Some(crate::domain::Principal::Operator), _) => [
                 ("/support/accounts", "nav.accounts"),
                 ("/support/licences", "nav.licences"),
+                ("/support/cases", "nav.cases"),
                 ("/support/deliveries", "nav.deliveries"),
                 ("/support/policies", "nav.policies"),
             ]
@@ -220,6 +221,7 @@ fn account_nav(
         ("sell", "nav.sell", p.admin || p.sell),
         ("licences", "nav.licences", p.owner),
         ("audit", "nav.audit", p.admin),
+        ("support", "nav.support", p.admin),
         ("settings", "nav.settings", p.admin),
     ]
     .into_iter()

@@ -663,3 +663,61 @@ pub async fn switch_policy(
     crate::app::refresh_switches(&app).await;
     response
 }
+
+#[derive(Template)]
+#[template(path = "console/cases.html")]
+struct CasesPage {
+    c: Chrome,
+    rows: Vec<super::pages::CaseRow>,
+    error: Option<ErrorView>,
+}
+
+/// Every account's open requests and investigations, oldest first, each
+/// closed with an answer the account reads (R19, R23).
+pub async fn cases_page(
+    State(app): State<AppState>,
+    v: Visitor,
+    Query(f): Query<Flash>,
+) -> Response {
+    if !v.is_operator() {
+        return see_other("/support/sign-in");
+    }
+    let path = "/support/cases";
+    match query::open_support_cases(&app.store, &Principal::Operator) {
+        Ok(cases) => {
+            let page = CasesPage {
+                c: Chrome::new(&v, path, "cases.heading", f.done.as_deref()),
+                rows: cases
+                    .into_iter()
+                    .map(|c| super::pages::case_row(&app, v.t, c))
+                    .collect(),
+                error: None,
+            };
+            render(&v, StatusCode::OK, &page)
+        }
+        Err(r) => problem_page(&v, path, "/support/accounts", &r.into()),
+    }
+}
+
+pub async fn close_case(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path((a, id)): Path<(String, String)>,
+    PageForm(form): PageForm<NoteForm>,
+) -> Response {
+    operator_act(
+        &app,
+        &v,
+        &form.csrf,
+        "/support/cases",
+        "cases.closed",
+        || {
+            Ok(Command::CloseSupportCase(cmd::CloseSupportCase {
+                account_id: a,
+                case_id: id,
+                note: form.note,
+            }))
+        },
+    )
+    .await
+}

@@ -611,6 +611,9 @@ macro_rules! forward_state_view {
             fn audit(&$self, account_id: &str, after: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>, ViewError> {
                 $target.audit(account_id, after, limit)
             }
+            fn investigations(&$self, account_id: Option<&str>, limit: usize) -> Result<Vec<SecurityInvestigation>, ViewError> {
+                $target.investigations(account_id, limit)
+            }
             fn members_before(&$self, account_id: &str, before: &str, limit: usize) -> Result<Vec<User>, ViewError> {
                 $target.members_before(account_id, before, limit)
             }

@@ -158,6 +158,22 @@ impl<T: Kv> StateView for KvState<'_, T> {
         )?)
     }
 
+    fn investigations(
+        &self,
+        account_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SecurityInvestigation>, ViewError> {
+        let p = account_id.map(prefix).unwrap_or_default();
+        Ok(list(
+            self.0,
+            Kind::Investigations,
+            &p,
+            &p,
+            Order::OldestFirst,
+            limit,
+        )?)
+    }
+
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
         let p = prefix(account_id);
         Ok(list(

@@ -1119,6 +1119,17 @@ impl StateView for PostgresStore {
         )
     }
 
+    fn investigations(
+        &self,
+        account_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SecurityInvestigation>, ViewError> {
+        self.many(
+            "SELECT value FROM investigations WHERE ($1::text IS NULL OR account_id = $1)
+             ORDER BY account_id, id LIMIT $2",
+            &[&account_id, &rows(limit)],
+        )
+    }
     fn members_before(
         &self,
         account_id: &str,

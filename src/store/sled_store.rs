@@ -379,6 +379,13 @@ impl StateView for SledStore {
         }
     }
 
+    fn investigations(
+        &self,
+        account_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SecurityInvestigation>, ViewError> {
+        KvState(self).investigations(account_id, limit)
+    }
     fn members_before(
         &self,
         account_id: &str,

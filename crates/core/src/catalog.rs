@@ -94,6 +94,8 @@ commands! {
     CreateSession in sessions,
     RevokeSession in sessions,
     OpenSecurityInvestigation in support,
+    ContactSupport in support,
+    CloseSupportCase in support,
     AddEmail in addresses,
     ConfirmEmailVerification in addresses,
     MakePrimaryEmail in addresses,

@@ -400,7 +400,31 @@ pub struct SecurityInvestigation {
     pub note: String,
     #[serde(with = "crate::stamp")]
     pub opened_at: DateTime<Utc>,
+    /// What the case is about: `investigation` (opened by platform
+    /// support, R19), `ownership` (the account's admins ask for one: the
+    /// owner is lost, R19) or `sell_admin` (they ask for their first Sell
+    /// admin, R23).
+    #[serde(default = "investigation_topic")]
+    pub topic: String,
+    /// Who asked (audit name), for a request from the account.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// The member the account would have appointed (`sell_admin`).
+    #[serde(default)]
+    pub member_id: Option<UserId>,
+    /// Closed by platform support, with what it says to the account.
+    #[serde(default, with = "crate::stamp::option")]
+    pub closed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub closing_note: Option<String>,
 }
+
+fn investigation_topic() -> String {
+    "investigation".into()
+}
+
+/// The topics an account may ask platform support about.
+pub const SUPPORT_TOPICS: &[&str] = &["ownership", "sell_admin"];
 
 /// One line of the append-only audit log. `seq` is given by the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,6 +96,38 @@ pub fn account_settings(
     Ok(member_with(view, who, account_id, Need::Admin)?.0)
 }
 
+/// Support cases looked through at most, per read.
+pub const SUPPORT_CASES_SCAN_MAX: usize = 10_000;
+
+/// The account's support cases, newest first: its requests to platform
+/// support and the investigations support opened (R19, R23). Its admins,
+/// and platform support.
+pub fn support_cases(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<SecurityInvestigation>, Refusal> {
+    account_settings(view, who, account_id)?;
+    let mut cases = view.investigations(Some(account_id), SUPPORT_CASES_SCAN_MAX)?;
+    cases.sort_by_key(|c| std::cmp::Reverse(c.opened_at));
+    Ok(cases)
+}
+
+/// Every account's open support cases, oldest first (platform support).
+pub fn open_support_cases(
+    view: &dyn StateView,
+    who: &Principal,
+) -> Result<Vec<SecurityInvestigation>, Refusal> {
+    platform_support_only(who, "the support queue")?;
+    let mut cases: Vec<_> = view
+        .investigations(None, SUPPORT_CASES_SCAN_MAX)?
+        .into_iter()
+        .filter(|c| c.closed_at.is_none())
+        .collect();
+    cases.sort_by_key(|c| c.opened_at);
+    Ok(cases)
+}
+
 /// Platform support's list of accounts, by id, with their seats; `search`
 /// keeps those whose name contains it (any case), looking through at most
 /// [`ACCOUNT_SEARCH_SCAN_MAX`] accounts per page asked for.
@@ -660,6 +692,26 @@ pub struct AccountPeople {
     pub admins: Vec<User>,
     pub sell_admins: Vec<User>,
     pub members: Vec<User>,
+}
+
+/// Members the account's admins may ask platform support to appoint as
+/// the first Sell admin (R23): none once Sell has an admin; at most
+/// `CANDIDATES_MAX`.
+pub fn sell_admin_candidates(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<User>, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    if account.sell.admin_count > 0 {
+        return Ok(Vec::new());
+    }
+    Ok(
+        scan_members(view, &account, CANDIDATES_MAX, |u| u.is_active())?
+            .into_iter()
+            .map(|m| m.user)
+            .collect(),
+    )
 }
 
 pub fn account_people(

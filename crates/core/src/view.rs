@@ -28,6 +28,13 @@ pub trait StateView {
         limit: usize,
     ) -> Result<Vec<User>, ViewError>;
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError>;
+    /// Support cases (investigations and the account's requests) of one
+    /// account, or of every account (`None`), in key order, at most `limit`.
+    fn investigations(
+        &self,
+        account_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SecurityInvestigation>, ViewError>;
     fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError>;
     fn token(&self, hash: &str) -> Result<Option<Token>, ViewError>;
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError>;

@@ -14,6 +14,7 @@ mod profile;
 mod sell;
 mod settings;
 mod sign_in;
+mod support_requests;
 mod tokens;
 
 pub use audit::*;
@@ -27,4 +28,5 @@ pub use profile::*;
 pub use sell::*;
 pub use settings::*;
 pub use sign_in::*;
+pub use support_requests::*;
 pub use tokens::*;

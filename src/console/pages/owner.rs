@@ -49,6 +49,8 @@ struct OwnerPage {
     base: String,
     current_line: String,
     viewer_is_owner: bool,
+    /// An admin who is not the owner: told the way when the owner is lost.
+    viewer_is_admin: bool,
     candidates: Vec<Candidate>,
     confirm: Option<Confirm>,
     error: Option<ErrorView>,
@@ -121,6 +123,7 @@ fn owner_view(
             .replace("{name}", &owner.user.name)
             .replace("{email}", owner.user.primary_address()),
         viewer_is_owner,
+        viewer_is_admin: v.powers.admin,
         candidates,
         confirm: None,
         error: None,
