@@ -38,11 +38,34 @@ pub struct Config {
     /// The record of hook calls (replay runs on it): retention, off switch.
     pub policy_record: crate::policy::record::RecordConfig,
     pub console: ConsoleConfig,
+    /// Seat prices: what each invoice amounts to.
+    pub billing: BillingConfig,
     /// Receivers of the daemon's events (Standard Webhooks deliveries).
     pub subscribers: Vec<crate::outbound::SubscriberConfig>,
     pub outbound: OutboundConfig,
     pub audit: AuditConfig,
     pub store: StoreConfig,
+}
+
+/// Seat prices, per month, in the currency's smallest unit: an invoice
+/// amounts to the seats bought times their price.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// ISO 4217 code.
+    pub currency: String,
+    pub agent_seat_price_cents: u64,
+    pub sell_seat_price_cents: u64,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            currency: "EUR".into(),
+            agent_seat_price_cents: 4_900,
+            sell_seat_price_cents: 1_900,
+        }
+    }
 }
 
 /// The web console.
@@ -291,6 +314,7 @@ impl Default for Config {
             scripts: Default::default(),
             policy_record: Default::default(),
             console: ConsoleConfig::default(),
+            billing: BillingConfig::default(),
             subscribers: Vec::new(),
             outbound: OutboundConfig::default(),
             audit: AuditConfig::default(),
@@ -518,6 +542,15 @@ impl Config {
         anyhow::ensure!(
             self.mail.max_attempts > 0,
             "mail.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.billing.currency.len() == 3
+                && self
+                    .billing
+                    .currency
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase()),
+            "billing.currency must be an ISO 4217 code such as EUR"
         );
         anyhow::ensure!(
             crate::domain::validate::LANGUAGES.contains(&self.mail.default_language.as_str()),

@@ -153,6 +153,21 @@ fn english_text(notice: &Notice, base: &str) -> (String, String) {
                  It needs to be reauthorized; until then it may not work.\n"
             ),
         ),
+        Notice::InvoiceIssued {
+            account_name,
+            support_seats,
+            sell_seats,
+            amount_cents,
+            currency,
+            ..
+        } => (
+            format!("Invoice for {account_name}: {}", money(*amount_cents, currency, "en")),
+            format!(
+                "The subscription of {account_name} changed: {support_seats} agent seat(s), {sell_seats} Sell seat(s).\n\
+                 It now amounts to {} a month. The invoices are on the Billing page.\n",
+                money(*amount_cents, currency, "en")
+            ),
+        ),
         Notice::LicenceRequestDecided {
             account_name,
             product,
@@ -180,6 +195,12 @@ fn english_text(notice: &Notice, base: &str) -> (String, String) {
             ),
         },
     }
+}
+
+/// An amount as its reader writes it: "49.00 EUR", "49,00 EUR".
+pub fn money(cents: u64, currency: &str, language: &str) -> String {
+    let separator = if language == "fr" { ',' } else { '.' };
+    format!("{}{separator}{:02} {currency}", cents / 100, cents % 100)
 }
 
 /// The product's name in French mails.
@@ -295,6 +316,21 @@ fn french_text(notice: &Notice, base: &str) -> (String, String) {
             format!(
                 "{source} signale que le jeton de l'intégration {integration_name}, que vous avez configurée sur {account_name}, a été révoqué.\n\
                  Elle doit être réautorisée ; d'ici là, elle peut ne pas fonctionner.\n"
+            ),
+        ),
+        Notice::InvoiceIssued {
+            account_name,
+            support_seats,
+            sell_seats,
+            amount_cents,
+            currency,
+            ..
+        } => (
+            format!("Facture pour {account_name} : {}", money(*amount_cents, currency, "fr")),
+            format!(
+                "L'abonnement de {account_name} a changé : {support_seats} licence(s) d'agent, {sell_seats} licence(s) Sell.\n\
+                 Il s'élève désormais à {} par mois. Les factures sont sur la page Facturation.\n",
+                money(*amount_cents, currency, "fr")
             ),
         ),
         Notice::LicenceRequestDecided {

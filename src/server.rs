@@ -71,6 +71,9 @@ pub fn settings(config: &Config) -> Settings {
         session_ttl: secs(config.auth.session_ttl_secs),
         integrations_per_account_max: config.limits.integrations_per_account_max,
         members_per_account_max: config.limits.members_per_account_max,
+        currency: config.billing.currency.clone(),
+        agent_seat_price_cents: config.billing.agent_seat_price_cents,
+        sell_seat_price_cents: config.billing.sell_seat_price_cents,
     }
 }
 

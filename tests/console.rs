@@ -2299,3 +2299,99 @@ async fn r19_r23_console_contact_support_and_the_answer_the_account_reads() {
     let page = owner.open(&format!("/a/{a}/support")).await;
     assert!(!page.html.contains("value=\"sell_admin\""), "{}", page.html);
 }
+
+/// R05 on the Billing page: the owner records the payment method, names
+/// the billing contacts, and every seat change is an invoice with its
+/// amount, mailed to the owner and the contacts; an admin sees none of it.
+#[tokio::test]
+async fn r05_console_billing_has_the_payment_form_contacts_and_invoices_with_amounts() {
+    let d = Daemon::start_with("[billing]\ncurrency = \"EUR\"\nagent_seat_price_cents = 4900\nsell_seat_price_cents = 1900\n");
+    let (a, _, mut owner) = signed_in_owner(&d, 2).await;
+    let page = owner.open(&format!("/a/{a}/billing")).await;
+    assert!(
+        page.html
+            .contains("The subscription amounts to 98.00 EUR a month"),
+        "{}",
+        page.html
+    );
+    let csrf = page.csrf();
+    let saved = owner
+        .post(
+            &format!("/a/{a}/billing/payment-method"),
+            &[("csrf", &csrf), ("kind", "card"), ("last4", "4242")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let bad = owner
+        .post(
+            &format!("/a/{a}/billing/contacts"),
+            &[
+                ("csrf", &csrf),
+                ("contacts", "ap@acme.test\nnot an address"),
+            ],
+        )
+        .await;
+    let bad = owner.open(bad.location()).await;
+    assert!(bad.html.contains("Check what you typed."), "{}", bad.html);
+    let saved = owner
+        .post(
+            &format!("/a/{a}/billing/contacts"),
+            &[("csrf", &csrf), ("contacts", "ap@acme.test\ncfo@acme.test")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let seats = owner
+        .post(
+            &format!("/a/{a}/billing/seats"),
+            &[("csrf", &csrf), ("support_seats", "5"), ("sell_seats", "2")],
+        )
+        .await;
+    assert_eq!(seats.status, StatusCode::SEE_OTHER, "{}", seats.html);
+    let page = owner.open(&format!("/a/{a}/billing")).await;
+    assert!(page.html.contains("card •••• 4242"), "{}", page.html);
+    assert!(
+        page.html.contains("ap@acme.test\ncfo@acme.test</textarea>"),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("5 agent seats, 2 Sell seats"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("283.00 EUR a month"), "{}", page.html);
+    // The invoice, mailed to the owner and each contact.
+    for to in ["owner@acme.test", "ap@acme.test", "cfo@acme.test"] {
+        let mail = d.wait_mail(to, "Invoice for Acme: 283.00 EUR", 1).await;
+        assert!(
+            mail.body.contains("5 agent seat(s), 2 Sell seat(s)"),
+            "{}",
+            mail.body
+        );
+    }
+    // In French, the amount as French readers write it.
+    owner.cookies.insert("admind_lang".into(), "fr".into());
+    let page = owner.open(&format!("/a/{a}/billing")).await;
+    assert!(page.html.contains("283,00 EUR par mois"), "{}", page.html);
+    // The API says the same.
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let invoices = d
+        .get(&format!("/v1/accounts/{a}/billing/invoices"), &ot)
+        .await
+        .body;
+    assert_eq!(invoices["items"][0]["amount_cents"], 28_300);
+    assert_eq!(invoices["items"][0]["currency"], "EUR");
+    let contacts = d
+        .get(&format!("/v1/accounts/{a}/billing/contacts"), &ot)
+        .await;
+    assert_eq!(
+        contacts.body["contacts"],
+        serde_json::json!(["ap@acme.test", "cfo@acme.test"])
+    );
+    // An admin is told why not (R05) and sees no contact or amount.
+    let (_, at) = d.member(&ot, &a, "ada@acme.test", "admin").await;
+    let r = d
+        .get(&format!("/v1/accounts/{a}/billing/contacts"), &at)
+        .await;
+    assert_eq!(r.code(), "billing_owner_only");
+}

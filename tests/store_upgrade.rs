@@ -70,6 +70,9 @@ fn without_fields_added_since(records: Vec<Value>) -> Vec<Value> {
     let added = [
         ("account", "scim_tokens", Value::Array(vec![])),
         ("account", "language", Value::Null),
+        ("account", "billing_contacts", Value::Array(vec![])),
+        ("invoice", "amount_cents", Value::from(0)),
+        ("invoice", "currency", Value::from("")),
         ("user", "deactivated_at", Value::Null),
         ("user", "external_id", Value::Null),
         ("user", "user_name", Value::Null),

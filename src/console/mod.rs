@@ -75,6 +75,11 @@ pub fn routes() -> Router<AppState> {
         .route("/a/{a}/owner/confirm", post(pages::owner_confirm))
         .route("/a/{a}/billing", get(pages::billing_page))
         .route("/a/{a}/billing/seats", post(pages::set_seats))
+        .route(
+            "/a/{a}/billing/payment-method",
+            post(pages::set_payment_method),
+        )
+        .route("/a/{a}/billing/contacts", post(pages::set_billing_contacts))
         .route("/a/{a}/integrations", get(pages::integrations_page))
         .route(
             "/a/{a}/directory",

@@ -15,6 +15,47 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_invoices))
         .routes(routes!(get_payment_method, set_payment_method))
         .routes(routes!(set_seats))
+        .routes(routes!(get_billing_contacts, set_billing_contacts))
+}
+
+/// Who receives the invoices besides the owner (the owner's, R05).
+#[utoipa::path(get, path = "/v1/accounts/{a}/billing/contacts", tag = "billing", params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = BillingContacts), Errors), security(("bearer" = [])))]
+async fn get_billing_contacts(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+) -> ApiResult<axum::Json<BillingContacts>> {
+    Ok(axum::Json(BillingContacts {
+        contacts: query::billing_contacts(&app.store, &who, &a)?,
+    }))
+}
+
+/// Replaces the billing contacts (at most 5; the owner's, R05).
+#[utoipa::path(put, path = "/v1/accounts/{a}/billing/contacts", tag = "billing", request_body = BillingContacts,
+    params(("a" = String, Path, description = "account id")),
+    responses((status = 200, body = BillingContacts), Errors), security(("bearer" = [])))]
+async fn set_billing_contacts(
+    State(app): State<AppState>,
+    Authed(who, _): Authed,
+    Path(a): Path<String>,
+    Json(body): Json<BillingContacts>,
+) -> ApiResult<axum::Json<BillingContacts>> {
+    let reply = app
+        .submit(
+            who,
+            Command::SetBillingContacts(cmd::SetBillingContacts {
+                account_id: a,
+                contacts: body.contacts,
+            }),
+        )
+        .await?;
+    match reply {
+        Reply::Account(account) => Ok(axum::Json(BillingContacts {
+            contacts: account.billing_contacts,
+        })),
+        other => Err(unexpected(other)),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{a}/billing/invoices", tag = "billing", params(("a" = String, Path, description = "account id")),
@@ -32,6 +73,8 @@ async fn list_invoices(
             description: i.description,
             support_seats: i.support_seats,
             sell_seats: i.sell_seats,
+            amount_cents: i.amount_cents,
+            currency: i.currency,
         })
         .collect();
     Ok(axum::Json(InvoiceList { items }))

@@ -256,6 +256,19 @@ pub struct InvoiceOut {
     pub description: String,
     pub support_seats: u32,
     pub sell_seats: u32,
+    /// What it amounts to a month, in the currency's smallest unit (0 with
+    /// an empty `currency` for invoices issued before amounts were kept).
+    pub amount_cents: u64,
+    /// ISO 4217 code (`[billing] currency`).
+    pub currency: String,
+}
+
+/// Who receives the invoices besides the owner.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingContacts {
+    /// At most 5 addresses.
+    pub contacts: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -147,12 +147,14 @@ mod tests {
                 last_used_at: Some(at),
             }],
             language: Some("fr".into()),
+            billing_contacts: vec!["ap@acme.test".into()],
         };
         let bare = Account {
             grants: vec![],
             payment_method: None,
             scim_tokens: vec![],
             language: None,
+            billing_contacts: vec![],
             ..account.clone()
         };
         let user = User {
@@ -289,6 +291,10 @@ mod tests {
         let mut old_account = serde_json::to_value(&accounts[0]).unwrap();
         old_account.as_object_mut().unwrap().remove("scim_tokens");
         old_account.as_object_mut().unwrap().remove("language");
+        old_account
+            .as_object_mut()
+            .unwrap()
+            .remove("billing_contacts");
         let mut json = vec![FORMAT_JSON];
         json.extend(serde_json::to_vec(&old_account).unwrap());
         let account: Account = decode(&json).unwrap();

@@ -104,6 +104,7 @@ pub(crate) mod tests {
             member_count: 1,
             scim_tokens: Vec::new(),
             language: None,
+            billing_contacts: Vec::new(),
         };
         let entry = AuditEntry {
             seq: 7,

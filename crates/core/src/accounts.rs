@@ -226,6 +226,7 @@ pub(crate) fn create_account(
         member_count: 1,
         scim_tokens: Vec::new(),
         language: None,
+        billing_contacts: Vec::new(),
     };
     let (token_change, notice) = password_set_token(ctx, &account, &owner);
     Ok(Outcome {

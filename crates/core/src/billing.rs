@@ -113,13 +113,36 @@ pub(crate) fn set_seats(
         description: "seat change".into(),
         support_seats: account.support_seats_bought,
         sell_seats: account.sell.seats_bought,
+        amount_cents: u64::from(account.support_seats_bought)
+            .saturating_mul(ctx.settings.agent_seat_price_cents)
+            .saturating_add(
+                u64::from(account.sell.seats_bought)
+                    .saturating_mul(ctx.settings.sell_seat_price_cents),
+            ),
+        currency: ctx.settings.currency.clone(),
     };
+    // The invoice goes to the owner and the billing contacts.
+    let owner = view.user(&account_id, &account.owner_id)?;
+    let notices = owner
+        .iter()
+        .map(|o| o.primary_address().to_string())
+        .chain(account.billing_contacts.iter().cloned())
+        .map(|to| Notice::InvoiceIssued {
+            to,
+            account_id: account_id.clone(),
+            account_name: account.name.clone(),
+            support_seats: invoice.support_seats,
+            sell_seats: invoice.sell_seats,
+            amount_cents: invoice.amount_cents,
+            currency: invoice.currency.clone(),
+        })
+        .collect();
     Ok(Outcome {
         changes: vec![
             Change::PutAccount(account.clone()),
             Change::PutInvoice(invoice),
         ],
-        notices: vec![],
+        notices,
         events: vec![],
         audit: draft.ok(
             &account_id,
@@ -198,4 +221,65 @@ pub(crate) fn set_payment_method(
         ),
         reply: Reply::Account(account),
     })
+}
+
+/// Billing contacts an account may have.
+pub const BILLING_CONTACTS_MAX: usize = 5;
+
+/// Who receives the invoices besides the owner (the article's
+/// "Facturation > Contacts"): the owner's, like the rest of billing (R05).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBillingContacts {
+    pub account_id: AccountId,
+    pub contacts: Vec<String>,
+}
+
+impl Decide for SetBillingContacts {
+    fn info(&self) -> CommandInfo<'_> {
+        CommandInfo::of(
+            "billing.set_contacts",
+            Some(&self.account_id),
+            Target::Account(&self.account_id),
+        )
+    }
+
+    fn decide(
+        self,
+        view: &dyn StateView,
+        _ctx: &mut Ctx,
+        draft: &Draft,
+    ) -> Result<Outcome, Refusal> {
+        let SetBillingContacts {
+            account_id,
+            contacts,
+        } = self;
+        let (mut account, _) = member_with(view, draft.actor, &account_id, Need::Billing)?;
+        if contacts.len() > BILLING_CONTACTS_MAX {
+            return Err(Refusal::invalid(format!(
+                "at most {BILLING_CONTACTS_MAX} billing contacts"
+            )));
+        }
+        let mut checked: Vec<String> = Vec::with_capacity(contacts.len());
+        for contact in &contacts {
+            let address = validate::email("contacts", contact)?;
+            if !checked.iter().any(|c| c.eq_ignore_ascii_case(&address)) {
+                checked.push(address);
+            }
+        }
+        if account.billing_contacts == checked {
+            return Ok(Outcome::unchanged(Reply::Account(account)));
+        }
+        account.billing_contacts = checked;
+        Ok(Outcome {
+            changes: vec![Change::PutAccount(account.clone())],
+            notices: vec![],
+            events: vec![],
+            audit: draft.ok(
+                &account_id,
+                format!("account:{account_id}"),
+                format!("billing contacts: {}", account.billing_contacts.join(", ")),
+            ),
+            reply: Reply::Account(account),
+        })
+    }
 }

@@ -87,6 +87,7 @@ commands! {
     TransferOwnership in ownership,
     SetSeats in billing,
     SetPaymentMethod in billing,
+    SetBillingContacts in billing,
     AddIntegration in integrations,
     AuthorizeIntegration in integrations,
     RequestPasswordReset in sessions,

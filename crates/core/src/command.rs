@@ -283,6 +283,16 @@ pub enum Notice {
         subject: String,
         body: String,
     },
+    /// An invoice, to the owner and the billing contacts.
+    InvoiceIssued {
+        to: String,
+        account_id: AccountId,
+        account_name: String,
+        support_seats: u32,
+        sell_seats: u32,
+        amount_cents: u64,
+        currency: String,
+    },
     LicenceRequestDecided {
         to: String,
         account_id: AccountId,
@@ -306,6 +316,7 @@ impl Notice {
             | Notice::EmailVerification { account_id, .. }
             | Notice::PrimaryEmailChanged { account_id, .. }
             | Notice::LicenceRequestDecided { account_id, .. }
+            | Notice::InvoiceIssued { account_id, .. }
             | Notice::Custom { account_id, .. }
             | Notice::IntegrationRevoked { account_id, .. } => account_id,
         }
@@ -321,6 +332,7 @@ impl Notice {
             | Notice::EmailVerification { to, .. }
             | Notice::PrimaryEmailChanged { to, .. }
             | Notice::LicenceRequestDecided { to, .. }
+            | Notice::InvoiceIssued { to, .. }
             | Notice::Custom { to, .. }
             | Notice::IntegrationRevoked { to, .. } => to,
         }

@@ -27,6 +27,11 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub integrations_per_account_max: usize,
     pub members_per_account_max: u32,
+    /// What invoices amount to: ISO 4217 currency, monthly seat prices in
+    /// its smallest unit.
+    pub currency: String,
+    pub agent_seat_price_cents: u64,
+    pub sell_seat_price_cents: u64,
 }
 
 impl Default for Settings {
@@ -37,6 +42,9 @@ impl Default for Settings {
             session_ttl: Duration::hours(12),
             integrations_per_account_max: 1000,
             members_per_account_max: 1_000_000,
+            currency: "EUR".into(),
+            agent_seat_price_cents: 4_900,
+            sell_seat_price_cents: 1_900,
         }
     }
 }

@@ -179,6 +179,10 @@ pub struct Account {
     /// (`[mail] default_language`).
     #[serde(default)]
     pub language: Option<String>,
+    /// Who receives the invoices besides the owner (the article's
+    /// "Facturation > Contacts"); set by the owner (R05), a handful.
+    #[serde(default)]
+    pub billing_contacts: Vec<String>,
 }
 
 /// A SCIM bearer token: the customer's directory ("Okta") acting on the
@@ -391,6 +395,12 @@ pub struct Invoice {
     pub description: String,
     pub support_seats: u32,
     pub sell_seats: u32,
+    /// What it amounts to (monthly), in the currency's smallest unit;
+    /// `currency` empty for invoices issued before amounts were kept.
+    #[serde(default)]
+    pub amount_cents: u64,
+    #[serde(default)]
+    pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

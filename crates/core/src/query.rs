@@ -348,6 +348,16 @@ pub fn invoices(
     Ok(view.invoices(account_id, PAGE_LIMIT_MAX)?)
 }
 
+/// The billing contacts (the owner's, R05).
+pub fn billing_contacts(
+    view: &dyn StateView,
+    who: &Principal,
+    account_id: &str,
+) -> Result<Vec<String>, Refusal> {
+    let (account, _) = member_with(view, who, account_id, Need::Billing)?;
+    Ok(account.billing_contacts)
+}
+
 pub fn payment_method(
     view: &dyn StateView,
     who: &Principal,

@@ -28,8 +28,19 @@ struct BillingPage {
     seats_total: u32,
     sell_seats: u32,
     payment: Option<String>,
-    invoices: Vec<(String, String, String)>,
+    invoices: Vec<InvoiceRow>,
+    /// The billing contacts, one per line in their field.
+    contacts: String,
+    /// What the subscription amounts to a month now.
+    monthly: String,
     error: Option<ErrorView>,
+}
+
+pub struct InvoiceRow {
+    issued: crate::console::page::When,
+    description: String,
+    seats: String,
+    amount: String,
 }
 
 pub async fn billing_page(
@@ -47,6 +58,8 @@ pub async fn billing_page(
         sell_seats: 0,
         payment: None,
         invoices: Vec::new(),
+        contacts: String::new(),
+        monthly: String::new(),
         error: None,
     };
     let loaded = (|| -> Result<(), Problem> {
@@ -55,16 +68,51 @@ pub async fn billing_page(
         let summary = query::account_summary(&app.store, &who, &a, chrono::Utc::now())?;
         page.allowed = true;
         page.payment = payment.map(|p| format!("{} •••• {}", p.kind, p.last4));
+        let t = v.t;
+        let money = |cents: u64, currency: &str| crate::mail::money(cents, currency, t.lang);
         page.invoices = invoices
             .into_iter()
-            .map(|i| {
-                (
-                    i.issued_at.format("%Y-%m-%d").to_string(),
-                    i.description,
-                    format!("{} seats", i.support_seats),
-                )
+            .map(|i| InvoiceRow {
+                issued: crate::console::page::When::day(t, i.issued_at),
+                description: t.s("billing.seat_change").to_string(),
+                seats: t.fill(
+                    "billing.invoice_seats",
+                    &[
+                        ("agents", &i.support_seats.to_string()),
+                        ("sell", &i.sell_seats.to_string()),
+                    ],
+                ),
+                amount: if i.currency.is_empty() {
+                    "—".to_string()
+                } else {
+                    t.fill(
+                        "billing.per_month",
+                        &[("amount", &money(i.amount_cents, &i.currency))],
+                    )
+                },
             })
             .collect();
+        page.contacts = query::billing_contacts(&app.store, &who, &a)?.join("\n");
+        let s = &app.settings;
+        page.monthly = t.fill(
+            "billing.monthly",
+            &[
+                (
+                    "amount",
+                    &money(
+                        u64::from(summary.account.support_seats_bought)
+                            .saturating_mul(s.agent_seat_price_cents)
+                            .saturating_add(
+                                u64::from(summary.account.sell.seats_bought)
+                                    .saturating_mul(s.sell_seat_price_cents),
+                            ),
+                        &s.currency,
+                    ),
+                ),
+                ("agent_price", &money(s.agent_seat_price_cents, &s.currency)),
+                ("sell_price", &money(s.sell_seat_price_cents, &s.currency)),
+            ],
+        );
         page.seats_total = summary.account.support_seats_bought;
         page.sell_seats = summary.account.sell.seats_bought;
         page.seats_line =
@@ -110,5 +158,86 @@ pub async fn set_seats(
             sell_seats: form.sell_seats,
         }))
     })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct PaymentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    last4: String,
+}
+
+/// The payment method as the platform's payment provider reports it: its
+/// kind and the last four digits (admind never sees a full card number).
+pub async fn set_payment_method(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<PaymentForm>,
+) -> Response {
+    let back = at(&a, ["billing"]);
+    let account_id = a.clone();
+    act(
+        &app,
+        &v,
+        &a,
+        &form.csrf,
+        &back,
+        "billing.payment_set",
+        |_| {
+            Ok(Command::SetPaymentMethod(cmd::SetPaymentMethod {
+                account_id,
+                kind: form.kind,
+                last4: form.last4.trim().to_string(),
+            }))
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ContactsForm {
+    #[serde(default)]
+    csrf: String,
+    /// One address per line (or separated by commas).
+    #[serde(default)]
+    contacts: String,
+}
+
+pub async fn set_billing_contacts(
+    State(app): State<AppState>,
+    v: Visitor,
+    Path(a): Path<String>,
+    PageForm(form): PageForm<ContactsForm>,
+) -> Response {
+    let back = at(&a, ["billing"]);
+    let account_id = a.clone();
+    act(
+        &app,
+        &v,
+        &a,
+        &form.csrf,
+        &back,
+        "billing.contacts_set",
+        |_| {
+            if form.contacts.len() > 5_000 {
+                return Err(Problem::bad_request("the contacts are too long"));
+            }
+            Ok(Command::SetBillingContacts(cmd::SetBillingContacts {
+                account_id,
+                contacts: form
+                    .contacts
+                    .split(['\n', ','])
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            }))
+        },
+    )
     .await
 }
