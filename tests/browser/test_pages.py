@@ -24,6 +24,8 @@ def test_every_page_in_both_languages_is_accessible(daemon, new_page):
         "sell": f"/a/{a}/sell",
         "licences": f"/a/{a}/licences",
         "audit": f"/a/{a}/audit",
+        "settings": f"/a/{a}/settings",
+        "support": f"/a/{a}/support",
     }
     for lang, locale in (("en", "en-GB"), ("fr", "fr-FR")):
         page = first
@@ -112,3 +114,58 @@ def test_small_screens_tables_reflow_at_390_px_and_the_focus_ring_stands_out(dae
     color = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
     rgb = tuple(int(x) for x in color[color.index("(") + 1:color.index(")")].split(",")[:3])
     assert _contrast(rgb, (255, 255, 255)) >= 3, f"focus ring {color}"
+
+
+def test_focus_stays_where_the_user_acted_and_times_are_in_the_readers_zone(daemon, new_page):
+    """Issue 24: after a submit the focus is back on the control that was
+    used (not the top of the page), a refusal's message takes it first;
+    dates show in the reader's own time zone and language."""
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 10)["id"]
+    page = new_page()
+    set_password_and_sign_in(page, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
+    for i in range(8):
+        page.goto(d.base + f"/a/{a}/members")
+        page.fill("#add-name", f"Member {i}")
+        page.fill("#add-email", f"member{i}@acme.test")
+        page.select_option("#add-role", "agent")
+        page.get_by_role("button", name="Add member").click()
+        page.wait_for_load_state("networkidle")
+    page.goto(d.base + f"/a/{a}/members")
+    # Resend the invitation of the last member on the page.
+    buttons = page.get_by_role("button", name="Resend invitation")
+    last = buttons.count() - 1
+    buttons.nth(last).click()
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("status")).to_contain_text("A new link to set a password was mailed")
+    focused = page.evaluate("document.activeElement.closest('form') && document.activeElement.closest('form').getAttribute('action')")
+    assert focused and focused.endswith("/invitation"), f"focus went to {focused}"
+    ranks = page.evaluate("""() => { const f = document.activeElement.closest('form');
+        const same = [...document.forms].filter(x => x.getAttribute('action') && x.getAttribute('action').endsWith('/invitation'));
+        return [same.indexOf(f), same.length]; }""")
+    assert ranks[0] == ranks[1] - 1, f"the last invitation form, not {ranks}"
+    # A refusal: its message beside the form that caused it, focused.
+    page.goto(d.base + f"/a/{a}/billing")
+    page.get_by_label("Agent seats", exact=True).fill("2")
+    page.get_by_role("button", name="Set seats").click()
+    page.wait_for_load_state("networkidle")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("More seats are in use than that")
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"
+    assert page.evaluate("""() => { const a = document.querySelector('[role=alert]');
+        const f = a.nextElementSibling; return f && f.tagName === 'FORM' && f.getAttribute('action').endsWith('/billing/seats'); }"""), \
+        "the message sits just before the seats form"
+    # Times: a reader in Tokyo reads the audit log in Tokyo's time.
+    ctx = page.context.browser.new_context(locale="fr-FR", timezone_id="Asia/Tokyo")
+    tokyo = ctx.new_page()
+    tokyo.context.add_cookies(page.context.cookies())
+    tokyo.goto(d.base + f"/a/{a}/audit")
+    tokyo.wait_for_load_state("networkidle")
+    first = tokyo.locator("time[datetime]").first
+    iso = first.get_attribute("datetime")
+    text = first.inner_text()
+    assert "UTC" not in text, text
+    expected = tokyo.evaluate("""(iso) => new Intl.DateTimeFormat('fr', {dateStyle: 'medium', timeStyle: 'short',
+        timeZone: 'Asia/Tokyo'}).format(new Date(iso))""", iso)
+    assert text == expected, f"{text} != {expected}"
+    ctx.close()
