@@ -424,3 +424,57 @@ def test_r02_r03_story1_without_javascript_every_form_submits(daemon, new_page):
     support.get_by_role("button", name="Sign in").click()
     support.get_by_role("heading", name="Accounts").wait_for()
     expect(support.get_by_role("cell", name="Acme")).to_be_visible()
+
+
+def test_issue24_in_french_without_javascript(daemon, new_page):
+    """Issue 24's pages with JavaScript off, in French: the account's mail
+    language, the team's pages, the audit log's filters and CSV link,
+    Contact support, the billing contacts; times in UTC without script."""
+    d = daemon
+    a = d.create_account("Acme", "olga@acme.test", 60)["id"]
+    page = new_page(lang="fr-FR", javascript=False)
+    page.goto(d.base + d.link("olga@acme.test", "Set your password"))
+    page.get_by_label("Nouveau mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Définir le mot de passe").click()
+    page.get_by_label("Adresse e-mail").first.fill("olga@acme.test")
+    page.get_by_label("Mot de passe").fill(PASSWORD)
+    page.get_by_role("button", name="Se connecter").click()
+    page.get_by_role("heading", name="Membres de l'équipe").wait_for()
+    # Account settings: the mails in French.
+    page.get_by_role("link", name="Paramètres du compte").click()
+    page.get_by_label("E-mails en").select_option("fr")
+    page.get_by_role("button", name="Enregistrer").click()
+    expect(page.get_by_role("status")).to_contain_text("La langue des e-mails du compte est enregistrée")
+    # The team, 55 members: two pages with counts, both ways.
+    token = d.api("POST", f"/v1/accounts/{a}/sessions", {"email": "olga@acme.test", "password": PASSWORD})["token"]
+    for i in range(55):
+        d.api("POST", f"/v1/accounts/{a}/members", {"name": f"Membre {i:02}", "email": f"m{i:02}@acme.test", "role": "agent"}, token)
+    invitation = d.link("m00@acme.test", "Définissez votre mot de passe pour Acme")
+    assert "/password/set?token=" in invitation
+    page.get_by_role("link", name="Membres de l'équipe").click()
+    expect(page.locator("#range")).to_have_text("Membres 1 à 51 sur 56")
+    page.get_by_role("link", name="Page suivante").click()
+    expect(page.locator("#range")).to_have_text("Membres 52 à 56 sur 56")
+    page.get_by_role("link", name="Page précédente").click()
+    expect(page.locator("#range")).to_have_text("Membres 1 à 51 sur 56")
+    page.get_by_label("Trier").select_option("name")
+    page.get_by_role("button", name="Rechercher").click()
+    expect(page.locator("#range")).to_have_text("Membres 1 à 50 sur 56")
+    # The audit log: filtered by action, in words, times in UTC.
+    page.get_by_role("link", name="Journal d'audit").click()
+    page.get_by_label("Quoi").select_option("member.add")
+    page.get_by_role("button", name="Filtrer").click()
+    expect(page.get_by_role("cell", name="A ajouté un membre").first).to_be_visible()
+    assert "UTC" in page.locator("time[datetime]").first.inner_text()
+    expect(page.get_by_role("link", name="Exporter en CSV")).to_be_visible()
+    # Contact support: an ownership investigation, then its status.
+    page.get_by_role("link", name="Contacter le support").click()
+    page.get_by_label("Message").fill("Notre propriétaire est parti")
+    page.get_by_role("button", name="Envoyer au support de la plateforme").click()
+    expect(page.get_by_role("status")).to_contain_text("Votre demande a été envoyée")
+    expect(page.get_by_role("cell", name="en cours")).to_be_visible()
+    # Billing contacts.
+    page.get_by_role("link", name="Facturation").click()
+    page.get_by_label("Qui reçoit les factures").fill("compta@acme.test")
+    page.get_by_role("button", name="Enregistrer les contacts").click()
+    expect(page.get_by_role("status")).to_contain_text("Les contacts de facturation sont enregistrés")
