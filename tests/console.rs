@@ -271,6 +271,13 @@ async fn r02_r03_r05_console_owner_hands_over_and_the_previous_owner_loses_billi
     let billing = owner.open(&format!("/a/{a}/billing")).await;
     assert_eq!(billing.status, StatusCode::FORBIDDEN);
     assert!(billing.html.contains("Only the account owner sees billing"));
+    assert!(
+        billing
+            .html
+            .contains("The owner is Ada (ada@acme.test): ask them."),
+        "who can act, by name: {}",
+        billing.html
+    );
     let billing = ada.open(&format!("/a/{a}/billing")).await;
     assert_eq!(billing.status, StatusCode::OK);
     assert!(billing.html.contains("Set seats"));

@@ -4,6 +4,8 @@ import re
 import time
 import urllib.error
 
+import pytest
+
 from playwright.sync_api import expect
 
 from conftest import PASSWORD, axe_check, shoot
@@ -426,55 +428,107 @@ def test_r02_r03_story1_without_javascript_every_form_submits(daemon, new_page):
     expect(support.get_by_role("cell", name="Acme")).to_be_visible()
 
 
-def test_issue24_in_french_without_javascript(daemon, new_page):
-    """Issue 24's pages with JavaScript off, in French: the account's mail
-    language, the team's pages, the audit log's filters and CSV link,
-    Contact support, the billing contacts; times in UTC without script."""
-    d = daemon
+ISSUE24_WORDS = {
+    "en": {
+        "locale": "en-GB", "new_password": "New password", "set_password": "Set password",
+        "email": "Email address", "password": "Password", "sign_in": "Sign in", "team": "Team members",
+        "settings": "Account settings", "mails_in": "Mails in", "save": "Save",
+        "saved": "The language of the account's mails was saved", "range1": "Members 1–51 of 56",
+        "range2": "Members 52–56 of 56", "sorted": "Members 1–50 of 56", "next": "Next page",
+        "prev": "Previous page", "sort": "Sort", "search": "Search", "audit": "Audit log", "what": "What",
+        "filter": "Filter", "added": "Added a member", "csv": "Export as CSV", "contact": "Contact support",
+        "message": "Message", "send": "Send to platform support", "sent": "Your request was sent",
+        "open": "open", "billing": "Billing", "contacts": "Who receives the invoices",
+        "save_contacts": "Save contacts", "contacts_saved": "The billing contacts were saved",
+        "owner": "Account owner", "refused": "Cannot take over now:",
+    },
+    "fr": {
+        "locale": "fr-FR", "new_password": "Nouveau mot de passe", "set_password": "Définir le mot de passe",
+        "email": "Adresse e-mail", "password": "Mot de passe", "sign_in": "Se connecter",
+        "team": "Membres de l'équipe", "settings": "Paramètres du compte", "mails_in": "E-mails en",
+        "save": "Enregistrer", "saved": "La langue des e-mails du compte est enregistrée",
+        "range1": "Membres 1 à 51 sur 56", "range2": "Membres 52 à 56 sur 56",
+        "sorted": "Membres 1 à 50 sur 56", "next": "Page suivante", "prev": "Page précédente",
+        "sort": "Trier", "search": "Rechercher", "audit": "Journal d'audit", "what": "Quoi",
+        "filter": "Filtrer", "added": "A ajouté un membre", "csv": "Exporter en CSV",
+        "contact": "Contacter le support", "message": "Message", "send": "Envoyer au support de la plateforme",
+        "sent": "Votre demande a été envoyée", "open": "en cours", "billing": "Facturation",
+        "contacts": "Qui reçoit les factures", "save_contacts": "Enregistrer les contacts",
+        "contacts_saved": "Les contacts de facturation sont enregistrés", "owner": "Propriétaire du compte",
+        "refused": "Ne peut pas reprendre le compte pour l'instant :",
+    },
+}
+
+
+@pytest.mark.parametrize("lang,javascript", [("en", True), ("en", False), ("fr", True), ("fr", False)])
+def test_issue24_pages_in_both_languages_with_and_without_javascript(guarded_daemon, new_page, lang, javascript):
+    """Issue 24's pages in English and French, with JavaScript on and off:
+    the owner page's rehearsed hand-over, the account's mail language,
+    the team's pages, the audit log's filters and CSV link, Contact
+    support, the billing contacts; times in the reader's zone with script,
+    in UTC without."""
+    w = ISSUE24_WORDS[lang]
+    d = guarded_daemon
     a = d.create_account("Acme", "olga@acme.test", 60)["id"]
-    page = new_page(lang="fr-FR", javascript=False)
+    page = new_page(lang=w["locale"], javascript=javascript)
     page.goto(d.base + d.link("olga@acme.test", "Set your password"))
-    page.get_by_label("Nouveau mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Définir le mot de passe").click()
-    page.get_by_label("Adresse e-mail").first.fill("olga@acme.test")
-    page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
-    page.get_by_role("heading", name="Membres de l'équipe").wait_for()
-    # Account settings: the mails in French.
-    page.get_by_role("link", name="Paramètres du compte").click()
-    page.get_by_label("E-mails en").select_option("fr")
-    page.get_by_role("button", name="Enregistrer").click()
-    expect(page.get_by_role("status")).to_contain_text("La langue des e-mails du compte est enregistrée")
-    # The team, 55 members: two pages with counts, both ways.
+    page.get_by_label(w["new_password"]).fill(PASSWORD)
+    page.get_by_role("button", name=w["set_password"]).click()
+    page.get_by_label(w["email"]).first.fill("olga@acme.test")
+    page.get_by_label(w["password"]).fill(PASSWORD)
+    page.get_by_role("button", name=w["sign_in"]).click()
+    page.get_by_role("heading", name=w["team"]).wait_for()
     token = d.api("POST", f"/v1/accounts/{a}/sessions", {"email": "olga@acme.test", "password": PASSWORD})["token"]
-    for i in range(55):
+    # An admin who never signed in: the guard policy would refuse them.
+    d.api("POST", f"/v1/accounts/{a}/members", {"name": "Ben Admin", "email": "ben@acme.test", "role": "admin"}, token)
+    link = d.link("ben@acme.test", "Set your password")
+    d.api("POST", "/v1/password-resets/confirm", {"token": link.split("token=")[1], "password": PASSWORD})
+    page.get_by_role("link", name=w["owner"]).click()
+    expect(page.get_by_text(w["refused"])).to_be_visible()
+    expect(page.get_by_role("radio", name=re.compile("Ben Admin"))).not_to_be_checked()
+    # Account settings: the mails in French.
+    page.get_by_role("link", name=w["settings"]).click()
+    page.get_by_label(w["mails_in"]).select_option("fr")
+    page.get_by_role("button", name=w["save"], exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text(w["saved"])
+    # The team, 56 members: two pages with counts, both ways, and sorted.
+    for i in range(54):
         d.api("POST", f"/v1/accounts/{a}/members", {"name": f"Membre {i:02}", "email": f"m{i:02}@acme.test", "role": "agent"}, token)
     invitation = d.link("m00@acme.test", "Définissez votre mot de passe pour Acme")
     assert "/password/set?token=" in invitation
-    page.get_by_role("link", name="Membres de l'équipe").click()
-    expect(page.locator("#range")).to_have_text("Membres 1 à 51 sur 56")
-    page.get_by_role("link", name="Page suivante").click()
-    expect(page.locator("#range")).to_have_text("Membres 52 à 56 sur 56")
-    page.get_by_role("link", name="Page précédente").click()
-    expect(page.locator("#range")).to_have_text("Membres 1 à 51 sur 56")
-    page.get_by_label("Trier").select_option("name")
-    page.get_by_role("button", name="Rechercher").click()
-    expect(page.locator("#range")).to_have_text("Membres 1 à 50 sur 56")
-    # The audit log: filtered by action, in words, times in UTC.
-    page.get_by_role("link", name="Journal d'audit").click()
-    page.get_by_label("Quoi").select_option("member.add")
-    page.get_by_role("button", name="Filtrer").click()
-    expect(page.get_by_role("cell", name="A ajouté un membre").first).to_be_visible()
-    assert "UTC" in page.locator("time[datetime]").first.inner_text()
-    expect(page.get_by_role("link", name="Exporter en CSV")).to_be_visible()
+    page.get_by_role("link", name=w["team"]).click()
+    expect(page.locator("#range")).to_have_text(w["range1"])
+    page.get_by_role("link", name=w["next"]).click()
+    expect(page.locator("#range")).to_have_text(w["range2"])
+    page.get_by_role("link", name=w["prev"]).click()
+    expect(page.locator("#range")).to_have_text(w["range1"])
+    page.get_by_label(w["sort"]).select_option("name")
+    page.get_by_role("button", name=w["search"]).click()
+    expect(page.locator("#range")).to_have_text(w["sorted"])
+    # The audit log: filtered by action, in words; times in the reader's
+    # zone with script, in UTC without.
+    page.get_by_role("link", name=w["audit"]).click()
+    page.get_by_label(w["what"]).select_option("member.add")
+    page.get_by_role("button", name=w["filter"]).click()
+    expect(page.get_by_role("cell", name=w["added"]).first).to_be_visible()
+    when = expect(page.locator("time[datetime]").first)
+    if javascript:
+        when.not_to_contain_text("UTC")
+    else:
+        when.to_contain_text("UTC")
+    expect(page.get_by_role("link", name=w["csv"])).to_be_visible()
     # Contact support: an ownership investigation, then its status.
-    page.get_by_role("link", name="Contacter le support").click()
-    page.get_by_label("Message").fill("Notre propriétaire est parti")
-    page.get_by_role("button", name="Envoyer au support de la plateforme").click()
-    expect(page.get_by_role("status")).to_contain_text("Votre demande a été envoyée")
-    expect(page.get_by_role("cell", name="en cours")).to_be_visible()
+    page.get_by_role("link", name=w["contact"]).click()
+    page.get_by_label(w["message"]).fill("Our owner left / Notre propriétaire est parti")
+    page.get_by_role("button", name=w["send"]).click()
+    expect(page.get_by_role("status")).to_contain_text(w["sent"])
+    expect(page.get_by_role("cell", name=w["open"], exact=True)).to_be_visible()
+    if javascript:
+        axe_check(page, f"contact support ({lang})")
     # Billing contacts.
-    page.get_by_role("link", name="Facturation").click()
-    page.get_by_label("Qui reçoit les factures").fill("compta@acme.test")
-    page.get_by_role("button", name="Enregistrer les contacts").click()
-    expect(page.get_by_role("status")).to_contain_text("Les contacts de facturation sont enregistrés")
+    page.get_by_role("link", name=w["billing"]).click()
+    page.get_by_label(w["contacts"]).fill("compta@acme.test")
+    page.get_by_role("button", name=w["save_contacts"]).click()
+    expect(page.get_by_role("status")).to_contain_text(w["contacts_saved"])
+    if javascript:
+        axe_check(page, f"billing ({lang})")

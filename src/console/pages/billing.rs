@@ -125,7 +125,20 @@ pub async fn billing_page(
         Ok(()) => render(&v, StatusCode::OK, &page),
         // Not the owner: the page says why, in words (R02).
         Err(p) => {
-            page.error = Some(ErrorView::from_problem(v.t, &p));
+            let mut error = ErrorView::from_problem(v.t, &p);
+            // Who can act, by name (R05: the owner).
+            if p.code == "billing_owner_only" {
+                if let Ok(owner) = query::owner(&app.store, &who, &a) {
+                    error.detail = v.t.fill(
+                        "billing.ask_owner",
+                        &[
+                            ("owner", &owner.user.name),
+                            ("email", owner.user.primary_address()),
+                        ],
+                    );
+                }
+            }
+            page.error = Some(error);
             let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::FORBIDDEN);
             render(&v, status, &page)
         }
