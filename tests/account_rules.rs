@@ -966,3 +966,85 @@ async fn r05_the_hand_over_mails_speak_the_accounts_language() {
     );
     let _ = a;
 }
+
+/// R19 over the API: an admin asks platform support about a lost owner;
+/// support sees it among the open cases and closes it with an answer the
+/// account reads; the owner never changes. Bad requests change nothing.
+#[tokio::test]
+async fn r19_an_account_asks_support_and_reads_the_answer_but_the_owner_stays() {
+    let d = Daemon::start();
+    let (a, owner_id, ot) = d.account_with_owner(5).await;
+    let (_, at) = d.member(&ot, &a, "ada@acme.test", "admin").await;
+    let (_, gt) = d.member(&ot, &a, "al@acme.test", "agent").await;
+    let path = format!("/v1/accounts/{a}/support-requests");
+    let ask = |topic: &str| json!({"topic": topic, "message": "the owner left"});
+    // Agents may not; a topic support does not handle is refused.
+    assert_eq!(
+        d.post(&path, Some(&gt), ask("ownership")).await.code(),
+        "forbidden"
+    );
+    let r = d.post(&path, Some(&at), ask("refund")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "validation_failed")
+    );
+    let r = d.post(&path, Some(&at), ask("sell_admin")).await;
+    assert_eq!(
+        r.code(),
+        "validation_failed",
+        "the member to appoint is needed"
+    );
+    let r = d.post(&path, Some(&at), ask("ownership")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.body["requested_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:"),
+        true
+    );
+    // Support's queue has it; it closes it with an answer.
+    let open = d.get("/v1/support-requests", &d.operator).await;
+    assert!(open.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == id.as_str()));
+    assert_eq!(d.get("/v1/support-requests", &at).await.code(), "forbidden");
+    let r = d
+        .post(
+            &format!("{path}/{id}/close"),
+            Some(&d.operator),
+            json!({"note": "reset the password through the owner's mailbox"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let mine = d.get(&path, &at).await;
+    assert_eq!(
+        mine.body["items"][0]["answer"],
+        "reset the password through the owner's mailbox"
+    );
+    let open = d.get("/v1/support-requests", &d.operator).await;
+    assert!(!open.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == id.as_str()));
+    // At most five open requests.
+    for _ in 0..5 {
+        assert_eq!(
+            d.post(&path, Some(&at), ask("ownership")).await.status,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        d.post(&path, Some(&at), ask("ownership")).await.code(),
+        "too_many_pending_requests"
+    );
+    // R19: the owner is who it was.
+    assert_eq!(
+        d.get(&format!("/v1/accounts/{a}/owner"), &ot).await.body["id"],
+        owner_id
+    );
+}

@@ -571,3 +571,36 @@ pub struct SellRoleRequest {
 pub struct UserIdRequest {
     pub user_id: String,
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupportRequestIn {
+    /// `ownership` or `sell_admin`.
+    pub topic: String,
+    /// `sell_admin`: the member to appoint.
+    #[serde(default)]
+    pub member_id: Option<String>,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SupportCaseOut {
+    pub id: String,
+    pub account_id: String,
+    /// `investigation` (opened by platform support), `ownership` or
+    /// `sell_admin` (asked by the account).
+    pub topic: String,
+    pub message: String,
+    /// Who asked (`user:…`), absent for support's own investigations.
+    pub requested_by: Option<String>,
+    pub member_id: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Support's answer, once closed.
+    pub answer: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SupportCaseList {
+    pub items: Vec<SupportCaseOut>,
+}

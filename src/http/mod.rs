@@ -18,6 +18,7 @@ mod ownership;
 mod policies;
 mod sell;
 pub mod sessions;
+mod support;
 mod system;
 mod webhooks;
 
@@ -95,6 +96,7 @@ pub fn router(
         .merge(policies::routes())
         .merge(webhooks::routes())
         .merge(directory::routes())
+        .merge(support::routes())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     api.merge(pages)
