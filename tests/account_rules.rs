@@ -997,13 +997,10 @@ async fn r19_an_account_asks_support_and_reads_the_answer_but_the_owner_stays() 
     let r = d.post(&path, Some(&at), ask("ownership")).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let id = r.body["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        r.body["requested_by"]
-            .as_str()
-            .unwrap()
-            .starts_with("user:"),
-        true
-    );
+    assert!(r.body["requested_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("user:"));
     // Support's queue has it; it closes it with an answer.
     let open = d.get("/v1/support-requests", &d.operator).await;
     assert!(open.body["items"]
