@@ -83,46 +83,12 @@ impl Decide for CreateAccount {
 
     fn decide(
         self,
-        view: &dyn StateView,
+        _view: &dyn StateView,
         ctx: &mut Ctx,
         draft: &Draft,
     ) -> Result<Outcome, Refusal> {
-        let CreateAccount {
-            name,
-            owner_name,
-            owner_email,
-            support_seats,
-            language,
-        } = self;
-        let account = create_account(
-            view,
-            ctx,
-            draft,
-            name,
-            owner_name,
-            owner_email,
-            support_seats,
-        )?;
-        match language {
-            Some(language) => with_language(account, &language),
-            None => Ok(account),
-        }
+        create_account(ctx, draft, self)
     }
-}
-
-/// A new account's outcome with its language set (the language checked
-/// first, so a bad one refuses the whole creation).
-fn with_language(mut outcome: Outcome, language: &str) -> Result<Outcome, Refusal> {
-    let language = validate::language("language", language)?;
-    for change in &mut outcome.changes {
-        if let Change::PutAccount(account) = change {
-            account.language = Some(language.clone());
-        }
-    }
-    if let Reply::Account(account) = &mut outcome.reply {
-        account.language = Some(language);
-    }
-    Ok(outcome)
 }
 
 /// The language an account's mails are written in (R-less: a setting of
@@ -183,14 +149,17 @@ impl Decide for SetAccountLanguage {
 }
 
 pub(crate) fn create_account(
-    _view: &dyn StateView,
     ctx: &mut Ctx,
     draft: &Draft,
-    name: String,
-    owner_name: String,
-    owner_email: String,
-    support_seats: u32,
+    command: CreateAccount,
 ) -> Result<Outcome, Refusal> {
+    let CreateAccount {
+        name,
+        owner_name,
+        owner_email,
+        support_seats,
+        language,
+    } = command;
     let actor = draft.actor;
     let now = ctx.now;
     if *actor != Principal::Operator {
@@ -200,6 +169,9 @@ pub(crate) fn create_account(
     let owner_name = validate::name("owner.name", &owner_name)?;
     let owner_email = validate::email("owner.email", &owner_email)?;
     let support_seats = validate::seats("support_seats", support_seats)?;
+    let language = language
+        .map(|l| validate::language("language", &l))
+        .transpose()?;
     if support_seats < 1 {
         return Err(Refusal::invalid(
             "support_seats must be at least 1: the owner is an admin and takes a seat",
@@ -225,7 +197,7 @@ pub(crate) fn create_account(
         payment_method: None,
         member_count: 1,
         scim_tokens: Vec::new(),
-        language: None,
+        language,
         billing_contacts: Vec::new(),
     };
     let (token_change, notice) = password_set_token(ctx, &account, &owner);

@@ -215,7 +215,7 @@ fn search(
         },
         &mut keep,
     )?;
-    let mut people = People::new(app, t, scope);
+    // The names the filter looked up serve the rows too.
     let rows = found
         .items
         .into_iter()
