@@ -300,6 +300,38 @@ if "hostile_signins" in rows:
         f"unchanged {mark(grew <= 1024)} ({grew:+,} B: counters' digits) |"
     )
 
+if "layers_owner_none_1" in rows:
+    m = rows.get("machine_layers", {})
+    out.append("")
+    out.append("## What each middleware layer costs (issue 26)")
+    out.append("")
+    out.append(
+        "`BENCH_ONLY=layers benches/run.sh`: the two read figures with one layer left out at a time "
+        "(`BENCH_WITHOUT_LAYERS=<layer>`, read once when the router is built), with all of them left out, "
+        "and the bare server of the same body size; two rounds, alternating; each cell gives both rounds. "
+        f"Machine: {m.get('cores')} × {m.get('model')}, daemon on CPU {m.get('daemon_cpus')}, wrk on CPU {m.get('load_cpus')}, "
+        f"1-minute load {m.get('load1_before', 0):.2f} before the run; {m.get('date')}."
+    )
+    out.append("")
+    out.append("| left out | `GET owner`, req/s | ÷ bare | `GET members` (20), req/s | ÷ bare |")
+    out.append("|---|---|---|---|---|")
+    def both(fig, variant):
+        return [g(f"layers_{fig}_{variant}_{r}", "rate") for r in (1, 2)]
+    def bare_of(fig, r):
+        return g(f"layers_bare_{fig}_{r}", "rate")
+    variants = sorted({k[len("layers_owner_"):].rsplit("_", 1)[0] for k in rows if k.startswith("layers_owner_")},
+                      key=lambda v: (v != "none", v == "all", v))
+    for v in variants:
+        cells = []
+        for fig in ("owner", "members"):
+            rs = both(fig, v)
+            cells.append(" / ".join(f"{x:,.0f}" for x in rs))
+            cells.append(" / ".join(f"{ratio(x, bare_of(fig, r + 1)):.2f}" for r, x in enumerate(rs)))
+        label = {"none": "nothing (the whole stack)", "all": "every layer above"}.get(v, f"`{v}`")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("| (bare server) | " + " / ".join(f"{bare_of('owner', r):,.0f}" for r in (1, 2)) + " | | "
+               + " / ".join(f"{bare_of('members', r):,.0f}" for r in (1, 2)) + " | |")
+
 analysis = os.path.join(os.path.dirname(__file__), "analysis.md")
 if os.path.exists(analysis):
     out.append("")

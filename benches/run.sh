@@ -259,6 +259,45 @@ slow_policy_figures() {
   done
 }
 
+# layers_figures: the read figures with each middleware layer left out in
+# turn (BENCH_WITHOUT_LAYERS, issue 26), beside the whole stack and the
+# bare server, pinned as the read figures are. Two rounds, alternating.
+LAYERS="check_path body_limit frame request_id trace catch_panic deadline metrics"
+layers_figures() {
+  echo "== middleware layers" >&2
+  machine_line layers >> "$RESULTS"
+  PIN=$PIN_DAEMON
+  local round variant
+  for round in 1 2; do
+    for variant in none $LAYERS all; do
+      local without=$variant
+      [ "$variant" = none ] && without=
+      [ "$variant" = all ] && without=$(echo $LAYERS | tr ' ' ,)
+      D=$W/layers$variant$round
+      BENCH_WITHOUT_LAYERS=$without start_admind "$D"
+      SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
+      ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
+      TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+      wrk_json "layers_owner_${variant}_$round" "$ADDR/v1/accounts/$ACC/owner" "$TOK"
+      wrk_json "layers_members_${variant}_$round" "$ADDR/v1/accounts/$ACC/members" "$TOK"
+      if [ "$variant" = none ]; then
+        OWNER_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/owner" | wc -c)
+        MEMBERS_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/members" | wc -c)
+      fi
+      kill "$PID"; wait "$PID" 2>/dev/null || true
+    done
+    local n
+    for n in owner members; do
+      local bytes=$OWNER_BYTES; [ $n = members ] && bytes=$MEMBERS_BYTES
+      $PIN_DAEMON $BIN/examples/bare_server 127.0.0.1:0 "$bytes" > "$W/barel$n$round" & local bare=$!
+      until grep -q listening "$W/barel$n$round" 2>/dev/null; do sleep 0.01; done
+      wrk_json "layers_bare_${n}_$round" "$(sed -n 's/bare listening on //p' "$W/barel$n$round")/"
+      kill $bare; wait $bare 2>/dev/null || true
+    done
+  done
+  PIN=
+}
+
 # BENCH_ONLY=hostile (or postgres, policy, slow) runs those figures alone and keeps the
 # other figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
@@ -269,10 +308,15 @@ elif [ "${BENCH_ONLY:-}" = postgres ]; then
 elif [ "${BENCH_ONLY:-}" = slow ]; then
   grep -v '"scenario": *"transfers_64_slow_policy' benches/last-results.jsonl > "$RESULTS" || true
   slow_policy_figures
+elif [ "${BENCH_ONLY:-}" = layers ]; then
+  grep -v '"scenario": *"\(layers_\|machine_layers\)' benches/last-results.jsonl > "$RESULTS" || true
+  layers_figures
 elif [ "${BENCH_ONLY:-}" = policy ]; then
   grep -v '"scenario": *"\(transfers_64_guard\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
   policy_figures
 else
+# The layer figures are their own run (BENCH_ONLY=layers): kept.
+grep '"scenario": *"\(layers_\|machine_layers\)' benches/last-results.jsonl > "$RESULTS" 2>/dev/null || true
 echo "== reads" >&2
 machine_line main >> "$RESULTS"
 PIN=$PIN_DAEMON
@@ -367,7 +411,7 @@ idle_figures() {
   echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
 }
 
-case "${BENCH_ONLY:-}" in postgres|policy|slow) python3 benches/report.py "$RESULTS" "$S" benches/last-results.jsonl > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
+case "${BENCH_ONLY:-}" in postgres|policy|slow|layers) python3 benches/report.py "$RESULTS" "$S" benches/last-results.jsonl > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
 
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {

@@ -1664,3 +1664,70 @@ async fn adding_and_removing_an_address_again_and_again_floods_no_mailbox() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
+
+/// The one layer every request goes through (`framed`): each answer has a
+/// request id (the client's own when it sent one), and every request is
+/// counted by method, route and status, made-up paths under one label.
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_every_request_is_counted_by_route() {
+    let d = Daemon::start();
+    let (a, _, owner_token) = d.account_with_owner(3).await;
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let r = d
+                .get(&format!("/v1/accounts/{a}/owner"), &owner_token)
+                .await;
+            assert_eq!(r.status, StatusCode::OK);
+            let id = r.headers["x-request-id"].to_str().unwrap().to_string();
+            assert!(!id.is_empty());
+            ids.push(id);
+        }
+        ids
+    };
+    ids.iter().for_each(|id| {
+        assert_eq!(
+            ids.iter().filter(|other| *other == id).count(),
+            1,
+            "{ids:?}"
+        )
+    });
+    let echoed = reqwest::Client::new()
+        .get(format!("{}/v1/accounts/{a}/owner", d.base))
+        .bearer_auth(&owner_token)
+        .header("x-request-id", "trace-from-the-client-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-from-the-client-42");
+    // A made-up path: a 404 problem, with an id, counted as "unmatched".
+    let lost = d.get("/no/such/route/at/all", &owner_token).await;
+    assert_eq!(lost.status, StatusCode::NOT_FOUND);
+    assert!(lost.headers.contains_key("x-request-id"));
+
+    let text = d.get("/metrics", &d.operator).await.body;
+    let text = text.as_str().unwrap_or_default();
+    let owner_reads = text
+        .lines()
+        .find(|l| {
+            l.starts_with("admind_http_requests_total{")
+                && l.contains("route=\"/v1/accounts/{a}/owner\"")
+                && l.contains("method=\"GET\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no count of the owner reads in:\n{text}"));
+    assert!(owner_reads.ends_with(" 4"), "{owner_reads}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("admind_http_requests_total{")
+                && l.contains("route=\"unmatched\"")
+                && l.contains("status=\"404\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "admind_http_request_seconds_count{method=\"GET\",route=\"/v1/accounts/{a}/owner\"}"
+        ),
+        "{text}"
+    );
+}

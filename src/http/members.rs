@@ -91,12 +91,16 @@ async fn list_members(
     Authed(who, _): Authed,
     Path(a): Path<String>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<axum::Json<MemberList>> {
+) -> ApiResult<SizedJson<MemberList>> {
     let page = query::members(&app.store, &who, &a, q.after.as_deref(), q.limit)?;
-    Ok(axum::Json(MemberList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next: page.next,
-    }))
+    let size = 64 + page.items.len() * MEMBER_JSON_BYTES;
+    Ok(SizedJson(
+        MemberList {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next: page.next,
+        },
+        size,
+    ))
 }
 
 /// Adds a member; agents and admins take a seat (R09). Mails a password-set link.

@@ -25,6 +25,7 @@ mod webhooks;
 pub use crate::app::refresh_switches as refresh_policy_switches;
 pub use api::{App, AppState, Authed, ClientIp};
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,11 +34,6 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -99,7 +95,8 @@ pub fn router(
         .merge(support::routes())
         .split_for_parts();
     let openapi = Arc::new(openapi);
-    api.merge(pages)
+    let router = api
+        .merge(pages)
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -114,59 +111,166 @@ pub fn router(
                 "method_not_allowed",
                 "this route does not take that method",
             )
-        })
-        .route_layer(axum::middleware::from_fn(check_path))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| deadline(request_timeout, req, next),
-        ))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), track))
-        .layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
-        .layer(CatchPanicLayer::custom(|_| {
-            Problem::internal("the request failed unexpectedly; it was logged").into_response()
-        }))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!(
-                "request",
-                id = %crate::logsafe::Clean(id),
-                method = %crate::logsafe::Clean(req.method().as_str()),
-                path = %crate::logsafe::Clean(req.uri().path())
-            )
-        }))
-        .layer(SetRequestIdLayer::x_request_id(SequentialIds::new()))
-        .with_state(app)
+        });
+    // The path check runs after routing (it needs the route's parameters);
+    // everything else every request needs is one layer, `frame`: each
+    // layer of its own cost an allocation per request (axum clones and
+    // boxes the inner service and the body at every layer), about a fifth
+    // of a read's time (BENCHMARKS.md, "What each middleware layer costs").
+    let router = if without_layer("check_path") {
+        router
+    } else {
+        router.route_layer(axum::middleware::from_fn(check_path))
+    };
+    let router = if without_layer("body_limit") {
+        router
+    } else {
+        router.layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
+    };
+    let frame = Arc::new(Frame {
+        app: app.clone(),
+        ids: SequentialIds::new(),
+        request_timeout,
+        request_id: !without_layer("request_id"),
+        trace: !without_layer("trace"),
+        catch_panic: !without_layer("catch_panic"),
+        metrics: !without_layer("metrics"),
+        deadline: !without_layer("deadline"),
+        routes: std::sync::RwLock::default(),
+    });
+    let router = if without_layer("frame") {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(frame, framed))
+    };
+    router.with_state(app)
 }
 
-/// Counts requests by route and status, and their latency.
-async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = crate::metrics::method_label(req.method());
+/// Whether a benchmark asked to leave out this middleware layer, or this
+/// part of [`framed`] (`BENCH_WITHOUT_LAYERS=trace,metrics,...`), to
+/// measure what each costs (`BENCH_ONLY=layers benches/run.sh`). Read once,
+/// when the router is built. Not for production: without them requests
+/// lose their id, their metrics, their deadline or their panic guard.
+fn without_layer(name: &str) -> bool {
+    std::env::var("BENCH_WITHOUT_LAYERS").is_ok_and(|v| v.split(',').any(|l| l.trim() == name))
+}
+
+/// What [`framed`] needs: the parts a benchmark may switch off, the
+/// request ids, and the route labels of the metrics.
+struct Frame {
+    app: AppState,
+    ids: SequentialIds,
+    request_timeout: std::time::Duration,
+    request_id: bool,
+    trace: bool,
+    catch_panic: bool,
+    metrics: bool,
+    deadline: bool,
+    /// Each matched route's label, made once: a route set is finite (the
+    /// router's), so this never grows past it.
+    routes: std::sync::RwLock<std::collections::HashSet<&'static str>>,
+}
+
+impl Frame {
+    /// The metrics label of a matched route, without an allocation per
+    /// request.
+    fn route_label(&self, route: Option<&MatchedPath>) -> &'static str {
+        let Some(route) = route.map(MatchedPath::as_str) else {
+            return "unmatched";
+        };
+        let read = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(label) = read.get(route) {
+            return label;
+        }
+        drop(read);
+        let mut write = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(label) = write.get(route) {
+            return label;
+        }
+        // Leaked once per route of the router (a fixed set, matched paths
+        // only: a made-up path is "unmatched").
+        let label: &'static str = Box::leak(route.to_string().into_boxed_str());
+        write.insert(label);
+        label
+    }
+}
+
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// Everything each request goes through, in one layer: its id (the
+/// client's `x-request-id`, else a new one, sent back on the answer), its
+/// log span, a panic turned into a 500 problem, its deadline
+/// (`limits.request_timeout_ms`), and its count and latency by route and
+/// status.
+async fn framed(State(frame): State<Arc<Frame>>, mut req: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    use tracing::Instrument;
     let started = Instant::now();
-    let response = next.run(req).await;
-    app.metrics
-        .http_request_seconds
-        .get_or_create(&RouteLabels {
-            method,
-            route: route.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
-    app.metrics
-        .http_requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    let route = frame.route_label(req.extensions().get::<MatchedPath>());
+    let method = crate::metrics::method_label(req.method());
+    let id = if frame.request_id {
+        match req.headers().get(X_REQUEST_ID) {
+            Some(id) => Some(id.clone()),
+            None => {
+                let id = frame.ids.next();
+                if let Some(id) = &id {
+                    req.headers_mut().insert(X_REQUEST_ID, id.clone());
+                }
+                id
+            }
+        }
+    } else {
+        None
+    };
+    let span = if frame.trace {
+        tracing::info_span!(
+            "request",
+            id = %crate::logsafe::Clean(id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")),
+            method = %crate::logsafe::Clean(req.method().as_str()),
+            path = %crate::logsafe::Clean(req.uri().path())
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let run = next.run(req);
+    let run = async {
+        if frame.deadline {
+            deadline(frame.request_timeout, run).await
+        } else {
+            run.await
+        }
+    };
+    let mut response = if frame.catch_panic {
+        match std::panic::AssertUnwindSafe(run.instrument(span))
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => {
+                Problem::internal("the request failed unexpectedly; it was logged").into_response()
+            }
+        }
+    } else {
+        run.instrument(span).await
+    };
+    if let Some(id) = id {
+        response.headers_mut().insert(X_REQUEST_ID, id);
+    }
+    if frame.metrics {
+        let metrics = &frame.app.metrics;
+        metrics
+            .http_request_seconds
+            .get_or_create(&RouteLabels { method, route })
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .http_requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status: response.status().as_u16(),
+            })
+            .inc();
+    }
     response
 }
 
@@ -174,8 +278,8 @@ async fn track(State(app): State<AppState>, req: Request, next: Next) -> Respons
 /// `request_timeout` instead of holding its connection. A write it started
 /// may still commit (the writer finishes what it took), as after any lost
 /// answer; the client is told so.
-async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+async fn deadline(limit: std::time::Duration, run: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, run).await {
         Ok(response) => response,
         Err(_) => {
             let mut p = Problem::new(
@@ -262,11 +366,9 @@ impl SequentialIds {
     }
 }
 
-impl MakeRequestId for SequentialIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+impl SequentialIds {
+    fn next(&self) -> Option<axum::http::HeaderValue> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix)).ok()
     }
 }
