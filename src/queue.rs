@@ -111,6 +111,10 @@ pub trait Queue: Send + Sync + 'static {
     /// attempts go on while settlements commit, and a crash may repeat
     /// more of a pass.
     const SETTLE_EACH_CHUNK: bool = false;
+    /// Items attempted together by [`Queue::attempt_batch`] and settled in
+    /// one commit; 0: each on its own ([`Queue::attempt`], `PARALLEL` at
+    /// once, each settled as soon as it is attempted).
+    const BATCH: usize = 0;
     /// Lanes run at once; 0: no lanes, items are attempted in passes.
     const LANES: usize = 0;
     /// The lane of an item (laned queues only): its items run in order.
@@ -128,6 +132,17 @@ pub trait Queue: Send + Sync + 'static {
 
     /// One attempt; may note what it learnt on the item.
     fn attempt(&self, item: &mut Self::Item) -> impl Future<Output = Attempt> + Send;
+    /// Several attempts at once (queues with a `BATCH`): what each came
+    /// to, in the items' order. By default one after another.
+    fn attempt_batch(&self, items: &mut [Self::Item]) -> impl Future<Output = Vec<Attempt>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(items.len());
+            for item in items.iter_mut() {
+                results.push(self.attempt(item).await);
+            }
+            results
+        }
+    }
     /// When to try again after a failure (`wish`: the receiver's own), or
     /// `None` to give up.
     fn retry_in(&self, item: &Self::Item, wish: Option<Duration>) -> Option<Duration>;
@@ -298,8 +313,8 @@ impl<Q: Queue> QueueWorker<Q> {
         let mut settling = futures_util::stream::FuturesUnordered::new();
         let mut failed = None;
         // Counts what left the queue; keeps the first failure.
-        let mut tally = |done: Result<bool, Refusal>| match done {
-            Ok(left) => settled += i64::from(left),
+        let mut tally = |done: Result<i64, Refusal>| match done {
+            Ok(left) => settled += left,
             Err(e) => {
                 if failed.is_none() {
                     failed = Some(e);
@@ -307,9 +322,24 @@ impl<Q: Queue> QueueWorker<Q> {
             }
         };
         loop {
-            let chunk: Vec<Q::Item> = due.by_ref().take(Q::PARALLEL.max(1)).collect();
+            let size = if Q::BATCH > 0 {
+                Q::BATCH
+            } else {
+                Q::PARALLEL.max(1)
+            };
+            let mut chunk: Vec<Q::Item> = due.by_ref().take(size).collect();
             if chunk.is_empty() {
                 break;
+            }
+            if Q::BATCH > 0 {
+                // Attempted together, settled in one commit while the next
+                // batch is attempted: a crash repeats at most this batch.
+                let results = self.queue.attempt_batch(&mut chunk).await;
+                settling.push(self.settle_attempted(chunk.into_iter().zip(results).collect()));
+                while let Some(Some(done)) = settling.next().now_or_never() {
+                    tally(done);
+                }
+                continue;
             }
             if Q::SETTLE_EACH_CHUNK {
                 // Each item settled right after its own attempt, the chunk
@@ -317,7 +347,7 @@ impl<Q: Queue> QueueWorker<Q> {
                 // items that were attempted and not yet settled.
                 let each = chunk.into_iter().map(|mut item| async move {
                     let result = self.queue.attempt(&mut item).await;
-                    self.settle_attempted(item, result).await
+                    self.settle_attempted(vec![(item, result)]).await
                 });
                 for done in futures_util::future::join_all(each).await {
                     tally(done);
@@ -329,7 +359,7 @@ impl<Q: Queue> QueueWorker<Q> {
                 (item, result)
             });
             for (item, result) in futures_util::future::join_all(attempts).await {
-                settling.push(self.settle_attempted(item, result));
+                settling.push(self.settle_attempted(vec![(item, result)]));
             }
             // Hands the new settlements to the writer now (a future does
             // nothing until polled), and counts those already committed.
@@ -666,16 +696,41 @@ impl<Q: Queue> QueueWorker<Q> {
         }
     }
 
-    /// Commits what an attempt came to; whether the item left the queue.
-    async fn settle_attempted(&self, item: Q::Item, result: Attempt) -> Result<bool, Refusal> {
-        let id = Q::id(&item);
-        let settled = match self.conclude(item, result) {
-            Ok((ops, done)) => self.writer.submit_writes(ops).await.map(|()| done),
-            Err(e) => Err(e.into()),
+    /// Commits what attempts came to, in one transaction; how many items
+    /// left the queue.
+    async fn settle_attempted(&self, attempted: Vec<(Q::Item, Attempt)>) -> Result<i64, Refusal> {
+        let ids: Vec<u64> = attempted.iter().map(|(item, _)| Q::id(item)).collect();
+        let mut writes = Vec::new();
+        let mut left = 0;
+        let mut failed = None;
+        for (item, result) in attempted {
+            match self.conclude(item, result) {
+                Ok((ops, done)) => {
+                    writes.extend(ops);
+                    left += i64::from(done);
+                }
+                Err(e) => {
+                    if failed.is_none() {
+                        failed = Some(Refusal::from(e));
+                    }
+                }
+            }
+        }
+        let settled = match failed {
+            None => self.writer.submit_writes(writes).await.map(|()| left),
+            Some(e) => {
+                // What was concluded is still committed; the item that
+                // could not be stays for a later pass.
+                let _ = self.writer.submit_writes(writes).await;
+                Err(e)
+            }
         };
         // Settled or not, no longer held: a later scan hands an item whose
         // settling failed out again.
-        lock(&self.held).remove(&id);
+        let mut held = lock(&self.held);
+        for id in &ids {
+            held.remove(id);
+        }
         settled
     }
 
