@@ -12,7 +12,8 @@
 //! writer commits those that arrive together at once, and a pass ends when
 //! all of its items are settled). A [`Queue`] supplies only what differs:
 //! how to attempt an item, its retry schedule, and the writes that settle
-//! it.
+//! it. A queue with a [`Queue::BATCH`] (the outbox) attempts that many
+//! items at once and settles them in one commit.
 //!
 //! On a store several replicas share, a pass attempts only the items it
 //! claimed ([`crate::store::Backend::queue_claim`]): no item is attempted
