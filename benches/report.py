@@ -67,7 +67,7 @@ out = []
 out.append("# Benchmarks\n")
 out.append(
     ("Measured by the last full run of `benches/run.sh` (the hostile-load section has its own date): "
-     if os.environ.get("BENCH_ONLY") in ("hostile", "postgres", "policy", "slow") else f"Measured by `benches/run.sh` on {datetime.date.today()}: ")
+     if os.environ.get("BENCH_ONLY") in ("hostile", "postgres", "policy", "slow", "layers") else f"Measured by `benches/run.sh` on {datetime.date.today()}: ")
     + f"{os.cpu_count()} cores, "
     f"{mem_gib:.0f} GiB of memory, loopback, release build, {seconds} s per figure, "
     "64 connections unless said. Every baseline was measured in the same run. "
