@@ -247,12 +247,25 @@ async fn framed(State(frame): State<Arc<Frame>>, mut req: Request, next: Next) -
         {
             Ok(response) => response,
             Err(_) => {
+                tracing::error!(route, "a request panicked; answered 500");
                 Problem::internal("the request failed unexpectedly; it was logged").into_response()
             }
         }
     } else {
         run.instrument(span).await
     };
+    // A server error is logged with its request id, as tower-http's trace
+    // layer did before it was folded in here.
+    let status = response.status();
+    if status.is_server_error() {
+        let request_id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let latency_ms = started.elapsed().as_millis() as u64;
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(request_id = %crate::logsafe::Clean(request_id), route, status = status.as_u16(), latency_ms, "response failed");
+        } else {
+            tracing::warn!(request_id = %crate::logsafe::Clean(request_id), route, status = status.as_u16(), latency_ms, "response failed");
+        }
+    }
     if let Some(id) = id {
         response.headers_mut().insert(X_REQUEST_ID, id);
     }
