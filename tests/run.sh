@@ -7,6 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --- the Rust toolchain: rustup's, installed when missing (a fresh machine)
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "installing the Rust toolchain (rustup)" >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+      | sh -s -- -y --profile minimal --component rustfmt,clippy >/dev/null
+  fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+cargo --version
+
 # --- formatting and lints, the workspace's own among them (no unwrap,
 # expect or panic! outside tests): cheap, and they keep reviews about
 # substance
