@@ -425,6 +425,7 @@ impl Transport {
 }
 
 /// Why a delivery failed, and whether trying again can help.
+#[derive(Clone)]
 struct DeliveryError {
     message: String,
     permanent: bool,
@@ -487,14 +488,13 @@ async fn deliver_batch(
             let count = files.len();
             match tokio::task::spawn_blocking(move || write_mail_files(&dir, files)).await {
                 Ok(results) => results,
-                Err(e) => (0..count)
-                    .map(|_| {
-                        Err(DeliveryError {
-                            message: format!("writing the mail files: {e}"),
-                            permanent: false,
-                        })
-                    })
-                    .collect(),
+                Err(e) => {
+                    let error = DeliveryError {
+                        message: format!("writing the mail files: {e}"),
+                        permanent: false,
+                    };
+                    vec![Err(error); count]
+                }
             }
         }
         Transport::Smtp(smtp) => {
@@ -570,14 +570,7 @@ fn fail_written(
 ) -> Vec<Result<(), DeliveryError>> {
     results
         .into_iter()
-        .map(|r| {
-            r.and_then(|_| {
-                Err(DeliveryError {
-                    message: error.message.clone(),
-                    permanent: false,
-                })
-            })
-        })
+        .map(|r| r.and_then(|_| Err(error.clone())))
         .collect()
 }
 

@@ -322,12 +322,12 @@ impl<Q: Queue> QueueWorker<Q> {
                 }
             }
         };
+        let size = if Q::BATCH > 0 {
+            Q::BATCH
+        } else {
+            Q::PARALLEL.max(1)
+        };
         loop {
-            let size = if Q::BATCH > 0 {
-                Q::BATCH
-            } else {
-                Q::PARALLEL.max(1)
-            };
             let mut chunk: Vec<Q::Item> = due.by_ref().take(size).collect();
             if chunk.is_empty() {
                 break;
@@ -660,28 +660,15 @@ impl<Q: Queue> QueueWorker<Q> {
                 }
                 taken
             };
-            let mut writes = Vec::new();
-            let mut ids = Vec::with_capacity(batch.len());
+            let ids: Vec<u64> = batch.iter().map(Q::id).collect();
+            let mut attempted = Vec::with_capacity(batch.len());
             for mut item in batch {
-                let id = Q::id(&item);
-                ids.push(id);
                 let result = self.queue.attempt(&mut item).await;
-                match self.conclude(item, result) {
-                    Ok((ops, _)) => writes.extend(ops),
-                    Err(e) => {
-                        tracing::error!(queue = Q::NAME, id, error = %e, "concluding an item failed")
-                    }
-                }
+                attempted.push((item, result));
             }
-            if let Err(e) = self.writer.submit_writes(writes).await {
+            if let Err(e) = self.settle_attempted(attempted).await {
                 // Still on the queue: a later scan hands them out again.
                 tracing::error!(queue = Q::NAME, ids = ?ids, error = %e, "settling items failed");
-            }
-            {
-                let mut held = lock(&self.held);
-                for id in &ids {
-                    held.remove(id);
-                }
             }
             let was_full = {
                 let mut state = lanes.lock();
@@ -717,14 +704,12 @@ impl<Q: Queue> QueueWorker<Q> {
                 }
             }
         }
-        let settled = match failed {
-            None => self.writer.submit_writes(writes).await.map(|()| left),
-            Some(e) => {
-                // What was concluded is still committed; the item that
-                // could not be stays for a later pass.
-                let _ = self.writer.submit_writes(writes).await;
-                Err(e)
-            }
+        // What was concluded is committed even when an item could not be
+        // (that one stays for a later pass).
+        let committed = self.writer.submit_writes(writes).await;
+        let settled = match (failed, committed) {
+            (None, Ok(())) => Ok(left),
+            (Some(e), _) | (None, Err(e)) => Err(e),
         };
         // Settled or not, no longer held: a later scan hands an item whose
         // settling failed out again.

@@ -128,7 +128,7 @@ pub fn router(
         router.layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
     };
     let frame = Arc::new(Frame {
-        app: app.clone(),
+        registry: app.metrics.clone(),
         ids: SequentialIds::new(),
         request_timeout,
         request_id: !without_layer("request_id"),
@@ -158,7 +158,7 @@ fn without_layer(name: &str) -> bool {
 /// What [`framed`] needs: the parts a benchmark may switch off, the
 /// request ids, and the route labels of the metrics.
 struct Frame {
-    app: AppState,
+    registry: Arc<crate::metrics::Metrics>,
     ids: SequentialIds,
     request_timeout: std::time::Duration,
     request_id: bool,
@@ -270,7 +270,7 @@ async fn framed(State(frame): State<Arc<Frame>>, mut req: Request, next: Next) -
         response.headers_mut().insert(X_REQUEST_ID, id);
     }
     if frame.metrics {
-        let metrics = &frame.app.metrics;
+        let metrics = &frame.registry;
         metrics
             .http_request_seconds
             .get_or_create(&RouteLabels { method, route })
