@@ -3,7 +3,16 @@
 //! (`every_key_used_by_a_template_is_in_both_catalogues`), never a blank.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
+
+use askama::filters::Escaper;
+
+/// A page looks up a few hundred keys (every label of every row): a hash
+/// made for short keys, not the default one made to resist flooding (the
+/// keys are the catalogue's own, never a client's).
+type Keys<V> = HashMap<&'static str, V, BuildHasherDefault<rustc_hash::FxHasher>>;
 
 pub struct Catalogue {
     /// BCP 47 code (`<html lang>`).
@@ -12,8 +21,25 @@ pub struct Catalogue {
     /// itself.
     pub other_lang: &'static str,
     pub other_name: &'static str,
-    map: HashMap<&'static str, &'static str>,
+    map: Keys<&'static str>,
+    /// Each text escaped for HTML once, when the catalogue is built: what
+    /// templates write (`c.t.h("key")`), so that a page does not escape
+    /// the same sentence again in every row.
+    html: Keys<Box<str>>,
 }
+
+/// A catalogue's text already escaped for HTML: askama writes it as it is
+/// (`HtmlSafe`) instead of escaping it again.
+#[derive(Clone, Copy)]
+pub struct Markup<'a>(&'a str);
+
+impl fmt::Display for Markup<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl askama::filters::HtmlSafe for Markup<'_> {}
 
 impl Catalogue {
     fn new(
@@ -22,11 +48,32 @@ impl Catalogue {
         other_name: &'static str,
         entries: &[(&'static str, &'static str)],
     ) -> Catalogue {
+        let html = entries
+            .iter()
+            .map(|&(key, text)| {
+                let mut escaped = String::with_capacity(text.len());
+                // Writing into a String cannot fail.
+                let _ = askama::filters::Html.write_escaped_str(&mut escaped, text);
+                (key, escaped.into_boxed_str())
+            })
+            .collect();
         Catalogue {
             lang,
             other_lang,
             other_name,
             map: entries.iter().copied().collect(),
+            html,
+        }
+    }
+
+    /// The text of `key` escaped for HTML, for a template to write (the
+    /// key itself, escaped, if missing: which a test forbids).
+    pub fn h<'a>(&'a self, key: &'static str) -> Markup<'a> {
+        match self.html.get(key) {
+            Some(text) => Markup(text),
+            // Keys are identifiers (letters, digits, dots, underscores):
+            // nothing in one needs escaping.
+            None => Markup(key),
         }
     }
 
@@ -1101,6 +1148,46 @@ mod tests {
         assert_eq!(en, fr);
         assert_eq!(EN.len(), en.len(), "no key twice in English");
         assert_eq!(FR.len(), fr.len(), "no key twice in French");
+    }
+
+    #[test]
+    fn every_key_used_by_a_template_is_in_both_catalogues() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/console");
+        let mut used = 0;
+        for entry in std::fs::read_dir(&dir).expect("templates/console") {
+            let path = entry.expect("a template").path();
+            let text = std::fs::read_to_string(&path).expect("a template's text");
+            assert!(
+                !text.contains("c.t.s("),
+                "{path:?}: templates write c.t.h(\"key\"), escaped once"
+            );
+            for piece in text.split("c.t.h(\"").skip(1) {
+                let key = piece.split('"').next().unwrap_or_default();
+                assert!(
+                    english().has(key),
+                    "{path:?}: {key} is not in the English catalogue"
+                );
+                assert!(
+                    french().has(key),
+                    "{path:?}: {key} is not in the French catalogue"
+                );
+                used += 1;
+            }
+        }
+        assert!(used > 300, "the scan found the templates' keys ({used})");
+    }
+
+    #[test]
+    fn a_catalogue_text_is_written_escaped_once() {
+        let fr = french();
+        let key = fr
+            .keys()
+            .copied()
+            .find(|k| fr.s(k).contains('\''))
+            .expect("a French text with an apostrophe");
+        let written = fr.h(key).to_string();
+        assert!(!written.contains('\''), "{written}");
+        assert_eq!(written.replace("&#39;", "'"), fr.s(key));
     }
 
     #[test]
