@@ -99,7 +99,7 @@ pub fn member_out(reply: Reply) -> ApiResult<axum::Json<MemberOut>> {
             role_label,
         } => Ok(axum::Json(
             query::MemberView {
-                user,
+                user: user.into(),
                 is_owner,
                 role_label,
             }

@@ -117,14 +117,68 @@ impl From<MemberView> for MemberOut {
             external_id: m.user.external_id.clone(),
             primary_email: m.user.primary_address().to_string(),
             email_verified: m.user.primary_verified(),
-            id: m.user.id,
-            name: m.user.name,
+            id: m.user.id.clone(),
+            name: m.user.name.clone(),
             role: m.user.support_role,
             role_label: m.role_label.to_string(),
             is_owner: m.is_owner,
             sell_role: m.user.sell_role,
             last_signed_in_at: m.user.last_signed_in_at,
         }
+    }
+}
+
+/// A page of the team list written as [`MemberList`], straight from the
+/// members the read cache shares: no [`MemberOut`] is built, so a page
+/// copies no name or address before writing it.
+pub struct MemberListJson<'a> {
+    pub items: &'a [MemberView],
+    pub next: Option<&'a str>,
+}
+
+impl Serialize for MemberListJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        struct Items<'a>(&'a [MemberView]);
+        impl Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for m in self.0 {
+                    seq.serialize_element(&MemberJson(m))?;
+                }
+                seq.end()
+            }
+        }
+        let mut list = serializer.serialize_struct("MemberList", 2)?;
+        list.serialize_field("items", &Items(self.items))?;
+        list.serialize_field("next", &self.next)?;
+        list.end()
+    }
+}
+
+/// One member written as [`MemberOut`] (same fields, same order).
+struct MemberJson<'a>(&'a MemberView);
+
+impl Serialize for MemberJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (m, u) = (self.0, &self.0.user);
+        let mut out = serializer.serialize_struct("MemberOut", 11)?;
+        out.serialize_field("id", &u.id)?;
+        out.serialize_field("name", &u.name)?;
+        out.serialize_field("primary_email", u.primary_address())?;
+        out.serialize_field("email_verified", &u.primary_verified())?;
+        out.serialize_field("role", &u.support_role)?;
+        out.serialize_field("role_label", m.role_label)?;
+        out.serialize_field("is_owner", &m.is_owner)?;
+        out.serialize_field("sell_role", &u.sell_role)?;
+        out.serialize_field("active", &u.is_active())?;
+        match &u.external_id {
+            Some(id) => out.serialize_field("external_id", id)?,
+            None => out.skip_field("external_id")?,
+        }
+        out.serialize_field("last_signed_in_at", &u.last_signed_in_at)?;
+        out.end()
     }
 }
 
@@ -603,4 +657,78 @@ pub struct SupportCaseOut {
 #[derive(Serialize, ToSchema)]
 pub struct SupportCaseList {
     pub items: Vec<SupportCaseOut>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(n: u32, external_id: Option<&str>, signed_in: bool, owner: bool) -> MemberView {
+        let at =
+            chrono::DateTime::from_timestamp(1_700_000_000 + i64::from(n), 0).unwrap_or_default();
+        MemberView {
+            user: std::sync::Arc::new(User {
+                id: format!("usr_{n}"),
+                account_id: "acc_1".into(),
+                name: format!("Zoë \"{n}\" <b>"),
+                emails: vec![EmailAddress {
+                    address: format!("m{n}@example.test"),
+                    verified: n % 2 == 0,
+                    primary: true,
+                    added_at: at,
+                }],
+                password_hash: Some("secret".into()),
+                support_role: SupportRole::Agent,
+                sell_role: SellRole::Admin,
+                signed_in_before: signed_in,
+                created_at: at,
+                deactivated_at: (n == 3).then_some(at),
+                external_id: external_id.map(Into::into),
+                user_name: None,
+                primary_requested: None,
+                modified_at: None,
+                last_signed_in_at: signed_in.then_some(at),
+            }),
+            is_owner: owner,
+            role_label: if owner {
+                "Administrator (owner)"
+            } else {
+                "Agent"
+            },
+        }
+    }
+
+    /// The list written from shared members is byte for byte what the
+    /// documented `MemberList` gives, whatever is set or absent.
+    #[test]
+    fn r07_the_team_list_is_written_as_its_documented_schema() {
+        let items = vec![
+            member(1, None, false, true),
+            member(2, Some("ext-2"), true, false),
+            member(3, Some(""), true, false),
+        ];
+        for next in [None, Some("usr_3")] {
+            let fast = serde_json::to_string(&MemberListJson {
+                items: &items,
+                next,
+            })
+            .unwrap_or_default();
+            let documented = serde_json::to_string(&MemberList {
+                items: items
+                    .iter()
+                    .map(|m| {
+                        MemberOut::from(MemberView {
+                            user: m.user.clone(),
+                            is_owner: m.is_owner,
+                            role_label: m.role_label,
+                        })
+                    })
+                    .collect(),
+                next: next.map(Into::into),
+            })
+            .unwrap_or_default();
+            assert!(!fast.is_empty());
+            assert_eq!(fast, documented);
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use crate::domain::cmd;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -77,7 +78,7 @@ async fn rename_member(
         query::MemberView {
             is_owner: account.owner_id == user.id,
             role_label: crate::domain::role_label(&account, &user),
-            user,
+            user: user.into(),
         }
         .into(),
     ))
@@ -91,16 +92,14 @@ async fn list_members(
     Authed(who, _): Authed,
     Path(a): Path<String>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<SizedJson<MemberList>> {
+) -> ApiResult<Response> {
     let page = query::members(&app.store, &who, &a, q.after.as_deref(), q.limit)?;
     let size = 64 + page.items.len() * MEMBER_JSON_BYTES;
-    Ok(SizedJson(
-        MemberList {
-            items: page.items.into_iter().map(Into::into).collect(),
-            next: page.next,
-        },
-        size,
-    ))
+    let body = MemberListJson {
+        items: &page.items,
+        next: page.next.as_deref(),
+    };
+    Ok(SizedJson(body, size).into_response())
 }
 
 /// Adds a member; agents and admins take a seat (R09). Mails a password-set link.

@@ -27,8 +27,8 @@ async fn get_owner(
     let owner = query::owner(&app.store, &who, &a)?;
     Ok(axum::Json(OwnerOut {
         primary_email: owner.user.primary_address().to_string(),
-        id: owner.user.id,
-        name: owner.user.name,
+        id: owner.user.id.clone(),
+        name: owner.user.name.clone(),
         role_label: owner.role_label.to_string(),
     }))
 }

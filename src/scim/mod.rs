@@ -482,7 +482,9 @@ fn member(app: &App, d: &Directory, id: &str) -> Result<User, ScimError> {
     if !id_has_shape("usr", id) {
         return Err(ScimError::not_found("User"));
     }
-    Ok(query::member(&app.store, &d.who, &d.account_id, id)?.user)
+    Ok(std::sync::Arc::unwrap_or_clone(
+        query::member(&app.store, &d.who, &d.account_id, id)?.user,
+    ))
 }
 
 fn user_answer(app: &App, status: StatusCode, user: &User, projection: &Projection) -> Response {

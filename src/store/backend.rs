@@ -575,7 +575,7 @@ macro_rules! forward_state_view {
             fn user_by_email(&$self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
                 $target.user_by_email(account_id, email)
             }
-            fn members(&$self, account_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<User>, ViewError> {
+            fn members(&$self, account_id: &str, after: Option<&str>, limit: usize) -> Result<Vec<std::sync::Arc<User>>, ViewError> {
                 $target.members(account_id, after, limit)
             }
             fn integrations(&$self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {

@@ -201,7 +201,7 @@ pub struct ReadCache {
     pub sessions: Table<Session>,
     /// An account's whole member list, when it has at most
     /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length.
-    pub members: Table<Option<Arc<Vec<User>>>>,
+    pub members: Table<Option<Arc<Vec<Arc<User>>>>>,
 }
 
 impl ReadCache {
@@ -278,16 +278,17 @@ impl ReadCache {
         limit: usize,
         long: bool,
         uncached: impl Fn(Option<&str>, usize) -> Result<Vec<User>, E>,
-    ) -> Result<Vec<User>, E> {
+    ) -> Result<Vec<Arc<User>>, E> {
+        let shared = |users: Vec<User>| users.into_iter().map(Arc::new).collect();
         if long {
-            return uncached(after, limit);
+            return uncached(after, limit).map(shared);
         }
         let list = match self.members.get(account_id.as_bytes()) {
             Ok(list) => list,
             Err(ticket) => {
                 let all = uncached(None, MEMBER_LIST_CACHED_MAX + 1)?;
                 // Longer than its count said (a race with a commit): not kept.
-                let list = (all.len() <= MEMBER_LIST_CACHED_MAX).then(|| Arc::new(all));
+                let list = (all.len() <= MEMBER_LIST_CACHED_MAX).then(|| Arc::new(shared(all)));
                 if let Some(l) = &list {
                     let weight = l.len().max(1);
                     self.members
@@ -297,7 +298,7 @@ impl ReadCache {
             }
         };
         let Some(list) = list else {
-            return uncached(after, limit);
+            return uncached(after, limit).map(shared);
         };
         // The list is in key order, which is id order.
         let start = match after {

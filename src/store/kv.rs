@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 use super::backend::{QueuedEvent, Transaction};
 use super::codec::{self, decode, encode, key2, key_seq, prefix};
@@ -89,6 +90,28 @@ fn just_past(prefix: &[u8], after: &str) -> Vec<u8> {
 /// The core's view of a key-value store, read through [`Kv`].
 pub struct KvState<'a, T: ?Sized>(pub &'a T);
 
+impl<T: Kv> KvState<'_, T> {
+    /// Members ordered by id, strictly after `after`, at most `limit`, as
+    /// the store holds them (what the read cache keeps).
+    pub fn members_owned(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, ViewError> {
+        let p = prefix(account_id);
+        let from = after.map(|a| just_past(&p, a)).unwrap_or_else(|| p.clone());
+        Ok(list(
+            self.0,
+            Kind::Users,
+            &p,
+            &from,
+            Order::OldestFirst,
+            limit,
+        )?)
+    }
+}
+
 impl<T: Kv> StateView for KvState<'_, T> {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
         Ok(get(self.0, Kind::Accounts, id.as_bytes())?)
@@ -123,17 +146,12 @@ impl<T: Kv> StateView for KvState<'_, T> {
         account_id: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<User>, ViewError> {
-        let p = prefix(account_id);
-        let from = after.map(|a| just_past(&p, a)).unwrap_or_else(|| p.clone());
-        Ok(list(
-            self.0,
-            Kind::Users,
-            &p,
-            &from,
-            Order::OldestFirst,
-            limit,
-        )?)
+    ) -> Result<Vec<Arc<User>>, ViewError> {
+        Ok(self
+            .members_owned(account_id, after, limit)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
     }
 
     fn members_before(

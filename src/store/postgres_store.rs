@@ -24,6 +24,7 @@
 use chrono::{DateTime, Utc};
 use postgres::types::Json;
 use postgres::{Client, NoTls};
+use std::sync::Arc;
 
 use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
 use super::codec::key2;
@@ -1146,7 +1147,7 @@ impl StateView for PostgresStore {
         account_id: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<User>, ViewError> {
+    ) -> Result<Vec<Arc<User>>, ViewError> {
         let uncached = |after: Option<&str>, limit: usize| {
             self.many(
                 "SELECT value FROM members WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -1154,7 +1155,7 @@ impl StateView for PostgresStore {
             )
         };
         let Some(cache) = self.cache() else {
-            return uncached(after, limit);
+            return Ok(uncached(after, limit)?.into_iter().map(Arc::new).collect());
         };
         let long = self
             .account(account_id)?

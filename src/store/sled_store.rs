@@ -6,6 +6,7 @@
 //! see the same state without retries.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -113,7 +114,7 @@ impl SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError> {
-        KvState(self).members(account_id, after, limit)
+        KvState(self).members_owned(account_id, after, limit)
     }
 
     /// How many values of each tree are in each format version:
@@ -399,7 +400,7 @@ impl StateView for SledStore {
         account_id: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<User>, ViewError> {
+    ) -> Result<Vec<Arc<User>>, ViewError> {
         // A long list is paged from the store (the account's member count
         // says so without reading the list).
         let long = self

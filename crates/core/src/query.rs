@@ -1,5 +1,7 @@
 //! Read-side questions, with the same permission rules as the commands.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::access::{member_with, role_label, Need};
@@ -27,7 +29,9 @@ pub struct AccountSummary {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
-    pub user: User,
+    /// Shared with the store's read cache (a page of the team list copies
+    /// no member).
+    pub user: Arc<User>,
     pub is_owner: bool,
     pub role_label: &'static str,
 }
@@ -187,7 +191,7 @@ pub fn owner(
     Ok(MemberView {
         role_label: role_label(&account, &user),
         is_owner: true,
-        user,
+        user: Arc::new(user),
     })
 }
 
@@ -225,7 +229,7 @@ pub fn members_before(
         .map(|user| MemberView {
             role_label: role_label(&account, &user),
             is_owner: account.owner_id == user.id,
-            user,
+            user: Arc::new(user),
         })
         .collect();
     let next = if more {
@@ -290,7 +294,7 @@ pub fn member(
     Ok(MemberView {
         role_label: role_label(&account, &user),
         is_owner: account.owner_id == user.id,
-        user,
+        user: Arc::new(user),
     })
 }
 
@@ -631,7 +635,7 @@ pub fn each_member(
     who: &Principal,
     account_id: &str,
     scan_max: usize,
-    mut each: impl FnMut(&Account, User) -> std::ops::ControlFlow<()>,
+    mut each: impl FnMut(&Account, Arc<User>) -> std::ops::ControlFlow<()>,
 ) -> Result<Account, Refusal> {
     const SCAN_PAGE: usize = 500;
     let (account, _) = member_with(view, who, account_id, Need::Admin)?;
@@ -719,7 +723,7 @@ pub fn sell_admin_candidates(
     Ok(
         scan_members(view, &account, CANDIDATES_MAX, |u| u.is_active())?
             .into_iter()
-            .map(|m| m.user)
+            .map(|m| Arc::unwrap_or_clone(m.user))
             .collect(),
     )
 }
@@ -740,7 +744,7 @@ pub fn account_people(
         members: vec![],
     };
     for m in scan_members(view, &account, CANDIDATES_MAX, |u| u.is_active())? {
-        let user = m.user;
+        let user = Arc::unwrap_or_clone(m.user);
         if user.support_role == SupportRole::Admin && user.id != account.owner_id {
             people.admins.push(user.clone());
         }

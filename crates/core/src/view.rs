@@ -2,6 +2,8 @@
 //! implements this trait (and applies [`super::Change`]s); the rules do not
 //! change.
 
+use std::sync::Arc;
+
 use super::model::*;
 use super::refusal::ViewError;
 
@@ -13,12 +15,14 @@ pub trait StateView {
     /// The user holding `email` (any case) in the account.
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError>;
     /// Members ordered by id, strictly after `after`, at most `limit`.
+    /// Shared (`Arc`): a store that caches an account's members hands out
+    /// its cached values without copying them for every read.
     fn members(
         &self,
         account_id: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<User>, ViewError>;
+    ) -> Result<Vec<Arc<User>>, ViewError>;
     /// Members ordered by id, strictly before `before`, the nearest first,
     /// at most `limit` (the team list's previous page).
     fn members_before(

@@ -103,8 +103,8 @@ fn owner_view(
                         }),
                     preselected: false,
                     email: m.user.primary_address().to_string(),
-                    id: m.user.id,
-                    name: m.user.name,
+                    id: m.user.id.clone(),
+                    name: m.user.name.clone(),
                 })
                 .collect())
         })?

@@ -70,8 +70,8 @@ pub async fn sell_page(
             rows: users
                 .into_iter()
                 .map(|m| SellRow {
-                    id: m.user.id,
-                    name: m.user.name,
+                    id: m.user.id.clone(),
+                    name: m.user.name.clone(),
                     role: if m.user.sell_role == SellRole::Admin {
                         t.s("sell.role.admin")
                     } else {
@@ -88,7 +88,7 @@ pub async fn sell_page(
                 .items
                 .into_iter()
                 .filter(|m| m.user.sell_role == SellRole::None)
-                .map(|m| (m.user.id, m.user.name))
+                .map(|m| (m.user.id.clone(), m.user.name.clone()))
                 .collect(),
             error: None,
         })
