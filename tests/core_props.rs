@@ -154,7 +154,13 @@ fn principal(account: &str, members: &[User], i: usize) -> Principal {
 fn snapshot(store: &Store, account: &str) -> (Account, Vec<User>) {
     let acc = store.account(account).unwrap().unwrap();
     let users = store.members(account, None, 10_000).unwrap();
-    (acc, users.into_iter().map(std::sync::Arc::unwrap_or_clone).collect())
+    (
+        acc,
+        users
+            .into_iter()
+            .map(std::sync::Arc::unwrap_or_clone)
+            .collect(),
+    )
 }
 
 fn check_invariants(store: &Store, account: &str, sell_had_admin: &mut bool) {

@@ -103,14 +103,44 @@ pub fn at<const N: usize>(account_id: &str, segments: [&str; N]) -> String {
 }
 
 fn push_segment(path: &mut String, segment: &str) {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
+    // Ids and page names, nearly always: copied whole.
+    if segment.bytes().all(unreserved) {
+        path.push_str(segment);
+        return;
+    }
     for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+        if unreserved(b) {
             path.push(b as char);
         } else {
             path.push_str(&format!("%{b:02X}"));
         }
     }
 }
+
+/// Text escaped for HTML once, when the page is built, for a value a
+/// template writes many times: the CSRF token of every form, the account's
+/// path and each member's id in every row's forms. askama writes it as it
+/// is (`HtmlSafe`) instead of escaping it at each use.
+pub struct Escaped(String);
+
+impl Escaped {
+    pub fn new(text: &str) -> Escaped {
+        use askama::filters::Escaper;
+        let mut escaped = String::with_capacity(text.len());
+        // Writing into a String cannot fail.
+        let _ = askama::filters::Html.write_escaped_str(&mut escaped, text);
+        Escaped(escaped)
+    }
+}
+
+impl std::fmt::Display for Escaped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl askama::filters::HtmlSafe for Escaped {}
 
 /// A moment on a page: `<time datetime="{{ iso }}">{{ text }}</time>`,
 /// the text in the page's language and UTC, which the console's script
@@ -148,7 +178,7 @@ pub struct NavLink {
 pub struct Chrome {
     pub t: &'static Catalogue,
     pub title: String,
-    pub csrf: String,
+    pub csrf: Escaped,
     pub nav: Vec<NavLink>,
     pub signed_in: bool,
     pub lang_href: String,
@@ -183,7 +213,7 @@ impl Chrome {
         Chrome {
             t,
             title: t.s(title).to_string(),
-            csrf: v.csrf.clone(),
+            csrf: Escaped::new(&v.csrf),
             nav,
             signed_in: v.who.is_some(),
             lang_href: format!("/lang/{}?back={}", t.other_lang, encode_component(path)),
@@ -328,8 +358,21 @@ struct ProblemPage {
 
 /// Renders a page with its status; sets the CSRF cookie when the visitor
 /// had none.
-pub fn render(v: &Visitor, status: StatusCode, page: &impl Template) -> Response {
-    let mut response = match page.render() {
+pub fn render<T: Template>(v: &Visitor, status: StatusCode, page: &T) -> Response {
+    // The page is written into a buffer the size of the last page rendered
+    // (askama's own guess is the template's size, far below a page of
+    // rows: the buffer then grew and was copied half a dozen times).
+    static LAST_PAGE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    const PAGE_BUFFER_MAX_BYTES: usize = 256 * 1024;
+    let hint = LAST_PAGE_BYTES
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .clamp(T::SIZE_HINT, PAGE_BUFFER_MAX_BYTES.max(T::SIZE_HINT));
+    let mut html = String::with_capacity(hint + hint / 8);
+    let rendered = page.render_into(&mut html).map(|()| {
+        LAST_PAGE_BYTES.store(html.len(), std::sync::atomic::Ordering::Relaxed);
+        html
+    });
+    let mut response = match rendered {
         Ok(html) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

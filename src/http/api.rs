@@ -109,28 +109,7 @@ pub fn member_out(reply: Reply) -> ApiResult<axum::Json<MemberOut>> {
     }
 }
 
-/// A JSON answer serialized into a buffer of about its size: `axum::Json`
-/// starts at 128 bytes and doubles, copying a list of members six times
-/// over before it fits.
-pub struct SizedJson<T>(pub T, pub usize);
-
-impl<T: serde::Serialize> axum::response::IntoResponse for SizedJson<T> {
-    fn into_response(self) -> axum::response::Response {
-        let mut buf = Vec::with_capacity(self.1);
-        match serde_json::to_writer(&mut buf, &self.0) {
-            Ok(()) => (
-                [(
-                    header::CONTENT_TYPE,
-                    axum::http::HeaderValue::from_static("application/json"),
-                )],
-                buf,
-            )
-                .into_response(),
-            Err(e) => Problem::internal(format!("writing the answer failed: {e}")).into_response(),
-        }
-    }
-}
-
 /// About how many bytes one member takes in a list (ids, names, addresses
-/// and flags; a little more than a typical one).
+/// and flags; a little more than a typical one): the list's buffer starts
+/// at about its size instead of doubling and copying six times.
 pub const MEMBER_JSON_BYTES: usize = 256;

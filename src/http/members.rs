@@ -2,7 +2,7 @@
 
 use crate::domain::cmd;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -94,12 +94,13 @@ async fn list_members(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
     let page = query::members(&app.store, &who, &a, q.after.as_deref(), q.limit)?;
-    let size = 64 + page.items.len() * MEMBER_JSON_BYTES;
-    let body = MemberListJson {
+    let mut body = Vec::with_capacity(64 + page.items.len() * MEMBER_JSON_BYTES);
+    MemberListJson {
         items: &page.items,
         next: page.next.as_deref(),
-    };
-    Ok(SizedJson(body, size).into_response())
+    }
+    .write(&mut body);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Adds a member; agents and admins take a seat (R09). Mails a password-set link.

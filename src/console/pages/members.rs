@@ -1,6 +1,7 @@
 //! Team members: the list, search, add, change role, remove, and what the rules allow when no seat is free (R09, R11, R18).
 
 use crate::console::page::at;
+use crate::console::page::Escaped;
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -21,7 +22,7 @@ use crate::domain::{query, Command, Principal, SupportRole};
 use super::common::*;
 
 pub struct MemberRow {
-    id: String,
+    id: Escaped,
     name: String,
     email: String,
     verified: bool,
@@ -40,7 +41,7 @@ pub struct MemberRow {
 #[template(path = "console/members.html")]
 struct MembersPage {
     c: Chrome,
-    base: String,
+    base: Escaped,
     seats_line: String,
     /// The role filter in force (empty: everyone).
     role: String,
@@ -313,7 +314,7 @@ fn members_view(
     let rows = items
         .into_iter()
         .map(|m| MemberRow {
-            id: m.user.id.clone(),
+            id: Escaped::new(&m.user.id),
             name: m.user.name.clone(),
             email: m.user.primary_address().to_string(),
             verified: m.user.primary_verified(),
@@ -331,7 +332,7 @@ fn members_view(
         .collect();
     Ok(MembersPage {
         c: Chrome::new(v, &at(a, ["members"]), "members.heading", q.done.as_deref()),
-        base: at(a, []),
+        base: Escaped::new(&at(a, [])),
         seats_line: v
             .t
             .s("members.seats")
