@@ -35,6 +35,15 @@ const SHARDS: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket(u64);
 
+/// What [`ReadCache::users_scanned`] hands its scan: called with each row's
+/// key and value, it answers whether to go on.
+pub type RowSink<'a, E> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<bool, E>;
+
+/// Every shard's ticket at one moment, taken before a scan of the store:
+/// a value the scan read is kept only if its shard was not invalidated
+/// since ([`Table::ticket_of`]).
+pub struct Tickets([u64; SHARDS]);
+
 struct Shard<V> {
     /// Value, weight, the sequence number of its insertion, and when it was
     /// filled.
@@ -90,17 +99,35 @@ impl<V: Clone> Table<V> {
         }
     }
 
-    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard<V>> {
+    fn shard_index(key: &[u8]) -> usize {
         // FNV-1a: cheap, and keys are ids chosen by us, not by clients.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in key {
             h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
-        let n = (h % SHARDS as u64) as usize;
+        (h % SHARDS as u64) as usize
+    }
+
+    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard<V>> {
         // A panic while holding a shard leaves plain data behind: go on.
-        self.shards[n]
+        self.shards[Self::shard_index(key)]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every shard's ticket now, before scanning the store.
+    pub fn tickets(&self) -> Tickets {
+        let mut tickets = [0; SHARDS];
+        for (ticket, shard) in tickets.iter_mut().zip(&self.shards) {
+            *ticket = shard.lock().unwrap_or_else(|p| p.into_inner()).generation;
+        }
+        Tickets(tickets)
+    }
+
+    /// The ticket to fill `key` with, from a snapshot taken before the
+    /// scan that read its value.
+    pub fn ticket_of(tickets: &Tickets, key: &[u8]) -> Ticket {
+        Ticket(tickets.0[Self::shard_index(key)])
     }
 
     /// The cached value, or the ticket to fill it with after reading the
@@ -197,7 +224,9 @@ pub const MEMBER_LIST_CACHED_MAX: usize = 200;
 /// small accounts' whole member lists.
 pub struct ReadCache {
     pub accounts: Table<Account>,
-    pub users: Table<User>,
+    /// Shared, so that a page of a long team list takes its members from
+    /// here without copying them ([`ReadCache::users_scanned`]).
+    pub users: Table<Arc<User>>,
     pub sessions: Table<Session>,
     /// An account's whole member list, when it has at most
     /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length.
@@ -266,6 +295,44 @@ impl ReadCache {
                 Ok(v)
             }
         }
+    }
+
+    /// A page of members scanned from the store (a long list: its whole is
+    /// not cached): `scan` visits each row's key and value in order and
+    /// stops when `keep` says so; a member cached in `users` is taken from
+    /// there, any other is decoded and kept (unless a commit invalidated
+    /// its shard since the scan began). Only a page a person reads is kept
+    /// (at most a page of the API, 200, and the one that tells whether
+    /// more follow): the scans that read a whole team 500 at a time
+    /// (exports, searches, candidates) would push out what people read.
+    pub fn users_scanned<E>(
+        &self,
+        limit: usize,
+        scan: impl FnOnce(RowSink<'_, E>) -> Result<(), E>,
+        decode: impl Fn(&[u8]) -> Result<User, E>,
+    ) -> Result<Vec<Arc<User>>, E> {
+        let mut out = Vec::with_capacity(limit.min(MEMBER_LIST_CACHED_MAX));
+        if limit == 0 {
+            return Ok(out);
+        }
+        let keep = limit <= MEMBER_LIST_CACHED_MAX + 1;
+        let tickets = self.users.tickets();
+        scan(&mut |key, value| {
+            let user = match self.users.get(key) {
+                Ok(user) => user,
+                Err(_) => {
+                    let user = Arc::new(decode(value)?);
+                    if keep {
+                        let ticket = Table::<Arc<User>>::ticket_of(&tickets, key);
+                        self.users.fill(key, ticket, user.clone(), 1);
+                    }
+                    user
+                }
+            };
+            out.push(user);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
     }
 
     /// A page of an account's members: from its cached whole list when it
@@ -387,5 +454,105 @@ mod tests {
         let ticket = none.get(b"k").unwrap_err();
         none.fill(b"k", ticket, 1, 1);
         assert!(none.get(b"k").is_err(), "a zero-sized cache keeps nothing");
+    }
+
+    fn user_named(name: &[u8]) -> User {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        User {
+            id: String::from_utf8_lossy(name).into_owned(),
+            account_id: "acc".into(),
+            name: String::from_utf8_lossy(name).into_owned(),
+            emails: Vec::new(),
+            password_hash: None,
+            support_role: crate::domain::SupportRole::Agent,
+            sell_role: crate::domain::SellRole::None,
+            signed_in_before: false,
+            created_at: at,
+            deactivated_at: None,
+            external_id: None,
+            user_name: None,
+            primary_requested: None,
+            modified_at: None,
+            last_signed_in_at: None,
+        }
+    }
+
+    /// A page of a long team list takes its members from the user cache,
+    /// fills it with what it decoded, never with a value a commit replaced
+    /// while the scan ran, and a whole-team scan fills nothing.
+    #[test]
+    fn r07_a_long_lists_page_shares_the_user_cache_and_never_fills_it_stale() {
+        let cache = ReadCache::new(1600, None);
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = (1..=3)
+            .map(|n| {
+                (
+                    format!("acc\0u{n}").into_bytes(),
+                    format!("u{n}").into_bytes(),
+                )
+            })
+            .collect();
+        let decoded = std::cell::Cell::new(0);
+        let decode = |bytes: &[u8]| {
+            decoded.set(decoded.get() + 1);
+            Ok::<_, ()>(user_named(bytes))
+        };
+        // A commit replaces u2 after the scan has begun, before u2 is read.
+        let scan = |commit_during: bool| {
+            let rows = &rows;
+            let cache = &cache;
+            move |each: RowSink<'_, ()>| {
+                for (i, (k, v)) in rows.iter().enumerate() {
+                    if commit_during && i == 1 {
+                        cache.invalidate(Kind::Users, b"acc\0u2");
+                    }
+                    if !each(k, v)? {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        };
+
+        // A whole-team scan (500 at a time) keeps nothing.
+        cache
+            .users_scanned(500, scan(false), decode)
+            .unwrap_or_default();
+        assert_eq!(decoded.get(), 3);
+        assert!(
+            cache.users.get(b"acc\0u1").is_err(),
+            "a whole-team scan filled the cache"
+        );
+
+        // A page keeps what it decoded, except u2, replaced during the scan.
+        let first = cache
+            .users_scanned(3, scan(true), decode)
+            .unwrap_or_default();
+        assert_eq!(decoded.get(), 6);
+        assert_eq!(first.len(), 3);
+        assert!(cache.users.get(b"acc\0u1").is_ok());
+        assert!(
+            cache.users.get(b"acc\0u2").is_err(),
+            "a value read before a commit was kept"
+        );
+
+        // The next page decodes only u2 and shares the others.
+        let second = cache
+            .users_scanned(3, scan(false), decode)
+            .unwrap_or_default();
+        assert_eq!(decoded.get(), 7);
+        assert!(Arc::ptr_eq(&first[0], &second[0]));
+        assert_eq!(
+            second.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["u1", "u2", "u3"]
+        );
+
+        // A limit stops the scan.
+        assert_eq!(
+            cache
+                .users_scanned(2, scan(false), decode)
+                .unwrap_or_default()
+                .len(),
+            2
+        );
     }
 }

@@ -87,6 +87,14 @@ fn just_past(prefix: &[u8], after: &str) -> Vec<u8> {
     k
 }
 
+/// The prefix of an account's member rows, and the first key of those
+/// after member `after` (the prefix itself from the first).
+pub fn members_from(account_id: &str, after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+    let p = prefix(account_id);
+    let from = after.map(|a| just_past(&p, a)).unwrap_or_else(|| p.clone());
+    (p, from)
+}
+
 /// The core's view of a key-value store, read through [`Kv`].
 pub struct KvState<'a, T: ?Sized>(pub &'a T);
 
@@ -99,8 +107,7 @@ impl<T: Kv> KvState<'_, T> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, ViewError> {
-        let p = prefix(account_id);
-        let from = after.map(|a| just_past(&p, a)).unwrap_or_else(|| p.clone());
+        let (p, from) = members_from(account_id, after);
         Ok(list(
             self.0,
             Kind::Users,

@@ -1106,7 +1106,12 @@ impl StateView for PostgresStore {
             )
         };
         match self.cache() {
-            Some(cache) => ReadCache::value(&cache.users, &key2(account_id, user_id), read),
+            Some(cache) => Ok(
+                ReadCache::value(&cache.users, &key2(account_id, user_id), || {
+                    Ok::<_, ViewError>(read()?.map(Arc::new))
+                })?
+                .map(Arc::unwrap_or_clone),
+            ),
             None => read(),
         }
     }

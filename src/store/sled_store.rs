@@ -366,7 +366,9 @@ impl StateView for SledStore {
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
-        Ok(self.cached(&self.cache.users, Kind::Users, &key2(account_id, user_id))?)
+        let key = key2(account_id, user_id);
+        let read = || Ok::<_, StoreError>(kv::get::<User>(self, Kind::Users, &key)?.map(Arc::new));
+        Ok(ReadCache::value(&self.cache.users, &key, read)?.map(Arc::unwrap_or_clone))
     }
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
@@ -406,6 +408,20 @@ impl StateView for SledStore {
         let long = self
             .account(account_id)?
             .is_some_and(|a| a.member_count as usize > MEMBER_LIST_CACHED_MAX);
+        if long {
+            // A page of a long list: its members from the user cache when
+            // there, so that it costs about what a short list's page does.
+            let (p, from) = kv::members_from(account_id, after);
+            return Ok(self.cache.users_scanned(
+                limit,
+                |each| {
+                    self.kv_scan(Kind::Users, &p, &from, Order::OldestFirst, &mut |k, v| {
+                        each(k, v)
+                    })
+                },
+                |bytes| Ok(super::codec::decode(bytes)?),
+            )?);
+        }
         self.cache
             .members(account_id, after, limit, long, |after, limit| {
                 self.members_uncached(account_id, after, limit)
