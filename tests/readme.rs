@@ -1,4 +1,4 @@
-//! README.md runs as written: every ```sh block (not ```sh no-run, nor the opening ```bash block of set-up commands) is run,
+//! README.md runs as written: every ```sh block (not ```sh no-run, such as the opening block of set-up commands) is run,
 //! in order, in one bash session, against a fresh daemon started the way
 //! README says (`serve` from the repository root, so `data/` and `scripts/`
 //! are the daemon's), and every line ending in `#=> text` must print

@@ -28,6 +28,15 @@ pub struct Catalogue {
     html: Keys<Box<str>>,
 }
 
+/// `text` escaped for HTML as askama escapes it (once, for a value written
+/// many times: the catalogue's texts, `page::Escaped`).
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    // Writing into a String cannot fail.
+    let _ = askama::filters::Html.write_escaped_str(&mut escaped, text);
+    escaped
+}
+
 /// A catalogue's text already escaped for HTML: askama writes it as it is
 /// (`HtmlSafe`) instead of escaping it again.
 #[derive(Clone, Copy)]
@@ -50,12 +59,7 @@ impl Catalogue {
     ) -> Catalogue {
         let html = entries
             .iter()
-            .map(|&(key, text)| {
-                let mut escaped = String::with_capacity(text.len());
-                // Writing into a String cannot fail.
-                let _ = askama::filters::Html.write_escaped_str(&mut escaped, text);
-                (key, escaped.into_boxed_str())
-            })
+            .map(|&(key, text)| (key, escape_html(text).into_boxed_str()))
             .collect();
         Catalogue {
             lang,

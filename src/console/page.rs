@@ -126,11 +126,7 @@ pub struct Escaped(String);
 
 impl Escaped {
     pub fn new(text: &str) -> Escaped {
-        use askama::filters::Escaper;
-        let mut escaped = String::with_capacity(text.len());
-        // Writing into a String cannot fail.
-        let _ = askama::filters::Html.write_escaped_str(&mut escaped, text);
-        Escaped(escaped)
+        Escaped(crate::console::i18n::escape_html(text))
     }
 }
 

@@ -423,7 +423,7 @@ impl StateView for SledStore {
             )?);
         }
         self.cache
-            .members(account_id, after, limit, long, |after, limit| {
+            .members(account_id, after, limit, false, |after, limit| {
                 self.members_uncached(account_id, after, limit)
             })
     }
