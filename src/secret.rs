@@ -25,6 +25,12 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
     ha.ct_eq(&hb).into()
 }
 
+/// Compares two SHA-256 digests of secrets without leaking where they
+/// differ: [`secrets_equal`] for a caller that already holds both digests.
+pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
+
 /// Argon2id cost. The defaults follow OWASP's minimum (19 MiB, 2 passes).
 #[derive(Debug, Clone, Copy)]
 pub struct PasswordCost {

@@ -313,11 +313,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         iterations: config.auth.argon2_iterations,
     };
     let console_flash_key = crate::console::visitor::flash_key_of(&operator_token);
+    let operator_token_digest = crate::domain::token_digest(&operator_token);
     let app = Arc::new(App {
         store: store.clone(),
         writer,
         metrics: metrics.clone(),
         operator_token,
+        operator_token_digest,
         console_flash_key,
         limiter: RateLimiter::new(
             config.auth.attempts_per_minute,

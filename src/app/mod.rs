@@ -27,6 +27,10 @@ pub struct App {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub operator_token: String,
+    /// The operator token's SHA-256 digest, made once: a bearer check
+    /// digests the presented token once and compares it with this, then
+    /// looks the same digest up as a session.
+    pub operator_token_digest: [u8; 32],
     /// The key the console signs its `?done=` messages with (derived from
     /// the operator token once, at start).
     pub console_flash_key: [u8; 32],

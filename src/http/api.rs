@@ -11,7 +11,7 @@ use utoipa::IntoResponses;
 use super::dto::*;
 pub use crate::app::problem::Problem;
 pub use crate::app::{unexpected, App, AppState, ClientIp};
-use crate::domain::{query, token_hash, Principal, Reply};
+use crate::domain::{query, token_digest, token_hash_of, Principal, Reply};
 use crate::secret;
 
 /// An authenticated caller: the operator or a member with a live session.
@@ -37,10 +37,13 @@ impl FromRequestParts<AppState> for Authed {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must be Bearer <token>")
             })?;
-        if secret::secrets_equal(token, &app.operator_token) {
+        // One digest serves both checks: equal-time against the
+        // operator's, then its hex as the session's key.
+        let digest = token_digest(token);
+        if secret::digests_equal(&digest, &app.operator_token_digest) {
             return Ok(Authed(Principal::Operator, None));
         }
-        let hash = token_hash(token);
+        let hash = token_hash_of(&digest);
         let principal = query::session_principal(&app.store, &hash, Utc::now())?;
         Ok(Authed(principal, Some(hash)))
     }

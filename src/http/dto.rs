@@ -226,6 +226,27 @@ pub struct OwnerOut {
     pub role_label: String,
 }
 
+/// The owner written as [`OwnerOut`] (same fields, same order, byte for
+/// byte: tested against it) straight from the shared user, as
+/// [`MemberListJson`] writes the team list: the API's most read answer.
+pub struct OwnerJson<'a>(pub &'a MemberView);
+
+impl OwnerJson<'_> {
+    /// The JSON text, appended to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let u = &self.0.user;
+        out.extend_from_slice(b"{\"id\":");
+        write_json_str(out, &u.id);
+        out.extend_from_slice(b",\"name\":");
+        write_json_str(out, &u.name);
+        out.extend_from_slice(b",\"primary_email\":");
+        write_json_str(out, u.primary_address());
+        out.extend_from_slice(b",\"role_label\":");
+        write_json_str(out, self.0.role_label);
+        out.push(b'}');
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct MemberList {
     pub items: Vec<MemberOut>,
@@ -776,6 +797,35 @@ mod tests {
             .unwrap_or_default();
             assert!(!fast.is_empty());
             assert_eq!(fast, documented);
+        }
+    }
+
+    /// R01: the account's one owner, as `GET .../owner` documents it,
+    /// whatever its name or address holds.
+    #[test]
+    fn r01_the_owner_is_written_as_its_documented_schema() {
+        for m in [
+            member(1, None, true, true),
+            member(3, Some("quote\"d"), true, false),
+        ] {
+            let mut owner = (*m.user).clone();
+            owner.name = "Zoë \"Z\" \\ O'Brien\u{1}".into();
+            let m = MemberView {
+                user: std::sync::Arc::new(owner),
+                is_owner: true,
+                role_label: m.role_label,
+            };
+            let mut fast = Vec::new();
+            OwnerJson(&m).write(&mut fast);
+            let documented = serde_json::to_string(&OwnerOut {
+                id: m.user.id.clone(),
+                name: m.user.name.clone(),
+                primary_email: m.user.primary_address().to_string(),
+                role_label: m.role_label.to_string(),
+            })
+            .unwrap_or_default();
+            assert!(!documented.is_empty());
+            assert_eq!(String::from_utf8(fast).unwrap_or_default(), documented);
         }
     }
 }

@@ -112,16 +112,12 @@ pub fn router(
                 "this route does not take that method",
             )
         });
-    // The path check runs after routing (it needs the route's parameters);
-    // everything else every request needs is one layer, `frame`: each
-    // layer of its own cost an allocation per request (axum clones and
-    // boxes the inner service and the body at every layer), about a fifth
-    // of a read's time (BENCHMARKS.md, "What each middleware layer costs").
-    let router = if without_layer("check_path") {
-        router
-    } else {
-        router.route_layer(axum::middleware::from_fn(check_path))
-    };
+    // Everything every request needs is one layer, `frame`: each layer of
+    // its own cost an allocation per request (axum clones and boxes the
+    // inner service and the body at every layer), about a fifth of a read's
+    // time (BENCHMARKS.md, "What each middleware layer costs"). A layer
+    // added with `Router::layer` runs after routing, so `frame` sees the
+    // matched route and its parameters, and checks the path too.
     let router = if without_layer("body_limit") {
         router
     } else {
@@ -131,6 +127,7 @@ pub fn router(
         registry: app.metrics.clone(),
         ids: SequentialIds::new(),
         request_timeout,
+        check_path: !without_layer("check_path"),
         request_id: !without_layer("request_id"),
         trace: !without_layer("trace"),
         catch_panic: !without_layer("catch_panic"),
@@ -161,6 +158,7 @@ struct Frame {
     registry: Arc<crate::metrics::Metrics>,
     ids: SequentialIds,
     request_timeout: std::time::Duration,
+    check_path: bool,
     request_id: bool,
     trace: bool,
     catch_panic: bool,
@@ -168,7 +166,7 @@ struct Frame {
     deadline: bool,
     /// Each matched route's label, made once: a route set is finite (the
     /// router's), so this never grows past it.
-    routes: std::sync::RwLock<std::collections::HashSet<&'static str>>,
+    routes: std::sync::RwLock<rustc_hash::FxHashSet<&'static str>>,
 }
 
 impl Frame {
@@ -199,14 +197,26 @@ const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static
 
 /// Everything each request goes through, in one layer: its id (the
 /// client's `x-request-id`, else a new one, sent back on the answer), its
-/// log span, a panic turned into a 500 problem, its deadline
+/// log span, the check of its path's parameters ([`path_refusal`]), a
+/// panic turned into a 500 problem, its deadline
 /// (`limits.request_timeout_ms`), and its count and latency by route and
 /// status.
 async fn framed(State(frame): State<Arc<Frame>>, mut req: Request, next: Next) -> Response {
+    use axum::extract::FromRequestParts;
     use futures_util::FutureExt;
     use tracing::Instrument;
     let started = Instant::now();
-    let route = frame.route_label(req.extensions().get::<MatchedPath>());
+    let matched = req.extensions().get::<MatchedPath>();
+    let route = frame.route_label(matched);
+    // Only a matched route has parameters; the fallback answers 404 itself.
+    let refusal = if frame.check_path && matched.is_some() {
+        let (mut parts, body) = req.into_parts();
+        let params = axum::extract::RawPathParams::from_request_parts(&mut parts, &()).await;
+        req = Request::from_parts(parts, body);
+        path_refusal(params, route)
+    } else {
+        None
+    };
     let method = crate::metrics::method_label(req.method());
     let id = if frame.request_id {
         match req.headers().get(X_REQUEST_ID) {
@@ -232,7 +242,12 @@ async fn framed(State(frame): State<Arc<Frame>>, mut req: Request, next: Next) -
     } else {
         tracing::Span::none()
     };
-    let run = next.run(req);
+    let run = async move {
+        match refusal {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        }
+    };
     let run = async {
         if frame.deadline {
             deadline(frame.request_timeout, run).await
@@ -309,31 +324,28 @@ async fn deadline(limit: std::time::Duration, run: impl Future<Output = Response
     }
 }
 
-/// Checks the path's parameters before any handler runs: a segment that is
-/// not UTF-8 after percent-decoding is a 400 problem (never axum's plain
-/// text), and an id that does not have the shape admind issues is a 404
-/// before any store read, rate-limit key or other per-id work.
-async fn check_path(
+/// The answer to a request whose path's parameters fail their check,
+/// before any handler runs: a segment that is not UTF-8 after
+/// percent-decoding is a 400 problem (never axum's plain text), and an id
+/// that does not have the shape admind issues is a 404 before any store
+/// read, rate-limit key or other per-id work. `route` is the matched one.
+fn path_refusal(
     params: Result<axum::extract::RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
-    req: Request,
-    next: Next,
-) -> Response {
+    route: &str,
+) -> Option<Response> {
     let params = match params {
         Ok(params) => params,
         Err(rejection) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                format!("the path is not valid: {}", rejection.body_text()),
+            return Some(
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("the path is not valid: {}", rejection.body_text()),
+                )
+                .into_response(),
             )
-            .into_response()
         }
     };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str())
-        .unwrap_or("");
     for (name, value) in &params {
         let (shaped, what) = match (name, route) {
             ("a", _) => (id_has_shape("acc", value), "account"),
@@ -355,10 +367,10 @@ async fn check_path(
             ),
         };
         if !shaped {
-            return Problem::from(crate::domain::Refusal::not_found(what)).into_response();
+            return Some(Problem::from(crate::domain::Refusal::not_found(what)).into_response());
         }
     }
-    next.run(req).await
+    None
 }
 
 /// Request ids: a random per-process prefix and a counter. Unique across
@@ -381,7 +393,38 @@ impl SequentialIds {
 
 impl SequentialIds {
     fn next(&self) -> Option<axum::http::HeaderValue> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.prefix)).ok()
+        // Written by hand into one buffer: `format!` was a fiftieth of a
+        // cached read.
+        let mut id = Vec::with_capacity(self.prefix.len() + 17);
+        id.extend_from_slice(self.prefix.as_bytes());
+        id.push(b'-');
+        let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            id.push(HEX[((n >> (shift * 4)) & 0xf) as usize]);
+        }
+        axum::http::HeaderValue::from_maybe_shared(bytes::Bytes::from(id)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SequentialIds;
+    use std::sync::atomic::Ordering;
+
+    /// A request id is the process's prefix, a dash and the counter in
+    /// lowercase hex, as `format!("{prefix}-{n:x}")` wrote it.
+    #[test]
+    fn request_ids_are_the_prefix_and_the_counter_in_hex() {
+        let ids = SequentialIds::new();
+        for n in [0, 1, 9, 10, 15, 16, 255, 256, 0xdead_beef, u64::MAX - 1] {
+            ids.next.store(n, Ordering::Relaxed);
+            let id = ids.next().expect("an id is a valid header value");
+            assert_eq!(
+                id.to_str().ok(),
+                Some(format!("{}-{n:x}", ids.prefix).as_str())
+            );
+        }
     }
 }

@@ -2,6 +2,8 @@
 
 use crate::domain::cmd;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,14 +25,11 @@ async fn get_owner(
     State(app): State<AppState>,
     Authed(who, _): Authed,
     Path(a): Path<String>,
-) -> ApiResult<axum::Json<OwnerOut>> {
+) -> ApiResult<Response> {
     let owner = query::owner(&app.store, &who, &a)?;
-    Ok(axum::Json(OwnerOut {
-        primary_email: owner.user.primary_address().to_string(),
-        id: owner.user.id.clone(),
-        name: owner.user.name.clone(),
-        role_label: owner.role_label.to_string(),
-    }))
+    let mut body = Vec::with_capacity(MEMBER_JSON_BYTES);
+    OwnerJson(&owner).write(&mut body);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Hands the account over to another admin (owner only; R01–R06).

@@ -572,6 +572,9 @@ macro_rules! forward_state_view {
             fn user(&$self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
                 $target.user(account_id, user_id)
             }
+            fn user_shared(&$self, account_id: &str, user_id: &str) -> Result<Option<std::sync::Arc<User>>, ViewError> {
+                $target.user_shared(account_id, user_id)
+            }
             fn user_by_email(&$self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
                 $target.user_by_email(account_id, email)
             }

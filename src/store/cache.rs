@@ -15,7 +15,9 @@
 //! they hear them (`postgres_store`), and an entry older than the
 //! heartbeat is dropped in case an announcement was lost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +49,9 @@ pub struct Tickets([u64; SHARDS]);
 struct Shard<V> {
     /// Value, weight, the sequence number of its insertion, and when it was
     /// filled.
-    map: HashMap<Box<[u8]>, (V, usize, u64, Instant)>,
+    /// FxHash: keys are ids admind issues, not chosen by clients, and
+    /// SipHash was a twentieth of a cached read's work.
+    map: FxHashMap<Box<[u8]>, (V, usize, u64, Instant)>,
     /// Insertion order, for eviction (first in, first out), with each
     /// insertion's sequence number: an entry whose number is not the
     /// map's (the key was invalidated, perhaps filled again since) is
@@ -78,7 +82,7 @@ impl<V: Clone> Table<V> {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: FxHashMap::default(),
                         order: VecDeque::new(),
                         next_seq: 0,
                         weight: 0,

@@ -371,6 +371,12 @@ impl StateView for SledStore {
         Ok(ReadCache::value(&self.cache.users, &key, read)?.map(Arc::unwrap_or_clone))
     }
 
+    fn user_shared(&self, account_id: &str, user_id: &str) -> Result<Option<Arc<User>>, ViewError> {
+        let key = key2(account_id, user_id);
+        let read = || Ok::<_, StoreError>(kv::get::<User>(self, Kind::Users, &key)?.map(Arc::new));
+        Ok(ReadCache::value(&self.cache.users, &key, read)?)
+    }
+
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
         let key = key2(account_id, &normalize_email(email));
         match self.kv_get(Kind::EmailIndex, &key)? {

@@ -1,5 +1,7 @@
 //! Who may act: membership and role checks, operator-only and policy-only actions.
 
+use std::sync::Arc;
+
 use crate::command::*;
 use crate::event::*;
 use crate::model::*;
@@ -65,7 +67,7 @@ pub fn member_with(
     principal: &Principal,
     account_id: &str,
     need: Need,
-) -> Result<(Account, User), Refusal> {
+) -> Result<(Account, Arc<User>), Refusal> {
     let refuse_outsider = |p: &Principal| {
         match (p, need) {
         // The operator is outside every account; R02/R19 say it never acts
@@ -139,8 +141,8 @@ pub fn member_with(
         .account(account_id)?
         .ok_or_else(|| Refusal::not_found("account"))?;
     let user = view
-        .user(account_id, user_id)?
-        .filter(User::is_active)
+        .user_shared(account_id, user_id)?
+        .filter(|u| u.is_active())
         .ok_or_else(|| {
             Refusal::new(
                 RefusalKind::Unauthenticated,

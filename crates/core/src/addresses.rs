@@ -31,7 +31,7 @@ pub(crate) fn address_owner(
     // A directory acts with its token's admin's powers, never as that
     // admin in person: their own profile is theirs alone.
     if me.id == user_id && !matches!(actor, Principal::Directory { .. }) {
-        return Ok((account, me));
+        return Ok((account, std::sync::Arc::unwrap_or_clone(me)));
     }
     let target = view
         .user(account_id, user_id)?

@@ -186,12 +186,12 @@ pub fn owner(
 ) -> Result<MemberView, Refusal> {
     let (account, _) = member_with(view, who, account_id, Need::Agent)?;
     let user = view
-        .user(account_id, &account.owner_id)?
+        .user_shared(account_id, &account.owner_id)?
         .ok_or_else(|| Refusal::store("the owner's profile is missing"))?;
     Ok(MemberView {
         role_label: role_label(&account, &user),
         is_owner: true,
-        user: Arc::new(user),
+        user,
     })
 }
 
@@ -521,7 +521,7 @@ pub fn emails(
 ) -> Result<Vec<EmailAddress>, Refusal> {
     let (_, me) = member_with(view, who, account_id, Need::Member)?;
     if me.id == user_id {
-        return Ok(me.emails);
+        return Ok(std::sync::Arc::unwrap_or_clone(me).emails);
     }
     if me.support_role != SupportRole::Admin {
         return Err(Refusal::forbidden(

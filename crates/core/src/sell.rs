@@ -67,7 +67,8 @@ pub(crate) fn start_sell_trial(
             "a directory does not start Sell; the owner or an admin starts the trial in the Admin Center",
         ));
     }
-    let (mut account, mut me) = member_with(view, draft.actor, account_id, Need::Admin)?;
+    let (mut account, me) = member_with(view, draft.actor, account_id, Need::Admin)?;
+    let mut me = std::sync::Arc::unwrap_or_clone(me);
     if account.sell.status != SellStatus::NotStarted || account.sell.admin_count > 0 {
         return Err(Refusal::conflict(
             "sell_already_started",
@@ -207,7 +208,7 @@ pub(crate) fn sell_admin(
     if me.sell_role != SellRole::Admin {
         return Err(Refusal::forbidden("configuring Sell needs a Sell admin"));
     }
-    Ok((account, me))
+    Ok((account, std::sync::Arc::unwrap_or_clone(me)))
 }
 
 pub(crate) fn sell_user(

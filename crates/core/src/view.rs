@@ -12,6 +12,12 @@ pub trait StateView {
     /// Accounts ordered by id, strictly after `after`, at most `limit`.
     fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError>;
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError>;
+    /// [`StateView::user`], shared: a store that caches users hands out
+    /// its cached value without copying it (a read's access check and the
+    /// owner it answers with are two users per request).
+    fn user_shared(&self, account_id: &str, user_id: &str) -> Result<Option<Arc<User>>, ViewError> {
+        Ok(self.user(account_id, user_id)?.map(Arc::new))
+    }
     /// The user holding `email` (any case) in the account.
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError>;
     /// Members ordered by id, strictly after `after`, at most `limit`.
