@@ -50,6 +50,14 @@ impl fmt::Display for Markup<'_> {
 
 impl askama::filters::HtmlSafe for Markup<'_> {}
 
+/// Written straight into the page, not through `core::fmt` (which a
+/// `Display` value goes through: a fifth of a team page's rendering).
+impl askama::FastWritable for Markup<'_> {
+    fn write_into(&self, dest: &mut dyn fmt::Write, _: &dyn askama::Values) -> askama::Result<()> {
+        Ok(dest.write_str(self.0)?)
+    }
+}
+
 impl Catalogue {
     fn new(
         lang: &'static str,

@@ -23,10 +23,11 @@ use super::common::*;
 
 pub struct MemberRow {
     id: Escaped,
-    name: String,
-    email: String,
+    /// Shared with the read cache: its name and address are written from
+    /// here, not copied into the row.
+    user: std::sync::Arc<crate::domain::User>,
     verified: bool,
-    role: String,
+    role: &'static str,
     role_value: &'static str,
     is_owner: bool,
     is_self: bool,
@@ -315,10 +316,8 @@ fn members_view(
         .into_iter()
         .map(|m| MemberRow {
             id: Escaped::new(&m.user.id),
-            name: m.user.name.clone(),
-            email: m.user.primary_address().to_string(),
             verified: m.user.primary_verified(),
-            role: v.t.role(m.role_label).to_string(),
+            role: v.t.role(m.role_label),
             role_value: role_value(m.user.support_role),
             is_owner: m.is_owner,
             is_self: m.user.id == me,
@@ -328,6 +327,7 @@ fn members_view(
                 .user
                 .last_signed_in_at
                 .map(|at| crate::console::page::When::day(v.t, at)),
+            user: m.user,
         })
         .collect();
     Ok(MembersPage {
