@@ -180,6 +180,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn main() -> anyhow::Result<()> {
+    admind::alloc_budget::return_freed_memory_promptly();
     let cli = Cli::parse();
     match cli.command {
         Commands::Serve(args) => {
