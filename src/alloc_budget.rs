@@ -56,9 +56,9 @@ pub fn return_freed_memory_promptly() {
 }
 
 /// mimalloc's current purge delay, in milliseconds.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> std::ffi::c_long {
     // SAFETY: reads one of mimalloc's options.
-    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 // SAFETY: every method forwards to mimalloc unchanged and only
