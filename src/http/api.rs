@@ -112,6 +112,18 @@ pub fn member_out(reply: Reply) -> ApiResult<axum::Json<MemberOut>> {
     }
 }
 
+/// A 200 with JSON written by hand (`MemberListJson`, `OwnerJson`): the
+/// body as it is and a constant content type, without the header parsing
+/// a `(headers, body)` answer goes through.
+pub fn json_response(body: Vec<u8>) -> axum::response::Response {
+    let mut response = axum::response::Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// About how many bytes one member takes in a list (ids, names, addresses
 /// and flags; a little more than a typical one): the list's buffer starts
 /// at about its size instead of doubling and copying six times.

@@ -30,7 +30,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 use crate::metrics::Metrics;
 
@@ -188,7 +187,7 @@ struct ConnectionService {
 impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = InFlightFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -198,12 +197,33 @@ impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(self.activity.clone());
         req.extensions_mut().insert(ConnectInfo(self.remote));
-        let router = self.router.clone();
-        Box::pin(async move {
-            let response = router.oneshot(req.map(axum::body::Body::new)).await;
-            drop(guard);
-            response
-        })
+        // The router is always ready (axum's `poll_ready` answers Ready);
+        // its future is kept as it is, not boxed again.
+        InFlightFuture {
+            inner: tower::Service::call(&mut self.router, req),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer on its way, counted in flight until it is ready.
+    struct InFlightFuture {
+        #[pin]
+        inner: axum::routing::future::RouteFuture<std::convert::Infallible>,
+        guard: Option<InFlight>,
+    }
+}
+
+impl Future for InFlightFuture {
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.inner.poll(cx));
+        // Ready: the request is no longer in flight (the guard's drop).
+        this.guard.take();
+        Poll::Ready(answer)
     }
 }
 

@@ -2,8 +2,8 @@
 
 use crate::domain::cmd;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -100,7 +100,7 @@ async fn list_members(
         next: page.next.as_deref(),
     }
     .write(&mut body);
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(json_response(body))
 }
 
 /// Adds a member; agents and admins take a seat (R09). Mails a password-set link.

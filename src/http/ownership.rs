@@ -2,8 +2,7 @@
 
 use crate::domain::cmd;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,7 +28,7 @@ async fn get_owner(
     let owner = query::owner(&app.store, &who, &a)?;
     let mut body = Vec::with_capacity(MEMBER_JSON_BYTES);
     OwnerJson(&owner).write(&mut body);
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(json_response(body))
 }
 
 /// Hands the account over to another admin (owner only; R01–R06).
