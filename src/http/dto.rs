@@ -157,15 +157,21 @@ impl MemberListJson<'_> {
     }
 }
 
-fn write_member(out: &mut Vec<u8>, m: &MemberView) {
-    let u = &m.user;
-    let flag = |b: bool| if b { &b"true"[..] } else { &b"false"[..] };
+/// The object's opening and the three fields a member and the owner both
+/// begin with, in their documented order.
+fn write_identity(out: &mut Vec<u8>, u: &User) {
     out.extend_from_slice(b"{\"id\":");
     write_json_str(out, &u.id);
     out.extend_from_slice(b",\"name\":");
     write_json_str(out, &u.name);
     out.extend_from_slice(b",\"primary_email\":");
     write_json_str(out, u.primary_address());
+}
+
+fn write_member(out: &mut Vec<u8>, m: &MemberView) {
+    let u = &m.user;
+    let flag = |b: bool| if b { &b"true"[..] } else { &b"false"[..] };
+    write_identity(out, u);
     out.extend_from_slice(b",\"email_verified\":");
     out.extend_from_slice(flag(u.primary_verified()));
     out.extend_from_slice(b",\"role\":\"");
@@ -234,13 +240,7 @@ pub struct OwnerJson<'a>(pub &'a MemberView);
 impl OwnerJson<'_> {
     /// The JSON text, appended to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let u = &self.0.user;
-        out.extend_from_slice(b"{\"id\":");
-        write_json_str(out, &u.id);
-        out.extend_from_slice(b",\"name\":");
-        write_json_str(out, &u.name);
-        out.extend_from_slice(b",\"primary_email\":");
-        write_json_str(out, u.primary_address());
+        write_identity(out, &self.0.user);
         out.extend_from_slice(b",\"role_label\":");
         write_json_str(out, self.0.role_label);
         out.push(b'}');
