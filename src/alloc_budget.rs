@@ -55,12 +55,6 @@ pub fn return_freed_memory_promptly() {
     }
 }
 
-/// mimalloc's current purge delay, in milliseconds.
-pub fn purge_delay_ms() -> std::ffi::c_long {
-    // SAFETY: reads one of mimalloc's options.
-    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
-}
-
 // SAFETY: every method forwards to mimalloc unchanged and only
 // updates a counter (a const-initialised thread-local without destructor,
 // which allocates nothing).
@@ -98,6 +92,12 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// mimalloc's current purge delay, in milliseconds.
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: reads one of mimalloc's options.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
 
     /// The option set is mimalloc's purge delay: 10 ms by default (its
     /// header says so), 0 once the daemon asks for prompt returns. A

@@ -1099,19 +1099,23 @@ impl StateView for PostgresStore {
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
+        Ok(self
+            .user_shared(account_id, user_id)?
+            .map(Arc::unwrap_or_clone))
+    }
+
+    fn user_shared(&self, account_id: &str, user_id: &str) -> Result<Option<Arc<User>>, ViewError> {
         let read = || {
-            self.one(
-                "SELECT value FROM members WHERE account_id = $1 AND id = $2",
-                &[&account_id, &user_id],
+            Ok::<_, ViewError>(
+                self.one::<User>(
+                    "SELECT value FROM members WHERE account_id = $1 AND id = $2",
+                    &[&account_id, &user_id],
+                )?
+                .map(Arc::new),
             )
         };
         match self.cache() {
-            Some(cache) => Ok(
-                ReadCache::value(&cache.users, &key2(account_id, user_id), || {
-                    Ok::<_, ViewError>(read()?.map(Arc::new))
-                })?
-                .map(Arc::unwrap_or_clone),
-            ),
+            Some(cache) => ReadCache::value(&cache.users, &key2(account_id, user_id), read),
             None => read(),
         }
     }

@@ -366,9 +366,9 @@ impl StateView for SledStore {
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
-        let key = key2(account_id, user_id);
-        let read = || Ok::<_, StoreError>(kv::get::<User>(self, Kind::Users, &key)?.map(Arc::new));
-        Ok(ReadCache::value(&self.cache.users, &key, read)?.map(Arc::unwrap_or_clone))
+        Ok(self
+            .user_shared(account_id, user_id)?
+            .map(Arc::unwrap_or_clone))
     }
 
     fn user_shared(&self, account_id: &str, user_id: &str) -> Result<Option<Arc<User>>, ViewError> {
