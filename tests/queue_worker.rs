@@ -51,17 +51,6 @@ impl Queue for Recording {
     }
 }
 
-struct AllowAll;
-
-impl PolicyGate for AllowAll {
-    fn handles(&self, _hook: &str) -> bool {
-        false
-    }
-    fn before(&self, _p: &Proposal) -> Result<GateNotes, Veto> {
-        Ok(Vec::new())
-    }
-}
-
 /// More retries waiting in back-off than a pass takes (the oldest items)
 /// must not hide a newer item that is due: a pass steps over what is not
 /// due and attempts what is.

@@ -15,17 +15,6 @@ use admind::queue::Wakers;
 use admind::store::writer::{Writer, WriterDeps};
 use admind::store::Store;
 
-struct AllowAll;
-
-impl PolicyGate for AllowAll {
-    fn handles(&self, _hook: &str) -> bool {
-        false
-    }
-    fn before(&self, _p: &Proposal) -> Result<GateNotes, Veto> {
-        Ok(Vec::new())
-    }
-}
-
 /// A 2xx means durable: with many concurrent callers sharing each flush
 /// (group commit), every caller hears back only once a flush that started
 /// after its commit has finished. The store's durable watermark (ids
