@@ -180,6 +180,18 @@ pub struct QueueWorker<Q: Queue> {
     /// (`Backend::take_committed`), when the queue is next scanned: between
     /// scans a pass takes only what was handed (no query for the queue).
     next_scan: Mutex<std::time::Instant>,
+    /// A laned worker on a store only this process opens: the highest id
+    /// it handed to a lane, and when it next looks at the whole queue.
+    /// Between those looks it reads only what lies past that id (ids grow
+    /// in commit order there, and laned items are never rescheduled): a
+    /// look from the start stepped over every item in flight, thousands
+    /// under load, at every wake-up.
+    lane_cursor: Mutex<LaneCursor>,
+}
+
+struct LaneCursor {
+    handed_up_to: u64,
+    full_look_at: std::time::Instant,
 }
 
 impl<Q: Queue> QueueWorker<Q> {
@@ -203,6 +215,10 @@ impl<Q: Queue> QueueWorker<Q> {
             metrics,
             held: Mutex::new(HashSet::new()),
             next_scan: Mutex::new(std::time::Instant::now()),
+            lane_cursor: Mutex::new(LaneCursor {
+                handed_up_to: 0,
+                full_look_at: std::time::Instant::now(),
+            }),
         }
     }
 
@@ -285,7 +301,7 @@ impl<Q: Queue> QueueWorker<Q> {
         let (due, next, looked) = match self.handed()? {
             Some(handed) => handed,
             None => {
-                let (items, next, looked) = self.scan_due(&HashSet::new(), SCAN_MAX, false)?;
+                let (items, next, looked) = self.scan_due(0, &HashSet::new(), SCAN_MAX, false)?;
                 // A full batch: more may be due, scan again next pass.
                 let full = items.len() >= SCAN_MAX;
                 let (due, claimed_next) = self.claimed(items)?;
@@ -404,6 +420,7 @@ impl<Q: Queue> QueueWorker<Q> {
     /// `skip` is still checked here (a claim that lapsed while in a lane).
     fn scan_due(
         &self,
+        after: u64,
         skip: &HashSet<u64>,
         room: usize,
         laned: bool,
@@ -432,22 +449,24 @@ impl<Q: Queue> QueueWorker<Q> {
             }
             Ok(due.len() < room && looked < LOOK_MAX)
         };
-        if !self.store.shared() {
+        if !self.store.shared() && after == 0 {
             self.store.queue_scan(
                 Q::QUEUE,
                 crate::store::Order::OldestFirst,
                 &mut |id, value| look(id, value),
             )?;
         } else {
-            // Pages of the items this replica may take, the filtering done
-            // by the store (the window leaves out `skip` too).
+            // Pages of the items past `after` this replica may take, the
+            // filtering done by the store (on a shared store the window
+            // leaves out `skip` too; on one only this process opens it
+            // seeks past `after`).
             let me = &*self.claims.owner;
             let hide = if laned {
                 crate::store::Hide::HeldHere { me }
             } else {
                 crate::store::Hide::HeldElsewhere { me }
             };
-            let mut after = 0u64;
+            let mut after = after;
             'pages: loop {
                 let page = self
                     .store
@@ -548,19 +567,32 @@ impl<Q: Queue> QueueWorker<Q> {
     /// One look at the queue: new due items go to their lanes (a lane task
     /// is started for a lane that has none). Returns how long to wait.
     fn dispatch(self: &Arc<Self>, lanes: &Arc<Lanes<Q::Item>>) -> Result<Duration, Refusal> {
-        let (room, in_flight) = {
+        let after = self.lane_look_after();
+        let (room, in_flight, in_flight_count) = {
             let state = lanes.lock();
+            let count = state.in_flight.len();
+            // Past the cursor nothing is in flight: nothing to skip.
+            let skip = if after == 0 {
+                state.in_flight.clone()
+            } else {
+                HashSet::new()
+            };
             (
-                SCAN_MAX.min(IN_FLIGHT_MAX.saturating_sub(state.in_flight.len())),
-                state.in_flight.clone(),
+                SCAN_MAX.min(IN_FLIGHT_MAX.saturating_sub(count)),
+                skip,
+                count,
             )
         };
-        self.metrics.depth.set(in_flight.len() as i64);
+        self.metrics.depth.set(in_flight_count as i64);
         if room == 0 {
             // Full: a lane that settles an item wakes this worker.
             return Ok(IDLE_POLL);
         }
-        let (fresh, next, _) = self.scan_due(&in_flight, room, true)?;
+        let (fresh, next, _) = self.scan_due(after, &in_flight, room, true)?;
+        if let Some(highest) = fresh.iter().map(Q::id).max() {
+            let mut cursor = lock(&self.lane_cursor);
+            cursor.handed_up_to = cursor.handed_up_to.max(highest);
+        }
         let scanned: Vec<(u64, String)> = fresh.iter().map(|i| (Q::id(i), Q::lane(i))).collect();
         let (due, _) = self.claimed(fresh)?;
         let due = self.in_lane_order(&scanned, due)?;
@@ -585,6 +617,24 @@ impl<Q: Queue> QueueWorker<Q> {
         }
         self.metrics.depth.set(state.in_flight.len() as i64);
         Ok(self.after_work(taken))
+    }
+
+    /// Where a laned worker's next look at the queue starts: past the
+    /// highest id it handed to a lane, on a store only this process opens;
+    /// from the start (0) on a shared store, and once every
+    /// [`IDLE_POLL`] (the fallback that finds an item whose settling
+    /// failed, or one committed out of id order).
+    fn lane_look_after(&self) -> u64 {
+        if self.store.shared() {
+            return 0;
+        }
+        let mut cursor = lock(&self.lane_cursor);
+        let now = std::time::Instant::now();
+        if now >= cursor.full_look_at {
+            cursor.full_look_at = now + IDLE_POLL;
+            return 0;
+        }
+        cursor.handed_up_to
     }
 
     /// On a shared store, the claimed items no earlier item of their lane

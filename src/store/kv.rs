@@ -413,6 +413,36 @@ pub fn rows_of_transaction(
     Ok((rows, restored_id_max))
 }
 
+/// [`super::Backend::queue_window`] on a key-value store: it seeks to the
+/// first key after `after` (a queue's keys are its ids, big-endian)
+/// instead of stepping over every item before it. Nothing is claimed on a
+/// store only this process opens: nothing is hidden.
+pub fn queue_window(
+    kv: &impl Kv,
+    queue: super::QueueName,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    let Some(from) = after.checked_add(1) else {
+        return Ok(out);
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    kv.kv_scan(
+        Kind::of_queue(queue),
+        &[],
+        &records::number_key(from),
+        Order::OldestFirst,
+        &mut |k, v| {
+            out.push((records::number_of(k), v.to_vec()));
+            Ok(out.len() < limit)
+        },
+    )?;
+    Ok(out)
+}
+
 /// [`super::Backend::scan`] on a key-value store: a scope is a key prefix.
 pub fn scan_scope(
     kv: &impl Kv,

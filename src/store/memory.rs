@@ -169,6 +169,16 @@ impl Backend for MemoryBackend {
         kv::scan_scope(self, kind, scope, order, each)
     }
 
+    fn queue_window(
+        &self,
+        queue: super::QueueName,
+        after: u64,
+        _hide: super::Hide<'_>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        kv::queue_window(self, queue, after, limit)
+    }
+
     fn count(&self, kind: Kind) -> Result<usize, StoreError> {
         Ok(self.read()[kind as usize].len())
     }

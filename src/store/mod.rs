@@ -79,6 +79,48 @@ pub(crate) mod tests {
         Some(format!("{admin} dbname={name}"))
     }
 
+    /// A worker's window on a queue starts past the id it is given, on
+    /// every backend: the key-value stores seek there (a laned worker
+    /// reads only what follows what it handed out), PostgreSQL asks for
+    /// `id > after`. Oldest first, at most the limit, nothing past the end.
+    #[test]
+    fn a_queue_window_holds_exactly_the_items_past_its_start() {
+        for (_dir, store) in every_backend() {
+            let ids: Vec<u64> = (1..=700).map(|n| n * 10).collect();
+            let writes = ids
+                .iter()
+                .map(|&id| {
+                    Store::queue_put(QueueName::Deliveries, id, &serde_json::json!({ "id": id }))
+                })
+                .collect();
+            store
+                .commit(Transaction::of_writes(writes))
+                .expect("committing");
+            store.flush().expect("flushing");
+            let me = Hide::HeldElsewhere { me: "me" };
+            let window = |after, limit| -> Vec<u64> {
+                store
+                    .queue_window(QueueName::Deliveries, after, me, limit)
+                    .expect("a window")
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect()
+            };
+            let expected: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|&id| id > 995)
+                .take(300)
+                .collect();
+            assert_eq!(window(995, 300), expected, "{}", store.kind());
+            assert_eq!(window(1000, 2), vec![1010, 1020], "{}", store.kind());
+            assert_eq!(window(0, 1), vec![10], "{}", store.kind());
+            assert!(window(7000, 300).is_empty(), "{}", store.kind());
+            assert!(window(u64::MAX, 300).is_empty(), "{}", store.kind());
+            assert!(window(0, 0).is_empty(), "{}", store.kind());
+        }
+    }
+
     /// Group commit on a shared store: commands of several accounts in one
     /// transaction, each in a savepoint. One that is refused (writes
     /// nothing) and one whose writes fail in the database leave nothing
