@@ -419,7 +419,7 @@ pub fn rows_of_transaction(
 /// store only this process opens: nothing is hidden.
 pub fn queue_window(
     kv: &impl Kv,
-    queue: super::QueueName,
+    queue: super::records::QueueName,
     after: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {

@@ -171,9 +171,9 @@ impl Backend for MemoryBackend {
 
     fn queue_window(
         &self,
-        queue: super::QueueName,
+        queue: super::records::QueueName,
         after: u64,
-        _hide: super::Hide<'_>,
+        _hide: super::backend::Hide<'_>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         kv::queue_window(self, queue, after, limit)

@@ -309,9 +309,9 @@ impl Backend for SledStore {
 
     fn queue_window(
         &self,
-        queue: super::QueueName,
+        queue: super::records::QueueName,
         after: u64,
-        _hide: super::Hide<'_>,
+        _hide: super::backend::Hide<'_>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         kv::queue_window(self, queue, after, limit)
