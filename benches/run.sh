@@ -231,9 +231,9 @@ PY
 # throughput beside live dispatch.
 policy_figures() {
   echo "== policy record and replay" >&2
-  # Alternating, three rounds: the report takes each side's median (single
+  # Alternating, five rounds: the report takes each side's median (single
   # runs on a shared machine vary more than the effect measured).
-  for round in 1 2 3; do
+  for round in 1 2 3 4 5; do
     for rec in true false; do
       D=$W/rec$rec$round; mkdir -p "$D/scripts"; cp scripts/owner_change_guard.rhai "$D/scripts/"
       start_admind "$D" "$(printf '[policy_record]\nenabled = %s' "$rec")"

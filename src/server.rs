@@ -276,12 +276,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         writer.clone(),
     ));
     // The record of policy versions and hook calls, and its retention.
-    let (recorder, record_task) = crate::policy::record::start(
-        store.clone(),
-        writer.clone(),
-        metrics.clone(),
-        config.policy_record.enabled,
-    );
+    let (recorder, record_task) =
+        crate::policy::record::start(store.clone(), metrics.clone(), config.policy_record.enabled);
     policies.set_recorder(recorder);
     let record_prune = config.policy_record.enabled.then(|| {
         let retention = config.policy_record.clone();

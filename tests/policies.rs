@@ -889,6 +889,34 @@ async fn replay_reports_exactly_the_decisions_a_draft_would_change_and_shadow_ch
     assert!(r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND);
 }
 
+/// Records are appended beside the writer and made durable by its next
+/// flush; when no command follows, the record task flushes them itself a
+/// moment later. A crash after that loses none.
+#[tokio::test]
+async fn hook_call_records_survive_a_crash_once_the_daemon_goes_quiet() {
+    let mut d = Daemon::start();
+    d.install_script("owner_change_guard.rhai");
+    wait_status(&d, "owner_change_guard.rhai", "loaded", |s| s.is_some()).await;
+    let (a, owner, ot) = d.account_with_owner(10).await;
+    let (c, ct) = d.member(&ot, &a, "c@acme.test", "admin").await;
+    assert_eq!(try_transfer(&d, &a, &ot, &c).await.status, StatusCode::OK);
+    assert_eq!(
+        try_transfer(&d, &a, &ct, &owner).await.status,
+        StatusCode::OK
+    );
+    let guard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/owner_change_guard.rhai"),
+    )
+    .unwrap();
+    replay_until(&d, "owner_change_guard.rhai", &guard, 2).await;
+    // Quiet: nothing commits now; the record task's own flush follows its
+    // gathering time (200 ms), well inside this.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.restart();
+    let after = replay_until(&d, "owner_change_guard.rhai", &guard, 2).await;
+    assert_eq!(after["replayed"], 2, "{after}");
+}
+
 #[tokio::test]
 async fn every_loaded_version_is_kept_and_an_audit_entrys_version_resolves_to_its_source() {
     let d = Daemon::start();

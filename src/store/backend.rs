@@ -146,6 +146,15 @@ pub trait Backend: StateView + Send + Sync + 'static {
     /// records (`Write::Restore`) also move the id counter past their ids.
     fn commit(&self, tx: Transaction) -> Result<(), StoreError>;
 
+    /// Writes that belong to no command and need not land together (the
+    /// records of hook calls): from any thread, outside the writer; they
+    /// are durable with the next flush. By default one transaction; sled
+    /// writes each row on its own, so a large batch never holds sled's
+    /// global transaction lock that every command's commit waits on.
+    fn append(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.commit(Transaction::of_writes(writes))
+    }
+
     /// Makes everything committed so far durable; afterwards
     /// [`Backend::durable_id`] covers it.
     fn flush(&self) -> Result<(), StoreError>;

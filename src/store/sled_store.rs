@@ -276,6 +276,23 @@ impl Backend for SledStore {
         self.apply(&rows)
     }
 
+    fn append(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let (rows, _) = kv::rows_of_transaction(
+            self,
+            &mut || self.issue_id(),
+            Transaction::of_writes(writes),
+        )?;
+        let result = rows.iter().try_for_each(|Row { kind, key, value }| {
+            let tree = self.tree(*kind);
+            match value {
+                Some(v) => tree.insert(key.as_slice(), v.as_slice()).map(drop),
+                None => tree.remove(key.as_slice()).map(drop),
+            }
+        });
+        self.invalidate(&rows);
+        Ok(result?)
+    }
+
     /// Ids issued before the flush started are on disk once it returns
     /// (sled's reads see a committed write before the batch's flush, hence
     /// the watermark).
