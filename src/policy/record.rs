@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::metrics::Metrics;
 use crate::store::{Order, QueueName, Store, StoreError, Write};
 
-/// Records waiting for the writer, at most.
+/// Records waiting to be appended, at most.
 pub const CHANNEL_MAX: usize = 4096;
 /// Records appended in one go, at most.
 const BATCH_MAX: usize = 1024;
@@ -229,16 +229,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
                     Ok(received) => received,
                     Err(_quiet) => {
                         unflushed = None;
-                        if store.durable_id() < id {
-                            let s = store.clone();
-                            match tokio::task::spawn_blocking(move || s.flush()).await {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) => {
-                                    tracing::warn!(error = %e, "flushing hook call records failed")
-                                }
-                                Err(e) => tracing::warn!(error = %e, "the hook record task failed"),
-                            }
-                        }
+                        flush_unless_durable(&store, id).await;
                         continue;
                     }
                 }
@@ -308,6 +299,19 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
             Ok(Err(e)) => tracing::warn!(error = %e, "committing hook call records failed"),
             Err(e) => tracing::warn!(error = %e, "the hook record task failed"),
         }
+    }
+}
+
+/// Flushes the store unless a flush since already covered call `id`.
+async fn flush_unless_durable(store: &Store, id: u64) {
+    if store.durable_id() >= id {
+        return;
+    }
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing hook call records failed"),
+        Err(e) => tracing::warn!(error = %e, "the hook record task failed"),
     }
 }
 
