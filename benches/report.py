@@ -124,7 +124,8 @@ rec_off, off_all = median_rate("transfers_64_guard_record_false")
 if rec_on:
     overhead = 1 - ratio(rec_on, rec_off)
     runs = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)
-    out.append(f"| durable transfers/s, 64 clients, a `before_owner_change` policy loaded, hook calls recorded (median of {len(on_all)} alternating runs: {runs(on_all)}) | {rec_on:,.0f} | the same, recording off ({runs(off_all)}): {rec_off:,.0f} | overhead {overhead * 100:.1f} % | ≤ 5 % {mark(overhead <= 0.05)} |")
+    dropped = sum(r.get("dropped", 0) for name, r in rows.items() if name.startswith("records_dropped_true"))
+    out.append(f"| durable transfers/s, 64 clients, a `before_owner_change` policy loaded, hook calls recorded (median of {len(on_all)} alternating runs: {runs(on_all)}; records dropped over all runs: {dropped:,.0f}) | {rec_on:,.0f} | the same, recording off ({runs(off_all)}): {rec_off:,.0f} | overhead {overhead * 100:.1f} % | ≤ 5 %, none dropped {mark(overhead <= 0.05 and dropped == 0)} |")
 rp, lv = g("replay", "replay_rate"), g("replay", "live_rate")
 if rp:
     out.append(f"| replay of a policy over {rows['replay'].get('events', 0):,} recorded calls, events/s (one core) | {rp:,.0f} | live dispatch of the same policy on the same events: {lv:,.0f} | {ratio(rp, lv):.2f} | report |")

@@ -238,6 +238,10 @@ policy_figures() {
       D=$W/rec$rec$round; mkdir -p "$D/scripts"; cp scripts/owner_change_guard.rhai "$D/scripts/"
       start_admind "$D" "$(printf '[policy_record]\nenabled = %s' "$rec")"
       $BIN/examples/bench transfers --name "transfers_64_guard_record_${rec}_$round" --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --clients 64 --seconds "$S" >> "$RESULTS"
+      # Records dropped (a full channel) would flatter the figure: counted.
+      local dropped
+      dropped=$(curl -s -H "Authorization: Bearer $OPERATOR" "$ADDR/metrics" | sed -n 's/^admind_hook_records_dropped_total //p')
+      echo "{\"scenario\": \"records_dropped_${rec}_$round\", \"dropped\": ${dropped:-0}}" >> "$RESULTS"
       kill "$PID"; wait "$PID" 2>/dev/null || true
     done
   done
@@ -312,7 +316,7 @@ elif [ "${BENCH_ONLY:-}" = layers ]; then
   grep -v '"scenario": *"\(layers_\|machine_layers\)' benches/last-results.jsonl > "$RESULTS" || true
   layers_figures
 elif [ "${BENCH_ONLY:-}" = policy ]; then
-  grep -v '"scenario": *"\(transfers_64_guard\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
+  grep -v '"scenario": *"\(transfers_64_guard\|records_dropped\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
   policy_figures
 else
 # The layer figures are their own run (BENCH_ONLY=layers): kept.

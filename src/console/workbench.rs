@@ -16,8 +16,7 @@ use super::visitor::Visitor;
 use crate::app::problem::{Problem, Query};
 use crate::app::AppState;
 use crate::domain::{Command, Refusal};
-use crate::policy::record::{self, HookCall};
-use crate::store::{Order, QueueName};
+use crate::policy::record;
 
 /// Recorded calls offered to test a draft on (the newest).
 const TEST_CHOICES_MAX: usize = 20;
@@ -229,27 +228,20 @@ pub struct EditorQuery {
 
 /// The newest recorded calls, for the test choice.
 fn choices(app: &crate::app::App) -> Vec<Choice> {
-    let mut out = Vec::new();
-    let _ = app.store.queue_scan(
-        QueueName::HookCalls,
-        Order::NewestFirst,
-        &mut |id, bytes| {
-            if let Ok(call) = crate::store::codec::decode::<HookCall>(bytes) {
-                out.push(Choice {
-                    id,
-                    label: format!(
-                        "{} · {} · {} · {}",
-                        call.at.format("%Y-%m-%d %H:%M:%S"),
-                        call.hook,
-                        call.account_id.as_deref().unwrap_or("-"),
-                        call.decision
-                    ),
-                });
-            }
-            Ok(out.len() < TEST_CHOICES_MAX)
-        },
-    );
-    out
+    record::newest(&app.store, TEST_CHOICES_MAX)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|call| Choice {
+            id: call.id,
+            label: format!(
+                "{} · {} · {} · {}",
+                call.at.format("%Y-%m-%d %H:%M:%S"),
+                call.hook,
+                call.account_id.as_deref().unwrap_or("-"),
+                call.decision
+            ),
+        })
+        .collect()
 }
 
 fn editor(app: &crate::app::App, v: &Visitor, name: String, source: String) -> EditorPage {
@@ -389,12 +381,9 @@ pub async fn editor_post(
     };
     match f.op.as_str() {
         "test" => {
-            let call = f.record.and_then(|id| {
-                app.store
-                    .item::<HookCall>(QueueName::HookCalls, id)
-                    .ok()
-                    .flatten()
-            });
+            let call = f
+                .record
+                .and_then(|id| record::by_id(&app.store, id).ok().flatten());
             page.tested = Some(match call {
                 None => v_t.s("workbench.pick_event").to_string(),
                 Some(call) => {

@@ -12,8 +12,12 @@
 //!
 //! Recording never slows or fails a decision: a call's record goes into a
 //! bounded channel (full: dropped and counted), and a task appends records
-//! in batches beside the writer (`Backend::append`: on sled row by row, no
-//! transaction), durable with its next flush. Kept by age and count
+//! in batches beside the writer (`Backend::append`: no transaction),
+//! durable with its next flush. A batch's calls are stored as pages, one
+//! row of up to [`PAGE_MAX`] calls keyed by its first call's id (a row per
+//! call cost a fifth of the transfers a policy sees, in sled's per-row
+//! inserts); rows written before pages hold one call, and are read as a
+//! page of one. Kept by age and count
 //! (`[policy_record]`), pruned every minute. The records hold names and
 //! addresses (the events carry them).
 
@@ -32,6 +36,8 @@ use crate::store::{Order, QueueName, Store, StoreError, Write};
 pub const CHANNEL_MAX: usize = 4096;
 /// Records appended in one go, at most.
 const BATCH_MAX: usize = 1024;
+/// Calls stored in one row, at most (~780 bytes each as JSON).
+pub const PAGE_MAX: usize = 256;
 /// Records gather this long before they are appended: few, large batches
 /// cost least (one spawn, one id round trip on PostgreSQL).
 const GATHER: Duration = Duration::from_millis(200);
@@ -263,9 +269,10 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
             let ids = s.next_ids(calls)?;
             let last_id = ids.last().copied();
             let mut ids = ids.into_iter();
-            let writes = items
-                .into_iter()
-                .map(|item| match item {
+            let mut writes = Vec::new();
+            let mut page: Vec<HookCall> = Vec::with_capacity(calls.min(PAGE_MAX));
+            for item in items {
+                match item {
                     Recorded::Call(boxed) => {
                         let (mut call, event) = *boxed;
                         call.event = serde_json::to_value(&event).unwrap_or_default();
@@ -273,15 +280,21 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
                             backend: s.kind(),
                             detail: "the store returned too few ids".into(),
                         })?;
-                        Ok(Store::queue_put(QueueName::HookCalls, call.id, &call))
+                        page.push(call);
+                        if page.len() == PAGE_MAX {
+                            writes.push(page_write(&std::mem::take(&mut page)));
+                        }
                     }
-                    Recorded::Version(v) => Ok(Store::queue_put(
+                    Recorded::Version(v) => writes.push(Store::queue_put(
                         QueueName::PolicyVersions,
                         version_key(&v.name, &v.version),
                         &v,
                     )),
-                })
-                .collect::<Result<Vec<Write>, StoreError>>()?;
+                }
+            }
+            if !page.is_empty() {
+                writes.push(page_write(&page));
+            }
             // Outside the writer: records are no part of any command, and
             // committing them there (one transaction of up to a thousand
             // rows) held back the commands queued behind it. Calls become
@@ -315,13 +328,72 @@ async fn flush_unless_durable(store: &Store, id: u64) {
     }
 }
 
-/// The writes that forget records past retention: older than `keep_days`,
-/// and the oldest beyond `keep_max`; at most `max`.
+/// The write that stores `page` (non-empty) under its first call's id.
+fn page_write(page: &[HookCall]) -> Write {
+    let first = page.first().map_or(0, |call| call.id);
+    Store::queue_put(QueueName::HookCalls, first, &page)
+}
+
+/// Whether a stored row is a page (a JSON array) rather than a call
+/// written before pages (an object). Opaque queue items are codec format
+/// 1: one version byte, then JSON.
+fn is_page(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .skip(1)
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'[')
+}
+
+/// The calls one stored row holds, oldest first.
+pub fn decode_row(bytes: &[u8]) -> Result<Vec<HookCall>, StoreError> {
+    if is_page(bytes) {
+        Ok(crate::store::codec::decode(bytes)?)
+    } else {
+        Ok(vec![crate::store::codec::decode(bytes)?])
+    }
+}
+
+/// How many calls one stored row holds, without building them.
+fn calls_in_row(bytes: &[u8]) -> Result<usize, StoreError> {
+    if is_page(bytes) {
+        let page: Vec<serde::de::IgnoredAny> = crate::store::codec::decode(bytes)?;
+        Ok(page.len())
+    } else {
+        Ok(1)
+    }
+}
+
+/// The writes that forget records past retention: pages whose newest call
+/// is older than `keep_days`, and the oldest pages beyond the newest
+/// `keep_max` calls (a page counts whole: up to [`PAGE_MAX`] - 1 calls more
+/// may be kept); at most `max` writes.
 pub fn expired(store: &Store, config: &RecordConfig, max: usize) -> Result<Vec<Write>, StoreError> {
-    let total = store.queue_len(QueueName::HookCalls)?;
-    let mut over = total.saturating_sub(config.keep_max);
-    let cutoff = Utc::now() - chrono::Duration::days(i64::from(config.keep_days));
     let mut out = Vec::new();
+    // By count: the newest pages holding keep_max calls stay, every older
+    // one goes. Counting skips over the calls' JSON without building them.
+    let mut kept_calls = 0usize;
+    let mut over = Vec::new();
+    store.queue_scan(
+        QueueName::HookCalls,
+        Order::NewestFirst,
+        &mut |id, bytes| {
+            if kept_calls >= config.keep_max {
+                over.push(id);
+                return Ok(over.len() < max);
+            }
+            kept_calls += calls_in_row(bytes)?;
+            Ok(true)
+        },
+    )?;
+    over.reverse();
+    out.extend(
+        over.iter()
+            .map(|&id| Store::queue_remove(QueueName::HookCalls, id)),
+    );
+    // By age, oldest first, past what the count already removes.
+    let after = over.last().copied().unwrap_or(0);
+    let cutoff = Utc::now() - chrono::Duration::days(i64::from(config.keep_days));
     store.queue_scan(
         QueueName::HookCalls,
         Order::OldestFirst,
@@ -329,15 +401,13 @@ pub fn expired(store: &Store, config: &RecordConfig, max: usize) -> Result<Vec<W
             if out.len() >= max {
                 return Ok(false);
             }
-            let old = if over > 0 {
-                over -= 1;
-                true
-            } else {
-                let call: HookCall = crate::store::codec::decode(bytes)?;
-                call.at < cutoff
-            };
-            if !old {
-                // Oldest first: nothing after this one is expired.
+            if id <= after && !over.is_empty() {
+                return Ok(true);
+            }
+            let calls = decode_row(bytes)?;
+            // A page goes once its newest call is old; oldest first, so
+            // nothing after a young page is expired.
+            if calls.last().is_some_and(|call| call.at >= cutoff) {
                 return Ok(false);
             }
             out.push(Store::queue_remove(QueueName::HookCalls, id));
@@ -350,7 +420,7 @@ pub fn expired(store: &Store, config: &RecordConfig, max: usize) -> Result<Vec<W
 /// How often retention runs.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Records matching a replay's filter, oldest first, at most `limit`.
+/// Calls matching a replay's filter, oldest first, at most `limit`.
 pub fn matching(
     store: &Store,
     hooks: &[&str],
@@ -359,17 +429,69 @@ pub fn matching(
     limit: usize,
 ) -> Result<Vec<HookCall>, StoreError> {
     let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
     store.queue_scan(QueueName::HookCalls, Order::OldestFirst, &mut |_, bytes| {
-        let call: HookCall = crate::store::codec::decode(bytes)?;
-        let wanted = hooks.contains(&call.hook.as_str())
-            && since.is_none_or(|s| call.at >= s)
-            && account.is_none_or(|a| call.account_id.as_deref() == Some(a));
-        if wanted {
-            out.push(call);
+        for call in decode_row(bytes)? {
+            let wanted = hooks.contains(&call.hook.as_str())
+                && since.is_none_or(|s| call.at >= s)
+                && account.is_none_or(|a| call.account_id.as_deref() == Some(a));
+            if wanted {
+                out.push(call);
+                if out.len() >= limit {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// The newest calls, newest first, at most `limit`; rows that do not
+/// decode are passed over.
+pub fn newest(store: &Store, limit: usize) -> Result<Vec<HookCall>, StoreError> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    store.queue_scan(QueueName::HookCalls, Order::NewestFirst, &mut |_, bytes| {
+        if let Ok(calls) = decode_row(bytes) {
+            out.extend(calls.into_iter().rev().take(limit - out.len()));
         }
         Ok(out.len() < limit)
     })?;
     Ok(out)
+}
+
+/// The call with id `id`: in the page with the greatest first id at or
+/// below it.
+pub fn by_id(store: &Store, id: u64) -> Result<Option<HookCall>, StoreError> {
+    let mut found = None;
+    store.queue_scan(
+        QueueName::HookCalls,
+        Order::NewestFirst,
+        &mut |first, bytes| {
+            if first > id {
+                return Ok(true);
+            }
+            found = decode_row(bytes)?.into_iter().find(|call| call.id == id);
+            Ok(false)
+        },
+    )?;
+    Ok(found)
+}
+
+/// How many calls the record holds (every row is read: for tests and
+/// tools, not for a request's path).
+pub fn count(store: &Store) -> Result<usize, StoreError> {
+    let mut total = 0;
+    store.queue_scan(QueueName::HookCalls, Order::OldestFirst, &mut |_, bytes| {
+        total += calls_in_row(bytes)?;
+        Ok(true)
+    })?;
+    Ok(total)
 }
 
 /// An action as the audit log and the logs name it.
@@ -441,11 +563,70 @@ mod tests {
         assert_eq!(metrics.hook_records_dropped.get(), 0);
         drop(recorder);
         task.await.unwrap();
-        assert_eq!(store.queue_len(QueueName::HookCalls).unwrap() as u64, calls);
+        assert_eq!(count(&store).unwrap() as u64, calls);
+        // Stored as pages, not a row per call.
+        let rows = store.queue_len(QueueName::HookCalls).unwrap();
+        assert!(rows < calls as usize / 8, "{rows} rows for {calls} calls");
         let first = matching(&store, &["before_owner_change"], None, None, 1).unwrap();
         assert_eq!(first[0].event["to"]["id"], "usr_2", "{:?}", first[0]);
     }
 
+    /// Pages of `sizes` calls, `days_old` each, ids counted from 1.
+    fn pages(store: &Store, sizes: &[(u64, i64)]) {
+        let mut id = 0;
+        let writes = sizes
+            .iter()
+            .map(|&(size, days_old)| {
+                let page: Vec<HookCall> = (0..size)
+                    .map(|_| {
+                        id += 1;
+                        call(id, days_old)
+                    })
+                    .collect();
+                page_write(&page)
+            })
+            .collect();
+        store.commit(Transaction::of_writes(writes)).unwrap();
+    }
+
+    #[test]
+    fn the_record_keeps_whole_pages_by_age_and_count() {
+        let store = Store::new(MemoryBackend::default());
+        // Ids 1..=4 (10 days old), 5..=7, 8..=10 (fresh).
+        pages(&store, &[(4, 10), (3, 0), (3, 0)]);
+        assert_eq!(count(&store).unwrap(), 10);
+        assert_eq!(by_id(&store, 6).unwrap().map(|c| c.id), Some(6));
+        assert_eq!(by_id(&store, 11).unwrap(), None);
+        let newest: Vec<u64> = newest(&store, 4).unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(newest, [10, 9, 8, 7]);
+        // keep_max 5: the newest two pages hold 6 calls, enough; the oldest
+        // page goes.
+        let config = RecordConfig {
+            enabled: true,
+            keep_days: 7,
+            keep_max: 5,
+        };
+        let gone = expired(&store, &config, 100).unwrap();
+        assert_eq!(gone, [Store::queue_remove(QueueName::HookCalls, 1)]);
+        // By age alone: the old page goes, the fresh ones stay.
+        let config = RecordConfig {
+            keep_max: 1000,
+            ..config
+        };
+        assert_eq!(expired(&store, &config, 100).unwrap(), gone);
+        store.commit(Transaction::of_writes(gone)).unwrap();
+        assert_eq!(count(&store).unwrap(), 6);
+        assert!(expired(&store, &config, 100).unwrap().is_empty());
+        let ids: Vec<u64> = matching(&store, &["before_owner_change"], None, None, 4)
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, [5, 6, 7, 8]);
+    }
+
+    /// Rows written before pages hold one call each: still read and kept
+    /// by the same rules.
     #[test]
     fn the_record_keeps_what_its_age_and_count_allow() {
         let store = Store::new(MemoryBackend::default());
