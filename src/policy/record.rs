@@ -270,19 +270,18 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
             let last_id = ids.last().copied();
             let mut ids = ids.into_iter();
             let mut writes = Vec::new();
-            let mut page: Vec<HookCall> = Vec::with_capacity(calls.min(PAGE_MAX));
+            let mut page = Vec::with_capacity(calls.min(PAGE_MAX));
             for item in items {
                 match item {
                     Recorded::Call(boxed) => {
                         let (mut call, event) = *boxed;
-                        call.event = serde_json::to_value(&event).unwrap_or_default();
                         call.id = ids.next().ok_or(StoreError::Backend {
                             backend: s.kind(),
                             detail: "the store returned too few ids".into(),
                         })?;
-                        page.push(call);
+                        page.push((call, event));
                         if page.len() == PAGE_MAX {
-                            writes.push(page_write(&std::mem::take(&mut page)));
+                            writes.push(page_of_events(&std::mem::take(&mut page)));
                         }
                     }
                     Recorded::Version(v) => writes.push(Store::queue_put(
@@ -293,7 +292,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
                 }
             }
             if !page.is_empty() {
-                writes.push(page_write(&page));
+                writes.push(page_of_events(&page));
             }
             // Outside the writer: records are no part of any command, and
             // committing them there (one transaction of up to a thousand
@@ -329,9 +328,49 @@ async fn flush_unless_durable(store: &Store, id: u64) {
 }
 
 /// The write that stores `page` (non-empty) under its first call's id.
+#[cfg(test)]
 fn page_write(page: &[HookCall]) -> Write {
     let first = page.first().map_or(0, |call| call.id);
     Store::queue_put(QueueName::HookCalls, first, &page)
+}
+
+/// A call as stored, its event serialized where it is (building a
+/// `serde_json::Value` of every event first cost an allocation per field).
+/// Same fields, same order as [`HookCall`].
+#[derive(Serialize)]
+struct StoredCall<'a> {
+    id: u64,
+    at: &'a DateTime<Utc>,
+    hook: &'a str,
+    account_id: &'a Option<String>,
+    event: &'a admind_plugin_api::Event,
+    decision: &'a str,
+    reason: &'a Option<String>,
+    actions: &'a [Action],
+    policies: &'a [PolicyDecision],
+    duration_us: u64,
+}
+
+/// The write that stores a page of calls with the events they were asked
+/// (non-empty), under its first call's id.
+fn page_of_events(page: &[(HookCall, admind_plugin_api::Event)]) -> Write {
+    let first = page.first().map_or(0, |(call, _)| call.id);
+    let stored: Vec<StoredCall<'_>> = page
+        .iter()
+        .map(|(call, event)| StoredCall {
+            id: call.id,
+            at: &call.at,
+            hook: &call.hook,
+            account_id: &call.account_id,
+            event,
+            decision: &call.decision,
+            reason: &call.reason,
+            actions: &call.actions,
+            policies: &call.policies,
+            duration_us: call.duration_us,
+        })
+        .collect();
+    Store::queue_put(QueueName::HookCalls, first, &stored)
 }
 
 /// Whether a stored row is a page (a JSON array) rather than a call
@@ -514,6 +553,16 @@ mod tests {
     use crate::store::memory::MemoryBackend;
     use crate::store::Transaction;
 
+    fn user(id: &str) -> admind_plugin_api::UserInfo {
+        admind_plugin_api::UserInfo {
+            id: id.into(),
+            name: id.into(),
+            primary_email: format!("{id}@acme.test"),
+            email_verified: true,
+            signed_in_before: true,
+        }
+    }
+
     fn call(id: u64, days_old: i64) -> HookCall {
         HookCall {
             id,
@@ -537,13 +586,6 @@ mod tests {
         let store = Store::new(MemoryBackend::default());
         let metrics = Arc::new(Metrics::new());
         let (recorder, task) = start(store.clone(), metrics.clone(), true);
-        let user = |id: &str| admind_plugin_api::UserInfo {
-            id: id.into(),
-            name: id.into(),
-            primary_email: format!("{id}@acme.test"),
-            email_verified: true,
-            signed_in_before: true,
-        };
         let event = admind_plugin_api::Event::OwnerChange {
             account_id: "acc_1".into(),
             actor_id: "usr_1".into(),
@@ -569,6 +611,38 @@ mod tests {
         assert!(rows < calls as usize / 8, "{rows} rows for {calls} calls");
         let first = matching(&store, &["before_owner_change"], None, None, 1).unwrap();
         assert_eq!(first[0].event["to"]["id"], "usr_2", "{:?}", first[0]);
+    }
+
+    /// A page written from the events as asked reads back as the calls
+    /// with each event as JSON, the same as a page of calls.
+    #[test]
+    fn a_page_stored_from_events_reads_as_the_calls_with_their_events() {
+        let event = admind_plugin_api::Event::OwnerChange {
+            account_id: "acc_1".into(),
+            actor_id: "usr_1".into(),
+            from: user("usr_1"),
+            to: user("usr_2"),
+            integrations: None,
+        };
+        let mut asked = call(7, 0);
+        asked.account_id = Some("acc_1".into());
+        asked.reason = Some("no".into());
+        asked.policies = vec![PolicyDecision {
+            policy: "guard".into(),
+            kind: "script".into(),
+            version: "abc".into(),
+            shadow: false,
+            denied: Some("no".into()),
+            actions: Vec::new(),
+            error: None,
+            duration_us: 3,
+        }];
+        let Write::QueuePut { value, .. } = page_of_events(&[(asked.clone(), event.clone())]) else {
+            panic!("a page is a queue item");
+        };
+        let mut expected = asked;
+        expected.event = serde_json::to_value(&event).unwrap();
+        assert_eq!(decode_row(&value).unwrap(), [expected]);
     }
 
     /// Pages of `sizes` calls, `days_old` each, ids counted from 1.
