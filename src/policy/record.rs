@@ -637,7 +637,8 @@ mod tests {
             error: None,
             duration_us: 3,
         }];
-        let Write::QueuePut { value, .. } = page_of_events(&[(asked.clone(), event.clone())]) else {
+        let Write::QueuePut { value, .. } = page_of_events(&[(asked.clone(), event.clone())])
+        else {
             panic!("a page is a queue item");
         };
         let mut expected = asked;
