@@ -385,7 +385,7 @@ fn is_page(bytes: &[u8]) -> bool {
 }
 
 /// The calls one stored row holds, oldest first.
-pub fn decode_row(bytes: &[u8]) -> Result<Vec<HookCall>, StoreError> {
+fn decode_row(bytes: &[u8]) -> Result<Vec<HookCall>, StoreError> {
     if is_page(bytes) {
         Ok(crate::store::codec::decode(bytes)?)
     } else {
