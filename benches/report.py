@@ -129,6 +129,10 @@ if rec_on:
 rp, lv = g("replay", "replay_rate"), g("replay", "live_rate")
 if rp:
     out.append(f"| replay of a policy over {rows['replay'].get('events', 0):,} recorded calls, events/s (one core) | {rp:,.0f} | live dispatch of the same policy on the same events: {lv:,.0f} | {ratio(rp, lv):.2f} | report |")
+    rt = rows["replay"].get("retention_pass_ms")
+    if rt is not None:
+        n = rows["replay"].get("events", 0)
+        out.append(f"| retention's pass over the record when nothing is over (counts every call of {n:,}, pages of 256), ms (one core) | {rt:,.1f} | — | | report |")
 seed = rows.get("seed", {})
 out.append(f"| start-up with {seed.get('accounts', 0):,} accounts and {seed.get('members', 0):,} members | {g('startup', 'startup_ms'):.0f} ms to `/healthz`; RSS {g('startup', 'rss_kib') / 1024:.0f} MiB, {g('rss_after_load', 'rss_kib') / 1024:.0f} MiB after the page runs | — | | ≤ 2 s {mark(g('startup', 'startup_ms') <= 2000)} |")
 rss_after = g("rss_after_load", "rss_kib") / 1024

@@ -883,7 +883,7 @@ fn replay_bench(events: usize) {
         integrations: None,
     };
     let store = Store::new(admind::store::memory::MemoryBackend::default());
-    let writes: Vec<Write> = (0..events)
+    let calls: Vec<HookCall> = (0..events)
         .map(|n| {
             let denied = n % 2 == 1;
             let call = HookCall {
@@ -908,10 +908,26 @@ fn replay_bench(events: usize) {
                 }],
                 duration_us: 10,
             };
-            Store::queue_put(QueueName::HookCalls, call.id, &call)
+            call
         })
         .collect();
+    // Stored as the daemon stores them: pages keyed by their first call.
+    let writes: Vec<Write> = calls
+        .chunks(admind::policy::record::PAGE_MAX)
+        .map(|page| Store::queue_put(QueueName::HookCalls, page[0].id, &page))
+        .collect();
     store.commit(Transaction::of_writes(writes)).unwrap();
+    // Retention's minute pass when nothing is over: it counts every call
+    // (keep_max is the number recorded) and stops at the first young page.
+    let started = Instant::now();
+    let retention = admind::policy::record::RecordConfig {
+        enabled: true,
+        keep_days: 7,
+        keep_max: events,
+    };
+    let gone = admind::policy::record::expired(&store, &retention, 10_000).unwrap();
+    let retention_pass = started.elapsed();
+    assert!(gone.is_empty());
     let live_events: Vec<Event> = (0..events).map(event).collect();
     let started = Instant::now();
     for e in &live_events {
@@ -946,6 +962,7 @@ fn replay_bench(events: usize) {
             "events": events,
             "replay_rate": events as f64 / replay.as_secs_f64(),
             "live_rate": events as f64 / live.as_secs_f64(),
+            "retention_pass_ms": retention_pass.as_secs_f64() * 1000.0,
         })
     );
 }
