@@ -563,6 +563,17 @@ mod tests {
         }
     }
 
+    /// usr_1 hands acc_1 over to usr_2.
+    fn owner_change() -> admind_plugin_api::Event {
+        admind_plugin_api::Event::OwnerChange {
+            account_id: "acc_1".into(),
+            actor_id: "usr_1".into(),
+            from: user("usr_1"),
+            to: user("usr_2"),
+            integrations: None,
+        }
+    }
+
     fn call(id: u64, days_old: i64) -> HookCall {
         HookCall {
             id,
@@ -586,13 +597,7 @@ mod tests {
         let store = Store::new(MemoryBackend::default());
         let metrics = Arc::new(Metrics::new());
         let (recorder, task) = start(store.clone(), metrics.clone(), true);
-        let event = admind_plugin_api::Event::OwnerChange {
-            account_id: "acc_1".into(),
-            actor_id: "usr_1".into(),
-            from: user("usr_1"),
-            to: user("usr_2"),
-            integrations: None,
-        };
+        let event = owner_change();
         // 12,000 calls at about 20,000 a second: past the channel's room
         // (4,096) unless batches go as soon as they fill.
         let calls = 12_000u64;
@@ -617,13 +622,7 @@ mod tests {
     /// with each event as JSON, the same as a page of calls.
     #[test]
     fn a_page_stored_from_events_reads_as_the_calls_with_their_events() {
-        let event = admind_plugin_api::Event::OwnerChange {
-            account_id: "acc_1".into(),
-            actor_id: "usr_1".into(),
-            from: user("usr_1"),
-            to: user("usr_2"),
-            integrations: None,
-        };
+        let event = owner_change();
         let mut asked = call(7, 0);
         asked.account_id = Some("acc_1".into());
         asked.reason = Some("no".into());
