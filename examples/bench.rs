@@ -851,7 +851,7 @@ fn replay_bench(events: usize) {
     use admind::policy::replay::{ReplayRequest, RECORDS_MAX};
     use admind::policy::script::ScriptEngine;
     use admind::policy::PolicyHost;
-    use admind::store::{QueueName, Store, Transaction, Write};
+    use admind::store::{Store, Transaction, Write};
     use admind_plugin_api::{Event, Hook, UserInfo};
     let scripts = tempfile::tempdir().unwrap();
     let guard = std::fs::read_to_string(
@@ -914,7 +914,7 @@ fn replay_bench(events: usize) {
     // Stored as the daemon stores them: pages keyed by their first call.
     let writes: Vec<Write> = calls
         .chunks(admind::policy::record::PAGE_MAX)
-        .map(|page| Store::queue_put(QueueName::HookCalls, page[0].id, &page))
+        .map(admind::policy::record::page_write)
         .collect();
     store.commit(Transaction::of_writes(writes)).unwrap();
     // Retention's minute pass when nothing is over: it counts every call

@@ -82,7 +82,7 @@ pub struct PolicyDecision {
 /// One recorded hook call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HookCall {
-    /// Set when committed (the queue id).
+    /// Set when appended; a page is stored under its first call's id.
     #[serde(default)]
     pub id: u64,
     pub at: DateTime<Utc>,
@@ -327,9 +327,10 @@ async fn flush_unless_durable(store: &Store, id: u64) {
     }
 }
 
-/// The write that stores `page` (non-empty) under its first call's id.
-#[cfg(test)]
-fn page_write(page: &[HookCall]) -> Write {
+/// The write that stores `page` (non-empty) under its first call's id:
+/// how the record keys a page, for pages already built (tests, the replay
+/// bench); the record's own task writes [`page_of_events`].
+pub fn page_write(page: &[HookCall]) -> Write {
     let first = page.first().map_or(0, |call| call.id);
     Store::queue_put(QueueName::HookCalls, first, &page)
 }
@@ -357,17 +358,33 @@ fn page_of_events(page: &[(HookCall, admind_plugin_api::Event)]) -> Write {
     let first = page.first().map_or(0, |(call, _)| call.id);
     let stored: Vec<StoredCall<'_>> = page
         .iter()
-        .map(|(call, event)| StoredCall {
-            id: call.id,
-            at: &call.at,
-            hook: &call.hook,
-            account_id: &call.account_id,
-            event,
-            decision: &call.decision,
-            reason: &call.reason,
-            actions: &call.actions,
-            policies: &call.policies,
-            duration_us: call.duration_us,
+        .map(|(call, event)| {
+            // Every field named: a field added to HookCall fails to
+            // compile here instead of going unrecorded.
+            let HookCall {
+                id,
+                at,
+                hook,
+                account_id,
+                event: _,
+                decision,
+                reason,
+                actions,
+                policies,
+                duration_us,
+            } = call;
+            StoredCall {
+                id: *id,
+                at,
+                hook,
+                account_id,
+                event,
+                decision,
+                reason,
+                actions,
+                policies,
+                duration_us: *duration_us,
+            }
         })
         .collect();
     Store::queue_put(QueueName::HookCalls, first, &stored)
@@ -440,7 +457,8 @@ pub fn expired(store: &Store, config: &RecordConfig, max: usize) -> Result<Vec<W
             if out.len() >= max {
                 return Ok(false);
             }
-            if id <= after && !over.is_empty() {
+            // Already removed by count (ids start at 1: 0 skips none).
+            if id <= after {
                 return Ok(true);
             }
             let calls = decode_row(bytes)?;
@@ -522,9 +540,9 @@ pub fn by_id(store: &Store, id: u64) -> Result<Option<HookCall>, StoreError> {
     Ok(found)
 }
 
-/// How many calls the record holds (every row is read: for tests and
-/// tools, not for a request's path).
-pub fn count(store: &Store) -> Result<usize, StoreError> {
+/// How many calls the record holds (every row is read).
+#[cfg(test)]
+fn count(store: &Store) -> Result<usize, StoreError> {
     let mut total = 0;
     store.queue_scan(QueueName::HookCalls, Order::OldestFirst, &mut |_, bytes| {
         total += calls_in_row(bytes)?;
