@@ -329,7 +329,7 @@ async fn flush_unless_durable(store: &Store, id: u64) {
 
 /// The write that stores `page` (non-empty) under its first call's id:
 /// how the record keys a page, for pages already built (tests, the replay
-/// bench); the record's own task writes [`page_of_events`].
+/// bench); the record's own task writes its pages from the events as asked.
 pub fn page_write(page: &[HookCall]) -> Write {
     let first = page.first().map_or(0, |call| call.id);
     Store::queue_put(QueueName::HookCalls, first, &page)
