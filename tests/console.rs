@@ -1263,12 +1263,21 @@ async fn console_navigation_offers_each_person_only_what_they_may_use() {
 }
 
 #[tokio::test]
-async fn r17_console_the_team_list_mails_an_invitation_again() {
+async fn r17_console_the_members_page_mails_an_invitation_again() {
     let d = Daemon::start();
     let (a, _, mut owner) = signed_in_owner(&d, 5).await;
     let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
     let new = d.add_member(&ot, &a, "new@acme.test", "agent").await;
-    let page = owner.open(&format!("/a/{a}/members")).await;
+    // The team list marks who never set a password and links to their
+    // page, which holds the team's controls for them.
+    let list = owner.open(&format!("/a/{a}/members")).await;
+    assert!(list.html.contains(">invited<"), "{}", list.html);
+    assert!(
+        list.html.contains(&format!("/a/{a}/profile/{new}\"")),
+        "{}",
+        list.html
+    );
+    let page = owner.open(&format!("/a/{a}/profile/{new}")).await;
     assert!(page.html.contains("Resend invitation"), "{}", page.html);
     let sent = owner
         .post(
@@ -1277,11 +1286,83 @@ async fn r17_console_the_team_list_mails_an_invitation_again() {
         )
         .await;
     assert!(
-        sent.location().contains("done=members.resent"),
-        "{}",
+        sent.location().contains("done=members.resent")
+            && sent.location().contains(&format!("/a/{a}/profile/{new}")),
+        "back on the member's page: {}",
         sent.location()
     );
     d.wait_mail("new@acme.test", "Set your password", 2).await;
+}
+
+#[tokio::test]
+async fn r08_console_a_members_role_and_removal_are_on_their_page_never_the_owners() {
+    let d = Daemon::start();
+    let (a, _, mut owner) = signed_in_owner(&d, 5).await;
+    let ot = d.sign_in(&a, "owner@acme.test", PASSWORD).await;
+    let agent = d.add_member(&ot, &a, "agent@acme.test", "agent").await;
+    // The list itself carries no form per member: one light page.
+    let list = owner.open(&format!("/a/{a}/members")).await;
+    for action in ["/role\"", "/invitation\"", "/remove\""] {
+        assert!(
+            !list.html.contains(action),
+            "{action} on the list: {}",
+            list.html
+        );
+    }
+    // An admin (here the owner) finds the controls on the member's page,
+    // the member's current role selected.
+    let page = owner.open(&format!("/a/{a}/profile/{agent}")).await;
+    assert!(page.html.contains("Role in the account"), "{}", page.html);
+    assert!(
+        page.html
+            .contains(&format!("action=\"/a/{a}/members/{agent}/role\""))
+            && page
+                .html
+                .contains(&format!("action=\"/a/{a}/members/{agent}/remove\""))
+            && page.html.contains("<option value=\"agent\" selected>"),
+        "{}",
+        page.html
+    );
+    // The owner's own page offers none: ownership moves on its own page.
+    let own = owner.open(&format!("/a/{a}/profile")).await;
+    assert!(
+        !own.html.contains("/remove\" class=\"row\""),
+        "{}",
+        own.html
+    );
+    assert!(!own.html.contains("Role in the account"), "{}", own.html);
+    // A role change goes back to the member's page; a removal, once done,
+    // to the list (the member's page is gone).
+    let changed = owner
+        .post(
+            &format!("/a/{a}/members/{agent}/role"),
+            &[
+                ("csrf", &page.csrf()),
+                ("role", "admin"),
+                ("confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert!(
+        changed
+            .location()
+            .contains(&format!("/a/{a}/profile/{agent}?"))
+            && changed.location().contains("done=members.role_changed"),
+        "{}",
+        changed.location()
+    );
+    let removed = owner
+        .post(
+            &format!("/a/{a}/members/{agent}/remove"),
+            &[("csrf", &page.csrf()), ("confirmed", "yes")],
+        )
+        .await;
+    assert!(
+        removed.location().contains(&format!("/a/{a}/members?"))
+            && removed.location().contains("done=members.removed"),
+        "{}",
+        removed.location()
+    );
 }
 
 #[tokio::test]

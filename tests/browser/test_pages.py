@@ -14,6 +14,13 @@ def test_every_page_in_both_languages_is_accessible(daemon, new_page):
     first = new_page()
     set_password_and_sign_in(first, d, d.link("olga@acme.test", "Set your password"), "olga@acme.test")
     user = first.url  # signed in: the session lives in this context only
+    # A member, so that a member's page shows the team's controls for them.
+    first.goto(d.base + f"/a/{a}/members")
+    first.fill("#add-name", "Bea Agent")
+    first.fill("#add-email", "bea@acme.test")
+    first.get_by_role("button", name="Add member").click()
+    first.wait_for_load_state("networkidle")
+    member_path = first.get_by_role("link", name="Bea Agent").get_attribute("href")
     pages = {
         "members": f"/a/{a}/members",
         "owner": f"/a/{a}/owner",
@@ -21,6 +28,7 @@ def test_every_page_in_both_languages_is_accessible(daemon, new_page):
         "integrations": f"/a/{a}/integrations",
         "directory": f"/a/{a}/directory",
         "profile": f"/a/{a}/profile",
+        "member": member_path,
         "sell": f"/a/{a}/sell",
         "licences": f"/a/{a}/licences",
         "audit": f"/a/{a}/audit",
@@ -132,7 +140,11 @@ def test_focus_stays_where_the_user_acted_and_times_are_in_the_readers_zone(daem
         page.get_by_role("button", name="Add member").click()
         page.wait_for_load_state("networkidle")
     page.goto(d.base + f"/a/{a}/members")
-    # Resend the invitation of the last member on the page.
+    # The last member's page (the list links to it), then resend their
+    # invitation from there.
+    page.get_by_role("link", name="Member 7").click()
+    page.wait_for_load_state("networkidle")
+    expect(page.get_by_role("heading", name="Role in the account")).to_be_visible()
     buttons = page.get_by_role("button", name="Resend invitation")
     last = buttons.count() - 1
     buttons.nth(last).click()

@@ -144,6 +144,22 @@ pub async fn act(
     done: &str,
     command: impl FnOnce(&Principal) -> Result<Command, Problem>,
 ) -> Response {
+    act_then(app, v, a, csrf, back, back, done, command).await
+}
+
+/// [`act`], going on to `after` once done (a removal leaves the page of
+/// what it removed); a refusal still comes back to `back`.
+#[allow(clippy::too_many_arguments)]
+pub async fn act_then(
+    app: &App,
+    v: &Visitor,
+    a: &str,
+    csrf: &str,
+    back: &str,
+    after: &str,
+    done: &str,
+    command: impl FnOnce(&Principal) -> Result<Command, Problem>,
+) -> Response {
     if !v.csrf_ok(csrf) {
         return csrf_refused(v, back);
     }
@@ -156,7 +172,7 @@ pub async fn act(
         Err(p) => Err(p),
     };
     match result {
-        Ok(()) => see_other(&v.flash_url(back, done)),
+        Ok(()) => see_other(&v.flash_url(after, done)),
         // Back to the page of the control, the refusal in words on it;
         // a refusal without a sentence of its own keeps its detail on a
         // page of its own.

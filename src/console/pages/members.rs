@@ -28,8 +28,6 @@ pub struct MemberRow {
     user: std::sync::Arc<crate::domain::User>,
     verified: bool,
     role: &'static str,
-    role_value: &'static str,
-    is_owner: bool,
     is_self: bool,
     /// Never set a password: the invitation can be mailed again.
     invited: bool,
@@ -107,7 +105,8 @@ fn in_role(filter: &str, user: &crate::domain::User) -> bool {
     }
 }
 
-fn role_value(role: SupportRole) -> &'static str {
+/// A Support role as the forms name it.
+pub(super) fn role_value(role: SupportRole) -> &'static str {
     match role {
         SupportRole::Admin => "admin",
         SupportRole::Agent => "agent",
@@ -318,8 +317,6 @@ fn members_view(
             id: Escaped::new(&m.user.id),
             verified: m.user.primary_verified(),
             role: v.t.role(m.role_label),
-            role_value: role_value(m.user.support_role),
-            is_owner: m.is_owner,
             is_self: m.user.id == me,
             invited: m.user.password_hash.is_none(),
             deactivated: !m.user.is_active(),
@@ -455,7 +452,8 @@ pub async fn change_role(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<RoleForm>,
 ) -> Response {
-    let back = at(&a, ["members"]);
+    // The form is on the member's own page.
+    let back = at(&a, ["profile", &u]);
     if let (false, Some(role)) = (confirmed(&form.confirmed), form.role) {
         let key = format!("role.{}", role.as_str());
         let label = v.t.s(&key);
@@ -498,7 +496,7 @@ pub async fn resend_invitation(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = at(&a, ["members"]);
+    let back = at(&a, ["profile", &u]);
     let account_id = a.clone();
     act(&app, &v, &a, &form.csrf, &back, "members.resent", |_| {
         Ok(Command::ResendInvitation(cmd::ResendInvitation {
@@ -515,7 +513,9 @@ pub async fn remove_member(
     Path((a, u)): Path<(String, String)>,
     PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
-    let back = at(&a, ["members"]);
+    // Asked from the member's own page; once removed, the page is gone.
+    let back = at(&a, ["profile", &u]);
+    let after = at(&a, ["members"]);
     if !confirmed(&form.confirmed) {
         let what =
             v.t.s("confirm.remove_member")
@@ -523,12 +523,21 @@ pub async fn remove_member(
         return confirm_first(&v, &at(&a, ["members", &u, "remove"]), &back, what, &[]);
     }
     let account_id = a.clone();
-    act(&app, &v, &a, &form.csrf, &back, "members.removed", |_| {
-        Ok(Command::RemoveMember(cmd::RemoveMember {
-            account_id,
-            user_id: u,
-        }))
-    })
+    act_then(
+        &app,
+        &v,
+        &a,
+        &form.csrf,
+        &back,
+        &after,
+        "members.removed",
+        |_| {
+            Ok(Command::RemoveMember(cmd::RemoveMember {
+                account_id,
+                user_id: u,
+            }))
+        },
+    )
     .await
 }
 

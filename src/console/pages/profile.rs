@@ -24,6 +24,20 @@ pub struct AddressRow {
     verified: bool,
 }
 
+/// A member's place in the account, offered to those who manage the team
+/// (admins): their role, the invitation, removing them. The owner has
+/// none: ownership changes on the Account owner page.
+pub struct Membership {
+    /// "Role: Agent", as the API labels it.
+    role_line: String,
+    /// The role as the form names it (`admin`, `agent`, `end_user`).
+    role_value: &'static str,
+    /// Never set a password: the invitation can be mailed again.
+    invited: bool,
+    /// Deactivated (by the directory or an admin): holds no seat.
+    deactivated: bool,
+}
+
 #[derive(Template)]
 #[template(path = "console/profile.html")]
 struct ProfilePage {
@@ -40,6 +54,7 @@ struct ProfilePage {
     /// Who manages it, when the visitor does not.
     read_only_line: String,
     addresses: Vec<AddressRow>,
+    membership: Option<Membership>,
     error: Option<ErrorView>,
 }
 
@@ -96,6 +111,20 @@ pub async fn profile_page(
             .account(&a)
             .map_err(Refusal::from)?
             .is_some_and(|acc| acc.owner_id == u && v.user_id() == Some(u.as_str()));
+        // The team's controls for this member, when the visitor may see
+        // the team (the same question the Team members page asks).
+        let membership = query::member(&app.store, &who, &a, &u)
+            .ok()
+            .filter(|m| !m.is_owner)
+            .map(|m| Membership {
+                role_line: v
+                    .t
+                    .s("profile.role_line")
+                    .replace("{role}", v.t.role(m.role_label)),
+                role_value: super::members::role_value(m.user.support_role),
+                invited: m.user.password_hash.is_none(),
+                deactivated: !m.user.is_active(),
+            });
         Ok(ProfilePage {
             c: Chrome::new(&v, &path, "profile.heading", f.done.as_deref()),
             base: at(&a, []),
@@ -113,6 +142,7 @@ pub async fn profile_page(
                     verified: e.verified,
                 })
                 .collect(),
+            membership,
             error: None,
         })
     })();
