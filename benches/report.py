@@ -67,7 +67,7 @@ out = []
 out.append("# Benchmarks\n")
 out.append(
     ("Measured by the last full run of `benches/run.sh` (the hostile-load section has its own date): "
-     if os.environ.get("BENCH_ONLY") in ("hostile", "postgres", "policy", "slow", "layers") else f"Measured by `benches/run.sh` on {datetime.date.today()}: ")
+     if os.environ.get("BENCH_ONLY") in ("hostile", "postgres", "policy", "slow", "layers", "console") else f"Measured by `benches/run.sh` on {datetime.date.today()}: ")
     + f"{os.cpu_count()} cores, "
     f"{mem_gib:.0f} GiB of memory, loopback, release build, {seconds} s per figure, "
     "64 connections unless said. Every baseline was measured in the same run. "
@@ -143,6 +143,15 @@ out.append(
     f"100,000 members, first page: {pb:.2f} ms / {g('page_big_first', 'rate'):,.0f}; later page: {pl:.2f} ms / {g('page_big_later', 'rate'):,.0f} | — | "
     f"{ratio(pb, ps):.2f} | same cost {mark(ratio(pb, ps) <= 1.5 and ratio(pl, ps) <= 1.5)} |"
 )
+mc = rows.get("machine_console")
+if mc:
+    out.append("")
+    out.append(
+        "The two Team members page rows and the API reads they are divided by were measured on their own "
+        f"(`BENCH_ONLY=console BENCH_SECONDS={seconds} taskset -c 0,1 benches/run.sh`) on {mc['date']}: {mc['cores']} × {mc['model']}, "
+        f"{mc['memory_gib']} GiB, 1-minute load {mc['load1_before']:.2f} before the run, the 20-member figures pinned as the reads above, "
+        "the 100,000-member ones unpinned as in the scale run."
+    )
 if "pgbench_transfer_64" in rows:
     out.append("")
     out.append("## On PostgreSQL")

@@ -302,7 +302,37 @@ layers_figures() {
   PIN=
 }
 
-# BENCH_ONLY=hostile (or postgres, policy, slow) runs those figures alone and keeps the
+# console_figures: the Team members page beside the API's read of the same
+# members, as the full run measures them (20 members pinned as the reads
+# are; the first page of a SCALE_BIG-member account), alone
+# (BENCH_ONLY=console).
+console_figures() {
+  echo "== console pages" >&2
+  machine_line console >> "$RESULTS"
+  PIN=$PIN_DAEMON
+  D=$W/console; start_admind "$D"
+  SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
+  ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
+  TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  wrk_json members_20 "$ADDR/v1/accounts/$ACC/members" "$TOK"
+  wrk_json console_members_20 "$ADDR/a/$ACC/members" "$TOK" cookie
+  weight() { curl -s --compressed -o /dev/null -w '%{size_download}' -H "Cookie: admind_session=$TOK" "$ADDR$1"; }
+  HTML_B=$(weight "/a/$ACC/members"); CSS_B=$(weight /assets/console.css); JS_B=$(weight /assets/htmx.min.js)
+  echo "{\"scenario\": \"console_page_weight\", \"html_bytes\": $HTML_B, \"css_bytes\": $CSS_B, \"js_bytes\": $JS_B, \"total_bytes\": $((HTML_B + CSS_B + JS_B))}" >> "$RESULTS"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  PIN=
+  D=$W/consolebig; mkdir -p "$D"
+  $BIN/examples/bench seed --data-dir "$D/data" --accounts 1 --members "$SCALE_MEMBERS" --big "$SCALE_BIG" > "$D/seed.json"
+  local big tb
+  big=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["big"])' "$D/seed.json")
+  start_admind "$D"
+  tb=$(curl -s "$ADDR/v1/accounts/$big/sessions" -H 'content-type: application/json' -d '{"email":"owner-big@seed.test","password":"benchmark password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  wrk_json api_big_first_50 "$ADDR/v1/accounts/$big/members?limit=50" "$tb"
+  wrk_json console_big_first "$ADDR/a/$big/members" "$tb" cookie
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+}
+
+# BENCH_ONLY=hostile (or postgres, policy, slow, layers, console) runs those figures alone and keeps the
 # other figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
   grep -v '"scenario": *"\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
@@ -315,6 +345,9 @@ elif [ "${BENCH_ONLY:-}" = slow ]; then
 elif [ "${BENCH_ONLY:-}" = layers ]; then
   grep -v '"scenario": *"\(layers_\|machine_layers\)' benches/last-results.jsonl > "$RESULTS" || true
   layers_figures
+elif [ "${BENCH_ONLY:-}" = console ]; then
+  grep -v '"scenario": *"\(members_20\|console_members_20\|console_page_weight\|api_big_first_50\|console_big_first\|machine_console\)"' benches/last-results.jsonl > "$RESULTS" || true
+  console_figures
 elif [ "${BENCH_ONLY:-}" = policy ]; then
   grep -v '"scenario": *"\(transfers_64_guard\|records_dropped\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
   policy_figures
@@ -415,7 +448,7 @@ idle_figures() {
   echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
 }
 
-case "${BENCH_ONLY:-}" in postgres|policy|slow|layers) python3 benches/report.py "$RESULTS" "$S" benches/last-results.jsonl > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
+case "${BENCH_ONLY:-}" in postgres|policy|slow|layers|console) python3 benches/report.py "$RESULTS" "$S" benches/last-results.jsonl > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
 
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {

@@ -242,6 +242,9 @@ fn members_view(
         // 50 members a page besides the owner, who heads the first page.
         let owner_id = summary.account.owner_id.clone();
         let wanted = MEMBERS_PAGE + 1;
+        // The owner, when the page read holds them (a team's first page
+        // usually does): not read a second time.
+        let mut owner_read = None;
         let (others, has_prev, has_next) = match q.before.as_deref() {
             Some(before) => {
                 let page = query::members_before(&app.store, who, a, before, Some(wanted))?;
@@ -257,11 +260,14 @@ fn members_view(
             }
             None => {
                 let page = first;
-                let mut others: Vec<_> = page
-                    .items
-                    .into_iter()
-                    .filter(|m| m.user.id != owner_id)
-                    .collect();
+                let mut others = Vec::with_capacity(page.items.len());
+                for m in page.items {
+                    if m.user.id == owner_id {
+                        owner_read = Some(m);
+                    } else {
+                        others.push(m);
+                    }
+                }
                 let more = page.next.is_some() || others.len() > MEMBERS_PAGE;
                 others.truncate(MEMBERS_PAGE);
                 (others, q.after.is_some(), more)
@@ -272,7 +278,11 @@ fn members_view(
         let mut page_items = others;
         let start = if has_prev { from } else { 0 };
         if !has_prev {
-            page_items.insert(0, query::member(&app.store, who, a, &owner_id)?);
+            let owner = match owner_read {
+                Some(owner) => owner,
+                None => query::member(&app.store, who, a, &owner_id)?,
+            };
+            page_items.insert(0, owner);
         }
         range_line = shown(start, page_items.len(), total);
         prev_href = match (has_prev, &first_other) {
@@ -295,12 +305,15 @@ fn members_view(
     let me = v.user_id().unwrap_or("");
     use crate::domain::StateView;
     // Who can act when no seat is free, and whether a request waits.
-    let owner_name = app
-        .store
-        .user(a, &summary.account.owner_id)
-        .map_err(crate::domain::Refusal::from)?
-        .map(|u| u.name)
-        .unwrap_or_default();
+    let owner_name = match items.iter().find(|m| m.is_owner) {
+        Some(owner) => owner.user.name.clone(),
+        None => app
+            .store
+            .user(a, &summary.account.owner_id)
+            .map_err(crate::domain::Refusal::from)?
+            .map(|u| u.name)
+            .unwrap_or_default(),
+    };
     let pending = app
         .store
         .account_licence_requests(a, 1_000)
