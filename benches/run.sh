@@ -303,9 +303,9 @@ layers_figures() {
 }
 
 # console_figures: the Team members page beside the API's read of the same
-# members, as the full run measures them (20 members pinned as the reads
-# are; the first page of a SCALE_BIG-member account), alone
-# (BENCH_ONLY=console).
+# members (20 members, pinned as the reads are, three alternating rounds;
+# the first page of a SCALE_BIG-member account, as the scale run does),
+# alone (BENCH_ONLY=console).
 console_figures() {
   echo "== console pages" >&2
   machine_line console >> "$RESULTS"
@@ -314,8 +314,13 @@ console_figures() {
   SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
   ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
   TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  wrk_json members_20 "$ADDR/v1/accounts/$ACC/members" "$TOK"
-  wrk_json console_members_20 "$ADDR/a/$ACC/members" "$TOK" cookie
+  # Three rounds, the API read and the page alternating: the ratio of
+  # each round, not of two moments of a noisy machine.
+  local round
+  for round in 1 2 3; do
+    wrk_json "console_round_api_$round" "$ADDR/v1/accounts/$ACC/members" "$TOK"
+    wrk_json "console_round_page_$round" "$ADDR/a/$ACC/members" "$TOK" cookie
+  done
   weight() { curl -s --compressed -o /dev/null -w '%{size_download}' -H "Cookie: admind_session=$TOK" "$ADDR$1"; }
   HTML_B=$(weight "/a/$ACC/members"); CSS_B=$(weight /assets/console.css); JS_B=$(weight /assets/htmx.min.js)
   echo "{\"scenario\": \"console_page_weight\", \"html_bytes\": $HTML_B, \"css_bytes\": $CSS_B, \"js_bytes\": $JS_B, \"total_bytes\": $((HTML_B + CSS_B + JS_B))}" >> "$RESULTS"
@@ -346,7 +351,7 @@ elif [ "${BENCH_ONLY:-}" = layers ]; then
   grep -v '"scenario": *"\(layers_\|machine_layers\)' benches/last-results.jsonl > "$RESULTS" || true
   layers_figures
 elif [ "${BENCH_ONLY:-}" = console ]; then
-  grep -v '"scenario": *"\(members_20\|console_members_20\|console_page_weight\|api_big_first_50\|console_big_first\|machine_console\)"' benches/last-results.jsonl > "$RESULTS" || true
+  grep -v '"scenario": *"\(console_round_\|console_page_weight\|api_big_first_50\|console_big_first\|machine_console\)"' benches/last-results.jsonl > "$RESULTS" || true
   console_figures
 elif [ "${BENCH_ONLY:-}" = policy ]; then
   grep -v '"scenario": *"\(transfers_64_guard\|records_dropped\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
