@@ -314,16 +314,21 @@ fn members_view(
             .map(|u| u.name)
             .unwrap_or_default(),
     };
-    let pending = app
-        .store
-        .account_licence_requests(a, 1_000)
-        .map_err(crate::domain::Refusal::from)?
-        .into_iter()
-        .find(|r| {
-            r.status == crate::domain::LicenceStatus::Pending
-                && r.product == crate::domain::Product::Support
-        })
-        .map(|r| r.seats);
+    let no_seat = summary.support.seats_used >= summary.support.seats_total;
+    // Only the no-seat panel shows a pending request: read only for it.
+    let pending = if no_seat {
+        app.store
+            .account_licence_requests(a, 1_000)
+            .map_err(crate::domain::Refusal::from)?
+            .into_iter()
+            .find(|r| {
+                r.status == crate::domain::LicenceStatus::Pending
+                    && r.product == crate::domain::Product::Support
+            })
+            .map(|r| r.seats)
+    } else {
+        None
+    };
     let rows = items
         .into_iter()
         .map(|m| MemberRow {
@@ -377,7 +382,7 @@ fn members_view(
         error: None,
         add_name: String::new(),
         add_email: String::new(),
-        no_seat: summary.support.seats_used >= summary.support.seats_total,
+        no_seat,
         viewer_is_owner: me == summary.account.owner_id,
         no_seat_buy: v.t.s("members.no_seat_buy").replace("{owner}", &owner_name),
         ask_owner: v.t.s("members.ask_owner").replace("{owner}", &owner_name),
