@@ -103,6 +103,25 @@ print(json.dumps({"scenario": name, "rate": rate, "p50_ms": p50, "p99_ms": p99, 
 PY
 }
 
+# start_reads DIR [extra config]: a daemon with the read scenario's account
+# (an owner and 19 members); sets ACC and TOK (the owner's session) too.
+start_reads() {
+  start_admind "$@"
+  local setup
+  setup=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$1/mail" --operator="$OPERATOR" --members 19)
+  ACC=$(echo "$setup" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
+  TOK=$(echo "$setup" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+}
+
+# page_weight: the console's first load (the Team members page, its CSS and
+# htmx) as a browser gets it, gzip'd; appends a result line.
+page_weight() {
+  weight() { curl -s --compressed -o /dev/null -w '%{size_download}' -H "Cookie: admind_session=$TOK" "$ADDR$1"; }
+  local html css js
+  html=$(weight "/a/$ACC/members"); css=$(weight /assets/console.css); js=$(weight /assets/htmx.min.js)
+  echo "{\"scenario\": \"console_page_weight\", \"html_bytes\": $html, \"css_bytes\": $css, \"js_bytes\": $js, \"total_bytes\": $((html + css + js))}" >> "$RESULTS"
+}
+
 # postgres_figures: admind on PostgreSQL (a throwaway cluster, as the tests
 # start one) beside pgbench running the same SQL work, and reads beside sled.
 postgres_figures() {
@@ -278,10 +297,7 @@ layers_figures() {
       [ "$variant" = none ] && without=
       [ "$variant" = all ] && without=$(echo $LAYERS | tr ' ' ,)
       D=$W/layers$variant$round
-      BENCH_WITHOUT_LAYERS=$without start_admind "$D"
-      SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
-      ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
-      TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+      BENCH_WITHOUT_LAYERS=$without start_reads "$D"
       wrk_json "layers_owner_${variant}_$round" "$ADDR/v1/accounts/$ACC/owner" "$TOK"
       wrk_json "layers_members_${variant}_$round" "$ADDR/v1/accounts/$ACC/members" "$TOK"
       if [ "$variant" = none ]; then
@@ -310,10 +326,7 @@ console_figures() {
   echo "== console pages" >&2
   machine_line console >> "$RESULTS"
   PIN=$PIN_DAEMON
-  D=$W/console; start_admind "$D"
-  SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
-  ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
-  TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  D=$W/console; start_reads "$D"
   # Three rounds, the API read and the page alternating: the ratio of
   # each round, not of two moments of a noisy machine.
   local round
@@ -321,9 +334,7 @@ console_figures() {
     wrk_json "console_round_api_$round" "$ADDR/v1/accounts/$ACC/members" "$TOK"
     wrk_json "console_round_page_$round" "$ADDR/a/$ACC/members" "$TOK" cookie
   done
-  weight() { curl -s --compressed -o /dev/null -w '%{size_download}' -H "Cookie: admind_session=$TOK" "$ADDR$1"; }
-  HTML_B=$(weight "/a/$ACC/members"); CSS_B=$(weight /assets/console.css); JS_B=$(weight /assets/htmx.min.js)
-  echo "{\"scenario\": \"console_page_weight\", \"html_bytes\": $HTML_B, \"css_bytes\": $CSS_B, \"js_bytes\": $JS_B, \"total_bytes\": $((HTML_B + CSS_B + JS_B))}" >> "$RESULTS"
+  page_weight
   kill "$PID"; wait "$PID" 2>/dev/null || true
   PIN=
   D=$W/consolebig; mkdir -p "$D"
@@ -362,19 +373,14 @@ grep '"scenario": *"\(layers_\|machine_layers\)' benches/last-results.jsonl > "$
 echo "== reads" >&2
 machine_line main >> "$RESULTS"
 PIN=$PIN_DAEMON
-D=$W/reads; start_admind "$D"
-SETUP=$($BIN/examples/bench setup-reads --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --members 19)
-ACC=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["account"])')
-TOK=$(echo "$SETUP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+D=$W/reads; start_reads "$D"
 OWNER_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/owner" | wc -c)
 MEMBERS_BYTES=$(curl -s -H "Authorization: Bearer $TOK" "$ADDR/v1/accounts/$ACC/members" | wc -c)
 wrk_json owner "$ADDR/v1/accounts/$ACC/owner" "$TOK"
 wrk_json members_20 "$ADDR/v1/accounts/$ACC/members" "$TOK"
 wrk_json console_members_20 "$ADDR/a/$ACC/members" "$TOK" cookie
 # The console's first load (page and assets), gzip'd as a browser asks.
-weight() { curl -s --compressed -o /dev/null -w '%{size_download}' -H "Cookie: admind_session=$TOK" "$ADDR$1"; }
-HTML_B=$(weight "/a/$ACC/members"); CSS_B=$(weight /assets/console.css); JS_B=$(weight /assets/htmx.min.js)
-echo "{\"scenario\": \"console_page_weight\", \"html_bytes\": $HTML_B, \"css_bytes\": $CSS_B, \"js_bytes\": $JS_B, \"total_bytes\": $((HTML_B + CSS_B + JS_B))}" >> "$RESULTS"
+page_weight
 $PIN_DAEMON $BIN/examples/bare_server 127.0.0.1:0 "$OWNER_BYTES" > "$W/bare1" & until grep -q listening "$W/bare1" 2>/dev/null; do sleep 0.01; done
 wrk_json bare_owner_size "$(sed -n 's/bare listening on //p' "$W/bare1")/"
 $PIN_DAEMON $BIN/examples/bare_server 127.0.0.1:0 "$MEMBERS_BYTES" > "$W/bare2" & until grep -q listening "$W/bare2" 2>/dev/null; do sleep 0.01; done
