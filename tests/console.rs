@@ -1313,6 +1313,16 @@ async fn r08_console_a_members_role_and_removal_are_on_their_page_never_the_owne
     // the member's current role selected.
     let page = owner.open(&format!("/a/{a}/profile/{agent}")).await;
     assert!(page.html.contains("Role in the account"), "{}", page.html);
+    // Reached from the team list, it is part of the team in the navigation.
+    assert!(
+        page.html
+            .contains(&format!("href=\"/a/{a}/members\" aria-current=\"page\""))
+            && !page
+                .html
+                .contains(&format!("href=\"/a/{a}/profile\" aria-current")),
+        "{}",
+        page.html
+    );
     assert!(
         page.html
             .contains(&format!("action=\"/a/{a}/members/{agent}/role\""))
@@ -1325,7 +1335,14 @@ async fn r08_console_a_members_role_and_removal_are_on_their_page_never_the_owne
     );
     // The owner's own page offers none: ownership moves on its own page.
     let own = owner.open(&format!("/a/{a}/profile/{owner_id}")).await;
-    assert!(own.html.contains("Addresses"), "{}", own.html);
+    assert!(
+        own.html.contains("Addresses")
+            && own
+                .html
+                .contains(&format!("href=\"/a/{a}/profile\" aria-current=\"page\"")),
+        "{}",
+        own.html
+    );
     assert!(
         !own.html.contains(&format!("/members/{owner_id}/"))
             && !own.html.contains("Role in the account"),

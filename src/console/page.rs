@@ -200,7 +200,7 @@ impl Chrome {
     pub fn new(v: &Visitor, path: &str, title: &str, flash: Option<&str>) -> Chrome {
         let t = v.t;
         let nav = match (&v.who, v.account_id()) {
-            (Some(_), Some(a)) => account_nav(t, a, path, v.powers),
+            (Some(_), Some(a)) => account_nav(t, a, path, v.user_id(), v.powers),
             (Some(crate::domain::Principal::Operator), _) => [
                 ("/support/accounts", "nav.accounts"),
                 ("/support/licences", "nav.licences"),
@@ -246,8 +246,15 @@ fn account_nav(
     t: &'static Catalogue,
     a: &str,
     path: &str,
+    me: Option<&str>,
     p: super::visitor::Powers,
 ) -> Vec<NavLink> {
+    // Another member's page belongs to the team (it is reached from the
+    // list); "Profile" is the visitor's own.
+    let profiles = at(a, ["profile"]);
+    let someone_elses = path.starts_with(&profiles)
+        && me.is_some_and(|me| path != at(a, ["profile", me]))
+        && path != profiles;
     [
         ("members", "nav.members", p.admin),
         ("owner", "nav.owner", p.agent),
@@ -266,7 +273,11 @@ fn account_nav(
     .map(|(page, key, _)| {
         let href = at(a, [page]);
         NavLink {
-            current: path.starts_with(&href),
+            current: match page {
+                "members" => path.starts_with(&href) || someone_elses,
+                "profile" => path.starts_with(&href) && !someone_elses,
+                _ => path.starts_with(&href),
+            },
             href,
             label: t.s(key),
         }

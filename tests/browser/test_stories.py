@@ -26,6 +26,9 @@ def sign_in(page, email_addr):
     page.get_by_label("Email address").first.fill(email_addr)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    # Signed in once the answer is on the page (htmx posts the form: the
+    # load state alone can be reached before the post has even left).
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     page.wait_for_load_state("networkidle")
 
 
