@@ -70,15 +70,92 @@ async fn a_caller_is_answered_only_once_a_flush_covers_its_commit() {
         caller.await.unwrap();
     }
     // The flushes were shared: fewer flushes than commands.
-    let text = metrics.render();
-    let flushes = text
-        .lines()
-        .find_map(|l| l.strip_prefix("admind_store_flush_seconds_count "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("the flush histogram");
+    let flushes = flushes(&metrics);
     assert!(
         flushes < (CALLERS * COMMANDS_EACH) as f64,
         "{flushes} flushes for {} commands",
         CALLERS * COMMANDS_EACH
     );
+}
+
+fn flushes(metrics: &Metrics) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("admind_store_flush_seconds_count "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("the flush histogram")
+}
+
+fn sled_writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
+    let store = Store::open_sled(dir).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (writer, _thread) = Writer::start(WriterDeps {
+        store,
+        settings: Settings::default(),
+        gate: Arc::new(AllowAll),
+        render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
+        metrics: metrics.clone(),
+        wakers: Arc::new(Wakers::default()),
+        sinks: Vec::new(),
+    });
+    (writer, metrics)
+}
+
+/// A worker's bookkeeping may wait for the next command's flush instead of
+/// a flush of its own, but with no command coming it is flushed on its own
+/// soon after, and its worker is answered only once it has been.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookkeeping_alone_is_answered_once_flushed_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, metrics) = sled_writer(dir.path());
+    for round in 1..=3 {
+        let settled = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            writer.submit_writes(vec![admind::store::Write::PutSubscriberState {
+                name: format!("crm-{round}"),
+                value: b"{}".to_vec(),
+            }]),
+        )
+        .await
+        .expect("bookkeeping with no command behind it is still answered");
+        settled.unwrap();
+        assert!(
+            flushes(&metrics) >= f64::from(round),
+            "answered before a flush covered it"
+        );
+    }
+}
+
+/// Bookkeeping sent just before a command is answered with it: neither
+/// waits for the other beyond one flush, whichever batch each lands in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookkeeping_and_a_command_behind_it_are_both_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, metrics) = sled_writer(dir.path());
+    for n in 0..20 {
+        let bookkeeping = writer.submit_writes(vec![admind::store::Write::PutSubscriberState {
+            name: format!("crm-{n}"),
+            value: b"{}".to_vec(),
+        }]);
+        let command = writer.submit(
+            Principal::Operator,
+            Command::CreateAccount(cmd::CreateAccount {
+                name: format!("acme-{n}"),
+                owner_name: "O".into(),
+                owner_email: format!("o@c{n}.test"),
+                support_seats: 5,
+                language: None,
+            }),
+        );
+        let (settled, reply) = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            futures::future::join(bookkeeping, command),
+        )
+        .await
+        .expect("both answered");
+        settled.unwrap();
+        assert!(matches!(reply, Ok(Reply::Account(_))), "{reply:?}");
+    }
+    assert!(flushes(&metrics) >= 1.0);
 }

@@ -11,7 +11,7 @@
 //! ([`Backend::lock_command`](super::Backend::lock_command)).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use chrono::Utc;
@@ -38,6 +38,13 @@ pub const BATCH_MAX: usize = 256;
 /// Commands waiting for the writer; past this, callers wait for room
 /// (back-pressure instead of unbounded memory).
 pub const QUEUE_MAX: usize = 4096;
+/// How long a batch that holds only the workers' bookkeeping (settled
+/// queue items) waits, on a store one process opens, for a command's flush
+/// to cover it before it is flushed on its own. Nobody waits on those
+/// writes but the worker that settles (a crash before the flush only
+/// repeats an attempt), and a flush of their own cost the commands
+/// behind them a flush's wait: under load every other batch was one.
+pub const BOOKKEEPING_FLUSH_WAIT: Duration = Duration::from_millis(2);
 
 /// Renders a notice into a mail (templates and links live outside the core).
 pub type Render = Arc<dyn Fn(&Notice) -> OutboxMail + Send + Sync>;
@@ -46,6 +53,9 @@ struct Job {
     actor: Principal,
     work: Work,
     reply: oneshot::Sender<Answer>,
+    /// Workers' bookkeeping: its flush may wait for the next batch's
+    /// ([`BOOKKEEPING_FLUSH_WAIT`]).
+    bookkeeping: bool,
     /// The `before_` hook's answer, decided off the writer (see
     /// [`Writer::submit`]); None: the writer asks the gate itself.
     decided: Option<Decided>,
@@ -343,22 +353,29 @@ impl Writer {
     /// Commits `work`'s writes in one transaction on the writer thread;
     /// returns once they are durable. Wakes the event workers after.
     pub async fn submit_maintenance(&self, work: Maintenance) -> Result<(), Refusal> {
+        self.maintain(work, false).await
+    }
+
+    /// Commits blind writes (a worker's bookkeeping) like a maintenance
+    /// step: in one transaction, durable on return. On a store one process
+    /// opens, the flush that makes them durable may be the next batch's,
+    /// up to [`BOOKKEEPING_FLUSH_WAIT`] later.
+    pub async fn submit_writes(&self, writes: Vec<Write>) -> Result<(), Refusal> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.maintain(Box::new(move |_| Ok(writes)), true).await
+    }
+
+    async fn maintain(&self, work: Maintenance, bookkeeping: bool) -> Result<(), Refusal> {
+        let job = Work::Maintenance(work);
         match self
-            .send(Principal::Operator, Work::Maintenance(work), None)
+            .send(Principal::Operator, job, None, bookkeeping)
             .await?
         {
             Answer::Done(answer) => answer.map(|_| ()),
             Answer::Stale => Ok(()),
         }
-    }
-
-    /// Commits blind writes (a worker's bookkeeping, retention) like a
-    /// maintenance step: in one transaction, durable on return.
-    pub async fn submit_writes(&self, writes: Vec<Write>) -> Result<(), Refusal> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        self.submit_maintenance(Box::new(move |_| Ok(writes))).await
     }
 
     /// Runs `command` as `actor`; returns once the outcome is durable.
@@ -380,7 +397,12 @@ impl Writer {
             for _ in 0..PREDECIDE_ATTEMPTS_MAX {
                 let decided = self.decide(&actor, &command).await?;
                 match self
-                    .send(actor.clone(), Work::Command(command.clone()), Some(decided))
+                    .send(
+                        actor.clone(),
+                        Work::Command(command.clone()),
+                        Some(decided),
+                        false,
+                    )
                     .await?
                 {
                     Answer::Done(answer) => return answer,
@@ -390,7 +412,10 @@ impl Writer {
                 }
             }
         }
-        match self.send(actor, Work::Command(command), None).await? {
+        match self
+            .send(actor, Work::Command(command), None, false)
+            .await?
+        {
             Answer::Done(answer) => answer,
             Answer::Stale => Err(Refusal::store("a command without a decided hook was stale")),
         }
@@ -435,6 +460,7 @@ impl Writer {
         actor: Principal,
         work: Work,
         decided: Option<Decided>,
+        bookkeeping: bool,
     ) -> Result<Answer, Refusal> {
         let (reply, answer) = oneshot::channel();
         let account_id = match &work {
@@ -446,6 +472,7 @@ impl Writer {
                 actor,
                 work,
                 reply,
+                bookkeeping,
                 decided,
             })
             .await
@@ -456,10 +483,97 @@ impl Writer {
     }
 }
 
+/// Answers committed but not yet flushed, waiting for the flush that makes
+/// them durable, and the workers that flush should wake.
+#[derive(Default)]
+struct Unflushed {
+    answers: Vec<(oneshot::Sender<Answer>, Answer)>,
+    since: Option<Instant>,
+    wrote_mail: bool,
+    wrote_events: bool,
+}
+
+impl Unflushed {
+    /// Flushes, then answers every caller waiting and wakes the workers.
+    fn flush(&mut self, deps: &WriterDeps) {
+        let answers = std::mem::take(&mut self.answers);
+        self.since = None;
+        let started = Instant::now();
+        let flushed = deps.store.flush();
+        deps.metrics
+            .store_flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        deps.metrics.store_batch_size.observe(answers.len() as f64);
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "flush failed; answering the batch with an error");
+            for (reply, _) in answers {
+                let _ = reply.send(Answer::Done(Err(Refusal::store(format!(
+                    "flush failed: {e}"
+                )))));
+            }
+            return;
+        }
+        for (reply, answer) in answers {
+            // A caller that went away (timeout, disconnect) still had its
+            // change committed; nobody is left to tell.
+            let _ = reply.send(answer);
+        }
+        if std::mem::take(&mut self.wrote_mail) {
+            deps.wakers.outbox.notify_one();
+        }
+        if std::mem::take(&mut self.wrote_events) {
+            deps.wakers.hooks.notify_one();
+            deps.wakers.outbound.notify_one();
+        }
+    }
+}
+
+/// The next job; while answers wait for a flush, only until their
+/// [`BOOKKEEPING_FLUSH_WAIT`] is over (`Err`: time to flush them). `None`:
+/// every sender is gone.
+fn next_job(
+    rx: &mut mpsc::Receiver<Job>,
+    timer: Option<&tokio::runtime::Runtime>,
+    since: Option<Instant>,
+) -> Result<Option<Job>, ()> {
+    match (timer, since) {
+        (Some(timer), Some(since)) => {
+            let left = BOOKKEEPING_FLUSH_WAIT.saturating_sub(since.elapsed());
+            // The timeout is made inside the timer's runtime, whose clock it
+            // needs.
+            timer
+                .block_on(async { tokio::time::timeout(left, rx.recv()).await })
+                .map_err(|_| ())
+        }
+        _ => Ok(rx.blocking_recv()),
+    }
+}
+
 fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<Job>) {
     let mut entropy = OsEntropy;
     let mut batch = Vec::with_capacity(BATCH_MAX);
-    while let Some(first) = rx.blocking_recv() {
+    // Bookkeeping waits for a command's flush only on a store one process
+    // opens: on a shared store the flush is the group's COMMIT, which must
+    // not stay open.
+    let timer = if deps.store.shared() {
+        None
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no timer on the writer; bookkeeping is flushed on its own"))
+            .ok()
+    };
+    let mut unflushed = Unflushed::default();
+    loop {
+        let first = match next_job(&mut rx, timer.as_ref(), unflushed.since) {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(()) => {
+                unflushed.flush(&deps);
+                continue;
+            }
+        };
         batch.push(first);
         while batch.len() < BATCH_MAX {
             match rx.try_recv() {
@@ -467,7 +581,8 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        let mut answers = Vec::with_capacity(batch.len());
+        let only_bookkeeping = batch.iter().all(|job| job.bookkeeping);
+        let answers = &mut unflushed.answers;
         let mut wrote_mail = false;
         let mut wrote_events = false;
         // On a shared store, the commands of one account each are run and
@@ -481,14 +596,14 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             let mut grouped = grouped.into_iter().peekable();
             while grouped.peek().is_some() {
                 let group: Vec<Job> = grouped.by_ref().take(GROUP_MAX).collect();
-                let (mail, events) = run_group(&deps, &versions, &mut entropy, group, &mut answers);
+                let (mail, events) = run_group(&deps, &versions, &mut entropy, group, answers);
                 wrote_mail |= mail;
                 wrote_events |= events;
             }
             let (bookkeeping, rest): (Vec<Job>, Vec<Job>) = rest
                 .into_iter()
                 .partition(|job| matches!(job.work, Work::Maintenance(_)));
-            wrote_events |= run_bookkeeping_together(&deps, bookkeeping, &mut answers);
+            wrote_events |= run_bookkeeping_together(&deps, bookkeeping, answers);
             rest
         } else {
             std::mem::take(&mut batch)
@@ -506,37 +621,15 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             wrote_events |= events;
             answers.push((job.reply, answer));
         }
-        let started = Instant::now();
-        let flushed = deps.store.flush();
-        deps.metrics
-            .store_flush_seconds
-            .observe(started.elapsed().as_secs_f64());
-        deps.metrics.store_batch_size.observe(answers.len() as f64);
-        if let Err(e) = flushed {
-            tracing::error!(error = %e, "flush failed; answering the batch with an error");
-            for (reply, _) in answers {
-                let _ = reply.send(Answer::Done(Err(Refusal::store(format!(
-                    "flush failed: {e}"
-                )))));
-            }
-            continue;
-        }
-        for (reply, answer) in answers {
-            // A caller that went away (timeout, disconnect) still had its
-            // change committed; nobody is left to tell.
-            let _ = reply.send(answer);
-        }
-        if wrote_mail {
-            deps.wakers.outbox.notify_one();
-        }
-        if wrote_events {
-            deps.wakers.hooks.notify_one();
-            deps.wakers.outbound.notify_one();
+        unflushed.wrote_mail |= wrote_mail;
+        unflushed.wrote_events |= wrote_events;
+        if only_bookkeeping && timer.is_some() && unflushed.answers.len() < BATCH_MAX {
+            unflushed.since.get_or_insert_with(Instant::now);
+        } else {
+            unflushed.flush(&deps);
         }
     }
-    if let Err(e) = deps.store.flush() {
-        tracing::error!(error = %e, "final flush failed");
-    }
+    unflushed.flush(&deps);
 }
 
 /// Runs the workers' bookkeeping jobs of one batch (settled queue items)
