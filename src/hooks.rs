@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use admind_plugin_api::{Action, Event};
+use admind_plugin_api::{Action, Event, Hook};
 
 use crate::domain::{Command, PolicyCallRecord, Principal, Product, PLATFORM_AUDIT_SCOPE};
 use crate::metrics::Metrics;
@@ -104,22 +104,49 @@ impl Queue for HookQueue {
     }
 
     async fn attempt(&self, item: &mut QueuedEvent) -> Attempt {
-        let (hook, event) = hook_event(&item.event);
-        let host = self.host.clone();
-        let run_event = event.clone();
-        // Handlers run on the blocking pool, never on the async workers.
-        match tokio::task::spawn_blocking(move || host.run(hook, &run_event)).await {
-            Ok(records) => {
-                for record in records {
-                    self.carry_out(&event, record, item.cause_seq).await;
-                }
-                Attempt::Done
+        let mut results = self.attempt_batch(std::slice::from_mut(item)).await;
+        results.pop().unwrap_or(Attempt::Done)
+    }
+
+    /// A lane's run of events: their handlers run in order on the blocking
+    /// pool, never on the async workers, as many as can in one hand-over
+    /// (one blocking task per event was a thread wake-up per event). A run
+    /// stops after an event whose calls asked for something or failed:
+    /// that is carried out first, so the next event's handlers run after
+    /// it, as they would one by one.
+    async fn attempt_batch(&self, items: &mut [QueuedEvent]) -> Vec<Attempt> {
+        let mut results = Vec::with_capacity(items.len());
+        while results.len() < items.len() {
+            let events: Vec<(Hook, Event)> = items[results.len()..]
+                .iter()
+                .map(|item| hook_event(&item.event))
+                .collect();
+            let host = self.host.clone();
+            let ran = tokio::task::spawn_blocking(move || run_until_acting(&host, events)).await;
+            let Ok(ran) = ran else {
+                // Every event's handlers run under catch_unwind: only a
+                // runtime shutting down gets here.
+                results.resize_with(items.len(), || Attempt::GiveUp {
+                    error: "the handlers' task did not run".into(),
+                });
+                break;
+            };
+            for (event, outcome) in ran {
+                let cause_seq = items[results.len()].cause_seq;
+                results.push(match outcome {
+                    Ok(records) => {
+                        for record in records {
+                            self.carry_out(&event, record, cause_seq).await;
+                        }
+                        Attempt::Done
+                    }
+                    // A handler that panicked is recorded by the host;
+                    // the event is done.
+                    Err(error) => Attempt::GiveUp { error },
+                });
             }
-            // A handler that panicked is recorded by the host; the event is done.
-            Err(e) => Attempt::GiveUp {
-                error: format!("the handlers' task failed: {e}"),
-            },
         }
+        results
     }
 
     /// Handler failures are recorded per call, not retried.
@@ -130,6 +157,31 @@ impl Queue for HookQueue {
     fn settle(&self, _: &Store, item: QueuedEvent, _: Settled) -> Result<Vec<Write>, StoreError> {
         Ok(vec![Store::queue_remove(QueueName::Hooks, item.id)])
     }
+}
+
+/// Runs each event's handlers in order, up to and including the first
+/// whose calls ask for an action or failed (what [`HookQueue::carry_out`]
+/// acts on); a panic fails that event alone.
+fn run_until_acting(
+    host: &PolicyHost,
+    events: Vec<(Hook, Event)>,
+) -> Vec<(Event, Result<Vec<CallRecord>, String>)> {
+    let mut ran = Vec::with_capacity(events.len());
+    for (hook, event) in events {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.run(hook, &event)))
+                .map_err(|_| "the handlers panicked".to_string());
+        let acts = outcome.as_ref().map_or(true, |records| {
+            records
+                .iter()
+                .any(|r| !r.actions.is_empty() || r.error.is_some())
+        });
+        ran.push((event, outcome));
+        if acts {
+            break;
+        }
+    }
+    ran
 }
 
 impl HookQueue {

@@ -133,8 +133,9 @@ pub trait Queue: Send + Sync + 'static {
 
     /// One attempt; may note what it learnt on the item.
     fn attempt(&self, item: &mut Self::Item) -> impl Future<Output = Attempt> + Send;
-    /// Several attempts at once (queues with a `BATCH`): what each came
-    /// to, in the items' order. By default one after another.
+    /// Several attempts at once (queues with a `BATCH`, and a lane's run of
+    /// items): what each came to, one per item, in the items' order. By
+    /// default one after another.
     fn attempt_batch(&self, items: &mut [Self::Item]) -> impl Future<Output = Vec<Attempt>> + Send {
         async move {
             let mut results = Vec::with_capacity(items.len());
@@ -711,11 +712,10 @@ impl<Q: Queue> QueueWorker<Q> {
                 taken
             };
             let ids: Vec<u64> = batch.iter().map(Q::id).collect();
-            let mut attempted = Vec::with_capacity(batch.len());
-            for mut item in batch {
-                let result = self.queue.attempt(&mut item).await;
-                attempted.push((item, result));
-            }
+            // In the lane's order (`attempt_batch` keeps it).
+            let mut batch = batch;
+            let results = self.queue.attempt_batch(&mut batch).await;
+            let attempted: Vec<(Q::Item, Attempt)> = batch.into_iter().zip(results).collect();
             if let Err(e) = self.settle_attempted(attempted).await {
                 // Still on the queue: a later scan hands them out again.
                 tracing::error!(queue = Q::NAME, ids = ?ids, error = %e, "settling items failed");

@@ -1324,3 +1324,90 @@ fn before_hooks_every_new_hook_is_held_to_the_capability_header() {
         );
     }
 }
+
+/// A lane's run of after-hook events is handed to the handlers together,
+/// and a run stops at a call that acts: each action is carried out, with
+/// its own transfer as its cause, before the next event's handlers run.
+/// The policy acts only for transfers to `b`, slowly, so the account's
+/// later events wait in its lane and run as one run, acting and idle ones
+/// mixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_hooks_of_a_lane_act_for_their_own_transfer_in_commit_order() {
+    let d = Daemon::start_with("[scripts]\nmax_operations = 100000000\ntimeout_ms = 20000\n");
+    let (a, owner, ot) = d.account_with_owner(5).await;
+    let (b, bt) = d.member(&ot, &a, "b@acme.test", "admin").await;
+    write(
+        &d,
+        "to_b.rhai",
+        "// hooks: after_owner_change\n// calls: notify\n\
+         fn after_owner_change(event) {\n\
+           if event.to.primary_email == \"b@acme.test\" {\n\
+             let i = 0; while i < 200000 { i += 1; }\n\
+             notify(event.to.primary_email, \"Owner again\", \"yes\");\n\
+           }\n\
+         }\n",
+    );
+    wait_status(&d, "to_b.rhai", "loaded", |s| s.is_some()).await;
+    let transfers = 8;
+    for n in 0..transfers {
+        let (token, to) = if n % 2 == 0 { (&ot, &b) } else { (&bt, &owner) };
+        let r = d
+            .put(
+                &format!("/v1/accounts/{a}/owner"),
+                token,
+                json!({"user_id": to}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (calls, to_b) = loop {
+        let items = d
+            .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let seq = |e: &Value| e["seq"].as_u64().unwrap();
+        let mut calls: Vec<(u64, u64)> = items
+            .iter()
+            .filter(|e| e["action"] == "policy.call" && e["actor"] == "policy:to_b.rhai")
+            .map(|e| (seq(e), e["cause"].as_u64().unwrap()))
+            .collect();
+        let mut transfers_seen: Vec<u64> = items
+            .iter()
+            .filter(|e| e["action"] == "owner.transfer" && e["outcome"] == "ok")
+            .map(seq)
+            .collect();
+        transfers_seen.sort();
+        // Transfers to b are the 1st, 3rd, ...
+        let to_b: Vec<u64> = transfers_seen.iter().step_by(2).copied().collect();
+        if calls.len() >= transfers / 2 && transfers_seen.len() == transfers {
+            calls.sort();
+            break (calls, to_b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} calls",
+            calls.len(),
+            transfers / 2
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let causes: Vec<u64> = calls.iter().map(|(_, cause)| *cause).collect();
+    assert_eq!(
+        causes, to_b,
+        "one acting call per transfer to b, caused by it, in commit order (calls: {calls:?})"
+    );
+    d.wait_mail("b@acme.test", "Owner again", transfers / 2)
+        .await;
+    assert_eq!(
+        d.mails()
+            .iter()
+            .filter(|m| m.subject == "Owner again")
+            .count(),
+        transfers / 2,
+        "each acting call carried out once"
+    );
+}

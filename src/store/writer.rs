@@ -45,6 +45,10 @@ pub const QUEUE_MAX: usize = 4096;
 /// repeats an attempt), and a flush of their own cost the commands
 /// behind them a flush's wait: under load every other batch was one.
 pub const BOOKKEEPING_FLUSH_WAIT: Duration = Duration::from_millis(2);
+/// Bookkeeping waits for a command's flush only while commands come: one
+/// was committed this recently. Otherwise (a queue draining after the
+/// load) the wait would only slow each pass of its worker.
+const COMMANDS_RECENT: Duration = Duration::from_millis(10);
 
 /// Renders a notice into a mail (templates and links live outside the core).
 pub type Render = Arc<dyn Fn(&Notice) -> OutboxMail + Send + Sync>;
@@ -565,6 +569,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             .ok()
     };
     let mut unflushed = Unflushed::default();
+    let mut last_command: Option<Instant> = None;
     loop {
         let first = match next_job(&mut rx, timer.as_ref(), unflushed.since) {
             Ok(Some(job)) => job,
@@ -582,6 +587,10 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             }
         }
         let only_bookkeeping = batch.iter().all(|job| job.bookkeeping);
+        if batch.iter().any(|job| matches!(job.work, Work::Command(_))) {
+            last_command = Some(Instant::now());
+        }
+        let commands_come = last_command.is_some_and(|at| at.elapsed() < COMMANDS_RECENT);
         let answers = &mut unflushed.answers;
         let mut wrote_mail = false;
         let mut wrote_events = false;
@@ -623,7 +632,11 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
         }
         unflushed.wrote_mail |= wrote_mail;
         unflushed.wrote_events |= wrote_events;
-        if only_bookkeeping && timer.is_some() && unflushed.answers.len() < BATCH_MAX {
+        if only_bookkeeping
+            && commands_come
+            && timer.is_some()
+            && unflushed.answers.len() < BATCH_MAX
+        {
             unflushed.since.get_or_insert_with(Instant::now);
         } else {
             unflushed.flush(&deps);
