@@ -1362,29 +1362,12 @@ async fn after_hooks_of_a_lane_act_for_their_own_transfer_in_commit_order() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let (calls, to_b) = loop {
-        let items = d
-            .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
-            .await
-            .body["items"]
-            .as_array()
-            .unwrap()
-            .clone();
-        let seq = |e: &Value| e["seq"].as_u64().unwrap();
-        let mut calls: Vec<(u64, u64)> = items
-            .iter()
-            .filter(|e| e["action"] == "policy.call" && e["actor"] == "policy:to_b.rhai")
-            .map(|e| (seq(e), e["cause"].as_u64().unwrap()))
-            .collect();
-        let mut transfers_seen: Vec<u64> = items
-            .iter()
-            .filter(|e| e["action"] == "owner.transfer" && e["outcome"] == "ok")
-            .map(seq)
-            .collect();
-        transfers_seen.sort();
+        let (calls, transfers_seen) = d
+            .policy_calls_and_transfers(&a, &ot, "policy:to_b.rhai")
+            .await;
         // Transfers to b are the 1st, 3rd, ...
         let to_b: Vec<u64> = transfers_seen.iter().step_by(2).copied().collect();
         if calls.len() >= transfers / 2 && transfers_seen.len() == transfers {
-            calls.sort();
             break (calls, to_b);
         }
         assert!(

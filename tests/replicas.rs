@@ -572,27 +572,10 @@ async fn after_hooks_of_one_account_run_in_commit_order_across_replicas() {
     let (a, ot) = transfers_alternating_between(&ra, &rb, transfers).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let (calls, transfers_seen) = loop {
-        let items = ra
-            .get(&format!("/v1/accounts/{a}/audit?limit=200"), &ot)
-            .await
-            .body["items"]
-            .as_array()
-            .unwrap()
-            .clone();
-        let seq = |e: &Value| e["seq"].as_u64().unwrap();
-        let mut calls: Vec<(u64, u64)> = items
-            .iter()
-            .filter(|e| e["action"] == "policy.call" && e["actor"] == "policy:order_probe.rhai")
-            .map(|e| (seq(e), e["cause"].as_u64().unwrap()))
-            .collect();
-        let mut transfers_seen: Vec<u64> = items
-            .iter()
-            .filter(|e| e["action"] == "owner.transfer" && e["outcome"] == "ok")
-            .map(seq)
-            .collect();
+        let (calls, transfers_seen) = ra
+            .policy_calls_and_transfers(&a, &ot, "policy:order_probe.rhai")
+            .await;
         if calls.len() >= transfers {
-            calls.sort();
-            transfers_seen.sort();
             break (calls, transfers_seen);
         }
         assert!(

@@ -44,13 +44,7 @@ async fn a_caller_is_answered_only_once_a_flush_covers_its_commit() {
                 let reply = writer
                     .submit(
                         Principal::Operator,
-                        Command::CreateAccount(cmd::CreateAccount {
-                            name: format!("acme-{c}-{n}"),
-                            owner_name: "O".into(),
-                            owner_email: format!("o{n}@c{c}.test"),
-                            support_seats: 5,
-                            language: None,
-                        }),
+                        new_account(format!("acme-{c}-{n}"), format!("o{n}@c{c}.test")),
                     )
                     .await;
                 let durable = store.durable_id();
@@ -114,13 +108,7 @@ async fn bookkeeping_alone_is_answered_once_flushed_on_its_own() {
         let reply = writer
             .submit(
                 Principal::Operator,
-                Command::CreateAccount(cmd::CreateAccount {
-                    name: format!("acme-{round}"),
-                    owner_name: "O".into(),
-                    owner_email: format!("o@c{round}.test"),
-                    support_seats: 5,
-                    language: None,
-                }),
+                new_account(format!("acme-{round}"), format!("o@c{round}.test")),
             )
             .await;
         assert!(matches!(reply, Ok(Reply::Account(_))), "{reply:?}");
@@ -155,13 +143,7 @@ async fn bookkeeping_and_a_command_behind_it_are_both_answered() {
         }]);
         let command = writer.submit(
             Principal::Operator,
-            Command::CreateAccount(cmd::CreateAccount {
-                name: format!("acme-{n}"),
-                owner_name: "O".into(),
-                owner_email: format!("o@c{n}.test"),
-                support_seats: 5,
-                language: None,
-            }),
+            new_account(format!("acme-{n}"), format!("o@c{n}.test")),
         );
         let (settled, reply) = tokio::time::timeout(
             std::time::Duration::from_secs(30),
@@ -173,4 +155,15 @@ async fn bookkeeping_and_a_command_behind_it_are_both_answered() {
         assert!(matches!(reply, Ok(Reply::Account(_))), "{reply:?}");
     }
     assert!(flushes(&metrics) >= 1.0);
+}
+
+/// A command creating an account of five seats.
+fn new_account(name: String, owner_email: String) -> Command {
+    Command::CreateAccount(cmd::CreateAccount {
+        name,
+        owner_name: "O".into(),
+        owner_email,
+        support_seats: 5,
+        language: None,
+    })
 }

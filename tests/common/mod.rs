@@ -597,6 +597,37 @@ impl Daemon {
     }
 
     /// A new account with a signed-in owner: (account, owner id, owner token).
+    /// An account's audited policy calls by `actor` as (seq, cause) and its
+    /// successful transfers' seqs, both in commit order, read as `token`.
+    pub async fn policy_calls_and_transfers(
+        &self,
+        account: &str,
+        token: &str,
+        actor: &str,
+    ) -> (Vec<(u64, u64)>, Vec<u64>) {
+        let items = self
+            .get(&format!("/v1/accounts/{account}/audit?limit=200"), token)
+            .await
+            .body["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let seq = |e: &Value| e["seq"].as_u64().unwrap_or_default();
+        let mut calls: Vec<(u64, u64)> = items
+            .iter()
+            .filter(|e| e["action"] == "policy.call" && e["actor"] == actor)
+            .map(|e| (seq(e), e["cause"].as_u64().unwrap_or_default()))
+            .collect();
+        let mut transfers: Vec<u64> = items
+            .iter()
+            .filter(|e| e["action"] == "owner.transfer" && e["outcome"] == "ok")
+            .map(seq)
+            .collect();
+        calls.sort();
+        transfers.sort();
+        (calls, transfers)
+    }
+
     pub async fn account_with_owner(&self, seats: u32) -> (String, String, String) {
         let (a, o) = self.create_account("Acme", "owner@acme.test", seats).await;
         let t = self.activate(&a, "owner@acme.test").await;
