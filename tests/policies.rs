@@ -1351,13 +1351,7 @@ async fn after_hooks_of_a_lane_act_for_their_own_transfer_in_commit_order() {
     let transfers = 8;
     for n in 0..transfers {
         let (token, to) = if n % 2 == 0 { (&ot, &b) } else { (&bt, &owner) };
-        let r = d
-            .put(
-                &format!("/v1/accounts/{a}/owner"),
-                token,
-                json!({"user_id": to}),
-            )
-            .await;
+        let r = try_transfer(&d, &a, token, to).await;
         assert_eq!(r.status, StatusCode::OK, "transfer {n}: {}", r.body);
     }
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -25,17 +25,7 @@ async fn a_caller_is_answered_only_once_a_flush_covers_its_commit() {
     const CALLERS: usize = 32;
     const COMMANDS_EACH: usize = 25;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sled(dir.path()).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let (writer, _thread) = Writer::start(WriterDeps {
-        store: store.clone(),
-        settings: Settings::default(),
-        gate: Arc::new(AllowAll),
-        render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
-        metrics: metrics.clone(),
-        wakers: Arc::new(Wakers::default()),
-        sinks: Vec::new(),
-    });
+    let (writer, store, metrics) = sled_writer(dir.path());
     let mut callers = Vec::new();
     for c in 0..CALLERS {
         let (writer, store) = (writer.clone(), store.clone());
@@ -81,11 +71,11 @@ fn flushes(metrics: &Metrics) -> f64 {
         .expect("the flush histogram")
 }
 
-fn sled_writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
+fn sled_writer(dir: &std::path::Path) -> (Writer, Store, Arc<Metrics>) {
     let store = Store::open_sled(dir).unwrap();
     let metrics = Arc::new(Metrics::new());
     let (writer, _thread) = Writer::start(WriterDeps {
-        store,
+        store: store.clone(),
         settings: Settings::default(),
         gate: Arc::new(AllowAll),
         render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
@@ -93,7 +83,7 @@ fn sled_writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
         wakers: Arc::new(Wakers::default()),
         sinks: Vec::new(),
     });
-    (writer, metrics)
+    (writer, store, metrics)
 }
 
 /// A worker's bookkeeping may wait for the next command's flush instead of
@@ -103,7 +93,7 @@ fn sled_writer(dir: &std::path::Path) -> (Writer, Arc<Metrics>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookkeeping_alone_is_answered_once_flushed_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let (writer, metrics) = sled_writer(dir.path());
+    let (writer, _, metrics) = sled_writer(dir.path());
     for round in 1..=3 {
         let reply = writer
             .submit(
@@ -135,7 +125,7 @@ async fn bookkeeping_alone_is_answered_once_flushed_on_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookkeeping_and_a_command_behind_it_are_both_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let (writer, metrics) = sled_writer(dir.path());
+    let (writer, _, metrics) = sled_writer(dir.path());
     for n in 0..20 {
         let bookkeeping = writer.submit_writes(vec![admind::store::Write::PutSubscriberState {
             name: format!("crm-{n}"),
