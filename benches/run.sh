@@ -348,7 +348,24 @@ console_figures() {
   kill "$PID"; wait "$PID" 2>/dev/null || true
 }
 
-# BENCH_ONLY=hostile (or postgres, policy, slow, layers, console) runs those figures alone and keeps the
+# transfer_round_figures: durable transfers at 64 clients in BENCH_ROUNDS
+# rounds (default 5), each on a fresh daemon and followed by the batched
+# sled ceiling it is divided by, unpinned as in the full run; alone
+# (BENCH_ONLY=transfers). One 5-s figure of this load moves by more than
+# ±15 % from run to run on a 2-core machine: the rounds give its range.
+transfer_round_figures() {
+  echo "== transfer rounds" >&2
+  machine_line transfers >> "$RESULTS"
+  local round
+  for round in $(seq "${BENCH_ROUNDS:-5}"); do
+    D=$W/xfer$round; start_admind "$D"
+    $BIN/examples/bench transfers --name "transfers_round_64_$round" --base "$ADDR" --mail-dir "$D/mail" --operator="$OPERATOR" --clients 64 --seconds "$S" >> "$RESULTS"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    $BIN/examples/bench store --clients 64 --batched --seconds "$S" | sed "s/\"sled_batched_64\"/\"sled_batched_round_64_$round\"/" >> "$RESULTS"
+  done
+}
+
+# BENCH_ONLY=hostile (or postgres, policy, slow, layers, console, transfers) runs those figures alone and keeps the
 # other figures of benches/last-results.jsonl.
 if [ "${BENCH_ONLY:-}" = hostile ]; then
   grep -v '"scenario": *"\(before_\)\?\(hostile\|made_up\|idle_\)' benches/last-results.jsonl > "$RESULTS" || true
@@ -364,6 +381,9 @@ elif [ "${BENCH_ONLY:-}" = layers ]; then
 elif [ "${BENCH_ONLY:-}" = console ]; then
   grep -v '"scenario": *"\(console_round_\|console_page_weight\|api_big_first_50\|console_big_first\|machine_console\)"' benches/last-results.jsonl > "$RESULTS" || true
   console_figures
+elif [ "${BENCH_ONLY:-}" = transfers ]; then
+  grep -v '"scenario": *"\(transfers_round_\|sled_batched_round_\|machine_transfers\)' benches/last-results.jsonl > "$RESULTS" || true
+  transfer_round_figures
 elif [ "${BENCH_ONLY:-}" = policy ]; then
   grep -v '"scenario": *"\(transfers_64_guard\|records_dropped\|replay"\)' benches/last-results.jsonl > "$RESULTS" || true
   policy_figures
@@ -459,7 +479,7 @@ idle_figures() {
   echo "{\"scenario\": \"$1\", \"read_calls_5s\": $((r1 - r0)), \"cpu_ticks_5s\": $((c1 - c0)), \"ticks_per_s\": $(getconf CLK_TCK)}" >> "$RESULTS"
 }
 
-case "${BENCH_ONLY:-}" in postgres|policy|slow|layers|console) python3 benches/report.py "$RESULTS" "$S" benches/last-results.jsonl > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
+case "${BENCH_ONLY:-}" in postgres|policy|slow|layers|console|transfers) python3 benches/report.py "$RESULTS" "$S" benches/last-results.jsonl > BENCHMARKS.md; cp "$RESULTS" benches/last-results.jsonl; echo "wrote BENCHMARKS.md" >&2; exit 0;; esac
 
 # hostile BIN PREFIX EXTRA_CONFIG: the three hostile figures against one binary.
 hostile() {
