@@ -169,23 +169,21 @@ out.append(
     f"100,000 members, first page: {pb:.2f} ms / {g('page_big_first', 'rate'):,.0f}; later page: {pl:.2f} ms / {g('page_big_later', 'rate'):,.0f} | — | "
     f"{ratio(pb, ps):.2f} | same cost {mark(ratio(pb, ps) <= 1.5 and ratio(pl, ps) <= 1.5)} |"
 )
-mc = rows.get("machine_console")
-if mc:
-    out.append("")
-    out.append(
-        "The two Team members page rows and the API reads they are divided by were measured on their own "
-        f"(`BENCH_ONLY=console BENCH_SECONDS={seconds} taskset -c 0,1 benches/run.sh`) on {mc['date']}: {mc['cores']} × {mc['model']}, "
-        f"{mc['memory_gib']} GiB, 1-minute load {mc['load1_before']:.2f} before the run, the 20-member figures pinned as the reads above, "
-        "the 100,000-member ones unpinned as in the scale run."
-    )
-mt = rows.get("machine_transfers")
-if mt:
-    out.append("")
-    out.append(
-        "The transfer rounds were measured on their own "
-        f"(`BENCH_ONLY=transfers BENCH_SECONDS={seconds} taskset -c 0,1 benches/run.sh`) on {mt['date']}: {mt['cores']} × {mt['model']}, "
-        f"{mt['memory_gib']} GiB, 1-minute load {mt['load1_before']:.2f} before the run, nothing pinned, as the transfer rows above."
-    )
+def measured_alone(part, tail):
+    """The note under the table for figures a BENCH_ONLY=<part> run measured."""
+    m = rows.get(f"machine_{part}")
+    if m:
+        out.append("")
+        out.append(
+            f"{tail[0]} were measured on their own "
+            f"(`BENCH_ONLY={part} BENCH_SECONDS={seconds} taskset -c 0,1 benches/run.sh`) on {m['date']}: {m['cores']} × {m['model']}, "
+            f"{m['memory_gib']} GiB, 1-minute load {m['load1_before']:.2f} before the run, {tail[1]}"
+        )
+
+
+measured_alone("console", ("The two Team members page rows and the API reads they are divided by",
+                           "the 20-member figures pinned as the reads above, the 100,000-member ones unpinned as in the scale run."))
+measured_alone("transfers", ("The transfer rounds", "nothing pinned, as the transfer rows above."))
 if "pgbench_transfer_64" in rows:
     out.append("")
     out.append("## On PostgreSQL")

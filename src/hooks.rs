@@ -116,14 +116,13 @@ impl Queue for HookQueue {
     /// it, as they would one by one.
     async fn attempt_batch(&self, items: &mut [QueuedEvent]) -> Vec<Attempt> {
         let mut results = Vec::with_capacity(items.len());
-        while results.len() < items.len() {
-            let events: Vec<(Hook, Event)> = items[results.len()..]
-                .iter()
-                .map(|item| hook_event(&item.event))
-                .collect();
+        // Each event converted once; a run hands back those it did not reach.
+        let mut events: std::collections::VecDeque<(Hook, Event)> =
+            items.iter().map(|item| hook_event(&item.event)).collect();
+        while !events.is_empty() {
             let host = self.host.clone();
             let ran = tokio::task::spawn_blocking(move || run_until_acting(&host, events)).await;
-            let Ok(ran) = ran else {
+            let Ok((ran, rest)) = ran else {
                 // Every event's handlers run under catch_unwind: only a
                 // runtime shutting down gets here.
                 results.resize_with(items.len(), || Attempt::GiveUp {
@@ -145,6 +144,7 @@ impl Queue for HookQueue {
                     Err(error) => Attempt::GiveUp { error },
                 });
             }
+            events = rest;
         }
         results
     }
@@ -159,15 +159,20 @@ impl Queue for HookQueue {
     }
 }
 
+/// What each event's handlers came to (a panic's message for one that
+/// panicked).
+type Ran = Vec<(Event, Result<Vec<CallRecord>, String>)>;
+
 /// Runs each event's handlers in order, up to and including the first
 /// whose calls ask for an action or failed (what [`HookQueue::carry_out`]
-/// acts on); a panic fails that event alone.
+/// acts on); a panic fails that event alone. Returns the events run and
+/// those left for the next run.
 fn run_until_acting(
     host: &PolicyHost,
-    events: Vec<(Hook, Event)>,
-) -> Vec<(Event, Result<Vec<CallRecord>, String>)> {
+    mut events: std::collections::VecDeque<(Hook, Event)>,
+) -> (Ran, std::collections::VecDeque<(Hook, Event)>) {
     let mut ran = Vec::with_capacity(events.len());
-    for (hook, event) in events {
+    while let Some((hook, event)) = events.pop_front() {
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.run(hook, &event)))
                 .map_err(|_| "the handlers panicked".to_string());
@@ -181,7 +186,7 @@ fn run_until_acting(
             break;
         }
     }
-    ran
+    (ran, events)
 }
 
 impl HookQueue {

@@ -694,7 +694,7 @@ impl<Q: Queue> QueueWorker<Q> {
             // one after another, then settled in one commit (one writer
             // round trip per item made a busy account's lane fall behind
             // its commits). A crash repeats at most those, in order.
-            let batch: Vec<Q::Item> = {
+            let mut batch: Vec<Q::Item> = {
                 let mut state = lanes.lock();
                 let taken: Vec<Q::Item> = match state.waiting.get_mut(&lane) {
                     Some(waiting) => {
@@ -713,7 +713,6 @@ impl<Q: Queue> QueueWorker<Q> {
             };
             let ids: Vec<u64> = batch.iter().map(Q::id).collect();
             // In the lane's order (`attempt_batch` keeps it).
-            let mut batch = batch;
             let results = self.queue.attempt_batch(&mut batch).await;
             let attempted: Vec<(Q::Item, Attempt)> = batch.into_iter().zip(results).collect();
             if let Err(e) = self.settle_attempted(attempted).await {
