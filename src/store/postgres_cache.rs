@@ -270,9 +270,12 @@ fn listen(config: postgres::Config, cache: Weak<SharedCache>) {
                         shared.live.store(true, Ordering::Release);
                     }
                     let mut notifications = client.notifications();
-                    let mut heard = notifications.timeout_iter(LISTEN_POLL);
                     loop {
-                        match heard.next() {
+                        // A new wait each time: the postgres crate's timeout
+                        // restarts only when a notification comes, so one
+                        // iterator kept across a quiet second answered "none"
+                        // at once ever after, and an idle replica spun a core.
+                        match notifications.timeout_iter(LISTEN_POLL).next() {
                             Ok(Some(n)) => match cache.upgrade() {
                                 Some(shared) => shared.heard(n.payload()),
                                 None => return,
