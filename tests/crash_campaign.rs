@@ -165,11 +165,17 @@ fn children() -> Vec<u32> {
 /// just after it sent the request can be dead before the receipt is timed.
 const RECEIPT_LAG: Duration = Duration::from_millis(500);
 
+/// An outage: a replica killed (its process id; starts and ends at once)
+/// or PostgreSQL stopped (`None`, from the stop until writes went through
+/// again).
+type Outage = (Option<u32>, Instant, Instant);
+
 /// Received more than once, and which of those no outage explains: the
-/// first copy's sender (or PostgreSQL, `None`) went down after it sent the
-/// copy and before the second arrived. Only then could the sender not have
-/// recorded the delivery, and only then is sending it again needed.
-fn duplicates(received: &[Receipt], outages: &[(Option<u32>, Instant)]) -> (usize, Vec<String>) {
+/// first copy's sender (or PostgreSQL, `None`) was down at some time after
+/// it sent the copy and before the second arrived. Only then could the
+/// sender not have recorded the delivery, and only then is sending it
+/// again needed.
+fn duplicates(received: &[Receipt], outages: &[Outage]) -> (usize, Vec<String>) {
     let mut first: HashMap<&str, &Receipt> = HashMap::new();
     let (mut total, mut without_need) = (0, Vec::new());
     for r in received {
@@ -178,8 +184,8 @@ fn duplicates(received: &[Receipt], outages: &[(Option<u32>, Instant)]) -> (usiz
             continue;
         };
         total += 1;
-        let explained = outages.iter().any(|(who, at)| {
-            (*at + RECEIPT_LAG >= f.at && *at <= r.at)
+        let explained = outages.iter().any(|(who, from, to)| {
+            (*to + RECEIPT_LAG >= f.at && *from <= r.at)
                 && (who.is_none() || f.sender.is_none() || *who == f.sender)
         });
         if !explained {
@@ -236,7 +242,7 @@ async fn r01_r11_r15_crash_campaign() {
     let senders: Arc<Mutex<Vec<u32>>> = Arc::default();
     // When each replica was killed (its process id) or PostgreSQL stopped
     // (`None`): what may explain an event received twice.
-    let mut outages: Vec<(Option<u32>, Instant)> = Vec::new();
+    let mut outages: Vec<Outage> = Vec::new();
     let (url, received) = owner_receiver(senders.clone()).await;
     let config = format!(
         "[[webhooks.sources]]\nname = \"crm\"\nsecrets = [\"{SOURCE_SECRET}\"]\n\
@@ -414,7 +420,8 @@ async fn r01_r11_r15_crash_campaign() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..600))).await;
         // One replica dies; the others serve on until the round ends.
         let victim = rng.gen_range(0..replicas);
-        outages.push((Some(ds[victim].pid()), Instant::now()));
+        let killed = Instant::now();
+        outages.push((Some(ds[victim].pid()), killed, killed));
         ds[victim].kill();
         if replicas > 1 {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(50..300))).await;
@@ -447,8 +454,9 @@ async fn r01_r11_r15_crash_campaign() {
     let d = &ds[0];
     if let Ok(cluster) = std::env::var("TEST_POSTGRES_DIR") {
         if replicas > 1 {
-            outages.push((None, Instant::now()));
+            let stopped = Instant::now();
             postgres_restart(d, &m, &mt, &cluster).await;
+            outages.push((None, stopped, Instant::now()));
         }
     }
     // Redelivered webhooks have no second effect.
