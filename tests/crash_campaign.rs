@@ -178,7 +178,10 @@ type Outage = (Option<u32>, Instant, Instant);
 fn duplicates(received: &[Receipt], outages: &[Outage]) -> (usize, Vec<String>) {
     let mut first: HashMap<&str, &Receipt> = HashMap::new();
     let (mut total, mut without_need) = (0, Vec::new());
-    for r in received {
+    // In the order they came (two handlers may push out of it).
+    let mut in_order: Vec<&Receipt> = received.iter().collect();
+    in_order.sort_by_key(|r| r.at);
+    for r in in_order {
         let Some(f) = first.get(r.id.as_str()) else {
             first.insert(&r.id, r);
             continue;
