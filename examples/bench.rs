@@ -980,7 +980,7 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
         store: store.clone(),
         settings: Settings::default(),
         gate: Arc::new(AllowAll),
-        render: Arc::new(|n| admind::mail::render(n, "http://bench", "en")),
+        render: Arc::new(|n, _| admind::mail::render(n, "http://bench", "en")),
         metrics: Arc::new(admind::metrics::Metrics::new()),
         wakers: Arc::new(Wakers::default()),
         sinks: Vec::new(),

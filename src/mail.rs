@@ -6,6 +6,7 @@
 //! rewrites the same file. SMTP is at-least-once with a stable Message-ID per
 //! outbox id, which receivers use to drop duplicates.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -374,14 +375,17 @@ fn message(notice: &Notice, subject: String, body: String) -> OutboxMail {
         next_attempt_at: now,
         last_error: None,
         notice: None,
+        language: None,
     }
 }
 
 /// A mail to queue with its change: the notice alone, rendered by the
-/// outbox worker when it sends it (rendering stays off the writer).
-pub fn pending(notice: &Notice) -> OutboxMail {
+/// outbox worker when it sends it (rendering stays off the writer), in
+/// `language` when the commit knew it.
+pub fn pending(notice: &Notice, language: Option<String>) -> OutboxMail {
     let mut mail = message(notice, String::new(), String::new());
     mail.notice = Some(notice.clone());
+    mail.language = language;
     mail
 }
 
@@ -669,6 +673,11 @@ impl Queue for Outbox {
     }
 
     async fn attempt_batch(&self, mails: &mut [OutboxMail]) -> Vec<Attempt> {
+        // An account's language read once a batch (a transfer's two mails
+        // share it), and only for mails whose commit did not know it: a
+        // read per mail was half the mail worker's time on PostgreSQL,
+        // where every transfer makes the cached account stale.
+        let mut languages: HashMap<&str, String> = HashMap::new();
         let messages = mails
             .iter()
             .map(|mail| {
@@ -677,7 +686,13 @@ impl Queue for Outbox {
                 // the text.
                 let message = match &mail.notice {
                     Some(notice) => {
-                        let language = self.language_of(notice.account_id());
+                        let language = match &mail.language {
+                            Some(language) => language.clone(),
+                            None => languages
+                                .entry(notice.account_id())
+                                .or_insert_with(|| self.language_of(notice.account_id()))
+                                .clone(),
+                        };
                         let text = render(notice, &self.public_url, &language);
                         let rendered = OutboxMail {
                             subject: text.subject,
@@ -764,7 +779,7 @@ mod tests {
             account_id: "acc_1".into(),
             token: "tok".into(),
         };
-        let mut queued = pending(&notice);
+        let mut queued = pending(&notice, None);
         queued.id = 1;
         assert!(
             queued.subject.is_empty(),
@@ -795,6 +810,43 @@ mod tests {
             read(2).contains("https://old.example.test/a/acc_1/"),
             "sent as it was queued"
         );
+    }
+
+    /// A notice queued with the language its commit knew is rendered in
+    /// it, without reading the account (this outbox has no store to read,
+    /// and its platform default is English); the mails of one batch whose
+    /// commit did not know it share one read of their account.
+    #[tokio::test]
+    async fn a_notice_is_rendered_in_the_language_its_commit_knew() {
+        let dir = tempfile::tempdir().unwrap();
+        let notice = |to: &str| Notice::PasswordSet {
+            to: to.into(),
+            user_name: "Ana".into(),
+            account_name: "Acme".into(),
+            account_id: "acc_1".into(),
+            token: "tok".into(),
+        };
+        let mut mails = vec![
+            pending(&notice("fr@acme.test"), Some("fr".into())),
+            pending(&notice("en@acme.test"), None),
+        ];
+        mails[0].id = 1;
+        mails[1].id = 2;
+        let outbox = outbox(dir.path());
+        let sent = outbox.attempt_batch(&mut mails).await;
+        assert!(sent
+            .iter()
+            .all(|a| matches!(a, crate::queue::Attempt::Done)));
+        let read =
+            |n: u64| std::fs::read_to_string(dir.path().join(format!("{n:020}.eml"))).unwrap();
+        let french = read(1);
+        assert!(
+            french.contains("=?utf-8?")
+                || french.contains("D=C3=A9finissez")
+                || french.contains("Définissez"),
+            "{french}"
+        );
+        assert!(read(2).contains("Subject: Set your password for Acme"));
     }
 
     /// A batch of mails: every file under its own name with its whole

@@ -199,7 +199,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         settings: settings.clone(),
         gate: policies.clone(),
-        render: Arc::new(mail::pending),
+        render: {
+            let default_language = config.mail.default_language.clone();
+            Arc::new(move |notice, account| {
+                let language = account.map(|a| {
+                    a.language
+                        .clone()
+                        .unwrap_or_else(|| default_language.clone())
+                });
+                mail::pending(notice, language)
+            })
+        },
         metrics: metrics.clone(),
         wakers: wakers.clone(),
         sinks: vec![outbound.clone()],

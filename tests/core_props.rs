@@ -291,7 +291,7 @@ async fn run_case_on(store: Store, gate: Arc<dyn PolicyGate>, ops: Vec<Op>) {
         store: store.clone(),
         settings: Settings::default(),
         gate,
-        render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
+        render: Arc::new(|n, _| admind::mail::render(n, "http://t", "en")),
         metrics: Arc::new(Metrics::new()),
         wakers: Arc::new(Wakers::default()),
         sinks: Vec::new(),

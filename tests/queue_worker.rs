@@ -63,7 +63,7 @@ async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
         store: store.clone(),
         settings: Settings::default(),
         gate: Arc::new(AllowAll),
-        render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
+        render: Arc::new(|n, _| admind::mail::render(n, "http://t", "en")),
         metrics: Arc::new(Metrics::new()),
         wakers: wakers.clone(),
         sinks: Vec::new(),

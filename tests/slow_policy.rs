@@ -115,7 +115,7 @@ fn fixture() -> Fixture {
         store: store.clone(),
         settings: Settings::default(),
         gate: policy.clone(),
-        render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
+        render: Arc::new(|n, _| admind::mail::render(n, "http://t", "en")),
         metrics: metrics.clone(),
         wakers: Arc::new(Wakers::default()),
         sinks: Vec::new(),

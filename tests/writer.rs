@@ -78,7 +78,7 @@ fn sled_writer(dir: &std::path::Path) -> (Writer, Store, Arc<Metrics>) {
         store: store.clone(),
         settings: Settings::default(),
         gate: Arc::new(AllowAll),
-        render: Arc::new(|n| admind::mail::render(n, "http://t", "en")),
+        render: Arc::new(|n, _| admind::mail::render(n, "http://t", "en")),
         metrics: metrics.clone(),
         wakers: Arc::new(Wakers::default()),
         sinks: Vec::new(),

@@ -655,6 +655,11 @@ pub struct OutboxMail {
     /// commit path). Mails queued by earlier versions come rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<Notice>,
+    /// The language to render `notice` in, when its account was at hand
+    /// at commit (the command changed it): the account's own, else the
+    /// platform's. Otherwise the worker reads the account when it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// An after-hook event waiting to be dispatched.

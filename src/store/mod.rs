@@ -257,6 +257,7 @@ pub(crate) mod tests {
                 next_attempt_at: now,
                 last_error: None,
                 notice: None,
+                language: None,
             };
             store
                 .commit(Transaction {

@@ -51,7 +51,9 @@ pub const BOOKKEEPING_FLUSH_WAIT: Duration = Duration::from_millis(2);
 const COMMANDS_RECENT: Duration = Duration::from_millis(10);
 
 /// Renders a notice into a mail (templates and links live outside the core).
-pub type Render = Arc<dyn Fn(&Notice) -> OutboxMail + Send + Sync>;
+/// Makes a notice's outbox mail; given the notice's account when the
+/// command changed it (so its language is known without a read).
+pub type Render = Arc<dyn Fn(&Notice, Option<&Account>) -> OutboxMail + Send + Sync>;
 
 struct Job {
     actor: Principal,
@@ -971,10 +973,22 @@ fn commit_outcome(
         writes.extend(sink.writes(&deps.store, &outcome.events, &outcome.changes, Utc::now())?);
     }
     let has_events = !outcome.events.is_empty() || !writes.is_empty();
+    // A notice's language is known when the command changed its account.
+    let mails = outcome
+        .notices
+        .iter()
+        .map(|n| {
+            let account = outcome.changes.iter().find_map(|c| match c {
+                Change::PutAccount(a) if a.id == n.account_id() => Some(a),
+                _ => None,
+            });
+            (deps.render)(n, account)
+        })
+        .collect();
     deps.store.commit(Transaction {
         changes: outcome.changes,
         audit: outcome.audit,
-        mails: outcome.notices.iter().map(|n| (deps.render)(n)).collect(),
+        mails,
         events: outcome.events,
         writes,
     })?;
