@@ -300,11 +300,16 @@ impl<Q: Queue> QueueWorker<Q> {
     /// the next pass (zero when it did something: more may wait).
     pub async fn pass(&self) -> Result<Duration, Refusal> {
         let (due, next, looked) = match self.handed()? {
-            Some(handed) => handed,
-            None => {
-                let (items, next, looked) = self.scan_due(0, &HashSet::new(), SCAN_MAX, false)?;
+            Ok(handed) => handed,
+            Err(waiting) => {
+                // The scan takes what was handed since the last pass and
+                // up to SCAN_MAX more: at SCAN_MAX alone, a load that
+                // commits more than that during a pass kept every pass
+                // scanning (each one full) and the backlog grew.
+                let room = (waiting + SCAN_MAX).min(IN_FLIGHT_MAX);
+                let (items, next, looked) = self.scan_due(0, &HashSet::new(), room, false)?;
                 // A full batch: more may be due, scan again next pass.
-                let full = items.len() >= SCAN_MAX;
+                let full = items.len() >= room;
                 let (due, claimed_next) = self.claimed(items)?;
                 let next = next.min(claimed_next);
                 *lock(&self.next_scan) =
@@ -489,21 +494,24 @@ impl<Q: Queue> QueueWorker<Q> {
 
     /// Between scans, on a store that hands this process its own new
     /// items: those, claimed (another replica's scan may have taken some),
-    /// with how long until the next scan. `None`: scan now (its time has
-    /// come, the store keeps no such list, or it dropped some).
+    /// with how long until the next scan. `Err(n)`: scan now (its time has
+    /// come, the store keeps no such list, or it dropped some), `n` items
+    /// having been handed since the last pass (the scan finds them).
     #[allow(clippy::type_complexity)]
-    fn handed(&self) -> Result<Option<(Vec<Q::Item>, Duration, usize)>, Refusal> {
+    fn handed(&self) -> Result<Result<(Vec<Q::Item>, Duration, usize), usize>, Refusal> {
         if !self.store.shared() {
-            return Ok(None);
+            return Ok(Err(0));
         }
         let ids = self.store.take_committed(Q::QUEUE);
         let until_scan = lock(&self.next_scan).saturating_duration_since(std::time::Instant::now());
         // At the scan's time, what was handed is found by the scan.
-        let Some(ids) = ids.filter(|_| !until_scan.is_zero()) else {
-            return Ok(None);
+        let ids = match ids {
+            Some(ids) if !until_scan.is_zero() => ids,
+            Some(ids) => return Ok(Err(ids.len())),
+            None => return Ok(Err(0)),
         };
         if ids.is_empty() {
-            return Ok(Some((Vec::new(), until_scan, 0)));
+            return Ok(Ok((Vec::new(), until_scan, 0)));
         }
         let claimed =
             self.store
@@ -519,7 +527,7 @@ impl<Q: Queue> QueueWorker<Q> {
             }
         }
         lock(&self.held).extend(due.iter().map(Q::id));
-        Ok(Some((due, until_scan, ids.len())))
+        Ok(Ok((due, until_scan, ids.len())))
     }
 
     /// The due items claimed for this replica on a shared store (other
