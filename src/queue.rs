@@ -181,6 +181,11 @@ pub struct QueueWorker<Q: Queue> {
     /// (`Backend::take_committed`), when the queue is next scanned: between
     /// scans a pass takes only what was handed (no query for the queue).
     next_scan: Mutex<std::time::Instant>,
+    /// How many due items a pass's scan takes: `SCAN_MAX`, doubled after
+    /// each full scan up to `IN_FLIGHT_MAX` (a queue behind its load takes
+    /// more a pass, each pass costing about the same wait for its
+    /// settlements), back to `SCAN_MAX` once a scan is not full.
+    scan_room: Mutex<usize>,
     /// A laned worker on a store only this process opens: the highest id
     /// it handed to a lane, and when it next looks at the whole queue.
     /// Between those looks it reads only what lies past that id (ids grow
@@ -216,6 +221,7 @@ impl<Q: Queue> QueueWorker<Q> {
             metrics,
             held: Mutex::new(HashSet::new()),
             next_scan: Mutex::new(std::time::Instant::now()),
+            scan_room: Mutex::new(SCAN_MAX),
             lane_cursor: Mutex::new(LaneCursor {
                 handed_up_to: 0,
                 full_look_at: std::time::Instant::now(),
@@ -302,14 +308,22 @@ impl<Q: Queue> QueueWorker<Q> {
         let (due, next, looked) = match self.handed()? {
             Ok(handed) => handed,
             Err(waiting) => {
-                // The scan takes what was handed since the last pass and
-                // up to SCAN_MAX more: at SCAN_MAX alone, a load that
+                // The scan takes at least what was handed since the last
+                // pass and SCAN_MAX more: at SCAN_MAX alone, a load that
                 // commits more than that during a pass kept every pass
                 // scanning (each one full) and the backlog grew.
-                let room = (waiting + SCAN_MAX).min(IN_FLIGHT_MAX);
+                let room = (*lock(&self.scan_room))
+                    .max(waiting + SCAN_MAX)
+                    .min(IN_FLIGHT_MAX);
                 let (items, next, looked) = self.scan_due(0, &HashSet::new(), room, false)?;
-                // A full batch: more may be due, scan again next pass.
+                // A full batch: more may be due, scan again next pass,
+                // and take more.
                 let full = items.len() >= room;
+                *lock(&self.scan_room) = if full {
+                    (room * 2).min(IN_FLIGHT_MAX)
+                } else {
+                    SCAN_MAX
+                };
                 let (due, claimed_next) = self.claimed(items)?;
                 let next = next.min(claimed_next);
                 *lock(&self.next_scan) =

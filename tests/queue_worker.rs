@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use admind::domain::*;
 use admind::metrics::Metrics;
-use admind::queue::{Attempt, Claims, Queue, QueueMetrics, QueueWorker, Settled, Wakers, SCAN_MAX};
+use admind::queue::{
+    Attempt, Claims, Queue, QueueMetrics, QueueWorker, Settled, Wakers, IN_FLIGHT_MAX, SCAN_MAX,
+};
 use admind::store::writer::{Writer, WriterDeps};
 use admind::store::{QueueName, Store, StoreError, Transaction, Write};
 use chrono::{DateTime, Utc};
@@ -51,13 +53,8 @@ impl Queue for Recording {
     }
 }
 
-/// More retries waiting in back-off than a pass takes (the oldest items)
-/// must not hide a newer item that is due: a pass steps over what is not
-/// due and attempts what is.
-#[tokio::test]
-async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sled(dir.path()).unwrap();
+/// A worker on sled with its real writer, and what it attempted.
+fn recording_worker(store: &Store) -> (QueueWorker<Recording>, Arc<Mutex<Vec<u64>>>) {
     let wakers = Arc::new(Wakers::default());
     let (writer, _thread) = Writer::start(WriterDeps {
         store: store.clone(),
@@ -68,6 +65,62 @@ async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
         wakers: wakers.clone(),
         sinks: Vec::new(),
     });
+    let attempted = Arc::new(Mutex::new(Vec::new()));
+    let worker = QueueWorker::new(
+        Recording {
+            attempted: attempted.clone(),
+        },
+        Claims {
+            owner: "me".into(),
+            lease: Duration::from_secs(30),
+        },
+        store.clone(),
+        writer,
+        wakers,
+        |w| &w.outbound,
+        QueueMetrics::default(),
+    );
+    (worker, attempted)
+}
+
+/// A queue behind its load: each pass that finds a full batch takes
+/// twice as many the next time (up to `IN_FLIGHT_MAX`), so a backlog is
+/// worked off in a few passes instead of one `SCAN_MAX` at a time; a pass
+/// that is not full brings it back to `SCAN_MAX`.
+#[tokio::test]
+async fn a_queue_behind_takes_more_each_full_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(dir.path()).unwrap();
+    let backlog = SCAN_MAX * 7 + 10;
+    let now = Utc::now() - chrono::Duration::seconds(1);
+    let writes = (0..backlog)
+        .map(|_| {
+            let id = store.next_id().unwrap();
+            Store::queue_put(QueueName::Deliveries, id, &Item { id, due_at: now })
+        })
+        .collect();
+    store.commit(Transaction::of_writes(writes)).unwrap();
+    store.flush().unwrap();
+    let (worker, attempted) = recording_worker(&store);
+    let mut taken = Vec::new();
+    while store.queue_len(QueueName::Deliveries).unwrap() > 0 {
+        let before = attempted.lock().unwrap().len();
+        worker.pass().await.unwrap();
+        taken.push(attempted.lock().unwrap().len() - before);
+    }
+    // 256, 512, 1,024, then the 10 left (the room was 2,048).
+    let expected: Vec<usize> = vec![SCAN_MAX, SCAN_MAX * 2, SCAN_MAX * 4, 10];
+    assert_eq!(taken, expected, "taken by each pass");
+    assert!(SCAN_MAX * 8 <= IN_FLIGHT_MAX);
+}
+
+/// More retries waiting in back-off than a pass takes (the oldest items)
+/// must not hide a newer item that is due: a pass steps over what is not
+/// due and attempts what is.
+#[tokio::test]
+async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sled(dir.path()).unwrap();
     let later = Utc::now() + chrono::Duration::hours(1);
     let mut writes = Vec::new();
     for _ in 0..SCAN_MAX + 50 {
@@ -90,21 +143,7 @@ async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
     store.commit(Transaction::of_writes(writes)).unwrap();
     store.flush().unwrap();
 
-    let attempted = Arc::new(Mutex::new(Vec::new()));
-    let worker = QueueWorker::new(
-        Recording {
-            attempted: attempted.clone(),
-        },
-        Claims {
-            owner: "me".into(),
-            lease: Duration::from_secs(30),
-        },
-        store.clone(),
-        writer,
-        wakers,
-        |w| &w.outbound,
-        QueueMetrics::default(),
-    );
+    let (worker, attempted) = recording_worker(&store);
     worker.pass().await.unwrap();
     assert_eq!(*attempted.lock().unwrap(), vec![due_id]);
     assert!(store
