@@ -107,6 +107,7 @@ async fn a_queue_behind_takes_more_each_full_pass() {
         let before = attempted.lock().unwrap().len();
         worker.pass().await.unwrap();
         taken.push(attempted.lock().unwrap().len() - before);
+        assert!(taken.len() <= 8, "the backlog is not shrinking: {taken:?}");
     }
     // 256, 512, 1,024, then the 10 left (the room was 2,048).
     let expected: Vec<usize> = vec![SCAN_MAX, SCAN_MAX * 2, SCAN_MAX * 4, 10];
