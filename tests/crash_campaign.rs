@@ -149,14 +149,7 @@ fn children() -> Vec<u32> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // After the command's name: state, then the parent's id.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|p| p == me))
-                    .unwrap_or(false)
-            })
-        })
+        .filter(|pid| common::proc_stat(*pid).is_some_and(|fields| fields.get(1) == Some(&me)))
         .collect()
 }
 

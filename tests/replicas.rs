@@ -777,21 +777,6 @@ async fn each_replica_caches_its_reads_and_forgets_what_the_other_changes_at_onc
     eprintln!("seen on the other replica after: name {took_name:?}, member {took_member:?}, sign-out {took:?}");
 }
 
-/// CPU time a process has spent so far (user and system), from
-/// `/proc/<pid>/stat`, in clock ticks (100 a second on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon's stat");
-    // After the command's name (in parentheses, which may hold spaces):
-    // state is field 3, utime field 14 and stime field 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat names the command")
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
 async fn idle_replicas_spend_almost_no_cpu() {
@@ -801,10 +786,10 @@ async fn idle_replicas_spend_almost_no_cpu() {
     // a quiet second spun a core from then on.
     let (_a, _owner, _t) = ra.account_with_owner(2).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let before = (cpu_ticks(ra.pid()), cpu_ticks(rb.pid()));
+    let before = (ra.cpu_ticks(), rb.cpu_ticks());
     let watched = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = (cpu_ticks(ra.pid()), cpu_ticks(rb.pid()));
+    let after = (ra.cpu_ticks(), rb.cpu_ticks());
     let secs = watched.elapsed().as_secs_f64();
     for (name, spent) in [("A", after.0 - before.0), ("B", after.1 - before.1)] {
         // Idle, a replica's heartbeat, listeners and workers take about

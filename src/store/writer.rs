@@ -50,9 +50,9 @@ pub const BOOKKEEPING_FLUSH_WAIT: Duration = Duration::from_millis(2);
 /// load) the wait would only slow each pass of its worker.
 const COMMANDS_RECENT: Duration = Duration::from_millis(10);
 
-/// Renders a notice into a mail (templates and links live outside the core).
-/// Makes a notice's outbox mail; given the notice's account when the
-/// command changed it (so its language is known without a read).
+/// Makes a notice's outbox mail (templates and links live outside the
+/// core); given the notice's account when the command changed it, so its
+/// language is known without a read.
 pub type Render = Arc<dyn Fn(&Notice, Option<&Account>) -> OutboxMail + Send + Sync>;
 
 struct Job {

@@ -123,6 +123,13 @@ impl Daemon {
         self.dir.path().join("daemon.log")
     }
 
+    /// CPU time the daemon has spent so far (user and system), in clock
+    /// ticks (100 a second on Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let fields = proc_stat(self.pid()).expect("the daemon's /proc stat");
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child
             .as_ref()
@@ -783,4 +790,14 @@ pub fn export_records(file: &Path) -> (Value, Vec<Value>, Value) {
     let header = lines.remove(0);
     lines.sort_by_key(|v| v.to_string());
     (header, lines, trailer)
+}
+
+/// The fields of `/proc/<pid>/stat` after the command's name (which is in
+/// parentheses and may hold spaces): the state is `[0]`, the parent's id
+/// `[1]`, user and system CPU ticks `[11]` and `[12]`. `None` once the
+/// process is gone.
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
 }
