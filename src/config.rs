@@ -89,6 +89,12 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Connections the daemon keeps open at most.
     pub pool_size: u32,
+    /// Threads that run and commit commands (PostgreSQL; at most half of
+    /// `pool_size` are started): each runs a group of commands of different accounts in
+    /// one transaction, whatever queued while its last group committed.
+    /// Fewer threads make larger groups (fewer statements and COMMITs per
+    /// command); more keep a replica writing while one waits on a lock.
+    pub writer_threads: u32,
     /// How long a replica holds a queue item it claimed before another
     /// may take it (PostgreSQL): longer than any one attempt (a mail, an
     /// outbound post with its timeout), short enough for another replica
@@ -124,6 +130,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sled,
             url: None,
             pool_size: 16,
+            writer_threads: crate::store::postgres_store::WRITER_THREADS_DEFAULT as u32,
             claim_lease_ms: 120_000,
             heartbeat_ms: 5_000,
             replica_id: None,
@@ -442,6 +449,7 @@ impl Config {
                 crate::store::Store::open_postgres_cached(
                     url,
                     self.store.pool_size,
+                    self.store.writer_threads as usize,
                     crate::store::postgres_store::CacheOptions {
                         entries_max: self.store.cache_entries_max,
                         // A change whose announcement was lost is read
@@ -513,6 +521,10 @@ impl Config {
         anyhow::ensure!(
             (1..=1000).contains(&self.store.pool_size),
             "store.pool_size must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&self.store.writer_threads),
+            "store.writer_threads must be 1 to 64"
         );
         anyhow::ensure!(
             (1_000..=3_600_000).contains(&self.store.claim_lease_ms),

@@ -65,6 +65,18 @@ pub enum LockScope<'a> {
     Accounts(&'a [String]),
 }
 
+/// What a group of commands will read ([`Backend::prefetch`]): its
+/// accounts, the members its commands name (the actor and the target), each
+/// account's integrations up to `integrations_max`, and about how many ids
+/// its commits will draw.
+#[derive(Debug, Clone, Default)]
+pub struct Prefetch<'a> {
+    pub accounts: &'a [String],
+    pub members: Vec<(&'a str, &'a str)>,
+    pub integrations_max: usize,
+    pub ids: usize,
+}
+
 /// Held while a command runs and commits; released when dropped.
 pub struct CommandLock<'a>(Option<Box<dyn FnOnce() + 'a>>);
 
@@ -194,6 +206,14 @@ pub trait Backend: StateView + Send + Sync + 'static {
     /// dropped (after the command's commit).
     fn lock_command(&self, _scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
         Ok(CommandLock::none())
+    }
+
+    /// What a group of commands (`LockScope::Accounts`, held on this
+    /// thread) is about to read, fetched with the group's locks in one
+    /// round trip so that its commands read from memory; a store that
+    /// needs no round trip for a read ignores it.
+    fn prefetch(&self, _wanted: &Prefetch<'_>) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// A worker's look at a queue on a shared store: items with ids above

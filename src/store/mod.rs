@@ -32,8 +32,8 @@ pub mod writer;
 
 pub use backend::{
     About, Backend, CommandLock, Coordination, Hide, Kind, LockScope, NotShared, Order, OutboxMail,
-    QueueName, QueuedEvent, Record, RecordVisit, ReplicaInfo, Restore, RowVisit, Store, StoreError,
-    Transaction, Visit, Write,
+    Prefetch, QueueName, QueuedEvent, Record, RecordVisit, ReplicaInfo, Restore, RowVisit, Store,
+    StoreError, Transaction, Visit, Write,
 };
 pub use sled_store::SledStore;
 
@@ -214,6 +214,140 @@ pub(crate) mod tests {
         assert!(other.account("acc_b").unwrap().is_none());
         assert!(other.account("acc_c").unwrap().is_none());
         assert!(other.account("acc_d").unwrap().is_some());
+    }
+
+    /// A group on a shared store reads what it prefetched with its locks,
+    /// and each command reads what the commands before it in the group
+    /// wrote (from memory, or from the database after their rows are sent)
+    /// while another replica sees none of it before the flush; the group's
+    /// ids grow in command order, and its audit entries and mails link up.
+    #[test]
+    fn a_group_reads_what_its_earlier_commands_wrote_and_numbers_them_in_order() {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let store = Store::open_postgres(&url, 4).expect("opening PostgreSQL");
+        let other = Store::open_postgres(&url, 2).expect("a second replica");
+        let now = Utc::now();
+        let account = |id: &str, name: &str| Account {
+            id: id.into(),
+            name: name.into(),
+            owner_id: "usr_o".into(),
+            created_at: now,
+            support_seats_bought: 1,
+            support_seats_used: 1,
+            sell: SellState::default(),
+            grants: Vec::new(),
+            payment_method: None,
+            member_count: 1,
+            scim_tokens: Vec::new(),
+            language: None,
+            billing_contacts: Vec::new(),
+        };
+        let draft = |account_id: &str, action: &str| AuditDraft {
+            account_id: account_id.into(),
+            actor: "operator".into(),
+            action: action.into(),
+            target: "t".into(),
+            outcome: "ok".into(),
+            detail: String::new(),
+            at: now,
+            cause: None,
+        };
+        let mail = OutboxMail {
+            id: 0,
+            to: "a@example.com".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            notice: None,
+            language: None,
+        };
+        store
+            .commit(Transaction {
+                changes: vec![Change::PutAccount(account("acc_a", "one"))],
+                ..Transaction::default()
+            })
+            .unwrap();
+        let name_of = |store: &Store, id: &str| store.account(id).unwrap().map(|a| a.name);
+        let accounts: Vec<String> = ["acc_a", "acc_b"].map(String::from).into();
+        let group = store.lock_command(LockScope::Accounts(&accounts)).unwrap();
+        store
+            .prefetch(&Prefetch {
+                accounts: &accounts,
+                members: vec![("acc_a", "usr_o")],
+                integrations_max: 10,
+                ids: 2,
+            })
+            .unwrap();
+        {
+            let _command = store.lock_command(LockScope::Account("acc_a")).unwrap();
+            assert_eq!(name_of(&store, "acc_a").as_deref(), Some("one"));
+            assert!(store.user("acc_a", "usr_o").unwrap().is_none());
+            store
+                .commit(Transaction {
+                    changes: vec![Change::PutAccount(account("acc_a", "two"))],
+                    audit: Some(draft("acc_a", "first")),
+                    mails: vec![mail.clone(), mail.clone()],
+                    ..Transaction::default()
+                })
+                .unwrap();
+        }
+        {
+            let _command = store.lock_command(LockScope::Account("acc_a")).unwrap();
+            assert_eq!(
+                name_of(&store, "acc_a").as_deref(),
+                Some("two"),
+                "the earlier command's account, from memory"
+            );
+            let listed = store.accounts(None, 10).unwrap();
+            assert_eq!(
+                listed.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+                ["two"],
+                "a read the group did not fetch sees the rows written before it"
+            );
+            assert!(store.integrations("acc_a", 10).unwrap().is_empty());
+            store
+                .commit(Transaction {
+                    changes: vec![Change::PutAccount(account("acc_a", "three"))],
+                    audit: Some(draft("acc_a", "second")),
+                    ..Transaction::default()
+                })
+                .unwrap();
+        }
+        {
+            let _command = store.lock_command(LockScope::Account("acc_b")).unwrap();
+            assert_eq!(name_of(&store, "acc_b"), None, "fetched, and absent");
+        }
+        assert_eq!(
+            name_of(&other, "acc_a").as_deref(),
+            Some("one"),
+            "nothing of a group is seen before its flush"
+        );
+        store.flush().unwrap();
+        drop(group);
+        assert_eq!(name_of(&other, "acc_a").as_deref(), Some("three"));
+        let entries = other.audit("acc_a", None, 10).unwrap();
+        let seq_of = |action: &str| {
+            entries
+                .iter()
+                .find(|e| e.action == action)
+                .map(|e| e.seq)
+                .expect("the entry")
+        };
+        let mails: Vec<OutboxMail> = other.items(QueueName::Outbox, true, 10).unwrap();
+        assert_eq!(mails.len(), 2);
+        assert!(
+            seq_of("first") < mails[0].id
+                && mails[0].id < mails[1].id
+                && mails[1].id < seq_of("second"),
+            "ids in command order, past the two drawn ahead: {:?} {:?}",
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            mails.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -34,8 +34,8 @@ use super::postgres_conn::{owned, Conn, JsonText, Manager, Run};
 use crate::domain::*;
 
 use super::backend::{
-    About, Backend, CommandLock, Coordination, Hide, LockScope, QueuedEvent, ReplicaInfo, Store,
-    StoreError, Transaction,
+    About, Backend, CommandLock, Coordination, Hide, LockScope, Prefetch, QueuedEvent, ReplicaInfo,
+    Store, StoreError, Transaction,
 };
 use super::codec::{decode, encode};
 use super::records::{Kind, Order, QueueName, Restore, RowVisit, Write};
@@ -69,6 +69,9 @@ enum Opening {
     Now(String),
     /// Sent with the command's first read.
     WithFirstRead { account_key: i64 },
+    /// A group's: sent with its prefetch (or its first read), its
+    /// accounts' keys locked in key order.
+    Group(Vec<i64>),
 }
 
 /// Rows a scan reads per round trip.
@@ -98,6 +101,164 @@ struct Held {
     /// The new mails it inserted, handed to the outbox worker after its
     /// COMMIT.
     mails: Vec<u64>,
+    /// Ids drawn ahead (a group's, with its locks), used in order; more
+    /// are drawn when they run out, so they grow in commit order.
+    ids: std::collections::VecDeque<u64>,
+    /// A group's reads fetched with its locks ([`Backend::prefetch`]),
+    /// kept true by its commands' writes.
+    overlay: Option<Overlay>,
+    /// A group's rows of the tables every command writes, written at its
+    /// COMMIT, one statement per table.
+    rows: GroupRows,
+    /// In a group: the running command's writes could not be batched and
+    /// went inside a savepoint of their own.
+    savepoint: bool,
+    /// A group whose COMMIT must fail (a command's rows were half staged):
+    /// the writer then runs its commands one by one.
+    poisoned: bool,
+}
+
+impl Held {
+    fn new(store: usize, conn: Pooled, group: Option<Vec<i64>>) -> Held {
+        Held {
+            store,
+            conn,
+            open: true,
+            group,
+            command_written: false,
+            touched: Touched::new(),
+            mails: Vec::new(),
+            ids: std::collections::VecDeque::new(),
+            overlay: None,
+            rows: GroupRows::default(),
+            savepoint: false,
+            poisoned: false,
+        }
+    }
+}
+
+/// What a group of commands reads, fetched with its locks in one round
+/// trip, then changed by its commands' own writes: each command reads from
+/// memory what the one before it left. A key it does not hold is read from
+/// the database (after the group's rows so far are sent).
+#[derive(Default)]
+struct Overlay {
+    accounts: std::collections::HashMap<String, Option<Account>>,
+    members: std::collections::HashMap<Vec<u8>, Option<Arc<User>>>,
+    /// Each account's integrations in id order, the first
+    /// `integrations_max` of them.
+    integrations: std::collections::HashMap<String, Vec<Integration>>,
+    integrations_max: usize,
+}
+
+impl Overlay {
+    /// The account's integrations, first `limit`, if it holds them all.
+    fn integrations(&self, account_id: &str, limit: usize) -> Option<Vec<Integration>> {
+        if limit > self.integrations_max {
+            return None;
+        }
+        let list = self.integrations.get(account_id)?;
+        Some(list.iter().take(limit).cloned().collect())
+    }
+
+    /// What a committed change leaves.
+    fn note(&mut self, change: &Change) {
+        match change {
+            Change::PutAccount(a) => {
+                self.accounts.insert(a.id.clone(), Some(a.clone()));
+            }
+            Change::PutUser(u) => {
+                self.members
+                    .insert(key2(&u.account_id, &u.id), Some(Arc::new(u.clone())));
+            }
+            Change::DeleteUser {
+                account_id,
+                user_id,
+            } => {
+                self.members.insert(key2(account_id, user_id), None);
+            }
+            Change::PutIntegration(i) => {
+                // Read again: where it sorts among the others is the
+                // database's to say.
+                self.integrations.remove(&i.account_id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A group's accounts, audit entries and new queue items, as its commands
+/// commit: one multi-row statement per table at the group's COMMIT instead
+/// of one statement per command each.
+#[derive(Default)]
+struct GroupRows {
+    /// id, name, value; an account put twice keeps its last value.
+    accounts: Vec<(String, String, JsonText)>,
+    audit: Vec<AuditRow>,
+    queue: NewItems,
+}
+
+type AuditRow = (String, i64, DateTime<Utc>, String, JsonText);
+
+impl GroupRows {
+    fn is_empty(&self) -> bool {
+        self.accounts.is_empty() && self.audit.is_empty() && self.queue.ids.is_empty()
+    }
+
+    /// Defers the rows' statements (sent with the next one that waits),
+    /// and forgets them.
+    fn defer(&mut self, tx: &mut impl Run) -> Result<(), StoreError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let GroupRows {
+            accounts,
+            audit,
+            queue,
+        } = std::mem::take(self);
+        if !accounts.is_empty() {
+            // The same row twice in one INSERT … ON CONFLICT is refused:
+            // the last put of each account wins.
+            let mut seen = std::collections::HashSet::new();
+            let (mut ids, mut names, mut values) = (Vec::new(), Vec::new(), Vec::new());
+            for (id, name, value) in accounts.into_iter().rev() {
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                    names.push(name);
+                    values.push(value);
+                }
+            }
+            tx.defer(
+                "INSERT INTO accounts (id, name, value)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, value = EXCLUDED.value",
+                owned![ids, names, values],
+            );
+        }
+        if !audit.is_empty() {
+            let n = audit.len();
+            let (mut scopes, mut seqs, mut ats, mut actions, mut values) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (scope, seq, at, action, value) in audit {
+                scopes.push(scope);
+                seqs.push(seq);
+                ats.push(at);
+                actions.push(action);
+                values.push(value);
+            }
+            tx.defer(
+                "INSERT INTO audit (scope, seq, at, action, value)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::jsonb[])",
+                owned![scopes, seqs, ats, actions, values],
+            );
+        }
+        queue.insert(tx)
+    }
 }
 
 thread_local! {
@@ -110,8 +271,9 @@ pub struct PostgresStore {
     /// For the announcement listener's own connection.
     config: postgres::Config,
     installation_id: String,
-    /// Writer threads: half the pool (each holds a connection while its
-    /// command runs; the other half serves reads and the workers).
+    /// Writer threads: `store.writer_threads`, at most half the pool (each
+    /// holds a connection while its group runs; the rest serve reads and
+    /// the workers).
     writers: usize,
     /// Accounts, members and sessions for reads outside commands, kept true
     /// across replicas by announcements (`postgres_cache`); none when
@@ -122,6 +284,14 @@ pub struct PostgresStore {
     /// dropped (more than [`COMMITTED_MAILS_MAX`] waiting).
     committed_mails: std::sync::Mutex<(Vec<u64>, bool)>,
 }
+
+/// Writer threads of a replica unless configured (`store.writer_threads`).
+/// A group costs two round trips and one COMMIT whatever its size, so few
+/// threads with large groups carry more than many with small ones: on a
+/// 2-core machine 2 threads carried 2,438–2,569 transfers/s at 64 clients
+/// against 1,660 for 8 and 1,190 for 16 (BENCHMARKS.md); the second thread
+/// keeps a replica writing while one waits on a lock another replica holds.
+pub const WRITER_THREADS_DEFAULT: usize = 2;
 
 /// New mail ids kept for the outbox worker, at most; past it the worker
 /// scans the queue instead.
@@ -218,13 +388,14 @@ impl PostgresStore {
     /// Connects and runs the migrations this build knows (refusing a
     /// schema newer than it).
     pub fn open(url: &str, pool_size: u32) -> Result<PostgresStore, StoreError> {
-        Self::open_cached(url, pool_size, None)
+        Self::open_cached(url, pool_size, WRITER_THREADS_DEFAULT, None)
     }
 
     /// Opens the store with a read cache (`None`, or no entries: without).
     pub fn open_cached(
         url: &str,
         pool_size: u32,
+        writer_threads: usize,
         cache: Option<CacheOptions>,
     ) -> Result<PostgresStore, StoreError> {
         blocking(|| {
@@ -265,7 +436,7 @@ impl PostgresStore {
                 pool: std::mem::ManuallyDrop::new(pool),
                 config,
                 installation_id,
-                writers: (pool_size as usize / 2).max(1),
+                writers: writer_threads.clamp(1, (pool_size as usize / 2).max(1)),
                 cache,
                 committed_mails: std::sync::Mutex::new((Vec::new(), false)),
             })
@@ -319,6 +490,13 @@ impl PostgresStore {
         })
     }
 
+    /// What this thread's group holds in memory for a read (`None`: read
+    /// the database).
+    fn in_overlay<T>(&self, read: impl FnOnce(&Overlay) -> Option<T>) -> Option<T> {
+        self.with_held(|h| h.overlay.as_ref().and_then(read))
+            .flatten()
+    }
+
     /// A command of a group (`LockScope::Accounts` held on this thread): a
     /// savepoint in the group's transaction, rolled back when the command
     /// wrote nothing (refused, or its writes failed) so that it fails no
@@ -336,8 +514,11 @@ impl PostgresStore {
                     .defer("SELECT pg_advisory_xact_lock($1)", owned![key]);
                 keys.push(key);
             }
+            // Its savepoint is opened only if its writes cannot join the
+            // group's rows (`commit_in_savepoint`): a command refused, or
+            // staged, needs none.
             h.command_written = false;
-            h.conn.defer("SAVEPOINT command", Vec::new());
+            h.savepoint = false;
             Ok(true)
         });
         match in_group? {
@@ -347,7 +528,7 @@ impl PostgresStore {
         }
         Some(Ok(CommandLock::releasing(move || {
             let rolled_back = self.with_held(|h| {
-                if h.command_written {
+                if h.command_written || !std::mem::take(&mut h.savepoint) {
                     return Ok(());
                 }
                 // What it deferred goes first (its SAVEPOINT among it); a
@@ -372,7 +553,8 @@ impl PostgresStore {
                 detail: "a query closure was called twice".into(),
             };
             if let Some(result) = self.with_held(|h| match f.take() {
-                Some(f) => f(&mut h.conn),
+                // The group's rows go first: the read sees them.
+                Some(f) => h.rows.defer(&mut *h.conn).and_then(|()| f(&mut h.conn)),
                 None => Err(ran_twice()),
             }) {
                 return result;
@@ -458,29 +640,12 @@ fn write_transaction(
     t: Transaction,
     touched: &mut Touched,
     mails: &mut Vec<u64>,
+    pool: &mut std::collections::VecDeque<u64>,
 ) -> Result<(), StoreError> {
     // The ids first: the only answer the writes wait for; the writes then
     // go in one round trip (deferred, sent with the commit).
-    let wanted = i64::from(t.audit.is_some()) + (t.mails.len() + t.events.len()) as i64;
-    let mut ids = if wanted > 0 {
-        tx.query(
-            "SELECT nextval('admind_ids') FROM generate_series(1, $1::bigint)",
-            &[&wanted],
-        )?
-        .into_iter()
-        .map(|row| row.get::<_, i64>(0) as u64)
-        .collect::<Vec<u64>>()
-    } else {
-        Vec::new()
-    };
-    ids.sort_unstable();
-    let mut ids = ids.into_iter();
-    let mut next = || {
-        ids.next().ok_or(StoreError::Backend {
-            backend: "postgres",
-            detail: "the id sequence returned too few ids".into(),
-        })
-    };
+    let mut ids = take_ids(tx, pool, ids_wanted(&t))?.into_iter();
+    let mut next = || ids.next().ok_or_else(too_few_ids);
     for change in t.changes {
         apply_change(tx, change, touched)?;
     }
@@ -538,6 +703,134 @@ fn write_transaction(
     }
     removals.delete(tx)?;
     puts.upsert(tx)
+}
+
+/// The ids a transaction's audit entry, mails and events take.
+fn ids_wanted(t: &Transaction) -> usize {
+    usize::from(t.audit.is_some()) + t.mails.len() + t.events.len()
+}
+
+fn too_few_ids() -> StoreError {
+    StoreError::Backend {
+        backend: "postgres",
+        detail: "the id sequence returned too few ids".into(),
+    }
+}
+
+/// `n` ids, oldest first: from `pool` (drawn ahead), and from the sequence
+/// when it holds fewer. Those drawn now are larger than any left in the
+/// pool, so the ids a thread uses keep growing.
+fn take_ids(
+    tx: &mut impl Run,
+    pool: &mut std::collections::VecDeque<u64>,
+    n: usize,
+) -> Result<Vec<u64>, StoreError> {
+    if pool.len() < n {
+        let more = (n - pool.len()) as i64;
+        let mut drawn: Vec<u64> = tx
+            .query(
+                "SELECT nextval('admind_ids') FROM generate_series(1, $1::bigint)",
+                &[&more],
+            )?
+            .into_iter()
+            .map(|row| row.get::<_, i64>(0) as u64)
+            .collect();
+        drawn.sort_unstable();
+        pool.extend(drawn);
+    }
+    if pool.len() < n {
+        return Err(too_few_ids());
+    }
+    Ok(pool.drain(..n).collect())
+}
+
+/// Whether a command's transaction can join its group's rows
+/// ([`stage_transaction`]): no workers' writes, and no change that needs an
+/// answer from the database (a DELETE … RETURNING, an invoice's number).
+fn batchable(t: &Transaction) -> bool {
+    t.writes.is_empty()
+        && t.changes.iter().all(|c| {
+            !matches!(
+                c,
+                Change::DeleteUserSessions { .. }
+                    | Change::DeleteSessionsSignedInWith { .. }
+                    | Change::PutInvoice(_)
+            )
+        })
+}
+
+/// A command of a group commits: its account, audit entry and queue items
+/// join the group's rows (written at the group's COMMIT), its other
+/// changes are deferred in order, and the group's reads see its changes.
+/// No round trip unless the ids drawn ahead ran out.
+fn stage_transaction(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
+    let mut ids = take_ids(&mut *h.conn, &mut h.ids, ids_wanted(&t))?.into_iter();
+    let mut next = || ids.next().ok_or_else(too_few_ids);
+    for change in t.changes {
+        if let Some(overlay) = h.overlay.as_mut() {
+            overlay.note(&change);
+        }
+        match change {
+            Change::PutAccount(a) => {
+                h.touched.push((Kind::Accounts, a.id.as_bytes().to_vec()));
+                let value = JsonText::of(&a).map_err(json_err)?;
+                h.rows.accounts.push((a.id, a.name, value));
+            }
+            other => apply_change(&mut *h.conn, other, &mut h.touched)?,
+        }
+    }
+    let mut cause = None;
+    if let Some(draft) = t.audit {
+        let seq = next()?;
+        let entry = draft.into_entry(seq);
+        let value = JsonText::of(&entry).map_err(json_err)?;
+        h.rows
+            .audit
+            .push((entry.account_id, id_i64(seq), entry.at, entry.action, value));
+        cause = Some(seq);
+    }
+    for mut mail in t.mails {
+        mail.id = next()?;
+        let value = serde_json::to_value(&mail).map_err(json_err)?;
+        h.rows.queue.push(QueueName::Outbox, mail.id, value);
+        h.mails.push(mail.id);
+    }
+    for event in t.events {
+        let id = next()?;
+        let item = QueuedEvent {
+            id,
+            cause_seq: cause,
+            event,
+            attempts: 0,
+        };
+        let value = serde_json::to_value(&item).map_err(json_err)?;
+        h.rows.queue.push(QueueName::Hooks, id, value);
+    }
+    Ok(())
+}
+
+/// A command of a group whose writes cannot join the group's rows: the
+/// rows so far, then its writes inside a savepoint, in one round trip. If
+/// they fail, the savepoint is rolled back when its lock is dropped, and
+/// the group's reads go to the database from then on.
+fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
+    h.rows.defer(&mut *h.conn)?;
+    h.conn.defer("SAVEPOINT command", Vec::new());
+    h.savepoint = true;
+    if let Some(overlay) = h.overlay.as_mut() {
+        for change in &t.changes {
+            overlay.note(change);
+        }
+    }
+    let result = write_transaction(&mut *h.conn, t, &mut h.touched, &mut h.mails, &mut h.ids)
+        .and_then(|()| {
+            h.conn.defer("RELEASE SAVEPOINT command", Vec::new());
+            Ok(h.conn.send_deferred()?)
+        });
+    if result.is_err() {
+        h.overlay = None;
+    }
+    result
 }
 
 /// Queue items to insert together.
@@ -1072,11 +1365,13 @@ impl Store {
     pub fn open_postgres_cached(
         url: &str,
         pool_size: u32,
+        writer_threads: usize,
         cache: CacheOptions,
     ) -> Result<Store, StoreError> {
         Ok(Store::new(PostgresStore::open_cached(
             url,
             pool_size,
+            writer_threads,
             Some(cache),
         )?))
     }
@@ -1084,6 +1379,9 @@ impl Store {
 
 impl StateView for PostgresStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
+        if let Some(hit) = self.in_overlay(|o| o.accounts.get(id).cloned()) {
+            return Ok(hit);
+        }
         let read = || self.one("SELECT value FROM accounts WHERE id = $1", &[&id]);
         match self.cache() {
             Some(cache) => ReadCache::value(&cache.accounts, id.as_bytes(), read),
@@ -1105,6 +1403,9 @@ impl StateView for PostgresStore {
     }
 
     fn user_shared(&self, account_id: &str, user_id: &str) -> Result<Option<Arc<User>>, ViewError> {
+        if let Some(hit) = self.in_overlay(|o| o.members.get(&key2(account_id, user_id)).cloned()) {
+            return Ok(hit);
+        }
         let read = || {
             Ok::<_, ViewError>(
                 self.one::<User>(
@@ -1173,6 +1474,9 @@ impl StateView for PostgresStore {
     }
 
     fn integrations(&self, account_id: &str, limit: usize) -> Result<Vec<Integration>, ViewError> {
+        if let Some(hit) = self.in_overlay(|o| o.integrations(account_id, limit)) {
+            return Ok(hit);
+        }
         self.many(
             "SELECT value FROM integrations WHERE account_id = $1 ORDER BY id LIMIT $2",
             &[&account_id, &rows(limit)],
@@ -1317,24 +1621,29 @@ impl Backend for PostgresStore {
         let mut t = Some(t);
         // A command's commit ends the transaction its lock opened.
         let held = self.with_held(|h| {
-            let written = match t.take() {
-                Some(t) => write_transaction(&mut *h.conn, t, &mut h.touched, &mut h.mails),
-                None => Err(StoreError::Backend {
+            let Some(t) = t.take() else {
+                return Err(StoreError::Backend {
                     backend: "postgres",
                     detail: "a commit was written twice".into(),
-                }),
+                });
             };
             if h.group.is_some() {
-                // In a group: written inside the command's savepoint, in
-                // one round trip with its release; the group's transaction
-                // commits at `flush`.
-                let result = written.and_then(|()| {
-                    h.conn.defer("RELEASE SAVEPOINT command", Vec::new());
-                    Ok(h.conn.send_deferred()?)
-                });
+                // In a group: staged with the group's rows, or written in
+                // a savepoint; the group's transaction commits at `flush`.
+                let result = if batchable(&t) {
+                    let staged = stage_transaction(h, t);
+                    // Half staged: nothing can take it back but failing
+                    // the group (its commands then run one by one).
+                    h.poisoned |= staged.is_err();
+                    staged
+                } else {
+                    commit_in_savepoint(h, t)
+                };
                 h.command_written = result.is_ok();
                 return result;
             }
+            let written =
+                write_transaction(&mut *h.conn, t, &mut h.touched, &mut h.mails, &mut h.ids);
             // The writes and the COMMIT in one round trip.
             let result = match written {
                 Ok(()) => h.conn.commit().map_err(StoreError::from),
@@ -1364,7 +1673,8 @@ impl Backend for PostgresStore {
         let result = blocking(|| {
             let mut conn = self.pool.get()?;
             let mut tx = conn.transaction();
-            write_transaction(&mut tx, t, &mut touched, &mut mails)?;
+            let mut ids = std::collections::VecDeque::new();
+            write_transaction(&mut tx, t, &mut touched, &mut mails, &mut ids)?;
             tx.commit()?;
             Ok(())
         });
@@ -1380,13 +1690,28 @@ impl Backend for PostgresStore {
                 return Ok(());
             }
             h.open = false;
-            let result = h.conn.batch_execute("COMMIT");
+            // The group's rows and the COMMIT in one round trip.
+            let result = if h.poisoned {
+                h.conn.rollback();
+                Err(StoreError::Backend {
+                    backend: "postgres",
+                    detail: "a command of the group could not be staged".into(),
+                })
+            } else {
+                match h.rows.defer(&mut *h.conn) {
+                    Ok(()) => h.conn.commit().map_err(StoreError::from),
+                    Err(e) => {
+                        h.conn.rollback();
+                        Err(e)
+                    }
+                }
+            };
             self.committed(
                 std::mem::take(&mut h.touched),
                 std::mem::take(&mut h.mails),
                 result.is_ok(),
             );
-            Ok(result?)
+            result
         })
         .unwrap_or(Ok(()))
     }
@@ -1570,13 +1895,8 @@ impl Backend for PostgresStore {
                 let mut keys: Vec<i64> = ids.iter().map(|id| account_lock_key(id)).collect();
                 keys.sort_unstable();
                 keys.dedup();
-                let mut sql =
-                    format!("BEGIN; SELECT pg_advisory_xact_lock_shared({EVERYTHING_LOCK_KEY});");
-                for key in &keys {
-                    sql.push_str(&format!(" SELECT pg_advisory_xact_lock({key});"));
-                }
-                group = Some(keys);
-                Opening::Now(sql)
+                group = Some(keys.clone());
+                Opening::Group(keys)
             }
             LockScope::Everything => Opening::Now(format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({EVERYTHING_LOCK_KEY})"
@@ -1591,6 +1911,20 @@ impl Backend for PostgresStore {
                         return Err(e.into());
                     }
                 }
+                Opening::Group(keys) => {
+                    conn.defer("BEGIN", Vec::new());
+                    conn.defer(
+                        "SELECT pg_advisory_xact_lock_shared($1)",
+                        owned![EVERYTHING_LOCK_KEY],
+                    );
+                    // A subquery with ORDER BY is not flattened, and the
+                    // volatile lock call is made on its rows in order.
+                    conn.defer(
+                        "SELECT pg_advisory_xact_lock(k)
+                         FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS sorted",
+                        owned![keys.clone()],
+                    );
+                }
                 Opening::WithFirstRead { account_key } => {
                     conn.defer("BEGIN", Vec::new());
                     conn.defer(
@@ -1599,17 +1933,7 @@ impl Backend for PostgresStore {
                     );
                 }
             }
-            HELD.with(|held| {
-                *held.borrow_mut() = Some(Held {
-                    store: self.id(),
-                    conn,
-                    open: true,
-                    group,
-                    command_written: false,
-                    touched: Touched::new(),
-                    mails: Vec::new(),
-                })
-            });
+            HELD.with(|held| *held.borrow_mut() = Some(Held::new(self.id(), conn, group)));
             Ok(CommandLock::releasing(|| {
                 let held = HELD.with(|held| held.borrow_mut().take());
                 if let Some(mut held) = held {
@@ -1620,6 +1944,86 @@ impl Backend for PostgresStore {
                 }
             }))
         })
+    }
+
+    /// One statement, sent with the group's BEGIN and locks: its accounts,
+    /// the members its commands name, each account's integrations, and ids
+    /// for its commits (drawn under the locks, so one account's ids grow in
+    /// commit order across replicas).
+    fn prefetch(&self, wanted: &Prefetch<'_>) -> Result<(), StoreError> {
+        let accounts: Vec<&str> = wanted.accounts.iter().map(String::as_str).collect();
+        let (member_accounts, member_ids): (Vec<&str>, Vec<&str>) =
+            wanted.members.iter().copied().unzip();
+        let fetched = self.with_held(|h| -> Result<(), StoreError> {
+            if h.group.is_none() {
+                return Ok(());
+            }
+            let found = h.conn.query(
+                "SELECT 0, NULL::bigint, id, NULL::text, value FROM accounts WHERE id = ANY($1)
+                 UNION ALL
+                 SELECT 1, NULL, m.account_id, m.id, m.value
+                   FROM unnest($2::text[], $3::text[]) AS w(account_id, id)
+                   JOIN members m ON m.account_id = w.account_id AND m.id = w.id
+                 UNION ALL
+                 SELECT 2, NULL, i.account_id, i.id, i.value
+                   FROM unnest($1::text[]) AS a(id)
+                   CROSS JOIN LATERAL (SELECT account_id, id, value FROM integrations
+                     WHERE account_id = a.id ORDER BY id LIMIT $4) AS i
+                 UNION ALL
+                 SELECT 3, nextval('admind_ids'), NULL, NULL, NULL
+                   FROM generate_series(1, $5::bigint)",
+                &[
+                    &accounts,
+                    &member_accounts,
+                    &member_ids,
+                    &rows(wanted.integrations_max),
+                    &(wanted.ids as i64),
+                ],
+            )?;
+            // What was asked and not found is known absent.
+            let mut overlay = Overlay {
+                integrations_max: wanted.integrations_max,
+                ..Overlay::default()
+            };
+            for id in wanted.accounts {
+                overlay.accounts.insert(id.clone(), None);
+                overlay.integrations.insert(id.clone(), Vec::new());
+            }
+            for (account_id, user_id) in &wanted.members {
+                overlay.members.insert(key2(account_id, user_id), None);
+            }
+            let mut ids = Vec::new();
+            for row in found {
+                let (part, first): (i32, Option<String>) = (row.try_get(0)?, row.try_get(2)?);
+                let first = first.unwrap_or_default();
+                match part {
+                    0 => {
+                        let a: Json<Account> = row.try_get(4)?;
+                        overlay.accounts.insert(first, Some(a.0));
+                    }
+                    1 => {
+                        let second: String = row.try_get(3)?;
+                        let u: Json<User> = row.try_get(4)?;
+                        overlay
+                            .members
+                            .insert(key2(&first, &second), Some(Arc::new(u.0)));
+                    }
+                    2 => {
+                        let i: Json<Integration> = row.try_get(4)?;
+                        overlay.integrations.entry(first).or_default().push(i.0);
+                    }
+                    _ => ids.push(row.try_get::<_, i64>(1)? as u64),
+                }
+            }
+            for list in overlay.integrations.values_mut() {
+                list.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+            ids.sort_unstable();
+            h.ids.extend(ids);
+            h.overlay = Some(overlay);
+            Ok(())
+        });
+        fetched.unwrap_or(Ok(()))
     }
 
     /// One statement: the filters run in the database, so neither the

@@ -25,7 +25,7 @@ pub struct Wakers {
     pub outbound: tokio::sync::Notify,
 }
 
-use super::{LockScope, OutboxMail, Store, StoreError, Transaction, Write};
+use super::{LockScope, OutboxMail, Prefetch, Store, StoreError, Transaction, Write};
 use crate::domain::*;
 use crate::metrics::Metrics;
 
@@ -598,7 +598,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
         let mut wrote_events = false;
         // On a shared store, the commands of one account each are run and
         // committed together (group commit); the rest one by one after.
-        let rest: Vec<Job> = if deps.store.shared() && batch.len() > 1 {
+        let rest: Vec<Job> = if deps.store.shared() {
             let (grouped, rest): (Vec<Job>, Vec<Job>) =
                 batch.drain(..).partition(|job| match &job.work {
                     Work::Command(command) => command.info().account_id.is_some(),
@@ -762,6 +762,40 @@ fn group_of(jobs: &[Job]) -> (Vec<String>, Vec<(Principal, Command, Option<Decid
     (accounts, copies)
 }
 
+/// Ids a group draws ahead per command (a transfer's audit entry, two
+/// mails and its event); a commit that needs more draws them then.
+const IDS_PER_COMMAND: usize = 4;
+
+/// The members a group's commands name in their accounts (the acting
+/// member, the target), each once: what the group will read.
+fn members_named(jobs: &[Job]) -> Vec<(String, String)> {
+    let mut named = Vec::with_capacity(jobs.len() * 2);
+    for job in jobs {
+        let Work::Command(command) = &job.work else {
+            continue;
+        };
+        let info = command.info();
+        let Some(account_id) = info.account_id else {
+            continue;
+        };
+        if let Principal::Member {
+            account_id: actor_account,
+            user_id,
+        } = &job.actor
+        {
+            if actor_account.as_str() == account_id {
+                named.push((account_id.to_string(), user_id.to_string()));
+            }
+        }
+        if let Target::User(user_id) | Target::UserEmail(user_id, _) = info.target {
+            named.push((account_id.to_string(), user_id.to_string()));
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    named
+}
+
 /// Runs commands of different accounts (or several of one) in one
 /// transaction of a shared store, their accounts locked together in key
 /// order, each isolated (a refusal or a failed write leaves nothing and
@@ -780,7 +814,21 @@ fn run_group(
     let mut replies = Vec::with_capacity(jobs.len());
     let mut results = Vec::with_capacity(jobs.len());
     let mut group = Group::default();
-    let committed = match deps.store.lock_command(LockScope::Accounts(&accounts)) {
+    let members = members_named(&jobs);
+    let wanted = Prefetch {
+        accounts: &accounts,
+        members: members
+            .iter()
+            .map(|(a, u)| (a.as_str(), u.as_str()))
+            .collect(),
+        integrations_max: deps.settings.integrations_per_account_max,
+        ids: jobs.len() * IDS_PER_COMMAND,
+    };
+    let opened = deps
+        .store
+        .lock_command(LockScope::Accounts(&accounts))
+        .and_then(|lock| deps.store.prefetch(&wanted).map(|()| lock));
+    let committed = match opened {
         Ok(lock) => {
             for job in jobs {
                 replies.push(job.reply);
