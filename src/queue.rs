@@ -76,6 +76,19 @@ pub const IDLE_POLL: Duration = Duration::from_secs(1);
 /// most: what it holds in memory, and what each scan steps over.
 pub const IN_FLIGHT_MAX: usize = 4096;
 
+/// How a scan of a shared store looks at claimed items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// A worker in passes: it skips what other replicas hold.
+    Passes,
+    /// A laned worker: it skips what it holds (in its lanes, or handed to
+    /// it), and sees the others' (their lanes' order).
+    Lanes,
+    /// Everything: a laned worker whose hand-over was dropped finds its
+    /// own new items this way.
+    Everything,
+}
+
 /// What one attempt came to.
 pub enum Attempt {
     Done,
@@ -186,6 +199,10 @@ pub struct QueueWorker<Q: Queue> {
     /// more a pass, each pass costing about the same wait for its
     /// settlements), back to `SCAN_MAX` once a scan is not full.
     scan_room: Mutex<usize>,
+    /// The ids the last scan of a shared store found: an item committed
+    /// between a hand-over and that scan is found by both, and the next
+    /// hand-over leaves it out (the scan's pass attempted it).
+    last_scanned: Mutex<HashSet<u64>>,
     /// A laned worker on a store only this process opens: the highest id
     /// it handed to a lane, and when it next looks at the whole queue.
     /// Between those looks it reads only what lies past that id (ids grow
@@ -222,6 +239,7 @@ impl<Q: Queue> QueueWorker<Q> {
             held: Mutex::new(HashSet::new()),
             next_scan: Mutex::new(std::time::Instant::now()),
             scan_room: Mutex::new(SCAN_MAX),
+            last_scanned: Mutex::new(HashSet::new()),
             lane_cursor: Mutex::new(LaneCursor {
                 handed_up_to: 0,
                 full_look_at: std::time::Instant::now(),
@@ -315,7 +333,8 @@ impl<Q: Queue> QueueWorker<Q> {
                 let room = (*lock(&self.scan_room))
                     .max(waiting + SCAN_MAX)
                     .min(IN_FLIGHT_MAX);
-                let (items, next, looked) = self.scan_due(0, &HashSet::new(), room, false)?;
+                let (items, next, looked) =
+                    self.scan_due(0, &HashSet::new(), room, Look::Passes)?;
                 // A full batch: more may be due, scan again next pass,
                 // and take more.
                 let full = items.len() >= room;
@@ -443,7 +462,7 @@ impl<Q: Queue> QueueWorker<Q> {
         after: u64,
         skip: &HashSet<u64>,
         room: usize,
-        laned: bool,
+        mode: Look,
     ) -> Result<(Vec<Q::Item>, Duration, usize), Refusal> {
         let last = self.store.durable_id();
         let now = Utc::now();
@@ -481,10 +500,10 @@ impl<Q: Queue> QueueWorker<Q> {
             // leaves out `skip` too; on one only this process opens it
             // seeks past `after`).
             let me = &*self.claims.owner;
-            let hide = if laned {
-                crate::store::Hide::HeldHere { me }
-            } else {
-                crate::store::Hide::HeldElsewhere { me }
+            let hide = match mode {
+                Look::Passes => crate::store::Hide::HeldElsewhere { me },
+                Look::Lanes => crate::store::Hide::HeldHere { me },
+                Look::Everything => crate::store::Hide::Nothing,
             };
             let mut after = after;
             'pages: loop {
@@ -503,6 +522,9 @@ impl<Q: Queue> QueueWorker<Q> {
                 }
             }
         }
+        if self.store.shared() {
+            *lock(&self.last_scanned) = due.iter().map(Q::id).collect();
+        }
         Ok((due, next, looked))
     }
 
@@ -516,32 +538,40 @@ impl<Q: Queue> QueueWorker<Q> {
         if !self.store.shared() {
             return Ok(Err(0));
         }
-        let ids = self.store.take_committed(Q::QUEUE);
+        let handed = self.store.take_committed(Q::QUEUE);
         let until_scan = lock(&self.next_scan).saturating_duration_since(std::time::Instant::now());
         // At the scan's time, what was handed is found by the scan.
-        let ids = match ids {
-            Some(ids) if !until_scan.is_zero() => ids,
-            Some(ids) => return Ok(Err(ids.len())),
+        let handed = match handed {
+            Some(items) if !until_scan.is_zero() => items,
+            Some(items) => return Ok(Err(items.len())),
             None => return Ok(Err(0)),
         };
-        if ids.is_empty() {
-            return Ok(Ok((Vec::new(), until_scan, 0)));
-        }
-        let claimed =
-            self.store
-                .queue_claim(Q::QUEUE, &ids, &self.claims.owner, self.claims.lease)?;
+        let count = handed.len();
         let now = Utc::now();
-        let mut due = Vec::with_capacity(claimed.len());
-        for (_, value) in &claimed {
-            let item: Q::Item = crate::store::codec::decode(value).map_err(StoreError::from)?;
-            // New items are due; one that is not waits for the next scan
-            // (which shows this replica its own claims).
-            if Q::due_at(&item) <= now {
-                due.push(item);
-            }
-        }
+        // New items are due; one that is not waits for the next scan
+        // (which shows this replica its own claims).
+        let due: Vec<Q::Item> = self
+            .decode_handed(handed)?
+            .into_iter()
+            .filter(|item| Q::due_at(item) <= now)
+            .collect();
         lock(&self.held).extend(due.iter().map(Q::id));
-        Ok(Ok((due, until_scan, ids.len())))
+        Ok(Ok((due, until_scan, count)))
+    }
+
+    /// Items handed over by the store (`take_committed`): claimed by this
+    /// replica from their insert, so taken without a claim; those the last
+    /// scan found already are left out.
+    fn decode_handed(&self, handed: Vec<(u64, Vec<u8>)>) -> Result<Vec<Q::Item>, Refusal> {
+        let scanned = std::mem::take(&mut *lock(&self.last_scanned));
+        let mut items = Vec::with_capacity(handed.len());
+        for (id, value) in handed {
+            if scanned.contains(&id) {
+                continue;
+            }
+            items.push(crate::store::codec::decode(&value).map_err(StoreError::from)?);
+        }
+        Ok(items)
     }
 
     /// The due items claimed for this replica on a shared store (other
@@ -611,13 +641,35 @@ impl<Q: Queue> QueueWorker<Q> {
             // Full: a lane that settles an item wakes this worker.
             return Ok(IDLE_POLL);
         }
-        let (fresh, next, _) = self.scan_due(after, &in_flight, room, true)?;
+        // On a shared store this process's new items come handed, claimed
+        // by it from their insert; the scan shows the other replicas'
+        // items (their lanes' order) and lapsed claims. A hand-over that
+        // was dropped, or is more than there is room for, leaves those
+        // items to a look at the whole queue.
+        let mut look = Look::Lanes;
+        let mut handed = Vec::new();
+        if self.store.shared() {
+            match self.store.take_committed(Q::QUEUE) {
+                Some(items) if items.len() <= room => handed = self.decode_handed(items)?,
+                _ => look = Look::Everything,
+            }
+        }
+        let room = room - handed.len();
+        let (fresh, next, _) = self.scan_due(after, &in_flight, room, look)?;
         if let Some(highest) = fresh.iter().map(Q::id).max() {
             let mut cursor = lock(&self.lane_cursor);
             cursor.handed_up_to = cursor.handed_up_to.max(highest);
         }
-        let scanned: Vec<(u64, String)> = fresh.iter().map(|i| (Q::id(i), Q::lane(i))).collect();
-        let (due, _) = self.claimed(fresh)?;
+        let mut scanned: Vec<(u64, String)> = fresh
+            .iter()
+            .chain(&handed)
+            .map(|i| (Q::id(i), Q::lane(i)))
+            .collect();
+        scanned.sort_unstable_by_key(|(id, _)| *id);
+        let (mut due, _) = self.claimed(fresh)?;
+        lock(&self.held).extend(handed.iter().map(Q::id));
+        due.extend(handed);
+        due.sort_unstable_by_key(Q::id);
         let due = self.in_lane_order(&scanned, due)?;
         if due.is_empty() {
             return Ok(next);

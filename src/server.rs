@@ -195,6 +195,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         owner: me.id.clone(),
         lease: std::time::Duration::from_millis(config.store.claim_lease_ms),
     };
+    if store.shared() {
+        // New mails and hook events go to this replica's workers claimed
+        // from their insert (no claim UPDATE per item); another replica
+        // takes them over once the lease lapses, or once three heartbeats
+        // were missed (this one died).
+        store.own_new_items(
+            &claims.owner,
+            claims.lease,
+            std::time::Duration::from_millis(config.store.heartbeat_ms.saturating_mul(3)),
+        );
+    }
     let (writer, writer_thread) = Writer::start(WriterDeps {
         store: store.clone(),
         settings: settings.clone(),

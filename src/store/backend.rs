@@ -4,6 +4,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -134,6 +135,10 @@ pub enum Hide<'a> {
     /// Those this replica holds (a laned worker: they are in its lanes;
     /// the others' it must see, they keep their lanes' order).
     HeldHere { me: &'a str },
+    /// None: every item past `after`, whoever holds it (a laned worker
+    /// looking for its own new items, whose hand-over was dropped: they
+    /// are claimed by it from their insert).
+    Nothing,
 }
 
 /// What a backend provides: records by kind and key ([`Kind`], described
@@ -246,13 +251,23 @@ pub trait Backend: StateView + Send + Sync + 'static {
         Ok(out)
     }
 
-    /// The ids of the items this process committed to `queue` since the
-    /// last call (new mails, on a shared store), so that its worker takes
-    /// them without scanning the queue; `None` when the store does not
-    /// keep them or dropped some (then the worker scans).
-    fn take_committed(&self, _queue: QueueName) -> Option<Vec<u64>> {
+    /// The items this process committed to `queue` since the last call
+    /// (new mails and hook events, on a shared store), ids and values, so
+    /// that its worker takes them without scanning or claiming the queue
+    /// (see [`Backend::own_new_items`]); `None` when the store does not
+    /// keep them, or dropped some, or kept them for longer than half a
+    /// claim's lease (then the worker scans).
+    fn take_committed(&self, _queue: QueueName) -> Option<Vec<(u64, Vec<u8>)>> {
         None
     }
+
+    /// On a shared store: from now on, the new items this process commits
+    /// to the queues it hands to its own workers (`take_committed`) are
+    /// inserted claimed by `owner` for `lease`, so those workers need no
+    /// claim (an UPDATE of every row). Another replica takes them over once
+    /// the lease lapses, or once `owner`'s heartbeat is older than
+    /// `stale_after` (it died).
+    fn own_new_items(&self, _owner: &str, _lease: Duration, _stale_after: Duration) {}
 
     /// Claims the queue items `ids` for `owner` during `lease`: returns the
     /// ones no other replica holds, with their current values. Writing an

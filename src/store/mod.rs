@@ -350,6 +350,92 @@ pub(crate) mod tests {
         );
     }
 
+    /// On a shared store a replica's new items are claimed by it from
+    /// their insert and handed to its workers with their values (no claim
+    /// UPDATE, no scan); another replica neither sees nor claims them while
+    /// the claim is live, and takes them over once the owner's heartbeat
+    /// is three beats old.
+    #[test]
+    fn new_items_are_claimed_by_their_replica_from_insert_and_taken_over_when_its_heartbeat_is_stale(
+    ) {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let a = Store::open_postgres(&url, 4).expect("opening PostgreSQL");
+        let b = Store::open_postgres(&url, 4).expect("a second replica");
+        let lease = std::time::Duration::from_secs(60);
+        let stale_after = std::time::Duration::from_secs(15);
+        a.own_new_items("replica-a", lease, stale_after);
+        b.own_new_items("replica-b", lease, stale_after);
+        let now = Utc::now();
+        let beat = |store: &Store, id: &str, seen_at| {
+            store
+                .coordination()
+                .heartbeat(&ReplicaInfo {
+                    id: id.into(),
+                    started_at: now,
+                    seen_at,
+                    policies: Vec::new(),
+                })
+                .expect("a heartbeat")
+        };
+        beat(&a, "replica-a", now);
+        beat(&b, "replica-b", now);
+        let mail = OutboxMail {
+            id: 0,
+            to: "a@example.com".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            notice: None,
+            language: None,
+        };
+        a.commit(Transaction {
+            mails: vec![mail],
+            ..Transaction::default()
+        })
+        .unwrap();
+        let handed = a.take_committed(QueueName::Outbox).expect("handed over");
+        assert_eq!(handed.len(), 1);
+        let (id, value) = &handed[0];
+        let handed_mail: OutboxMail = codec::decode(value).expect("a mail");
+        assert_eq!(handed_mail.id, *id, "handed with its value");
+        assert_eq!(
+            a.take_committed(QueueName::Outbox).map(|h| h.len()),
+            Some(0),
+            "handed once"
+        );
+        let held_elsewhere = Hide::HeldElsewhere { me: "replica-b" };
+        assert!(b
+            .queue_window(QueueName::Outbox, 0, held_elsewhere, 10)
+            .unwrap()
+            .is_empty());
+        assert!(
+            b.queue_claim(QueueName::Outbox, &[*id], "replica-b", lease)
+                .unwrap()
+                .is_empty(),
+            "claimed by replica-a from its insert"
+        );
+        // replica-a stopped beating 20 s ago: presumed dead.
+        beat(&a, "replica-a", now - chrono::Duration::seconds(20));
+        assert_eq!(
+            b.queue_window(QueueName::Outbox, 0, held_elsewhere, 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            b.queue_claim(QueueName::Outbox, &[*id], "replica-b", lease)
+                .unwrap()
+                .len(),
+            1,
+            "taken over"
+        );
+    }
+
     #[test]
     fn webhook_ids_are_kept_seven_days_then_pruned_on_every_backend() {
         for (_dir, store) in every_backend() {

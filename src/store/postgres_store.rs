@@ -98,9 +98,11 @@ struct Held {
     command_written: bool,
     /// The cached keys its writes touched, forgotten after its COMMIT.
     touched: Touched,
-    /// The new mails it inserted, handed to the outbox worker after its
-    /// COMMIT.
-    mails: Vec<u64>,
+    /// The new queue items it inserted (mails, hook events), handed to
+    /// this process's workers after its COMMIT.
+    handed: Vec<HandedItem>,
+    /// Who new queue items are inserted claimed by (`own_new_items`).
+    owner: Option<Arc<ItemOwner>>,
     /// Ids drawn ahead (a group's, with its locks), used in order; more
     /// are drawn when they run out, so they grow in commit order.
     ids: std::collections::VecDeque<u64>,
@@ -119,7 +121,12 @@ struct Held {
 }
 
 impl Held {
-    fn new(store: usize, conn: Pooled, group: Option<Vec<i64>>) -> Held {
+    fn new(
+        store: usize,
+        conn: Pooled,
+        group: Option<Vec<i64>>,
+        owner: Option<Arc<ItemOwner>>,
+    ) -> Held {
         Held {
             store,
             conn,
@@ -127,7 +134,8 @@ impl Held {
             group,
             command_written: false,
             touched: Touched::new(),
-            mails: Vec::new(),
+            handed: Vec::new(),
+            owner,
             ids: std::collections::VecDeque::new(),
             overlay: None,
             rows: GroupRows::default(),
@@ -207,7 +215,7 @@ impl GroupRows {
 
     /// Defers the rows' statements (sent with the next one that waits),
     /// and forgets them.
-    fn defer(&mut self, tx: &mut impl Run) -> Result<(), StoreError> {
+    fn defer(&mut self, tx: &mut impl Run, owner: Option<&ItemOwner>) -> Result<(), StoreError> {
         if self.is_empty() {
             return Ok(());
         }
@@ -257,7 +265,7 @@ impl GroupRows {
                 owned![scopes, seqs, ats, actions, values],
             );
         }
-        queue.insert(tx)
+        queue.insert(tx, owner)
     }
 }
 
@@ -279,10 +287,12 @@ pub struct PostgresStore {
     /// across replicas by announcements (`postgres_cache`); none when
     /// `store.cache_entries_max` is 0.
     cache: Option<std::sync::Arc<SharedCache>>,
-    /// New mails committed by this process, not yet taken by its outbox
-    /// worker (see `Backend::take_committed`), and whether some were
-    /// dropped (more than [`COMMITTED_MAILS_MAX`] waiting).
-    committed_mails: std::sync::Mutex<(Vec<u64>, bool)>,
+    /// Who this process's new queue items are inserted claimed by, once
+    /// its workers run (`own_new_items`).
+    owner: std::sync::OnceLock<Arc<ItemOwner>>,
+    /// New mails and hook events committed by this process, not yet taken
+    /// by its workers (see `Backend::take_committed`).
+    committed: std::sync::Mutex<Committed>,
 }
 
 /// Writer threads of a replica unless configured (`store.writer_threads`).
@@ -293,9 +303,41 @@ pub struct PostgresStore {
 /// keeps a replica writing while one waits on a lock another replica holds.
 pub const WRITER_THREADS_DEFAULT: usize = 2;
 
-/// New mail ids kept for the outbox worker, at most; past it the worker
-/// scans the queue instead.
-const COMMITTED_MAILS_MAX: usize = 65_536;
+/// New items kept per queue for this process's worker, at most (their
+/// values are held: about half a KiB each); past it the worker scans the
+/// queue instead.
+const COMMITTED_MAX: usize = 16_384;
+
+/// A new queue item, handed to this process's worker after its COMMIT:
+/// its queue, id and value (in the codec's format).
+type HandedItem = (QueueName, u64, Vec<u8>);
+
+/// Who this process's new queue items are inserted claimed by, and how
+/// long before another replica takes them over.
+#[derive(Debug)]
+struct ItemOwner {
+    owner: String,
+    lease_secs: f64,
+    stale_secs: f64,
+}
+
+/// New items of one queue waiting for this process's worker.
+#[derive(Default)]
+struct Waiting {
+    items: Vec<(u64, Vec<u8>)>,
+    /// Some were dropped (more than [`COMMITTED_MAX`] waited).
+    dropped: bool,
+    /// When the oldest waiting item was committed: past half a lease its
+    /// claim may lapse before the worker renews it, so it is scanned for
+    /// and claimed again instead.
+    since: Option<std::time::Instant>,
+}
+
+#[derive(Default)]
+struct Committed {
+    outbox: Waiting,
+    hooks: Waiting,
+}
 
 /// The read cache of a replica: values per table, and the age past which a
 /// value is read again even if no announcement said it changed.
@@ -438,7 +480,8 @@ impl PostgresStore {
                 installation_id,
                 writers: writer_threads.clamp(1, (pool_size as usize / 2).max(1)),
                 cache,
-                committed_mails: std::sync::Mutex::new((Vec::new(), false)),
+                owner: std::sync::OnceLock::new(),
+                committed: std::sync::Mutex::new(Committed::default()),
             })
         })
     }
@@ -460,21 +503,28 @@ impl PostgresStore {
 
     /// After a COMMIT (or one whose outcome is unknown): what it wrote is
     /// read from the database again, here and on the other replicas; the
-    /// new mails of a COMMIT that succeeded go to the outbox worker.
-    fn committed(&self, touched: Touched, mails: Vec<u64>, succeeded: bool) {
+    /// new queue items of a COMMIT that succeeded go to this process's
+    /// workers.
+    fn committed(&self, touched: Touched, handed: Vec<HandedItem>, succeeded: bool) {
         if let Some(cache) = &self.cache {
             cache.committed(touched);
         }
-        if succeeded && !mails.is_empty() {
-            let mut waiting = self
-                .committed_mails
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if waiting.0.len() + mails.len() > COMMITTED_MAILS_MAX {
-                waiting.1 = true;
-            } else {
-                waiting.0.extend(mails);
+        if !succeeded || handed.is_empty() || self.owner.get().is_none() {
+            return;
+        }
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        for (queue, id, value) in handed {
+            let waiting = match queue {
+                QueueName::Outbox => &mut committed.outbox,
+                QueueName::Hooks => &mut committed.hooks,
+                _ => continue,
+            };
+            if waiting.items.len() >= COMMITTED_MAX {
+                waiting.dropped = true;
+                continue;
             }
+            waiting.since.get_or_insert_with(std::time::Instant::now);
+            waiting.items.push((id, value));
         }
     }
 
@@ -554,7 +604,10 @@ impl PostgresStore {
             };
             if let Some(result) = self.with_held(|h| match f.take() {
                 // The group's rows go first: the read sees them.
-                Some(f) => h.rows.defer(&mut *h.conn).and_then(|()| f(&mut h.conn)),
+                Some(f) => h
+                    .rows
+                    .defer(&mut *h.conn, h.owner.as_deref())
+                    .and_then(|()| f(&mut h.conn)),
                 None => Err(ran_twice()),
             }) {
                 return result;
@@ -639,8 +692,9 @@ fn write_transaction(
     tx: &mut impl Run,
     t: Transaction,
     touched: &mut Touched,
-    mails: &mut Vec<u64>,
+    handed: &mut Vec<HandedItem>,
     pool: &mut std::collections::VecDeque<u64>,
+    owner: Option<&ItemOwner>,
 ) -> Result<(), StoreError> {
     // The ids first: the only answer the writes wait for; the writes then
     // go in one round trip (deferred, sent with the commit).
@@ -659,9 +713,7 @@ fn write_transaction(
     let mut queued = NewItems::default();
     for mut mail in t.mails {
         mail.id = next()?;
-        let value = serde_json::to_value(&mail).map_err(json_err)?;
-        queued.push(QueueName::Outbox, mail.id, value);
-        mails.push(mail.id);
+        queued.push_new(QueueName::Outbox, mail.id, &mail, handed);
     }
     for event in t.events {
         let id = next()?;
@@ -671,10 +723,9 @@ fn write_transaction(
             event,
             attempts: 0,
         };
-        let value = serde_json::to_value(&item).map_err(json_err)?;
-        queued.push(QueueName::Hooks, id, value);
+        queued.push_new(QueueName::Hooks, id, &item, handed);
     }
-    queued.insert(tx)?;
+    queued.insert(tx, owner)?;
     // Removals that follow each other (a worker settling a pass) in one
     // statement, and so puts (records of hook calls, retries); every other
     // write in its place, in order.
@@ -692,7 +743,8 @@ fn write_transaction(
                     // The same item twice in one statement is refused.
                     puts.upsert(tx)?;
                 }
-                puts.push(queue, id, decode(&value)?);
+                let value: serde_json::Value = decode(&value)?;
+                puts.push(queue, id, JsonText::of(&value).map_err(json_err)?);
             }
             other => {
                 removals.delete(tx)?;
@@ -791,9 +843,9 @@ fn stage_transaction(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
     }
     for mut mail in t.mails {
         mail.id = next()?;
-        let value = serde_json::to_value(&mail).map_err(json_err)?;
-        h.rows.queue.push(QueueName::Outbox, mail.id, value);
-        h.mails.push(mail.id);
+        h.rows
+            .queue
+            .push_new(QueueName::Outbox, mail.id, &mail, &mut h.handed);
     }
     for event in t.events {
         let id = next()?;
@@ -803,8 +855,9 @@ fn stage_transaction(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
             event,
             attempts: 0,
         };
-        let value = serde_json::to_value(&item).map_err(json_err)?;
-        h.rows.queue.push(QueueName::Hooks, id, value);
+        h.rows
+            .queue
+            .push_new(QueueName::Hooks, id, &item, &mut h.handed);
     }
     Ok(())
 }
@@ -814,7 +867,8 @@ fn stage_transaction(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
 /// they fail, the savepoint is rolled back when its lock is dropped, and
 /// the group's reads go to the database from then on.
 fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
-    h.rows.defer(&mut *h.conn)?;
+    let owner = h.owner.clone();
+    h.rows.defer(&mut *h.conn, owner.as_deref())?;
     h.conn.defer("SAVEPOINT command", Vec::new());
     h.savepoint = true;
     if let Some(overlay) = h.overlay.as_mut() {
@@ -822,11 +876,18 @@ fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
             overlay.note(change);
         }
     }
-    let result = write_transaction(&mut *h.conn, t, &mut h.touched, &mut h.mails, &mut h.ids)
-        .and_then(|()| {
-            h.conn.defer("RELEASE SAVEPOINT command", Vec::new());
-            Ok(h.conn.send_deferred()?)
-        });
+    let result = write_transaction(
+        &mut *h.conn,
+        t,
+        &mut h.touched,
+        &mut h.handed,
+        &mut h.ids,
+        owner.as_deref(),
+    )
+    .and_then(|()| {
+        h.conn.defer("RELEASE SAVEPOINT command", Vec::new());
+        Ok(h.conn.send_deferred()?)
+    });
     if result.is_err() {
         h.overlay = None;
     }
@@ -838,24 +899,46 @@ fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
 struct NewItems {
     queues: Vec<&'static str>,
     ids: Vec<i64>,
-    values: Vec<Json<serde_json::Value>>,
+    values: Vec<JsonText>,
 }
 
 impl NewItems {
-    fn push(&mut self, queue: QueueName, id: u64, value: serde_json::Value) {
+    fn push(&mut self, queue: QueueName, id: u64, value: JsonText) {
         self.queues.push(queue_name(queue));
         self.ids.push(id_i64(id));
-        self.values.push(Json(value));
+        self.values.push(value);
     }
 
-    fn insert(self, tx: &mut impl Run) -> Result<(), StoreError> {
+    /// A new item, serialized once: its row's value, and (in the codec's
+    /// format) what is handed to this process's worker after the COMMIT.
+    fn push_new<T: serde::Serialize>(
+        &mut self,
+        queue: QueueName,
+        id: u64,
+        item: &T,
+        handed: &mut Vec<HandedItem>,
+    ) {
+        let encoded = encode(item);
+        let json = encoded.get(1..).unwrap_or_default().to_vec();
+        self.push(queue, id, JsonText(json));
+        handed.push((queue, id, encoded));
+    }
+
+    /// Inserts the new items, claimed by `owner` when this process's
+    /// workers take them as handed (see `Backend::own_new_items`).
+    fn insert(self, tx: &mut impl Run, owner: Option<&ItemOwner>) -> Result<(), StoreError> {
         if self.ids.is_empty() {
             return Ok(());
         }
+        let (by, lease_secs) = match owner {
+            Some(o) => (Some(o.owner.clone()), Some(o.lease_secs)),
+            None => (None, None),
+        };
         tx.defer(
-            "INSERT INTO queue_items (queue, id, value)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])",
-            owned![self.queues, self.ids, self.values],
+            "INSERT INTO queue_items (queue, id, value, claimed_by, claimed_until)
+             SELECT q, i, v, $4::text, now() + make_interval(secs => $5::float8)
+             FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(q, i, v)",
+            owned![self.queues, self.ids, self.values, by, lease_secs],
         );
         Ok(())
     }
@@ -870,7 +953,7 @@ struct Puts {
 }
 
 impl Puts {
-    fn push(&mut self, queue: QueueName, id: u64, value: serde_json::Value) {
+    fn push(&mut self, queue: QueueName, id: u64, value: JsonText) {
         self.seen.insert((queue_name(queue), id_i64(id)));
         self.items.push(queue, id, value);
     }
@@ -1642,8 +1725,14 @@ impl Backend for PostgresStore {
                 h.command_written = result.is_ok();
                 return result;
             }
-            let written =
-                write_transaction(&mut *h.conn, t, &mut h.touched, &mut h.mails, &mut h.ids);
+            let written = write_transaction(
+                &mut *h.conn,
+                t,
+                &mut h.touched,
+                &mut h.handed,
+                &mut h.ids,
+                h.owner.clone().as_deref(),
+            );
             // The writes and the COMMIT in one round trip.
             let result = match written {
                 Ok(()) => h.conn.commit().map_err(StoreError::from),
@@ -1655,7 +1744,7 @@ impl Backend for PostgresStore {
             h.open = false;
             self.committed(
                 std::mem::take(&mut h.touched),
-                std::mem::take(&mut h.mails),
+                std::mem::take(&mut h.handed),
                 result.is_ok(),
             );
             result
@@ -1669,16 +1758,24 @@ impl Backend for PostgresStore {
                 detail: "a commit was written twice".into(),
             });
         };
-        let (mut touched, mut mails) = (Touched::new(), Vec::new());
+        let (mut touched, mut handed) = (Touched::new(), Vec::new());
+        let owner = self.owner.get().cloned();
         let result = blocking(|| {
             let mut conn = self.pool.get()?;
             let mut tx = conn.transaction();
             let mut ids = std::collections::VecDeque::new();
-            write_transaction(&mut tx, t, &mut touched, &mut mails, &mut ids)?;
+            write_transaction(
+                &mut tx,
+                t,
+                &mut touched,
+                &mut handed,
+                &mut ids,
+                owner.as_deref(),
+            )?;
             tx.commit()?;
             Ok(())
         });
-        self.committed(touched, mails, result.is_ok());
+        self.committed(touched, handed, result.is_ok());
         result
     }
 
@@ -1698,7 +1795,7 @@ impl Backend for PostgresStore {
                     detail: "a command of the group could not be staged".into(),
                 })
             } else {
-                match h.rows.defer(&mut *h.conn) {
+                match h.rows.defer(&mut *h.conn, h.owner.as_deref()) {
                     Ok(()) => h.conn.commit().map_err(StoreError::from),
                     Err(e) => {
                         h.conn.rollback();
@@ -1708,7 +1805,7 @@ impl Backend for PostgresStore {
             };
             self.committed(
                 std::mem::take(&mut h.touched),
-                std::mem::take(&mut h.mails),
+                std::mem::take(&mut h.handed),
                 result.is_ok(),
             );
             result
@@ -1933,7 +2030,8 @@ impl Backend for PostgresStore {
                     );
                 }
             }
-            HELD.with(|held| *held.borrow_mut() = Some(Held::new(self.id(), conn, group)));
+            let owner = self.owner.get().cloned();
+            HELD.with(|held| *held.borrow_mut() = Some(Held::new(self.id(), conn, group, owner)));
             Ok(CommandLock::releasing(|| {
                 let held = HELD.with(|held| held.borrow_mut().take());
                 if let Some(mut held) = held {
@@ -2036,16 +2134,23 @@ impl Backend for PostgresStore {
         hide: Hide<'_>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        // A live claim is shown when "claimed by me" is what `$4` says.
-        let (me, show_mine) = match hide {
-            Hide::HeldElsewhere { me } => (me, true),
-            Hide::HeldHere { me } => (me, false),
+        // A live claim is shown when "claimed by me" is what `$4` says, or
+        // everything when `$6`; a claim whose owner's heartbeat is older
+        // than `$7` seconds is no longer live (it died).
+        let (me, show_mine, show_all) = match hide {
+            Hide::HeldElsewhere { me } => (me, true, false),
+            Hide::HeldHere { me } => (me, false, false),
+            Hide::Nothing => ("", false, true),
         };
+        let stale_secs = self.owner.get().map(|o| o.stale_secs);
         self.with(|c| {
             let rows = c.query(
                 "SELECT id, value FROM queue_items
                  WHERE queue = $1 AND id > $2
-                   AND (claimed_until IS NULL OR claimed_until < now() OR (claimed_by = $3) = $4)
+                   AND ($6 OR claimed_until IS NULL OR claimed_until < now()
+                     OR (claimed_by = $3) = $4
+                     OR claimed_by IN (SELECT r.id FROM replicas r
+                       WHERE r.seen_at < now() - make_interval(secs => $7::float8)))
                  ORDER BY id LIMIT $5",
                 &[
                     &queue_name(queue),
@@ -2053,6 +2158,8 @@ impl Backend for PostgresStore {
                     &me,
                     &show_mine,
                     &rows(limit),
+                    &show_all,
+                    &stale_secs,
                 ],
             )?;
             Ok(rows
@@ -2066,17 +2173,34 @@ impl Backend for PostgresStore {
         })
     }
 
-    fn take_committed(&self, queue: QueueName) -> Option<Vec<u64>> {
-        if queue != QueueName::Outbox {
-            return None;
-        }
-        let mut waiting = self
-            .committed_mails
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let dropped = std::mem::take(&mut waiting.1);
-        let ids = std::mem::take(&mut waiting.0);
-        (!dropped).then_some(ids)
+    fn take_committed(&self, queue: QueueName) -> Option<Vec<(u64, Vec<u8>)>> {
+        let lease_secs = self.owner.get()?.lease_secs;
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = match queue {
+            QueueName::Outbox => &mut committed.outbox,
+            QueueName::Hooks => &mut committed.hooks,
+            _ => return None,
+        };
+        let Waiting {
+            items,
+            dropped,
+            since,
+        } = std::mem::take(waiting);
+        let too_old = since.is_some_and(|at| at.elapsed().as_secs_f64() > lease_secs / 2.0);
+        (!dropped && !too_old).then_some(items)
+    }
+
+    fn own_new_items(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        stale_after: std::time::Duration,
+    ) {
+        let _ = self.owner.set(Arc::new(ItemOwner {
+            owner: owner.to_string(),
+            lease_secs: lease.as_secs_f64(),
+            stale_secs: stale_after.as_secs_f64(),
+        }));
     }
 
     fn queue_claim(
@@ -2088,18 +2212,23 @@ impl Backend for PostgresStore {
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let ids: Vec<i64> = ids.iter().map(|&id| id_i64(id)).collect();
         let lease_secs = lease.as_secs_f64();
+        // A claim whose owner's heartbeat is older than `$5` seconds is
+        // taken over (it died), as one whose lease lapsed.
+        let stale_secs = self.owner.get().map(|o| o.stale_secs);
         self.with(|c| {
             let rows = c.query(
                 "WITH free AS (
                    SELECT queue, id FROM queue_items
                    WHERE queue = $1 AND id = ANY($2)
-                     AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $3)
-                   FOR UPDATE SKIP LOCKED)
+                     AND (claimed_until IS NULL OR claimed_until < now() OR claimed_by = $3
+                       OR claimed_by IN (SELECT r.id FROM replicas r
+                         WHERE r.seen_at < now() - make_interval(secs => $5::float8)))
+                   FOR UPDATE OF queue_items SKIP LOCKED)
                  UPDATE queue_items q
                  SET claimed_by = $3, claimed_until = now() + make_interval(secs => $4)
                  FROM free WHERE q.queue = free.queue AND q.id = free.id
                  RETURNING q.id, q.value",
-                &[&queue_name(queue), &ids, &owner, &lease_secs],
+                &[&queue_name(queue), &ids, &owner, &lease_secs, &stale_secs],
             )?;
             let mut out: Vec<(u64, Vec<u8>)> = rows
                 .into_iter()
