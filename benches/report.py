@@ -264,7 +264,18 @@ if "pgbench_transfer_64" in rows:
         "Before this round of changes (the same command on 2026-12-05, this machine): 64 clients "
         "on 2 replicas 1,511 transfers/s, PostgreSQL CPU 2,799 µs per transfer (11.65× pgbench's), "
         "drain 46.9 s; 1 client 503/s at 1,595 µs; reads 5,910 (owner) and 3,903 (members) req/s "
-        "on 2026-12-04, without the cache."
+        "on 2026-12-04, without the cache. "
+        "Since then (session of 2026-12-07, 04:22): a group of commands costs two round trips "
+        "whatever its size (its locks, accounts, members, integrations and ids in one; its "
+        "accounts, audit entries and queue items one statement per table with its COMMIT), "
+        "replicas run 2 writer threads instead of half the pool, and a replica's new mails and "
+        "hook events are inserted claimed by it and handed to its workers with their values. "
+        "64 clients on 2 replicas, same run as pgbench: 0.19 -> 0.46 of pgbench (1,234 -> 2,808 "
+        "transfers/s), PostgreSQL CPU 3.86x -> 1.45x pgbench's per transaction; the table above "
+        "is a later run on a slower hour of this machine. What is left: the laned hook worker "
+        "still reads the other replica's items, values and all, at each look (the lane would "
+        "need a column of its own), two replicas carry less than one on two shared cores, and "
+        "p99 is above 50 ms (see the section on it below)."
     )
     out.append("")
     out.append(
