@@ -275,7 +275,7 @@ if "pgbench_transfer_64" in rows:
         "is a later run on a slower hour of this machine. What is left: the laned hook worker "
         "still reads the other replica's items, values and all, at each look (the lane would "
         "need a column of its own), two replicas carry less than one on two shared cores, and "
-        "p99 is above 50 ms (see the section on it below)."
+        "p99 is above 50 ms (see the section \"A group in two round trips\" below)."
     )
     out.append("")
     out.append(
