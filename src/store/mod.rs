@@ -133,6 +133,20 @@ pub(crate) mod tests {
         };
         let store = Store::open_postgres(&url, 4).expect("opening PostgreSQL");
         let other = Store::open_postgres(&url, 2).expect("a second replica");
+        let lease = std::time::Duration::from_secs(60);
+        store.own_new_items("replica-a", lease, lease);
+        let mail = |to: &str| OutboxMail {
+            id: 0,
+            to: to.into(),
+            subject: "s".into(),
+            body: "b".into(),
+            created_at: Utc::now(),
+            attempts: 0,
+            next_attempt_at: Utc::now(),
+            last_error: None,
+            notice: None,
+            language: None,
+        };
         let account = |id: &str| Account {
             id: id.into(),
             name: id.into(),
@@ -176,6 +190,7 @@ pub(crate) mod tests {
             store
                 .commit(Transaction {
                     changes: vec![Change::PutAccount(account("acc_a"))],
+                    mails: vec![mail("a@example.com")],
                     ..Transaction::default()
                 })
                 .unwrap();
@@ -185,6 +200,7 @@ pub(crate) mod tests {
             let _command = store.lock_command(LockScope::Account("acc_b")).unwrap();
             let failed = store.commit(Transaction {
                 changes: vec![Change::PutAccount(account("acc_b"))],
+                mails: vec![mail("b@example.com")],
                 writes: vec![Write::Restore(Box::new(Record::Audit { value: entry }))],
                 ..Transaction::default()
             });
@@ -214,6 +230,15 @@ pub(crate) mod tests {
         assert!(other.account("acc_b").unwrap().is_none());
         assert!(other.account("acc_c").unwrap().is_none());
         assert!(other.account("acc_d").unwrap().is_some());
+        // Only what was committed is handed to the workers.
+        let handed = store
+            .take_committed(QueueName::Outbox)
+            .expect("handed over");
+        let to: Vec<String> = handed
+            .iter()
+            .map(|(_, v)| codec::decode::<OutboxMail>(v).expect("a mail").to)
+            .collect();
+        assert_eq!(to, ["a@example.com"]);
     }
 
     /// A group on a shared store reads what it prefetched with its locks,

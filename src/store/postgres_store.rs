@@ -509,7 +509,7 @@ impl PostgresStore {
         if let Some(cache) = &self.cache {
             cache.committed(touched);
         }
-        if !succeeded || handed.is_empty() || self.owner.get().is_none() {
+        if handed.is_empty() || self.owner.get().is_none() {
             return;
         }
         let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
@@ -519,7 +519,9 @@ impl PostgresStore {
                 QueueName::Hooks => &mut committed.hooks,
                 _ => continue,
             };
-            if waiting.items.len() >= COMMITTED_MAX {
+            // A COMMIT whose outcome is unknown may have written them: the
+            // worker scans for them (nothing not committed is handed over).
+            if !succeeded || waiting.items.len() >= COMMITTED_MAX {
                 waiting.dropped = true;
                 continue;
             }
@@ -867,6 +869,7 @@ fn stage_transaction(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
 /// they fail, the savepoint is rolled back when its lock is dropped, and
 /// the group's reads go to the database from then on.
 fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
+    let handed_before = h.handed.len();
     let owner = h.owner.clone();
     h.rows.defer(&mut *h.conn, owner.as_deref())?;
     h.conn.defer("SAVEPOINT command", Vec::new());
@@ -890,6 +893,8 @@ fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
     });
     if result.is_err() {
         h.overlay = None;
+        // Rolled back with its savepoint: nothing of it is handed over.
+        h.handed.truncate(handed_before);
     }
     result
 }
