@@ -121,6 +121,42 @@ pub(crate) mod tests {
         }
     }
 
+    /// A mail to `to`, numbered by its commit.
+    fn test_mail(to: &str) -> OutboxMail {
+        let now = Utc::now();
+        OutboxMail {
+            id: 0,
+            to: to.into(),
+            subject: "s".into(),
+            body: "b".into(),
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            notice: None,
+            language: None,
+        }
+    }
+
+    /// An account of one owner, `usr_o`.
+    fn test_account(id: &str, name: &str) -> Account {
+        Account {
+            id: id.into(),
+            name: name.into(),
+            owner_id: "usr_o".into(),
+            created_at: Utc::now(),
+            support_seats_bought: 1,
+            support_seats_used: 1,
+            sell: SellState::default(),
+            grants: Vec::new(),
+            payment_method: None,
+            member_count: 1,
+            scim_tokens: Vec::new(),
+            language: None,
+            billing_contacts: Vec::new(),
+        }
+    }
+
     /// Group commit on a shared store: commands of several accounts in one
     /// transaction, each in a savepoint. One that is refused (writes
     /// nothing) and one whose writes fail in the database leave nothing
@@ -135,33 +171,8 @@ pub(crate) mod tests {
         let other = Store::open_postgres(&url, 2).expect("a second replica");
         let lease = std::time::Duration::from_secs(60);
         store.own_new_items("replica-a", lease, lease);
-        let mail = |to: &str| OutboxMail {
-            id: 0,
-            to: to.into(),
-            subject: "s".into(),
-            body: "b".into(),
-            created_at: Utc::now(),
-            attempts: 0,
-            next_attempt_at: Utc::now(),
-            last_error: None,
-            notice: None,
-            language: None,
-        };
-        let account = |id: &str| Account {
-            id: id.into(),
-            name: id.into(),
-            owner_id: "usr_o".into(),
-            created_at: Utc::now(),
-            support_seats_bought: 1,
-            support_seats_used: 1,
-            sell: SellState::default(),
-            grants: Vec::new(),
-            payment_method: None,
-            member_count: 1,
-            scim_tokens: Vec::new(),
-            language: None,
-            billing_contacts: Vec::new(),
-        };
+        let mail = test_mail;
+        let account = |id: &str| test_account(id, id);
         let entry = AuditEntry {
             seq: 7,
             account_id: "acc_b".into(),
@@ -254,21 +265,7 @@ pub(crate) mod tests {
         let store = Store::open_postgres(&url, 4).expect("opening PostgreSQL");
         let other = Store::open_postgres(&url, 2).expect("a second replica");
         let now = Utc::now();
-        let account = |id: &str, name: &str| Account {
-            id: id.into(),
-            name: name.into(),
-            owner_id: "usr_o".into(),
-            created_at: now,
-            support_seats_bought: 1,
-            support_seats_used: 1,
-            sell: SellState::default(),
-            grants: Vec::new(),
-            payment_method: None,
-            member_count: 1,
-            scim_tokens: Vec::new(),
-            language: None,
-            billing_contacts: Vec::new(),
-        };
+        let account = test_account;
         let draft = |account_id: &str, action: &str| AuditDraft {
             account_id: account_id.into(),
             actor: "operator".into(),
@@ -279,18 +276,7 @@ pub(crate) mod tests {
             at: now,
             cause: None,
         };
-        let mail = OutboxMail {
-            id: 0,
-            to: "a@example.com".into(),
-            subject: "s".into(),
-            body: "b".into(),
-            created_at: now,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            notice: None,
-            language: None,
-        };
+        let mail = test_mail("a@example.com");
         store
             .commit(Transaction {
                 changes: vec![Change::PutAccount(account("acc_a", "one"))],
@@ -406,18 +392,7 @@ pub(crate) mod tests {
         };
         beat(&a, "replica-a", now);
         beat(&b, "replica-b", now);
-        let mail = OutboxMail {
-            id: 0,
-            to: "a@example.com".into(),
-            subject: "s".into(),
-            body: "b".into(),
-            created_at: now,
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: None,
-            notice: None,
-            language: None,
-        };
+        let mail = test_mail("a@example.com");
         a.commit(Transaction {
             mails: vec![mail],
             ..Transaction::default()
@@ -492,18 +467,7 @@ pub(crate) mod tests {
     fn a_transaction_numbers_its_audit_entry_mails_and_events_on_every_backend() {
         for (_dir, store) in every_backend() {
             let now = Utc::now();
-            let mail = OutboxMail {
-                id: 0,
-                to: "a@example.com".into(),
-                subject: "s".into(),
-                body: "b".into(),
-                created_at: now,
-                attempts: 0,
-                next_attempt_at: now,
-                last_error: None,
-                notice: None,
-                language: None,
-            };
+            let mail = test_mail("a@example.com");
             store
                 .commit(Transaction {
                     audit: Some(AuditDraft {

@@ -34,8 +34,8 @@ use super::postgres_conn::{owned, Conn, JsonText, Manager, Run};
 use crate::domain::*;
 
 use super::backend::{
-    About, Backend, CommandLock, Coordination, Hide, LockScope, Prefetch, QueuedEvent, ReplicaInfo,
-    Store, StoreError, Transaction,
+    About, Backend, CommandLock, Coordination, Hide, LockScope, OutboxMail, Prefetch, QueuedEvent,
+    ReplicaInfo, Store, StoreError, Transaction,
 };
 use super::codec::{decode, encode};
 use super::records::{Kind, Order, QueueName, Restore, RowVisit, Write};
@@ -713,20 +713,7 @@ fn write_transaction(
     }
     // The new queue items (mails, hook events) in one statement.
     let mut queued = NewItems::default();
-    for mut mail in t.mails {
-        mail.id = next()?;
-        queued.push_new(QueueName::Outbox, mail.id, &mail, handed);
-    }
-    for event in t.events {
-        let id = next()?;
-        let item = QueuedEvent {
-            id,
-            cause_seq: cause,
-            event,
-            attempts: 0,
-        };
-        queued.push_new(QueueName::Hooks, id, &item, handed);
-    }
+    queued.push_mails_and_events(t.mails, t.events, cause, &mut next, handed)?;
     queued.insert(tx, owner)?;
     // Removals that follow each other (a worker settling a pass) in one
     // statement, and so puts (records of hook calls, retries); every other
@@ -843,25 +830,9 @@ fn stage_transaction(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
             .push((entry.account_id, id_i64(seq), entry.at, entry.action, value));
         cause = Some(seq);
     }
-    for mut mail in t.mails {
-        mail.id = next()?;
-        h.rows
-            .queue
-            .push_new(QueueName::Outbox, mail.id, &mail, &mut h.handed);
-    }
-    for event in t.events {
-        let id = next()?;
-        let item = QueuedEvent {
-            id,
-            cause_seq: cause,
-            event,
-            attempts: 0,
-        };
-        h.rows
-            .queue
-            .push_new(QueueName::Hooks, id, &item, &mut h.handed);
-    }
-    Ok(())
+    h.rows
+        .queue
+        .push_mails_and_events(t.mails, t.events, cause, &mut next, &mut h.handed)
 }
 
 /// A command of a group whose writes cannot join the group's rows: the
@@ -927,6 +898,33 @@ impl NewItems {
         let json = encoded.get(1..).unwrap_or_default().to_vec();
         self.push(queue, id, JsonText(json));
         handed.push((queue, id, encoded));
+    }
+
+    /// A transaction's new mails and hook events, numbered by `next` in
+    /// that order (an event names the audit entry that caused it).
+    fn push_mails_and_events(
+        &mut self,
+        mails: Vec<OutboxMail>,
+        events: Vec<DomainEvent>,
+        cause: Option<u64>,
+        next: &mut impl FnMut() -> Result<u64, StoreError>,
+        handed: &mut Vec<HandedItem>,
+    ) -> Result<(), StoreError> {
+        for mut mail in mails {
+            mail.id = next()?;
+            self.push_new(QueueName::Outbox, mail.id, &mail, handed);
+        }
+        for event in events {
+            let id = next()?;
+            let item = QueuedEvent {
+                id,
+                cause_seq: cause,
+                event,
+                attempts: 0,
+            };
+            self.push_new(QueueName::Hooks, id, &item, handed);
+        }
+        Ok(())
     }
 
     /// Inserts the new items, claimed by `owner` when this process's
