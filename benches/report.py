@@ -272,7 +272,7 @@ if "pgbench_transfer_64" in rows:
         "hook events are inserted claimed by it and handed to its workers with their values. "
         "64 clients on 2 replicas, same run as pgbench: 0.19 -> 0.46 of pgbench (1,234 -> 2,808 "
         "transfers/s), PostgreSQL CPU 3.86x -> 1.45x pgbench's per transaction; the table above "
-        "is a later run on a slower hour of this machine. What is left: the laned hook worker "
+        "is a later run (ranges: with a run of the same build in a slower hour). What is left: the laned hook worker "
         "still reads the other replica's items, values and all, at each look (the lane would "
         "need a column of its own), two replicas carry less than one on two shared cores, and "
         "p99 is above 50 ms (see the section \"A group in two round trips\" below)."
