@@ -203,6 +203,10 @@ pub struct QueueWorker<Q: Queue> {
     /// between a hand-over and that scan is found by both, and the next
     /// hand-over leaves it out (the scan's pass attempted it).
     last_scanned: Mutex<HashSet<u64>>,
+    /// A laned worker on a shared store whose hand-over was dropped: it
+    /// looks at the whole queue, its own claims included, until a look
+    /// finds less than it has room for.
+    catching_up: Mutex<bool>,
     /// A laned worker on a store only this process opens: the highest id
     /// it handed to a lane, and when it next looks at the whole queue.
     /// Between those looks it reads only what lies past that id (ids grow
@@ -240,6 +244,7 @@ impl<Q: Queue> QueueWorker<Q> {
             next_scan: Mutex::new(std::time::Instant::now()),
             scan_room: Mutex::new(SCAN_MAX),
             last_scanned: Mutex::new(HashSet::new()),
+            catching_up: Mutex::new(false),
             lane_cursor: Mutex::new(LaneCursor {
                 handed_up_to: 0,
                 full_look_at: std::time::Instant::now(),
@@ -645,17 +650,27 @@ impl<Q: Queue> QueueWorker<Q> {
         // by it from their insert; the scan shows the other replicas'
         // items (their lanes' order) and lapsed claims. A hand-over that
         // was dropped, or is more than there is room for, leaves those
-        // items to a look at the whole queue.
-        let mut look = Look::Lanes;
+        // items to looks at the whole queue, until one is not full (a look
+        // that hides this replica's claims would not see them).
+        let mut catching_up = lock(&self.catching_up);
         let mut handed = Vec::new();
         if self.store.shared() {
             match self.store.take_committed(Q::QUEUE) {
                 Some(items) if items.len() <= room => handed = self.decode_handed(items)?,
-                _ => look = Look::Everything,
+                _ => *catching_up = true,
             }
         }
+        let look = if *catching_up {
+            Look::Everything
+        } else {
+            Look::Lanes
+        };
         let room = room - handed.len();
         let (fresh, next, _) = self.scan_due(after, &in_flight, room, look)?;
+        if fresh.len() < room {
+            *catching_up = false;
+        }
+        drop(catching_up);
         if let Some(highest) = fresh.iter().map(Q::id).max() {
             let mut cursor = lock(&self.lane_cursor);
             cursor.handed_up_to = cursor.handed_up_to.max(highest);

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,8 +55,13 @@ impl Queue for Recording {
     }
 }
 
-/// A worker on sled with its real writer, and what it attempted.
-fn recording_worker(store: &Store) -> (QueueWorker<Recording>, Arc<Mutex<Vec<u64>>>) {
+/// A worker of `queue` on `store` with its real writer, woken by `waker`.
+fn worker_of<Q: Queue>(
+    store: &Store,
+    queue: Q,
+    waker: fn(&Wakers) -> &tokio::sync::Notify,
+    lease: Duration,
+) -> QueueWorker<Q> {
     let wakers = Arc::new(Wakers::default());
     let (writer, _thread) = Writer::start(WriterDeps {
         store: store.clone(),
@@ -65,21 +72,27 @@ fn recording_worker(store: &Store) -> (QueueWorker<Recording>, Arc<Mutex<Vec<u64
         wakers: wakers.clone(),
         sinks: Vec::new(),
     });
-    let attempted = Arc::new(Mutex::new(Vec::new()));
-    let worker = QueueWorker::new(
-        Recording {
-            attempted: attempted.clone(),
-        },
+    QueueWorker::new(
+        queue,
         Claims {
             owner: "me".into(),
-            lease: Duration::from_secs(30),
+            lease,
         },
         store.clone(),
         writer,
         wakers,
-        |w| &w.outbound,
+        waker,
         QueueMetrics::default(),
-    );
+    )
+}
+
+/// A worker on sled with its real writer, and what it attempted.
+fn recording_worker(store: &Store) -> (QueueWorker<Recording>, Arc<Mutex<Vec<u64>>>) {
+    let attempted = Arc::new(Mutex::new(Vec::new()));
+    let queue = Recording {
+        attempted: attempted.clone(),
+    };
+    let worker = worker_of(store, queue, |w| &w.outbound, Duration::from_secs(30));
     (worker, attempted)
 }
 
@@ -156,4 +169,100 @@ async fn a_pass_finds_due_items_behind_more_retries_than_it_takes() {
         store.queue_len(QueueName::Deliveries).unwrap(),
         SCAN_MAX + 50
     );
+}
+
+/// A laned queue of hook events (one lane per account), recording what it
+/// ran.
+struct LanedRecording {
+    attempted: Arc<Mutex<Vec<u64>>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Event {
+    id: u64,
+    event: DomainEvent,
+}
+
+impl Queue for LanedRecording {
+    type Item = Event;
+    const NAME: &'static str = "laned test";
+    const QUEUE: QueueName = QueueName::Hooks;
+    const LANES: usize = 4;
+
+    fn lane(item: &Event) -> String {
+        match &item.event {
+            DomainEvent::AgentSeatExhausted { account_id, .. } => account_id.clone(),
+            _ => String::new(),
+        }
+    }
+    fn id(item: &Event) -> u64 {
+        item.id
+    }
+    fn due_at(_: &Event) -> DateTime<Utc> {
+        DateTime::<Utc>::MIN_UTC
+    }
+    fn set_due_at(_: &mut Event, _: DateTime<Utc>) {}
+    fn record_failure(_: &mut Event, _: &str) {}
+    async fn attempt(&self, item: &mut Event) -> Attempt {
+        self.attempted.lock().unwrap().push(item.id);
+        Attempt::Done
+    }
+    fn retry_in(&self, _: &Event, _: Option<Duration>) -> Option<Duration> {
+        None
+    }
+    fn settle(&self, _: &Store, item: Event, _: Settled) -> Result<Vec<Write>, StoreError> {
+        Ok(vec![Store::queue_remove(QueueName::Hooks, item.id)])
+    }
+}
+
+/// On a shared store a replica's new events are claimed by it from their
+/// insert and handed to its laned worker. A hand-over larger than the
+/// worker has room for is dropped: the worker then looks at the whole
+/// queue, its own claims included, until it has caught up. A look that
+/// hides its own claims would leave the rest until their lease lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laned_worker_whose_hand_over_was_dropped_finds_its_own_new_events() {
+    if !common::on_postgres() {
+        return;
+    }
+    let url = common::fresh_postgres_database();
+    let store = Store::open_postgres(&url, 8).unwrap();
+    let lease = Duration::from_secs(120);
+    store.own_new_items("me", lease, lease);
+    let events = SCAN_MAX * 3;
+    let event = |n: usize| DomainEvent::AgentSeatExhausted {
+        account_id: format!("acc_{}", n % 16),
+        actor_id: "usr_x".into(),
+        seats_total: 1,
+        seats_used: 1,
+        attempt: "add_member".into(),
+    };
+    store
+        .commit(Transaction {
+            events: (0..events).map(event).collect(),
+            ..Transaction::default()
+        })
+        .unwrap();
+    let attempted = Arc::new(Mutex::new(Vec::new()));
+    let queue = LanedRecording {
+        attempted: attempted.clone(),
+    };
+    let worker = worker_of(&store, queue, |w| &w.hooks, lease);
+    let running = tokio::spawn(worker.run());
+    // Far less than the lease: only a look at its own claims finds them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.queue_len(QueueName::Hooks).unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {events} events run in 30 s",
+            attempted.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    let mut ran = attempted.lock().unwrap().clone();
+    assert_eq!(ran.len(), events, "as many runs as events");
+    ran.sort_unstable();
+    ran.dedup();
+    assert_eq!(ran.len(), events, "each event run once");
 }
