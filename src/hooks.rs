@@ -87,8 +87,7 @@ impl Queue for HookQueue {
     const LANES: usize = HOOK_LANES;
 
     fn lane(item: &QueuedEvent) -> String {
-        let (_, event) = hook_event(&item.event);
-        event.account_id().unwrap_or_default().to_string()
+        item.event.account_id().unwrap_or_default().to_string()
     }
 
     fn id(item: &QueuedEvent) -> u64 {

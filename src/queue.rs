@@ -72,6 +72,12 @@ const WINDOW_PAGE: usize = 300;
 pub const WAKE_COALESCE: Duration = Duration::from_millis(10);
 /// A worker with nothing due looks again after this, woken or not.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// On a shared store, how often a laned worker looks at the queue for items
+/// no live replica holds (released to it by a replica whose lane waited, or
+/// held by one that died); its own new items come handed between looks.
+/// A look steps over every item the replicas hold: made at every wake-up
+/// under load, those looks were the largest part of PostgreSQL's time.
+pub const FREE_LOOK_EVERY: Duration = Duration::from_millis(250);
 /// Items a laned queue has handed to its lanes and not yet settled, at
 /// most: what it holds in memory, and what each scan steps over.
 pub const IN_FLIGHT_MAX: usize = 4096;
@@ -81,8 +87,10 @@ pub const IN_FLIGHT_MAX: usize = 4096;
 enum Look {
     /// A worker in passes: it skips what other replicas hold.
     Passes,
-    /// A laned worker: it skips what it holds (in its lanes, or handed to
-    /// it), and sees the others' (their lanes' order).
+    /// A laned worker: it sees only what no live replica holds (released
+    /// to it, or its holder died); its own new items come handed, and the
+    /// order the others' items impose comes from
+    /// `Backend::queue_lane_blockers`.
     Lanes,
     /// Everything: a laned worker whose hand-over was dropped finds its
     /// own new items this way.
@@ -507,7 +515,7 @@ impl<Q: Queue> QueueWorker<Q> {
             let me = &*self.claims.owner;
             let hide = match mode {
                 Look::Passes => crate::store::Hide::HeldElsewhere { me },
-                Look::Lanes => crate::store::Hide::HeldHere { me },
+                Look::Lanes => crate::store::Hide::Held,
                 Look::Everything => crate::store::Hide::Nothing,
             };
             let mut after = after;
@@ -647,14 +655,15 @@ impl<Q: Queue> QueueWorker<Q> {
             return Ok(IDLE_POLL);
         }
         // On a shared store this process's new items come handed, claimed
-        // by it from their insert; the scan shows the other replicas'
-        // items (their lanes' order) and lapsed claims. A hand-over that
-        // was dropped, or is more than there is room for, leaves those
+        // by it from their insert; a look at the queue (every
+        // FREE_LOOK_EVERY) finds what no live replica holds. A hand-over
+        // that was dropped, or is more than there is room for, leaves those
         // items to looks at the whole queue, until one is not full (a look
         // that hides this replica's claims would not see them).
+        let shared = self.store.shared();
         let mut catching_up = lock(&self.catching_up);
         let mut handed = Vec::new();
-        if self.store.shared() {
+        if shared {
             match self.store.take_committed(Q::QUEUE) {
                 Some(items) if items.len() <= room => handed = self.decode_handed(items)?,
                 _ => *catching_up = true,
@@ -666,10 +675,16 @@ impl<Q: Queue> QueueWorker<Q> {
             Look::Lanes
         };
         let room = room - handed.len();
-        let (fresh, next, _) = self.scan_due(after, &in_flight, room, look)?;
-        if fresh.len() < room {
-            *catching_up = false;
-        }
+        let (fresh, next) = match self.free_look_in(shared, *catching_up) {
+            None => {
+                let (fresh, next, _) = self.scan_due(after, &in_flight, room, look)?;
+                if fresh.len() < room {
+                    *catching_up = false;
+                }
+                (fresh, next)
+            }
+            Some(until_look) => (Vec::new(), until_look),
+        };
         drop(catching_up);
         if let Some(highest) = fresh.iter().map(Q::id).max() {
             let mut cursor = lock(&self.lane_cursor);
@@ -709,6 +724,23 @@ impl<Q: Queue> QueueWorker<Q> {
         Ok(self.after_work(taken))
     }
 
+    /// On a shared store, unless it catches up: `None` when the time of a
+    /// look at the queue has come (then the next is FREE_LOOK_EVERY
+    /// later), else how long until it comes. `None` on a store only this
+    /// process opens (it looks at every dispatch, from `lane_look_after`).
+    fn free_look_in(&self, shared: bool, catching_up: bool) -> Option<Duration> {
+        if !shared {
+            return None;
+        }
+        let mut cursor = lock(&self.lane_cursor);
+        let now = std::time::Instant::now();
+        if catching_up || now >= cursor.full_look_at {
+            cursor.full_look_at = now + FREE_LOOK_EVERY;
+            return None;
+        }
+        Some(cursor.full_look_at - now)
+    }
+
     /// Where a laned worker's next look at the queue starts: past the
     /// highest id it handed to a lane, on a store only this process opens;
     /// from the start (0) on a shared store, and once every
@@ -728,10 +760,11 @@ impl<Q: Queue> QueueWorker<Q> {
     }
 
     /// On a shared store, the claimed items no earlier item of their lane
-    /// precedes elsewhere: an item `scanned` but not claimed here is held by
-    /// another replica (or settled meanwhile), and its lane's later items
-    /// wait until it is gone, so one account's after-hooks run in commit
-    /// order whichever replica runs them. The claims of the items that wait
+    /// precedes elsewhere: an item `scanned` but not claimed here, or one
+    /// the store names (`queue_lane_blockers`: held by another replica, or
+    /// by none), holds its lane's later items until it is gone, so one
+    /// account's after-hooks run in commit order whichever replica runs
+    /// them. The claims of the items that wait
     /// are given back at once: the replica running the lane takes them
     /// next. (Laned items are never rescheduled, so none waits in back-off
     /// ahead of its lane.)
@@ -756,9 +789,24 @@ impl<Q: Queue> QueueWorker<Q> {
                 held_elsewhere.insert(lane);
             }
         }
-        let (keep, wait): (Vec<Q::Item>, Vec<Q::Item>) = claimed
+        let lanes: HashSet<&str> = scanned
+            .iter()
+            .filter(|(id, _)| runnable.contains(id))
+            .map(|(_, lane)| lane.as_str())
+            .collect();
+        let lanes: Vec<&str> = lanes.into_iter().collect();
+        let blockers: HashMap<String, u64> = self
+            .store
+            .queue_lane_blockers(Q::QUEUE, &lanes, &self.claims.owner)?
             .into_iter()
-            .partition(|item| runnable.contains(&Q::id(item)));
+            .collect();
+        let (keep, wait): (Vec<Q::Item>, Vec<Q::Item>) = claimed.into_iter().partition(|item| {
+            let id = Q::id(item);
+            runnable.contains(&id)
+                && blockers
+                    .get(Q::lane(item).as_str())
+                    .is_none_or(|&first| first > id)
+        });
         let wait: Vec<u64> = wait.iter().map(Q::id).collect();
         {
             let mut held = lock(&self.held);

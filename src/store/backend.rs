@@ -132,9 +132,11 @@ pub struct About<'a> {
 pub enum Hide<'a> {
     /// Those another replica holds (a worker taking items in passes).
     HeldElsewhere { me: &'a str },
-    /// Those this replica holds (a laned worker: they are in its lanes;
-    /// the others' it must see, they keep their lanes' order).
-    HeldHere { me: &'a str },
+    /// Every live claim, whoever holds it (a laned worker: its own are in
+    /// its lanes or handed to it; the order the others' impose comes from
+    /// [`Backend::queue_lane_blockers`]). What is left is what no live
+    /// replica holds: released to it, or its holder died.
+    Held,
     /// None: every item past `after`, whoever holds it (a laned worker
     /// looking for its own new items, whose hand-over was dropped: they
     /// are claimed by it from their insert).
@@ -249,6 +251,22 @@ pub trait Backend: StateView + Send + Sync + 'static {
             },
         )?;
         Ok(out)
+    }
+
+    /// On a shared store, for each of `lanes` of a laned queue (the hook
+    /// events'): the lowest id of its items that `me` does not hold (a
+    /// claim it gave back, or that lapsed, is not held), held by another
+    /// replica or by none. This replica's items of that lane
+    /// with higher ids wait for it (one account's after-hooks run in
+    /// commit order whichever replica runs them). A store only this
+    /// process opens has none.
+    fn queue_lane_blockers(
+        &self,
+        _queue: QueueName,
+        _lanes: &[&str],
+        _me: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// The items this process committed to `queue` since the last call

@@ -436,6 +436,131 @@ pub(crate) mod tests {
         );
     }
 
+    /// PostgreSQL derives a queued hook event's lane (its `lane` column)
+    /// from the event's JSON; the hook worker derives it from the event
+    /// (`HookQueue::lane`). They must agree, or a replica would not see
+    /// that another holds an earlier event of the same account and run
+    /// that account's hooks out of commit order. And an event a replica
+    /// holds is no blocker for that replica's own later events.
+    #[test]
+    fn a_hook_events_lane_on_postgresql_is_the_one_its_worker_runs_it_in() {
+        use crate::queue::Queue;
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let store = Store::open_postgres(&url, 4).expect("opening PostgreSQL");
+        let seats = |account_id: &str| DomainEvent::AgentSeatExhausted {
+            account_id: account_id.into(),
+            actor_id: "usr_x".into(),
+            seats_total: 1,
+            seats_used: 1,
+            attempt: "add_member".into(),
+        };
+        let snapshot = |id: &str| UserSnapshot {
+            id: id.into(),
+            name: "Ann \"Quote\"".into(),
+            primary_email: "ann@example.com".into(),
+            email_verified: true,
+            signed_in_before: true,
+        };
+        let webhook = |data: serde_json::Value| DomainEvent::WebhookReceived {
+            source: "crm".into(),
+            id: "msg_1".into(),
+            kind: "account.updated".into(),
+            data,
+        };
+        let events = vec![
+            DomainEvent::AfterOwnerChange {
+                account_id: "acc_owner".into(),
+                actor_id: "usr_a".into(),
+                from: snapshot("usr_a"),
+                to: snapshot("usr_b"),
+                integrations: Vec::new(),
+            },
+            seats("acc_seats"),
+            DomainEvent::SellSeatExhausted {
+                account_id: "acc_sell".into(),
+                actor_id: "usr_a".into(),
+                seats_total: 2,
+                seats_used: 2,
+                attempt: "grant".into(),
+            },
+            DomainEvent::AfterEmailPrimary {
+                account_id: "acc_email".into(),
+                user: PrimaryChangeUser {
+                    id: "usr_a".into(),
+                    name: "Ann".into(),
+                    is_owner: true,
+                },
+                old_primary: "a@example.com".into(),
+                new_primary: "b@example.com".into(),
+            },
+            seats("acc_seats"),
+            webhook(serde_json::json!({"account_id": "acc_hook", "nested": {"account_id": "x"}})),
+            webhook(serde_json::json!({"account_id": 7})),
+            webhook(serde_json::json!({"other": "acc_hook"})),
+            webhook(serde_json::json!(["acc_hook"])),
+        ];
+        store
+            .commit(Transaction {
+                events,
+                mails: vec![test_mail("a@example.com")],
+                ..Transaction::default()
+            })
+            .unwrap();
+        let queued: Vec<QueuedEvent> = store.items(QueueName::Hooks, true, 20).unwrap();
+        assert_eq!(queued.len(), 9);
+        let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
+        for event in &queued {
+            let lane = crate::hooks::HookQueue::lane(event);
+            let first = expected.entry(lane).or_insert(event.id);
+            *first = (*first).min(event.id);
+        }
+        assert_eq!(
+            expected.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "",
+                "acc_email",
+                "acc_hook",
+                "acc_owner",
+                "acc_seats",
+                "acc_sell"
+            ]
+        );
+        let lanes: Vec<&str> = expected.keys().map(String::as_str).collect();
+        let blockers = |store: &Store, me: &str, lanes: &[&str]| {
+            store
+                .queue_lane_blockers(QueueName::Hooks, lanes, me)
+                .unwrap()
+                .into_iter()
+                .collect::<std::collections::BTreeMap<String, u64>>()
+        };
+        assert_eq!(blockers(&store, "replica-a", &lanes), expected);
+        // Mails have no lane.
+        assert!(store
+            .queue_lane_blockers(QueueName::Outbox, &[""], "replica-a")
+            .unwrap()
+            .is_empty());
+
+        // Events a replica inserts are claimed by it: no blocker for it,
+        // one for any other replica, and one for it once it gives them back.
+        let a = Store::open_postgres(&url, 4).expect("a replica");
+        let lease = std::time::Duration::from_secs(60);
+        a.own_new_items("replica-a", lease, std::time::Duration::from_secs(15));
+        a.commit(Transaction {
+            events: vec![seats("acc_new")],
+            ..Transaction::default()
+        })
+        .unwrap();
+        assert!(blockers(&a, "replica-a", &["acc_new"]).is_empty());
+        let held = blockers(&a, "replica-b", &["acc_new"]);
+        assert_eq!(held.len(), 1, "{held:?}");
+        let id = held["acc_new"];
+        a.queue_release(QueueName::Hooks, &[id], "replica-a")
+            .unwrap();
+        assert_eq!(blockers(&a, "replica-a", &["acc_new"])["acc_new"], id);
+    }
+
     #[test]
     fn webhook_ids_are_kept_seven_days_then_pruned_on_every_backend() {
         for (_dir, store) in every_backend() {

@@ -86,6 +86,22 @@ impl DomainEvent {
             DomainEvent::WebhookReceived { .. } => "webhook_received",
         }
     }
+
+    /// The account the event is about: its after-hooks run in that
+    /// account's commit order. A received webhook names it in its data
+    /// (`account_id`, a string), if at all. (PostgreSQL derives the same
+    /// from a queued event's JSON: the `lane` column of `queue_items`.)
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            DomainEvent::AfterOwnerChange { account_id, .. }
+            | DomainEvent::AgentSeatExhausted { account_id, .. }
+            | DomainEvent::SellSeatExhausted { account_id, .. }
+            | DomainEvent::AfterEmailPrimary { account_id, .. } => Some(account_id.as_str()),
+            DomainEvent::WebhookReceived { data, .. } => {
+                data.get("account_id").and_then(|v| v.as_str())
+            }
+        }
+    }
 }
 
 /// A veto from a `before_` hook: the policy's name and its reason.
