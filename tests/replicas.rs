@@ -803,3 +803,85 @@ async fn idle_replicas_spend_almost_no_cpu() {
         );
     }
 }
+
+/// The advisory lock key admind takes for `account_id` (the same on every
+/// replica): the first 8 bytes of a SHA-256 digest.
+fn account_lock_key(account_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("admind account\0{account_id}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().unwrap())
+}
+
+/// One account's lock, held by another replica (here a session behind the
+/// replicas' backs, as a replica's long transaction would), holds back no
+/// other account's commands on this replica: they commit while a transfer
+/// of the held account waits, and that transfer commits once the lock is
+/// released. (A group of commands used to wait for every lock it needed,
+/// holding back every account in it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: tests/run.sh runs it with TEST_STORE=postgres"]
+async fn an_account_another_replica_holds_holds_back_no_other_accounts_commands() {
+    let (ra, _rb) = pair("");
+    let (held, _, held_token) = ra.account_with_owner(5).await;
+    let (held_admin, _) = ra.member(&held_token, &held, "b@acme.test", "admin").await;
+    let mut others = Vec::new();
+    for n in 0..8 {
+        let owner = format!("owner{n}@acme.test");
+        let (a, _) = ra.create_account("Acme", &owner, 5).await;
+        let t = ra.activate(&a, &owner).await;
+        let (b, _) = ra.member(&t, &a, &format!("b{n}@acme.test"), "admin").await;
+        others.push((a, t, b));
+    }
+    // The lock, held until `release` is sent.
+    let url = ra.postgres_url.clone().unwrap();
+    let key = account_lock_key(&held);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        tx.commit().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let waiting = async {
+        let r = ra
+            .put(
+                &format!("/v1/accounts/{held}/owner"),
+                &held_token,
+                json!({"user_id": held_admin}),
+            )
+            .await;
+        (r, Instant::now())
+    };
+    let others_then_release = async {
+        // Let the held account's transfer reach the writer first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (n, (a, t, b)) in others.iter().enumerate() {
+            let path = format!("/v1/accounts/{a}/owner");
+            let transfer = ra.put(&path, t, json!({"user_id": b}));
+            let r = tokio::time::timeout(Duration::from_secs(10), transfer)
+                .await
+                .unwrap_or_else(|_| panic!("account {n}'s transfer waited behind the held lock"));
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+        let released_at = Instant::now();
+        release.send(()).unwrap();
+        released_at
+    };
+    let ((held_transfer, done_at), released_at) = tokio::join!(waiting, others_then_release);
+    assert_eq!(
+        held_transfer.status,
+        StatusCode::OK,
+        "{}",
+        held_transfer.body
+    );
+    assert!(
+        done_at >= released_at,
+        "the held account's transfer committed without its lock"
+    );
+    holder.join().unwrap();
+}

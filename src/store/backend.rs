@@ -64,6 +64,12 @@ pub enum LockScope<'a> {
     /// command that writes nothing (refused, or its writes failed) leaves
     /// no trace and fails no other.
     Accounts(&'a [String]),
+    /// The same, without waiting: the accounts another transaction (another
+    /// replica's, or this one's other writer thread) holds are left out,
+    /// and [`Backend::prefetch`] names them. Their commands run elsewhere;
+    /// the group never waits behind a lock (one busy account must not hold
+    /// back the others).
+    AccountsIfFree(&'a [String]),
 }
 
 /// What a group of commands will read ([`Backend::prefetch`]): its
@@ -219,8 +225,11 @@ pub trait Backend: StateView + Send + Sync + 'static {
     /// thread) is about to read, fetched with the group's locks in one
     /// round trip so that its commands read from memory; a store that
     /// needs no round trip for a read ignores it.
-    fn prefetch(&self, _wanted: &Prefetch<'_>) -> Result<(), StoreError> {
-        Ok(())
+    /// Returns the accounts of the group whose locks it could not take
+    /// (`LockScope::AccountsIfFree`): nothing of them was fetched, and no
+    /// command of theirs may run in the group.
+    fn prefetch(&self, _wanted: &Prefetch<'_>) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// A worker's look at a queue on a shared store: items with ids above

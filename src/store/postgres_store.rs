@@ -71,8 +71,9 @@ enum Opening {
     /// Sent with the command's first read.
     WithFirstRead { account_key: i64 },
     /// A group's: sent with its prefetch (or its first read), its
-    /// accounts' keys locked in key order.
-    Group(Vec<i64>),
+    /// accounts' keys locked in key order; or, unless it `wait`s, those
+    /// no other transaction holds (the others are named by the prefetch).
+    Group { keys: Vec<i64>, wait: bool },
 }
 
 /// Rows a scan reads per round trip.
@@ -1992,12 +1993,15 @@ impl Backend for PostgresStore {
             LockScope::Account(id) => Opening::WithFirstRead {
                 account_key: account_lock_key(id),
             },
-            LockScope::Accounts(ids) => {
+            LockScope::Accounts(ids) | LockScope::AccountsIfFree(ids) => {
                 let mut keys: Vec<i64> = ids.iter().map(|id| account_lock_key(id)).collect();
                 keys.sort_unstable();
                 keys.dedup();
                 group = Some(keys.clone());
-                Opening::Group(keys)
+                Opening::Group {
+                    keys,
+                    wait: matches!(scope, LockScope::Accounts(_)),
+                }
             }
             LockScope::Everything => Opening::Now(format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({EVERYTHING_LOCK_KEY})"
@@ -2012,19 +2016,34 @@ impl Backend for PostgresStore {
                         return Err(e.into());
                     }
                 }
-                Opening::Group(keys) => {
+                Opening::Group { keys, wait } => {
                     conn.defer("BEGIN", Vec::new());
                     conn.defer(
                         "SELECT pg_advisory_xact_lock_shared($1)",
                         owned![EVERYTHING_LOCK_KEY],
                     );
-                    // A subquery with ORDER BY is not flattened, and the
-                    // volatile lock call is made on its rows in order.
-                    conn.defer(
-                        "SELECT pg_advisory_xact_lock(k)
-                         FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS sorted",
-                        owned![keys.clone()],
-                    );
+                    if *wait {
+                        // A subquery with ORDER BY is not flattened, and the
+                        // volatile lock call is made on its rows in order.
+                        conn.defer(
+                            "SELECT pg_advisory_xact_lock(k)
+                             FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS sorted",
+                            owned![keys.clone()],
+                        );
+                    } else {
+                        // The keys it could not take, kept for the
+                        // transaction in a setting the prefetch reads back
+                        // (a deferred statement's rows are not read). In a
+                        // statement of their own: the prefetch's snapshot
+                        // must be taken once the locks are held.
+                        conn.defer(
+                            "SELECT set_config('admind.busy_keys',
+                               COALESCE(string_agg(k::text, ','), ''), true)
+                             FROM (SELECT k FROM unnest($1::bigint[]) AS k
+                                   WHERE NOT pg_try_advisory_xact_lock(k)) AS busy",
+                            owned![keys.clone()],
+                        );
+                    }
                 }
                 Opening::WithFirstRead { account_key } => {
                     conn.defer("BEGIN", Vec::new());
@@ -2052,13 +2071,13 @@ impl Backend for PostgresStore {
     /// the members its commands name, each account's integrations, and ids
     /// for its commits (drawn under the locks, so one account's ids grow in
     /// commit order across replicas).
-    fn prefetch(&self, wanted: &Prefetch<'_>) -> Result<(), StoreError> {
+    fn prefetch(&self, wanted: &Prefetch<'_>) -> Result<Vec<String>, StoreError> {
         let accounts: Vec<&str> = wanted.accounts.iter().map(String::as_str).collect();
         let (member_accounts, member_ids): (Vec<&str>, Vec<&str>) =
             wanted.members.iter().copied().unzip();
-        let fetched = self.with_held(|h| -> Result<(), StoreError> {
+        let fetched = self.with_held(|h| -> Result<Vec<String>, StoreError> {
             if h.group.is_none() {
-                return Ok(());
+                return Ok(Vec::new());
             }
             let found = h.conn.query(
                 "SELECT 0, NULL::bigint, id, NULL::text, value FROM accounts WHERE id = ANY($1)
@@ -2073,7 +2092,11 @@ impl Backend for PostgresStore {
                      WHERE account_id = a.id ORDER BY id LIMIT $4) AS i
                  UNION ALL
                  SELECT 3, nextval('admind_ids'), NULL, NULL, NULL
-                   FROM generate_series(1, $5::bigint)",
+                   FROM generate_series(1, $5::bigint)
+                 UNION ALL
+                 SELECT 4, k::bigint, NULL, NULL, NULL
+                   FROM unnest(string_to_array(
+                     NULLIF(current_setting('admind.busy_keys', true), ''), ',')) AS k",
                 &[
                     &accounts,
                     &member_accounts,
@@ -2095,6 +2118,7 @@ impl Backend for PostgresStore {
                 overlay.members.insert(key2(account_id, user_id), None);
             }
             let mut ids = Vec::new();
+            let mut busy_keys = Vec::new();
             for row in found {
                 let (part, first): (i32, Option<String>) = (row.try_get(0)?, row.try_get(2)?);
                 let first = first.unwrap_or_default();
@@ -2114,7 +2138,25 @@ impl Backend for PostgresStore {
                         let i: Json<Integration> = row.try_get(4)?;
                         overlay.integrations.entry(first).or_default().push(i.0);
                     }
-                    _ => ids.push(row.try_get::<_, i64>(1)? as u64),
+                    3 => ids.push(row.try_get::<_, i64>(1)? as u64),
+                    _ => busy_keys.push(row.try_get::<_, i64>(1)?),
+                }
+            }
+            // What another transaction holds was read without its lock:
+            // forgotten, and no command of it runs in the group.
+            let mut busy = Vec::new();
+            if !busy_keys.is_empty() {
+                for id in wanted.accounts {
+                    if busy_keys.contains(&account_lock_key(id)) {
+                        overlay.accounts.remove(id);
+                        overlay.integrations.remove(id);
+                        let prefix = key2(id, "");
+                        overlay.members.retain(|key, _| !key.starts_with(&prefix));
+                        busy.push(id.clone());
+                    }
+                }
+                if let Some(keys) = h.group.as_mut() {
+                    keys.retain(|k| !busy_keys.contains(k));
                 }
             }
             for list in overlay.integrations.values_mut() {
@@ -2123,9 +2165,9 @@ impl Backend for PostgresStore {
             ids.sort_unstable();
             h.ids.extend(ids);
             h.overlay = Some(overlay);
-            Ok(())
+            Ok(busy)
         });
-        fetched.unwrap_or(Ok(()))
+        fetched.unwrap_or(Ok(Vec::new()))
     }
 
     /// One statement: the filters run in the database, so neither the

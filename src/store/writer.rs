@@ -171,8 +171,11 @@ pub trait Sink: Send + Sync {
 
 #[derive(Clone)]
 pub struct Writer {
-    /// One queue per writer thread; a command goes to its account's thread.
+    /// One queue per writer thread (see `thread_of`).
     txs: Arc<[mpsc::Sender<Job>]>,
+    /// A shared store's first thread runs every account's commands in
+    /// groups that never wait for a lock (`Role::Groups`).
+    split: bool,
     /// What deciding a `before_` hook ahead of the writer needs.
     deps: Arc<WriterDeps>,
     /// Versions of the accounts' state, bumped by the writer threads.
@@ -308,18 +311,30 @@ impl Writer {
     pub fn start(deps: WriterDeps) -> (Writer, std::thread::JoinHandle<()>) {
         let threads = deps.store.writer_threads().max(1);
         let versions = Arc::new(AccountVersions::new());
-        let mut txs = Vec::with_capacity(threads);
+        let split = deps.store.shared() && threads >= 2;
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..threads)
+            .map(|_| mpsc::channel::<Job>(QUEUE_MAX / threads.min(QUEUE_MAX)))
+            .unzip();
         let mut handles = Vec::with_capacity(threads);
-        for n in 0..threads {
-            let (tx, rx) = mpsc::channel(QUEUE_MAX / threads.min(QUEUE_MAX));
+        for (n, rx) in rxs.into_iter().enumerate() {
             let (deps, versions) = (deps.clone(), versions.clone());
+            // On a shared store with two threads or more, the first runs
+            // every account's commands in groups that never wait for a
+            // lock; the others run what it found busy, and the commands
+            // that lock everything, waiting for their locks.
+            let role = if split && n == 0 {
+                Role::Groups {
+                    busy_to: txs[1..].to_vec(),
+                }
+            } else {
+                Role::Waits
+            };
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("admind-writer-{n}"))
-                    .spawn(move || run(deps, versions, rx))
+                    .spawn(move || run(deps, versions, rx, role))
                     .expect("spawning a writer thread"),
             );
-            txs.push(tx);
         }
         let joiner = std::thread::Builder::new()
             .name("admind-writer-join".into())
@@ -331,6 +346,7 @@ impl Writer {
             .expect("spawning the writer joiner");
         (
             Writer {
+                split,
                 txs: txs.into(),
                 deps: Arc::new(deps),
                 versions,
@@ -340,18 +356,17 @@ impl Writer {
         )
     }
 
-    /// The thread a job goes to: its account's (so one account's commands
+    /// The thread a job goes to. On a shared store with two threads or
+    /// more: an account's command to the first (its groups never wait for
+    /// a lock), a command that locks everything to the second (it waits
+    /// for every group). Otherwise its account's (so one account's commands
     /// keep their order and never wait for each other's locks), else the
     /// first.
-    fn thread_of(&self, account_id: Option<&str>) -> &mpsc::Sender<Job> {
+    fn thread_of(&self, account_id: Option<&str>, maintenance: bool) -> &mpsc::Sender<Job> {
         let n = match account_id {
-            Some(id) if self.txs.len() > 1 => {
-                use std::hash::{BuildHasher, BuildHasherDefault};
-                let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                    .hash_one(id);
-                (h % self.txs.len() as u64) as usize
-            }
-            _ => 0,
+            _ if self.split => usize::from(account_id.is_none() && !maintenance),
+            Some(id) => thread_of_account(id, 0, self.txs.len()),
+            None => 0,
         };
         &self.txs[n]
     }
@@ -473,7 +488,7 @@ impl Writer {
             Work::Command(command) => command.info().account_id,
             Work::Maintenance(_) => None,
         };
-        self.thread_of(account_id)
+        self.thread_of(account_id, matches!(work, Work::Maintenance(_)))
             .send(Job {
                 actor,
                 work,
@@ -487,6 +502,28 @@ impl Writer {
             .await
             .map_err(|_| Refusal::store(StoreError::Closed.to_string()))
     }
+}
+
+/// One of `count` threads from `first` on, the same for an account every
+/// time (its commands keep their order).
+fn thread_of_account(account_id: &str, first: usize, count: usize) -> usize {
+    if count <= first + 1 {
+        return first.min(count.saturating_sub(1));
+    }
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(account_id);
+    first + (h % (count - first) as u64) as usize
+}
+
+/// What a writer thread runs.
+enum Role {
+    /// Whatever comes, waiting for the locks its commands take.
+    Waits,
+    /// Groups of commands that never wait for an account's lock: the
+    /// commands of an account another transaction holds go to one of
+    /// `busy_to` (always the same for an account), whose thread waits.
+    Groups { busy_to: Vec<mpsc::Sender<Job>> },
 }
 
 /// Answers committed but not yet flushed, waiting for the flush that makes
@@ -555,7 +592,7 @@ fn next_job(
     }
 }
 
-fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<Job>) {
+fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<Job>, role: Role) {
     let mut entropy = OsEntropy;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     // Bookkeeping waits for a command's flush only on a store one process
@@ -605,17 +642,45 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
                     Work::Maintenance(_) => false,
                 });
             let mut grouped = grouped.into_iter().peekable();
+            let mut busy = Vec::new();
             while grouped.peek().is_some() {
                 let group: Vec<Job> = grouped.by_ref().take(GROUP_MAX).collect();
-                let (mail, events) = run_group(&deps, &versions, &mut entropy, group, answers);
+                let waits = matches!(role, Role::Waits);
+                let (mail, events) = run_group(
+                    &deps,
+                    &versions,
+                    &mut entropy,
+                    group,
+                    answers,
+                    waits,
+                    &mut busy,
+                );
                 wrote_mail |= mail;
                 wrote_events |= events;
+            }
+            if let Role::Groups { busy_to } = &role {
+                for job in busy {
+                    let account_id = match &job.work {
+                        Work::Command(command) => command.info().account_id.unwrap_or_default(),
+                        Work::Maintenance(_) => "",
+                    };
+                    let to = &busy_to[thread_of_account(account_id, 0, busy_to.len())];
+                    // A full queue there: run it here, after this batch.
+                    if let Err(
+                        mpsc::error::TrySendError::Full(job)
+                        | mpsc::error::TrySendError::Closed(job),
+                    ) = to.try_send(job)
+                    {
+                        batch.push(job);
+                    }
+                }
             }
             let (bookkeeping, rest): (Vec<Job>, Vec<Job>) = rest
                 .into_iter()
                 .partition(|job| matches!(job.work, Work::Maintenance(_)));
             wrote_events |= run_bookkeeping_together(&deps, bookkeeping, answers);
-            rest
+            // Commands of busy accounts that could not be handed on.
+            rest.into_iter().chain(batch.drain(..)).collect()
         } else {
             std::mem::take(&mut batch)
         };
@@ -745,21 +810,31 @@ struct Group {
     touched: std::collections::HashSet<String>,
 }
 
-/// A group's accounts, sorted and once each, and a copy of each command,
-/// kept until the group is committed to run each again alone.
-#[allow(clippy::type_complexity)]
-fn group_of(jobs: &[Job]) -> (Vec<String>, Vec<(Principal, Command, Option<Decided>)>) {
-    let mut accounts = Vec::with_capacity(jobs.len());
-    let mut copies = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        if let Work::Command(command) = &job.work {
-            accounts.extend(command.info().account_id.map(str::to_string));
-            copies.push((job.actor.clone(), command.clone(), job.decided.clone()));
-        }
-    }
+/// A group's accounts, sorted and once each.
+fn accounts_of(jobs: &[Job]) -> Vec<String> {
+    let mut accounts: Vec<String> = jobs
+        .iter()
+        .filter_map(|job| match &job.work {
+            Work::Command(command) => command.info().account_id.map(str::to_string),
+            Work::Maintenance(_) => None,
+        })
+        .collect();
     accounts.sort_unstable();
     accounts.dedup();
-    (accounts, copies)
+    accounts
+}
+
+/// A copy of each command, kept until the group is committed to run each
+/// again alone.
+fn copies_of(jobs: &[Job]) -> Vec<(Principal, Command, Option<Decided>)> {
+    jobs.iter()
+        .filter_map(|job| match &job.work {
+            Work::Command(command) => {
+                Some((job.actor.clone(), command.clone(), job.decided.clone()))
+            }
+            Work::Maintenance(_) => None,
+        })
+        .collect()
 }
 
 /// Ids a group draws ahead per command (a transfer's audit entry, two
@@ -801,16 +876,20 @@ fn members_named(jobs: &[Job]) -> Vec<(String, String)> {
 /// order, each isolated (a refusal or a failed write leaves nothing and
 /// fails no other), committed by one flush: one WAL sync for the group.
 /// If the group's commit fails, each command is run again on its own.
-/// Answers are pushed to `answers`; returns whether mail or events were
-/// queued.
+/// Unless it `waits`, the group takes only the locks no other transaction
+/// holds, and the commands of the other accounts are pushed to `busy`, not
+/// run. Answers are pushed to `answers`; returns whether mail or events
+/// were queued.
 fn run_group(
     deps: &WriterDeps,
     versions: &AccountVersions,
     entropy: &mut OsEntropy,
     jobs: Vec<Job>,
     answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
+    waits: bool,
+    busy: &mut Vec<Job>,
 ) -> (bool, bool) {
-    let (accounts, copies) = group_of(&jobs);
+    let accounts = accounts_of(&jobs);
     let mut replies = Vec::with_capacity(jobs.len());
     let mut results = Vec::with_capacity(jobs.len());
     let mut group = Group::default();
@@ -824,10 +903,28 @@ fn run_group(
         integrations_max: deps.settings.integrations_per_account_max,
         ids: jobs.len() * IDS_PER_COMMAND,
     };
+    let scope = if waits {
+        LockScope::Accounts(&accounts)
+    } else {
+        LockScope::AccountsIfFree(&accounts)
+    };
     let opened = deps
         .store
-        .lock_command(LockScope::Accounts(&accounts))
-        .and_then(|lock| deps.store.prefetch(&wanted).map(|()| lock));
+        .lock_command(scope)
+        .and_then(|lock| deps.store.prefetch(&wanted).map(|held| (lock, held)));
+    let mut jobs = jobs;
+    let opened = opened.map(|(lock, held_elsewhere)| {
+        if !held_elsewhere.is_empty() {
+            let (elsewhere, here): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|job| {
+                matches!(&job.work, Work::Command(command)
+                    if command.info().account_id.is_some_and(|a| held_elsewhere.iter().any(|h| h == a)))
+            });
+            busy.extend(elsewhere);
+            jobs = here;
+        }
+        lock
+    });
+    let copies = copies_of(&jobs);
     let committed = match opened {
         Ok(lock) => {
             for job in jobs {
