@@ -925,7 +925,13 @@ fn replay_bench(events: usize) {
         keep_days: 7,
         keep_max: events,
     };
-    let gone = admind::policy::record::expired(&store, &retention, 10_000).unwrap();
+    let gone = admind::policy::record::expired(
+        &store,
+        &retention,
+        &admind::policy::record::PageIndex::default(),
+        10_000,
+    )
+    .unwrap();
     let retention_pass = started.elapsed();
     assert!(gone.is_empty());
     let live_events: Vec<Event> = (0..events).map(event).collect();

@@ -297,8 +297,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         writer.clone(),
     ));
     // The record of policy versions and hook calls, and its retention.
-    let (recorder, record_task) =
-        crate::policy::record::start(store.clone(), metrics.clone(), config.policy_record.enabled);
+    let record_index = crate::policy::record::PageIndex::default();
+    let (recorder, record_task) = crate::policy::record::start(
+        store.clone(),
+        metrics.clone(),
+        config.policy_record.enabled,
+        record_index.clone(),
+    );
     policies.set_recorder(recorder);
     let record_prune = config.policy_record.enabled.then(|| {
         let retention = config.policy_record.clone();
@@ -307,7 +312,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "hook call records",
             store.clone(),
             writer.clone(),
-            move |s, max| crate::policy::record::expired(s, &retention, max),
+            move |s, max| crate::policy::record::expired(s, &retention, &record_index, max),
             |_| {},
         ))
     });

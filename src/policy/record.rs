@@ -205,14 +205,16 @@ impl Recorder {
     }
 }
 
-/// A recorder and the task that commits what it receives.
+/// A recorder and the task that commits what it receives; the pages it
+/// writes are noted in `index` for retention.
 pub fn start(
     store: Store,
     metrics: Arc<Metrics>,
     record_calls: bool,
+    index: PageIndex,
 ) -> (Recorder, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_MAX);
-    let task = tokio::spawn(commit_loop(rx, store));
+    let task = tokio::spawn(commit_loop(rx, store, index));
     let recorder = Recorder {
         tx,
         metrics,
@@ -221,7 +223,7 @@ pub fn start(
     (recorder, task)
 }
 
-async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
+async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store, index: PageIndex) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     // The largest call id appended and not yet known durable: the writer's
     // flushes cover it under load; when the daemon goes quiet first, the
@@ -258,6 +260,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
         }
         let items = std::mem::take(&mut batch);
         let s = store.clone();
+        let index = index.clone();
         let appended = tokio::task::spawn_blocking(move || -> Result<Option<u64>, StoreError> {
             // The batch's ids in one go (on PostgreSQL one round trip, not
             // one per call).
@@ -270,6 +273,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
             let last_id = ids.last().copied();
             let mut ids = ids.into_iter();
             let mut writes = Vec::new();
+            let mut summaries = Vec::new();
             let mut page = Vec::with_capacity(calls.min(PAGE_MAX));
             for item in items {
                 match item {
@@ -281,6 +285,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
                         })?;
                         page.push((call, event));
                         if page.len() == PAGE_MAX {
+                            summaries.push(PageSummary::of_events(&page));
                             writes.push(page_of_events(&std::mem::take(&mut page)));
                         }
                     }
@@ -292,6 +297,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
                 }
             }
             if !page.is_empty() {
+                summaries.push(PageSummary::of_events(&page));
                 writes.push(page_of_events(&page));
             }
             // Outside the writer: records are no part of any command, and
@@ -300,6 +306,7 @@ async fn commit_loop(mut rx: mpsc::Receiver<Recorded>, store: Store) {
             // durable with the writer's next flush; a version an audit
             // entry may name is flushed at once (versions are few).
             s.append(writes)?;
+            index.note(summaries);
             if versions > 0 {
                 s.flush()?;
             }
@@ -410,13 +417,102 @@ fn decode_row(bytes: &[u8]) -> Result<Vec<HookCall>, StoreError> {
     }
 }
 
-/// How many calls one stored row holds, without building them.
-fn calls_in_row(bytes: &[u8]) -> Result<usize, StoreError> {
-    if is_page(bytes) {
-        let page: Vec<serde::de::IgnoredAny> = crate::store::codec::decode(bytes)?;
-        Ok(page.len())
-    } else {
-        Ok(1)
+/// What retention knows of a stored row of the record without reading it
+/// again: how many calls it holds and when its newest was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageSummary {
+    calls: usize,
+    /// `None` for an empty page (none is written; one read as such goes).
+    newest_at: Option<DateTime<Utc>>,
+}
+
+impl PageSummary {
+    fn of_events(page: &[(HookCall, admind_plugin_api::Event)]) -> (u64, PageSummary) {
+        let first = page.first().map_or(0, |(call, _)| call.id);
+        let summary = PageSummary {
+            calls: page.len(),
+            newest_at: page.last().map(|(call, _)| call.at),
+        };
+        (first, summary)
+    }
+
+    /// Read from a stored row, its calls' other fields skipped.
+    fn of_row(bytes: &[u8]) -> Result<PageSummary, StoreError> {
+        #[derive(Deserialize)]
+        struct At {
+            at: DateTime<Utc>,
+        }
+        let times: Vec<At> = if is_page(bytes) {
+            crate::store::codec::decode(bytes)?
+        } else {
+            vec![crate::store::codec::decode(bytes)?]
+        };
+        Ok(PageSummary {
+            calls: times.len(),
+            newest_at: times.last().map(|t| t.at),
+        })
+    }
+}
+
+/// Rows of the record whose summary is kept, at most (~50 bytes each):
+/// a record of pages of one call each (a quiet platform's) past this is
+/// read again at each pass beyond it, as all of it was before the index.
+const PAGE_INDEX_MAX: usize = 200_000;
+
+/// The summaries of the record's rows, by row id, shared by the task that
+/// writes pages (it knows them without reading) and retention (it reads a
+/// row only the first time it meets one another replica wrote, or one
+/// written before a restart). A row never changes once written, so a
+/// summary never goes stale; retention drops those of rows gone.
+#[derive(Clone, Default)]
+pub struct PageIndex(Arc<std::sync::Mutex<std::collections::BTreeMap<u64, PageSummary>>>);
+
+impl PageIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, PageSummary>> {
+        // A panic elsewhere while holding it leaves a map that is still
+        // whole (every change is one insert or remove).
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn note(&self, summaries: impl IntoIterator<Item = (u64, PageSummary)>) {
+        let mut map = self.lock();
+        for (id, summary) in summaries {
+            if map.len() < PAGE_INDEX_MAX || map.contains_key(&id) {
+                map.insert(id, summary);
+            }
+        }
+    }
+
+    /// Row `id`'s summary, read from the store when not known; `None`
+    /// when the row is gone.
+    fn summary(&self, store: &Store, id: u64) -> Result<Option<PageSummary>, StoreError> {
+        if let Some(known) = self.lock().get(&id) {
+            return Ok(Some(*known));
+        }
+        let Some(bytes) = store.queue_item(QueueName::HookCalls, id)? else {
+            return Ok(None);
+        };
+        let summary = PageSummary::of_row(&bytes)?;
+        self.note([(id, summary)]);
+        Ok(Some(summary))
+    }
+
+    /// Forgets the summaries of rows older than `oldest_kept` (all of them
+    /// when `None`): the record loses rows only from its oldest end.
+    fn forget_before(&self, oldest_kept: Option<u64>) {
+        let mut map = self.lock();
+        match oldest_kept {
+            Some(id) => *map = map.split_off(&id),
+            None => map.clear(),
+        }
+    }
+
+    /// How many summaries are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -424,53 +520,71 @@ fn calls_in_row(bytes: &[u8]) -> Result<usize, StoreError> {
 /// is older than `keep_days`, and the oldest pages beyond the newest
 /// `keep_max` calls (a page counts whole: up to [`PAGE_MAX`] - 1 calls more
 /// may be kept); at most `max` writes.
-pub fn expired(store: &Store, config: &RecordConfig, max: usize) -> Result<Vec<Write>, StoreError> {
+///
+/// It reads the record's ids, not its rows: each row's count and newest
+/// time come from `index` (a row is read once, the first time a pass
+/// meets it unknown). Reading every row kept at every pass moved the whole
+/// record (on PostgreSQL ~150 KB a page, 73 MB a scan page) each minute.
+pub fn expired(
+    store: &Store,
+    config: &RecordConfig,
+    index: &PageIndex,
+    max: usize,
+) -> Result<Vec<Write>, StoreError> {
     let mut out = Vec::new();
     // By count: the newest pages holding keep_max calls stay, every older
-    // one goes. Counting skips over the calls' JSON without building them.
+    // one goes.
     let mut kept_calls = 0usize;
+    let mut oldest_kept = None;
     let mut over = Vec::new();
-    store.queue_scan(
-        QueueName::HookCalls,
-        Order::NewestFirst,
-        &mut |id, bytes| {
-            if kept_calls >= config.keep_max {
-                over.push(id);
-                return Ok(over.len() < max);
+    let mut complete = true;
+    store.queue_scan_ids(QueueName::HookCalls, Order::NewestFirst, &mut |id| {
+        if kept_calls >= config.keep_max {
+            over.push(id);
+            if over.len() >= max {
+                complete = false;
+                return Ok(false);
             }
-            kept_calls += calls_in_row(bytes)?;
-            Ok(true)
-        },
-    )?;
+            return Ok(true);
+        }
+        if let Some(summary) = index.summary(store, id)? {
+            kept_calls += summary.calls;
+            oldest_kept = Some(id);
+        }
+        Ok(true)
+    })?;
     over.reverse();
     out.extend(
         over.iter()
             .map(|&id| Store::queue_remove(QueueName::HookCalls, id)),
     );
+    // Summaries of rows no longer there (pruned, here or by another
+    // replica) go; a pass that stopped early keeps the older ones.
+    if complete {
+        index.forget_before(oldest_kept);
+    }
     // By age, oldest first, past what the count already removes.
     let after = over.last().copied().unwrap_or(0);
     let cutoff = Utc::now() - chrono::Duration::days(i64::from(config.keep_days));
-    store.queue_scan(
-        QueueName::HookCalls,
-        Order::OldestFirst,
-        &mut |id, bytes| {
-            if out.len() >= max {
-                return Ok(false);
-            }
-            // Already removed by count (ids start at 1: 0 skips none).
-            if id <= after {
-                return Ok(true);
-            }
-            let calls = decode_row(bytes)?;
-            // A page goes once its newest call is old; oldest first, so
-            // nothing after a young page is expired.
-            if calls.last().is_some_and(|call| call.at >= cutoff) {
-                return Ok(false);
-            }
-            out.push(Store::queue_remove(QueueName::HookCalls, id));
-            Ok(true)
-        },
-    )?;
+    store.queue_scan_ids(QueueName::HookCalls, Order::OldestFirst, &mut |id| {
+        if out.len() >= max {
+            return Ok(false);
+        }
+        // Already removed by count (ids start at 1: 0 skips none).
+        if id <= after {
+            return Ok(true);
+        }
+        let Some(summary) = index.summary(store, id)? else {
+            return Ok(true);
+        };
+        // A page goes once its newest call is old; oldest first, so
+        // nothing after a young page is expired.
+        if summary.newest_at.is_some_and(|at| at >= cutoff) {
+            return Ok(false);
+        }
+        out.push(Store::queue_remove(QueueName::HookCalls, id));
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -545,7 +659,7 @@ pub fn by_id(store: &Store, id: u64) -> Result<Option<HookCall>, StoreError> {
 fn count(store: &Store) -> Result<usize, StoreError> {
     let mut total = 0;
     store.queue_scan(QueueName::HookCalls, Order::OldestFirst, &mut |_, bytes| {
-        total += calls_in_row(bytes)?;
+        total += PageSummary::of_row(bytes)?.calls;
         Ok(true)
     })?;
     Ok(total)
@@ -614,7 +728,7 @@ mod tests {
     async fn the_record_keeps_up_with_more_calls_than_one_batch_per_gathering() {
         let store = Store::new(MemoryBackend::default());
         let metrics = Arc::new(Metrics::new());
-        let (recorder, task) = start(store.clone(), metrics.clone(), true);
+        let (recorder, task) = start(store.clone(), metrics.clone(), true, PageIndex::default());
         let event = owner_change();
         // 12,000 calls at about 20,000 a second: past the channel's room
         // (4,096) unless batches go as soon as they fill.
@@ -634,6 +748,75 @@ mod tests {
         assert!(rows < calls as usize / 8, "{rows} rows for {calls} calls");
         let first = matching(&store, &["before_owner_change"], None, None, 1).unwrap();
         assert_eq!(first[0].event["to"]["id"], "usr_2", "{:?}", first[0]);
+    }
+
+    /// Retention reads a row of the record once: the pages the recorder
+    /// wrote it knows from the start, another's (here written directly) from
+    /// the first pass that meets them. A later pass reads none again (rows
+    /// made unreadable behind its back change nothing), and the summaries
+    /// of rows gone are dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_reads_each_page_of_the_record_once() {
+        let store = Store::new(MemoryBackend::default());
+        let metrics = Arc::new(Metrics::new());
+        let index = PageIndex::default();
+        let (recorder, task) = start(store.clone(), metrics, true, index.clone());
+        let event = owner_change();
+        for _ in 0..(PAGE_MAX + 10) {
+            recorder.record(event.clone(), call(0, 0));
+        }
+        drop(recorder);
+        task.await.unwrap();
+        let written = store.queue_len(QueueName::HookCalls).unwrap();
+        assert!(written >= 2, "{written} rows");
+        assert_eq!(index.len(), written, "the recorder notes what it wrote");
+        // Another writer's old page, ids past the recorder's.
+        let old: Vec<HookCall> = (1_000_000..1_000_003).map(|id| call(id, 10)).collect();
+        store
+            .commit(Transaction::of_writes(vec![page_write(&old)]))
+            .unwrap();
+        let config = RecordConfig {
+            enabled: true,
+            keep_days: 7,
+            keep_max: 1_000_000,
+        };
+        assert!(expired(&store, &config, &index, 100).unwrap().is_empty());
+        assert_eq!(index.len(), written + 1, "the unknown page was read once");
+        // Every row made unreadable: what the index knows is what counts.
+        let mut ids = Vec::new();
+        store
+            .queue_scan_ids(QueueName::HookCalls, Order::OldestFirst, &mut |id| {
+                ids.push(id);
+                Ok(true)
+            })
+            .unwrap();
+        let oldest_calls = decode_row(
+            &store
+                .queue_item(QueueName::HookCalls, ids[0])
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap()
+        .len();
+        let garbage: Vec<Write> = ids
+            .iter()
+            .map(|&id| Store::queue_put(QueueName::HookCalls, id, &"not a page"))
+            .collect();
+        store.commit(Transaction::of_writes(garbage)).unwrap();
+        // keep_max = every call but the oldest row's: that row is over.
+        let config = RecordConfig {
+            keep_max: PAGE_MAX + 10 + 3 - oldest_calls,
+            ..config
+        };
+        let gone = expired(&store, &config, &index, 100).unwrap();
+        assert_eq!(gone, [Store::queue_remove(QueueName::HookCalls, ids[0])]);
+        store.commit(Transaction::of_writes(gone)).unwrap();
+        // The next pass drops the summary of the row gone; nothing else
+        // is over.
+        assert!(expired(&store, &config, &index, 100).unwrap().is_empty());
+        assert_eq!(index.len(), written);
+        // A fresh index (a restart) reads the rows again: unreadable now.
+        assert!(expired(&store, &config, &PageIndex::default(), 100).is_err());
     }
 
     /// A page written from the events as asked reads back as the calls
@@ -684,6 +867,7 @@ mod tests {
     #[test]
     fn the_record_keeps_whole_pages_by_age_and_count() {
         let store = Store::new(MemoryBackend::default());
+        let index = PageIndex::default();
         // Ids 1..=4 (10 days old), 5..=7, 8..=10 (fresh).
         pages(&store, &[(4, 10), (3, 0), (3, 0)]);
         assert_eq!(count(&store).unwrap(), 10);
@@ -698,17 +882,17 @@ mod tests {
             keep_days: 7,
             keep_max: 5,
         };
-        let gone = expired(&store, &config, 100).unwrap();
+        let gone = expired(&store, &config, &index, 100).unwrap();
         assert_eq!(gone, [Store::queue_remove(QueueName::HookCalls, 1)]);
         // By age alone: the old page goes, the fresh ones stay.
         let config = RecordConfig {
             keep_max: 1000,
             ..config
         };
-        assert_eq!(expired(&store, &config, 100).unwrap(), gone);
+        assert_eq!(expired(&store, &config, &index, 100).unwrap(), gone);
         store.commit(Transaction::of_writes(gone)).unwrap();
         assert_eq!(count(&store).unwrap(), 6);
-        assert!(expired(&store, &config, 100).unwrap().is_empty());
+        assert!(expired(&store, &config, &index, 100).unwrap().is_empty());
         let ids: Vec<u64> = matching(&store, &["before_owner_change"], None, None, 4)
             .unwrap()
             .iter()
@@ -722,6 +906,7 @@ mod tests {
     #[test]
     fn the_record_keeps_what_its_age_and_count_allow() {
         let store = Store::new(MemoryBackend::default());
+        let index = PageIndex::default();
         // Ten calls: ids 1..=4 are 10 days old, 5..=10 are fresh.
         let writes = (1..=10)
             .map(|id| {
@@ -738,7 +923,7 @@ mod tests {
             keep_days: 7,
             keep_max: 5,
         };
-        let gone = expired(&store, &config, 100).unwrap();
+        let gone = expired(&store, &config, &index, 100).unwrap();
         // Past the count: the oldest five go (1..=5), which covers the old ones.
         assert_eq!(gone.len(), 5, "{gone:?}");
         store.commit(Transaction::of_writes(gone)).unwrap();
@@ -757,7 +942,7 @@ mod tests {
             .unwrap();
         // Id 11 is newest by id but old by time: retention by age reads
         // oldest first and stops at the first young call (id 6).
-        let gone = expired(&store, &config, 100).unwrap();
+        let gone = expired(&store, &config, &index, 100).unwrap();
         assert!(gone.is_empty(), "{gone:?}");
         assert_eq!(
             matching(&store, &["before_owner_change"], None, None, 100)

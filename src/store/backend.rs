@@ -202,6 +202,19 @@ pub trait Backend: StateView + Send + Sync + 'static {
         each: &mut RowVisit<'_>,
     ) -> Result<(), StoreError>;
 
+    /// Visits a kind's keys as [`Backend::scan`] visits its records, for
+    /// callers that need no value: a store that keeps values apart from
+    /// keys (PostgreSQL) reads and sends none.
+    fn scan_keys(
+        &self,
+        kind: Kind,
+        scope: Option<&str>,
+        order: Order,
+        each: &mut dyn FnMut(&[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.scan(kind, scope, order, &mut |key, _| each(key))
+    }
+
     /// How many records a kind holds.
     fn count(&self, kind: Kind) -> Result<usize, StoreError>;
 
@@ -427,6 +440,20 @@ impl Store {
         self.0
             .scan(Kind::of_queue(queue), None, order, &mut |k, v| {
                 each(records::number_of(k), v)
+            })
+    }
+
+    /// Visits a queue's ids in `order` until `each` returns false, without
+    /// their values.
+    pub fn queue_scan_ids(
+        &self,
+        queue: QueueName,
+        order: Order,
+        each: &mut dyn FnMut(u64) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.0
+            .scan_keys(Kind::of_queue(queue), None, order, &mut |k| {
+                each(records::number_of(k))
             })
     }
 

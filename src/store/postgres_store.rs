@@ -1443,6 +1443,92 @@ fn value_of(shape: &Shape, row: &postgres::Row, at: usize) -> Vec<u8> {
     }
 }
 
+impl PostgresStore {
+    /// [`Backend::scan`], with the values or (`values` false) without.
+    fn scan_rows(
+        &self,
+        kind: Kind,
+        scope: Option<&str>,
+        order: Order,
+        values: bool,
+        each: &mut RowVisit<'_>,
+    ) -> Result<(), StoreError> {
+        let shape = shape(kind)?;
+        let columns: Vec<&str> = shape.keys.iter().map(|(c, _)| *c).collect();
+        let (direction, past) = match order {
+            Order::OldestFirst => ("ASC", ">"),
+            Order::NewestFirst => ("DESC", "<"),
+        };
+        let mut cursor: Option<Vec<KeyPart>> = None;
+        loop {
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+            let mut sql = format!(
+                "SELECT {}{} FROM {} WHERE TRUE",
+                columns.join(", "),
+                if values {
+                    format!(", {}", shape.value)
+                } else {
+                    String::new()
+                },
+                shape.table
+            );
+            if let Some(queue) = &shape.queue {
+                params.push(queue);
+                sql.push_str(&format!(" AND queue = ${}", params.len()));
+            }
+            let scope_owned = scope.map(str::to_string);
+            if let (Some(scope), true) = (&scope_owned, columns.len() > 1) {
+                params.push(scope);
+                sql.push_str(&format!(" AND {} = ${}", columns[0], params.len()));
+            }
+            if let Some(after) = &cursor {
+                let first = params.len() + 1;
+                params.extend(after.iter().map(KeyPart::param));
+                let placeholders: Vec<String> = (first..first + after.len())
+                    .map(|i| format!("${i}"))
+                    .collect();
+                sql.push_str(&format!(
+                    " AND ({}) {past} ({})",
+                    columns.join(", "),
+                    placeholders.join(", ")
+                ));
+            }
+            let ordered: Vec<String> = columns.iter().map(|c| format!("{c} {direction}")).collect();
+            sql.push_str(&format!(
+                " ORDER BY {} LIMIT {SCAN_PAGE}",
+                ordered.join(", ")
+            ));
+            let rows = self.with(|c| Ok(c.query(sql.as_str(), &params)?))?;
+            let full = rows.len() as i64 == SCAN_PAGE;
+            for row in &rows {
+                let key = key_of(kind, row);
+                let value = if values {
+                    value_of(&shape, row, columns.len())
+                } else {
+                    Vec::new()
+                };
+                if !each(&key, &value)? {
+                    return Ok(());
+                }
+                cursor = Some(
+                    shape
+                        .keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, column))| match column {
+                            Column::Text => KeyPart::Text(row.get(i)),
+                            Column::BigInt => KeyPart::BigInt(row.get(i)),
+                        })
+                        .collect(),
+                );
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl Store {
     /// A PostgreSQL database (`[store] backend = "postgres"`).
     pub fn open_postgres(url: &str, pool_size: u32) -> Result<Store, StoreError> {
@@ -1854,70 +1940,19 @@ impl Backend for PostgresStore {
         order: Order,
         each: &mut RowVisit<'_>,
     ) -> Result<(), StoreError> {
-        let shape = shape(kind)?;
-        let columns: Vec<&str> = shape.keys.iter().map(|(c, _)| *c).collect();
-        let (direction, past) = match order {
-            Order::OldestFirst => ("ASC", ">"),
-            Order::NewestFirst => ("DESC", "<"),
-        };
-        let mut cursor: Option<Vec<KeyPart>> = None;
-        loop {
-            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
-            let mut sql = format!(
-                "SELECT {}, {} FROM {} WHERE TRUE",
-                columns.join(", "),
-                shape.value,
-                shape.table
-            );
-            if let Some(queue) = &shape.queue {
-                params.push(queue);
-                sql.push_str(&format!(" AND queue = ${}", params.len()));
-            }
-            let scope_owned = scope.map(str::to_string);
-            if let (Some(scope), true) = (&scope_owned, columns.len() > 1) {
-                params.push(scope);
-                sql.push_str(&format!(" AND {} = ${}", columns[0], params.len()));
-            }
-            if let Some(after) = &cursor {
-                let first = params.len() + 1;
-                params.extend(after.iter().map(KeyPart::param));
-                let placeholders: Vec<String> = (first..first + after.len())
-                    .map(|i| format!("${i}"))
-                    .collect();
-                sql.push_str(&format!(
-                    " AND ({}) {past} ({})",
-                    columns.join(", "),
-                    placeholders.join(", ")
-                ));
-            }
-            let ordered: Vec<String> = columns.iter().map(|c| format!("{c} {direction}")).collect();
-            sql.push_str(&format!(
-                " ORDER BY {} LIMIT {SCAN_PAGE}",
-                ordered.join(", ")
-            ));
-            let rows = self.with(|c| Ok(c.query(sql.as_str(), &params)?))?;
-            let full = rows.len() as i64 == SCAN_PAGE;
-            for row in &rows {
-                let key = key_of(kind, row);
-                if !each(&key, &value_of(&shape, row, columns.len()))? {
-                    return Ok(());
-                }
-                cursor = Some(
-                    shape
-                        .keys
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, column))| match column {
-                            Column::Text => KeyPart::Text(row.get(i)),
-                            Column::BigInt => KeyPart::BigInt(row.get(i)),
-                        })
-                        .collect(),
-                );
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+        self.scan_rows(kind, scope, order, true, each)
+    }
+
+    /// Selects the key columns only: a hook-call page is ~150 KB of JSON,
+    /// which a scan of values would detoast, send and parse.
+    fn scan_keys(
+        &self,
+        kind: Kind,
+        scope: Option<&str>,
+        order: Order,
+        each: &mut dyn FnMut(&[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.scan_rows(kind, scope, order, false, &mut |key, _| each(key))
     }
 
     fn count(&self, kind: Kind) -> Result<usize, StoreError> {
