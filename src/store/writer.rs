@@ -526,6 +526,49 @@ enum Role {
     Groups { busy_to: Vec<mpsc::Sender<Job>> },
 }
 
+/// Which event workers a commit gave work to: each is woken only for its
+/// own queue (the outbound worker, woken by every hook event, read an
+/// empty queue from PostgreSQL some 80 times a second under load).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Queued {
+    /// Hook events (the hook worker).
+    hook_events: bool,
+    /// Writes of a sink (the outbound deliveries' worker).
+    sink_writes: bool,
+}
+
+impl Queued {
+    const NOTHING: Queued = Queued {
+        hook_events: false,
+        sink_writes: false,
+    };
+
+    /// Whom workers' writes give work to (an item put back for a retry, or
+    /// moved), and whether they put mail back.
+    fn of_writes(writes: &[Write]) -> (bool, Queued) {
+        let mut mail = false;
+        let mut queued = Queued::NOTHING;
+        for write in writes {
+            if let Write::QueuePut { queue, .. } = write {
+                match queue {
+                    super::QueueName::Outbox => mail = true,
+                    super::QueueName::Hooks => queued.hook_events = true,
+                    super::QueueName::Deliveries => queued.sink_writes = true,
+                    _ => {}
+                }
+            }
+        }
+        (mail, queued)
+    }
+}
+
+impl std::ops::BitOrAssign for Queued {
+    fn bitor_assign(&mut self, other: Queued) {
+        self.hook_events |= other.hook_events;
+        self.sink_writes |= other.sink_writes;
+    }
+}
+
 /// Answers committed but not yet flushed, waiting for the flush that makes
 /// them durable, and the workers that flush should wake.
 #[derive(Default)]
@@ -533,7 +576,7 @@ struct Unflushed {
     answers: Vec<(oneshot::Sender<Answer>, Answer)>,
     since: Option<Instant>,
     wrote_mail: bool,
-    wrote_events: bool,
+    wrote_events: Queued,
 }
 
 impl Unflushed {
@@ -564,8 +607,11 @@ impl Unflushed {
         if std::mem::take(&mut self.wrote_mail) {
             deps.wakers.outbox.notify_one();
         }
-        if std::mem::take(&mut self.wrote_events) {
+        let queued = std::mem::take(&mut self.wrote_events);
+        if queued.hook_events {
             deps.wakers.hooks.notify_one();
+        }
+        if queued.sink_writes {
             deps.wakers.outbound.notify_one();
         }
     }
@@ -632,7 +678,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
         let commands_come = last_command.is_some_and(|at| at.elapsed() < COMMANDS_RECENT);
         let answers = &mut unflushed.answers;
         let mut wrote_mail = false;
-        let mut wrote_events = false;
+        let mut wrote_events = Queued::NOTHING;
         // On a shared store, the commands of one account each are run and
         // committed together (group commit); the rest one by one after.
         let rest: Vec<Job> = if deps.store.shared() {
@@ -678,7 +724,9 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             let (bookkeeping, rest): (Vec<Job>, Vec<Job>) = rest
                 .into_iter()
                 .partition(|job| matches!(job.work, Work::Maintenance(_)));
-            wrote_events |= run_bookkeeping_together(&deps, bookkeeping, answers);
+            let (mail, events) = run_bookkeeping_together(&deps, bookkeeping, answers);
+            wrote_mail |= mail;
+            wrote_events |= events;
             // Commands of busy accounts that could not be handed on.
             rest.into_iter().chain(batch.drain(..)).collect()
         } else {
@@ -716,12 +764,13 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
 /// in one transaction of a shared store: one commit, one WAL sync, instead
 /// of one per item. A job whose writes cannot be computed fails alone; if
 /// the joint commit fails, each job's writes are committed on their own,
-/// so one bad write fails no other. Returns whether anything committed.
+/// so one bad write fails no other. Returns whom what committed gives work
+/// to (see [`Queued::of_writes`]).
 fn run_bookkeeping_together(
     deps: &WriterDeps,
     jobs: Vec<Job>,
     answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
-) -> bool {
+) -> (bool, Queued) {
     let mut computed: Vec<(oneshot::Sender<Answer>, Vec<Write>)> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let Work::Maintenance(work) = job.work else {
@@ -736,25 +785,28 @@ fn run_bookkeeping_together(
         }
     }
     if computed.is_empty() {
-        return false;
+        return (false, Queued::NOTHING);
     }
     let all: Vec<Write> = computed
         .iter()
         .flat_map(|(_, w)| w.iter().cloned())
         .collect();
+    let wakes = Queued::of_writes(&all);
     if deps.store.commit(Transaction::of_writes(all)).is_ok() {
         answers.extend(
             computed
                 .into_iter()
                 .map(|(reply, _)| (reply, Answer::Done(Ok(Reply::Done)))),
         );
-        return true;
+        return wakes;
     }
-    let mut committed = false;
+    let (mut mail, mut queued) = (false, Queued::NOTHING);
     for (reply, writes) in computed {
+        let (m, q) = Queued::of_writes(&writes);
         let answer = match deps.store.commit(Transaction::of_writes(writes)) {
             Ok(()) => {
-                committed = true;
+                mail |= m;
+                queued |= q;
                 Ok(Reply::Done)
             }
             Err(e) => {
@@ -764,7 +816,7 @@ fn run_bookkeeping_together(
         };
         answers.push((reply, Answer::Done(answer)));
     }
-    committed
+    (mail, queued)
 }
 
 /// Runs one job on its own: a command, or workers' bookkeeping. Returns
@@ -776,20 +828,23 @@ fn run_alone(
     actor: &Principal,
     work: Work,
     decided: Option<Decided>,
-) -> (Answer, bool, bool) {
+) -> (Answer, bool, Queued) {
     match work {
         Work::Command(command) => run_one(deps, versions, entropy, actor, command, decided, None),
         Work::Maintenance(work) => {
-            let committed = work(&deps.store)
-                .and_then(|writes| deps.store.commit(Transaction::of_writes(writes)));
+            let committed = work(&deps.store).and_then(|writes| {
+                let wakes = Queued::of_writes(&writes);
+                deps.store.commit(Transaction::of_writes(writes))?;
+                Ok(wakes)
+            });
             match committed {
-                Ok(()) => (Answer::Done(Ok(Reply::Done)), false, true),
+                Ok((mail, queued)) => (Answer::Done(Ok(Reply::Done)), mail, queued),
                 Err(e) => {
                     tracing::error!(error = %e, "a maintenance write failed");
                     (
                         Answer::Done(Err(Refusal::store(e.to_string()))),
                         false,
-                        false,
+                        Queued::NOTHING,
                     )
                 }
             }
@@ -888,7 +943,7 @@ fn run_group(
     answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
     waits: bool,
     busy: &mut Vec<Job>,
-) -> (bool, bool) {
+) -> (bool, Queued) {
     let accounts = accounts_of(&jobs);
     let mut replies = Vec::with_capacity(jobs.len());
     let mut results = Vec::with_capacity(jobs.len());
@@ -954,7 +1009,7 @@ fn run_group(
             Err(e)
         }
     };
-    let (mut mail, mut events) = (false, false);
+    let (mut mail, mut events) = (false, Queued::NOTHING);
     match committed {
         Ok(()) => {
             let touched: Vec<String> = group.touched.into_iter().collect();
@@ -993,7 +1048,7 @@ fn run_one(
     command: Command,
     decided: Option<Decided>,
     group: Option<&mut Group>,
-) -> (Answer, bool, bool) {
+) -> (Answer, bool, Queued) {
     let now = Utc::now();
     let decided_gate = decided.map(|decided| DecidedGate {
         decided,
@@ -1027,7 +1082,7 @@ fn run_one(
             return (
                 Answer::Done(Err(Refusal::store(e.to_string()))),
                 false,
-                false,
+                Queued::NOTHING,
             );
         }
     };
@@ -1038,7 +1093,7 @@ fn run_one(
             .as_ref()
             .is_some_and(|group| group.touched.contains(account_id));
         if g.decided.account_version != versions.get(account_id) || changed_in_group {
-            return (Answer::Stale, false, false);
+            return (Answer::Stale, false, Queued::NOTHING);
         }
     }
     let executed = execute(&deps.store, &mut ctx, actor, command);
@@ -1046,19 +1101,19 @@ fn run_one(
         .as_ref()
         .is_some_and(|g| g.stale.load(std::sync::atomic::Ordering::Relaxed))
     {
-        return (Answer::Stale, false, false);
+        return (Answer::Stale, false, Queued::NOTHING);
     }
     let (answer, mail, events) = match executed {
         Ok(outcome) => {
             let has_mail = !outcome.notices.is_empty();
             match commit_outcome(deps, versions, outcome, group) {
-                Ok((reply, has_events)) => {
+                Ok((reply, queued)) => {
                     deps.metrics.store_commits.inc();
-                    (Ok(reply), has_mail, has_events)
+                    (Ok(reply), has_mail, queued)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, action = subject.action, "commit failed");
-                    (Err(Refusal::store(e.to_string())), false, false)
+                    (Err(Refusal::store(e.to_string())), false, Queued::NOTHING)
                 }
             }
         }
@@ -1066,29 +1121,33 @@ fn run_one(
             let audit = refusal_audit(actor, &subject, &refusal, now);
             let events = std::mem::take(&mut refusal.events);
             if audit.is_none() && events.is_empty() {
-                return (Answer::Done(Err(refusal)), false, false);
+                return (Answer::Done(Err(refusal)), false, Queued::NOTHING);
             }
-            let has_events = !events.is_empty();
-            let committed = (|| -> Result<(), StoreError> {
+            let committed = (|| -> Result<Queued, StoreError> {
                 let mut writes = Vec::new();
                 for sink in &deps.sinks {
                     writes.extend(sink.writes(&deps.store, &events, &[], now)?);
                 }
+                let queued = Queued {
+                    hook_events: !events.is_empty(),
+                    sink_writes: !writes.is_empty(),
+                };
                 deps.store.commit(Transaction {
                     audit,
                     events,
                     writes,
                     ..Transaction::default()
-                })
+                })?;
+                Ok(queued)
             })();
             match committed {
-                Ok(()) => {
+                Ok(queued) => {
                     deps.metrics.store_commits.inc();
-                    (Err(refusal), false, has_events)
+                    (Err(refusal), false, queued)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "committing a refusal's audit entry failed");
-                    (Err(Refusal::store(e.to_string())), false, false)
+                    (Err(Refusal::store(e.to_string())), false, Queued::NOTHING)
                 }
             }
         }
@@ -1096,14 +1155,14 @@ fn run_one(
     (Answer::Done(answer), mail, events)
 }
 
-/// Commits an outcome; returns its reply and whether it queued work for the
-/// event workers (hook events, or writes of a sink).
+/// Commits an outcome; returns its reply and which event workers it queued
+/// work for (hook events, writes of a sink).
 fn commit_outcome(
     deps: &WriterDeps,
     versions: &AccountVersions,
     outcome: Outcome,
     group: Option<&mut Group>,
-) -> Result<(Reply, bool), StoreError> {
+) -> Result<(Reply, Queued), StoreError> {
     // The changes move into the transaction; their accounts' versions are
     // bumped once it is committed.
     let mut touched: Vec<&str> = outcome
@@ -1117,7 +1176,10 @@ fn commit_outcome(
     for sink in &deps.sinks {
         writes.extend(sink.writes(&deps.store, &outcome.events, &outcome.changes, Utc::now())?);
     }
-    let has_events = !outcome.events.is_empty() || !writes.is_empty();
+    let queued = Queued {
+        hook_events: !outcome.events.is_empty(),
+        sink_writes: !writes.is_empty(),
+    };
     // A notice's language is known when the command changed its account.
     let mails = outcome
         .notices
@@ -1143,7 +1205,7 @@ fn commit_outcome(
         Some(group) => group.touched.extend(touched),
         None => versions.bump(&touched),
     }
-    Ok((outcome.reply, has_events))
+    Ok((outcome.reply, queued))
 }
 
 /// Every `period` (and once at start): deletes what `find` reports (run on
