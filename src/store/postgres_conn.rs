@@ -28,7 +28,7 @@ use std::task::Poll;
 
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Connection, NoTls, Row, Socket, Statement};
 
 pub use tokio_postgres::Error;
@@ -84,6 +84,39 @@ impl ToSql for JsonText {
     }
 
     to_sql_checked!();
+}
+
+/// A `json` or `jsonb` value read as the codec's version-1 bytes (a version
+/// byte, then JSON text). jsonb's binary format is exactly that, so a read
+/// copies the bytes instead of building a `serde_json::Value` and writing
+/// it out again (a queue worker's window, a claim, a scan).
+#[derive(Debug)]
+pub struct CodecJson(pub Vec<u8>);
+
+/// jsonb's binary format version this build reads.
+const JSONB_VERSION: u8 = 1;
+const _: () = assert!(JSONB_VERSION == crate::store::codec::FORMAT_JSON);
+
+impl<'a> FromSql<'a> for CodecJson {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            return match raw.first() {
+                Some(&JSONB_VERSION) => Ok(CodecJson(raw.to_vec())),
+                _ => Err("a jsonb value in a binary format version this build does not read".into()),
+            };
+        }
+        let mut out = Vec::with_capacity(raw.len() + 1);
+        out.push(crate::store::codec::FORMAT_JSON);
+        out.extend_from_slice(raw);
+        Ok(CodecJson(out))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
 }
 
 /// Why a connection could not be opened.

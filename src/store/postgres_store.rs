@@ -29,7 +29,7 @@ use std::sync::Arc;
 use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
 use super::codec::key2;
 use super::postgres_cache::{SharedCache, Touched};
-use super::postgres_conn::{owned, Conn, JsonText, Manager, Run};
+use super::postgres_conn::{owned, CodecJson, Conn, JsonText, Manager, Run};
 
 use crate::domain::*;
 
@@ -1437,7 +1437,7 @@ fn key_of(kind: Kind, row: &postgres::Row) -> Vec<u8> {
 /// the email index's user id as it is).
 fn value_of(shape: &Shape, row: &postgres::Row, at: usize) -> Vec<u8> {
     if shape.value == "value" {
-        encode(&row.get::<_, Json<serde_json::Value>>(at).0)
+        row.get::<_, CodecJson>(at).0
     } else {
         row.get::<_, String>(at).into_bytes()
     }
@@ -2248,8 +2248,8 @@ impl Backend for PostgresStore {
                 .into_iter()
                 .map(|row| {
                     let id: i64 = row.get(0);
-                    let value: Json<serde_json::Value> = row.get(1);
-                    (id as u64, encode(&value.0))
+                    let value: CodecJson = row.get(1);
+                    (id as u64, value.0)
                 })
                 .collect())
         })
@@ -2362,8 +2362,8 @@ impl Backend for PostgresStore {
                 .into_iter()
                 .map(|row| {
                     let id: i64 = row.get(0);
-                    let value: Json<serde_json::Value> = row.get(1);
-                    (id as u64, encode(&value.0))
+                    let value: CodecJson = row.get(1);
+                    (id as u64, value.0)
                 })
                 .collect();
             out.sort_by_key(|(id, _)| *id);
