@@ -105,7 +105,9 @@ impl<'a> FromSql<'a> for CodecJson {
         if *ty == Type::JSONB {
             return match raw.first() {
                 Some(&JSONB_VERSION) => Ok(CodecJson(raw.to_vec())),
-                _ => Err("a jsonb value in a binary format version this build does not read".into()),
+                _ => {
+                    Err("a jsonb value in a binary format version this build does not read".into())
+                }
             };
         }
         let mut out = Vec::with_capacity(raw.len() + 1);
