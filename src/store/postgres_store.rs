@@ -1435,11 +1435,11 @@ fn key_of(kind: Kind, row: &postgres::Row) -> Vec<u8> {
 
 /// A row's value in the codec's format (`jsonb` values as its JSON form;
 /// the email index's user id as it is).
-fn value_of(shape: &Shape, row: &postgres::Row, at: usize) -> Vec<u8> {
+fn value_of(shape: &Shape, row: &postgres::Row, at: usize) -> Result<Vec<u8>, StoreError> {
     if shape.value == "value" {
-        row.get::<_, CodecJson>(at).0
+        Ok(row.try_get::<_, CodecJson>(at)?.0)
     } else {
-        row.get::<_, String>(at).into_bytes()
+        Ok(row.try_get::<_, String>(at)?.into_bytes())
     }
 }
 
@@ -1503,7 +1503,7 @@ impl PostgresStore {
             for row in &rows {
                 let key = key_of(kind, row);
                 let value = if values {
-                    value_of(&shape, row, columns.len())
+                    value_of(&shape, row, columns.len())?
                 } else {
                     Vec::new()
                 };
@@ -1926,8 +1926,9 @@ impl Backend for PostgresStore {
             sql.push_str(&format!(" AND queue = ${}", params.len()));
         }
         self.with(|c| {
-            Ok(c.query_opt(sql.as_str(), &params)?
-                .map(|row| value_of(&shape, &row, 0)))
+            c.query_opt(sql.as_str(), &params)?
+                .map(|row| value_of(&shape, &row, 0))
+                .transpose()
         })
     }
 
@@ -2244,14 +2245,13 @@ impl Backend for PostgresStore {
                     &stale_secs,
                 ],
             )?;
-            Ok(rows
-                .into_iter()
+            rows.into_iter()
                 .map(|row| {
-                    let id: i64 = row.get(0);
-                    let value: CodecJson = row.get(1);
-                    (id as u64, value.0)
+                    let id: i64 = row.try_get(0)?;
+                    let value: CodecJson = row.try_get(1)?;
+                    Ok((id as u64, value.0))
                 })
-                .collect())
+                .collect()
         })
     }
 
@@ -2361,11 +2361,11 @@ impl Backend for PostgresStore {
             let mut out: Vec<(u64, Vec<u8>)> = rows
                 .into_iter()
                 .map(|row| {
-                    let id: i64 = row.get(0);
-                    let value: CodecJson = row.get(1);
-                    (id as u64, value.0)
+                    let id: i64 = row.try_get(0)?;
+                    let value: CodecJson = row.try_get(1)?;
+                    Ok((id as u64, value.0))
                 })
-                .collect();
+                .collect::<Result<_, StoreError>>()?;
             out.sort_by_key(|(id, _)| *id);
             Ok(out)
         })

@@ -526,11 +526,13 @@ enum Role {
     Groups { busy_to: Vec<mpsc::Sender<Job>> },
 }
 
-/// Which event workers a commit gave work to: each is woken only for its
-/// own queue (the outbound worker, woken by every hook event, read an
-/// empty queue from PostgreSQL some 80 times a second under load).
+/// Which workers a commit gave work to: each is woken only for its own
+/// queue (the outbound worker, woken by every hook event, read an empty
+/// queue from PostgreSQL some 80 times a second under load).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Queued {
+    /// Mail (the outbox worker).
+    mail: bool,
     /// Hook events (the hook worker).
     hook_events: bool,
     /// Writes of a sink (the outbound deliveries' worker).
@@ -539,31 +541,32 @@ struct Queued {
 
 impl Queued {
     const NOTHING: Queued = Queued {
+        mail: false,
         hook_events: false,
         sink_writes: false,
     };
 
     /// Whom workers' writes give work to (an item put back for a retry, or
-    /// moved), and whether they put mail back.
-    fn of_writes(writes: &[Write]) -> (bool, Queued) {
-        let mut mail = false;
+    /// moved).
+    fn of_writes(writes: &[Write]) -> Queued {
         let mut queued = Queued::NOTHING;
         for write in writes {
             if let Write::QueuePut { queue, .. } = write {
                 match queue {
-                    super::QueueName::Outbox => mail = true,
+                    super::QueueName::Outbox => queued.mail = true,
                     super::QueueName::Hooks => queued.hook_events = true,
                     super::QueueName::Deliveries => queued.sink_writes = true,
                     _ => {}
                 }
             }
         }
-        (mail, queued)
+        queued
     }
 }
 
 impl std::ops::BitOrAssign for Queued {
     fn bitor_assign(&mut self, other: Queued) {
+        self.mail |= other.mail;
         self.hook_events |= other.hook_events;
         self.sink_writes |= other.sink_writes;
     }
@@ -575,8 +578,7 @@ impl std::ops::BitOrAssign for Queued {
 struct Unflushed {
     answers: Vec<(oneshot::Sender<Answer>, Answer)>,
     since: Option<Instant>,
-    wrote_mail: bool,
-    wrote_events: Queued,
+    queued: Queued,
 }
 
 impl Unflushed {
@@ -604,10 +606,10 @@ impl Unflushed {
             // change committed; nobody is left to tell.
             let _ = reply.send(answer);
         }
-        if std::mem::take(&mut self.wrote_mail) {
+        let queued = std::mem::take(&mut self.queued);
+        if queued.mail {
             deps.wakers.outbox.notify_one();
         }
-        let queued = std::mem::take(&mut self.wrote_events);
         if queued.hook_events {
             deps.wakers.hooks.notify_one();
         }
@@ -677,8 +679,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
         }
         let commands_come = last_command.is_some_and(|at| at.elapsed() < COMMANDS_RECENT);
         let answers = &mut unflushed.answers;
-        let mut wrote_mail = false;
-        let mut wrote_events = Queued::NOTHING;
+        let mut queued = Queued::NOTHING;
         // On a shared store, the commands of one account each are run and
         // committed together (group commit); the rest one by one after.
         let rest: Vec<Job> = if deps.store.shared() {
@@ -692,7 +693,7 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             while grouped.peek().is_some() {
                 let group: Vec<Job> = grouped.by_ref().take(GROUP_MAX).collect();
                 let waits = matches!(role, Role::Waits);
-                let (mail, events) = run_group(
+                queued |= run_group(
                     &deps,
                     &versions,
                     &mut entropy,
@@ -701,8 +702,6 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
                     waits,
                     &mut busy,
                 );
-                wrote_mail |= mail;
-                wrote_events |= events;
             }
             if let Role::Groups { busy_to } = &role {
                 for job in busy {
@@ -724,16 +723,14 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
             let (bookkeeping, rest): (Vec<Job>, Vec<Job>) = rest
                 .into_iter()
                 .partition(|job| matches!(job.work, Work::Maintenance(_)));
-            let (mail, events) = run_bookkeeping_together(&deps, bookkeeping, answers);
-            wrote_mail |= mail;
-            wrote_events |= events;
+            queued |= run_bookkeeping_together(&deps, bookkeeping, answers);
             // Commands of busy accounts that could not be handed on.
             rest.into_iter().chain(batch.drain(..)).collect()
         } else {
             std::mem::take(&mut batch)
         };
         for job in rest {
-            let (answer, mail, events) = run_alone(
+            let (answer, q) = run_alone(
                 &deps,
                 &versions,
                 &mut entropy,
@@ -741,12 +738,10 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
                 job.work,
                 job.decided,
             );
-            wrote_mail |= mail;
-            wrote_events |= events;
+            queued |= q;
             answers.push((job.reply, answer));
         }
-        unflushed.wrote_mail |= wrote_mail;
-        unflushed.wrote_events |= wrote_events;
+        unflushed.queued |= queued;
         if only_bookkeeping
             && commands_come
             && timer.is_some()
@@ -770,7 +765,7 @@ fn run_bookkeeping_together(
     deps: &WriterDeps,
     jobs: Vec<Job>,
     answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
-) -> (bool, Queued) {
+) -> Queued {
     let mut computed: Vec<(oneshot::Sender<Answer>, Vec<Write>)> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let Work::Maintenance(work) = job.work else {
@@ -785,7 +780,7 @@ fn run_bookkeeping_together(
         }
     }
     if computed.is_empty() {
-        return (false, Queued::NOTHING);
+        return Queued::NOTHING;
     }
     let all: Vec<Write> = computed
         .iter()
@@ -800,12 +795,11 @@ fn run_bookkeeping_together(
         );
         return wakes;
     }
-    let (mut mail, mut queued) = (false, Queued::NOTHING);
+    let mut queued = Queued::NOTHING;
     for (reply, writes) in computed {
-        let (m, q) = Queued::of_writes(&writes);
+        let q = Queued::of_writes(&writes);
         let answer = match deps.store.commit(Transaction::of_writes(writes)) {
             Ok(()) => {
-                mail |= m;
                 queued |= q;
                 Ok(Reply::Done)
             }
@@ -816,11 +810,11 @@ fn run_bookkeeping_together(
         };
         answers.push((reply, Answer::Done(answer)));
     }
-    (mail, queued)
+    queued
 }
 
 /// Runs one job on its own: a command, or workers' bookkeeping. Returns
-/// the answer and whether mail or hook events were queued.
+/// the answer and which workers it gave work to.
 fn run_alone(
     deps: &WriterDeps,
     versions: &AccountVersions,
@@ -828,7 +822,7 @@ fn run_alone(
     actor: &Principal,
     work: Work,
     decided: Option<Decided>,
-) -> (Answer, bool, Queued) {
+) -> (Answer, Queued) {
     match work {
         Work::Command(command) => run_one(deps, versions, entropy, actor, command, decided, None),
         Work::Maintenance(work) => {
@@ -838,12 +832,11 @@ fn run_alone(
                 Ok(wakes)
             });
             match committed {
-                Ok((mail, queued)) => (Answer::Done(Ok(Reply::Done)), mail, queued),
+                Ok(queued) => (Answer::Done(Ok(Reply::Done)), queued),
                 Err(e) => {
                     tracing::error!(error = %e, "a maintenance write failed");
                     (
                         Answer::Done(Err(Refusal::store(e.to_string()))),
-                        false,
                         Queued::NOTHING,
                     )
                 }
@@ -933,8 +926,8 @@ fn members_named(jobs: &[Job]) -> Vec<(String, String)> {
 /// If the group's commit fails, each command is run again on its own.
 /// Unless it `waits`, the group takes only the locks no other transaction
 /// holds, and the commands of the other accounts are pushed to `busy`, not
-/// run. Answers are pushed to `answers`; returns whether mail or events
-/// were queued.
+/// run. Answers are pushed to `answers`; returns which workers the group
+/// gave work to.
 fn run_group(
     deps: &WriterDeps,
     versions: &AccountVersions,
@@ -943,7 +936,7 @@ fn run_group(
     answers: &mut Vec<(oneshot::Sender<Answer>, Answer)>,
     waits: bool,
     busy: &mut Vec<Job>,
-) -> (bool, Queued) {
+) -> Queued {
     let accounts = accounts_of(&jobs);
     let mut replies = Vec::with_capacity(jobs.len());
     let mut results = Vec::with_capacity(jobs.len());
@@ -1009,15 +1002,14 @@ fn run_group(
             Err(e)
         }
     };
-    let (mut mail, mut events) = (false, Queued::NOTHING);
+    let mut queued = Queued::NOTHING;
     match committed {
         Ok(()) => {
             let touched: Vec<String> = group.touched.into_iter().collect();
             versions.bump(&touched);
             deps.metrics.store_batch_size.observe(results.len() as f64);
-            for (reply, (answer, m, e)) in replies.into_iter().zip(results) {
-                mail |= m;
-                events |= e;
+            for (reply, (answer, q)) in replies.into_iter().zip(results) {
+                queued |= q;
                 answers.push((reply, answer));
             }
         }
@@ -1027,19 +1019,17 @@ fn run_group(
             // decision made meanwhile is made again.
             versions.bump(&accounts);
             for (reply, (actor, command, decided)) in replies.into_iter().zip(copies) {
-                let (answer, m, e) =
-                    run_one(deps, versions, entropy, &actor, command, decided, None);
-                mail |= m;
-                events |= e;
+                let (answer, q) = run_one(deps, versions, entropy, &actor, command, decided, None);
+                queued |= q;
                 answers.push((reply, answer));
             }
         }
     }
-    (mail, events)
+    queued
 }
 
 /// Runs and commits one command (in `group`, when it runs in one). Returns
-/// the answer and whether mail or hook events were queued.
+/// the answer and which workers it gave work to.
 fn run_one(
     deps: &WriterDeps,
     versions: &AccountVersions,
@@ -1048,7 +1038,7 @@ fn run_one(
     command: Command,
     decided: Option<Decided>,
     group: Option<&mut Group>,
-) -> (Answer, bool, Queued) {
+) -> (Answer, Queued) {
     let now = Utc::now();
     let decided_gate = decided.map(|decided| DecidedGate {
         decided,
@@ -1081,7 +1071,6 @@ fn run_one(
             tracing::error!(error = %e, action = subject.action, "taking the command's lock failed");
             return (
                 Answer::Done(Err(Refusal::store(e.to_string()))),
-                false,
                 Queued::NOTHING,
             );
         }
@@ -1093,7 +1082,7 @@ fn run_one(
             .as_ref()
             .is_some_and(|group| group.touched.contains(account_id));
         if g.decided.account_version != versions.get(account_id) || changed_in_group {
-            return (Answer::Stale, false, Queued::NOTHING);
+            return (Answer::Stale, Queued::NOTHING);
         }
     }
     let executed = execute(&deps.store, &mut ctx, actor, command);
@@ -1101,27 +1090,24 @@ fn run_one(
         .as_ref()
         .is_some_and(|g| g.stale.load(std::sync::atomic::Ordering::Relaxed))
     {
-        return (Answer::Stale, false, Queued::NOTHING);
+        return (Answer::Stale, Queued::NOTHING);
     }
-    let (answer, mail, events) = match executed {
-        Ok(outcome) => {
-            let has_mail = !outcome.notices.is_empty();
-            match commit_outcome(deps, versions, outcome, group) {
-                Ok((reply, queued)) => {
-                    deps.metrics.store_commits.inc();
-                    (Ok(reply), has_mail, queued)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, action = subject.action, "commit failed");
-                    (Err(Refusal::store(e.to_string())), false, Queued::NOTHING)
-                }
+    let (answer, queued) = match executed {
+        Ok(outcome) => match commit_outcome(deps, versions, outcome, group) {
+            Ok((reply, queued)) => {
+                deps.metrics.store_commits.inc();
+                (Ok(reply), queued)
             }
-        }
+            Err(e) => {
+                tracing::error!(error = %e, action = subject.action, "commit failed");
+                (Err(Refusal::store(e.to_string())), Queued::NOTHING)
+            }
+        },
         Err(mut refusal) => {
             let audit = refusal_audit(actor, &subject, &refusal, now);
             let events = std::mem::take(&mut refusal.events);
             if audit.is_none() && events.is_empty() {
-                return (Answer::Done(Err(refusal)), false, Queued::NOTHING);
+                return (Answer::Done(Err(refusal)), Queued::NOTHING);
             }
             let committed = (|| -> Result<Queued, StoreError> {
                 let mut writes = Vec::new();
@@ -1129,6 +1115,7 @@ fn run_one(
                     writes.extend(sink.writes(&deps.store, &events, &[], now)?);
                 }
                 let queued = Queued {
+                    mail: false,
                     hook_events: !events.is_empty(),
                     sink_writes: !writes.is_empty(),
                 };
@@ -1143,20 +1130,20 @@ fn run_one(
             match committed {
                 Ok(queued) => {
                     deps.metrics.store_commits.inc();
-                    (Err(refusal), false, queued)
+                    (Err(refusal), queued)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "committing a refusal's audit entry failed");
-                    (Err(Refusal::store(e.to_string())), false, Queued::NOTHING)
+                    (Err(Refusal::store(e.to_string())), Queued::NOTHING)
                 }
             }
         }
     };
-    (Answer::Done(answer), mail, events)
+    (Answer::Done(answer), queued)
 }
 
-/// Commits an outcome; returns its reply and which event workers it queued
-/// work for (hook events, writes of a sink).
+/// Commits an outcome; returns its reply and which workers it queued work
+/// for (mail, hook events, writes of a sink).
 fn commit_outcome(
     deps: &WriterDeps,
     versions: &AccountVersions,
@@ -1177,6 +1164,7 @@ fn commit_outcome(
         writes.extend(sink.writes(&deps.store, &outcome.events, &outcome.changes, Utc::now())?);
     }
     let queued = Queued {
+        mail: !outcome.notices.is_empty(),
         hook_events: !outcome.events.is_empty(),
         sink_writes: !writes.is_empty(),
     };
