@@ -398,7 +398,7 @@ impl Transport {
     pub fn from_config(config: &MailConfig, mail_dir: PathBuf) -> anyhow::Result<Transport> {
         match config.transport {
             MailTransportKind::File => {
-                std::fs::create_dir_all(&mail_dir).with_context(|| {
+                std::fs::create_dir_all(mail_dir.join(MAIL_TMP_DIR)).with_context(|| {
                     format!("creating the mail directory {}", mail_dir.display())
                 })?;
                 Ok(Transport::File(mail_dir))
@@ -526,13 +526,24 @@ async fn deliver_batch(
     }
 }
 
-/// Writes mail files as a batch: each under a hidden temporary name, then
-/// their contents synced to disk at once, then each renamed to its own
-/// name and the folder synced once. A reader never sees a partial file,
-/// and a mail is settled (taken off the outbox) only once its file and
-/// name are on disk: a crash before that writes it again, under the same
-/// name. One sync per batch instead of one per file (file creation and
-/// sync were a fifth of a transfer's time).
+/// The folder inside the mail folder where a mail file is written before
+/// it is named: hidden, so a reader of `*.eml` never sees it.
+pub const MAIL_TMP_DIR: &str = ".tmp";
+
+/// Writes mail files as a batch: each into the hidden `.tmp` folder, then
+/// their contents synced to disk at once, then each moved to its own name
+/// in the mail folder and the folder synced once. A reader never sees a
+/// partial file, and a mail is settled (taken off the outbox) only once
+/// its file and name are on disk: a crash before that writes it again,
+/// under the same name. One sync per batch instead of one per file (file
+/// creation and sync were a fifth of a transfer's time).
+///
+/// The files are created in the small `.tmp` folder, not beside the mail
+/// already written, and named relative to the two folders' descriptors:
+/// a look-up in a folder of 100,000 mails (its index, then a block of
+/// names compared one by one) is made once per mail instead of three
+/// times, and no path is walked from the root. That cut the kernel's work
+/// per mail file by about a third (benches/analysis.md).
 fn write_mail_files(
     dir: &std::path::Path,
     files: Vec<Result<(String, Vec<u8>), DeliveryError>>,
@@ -541,31 +552,41 @@ fn write_mail_files(
         message: format!("{what}: {e}"),
         permanent: false,
     };
-    let tmp_of = |name: &str| dir.join(format!(".{name}.tmp"));
+    let folders = MailFolders::open(dir);
+    let folders = match folders {
+        Ok(folders) => folders,
+        Err(e) => {
+            let error = transient("opening the mail folder", &e);
+            return files
+                .into_iter()
+                .map(|f| f.and(Err(error.clone())))
+                .collect();
+        }
+    };
     let mut results: Vec<Result<String, DeliveryError>> = files
         .into_iter()
         .map(|file| {
             let (name, bytes) = file?;
-            std::fs::write(tmp_of(&name), &bytes)
+            folders
+                .write_tmp(&name, &bytes)
                 .map_err(|e| transient("writing the mail file", &e))?;
             Ok(name)
         })
         .collect();
-    let written: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-    if written.is_empty() {
+    if !results.iter().any(Result::is_ok) {
         return results.into_iter().map(|r| r.map(|_| ())).collect();
     }
-    if let Err(e) = sync_contents(dir, written.iter().map(|n| tmp_of(n))) {
+    if let Err(e) = folders.sync_contents() {
         return fail_written(results, &transient("syncing the mail files", &e));
     }
     for result in results.iter_mut() {
         if let Ok(name) = result {
-            if let Err(e) = std::fs::rename(tmp_of(name), dir.join(&*name)) {
+            if let Err(e) = folders.name(name) {
                 *result = Err(transient("naming the mail file", &e));
             }
         }
     }
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+    if let Err(e) = folders.mail.sync_all() {
         return fail_written(results, &transient("syncing the mail folder", &e));
     }
     results.into_iter().map(|r| r.map(|_| ())).collect()
@@ -583,32 +604,109 @@ fn fail_written(
         .collect()
 }
 
-/// The contents of these files on disk. On Linux one `syncfs` of the
-/// folder's file system covers them all; elsewhere each is synced.
-fn sync_contents(
-    dir: &std::path::Path,
-    files: impl Iterator<Item = PathBuf>,
-) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
+/// The mail folder and its `.tmp` folder, open for one batch.
+struct MailFolders {
+    mail: std::fs::File,
+    tmp: std::fs::File,
+}
+
+impl MailFolders {
+    fn open(dir: &std::path::Path) -> std::io::Result<MailFolders> {
+        let tmp_path = dir.join(MAIL_TMP_DIR);
+        let tmp = match std::fs::File::open(&tmp_path) {
+            Ok(tmp) => tmp,
+            // Removed while the daemon runs: made again, inside the mail
+            // folder only (a mail folder that is gone fails the batch).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&tmp_path) {
+                    // Another replica writing to this folder made it.
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+                std::fs::File::open(&tmp_path)?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(MailFolders {
+            mail: std::fs::File::open(dir)?,
+            tmp,
+        })
+    }
+
+    /// `bytes` into `.tmp/<name>` (replacing what a crash left there).
+    fn write_tmp(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let name = c_name(name)?;
+        // SAFETY: `name` is a NUL-terminated string that outlives the call;
+        // the folder's descriptor is open while `self` lives.
+        let fd = unsafe {
+            libc::openat(
+                self.tmp.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                // Read by the daemon's user alone (the umask is 077 too).
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.write_all(bytes)
+    }
+
+    /// `.tmp/<name>` moved to `<name>` in the mail folder.
+    fn name(&self, name: &str) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
-        let _ = files;
-        let folder = std::fs::File::open(dir)?;
-        // SAFETY: syncfs only reads the descriptor, which `folder` keeps
-        // open for the call.
-        if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
+        let name = c_name(name)?;
+        // SAFETY: both names are NUL-terminated strings that outlive the
+        // call; both descriptors are open while `self` lives.
+        let done = unsafe {
+            libc::renameat(
+                self.tmp.as_raw_fd(),
+                name.as_ptr(),
+                self.mail.as_raw_fd(),
+                name.as_ptr(),
+            )
+        };
+        if done != 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = dir;
-        for file in files {
-            std::fs::File::open(file)?.sync_all()?;
+
+    /// The contents of the files written: one `syncfs` of the folder's
+    /// file system covers them all (on Linux; elsewhere a `sync`).
+    fn sync_contents(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        #[cfg(target_os = "linux")]
+        // SAFETY: syncfs only reads the descriptor, open while `self` lives.
+        let done = unsafe { libc::syncfs(self.tmp.as_raw_fd()) };
+        #[cfg(not(target_os = "linux"))]
+        let done = {
+            let _ = self.tmp.as_raw_fd();
+            // SAFETY: sync takes no argument and cannot fail.
+            unsafe { libc::sync() };
+            0
+        };
+        if done != 0 {
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
+}
+
+/// A mail file's name for the C calls (the outbox names them by number:
+/// no NUL can be in one).
+fn c_name(name: &str) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(name).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a NUL in a mail file name",
+        )
+    })
 }
 
 /// The outbox: mails committed with their change, delivered after it is on
@@ -899,14 +997,25 @@ mod tests {
                 assert!(text.contains(&format!("tok{n}")), "{text}");
             }
         }
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 4, "{names:?}");
-        assert!(names
+        let names_in = |dir: &std::path::Path| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let mut names = names_in(dir.path());
+        names.sort();
+        // The mails, and the folder they were written in before being
+        // named, left empty.
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(names[0], MAIL_TMP_DIR);
+        assert!(names[1..]
             .iter()
             .all(|n| n.ends_with(".eml") && !n.starts_with('.')));
+        assert_eq!(
+            names_in(&dir.path().join(MAIL_TMP_DIR)),
+            Vec::<String>::new()
+        );
 
         let gone = outbox_in(dir.path().join("no-such-folder"));
         let results = gone.attempt_batch(&mut mails[..2]).await;

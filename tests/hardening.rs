@@ -956,11 +956,20 @@ async fn data_and_mail_are_private_to_the_daemon() {
     assert_eq!(mode(&d.data_dir()), 0o700);
     assert_eq!(mode(&d.mail_dir()), 0o700);
     assert_eq!(mode(&d.data_dir().join("operator.token")), 0o600);
-    let mails: Vec<_> = std::fs::read_dir(d.mail_dir()).unwrap().flatten().collect();
-    assert!(!mails.is_empty());
-    for m in mails {
-        assert_eq!(mode(&m.path()), 0o600, "{}", m.path().display());
+    let entries: Vec<_> = std::fs::read_dir(d.mail_dir()).unwrap().flatten().collect();
+    let mut mails = 0;
+    for e in entries {
+        let path = e.path();
+        if e.file_type().unwrap().is_dir() {
+            // The folder a mail is written in before it is named.
+            assert_eq!(path.file_name().unwrap(), ".tmp");
+            assert_eq!(mode(&path), 0o700, "{}", path.display());
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            mails += 1;
+        }
     }
+    assert!(mails > 0);
     // sled's files (on PostgreSQL the state is in the database).
     let mut db_files = 0;
     for e in std::fs::read_dir(d.data_dir().join("db"))
