@@ -47,9 +47,15 @@ machine_line() {
 import datetime, json, os, sys
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+# Files' inodes the kernel holds: millions left by earlier runs' mail files
+# slowed file creation (and so transfers) by a tenth (benches/analysis.md).
+try:
+    inodes = int(open("/proc/sys/fs/inode-nr").read().split()[0])
+except (OSError, ValueError, IndexError):
+    inodes = None
 print(json.dumps({"scenario": f"machine_{sys.argv[1]}", "cores": os.cpu_count(), "model": model,
     "memory_gib": round(mem), "load1_before": os.getloadavg()[0], "daemon_cpus": sys.argv[2],
-    "load_cpus": sys.argv[3], "date": datetime.date.today().isoformat()}))
+    "load_cpus": sys.argv[3], "inodes_cached": inodes, "date": datetime.date.today().isoformat()}))
 PY
 }
 
