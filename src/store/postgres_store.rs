@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0002_replicas.sql"),
     include_str!("postgres/0003_policy_switches.sql"),
     include_str!("postgres/0004_queue_lanes.sql"),
+    include_str!("postgres/0005_queue_lz4.sql"),
 ];
 
 /// Advisory lock held while migrating (replicas starting together migrate
