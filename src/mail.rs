@@ -654,7 +654,11 @@ impl MailFolders {
         }
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-        file.write_all(bytes)
+        file.write_all(bytes)?;
+        // Without syncfs each file is synced on its own.
+        #[cfg(not(target_os = "linux"))]
+        file.sync_all()?;
+        Ok(())
     }
 
     /// `.tmp/<name>` moved to `<name>` in the mail folder.
@@ -677,22 +681,18 @@ impl MailFolders {
         Ok(())
     }
 
-    /// The contents of the files written: one `syncfs` of the folder's
-    /// file system covers them all (on Linux; elsewhere a `sync`).
+    /// The contents of the files written: on Linux one `syncfs` of the
+    /// folder's file system covers them all (elsewhere `write_tmp` synced
+    /// each file).
     fn sync_contents(&self) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
         #[cfg(target_os = "linux")]
-        // SAFETY: syncfs only reads the descriptor, open while `self` lives.
-        let done = unsafe { libc::syncfs(self.tmp.as_raw_fd()) };
-        #[cfg(not(target_os = "linux"))]
-        let done = {
-            let _ = self.tmp.as_raw_fd();
-            // SAFETY: sync takes no argument and cannot fail.
-            unsafe { libc::sync() };
-            0
-        };
-        if done != 0 {
-            return Err(std::io::Error::last_os_error());
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs only reads the descriptor, open while `self`
+            // lives.
+            if unsafe { libc::syncfs(self.tmp.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         Ok(())
     }
