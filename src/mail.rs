@@ -1020,6 +1020,18 @@ mod tests {
         let gone = outbox_in(dir.path().join("no-such-folder"));
         let results = gone.attempt_batch(&mut mails[..2]).await;
         assert!(results.iter().all(|r| matches!(r, Attempt::Retry { .. })));
+        assert!(!dir.path().join("no-such-folder").exists());
+
+        // The `.tmp` folder removed while the daemon runs is made again
+        // inside the mail folder, and the mails still go.
+        std::fs::remove_dir(dir.path().join(MAIL_TMP_DIR)).unwrap();
+        for (n, mail) in mails.iter_mut().enumerate() {
+            mail.id = 10 + n as u64;
+        }
+        let again = outbox.attempt_batch(&mut mails[..2]).await;
+        assert!(again.iter().all(|r| matches!(r, Attempt::Done)));
+        assert!(dir.path().join(format!("{:020}.eml", 10)).exists());
+        assert!(dir.path().join(MAIL_TMP_DIR).is_dir());
     }
 
     fn outbox_in(dir: std::path::PathBuf) -> Outbox {
