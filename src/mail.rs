@@ -552,8 +552,7 @@ fn write_mail_files(
         message: format!("{what}: {e}"),
         permanent: false,
     };
-    let folders = MailFolders::open(dir);
-    let folders = match folders {
+    let folders = match MailFolders::open(dir) {
         Ok(folders) => folders,
         Err(e) => {
             let error = transient("opening the mail folder", &e);

@@ -57,11 +57,30 @@ pub(crate) use owned;
 /// A value already serialized as JSON, for a `json` or `jsonb` parameter
 /// (a deferred write owns its parameters; this spares cloning the record).
 #[derive(Debug)]
-pub struct JsonText(pub Vec<u8>);
+pub struct JsonText {
+    bytes: Vec<u8>,
+    /// Where the JSON text starts in `bytes` (1 after the codec's version
+    /// byte).
+    text_at: usize,
+}
 
 impl JsonText {
     pub fn of<T: serde::Serialize>(value: &T) -> Result<JsonText, serde_json::Error> {
-        serde_json::to_vec(value).map(JsonText)
+        serde_json::to_vec(value).map(|bytes| JsonText { bytes, text_at: 0 })
+    }
+
+    /// A value in the codec's JSON format (version 1), taken as it is:
+    /// its text is not copied (a hook-record page is about 150 KB). Any
+    /// other format is handed back.
+    pub fn of_codec(encoded: Vec<u8>) -> Result<JsonText, Vec<u8>> {
+        if encoded.first() == Some(&crate::store::codec::FORMAT_JSON) {
+            Ok(JsonText {
+                bytes: encoded,
+                text_at: 1,
+            })
+        } else {
+            Err(encoded)
+        }
     }
 }
 
@@ -73,9 +92,9 @@ impl ToSql for JsonText {
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         if *ty == Type::JSONB {
             // jsonb's binary format: a version byte, then the text.
-            out.put_u8(1);
+            out.put_u8(JSONB_VERSION);
         }
-        out.extend_from_slice(&self.0);
+        out.extend_from_slice(&self.bytes[self.text_at..]);
         Ok(IsNull::No)
     }
 

@@ -37,7 +37,7 @@ use super::backend::{
     About, Backend, CommandLock, Coordination, Hide, LockScope, OutboxMail, Prefetch, QueuedEvent,
     ReplicaInfo, Store, StoreError, Transaction,
 };
-use super::codec::{decode, encode, version, FORMAT_JSON};
+use super::codec::{decode, encode};
 use super::records::{Kind, Order, QueueName, Restore, RowVisit, Write};
 
 /// The schema versions this build knows, in order; each runs once.
@@ -753,13 +753,13 @@ fn write_transaction(
 /// it is: a hook-record page of 256 calls (about 150 KB) was parsed into a
 /// `serde_json::Value` and written out again at every write.
 fn queue_value_json(value: Vec<u8>) -> Result<JsonText, StoreError> {
-    if version(&value) == Some(FORMAT_JSON) {
-        let mut text = value;
-        text.remove(0);
-        return Ok(JsonText(text));
+    match JsonText::of_codec(value) {
+        Ok(text) => Ok(text),
+        Err(value) => {
+            let value: serde_json::Value = decode(&value)?;
+            JsonText::of(&value).map_err(json_err)
+        }
     }
-    let value: serde_json::Value = decode(&value)?;
-    JsonText::of(&value).map_err(json_err)
 }
 
 /// The ids a transaction's audit entry, mails and events take.
@@ -901,19 +901,20 @@ impl NewItems {
         self.values.push(value);
     }
 
-    /// A new item, serialized once: its row's value, and (in the codec's
-    /// format) what is handed to this process's worker after the COMMIT.
+    /// A new item, serialized once: its row's value (the codec's JSON, as
+    /// it is), and what is handed to this process's worker after the
+    /// COMMIT.
     fn push_new<T: serde::Serialize>(
         &mut self,
         queue: QueueName,
         id: u64,
         item: &T,
         handed: &mut Vec<HandedItem>,
-    ) {
+    ) -> Result<(), StoreError> {
         let encoded = encode(item);
-        let json = encoded.get(1..).unwrap_or_default().to_vec();
-        self.push(queue, id, JsonText(json));
-        handed.push((queue, id, encoded));
+        handed.push((queue, id, encoded.clone()));
+        self.push(queue, id, queue_value_json(encoded)?);
+        Ok(())
     }
 
     /// A transaction's new mails and hook events, numbered by `next` in
@@ -928,7 +929,7 @@ impl NewItems {
     ) -> Result<(), StoreError> {
         for mut mail in mails {
             mail.id = next()?;
-            self.push_new(QueueName::Outbox, mail.id, &mail, handed);
+            self.push_new(QueueName::Outbox, mail.id, &mail, handed)?;
         }
         for event in events {
             let id = next()?;
@@ -938,7 +939,7 @@ impl NewItems {
                 event,
                 attempts: 0,
             };
-            self.push_new(QueueName::Hooks, id, &item, handed);
+            self.push_new(QueueName::Hooks, id, &item, handed)?;
         }
         Ok(())
     }
