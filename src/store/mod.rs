@@ -553,8 +553,8 @@ pub(crate) mod tests {
         );
     }
 
-    /// PostgreSQL derives a queued hook event's lane (its `lane` column)
-    /// from the event's JSON; the hook worker derives it from the event
+    /// The PostgreSQL store writes a queued hook event's lane (its `lane`
+    /// column) beside the event; the hook worker derives it from the event
     /// (`HookQueue::lane`). They must agree, or a replica would not see
     /// that another holds an earlier event of the same account and run
     /// that account's hooks out of commit order. And an event a replica

@@ -54,8 +54,9 @@ macro_rules! owned {
 }
 pub(crate) use owned;
 
-/// A value already serialized as JSON, for a `json` or `jsonb` parameter
-/// (a deferred write owns its parameters; this spares cloning the record).
+/// A value already serialized as JSON, for a `json`, `jsonb` or `text`
+/// parameter (a deferred write owns its parameters; this spares cloning
+/// the record).
 #[derive(Debug)]
 pub struct JsonText {
     bytes: Vec<u8>,
@@ -99,14 +100,15 @@ impl ToSql for JsonText {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB
+        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
     }
 
     to_sql_checked!();
 }
 
-/// A `json` or `jsonb` value read as the codec's version-1 bytes (a version
-/// byte, then JSON text). jsonb's binary format is exactly that, so a read
+/// A `json`, `jsonb` or `text` (JSON text: a queue item's, schema version
+/// 6) value read as the codec's version-1 bytes (a version byte, then JSON
+/// text). jsonb's binary format is exactly that, so a read
 /// copies the bytes instead of building a `serde_json::Value` and writing
 /// it out again (a queue worker's window, a claim, a scan).
 #[derive(Debug)]
@@ -136,7 +138,7 @@ impl<'a> FromSql<'a> for CodecJson {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB
+        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
     }
 }
 

@@ -24,6 +24,7 @@
 use chrono::{DateTime, Utc};
 use postgres::types::Json;
 use postgres::{Client, NoTls};
+use serde::Deserialize;
 use std::sync::Arc;
 
 use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
@@ -47,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0003_policy_switches.sql"),
     include_str!("postgres/0004_queue_lanes.sql"),
     include_str!("postgres/0005_queue_lz4.sql"),
+    include_str!("postgres/0006_queue_text.sql"),
 ];
 
 /// Advisory lock held while migrating (replicas starting together migrate
@@ -735,7 +737,8 @@ fn write_transaction(
                     // The same item twice in one statement is refused.
                     puts.upsert(tx)?;
                 }
-                puts.push(queue, id, queue_value_json(value)?);
+                let lane = lane_of_stored(queue, &value);
+                puts.push(queue, id, queue_value_json(value)?, lane);
             }
             other => {
                 removals.delete(tx)?;
@@ -886,19 +889,43 @@ fn commit_in_savepoint(h: &mut Held, t: Transaction) -> Result<(), StoreError> {
     result
 }
 
+/// A queued hook event's lane (the `lane` column, which
+/// `queue_lane_blockers` looks up): the account whose after-hooks run in
+/// commit order, as the hook worker runs them (`DomainEvent::account_id`),
+/// or "" for an event of no account. Items of other queues have none.
+fn hook_lane(event: &DomainEvent) -> Option<String> {
+    Some(event.account_id().unwrap_or_default().to_owned())
+}
+
+/// The lane of an item written as the codec's bytes (a retry, a restore):
+/// read from the item for a hook event, none for the other queues. A
+/// value that is no event (its worker will set it aside) gets the lane of
+/// no account, as the column derived by schema version 4 gave it.
+fn lane_of_stored(queue: QueueName, value: &[u8]) -> Option<String> {
+    if queue != QueueName::Hooks {
+        return None;
+    }
+    match decode::<QueuedEvent>(value) {
+        Ok(item) => hook_lane(&item.event),
+        Err(_) => Some(String::new()),
+    }
+}
+
 /// Queue items to insert together.
 #[derive(Default)]
 struct NewItems {
     queues: Vec<&'static str>,
     ids: Vec<i64>,
     values: Vec<JsonText>,
+    lanes: Vec<Option<String>>,
 }
 
 impl NewItems {
-    fn push(&mut self, queue: QueueName, id: u64, value: JsonText) {
+    fn push(&mut self, queue: QueueName, id: u64, value: JsonText, lane: Option<String>) {
         self.queues.push(queue_name(queue));
         self.ids.push(id_i64(id));
         self.values.push(value);
+        self.lanes.push(lane);
     }
 
     /// A new item, serialized once: its row's value (the codec's JSON, as
@@ -909,11 +936,12 @@ impl NewItems {
         queue: QueueName,
         id: u64,
         item: &T,
+        lane: Option<String>,
         handed: &mut Vec<HandedItem>,
     ) -> Result<(), StoreError> {
         let encoded = encode(item);
         handed.push((queue, id, encoded.clone()));
-        self.push(queue, id, queue_value_json(encoded)?);
+        self.push(queue, id, queue_value_json(encoded)?, lane);
         Ok(())
     }
 
@@ -929,17 +957,18 @@ impl NewItems {
     ) -> Result<(), StoreError> {
         for mut mail in mails {
             mail.id = next()?;
-            self.push_new(QueueName::Outbox, mail.id, &mail, handed)?;
+            self.push_new(QueueName::Outbox, mail.id, &mail, None, handed)?;
         }
         for event in events {
             let id = next()?;
+            let lane = hook_lane(&event);
             let item = QueuedEvent {
                 id,
                 cause_seq: cause,
                 event,
                 attempts: 0,
             };
-            self.push_new(QueueName::Hooks, id, &item, handed)?;
+            self.push_new(QueueName::Hooks, id, &item, lane, handed)?;
         }
         Ok(())
     }
@@ -955,10 +984,17 @@ impl NewItems {
             None => (None, None),
         };
         tx.defer(
-            "INSERT INTO queue_items (queue, id, value, claimed_by, claimed_until)
-             SELECT q, i, v, $4::text, now() + make_interval(secs => $5::float8)
-             FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) AS t(q, i, v)",
-            owned![self.queues, self.ids, self.values, by, lease_secs],
+            "INSERT INTO queue_items (queue, id, value, lane, claimed_by, claimed_until)
+             SELECT q, i, v, l, $5::text, now() + make_interval(secs => $6::float8)
+             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS t(q, i, v, l)",
+            owned![
+                self.queues,
+                self.ids,
+                self.values,
+                self.lanes,
+                by,
+                lease_secs
+            ],
         );
         Ok(())
     }
@@ -973,9 +1009,9 @@ struct Puts {
 }
 
 impl Puts {
-    fn push(&mut self, queue: QueueName, id: u64, value: JsonText) {
+    fn push(&mut self, queue: QueueName, id: u64, value: JsonText, lane: Option<String>) {
         self.seen.insert((queue_name(queue), id_i64(id)));
-        self.items.push(queue, id, value);
+        self.items.push(queue, id, value, lane);
     }
 
     fn has(&self, queue: QueueName, id: u64) -> bool {
@@ -990,11 +1026,12 @@ impl Puts {
             return Ok(());
         }
         tx.defer(
-            "INSERT INTO queue_items (queue, id, value)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
+            "INSERT INTO queue_items (queue, id, value, lane)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
              ON CONFLICT (queue, id) DO UPDATE
-             SET value = EXCLUDED.value, claimed_by = NULL, claimed_until = NULL",
-            owned![items.queues, items.ids, items.values],
+             SET value = EXCLUDED.value, lane = EXCLUDED.lane,
+                 claimed_by = NULL, claimed_until = NULL",
+            owned![items.queues, items.ids, items.values, items.lanes],
         );
         Ok(())
     }
@@ -1256,15 +1293,24 @@ fn put_queue(
     id: u64,
     value: &serde_json::Value,
 ) -> Result<(), StoreError> {
+    let lane = match queue {
+        QueueName::Hooks => match QueuedEvent::deserialize(value) {
+            Ok(item) => hook_lane(&item.event),
+            Err(_) => Some(String::new()),
+        },
+        _ => None,
+    };
     // Writing an item (a retry's new schedule) ends whatever claim it had.
     tx.defer(
-        "INSERT INTO queue_items (queue, id, value) VALUES ($1, $2, $3)
+        "INSERT INTO queue_items (queue, id, value, lane) VALUES ($1, $2, $3, $4)
          ON CONFLICT (queue, id) DO UPDATE
-         SET value = EXCLUDED.value, claimed_by = NULL, claimed_until = NULL",
+         SET value = EXCLUDED.value, lane = EXCLUDED.lane,
+             claimed_by = NULL, claimed_until = NULL",
         owned![
             (queue_name(queue)).to_owned(),
             (id_i64(id)).to_owned(),
-            JsonText::of(&value).map_err(json_err)?
+            JsonText::of(&value).map_err(json_err)?,
+            lane
         ],
     );
     Ok(())
@@ -2514,5 +2560,132 @@ impl Coordination for PostgresStore {
             })
             .map(|_| ())
             .map_err(StoreError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::fresh_postgres_database;
+
+    /// A database at schema version 5 (queue values as jsonb, the lane a
+    /// column PostgreSQL derived) is upgraded to version 6 with its items:
+    /// each reads back as it was written, keeps its lane, and the values
+    /// are text from then on.
+    #[test]
+    fn a_version_5_queue_is_upgraded_to_text_with_its_items_and_lanes() {
+        let Some(url) = fresh_postgres_database() else {
+            return;
+        };
+        let mut client = postgres::Client::connect(&url, NoTls).expect("connecting");
+        client
+            .batch_execute("CREATE TABLE admind_schema (version integer NOT NULL)")
+            .expect("the schema table");
+        for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
+            client.batch_execute(sql).expect("an older migration");
+            client
+                .execute("INSERT INTO admind_schema VALUES ($1)", &[&(i as i32 + 1)])
+                .expect("its version");
+        }
+        client
+            .execute(
+                "INSERT INTO admind_meta (key, value) VALUES ('installation_id', 'abc')",
+                &[],
+            )
+            .expect("the installation id");
+        let event = QueuedEvent {
+            id: 11,
+            cause_seq: Some(4),
+            event: DomainEvent::AgentSeatExhausted {
+                account_id: "acc_ünï \"q\"".into(),
+                actor_id: "usr_x".into(),
+                seats_total: 1,
+                seats_used: 1,
+                attempt: "add_member".into(),
+            },
+            attempts: 2,
+        };
+        let mail = serde_json::json!({"id": 12, "to": "ann@example.com", "body": "é\n\"x\""});
+        for (queue, id, value) in [
+            (
+                "hook_events",
+                11i64,
+                serde_json::to_value(&event).expect("json"),
+            ),
+            ("outbox", 12, mail.clone()),
+        ] {
+            client
+                .execute(
+                    "INSERT INTO queue_items (queue, id, value) VALUES ($1, $2, $3)",
+                    &[&queue, &id, &Json(value)],
+                )
+                .expect("an item at version 5");
+        }
+        drop(client);
+
+        let store = Store::open_postgres(&url, 2).expect("opening upgrades the schema");
+        let mut client = postgres::Client::connect(&url, NoTls).expect("connecting");
+        let version: i32 = client
+            .query_one("SELECT max(version) FROM admind_schema", &[])
+            .expect("the version")
+            .get(0);
+        assert_eq!(version, MIGRATIONS.len() as i32);
+        let (kind, generated): (String, String) = client
+            .query_one(
+                "SELECT data_type, (SELECT is_generated FROM information_schema.columns
+                   WHERE table_name = 'queue_items' AND column_name = 'lane')
+                 FROM information_schema.columns
+                 WHERE table_name = 'queue_items' AND column_name = 'value'",
+                &[],
+            )
+            .map(|row| (row.get(0), row.get(1)))
+            .expect("the columns");
+        assert_eq!((kind.as_str(), generated.as_str()), ("text", "NEVER"));
+        let lanes: Vec<(i64, Option<String>)> = client
+            .query("SELECT id, lane FROM queue_items ORDER BY id", &[])
+            .expect("the lanes")
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(
+            lanes,
+            vec![(11, Some("acc_ünï \"q\"".to_owned())), (12, None)]
+        );
+
+        let mut hooks = Vec::new();
+        store
+            .queue_scan(QueueName::Hooks, Order::OldestFirst, &mut |id, value| {
+                hooks.push((id, decode::<QueuedEvent>(value)?));
+                Ok(true)
+            })
+            .expect("scanning the hook events");
+        assert_eq!(hooks, vec![(11, event.clone())]);
+        let mut mails = Vec::new();
+        store
+            .queue_scan(QueueName::Outbox, Order::OldestFirst, &mut |id, value| {
+                mails.push((id, decode::<serde_json::Value>(value)?));
+                Ok(true)
+            })
+            .expect("scanning the outbox");
+        assert_eq!(mails, vec![(12, mail)]);
+
+        // Written again (a retry), the event keeps its lane, now given by
+        // the daemon.
+        let again = QueuedEvent {
+            attempts: 3,
+            ..event
+        };
+        store
+            .commit(Transaction::of_writes(vec![Store::queue_put(
+                QueueName::Hooks,
+                11,
+                &again,
+            )]))
+            .expect("writing the event again");
+        let lane: Option<String> = client
+            .query_one("SELECT lane FROM queue_items WHERE id = 11", &[])
+            .expect("the lane")
+            .get(0);
+        assert_eq!(lane.as_deref(), Some("acc_ünï \"q\""));
     }
 }

@@ -89,8 +89,8 @@ impl DomainEvent {
 
     /// The account the event is about: its after-hooks run in that
     /// account's commit order. A received webhook names it in its data
-    /// (`account_id`, a string), if at all. (PostgreSQL derives the same
-    /// from a queued event's JSON: the `lane` column of `queue_items`.)
+    /// (`account_id`, a string), if at all. (On PostgreSQL the store writes
+    /// it beside a queued event: the `lane` column of `queue_items`.)
     pub fn account_id(&self) -> Option<&str> {
         match self {
             DomainEvent::AfterOwnerChange { account_id, .. }
