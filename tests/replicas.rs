@@ -716,7 +716,7 @@ async fn each_replica_caches_its_reads_and_forgets_what_the_other_changes_at_onc
         let name = format!("Behind {i}");
         sql_behind_their_backs(
             &rb,
-            &format!("UPDATE members SET value = jsonb_set(value, '{{name}}', '\"{name}\"') WHERE account_id = '{a}' AND id = '{owner}'"),
+            &format!("UPDATE members SET value = jsonb_set(value::jsonb, '{{name}}', '\"{name}\"')::text WHERE account_id = '{a}' AND id = '{owner}'"),
         );
         if rb.get(&owner_path, &t).await.body["name"] != name.as_str() {
             cached = true;

@@ -123,7 +123,7 @@ pub(crate) mod tests {
 
     /// A queue item written again (a page of the hook-call record, about
     /// 125 KB) reads back exactly on every backend; on PostgreSQL its JSON
-    /// text goes to the `jsonb` column as it is, and the column compresses
+    /// text goes to the text column as it is, and the column compresses
     /// with lz4 where the server can (schema 5).
     #[test]
     fn a_large_queue_value_reads_back_exactly_and_postgresql_compresses_it_with_lz4() {
@@ -256,7 +256,7 @@ pub(crate) mod tests {
     }
 
     /// An account of one owner, `usr_o`.
-    fn test_account(id: &str, name: &str) -> Account {
+    pub(crate) fn test_account(id: &str, name: &str) -> Account {
         Account {
             id: id.into(),
             name: name.into(),

@@ -142,6 +142,33 @@ impl<'a> FromSql<'a> for CodecJson {
     }
 }
 
+/// A record read from a JSON text column (schema version 6), or from a
+/// `json` or `jsonb` one, decoded.
+#[derive(Debug)]
+pub struct JsonRecord<T>(pub T);
+
+impl<'a, T: serde::de::DeserializeOwned> FromSql<'a> for JsonRecord<T> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = match (*ty == Type::JSONB, raw.split_first()) {
+            (true, Some((&JSONB_VERSION, text))) => text,
+            (true, _) => {
+                return Err(
+                    "a jsonb value in a binary format version this build does not read".into(),
+                )
+            }
+            (false, _) => raw,
+        };
+        Ok(JsonRecord(serde_json::from_slice(text)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
+    }
+}
+
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

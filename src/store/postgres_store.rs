@@ -1,5 +1,5 @@
-//! The PostgreSQL backend: one table per kind of record (values as `jsonb`
-//! beside the key columns an operator queries by), one SQL transaction per
+//! The PostgreSQL backend: one table per kind of record (values as JSON
+//! text beside the key columns an operator queries by), one SQL transaction per
 //! [`Transaction`], ids from one sequence, a schema created and upgraded by
 //! versioned migrations at start-up.
 //!
@@ -22,7 +22,6 @@
 //! durable.
 
 use chrono::{DateTime, Utc};
-use postgres::types::Json;
 use postgres::{Client, NoTls};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use std::sync::Arc;
 use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
 use super::codec::key2;
 use super::postgres_cache::{SharedCache, Touched};
-use super::postgres_conn::{owned, CodecJson, Conn, JsonText, Manager, Run};
+use super::postgres_conn::{owned, CodecJson, Conn, JsonRecord, JsonText, Manager, Run};
 
 use crate::domain::*;
 
@@ -48,7 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/0003_policy_switches.sql"),
     include_str!("postgres/0004_queue_lanes.sql"),
     include_str!("postgres/0005_queue_lz4.sql"),
-    include_str!("postgres/0006_queue_text.sql"),
+    include_str!("postgres/0006_values_text.sql"),
 ];
 
 /// Advisory lock held while migrating (replicas starting together migrate
@@ -243,7 +242,7 @@ impl GroupRows {
             }
             tx.defer(
                 "INSERT INTO accounts (id, name, value)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
                  ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, value = EXCLUDED.value",
                 owned![ids, names, values],
             );
@@ -266,7 +265,7 @@ impl GroupRows {
             }
             tx.defer(
                 "INSERT INTO audit (scope, seq, at, action, value)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::jsonb[])",
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[])",
                 owned![scopes, seqs, ats, actions, values],
             );
         }
@@ -634,7 +633,8 @@ impl PostgresStore {
     ) -> Result<Option<V>, ViewError> {
         Ok(self.with(|c| {
             Ok(c.query_opt(sql, params)?
-                .map(|row| row.get::<_, Json<V>>(0).0))
+                .map(|row| row.try_get::<_, JsonRecord<V>>(0).map(|v| v.0))
+                .transpose()?)
         })?)
     }
 
@@ -646,8 +646,8 @@ impl PostgresStore {
         Ok(self.with(|c| {
             Ok(c.query(sql, params)?
                 .into_iter()
-                .map(|row| row.get::<_, Json<V>>(0).0)
-                .collect())
+                .map(|row| row.try_get::<_, JsonRecord<V>>(0).map(|v| v.0))
+                .collect::<Result<_, _>>()?)
         })?)
     }
 }
@@ -751,7 +751,7 @@ fn write_transaction(
     puts.upsert(tx)
 }
 
-/// A queue item's stored value as JSON text for its `jsonb` column. Queue
+/// A queue item's stored value as JSON text for its column. Queue
 /// items are written as the codec's JSON (version 1), whose text goes as
 /// it is: a hook-record page of 256 calls (about 150 KB) was parsed into a
 /// `serde_json::Value` and written out again at every write.
@@ -1341,7 +1341,7 @@ fn apply_write(tx: &mut impl Run, write: Write, touched: &mut Touched) -> Result
             tx.defer(
                 "INSERT INTO subscribers (name, value) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value
-                 WHERE NOT COALESCE((subscribers.value->>'disabled')::boolean, false)",
+                 WHERE NOT COALESCE((subscribers.value::jsonb ->> 'disabled')::boolean, false)",
                 owned![name.to_owned(), JsonText::of(&value).map_err(json_err)?],
             );
         }
@@ -1494,7 +1494,7 @@ fn key_of(kind: Kind, row: &postgres::Row) -> Vec<u8> {
     }
 }
 
-/// A row's value in the codec's format (`jsonb` values as its JSON form;
+/// A row's value in the codec's format (JSON values as their text;
 /// the email index's user id as it is).
 fn value_of(shape: &Shape, row: &postgres::Row, at: usize) -> Result<Vec<u8>, StoreError> {
     if shape.value == "value" {
@@ -2221,18 +2221,18 @@ impl Backend for PostgresStore {
                 let first = first.unwrap_or_default();
                 match part {
                     0 => {
-                        let a: Json<Account> = row.try_get(4)?;
+                        let a: JsonRecord<Account> = row.try_get(4)?;
                         overlay.accounts.insert(first, Some(a.0));
                     }
                     1 => {
                         let second: String = row.try_get(3)?;
-                        let u: Json<User> = row.try_get(4)?;
+                        let u: JsonRecord<User> = row.try_get(4)?;
                         overlay
                             .members
                             .insert(key2(&first, &second), Some(Arc::new(u.0)));
                     }
                     2 => {
-                        let i: Json<Integration> = row.try_get(4)?;
+                        let i: JsonRecord<Integration> = row.try_get(4)?;
                         overlay.integrations.entry(first).or_default().push(i.0);
                     }
                     3 => ids.push(row.try_get::<_, i64>(1)? as u64),
@@ -2481,7 +2481,12 @@ impl Coordination for PostgresStore {
             c.execute(
                 "INSERT INTO replicas (id, started_at, seen_at, value) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (id) DO UPDATE SET seen_at = EXCLUDED.seen_at, value = EXCLUDED.value",
-                &[&me.id, &me.started_at, &me.seen_at, &Json(me)],
+                &[
+                    &me.id,
+                    &me.started_at,
+                    &me.seen_at,
+                    &JsonText::of(me).map_err(json_err)?,
+                ],
             )?;
             Ok(())
         })
@@ -2489,13 +2494,13 @@ impl Coordination for PostgresStore {
 
     fn replicas(&self, since: DateTime<Utc>) -> Result<Vec<ReplicaInfo>, StoreError> {
         self.with(|c| {
-            Ok(c.query(
+            c.query(
                 "SELECT value FROM replicas WHERE seen_at >= $1 ORDER BY id",
                 &[&since],
             )?
             .into_iter()
-            .map(|row| row.get::<_, Json<ReplicaInfo>>(0).0)
-            .collect())
+            .map(|row| Ok(row.try_get::<_, JsonRecord<ReplicaInfo>>(0)?.0))
+            .collect()
         })
     }
 
@@ -2567,13 +2572,14 @@ impl Coordination for PostgresStore {
 mod tests {
     use super::*;
     use crate::store::tests::fresh_postgres_database;
+    use postgres::types::Json;
 
-    /// A database at schema version 5 (queue values as jsonb, the lane a
-    /// column PostgreSQL derived) is upgraded to version 6 with its items:
-    /// each reads back as it was written, keeps its lane, and the values
-    /// are text from then on.
+    /// A database at schema version 5 (values as jsonb, a queued event's
+    /// lane a column PostgreSQL derived) is upgraded to version 6 with its
+    /// records and items: each reads back as it was written, an event keeps
+    /// its lane, and the values are text from then on.
     #[test]
-    fn a_version_5_queue_is_upgraded_to_text_with_its_items_and_lanes() {
+    fn a_version_5_database_is_upgraded_to_text_values_with_its_records_and_lanes() {
         let Some(url) = fresh_postgres_database() else {
             return;
         };
@@ -2605,6 +2611,13 @@ mod tests {
             },
             attempts: 2,
         };
+        let account = crate::store::tests::test_account("acc_1", "Ünï \"Co\"\n");
+        client
+            .execute(
+                "INSERT INTO accounts (id, name, value) VALUES ($1, $2, $3)",
+                &[&"acc_1", &account.name, &Json(&account)],
+            )
+            .expect("an account at version 5");
         let mail = serde_json::json!({"id": 12, "to": "ann@example.com", "body": "é\n\"x\""});
         for (queue, id, value) in [
             (
@@ -2641,6 +2654,19 @@ mod tests {
             .map(|row| (row.get(0), row.get(1)))
             .expect("the columns");
         assert_eq!((kind.as_str(), generated.as_str()), ("text", "NEVER"));
+        let jsonb_columns: i64 = client
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND data_type IN ('json', 'jsonb')",
+                &[],
+            )
+            .expect("the columns")
+            .get(0);
+        assert_eq!(jsonb_columns, 0, "every value is text");
+        assert_eq!(
+            StateView::account(&store, "acc_1").expect("reading the account"),
+            Some(account)
+        );
         let lanes: Vec<(i64, Option<String>)> = client
             .query("SELECT id, lane FROM queue_items ORDER BY id", &[])
             .expect("the lanes")
