@@ -294,8 +294,11 @@ if "pgbench_transfer_64" in rows:
         "to 3,685-3,844 transfers/s; the hook-call record's pages are compressed with lz4 "
         "(schema 5); in `benches/run.sh`, 0.57, 0.58 and 0.67 of pgbench in three runs while "
         "pgbench moved from 6,876 to 5,687 tx/s (the table above is the third, p99 59.6 ms). "
-        "What is left: 0.6 of "
-        "pgbench on two shared cores, and CPU at half of pgbench's, which the rows a transfer "
+        "Since then (session of 2026-12-07, 15:28): every value is JSON text instead of jsonb "
+        "(schema 6; PostgreSQL parsed each value at every write and printed it at every read), "
+        "and the announcer's commits do not wait for the WAL: PostgreSQL's CPU per transfer "
+        "182 -> 133-138 µs in alternating runs (see \"JSON text instead of jsonb\" below). "
+        "What is left: CPU at half of pgbench's, which the rows a transfer "
         "puts through the database (five written, three deleted) do not allow (see the sections "
         "\"Groups that never wait\" and \"Mail files beside 100,000 others\" below)."
     )
