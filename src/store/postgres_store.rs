@@ -737,7 +737,7 @@ fn write_transaction(
                     // The same item twice in one statement is refused.
                     puts.upsert(tx)?;
                 }
-                let lane = lane_of_stored(queue, &value);
+                let lane = lane_of_stored(queue, || decode(&value).ok());
                 puts.push(queue, id, queue_value_json(value)?, lane);
             }
             other => {
@@ -897,18 +897,15 @@ fn hook_lane(event: &DomainEvent) -> Option<String> {
     Some(event.account_id().unwrap_or_default().to_owned())
 }
 
-/// The lane of an item written as the codec's bytes (a retry, a restore):
-/// read from the item for a hook event, none for the other queues. A
-/// value that is no event (its worker will set it aside) gets the lane of
-/// no account, as the column derived by schema version 4 gave it.
-fn lane_of_stored(queue: QueueName, value: &[u8]) -> Option<String> {
+/// The lane of an item written again (a retry, a restore), `read` from
+/// its value for a hook event; none for the other queues. A value that is
+/// no event (its worker will set it aside) gets the lane of no account, as
+/// the column derived by schema version 4 gave it.
+fn lane_of_stored(queue: QueueName, read: impl FnOnce() -> Option<QueuedEvent>) -> Option<String> {
     if queue != QueueName::Hooks {
         return None;
     }
-    match decode::<QueuedEvent>(value) {
-        Ok(item) => hook_lane(&item.event),
-        Err(_) => Some(String::new()),
-    }
+    read().map_or_else(|| Some(String::new()), |item| hook_lane(&item.event))
 }
 
 /// Queue items to insert together.
@@ -1293,13 +1290,7 @@ fn put_queue(
     id: u64,
     value: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let lane = match queue {
-        QueueName::Hooks => match QueuedEvent::deserialize(value) {
-            Ok(item) => hook_lane(&item.event),
-            Err(_) => Some(String::new()),
-        },
-        _ => None,
-    };
+    let lane = lane_of_stored(queue, || QueuedEvent::deserialize(value).ok());
     // Writing an item (a retry's new schedule) ends whatever claim it had.
     tx.defer(
         "INSERT INTO queue_items (queue, id, value, lane) VALUES ($1, $2, $3, $4)
@@ -2571,6 +2562,7 @@ impl Coordination for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::Record;
     use crate::store::tests::fresh_postgres_database;
     use postgres::types::Json;
 
@@ -2713,5 +2705,39 @@ mod tests {
             .expect("the lane")
             .get(0);
         assert_eq!(lane.as_deref(), Some("acc_ünï \"q\""));
+
+        // Restored (`admind import`), an event gets its lane too, and a
+        // value that is no event the lane of no account.
+        let restored = QueuedEvent { id: 21, ..again };
+        store
+            .restore(vec![
+                Record::QueueItem {
+                    queue: QueueName::Hooks,
+                    id: 21,
+                    value: serde_json::to_value(&restored).expect("json"),
+                },
+                Record::QueueItem {
+                    queue: QueueName::Hooks,
+                    id: 22,
+                    value: serde_json::json!({"not": "an event"}),
+                },
+            ])
+            .expect("restoring");
+        let lanes: Vec<(i64, Option<String>)> = client
+            .query(
+                "SELECT id, lane FROM queue_items WHERE id > 20 ORDER BY id",
+                &[],
+            )
+            .expect("the lanes")
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(
+            lanes,
+            vec![
+                (21, Some("acc_ünï \"q\"".to_owned())),
+                (22, Some(String::new()))
+            ]
+        );
     }
 }
