@@ -2106,8 +2106,15 @@ impl Backend for PostgresStore {
                 }
                 Opening::Group { keys, wait } => {
                     conn.defer("BEGIN", Vec::new());
+                    // The group's prefetch (five parts, one a lateral join)
+                    // took PostgreSQL longer to plan than to run, and it was
+                    // planned at every call: the planner kept preferring a
+                    // plan made for the call's arrays. A generic plan, kept
+                    // for the connection, is made again when the tables'
+                    // statistics change. For this transaction only.
                     conn.defer(
-                        "SELECT pg_advisory_xact_lock_shared($1)",
+                        "SELECT pg_advisory_xact_lock_shared($1),
+                           set_config('plan_cache_mode', 'force_generic_plan', true)",
                         owned![EVERYTHING_LOCK_KEY],
                     );
                     if *wait {
