@@ -2666,14 +2666,20 @@ mod tests {
             StateView::account(&store, "acc_1").expect("reading the account"),
             Some(account)
         );
-        let lanes: Vec<(i64, Option<String>)> = client
-            .query("SELECT id, lane FROM queue_items ORDER BY id", &[])
-            .expect("the lanes")
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
+        // Each item's id and lane, from `first_id` on.
+        let lanes = |client: &mut postgres::Client, first_id: i64| {
+            client
+                .query(
+                    "SELECT id, lane FROM queue_items WHERE id >= $1 ORDER BY id",
+                    &[&first_id],
+                )
+                .expect("the lanes")
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect::<Vec<(i64, Option<String>)>>()
+        };
         assert_eq!(
-            lanes,
+            lanes(&mut client, 0),
             vec![(11, Some("acc_ünï \"q\"".to_owned())), (12, None)]
         );
 
@@ -2730,17 +2736,8 @@ mod tests {
                 },
             ])
             .expect("restoring");
-        let lanes: Vec<(i64, Option<String>)> = client
-            .query(
-                "SELECT id, lane FROM queue_items WHERE id > 20 ORDER BY id",
-                &[],
-            )
-            .expect("the lanes")
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
         assert_eq!(
-            lanes,
+            lanes(&mut client, 21),
             vec![
                 (21, Some("acc_ünï \"q\"".to_owned())),
                 (22, Some(String::new()))
