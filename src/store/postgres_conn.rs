@@ -106,9 +106,9 @@ impl ToSql for JsonText {
     to_sql_checked!();
 }
 
-/// A `json`, `jsonb` or `text` (JSON text: a queue item's, schema version
-/// 6) value read as the codec's version-1 bytes (a version byte, then JSON
-/// text). jsonb's binary format is exactly that, so a read
+/// A `json`, `jsonb` or `text` (JSON text: every value since schema
+/// version 6) value read as the codec's version-1 bytes (a version byte,
+/// then JSON text). jsonb's binary format is exactly that, so a read
 /// copies the bytes instead of building a `serde_json::Value` and writing
 /// it out again (a queue worker's window, a claim, a scan).
 #[derive(Debug)]
@@ -118,22 +118,30 @@ pub struct CodecJson(pub Vec<u8>);
 const JSONB_VERSION: u8 = 1;
 const _: () = assert!(JSONB_VERSION == crate::store::codec::FORMAT_JSON);
 
+/// The JSON text of a `json`, `jsonb` or `text` column's value as the
+/// server sends it (jsonb's after its version byte).
+fn json_text_of<'a>(
+    ty: &Type,
+    raw: &'a [u8],
+) -> Result<&'a [u8], Box<dyn std::error::Error + Sync + Send>> {
+    match (*ty == Type::JSONB, raw.split_first()) {
+        (true, Some((&JSONB_VERSION, text))) => Ok(text),
+        (true, _) => {
+            Err("a jsonb value in a binary format version this build does not read".into())
+        }
+        (false, _) => Ok(raw),
+    }
+}
+
 impl<'a> FromSql<'a> for CodecJson {
     fn from_sql(
         ty: &Type,
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        if *ty == Type::JSONB {
-            return match raw.first() {
-                Some(&JSONB_VERSION) => Ok(CodecJson(raw.to_vec())),
-                _ => {
-                    Err("a jsonb value in a binary format version this build does not read".into())
-                }
-            };
-        }
-        let mut out = Vec::with_capacity(raw.len() + 1);
+        let text = json_text_of(ty, raw)?;
+        let mut out = Vec::with_capacity(text.len() + 1);
         out.push(crate::store::codec::FORMAT_JSON);
-        out.extend_from_slice(raw);
+        out.extend_from_slice(text);
         Ok(CodecJson(out))
     }
 
@@ -152,16 +160,7 @@ impl<'a, T: serde::de::DeserializeOwned> FromSql<'a> for JsonRecord<T> {
         ty: &Type,
         raw: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let text = match (*ty == Type::JSONB, raw.split_first()) {
-            (true, Some((&JSONB_VERSION, text))) => text,
-            (true, _) => {
-                return Err(
-                    "a jsonb value in a binary format version this build does not read".into(),
-                )
-            }
-            (false, _) => raw,
-        };
-        Ok(JsonRecord(serde_json::from_slice(text)?))
+        Ok(JsonRecord(serde_json::from_slice(json_text_of(ty, raw)?)?))
     }
 
     fn accepts(ty: &Type) -> bool {
