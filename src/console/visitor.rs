@@ -112,7 +112,8 @@ pub struct Visitor {
     pub csrf_nonce: String,
     /// Whether `csrf_nonce` is new and its cookie must be set.
     pub new_csrf: bool,
-    /// The `Set-Cookie` value that sets `csrf_nonce`.
+    /// The `Set-Cookie` value that sets `csrf_nonce` (empty unless
+    /// `new_csrf`: only then is it sent).
     pub csrf_set_cookie: String,
     /// The expected `Origin` scheme: `https` when `public_url` is.
     pub https_only: bool,
@@ -315,26 +316,32 @@ impl FromRequestParts<AppState> for Visitor {
             }
             _ => Powers::default(),
         };
-        let cookie_nonce = cookie(headers, csrf_cookie_name(&app.public_url))
-            .filter(|v| v.len() >= 32)
-            .map(str::to_string);
-        let (csrf_nonce, new_csrf) = match &cookie_nonce {
-            Some(c) => (c.clone(), false),
-            None => (secret::random_token(), true),
-        };
+        let (csrf_nonce, new_csrf) =
+            match cookie(headers, csrf_cookie_name(&app.public_url)).filter(|v| v.len() >= 32) {
+                Some(c) => (c.to_string(), false),
+                None => (secret::random_token(), true),
+            };
         let binding = session_hash
             .clone()
             .or_else(|| operator_nonce_found.clone())
             .unwrap_or_default();
         let field = |nonce: &str| csrf_field(&app.operator_token, nonce, &binding);
+        let csrf = field(&csrf_nonce);
+        // The field a post must carry is the one a page shows when the
+        // cookie was sent (the same nonce): one MAC per request, not two.
+        let expected_csrf = (!new_csrf).then(|| csrf.clone());
         Ok(Visitor {
             who,
             powers,
             session_hash,
             operator_nonce: operator_nonce_found,
             t,
-            csrf: field(&csrf_nonce),
-            csrf_set_cookie: csrf_cookie(&app.public_url, &csrf_nonce),
+            csrf,
+            csrf_set_cookie: if new_csrf {
+                csrf_cookie(&app.public_url, &csrf_nonce)
+            } else {
+                String::new()
+            },
             csrf_nonce,
             new_csrf,
             https_only: app.public_url.starts_with("https://"),
@@ -346,7 +353,7 @@ impl FromRequestParts<AppState> for Visitor {
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
-            expected_csrf: cookie_nonce.as_deref().map(field),
+            expected_csrf,
             request_path: parts.uri.path().to_string(),
             flash_key: app.console_flash_key,
         })
