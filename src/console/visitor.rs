@@ -325,8 +325,7 @@ impl FromRequestParts<AppState> for Visitor {
             .clone()
             .or_else(|| operator_nonce_found.clone())
             .unwrap_or_default();
-        let field = |nonce: &str| csrf_field(&app.operator_token, nonce, &binding);
-        let csrf = field(&csrf_nonce);
+        let csrf = csrf_field(&app.operator_token, &csrf_nonce, &binding);
         // The field a post must carry is the one a page shows when the
         // cookie was sent (the same nonce): one MAC per request, not two.
         let expected_csrf = (!new_csrf).then(|| csrf.clone());
