@@ -100,7 +100,7 @@ impl ToSql for JsonText {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
+        holds_json(ty)
     }
 
     to_sql_checked!();
@@ -117,6 +117,12 @@ pub struct CodecJson(pub Vec<u8>);
 /// jsonb's binary format version this build reads.
 const JSONB_VERSION: u8 = 1;
 const _: () = assert!(JSONB_VERSION == crate::store::codec::FORMAT_JSON);
+
+/// Whether a column of type `ty` holds JSON text: `json`, `jsonb`, or
+/// `text` (every value since schema version 6).
+fn holds_json(ty: &Type) -> bool {
+    *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
+}
 
 /// The JSON text of a `json`, `jsonb` or `text` column's value as the
 /// server sends it (jsonb's after its version byte).
@@ -146,7 +152,7 @@ impl<'a> FromSql<'a> for CodecJson {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
+        holds_json(ty)
     }
 }
 
@@ -164,7 +170,7 @@ impl<'a, T: serde::de::DeserializeOwned> FromSql<'a> for JsonRecord<T> {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
+        holds_json(ty)
     }
 }
 

@@ -2713,11 +2713,10 @@ mod tests {
                 &again,
             )]))
             .expect("writing the event again");
-        let lane: Option<String> = client
-            .query_one("SELECT lane FROM queue_items WHERE id = 11", &[])
-            .expect("the lane")
-            .get(0);
-        assert_eq!(lane.as_deref(), Some("acc_ünï \"q\""));
+        assert_eq!(
+            lanes(&mut client, 11)[0],
+            (11, Some("acc_ünï \"q\"".to_owned()))
+        );
 
         // Restored (`admind import`), an event gets its lane too, and a
         // value that is no event the lane of no account.
