@@ -18,8 +18,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailConfig, MailTransportKind, SmtpSecurity};
 use crate::domain::Notice;
-use crate::queue::{Attempt, Queue, Settled};
-use crate::store::{OutboxMail, QueueName, Store, StoreError, Write};
+use crate::queue::{Attempt, Queue, Settled, Tally};
+use crate::store::{OutboxItem, OutboxMail, QueueName, Store, StoreError, Write};
 
 /// Renders a notice in the account's language (`fr`, else English); the
 /// raw token appears only here, inside the link.
@@ -744,37 +744,10 @@ impl Outbox {
 
 const RETRY_CAP_MS: u64 = 3_600_000;
 
-impl Queue for Outbox {
-    type Item = OutboxMail;
-    const NAME: &'static str = "outbox";
-    const QUEUE: QueueName = QueueName::Outbox;
-    /// A pass's mails go 64 at a time: their files with one sync, their
-    /// SMTP sends several at once, their settling in one commit.
-    const BATCH: usize = 64;
-
-    fn id(mail: &OutboxMail) -> u64 {
-        mail.id
-    }
-    fn due_at(mail: &OutboxMail) -> DateTime<Utc> {
-        mail.next_attempt_at
-    }
-    fn set_due_at(mail: &mut OutboxMail, at: DateTime<Utc>) {
-        mail.next_attempt_at = at;
-    }
-    fn record_failure(mail: &mut OutboxMail, error: &str) {
-        mail.attempts += 1;
-        mail.last_error = Some(error.to_string());
-    }
-
-    async fn attempt(&self, mail: &mut OutboxMail) -> Attempt {
-        let mut results = self.attempt_batch(std::slice::from_mut(mail)).await;
-        results.pop().unwrap_or(Attempt::Retry {
-            error: "the mail was not attempted".into(),
-            after: None,
-        })
-    }
-
-    async fn attempt_batch(&self, mails: &mut [OutboxMail]) -> Vec<Attempt> {
+impl Outbox {
+    /// Delivers a batch of mails: each built (rendered now when it was
+    /// queued as a notice), then written or sent together.
+    async fn deliver_mails(&self, mails: &[&OutboxMail]) -> Vec<Result<(), DeliveryError>> {
         // An account's language read once a batch (a transfer's two mails
         // share it), and only for mails whose commit did not know it: a
         // read per mail was half the mail worker's time on PostgreSQL,
@@ -815,31 +788,110 @@ impl Queue for Outbox {
                 Ok((format!("{:020}.eml", mail.id), message))
             })
             .collect();
-        let delivered = deliver_batch(&self.transport, messages).await;
-        mails
-            .iter()
-            .zip(delivered)
-            .map(|(mail, result)| match result {
-                Ok(()) => {
-                    tracing::info!(outbox_id = mail.id, "mail delivered");
-                    Attempt::Done
+        deliver_batch(&self.transport, messages).await
+    }
+}
+
+impl Queue for Outbox {
+    type Item = OutboxItem;
+    const NAME: &'static str = "outbox";
+    const QUEUE: QueueName = QueueName::Outbox;
+    /// A pass's items (each the mails of one change) go 64 at a time: their
+    /// files with one sync, their SMTP sends several at once, their
+    /// settling in one commit.
+    const BATCH: usize = 64;
+
+    fn id(item: &OutboxItem) -> u64 {
+        item.id
+    }
+    fn due_at(item: &OutboxItem) -> DateTime<Utc> {
+        item.next_attempt_at
+    }
+    fn set_due_at(item: &mut OutboxItem, at: DateTime<Utc>) {
+        item.next_attempt_at = at;
+        for mail in &mut item.mails {
+            mail.next_attempt_at = at;
+        }
+    }
+    /// Each mail's failure is noted on it by the attempt, with its own
+    /// error; an item none of whose mails was attempted (never the case
+    /// today) gets the error on all of them.
+    fn record_failure(item: &mut OutboxItem, error: &str) {
+        if item.attempted.failed == 0 {
+            for mail in &mut item.mails {
+                mail.attempts += 1;
+                mail.last_error = Some(error.to_string());
+            }
+        }
+    }
+
+    async fn attempt(&self, item: &mut OutboxItem) -> Attempt {
+        let mut results = self.attempt_batch(std::slice::from_mut(item)).await;
+        results.pop().unwrap_or(Attempt::Retry {
+            error: "the mail was not attempted".into(),
+            after: None,
+        })
+    }
+
+    /// Every mail of the batch's items delivered together; a mail delivered
+    /// or given up on leaves its item, the others stay in it for the
+    /// item's next attempt, each with its own count and error.
+    async fn attempt_batch(&self, items: &mut [OutboxItem]) -> Vec<Attempt> {
+        let mails: Vec<&OutboxMail> = items.iter().flat_map(|item| item.mails.iter()).collect();
+        let mut delivered = self.deliver_mails(&mails).await.into_iter();
+        items
+            .iter_mut()
+            .map(|item| {
+                let mut attempted = crate::store::MailsAttempted::default();
+                let mut retry = None;
+                let mut kept = Vec::new();
+                for mut mail in std::mem::take(&mut item.mails) {
+                    let result = delivered.next().unwrap_or_else(|| {
+                        Err(DeliveryError {
+                            message: "the mail was not attempted".into(),
+                            permanent: false,
+                        })
+                    });
+                    match result {
+                        Ok(()) => {
+                            tracing::info!(outbox_id = mail.id, "mail delivered");
+                            attempted.delivered += 1;
+                        }
+                        Err(e) => {
+                            attempted.failed += 1;
+                            mail.attempts += 1;
+                            mail.last_error = Some(e.message.clone());
+                            if e.permanent {
+                                tracing::error!(outbox_id = mail.id, error = %e.message, "mail given up");
+                                attempted.given_up.push(mail);
+                            } else {
+                                retry.get_or_insert(e.message);
+                                kept.push(mail);
+                            }
+                        }
+                    }
                 }
-                Err(e) if e.permanent => Attempt::GiveUp { error: e.message },
-                Err(e) => Attempt::Retry {
-                    error: e.message,
-                    after: None,
-                },
+                item.mails = kept;
+                item.attempted = attempted;
+                match retry {
+                    Some(error) => Attempt::Retry { error, after: None },
+                    // Nothing left to retry: the item is done, its mails
+                    // given up on go to the dead letters as it is settled.
+                    None => Attempt::Done,
+                }
             })
             .collect()
     }
 
-    /// Doubling from `retry_base_ms`, capped at one hour; none after
-    /// `max_attempts`.
-    fn retry_in(&self, mail: &OutboxMail, _wish: Option<Duration>) -> Option<Duration> {
-        if mail.attempts >= self.max_attempts {
+    /// Doubling from `retry_base_ms`, capped at one hour; none once a mail
+    /// of the item has had `max_attempts` (its mails fail and are retried
+    /// together).
+    fn retry_in(&self, item: &OutboxItem, _wish: Option<Duration>) -> Option<Duration> {
+        let attempts = item.mails.iter().map(|m| m.attempts).max().unwrap_or(0);
+        if attempts >= self.max_attempts {
             return None;
         }
-        let shift = mail.attempts.saturating_sub(1).min(20);
+        let shift = attempts.saturating_sub(1).min(20);
         let delay_ms = self
             .retry_base_ms
             .saturating_mul(1 << shift)
@@ -847,16 +899,53 @@ impl Queue for Outbox {
         Some(Duration::from_millis(delay_ms))
     }
 
+    /// Mails given up on move to the dead letters now, under their own ids;
+    /// the others are kept for their next attempt.
+    fn reschedule(&self, mut item: OutboxItem) -> Vec<Write> {
+        let mut writes = dead_letters(std::mem::take(&mut item.attempted.given_up));
+        writes.push(Store::queue_put(QueueName::Outbox, item.id, &item));
+        writes
+    }
+
+    /// Counts mails, not items.
+    fn tally(item: &OutboxItem, _: &Attempt, how: Option<&Settled>) -> Tally {
+        let left_dead = match how {
+            Some(Settled::Dead) => item.mails.len() as u64,
+            _ => 0,
+        };
+        Tally {
+            done: item.attempted.delivered,
+            failures: item.attempted.failed,
+            dead: item.attempted.given_up.len() as u64 + left_dead,
+        }
+    }
+
     /// A delivery that comes back after a crash (its removal not yet
     /// committed) rewrites the same file; SMTP receivers drop the duplicate
-    /// Message-ID.
-    fn settle(&self, _: &Store, mail: OutboxMail, how: Settled) -> Result<Vec<Write>, StoreError> {
-        let mut writes = vec![Store::queue_remove(QueueName::Outbox, mail.id)];
+    /// Message-ID. Mails given up on (and, when the item is, those left)
+    /// move to `outbox_dead` one by one, under their own ids.
+    fn settle(
+        &self,
+        _: &Store,
+        mut item: OutboxItem,
+        how: Settled,
+    ) -> Result<Vec<Write>, StoreError> {
+        let mut dead = std::mem::take(&mut item.attempted.given_up);
         if let Settled::Dead = how {
-            writes.push(Store::queue_put(QueueName::OutboxDead, mail.id, &mail));
+            dead.append(&mut item.mails);
         }
+        let mut writes = vec![Store::queue_remove(QueueName::Outbox, item.id)];
+        writes.extend(dead_letters(dead));
         Ok(writes)
     }
+}
+
+/// Mails given up on, each to `outbox_dead` under its own id.
+fn dead_letters(mails: Vec<OutboxMail>) -> Vec<Write> {
+    mails
+        .iter()
+        .map(|mail| Store::queue_put(QueueName::OutboxDead, mail.id, mail))
+        .collect()
 }
 
 #[cfg(test)]
@@ -897,9 +986,9 @@ mod tests {
         let mut earlier = render(&notice, "https://old.example.test", "en");
         earlier.id = 2;
         let outbox = outbox(dir.path());
-        for mail in [&mut queued, &mut earlier] {
+        for mail in [queued, earlier] {
             assert!(matches!(
-                outbox.attempt(mail).await,
+                outbox.attempt(&mut item_of(vec![mail])).await,
                 crate::queue::Attempt::Done
             ));
         }
@@ -942,7 +1031,8 @@ mod tests {
         mails[0].id = 1;
         mails[1].id = 2;
         let outbox = outbox(dir.path());
-        let sent = outbox.attempt_batch(&mut mails).await;
+        let mut items: Vec<OutboxItem> = mails.into_iter().map(|m| item_of(vec![m])).collect();
+        let sent = outbox.attempt_batch(&mut items).await;
         assert!(sent
             .iter()
             .all(|a| matches!(a, crate::queue::Attempt::Done)));
@@ -961,7 +1051,7 @@ mod tests {
     async fn a_batch_of_mails_is_written_whole_and_a_failed_write_is_retried() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = outbox(dir.path());
-        let mut mails: Vec<OutboxMail> = (1..=5u64)
+        let mut mails: Vec<OutboxItem> = (1..=5u64)
             .map(|n| {
                 let mut mail = render(
                     &Notice::PasswordSet {
@@ -979,7 +1069,7 @@ mod tests {
                     "en",
                 );
                 mail.id = n;
-                mail
+                item_of(vec![mail])
             })
             .collect();
         let results = outbox.attempt_batch(&mut mails).await;
@@ -987,7 +1077,11 @@ mod tests {
         for (n, result) in (1..=5u64).zip(&results) {
             let path = dir.path().join(format!("{n:020}.eml"));
             if n == 3 {
-                assert!(matches!(result, Attempt::GiveUp { .. }));
+                // Given up on: off its item, which is done, to the dead
+                // letters as it is settled.
+                assert!(matches!(result, Attempt::Done));
+                assert_eq!(mails[2].attempted.given_up.len(), 1);
+                assert!(mails[2].mails.is_empty());
                 assert!(!path.exists());
             } else {
                 assert!(matches!(result, Attempt::Done));
@@ -1016,21 +1110,129 @@ mod tests {
             Vec::<String>::new()
         );
 
+        let mut mails: Vec<OutboxItem> = (10..12u64)
+            .map(|n| {
+                let mut mail = render(
+                    &Notice::PasswordSet {
+                        to: format!("m{n}@acme.test"),
+                        user_name: "Ana".into(),
+                        account_name: "Acme".into(),
+                        account_id: "acc_1".into(),
+                        token: format!("tok{n}"),
+                    },
+                    "https://admin.example.test",
+                    "en",
+                );
+                mail.id = n;
+                item_of(vec![mail])
+            })
+            .collect();
         let gone = outbox_in(dir.path().join("no-such-folder"));
-        let results = gone.attempt_batch(&mut mails[..2]).await;
+        let results = gone.attempt_batch(&mut mails).await;
         assert!(results.iter().all(|r| matches!(r, Attempt::Retry { .. })));
+        assert!(mails.iter().all(|item| item.mails.len() == 1));
         assert!(!dir.path().join("no-such-folder").exists());
 
         // The `.tmp` folder removed while the daemon runs is made again
         // inside the mail folder, and the mails still go.
         std::fs::remove_dir(dir.path().join(MAIL_TMP_DIR)).unwrap();
-        for (n, mail) in mails.iter_mut().enumerate() {
-            mail.id = 10 + n as u64;
-        }
-        let again = outbox.attempt_batch(&mut mails[..2]).await;
+        let again = outbox.attempt_batch(&mut mails).await;
         assert!(again.iter().all(|r| matches!(r, Attempt::Done)));
         assert!(dir.path().join(format!("{:020}.eml", 10)).exists());
         assert!(dir.path().join(MAIL_TMP_DIR).is_dir());
+    }
+
+    /// An outbox item of `mails`, numbered as they are.
+    fn item_of(mails: Vec<OutboxMail>) -> OutboxItem {
+        let mut ids = mails.iter().map(|m| m.id).collect::<Vec<_>>().into_iter();
+        OutboxItem::numbered(mails, &mut || Ok(ids.next().unwrap_or(0)))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn mail_to(id: u64, to: &str) -> OutboxMail {
+        let mut mail = pending(
+            &Notice::PasswordSet {
+                to: to.into(),
+                user_name: "Ana".into(),
+                account_name: "Acme".into(),
+                account_id: "acc_1".into(),
+                token: format!("tok{id}"),
+            },
+            Some("en".into()),
+        );
+        mail.id = id;
+        mail
+    }
+
+    /// A change's mails wait as one item and are delivered each under its
+    /// own id; one given up on leaves for the dead letters under its id
+    /// while the other is delivered; mails that fail are retried together,
+    /// each with its own count, and counted one by one in the metrics.
+    #[tokio::test]
+    async fn a_changes_mails_wait_as_one_item_and_each_is_delivered_or_given_up_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox(dir.path());
+        let mut item = item_of(vec![
+            mail_to(7, "new@acme.test"),
+            mail_to(8, "not an address"),
+        ]);
+        assert_eq!(item.id, 7, "named after its first mail");
+        let result = outbox.attempt(&mut item).await;
+        assert!(matches!(result, Attempt::Done));
+        assert!(dir.path().join(format!("{:020}.eml", 7)).exists());
+        assert!(!dir.path().join(format!("{:020}.eml", 8)).exists());
+        let tally = Outbox::tally(&item, &result, Some(&Settled::Done));
+        assert_eq!((tally.done, tally.failures, tally.dead), (1, 1, 1));
+        let store = Store::new(crate::store::memory::MemoryBackend::default());
+        let writes = outbox.settle(&store, item, Settled::Done).unwrap();
+        let dead: Vec<String> = writes.iter().map(|w| format!("{w:?}")).collect();
+        assert_eq!(writes.len(), 2, "{dead:?}");
+        assert!(
+            dead[0].contains("QueueRemove") && dead[0].contains('7'),
+            "{dead:?}"
+        );
+        assert!(
+            dead[1].contains("OutboxDead") && dead[1].contains("id: 8"),
+            "{dead:?}"
+        );
+
+        // Both mails fail for now: both stay, each counted once, and the
+        // item is written again whole.
+        let gone = outbox_in(dir.path().join("no-such-folder"));
+        let mut item = item_of(vec![mail_to(9, "a@acme.test"), mail_to(10, "b@acme.test")]);
+        let result = gone.attempt(&mut item).await;
+        assert!(matches!(result, Attempt::Retry { .. }));
+        assert!(item
+            .mails
+            .iter()
+            .all(|m| m.attempts == 1 && m.last_error.is_some()));
+        Outbox::record_failure(&mut item, "again");
+        assert!(
+            item.mails.iter().all(|m| m.attempts == 1),
+            "a failure is counted once, by the attempt"
+        );
+        assert_eq!(Outbox::tally(&item, &result, None).failures, 2);
+        let writes = gone.reschedule(item.clone());
+        assert_eq!(writes.len(), 1);
+        // Given up on once out of attempts: every mail left is dead.
+        let tally = Outbox::tally(&item, &result, Some(&Settled::Dead));
+        assert_eq!(tally.dead, 2);
+        assert_eq!(gone.settle(&store, item, Settled::Dead).unwrap().len(), 3);
+    }
+
+    /// An outbox value written by an earlier version (one mail on its
+    /// own) is read as an item of that mail.
+    #[test]
+    fn a_mail_queued_alone_by_an_earlier_version_reads_as_an_item_of_one() {
+        let mail = mail_to(42, "ana@acme.test");
+        let stored = crate::store::codec::encode(&mail);
+        let item: OutboxItem = crate::store::codec::decode(&stored).unwrap();
+        assert_eq!((item.id, item.mails.len()), (42, 1));
+        assert_eq!(item.mails[0], mail);
+        let again: OutboxItem =
+            crate::store::codec::decode(&crate::store::codec::encode(&item)).unwrap();
+        assert_eq!(again, item);
     }
 
     fn outbox_in(dir: std::path::PathBuf) -> Outbox {

@@ -289,7 +289,7 @@ impl Metrics {
         );
         registry.register(
             "outbox_depth",
-            "Mails waiting in the outbox",
+            "Outbox items waiting (the mails one change queued are one item)",
             outbox_depth.clone(),
         );
         registry.register("mail_delivered", "Mails delivered", mail_delivered.clone());

@@ -169,6 +169,21 @@ pub trait Queue: Send + Sync + 'static {
     /// When to try again after a failure (`wish`: the receiver's own), or
     /// `None` to give up.
     fn retry_in(&self, item: &Self::Item, wish: Option<Duration>) -> Option<Duration>;
+    /// The writes that keep an item for its next attempt (`set_due_at`
+    /// has scheduled it): by default, the item written again.
+    fn reschedule(&self, item: Self::Item) -> Vec<Write> {
+        vec![Store::queue_put(Self::QUEUE, Self::id(&item), &item)]
+    }
+    /// What an item's attempt counts in the queue's metrics, once it is
+    /// concluded (`None`: to be retried). By default the item is one
+    /// unit: done, or failed (and, when `Dead`, given up on).
+    fn tally(_item: &Self::Item, attempt: &Attempt, how: Option<&Settled>) -> Tally {
+        Tally {
+            done: u64::from(matches!(how, Some(Settled::Done))),
+            failures: u64::from(!matches!(attempt, Attempt::Done)),
+            dead: u64::from(matches!(how, Some(Settled::Dead))),
+        }
+    }
     /// The writes that take a settled item off the queue (remove it, or move
     /// it to a done or dead tree, and whatever else settling implies).
     fn settle(
@@ -177,6 +192,14 @@ pub trait Queue: Send + Sync + 'static {
         item: Self::Item,
         how: Settled,
     ) -> Result<Vec<Write>, StoreError>;
+}
+
+/// What an attempt counts in its queue's metrics ([`Queue::tally`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub done: u64,
+    pub failures: u64,
+    pub dead: u64,
 }
 
 /// Who claims queue items on a shared store, and for how long.
@@ -914,30 +937,35 @@ impl<Q: Queue> QueueWorker<Q> {
         result: Attempt,
     ) -> Result<(Vec<Write>, bool), StoreError> {
         let id = Q::id(&item);
-        match result {
+        let count = |item: &Q::Item, how: Option<&Settled>| {
+            let tally = Q::tally(item, &result, how);
+            self.metrics.done.inc_by(tally.done);
+            self.metrics.failures.inc_by(tally.failures);
+            self.metrics.dead.inc_by(tally.dead);
+        };
+        match &result {
             Attempt::Done => {
-                self.metrics.done.inc();
+                count(&item, Some(&Settled::Done));
                 Ok((self.queue.settle(&self.store, item, Settled::Done)?, true))
             }
             Attempt::GiveUp { error } => {
-                self.metrics.failures.inc();
-                self.metrics.dead.inc();
-                Q::record_failure(&mut item, &error);
+                Q::record_failure(&mut item, error);
+                count(&item, Some(&Settled::Dead));
                 tracing::error!(queue = Q::NAME, id, error = %error, "given up");
                 Ok((self.queue.settle(&self.store, item, Settled::Dead)?, true))
             }
             Attempt::Retry { error, after } => {
-                self.metrics.failures.inc();
-                Q::record_failure(&mut item, &error);
-                match self.queue.retry_in(&item, after) {
+                Q::record_failure(&mut item, error);
+                match self.queue.retry_in(&item, *after) {
                     Some(delay) => {
                         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                         Q::set_due_at(&mut item, at);
+                        count(&item, None);
                         tracing::warn!(queue = Q::NAME, id, retry_in_ms = delay.as_millis() as u64, error = %error, "attempt failed; will retry");
-                        Ok((vec![Store::queue_put(Q::QUEUE, id, &item)], false))
+                        Ok((self.queue.reschedule(item), false))
                     }
                     None => {
-                        self.metrics.dead.inc();
+                        count(&item, Some(&Settled::Dead));
                         tracing::error!(queue = Q::NAME, id, error = %error, "the last attempt failed; given up");
                         Ok((self.queue.settle(&self.store, item, Settled::Dead)?, true))
                     }

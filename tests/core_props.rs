@@ -17,7 +17,7 @@ use admind::metrics::Metrics;
 use admind::queue::Wakers;
 use admind::store::memory::MemoryBackend;
 use admind::store::writer::{Writer, WriterDeps};
-use admind::store::{OutboxMail, QueueName, Store};
+use admind::store::{OutboxItem, OutboxMail, QueueName, Store};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -226,7 +226,8 @@ fn token_for(store: &Store, address: &str) -> Option<String> {
 }
 
 fn mailed_token(store: &Store, address: &str, subject: &str) -> Option<String> {
-    let mails: Vec<OutboxMail> = store.items(QueueName::Outbox, false, 100_000).unwrap();
+    let items: Vec<OutboxItem> = store.items(QueueName::Outbox, false, 100_000).unwrap();
+    let mails: Vec<OutboxMail> = items.into_iter().flat_map(|item| item.mails).collect();
     mails
         .iter()
         .rev()

@@ -751,6 +751,97 @@ pub struct OutboxMail {
     pub language: Option<String>,
 }
 
+/// The mails one change queued, waiting in the outbox together: one queue
+/// item (one row written and one removed) per change, not per mail. Each
+/// mail keeps its own id, which names its file and its Message-ID; the
+/// item's id is its first mail's.
+///
+/// A mail delivered leaves the item; one given up goes to `outbox_dead`
+/// under its own id, as a mail queued alone did; the others are retried
+/// together. An outbox value written by an earlier version (one mail) is
+/// read as an item of that one mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxItem {
+    pub id: u64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub mails: Vec<OutboxMail>,
+    /// What the last attempt came to, for the worker's settling and its
+    /// metrics: never stored.
+    #[serde(skip)]
+    pub attempted: MailsAttempted,
+}
+
+/// What one attempt of an [`OutboxItem`] came to (not stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailsAttempted {
+    /// Mails delivered (and taken off the item).
+    pub delivered: u64,
+    /// Mails whose delivery failed, given up on or not.
+    pub failed: u64,
+    /// Mails given up on (taken off the item, to be moved to
+    /// `outbox_dead`).
+    pub given_up: Vec<OutboxMail>,
+}
+
+impl OutboxItem {
+    /// The item of a change's mails, each numbered by `next` in order;
+    /// `None` for no mail.
+    pub fn numbered(
+        mails: Vec<OutboxMail>,
+        next: &mut dyn FnMut() -> Result<u64, StoreError>,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        let mut numbered = Vec::with_capacity(mails.len());
+        for mut mail in mails {
+            mail.id = next()?;
+            numbered.push(mail);
+        }
+        let (Some(id), Some(due)) = (
+            numbered.first().map(|m| m.id),
+            numbered.iter().map(|m| m.next_attempt_at).min(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(OutboxItem {
+            id,
+            next_attempt_at: due,
+            mails: numbered,
+            attempted: MailsAttempted::default(),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for OutboxItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            id: u64,
+            next_attempt_at: DateTime<Utc>,
+            mails: Vec<OutboxMail>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Item(Stored),
+            // Written by versions that queued each mail on its own.
+            Mail(OutboxMail),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Item(s) => OutboxItem {
+                id: s.id,
+                next_attempt_at: s.next_attempt_at,
+                mails: s.mails,
+                attempted: MailsAttempted::default(),
+            },
+            Either::Mail(mail) => OutboxItem {
+                id: mail.id,
+                next_attempt_at: mail.next_attempt_at,
+                mails: vec![mail],
+                attempted: MailsAttempted::default(),
+            },
+        })
+    }
+}
+
 /// An after-hook event waiting to be dispatched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedEvent {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-use super::backend::{QueuedEvent, Transaction};
+use super::backend::{OutboxItem, QueuedEvent, Transaction};
 use super::codec::{self, decode, encode, key2, key_seq, prefix};
 use super::error::StoreError;
 use super::records::{self, split_key, KeyValue, Kind, Row, RowLookup, ValueFormat};
@@ -387,12 +387,12 @@ pub fn rows_of_transaction(
         rows.push(records::audit_row(&draft.into_entry(seq)));
         cause = Some(seq);
     }
-    for mut mail in tx.mails {
-        mail.id = next_id()?;
+    // The change's mails as one outbox item (one key, not one per mail).
+    if let Some(item) = OutboxItem::numbered(tx.mails, next_id)? {
         rows.push(Row::put(
             Kind::Outbox,
-            records::number_key(mail.id),
-            encode(&mail),
+            records::number_key(item.id),
+            encode(&item),
         ));
     }
     for event in tx.events {

@@ -31,9 +31,9 @@ pub mod sled_store;
 pub mod writer;
 
 pub use backend::{
-    About, Backend, CommandLock, Coordination, Hide, Kind, LockScope, NotShared, Order, OutboxMail,
-    Prefetch, QueueName, QueuedEvent, Record, RecordVisit, ReplicaInfo, Restore, RowVisit, Store,
-    StoreError, Transaction, Visit, Write,
+    About, Backend, CommandLock, Coordination, Hide, Kind, LockScope, MailsAttempted, NotShared,
+    Order, OutboxItem, OutboxMail, Prefetch, QueueName, QueuedEvent, Record, RecordVisit,
+    ReplicaInfo, Restore, RowVisit, Store, StoreError, Transaction, Visit, Write,
 };
 pub use sled_store::SledStore;
 
@@ -364,7 +364,8 @@ pub(crate) mod tests {
             .expect("handed over");
         let to: Vec<String> = handed
             .iter()
-            .map(|(_, v)| codec::decode::<OutboxMail>(v).expect("a mail").to)
+            .flat_map(|(_, v)| codec::decode::<OutboxItem>(v).expect("mails").mails)
+            .map(|mail| mail.to)
             .collect();
         assert_eq!(to, ["a@example.com"]);
     }
@@ -466,8 +467,11 @@ pub(crate) mod tests {
                 .map(|e| e.seq)
                 .expect("the entry")
         };
-        let mails: Vec<OutboxMail> = other.items(QueueName::Outbox, true, 10).unwrap();
+        let items: Vec<OutboxItem> = other.items(QueueName::Outbox, true, 10).unwrap();
+        assert_eq!(items.len(), 1, "a command's mails are one item");
+        let mails = &items[0].mails;
         assert_eq!(mails.len(), 2);
+        assert_eq!(items[0].id, mails[0].id);
         assert!(
             seq_of("first") < mails[0].id
                 && mails[0].id < mails[1].id
@@ -518,7 +522,7 @@ pub(crate) mod tests {
         let handed = a.take_committed(QueueName::Outbox).expect("handed over");
         assert_eq!(handed.len(), 1);
         let (id, value) = &handed[0];
-        let handed_mail: OutboxMail = codec::decode(value).expect("a mail");
+        let handed_mail: OutboxItem = codec::decode(value).expect("a mail");
         assert_eq!(handed_mail.id, *id, "handed with its value");
         assert_eq!(
             a.take_committed(QueueName::Outbox).map(|h| h.len()),
@@ -737,10 +741,13 @@ pub(crate) mod tests {
             store.flush().unwrap();
             let kind = store.kind();
             let entry = &store.audit("acc_x", None, 10).unwrap()[0];
-            let mails: Vec<OutboxMail> = store.items(QueueName::Outbox, true, 10).unwrap();
+            let items: Vec<OutboxItem> = store.items(QueueName::Outbox, true, 10).unwrap();
             let events: Vec<QueuedEvent> = store.items(QueueName::Hooks, true, 10).unwrap();
+            assert_eq!(items.len(), 1, "a commit's mails are one item on {kind}");
+            let mails = &items[0].mails;
             assert_eq!(mails.len(), 2, "on {kind}");
             assert!(mails[0].id < mails[1].id, "ids in order on {kind}");
+            assert_eq!(items[0].id, mails[0].id, "on {kind}");
             assert_eq!(
                 events[0].cause_seq,
                 Some(entry.seq),
@@ -752,10 +759,10 @@ pub(crate) mod tests {
             store
                 .commit(Transaction::of_writes(vec![Store::queue_remove(
                     QueueName::Outbox,
-                    mails[0].id,
+                    items[0].id,
                 )]))
                 .unwrap();
-            assert_eq!(store.queue_len(QueueName::Outbox).unwrap(), 1, "on {kind}");
+            assert_eq!(store.queue_len(QueueName::Outbox).unwrap(), 0, "on {kind}");
         }
     }
 
