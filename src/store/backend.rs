@@ -823,7 +823,7 @@ impl<'de> Deserialize<'de> for OutboxItem {
         enum Either {
             Item(Stored),
             // Written by versions that queued each mail on its own.
-            Mail(OutboxMail),
+            Mail(Box<OutboxMail>),
         }
         Ok(match Either::deserialize(d)? {
             Either::Item(s) => OutboxItem {
@@ -835,7 +835,7 @@ impl<'de> Deserialize<'de> for OutboxItem {
             Either::Mail(mail) => OutboxItem {
                 id: mail.id,
                 next_attempt_at: mail.next_attempt_at,
-                mails: vec![mail],
+                mails: vec![*mail],
                 attempted: MailsAttempted::default(),
             },
         })
