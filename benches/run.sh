@@ -32,9 +32,15 @@ PIN_LOAD="taskset -c $LOAD_CPUS"
 if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release --bin admind --examples
+# BENCH_BIN=<dir>: the admind and examples/ of another build, not built
+# here (an A/B of two commits in one session: benches/analysis.md).
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --release --bin admind --examples
+  BIN=target/release
+fi
 [ -n "${BENCH_ONLY:-}" ] || cargo bench --no-run --bench hook_dispatch >/dev/null 2>&1
-BIN=target/release
 W=$(mktemp -d)
 RESULTS=$W/results.jsonl
 cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"; }
