@@ -981,7 +981,7 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
     use admind::domain::*;
     use admind::queue::Wakers;
     use admind::store::writer::{Writer, WriterDeps};
-    use admind::store::{OutboxMail, QueueName, Store};
+    use admind::store::{OutboxItem, OutboxMail, QueueName, Store};
     std::fs::create_dir_all(data_dir).unwrap();
     let store = Store::open_sled(&data_dir.join("db")).unwrap();
     let (writer, thread) = Writer::start(WriterDeps {
@@ -1036,7 +1036,8 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
         i += 64;
     }
     // Activate the two owners we will sign in as; drop the seeding mail.
-    let mails: Vec<OutboxMail> = store.items(QueueName::Outbox, false, usize::MAX).unwrap();
+    let items: Vec<OutboxItem> = store.items(QueueName::Outbox, false, usize::MAX).unwrap();
+    let mails: Vec<&OutboxMail> = items.iter().flat_map(|item| &item.mails).collect();
     for who in ["owner-small@seed.test", "owner-big@seed.test"] {
         let m = mails.iter().find(|m| m.to == who).unwrap();
         let start = m.body.find("token=").unwrap() + 6;
@@ -1056,7 +1057,7 @@ async fn seed(data_dir: &Path, accounts: usize, members: usize, big: usize) {
             .await
             .unwrap();
     }
-    let left: Vec<OutboxMail> = store.items(QueueName::Outbox, false, usize::MAX).unwrap();
+    let left: Vec<OutboxItem> = store.items(QueueName::Outbox, false, usize::MAX).unwrap();
     for chunk in left.chunks(admind::store::writer::MAINTENANCE_WRITES_MAX) {
         let writes = chunk
             .iter()
