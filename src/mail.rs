@@ -1053,23 +1053,12 @@ mod tests {
         let outbox = outbox(dir.path());
         let mut mails: Vec<OutboxItem> = (1..=5u64)
             .map(|n| {
-                let mut mail = render(
-                    &Notice::PasswordSet {
-                        to: if n == 3 {
-                            "not an address".into()
-                        } else {
-                            format!("m{n}@acme.test")
-                        },
-                        user_name: "Ana".into(),
-                        account_name: "Acme".into(),
-                        account_id: "acc_1".into(),
-                        token: format!("tok{n}"),
-                    },
-                    "https://admin.example.test",
-                    "en",
-                );
-                mail.id = n;
-                item_of(vec![mail])
+                let to = if n == 3 {
+                    "not an address".into()
+                } else {
+                    format!("m{n}@acme.test")
+                };
+                item_of(vec![rendered(n, to)])
             })
             .collect();
         let results = outbox.attempt_batch(&mut mails).await;
@@ -1111,21 +1100,7 @@ mod tests {
         );
 
         let mut mails: Vec<OutboxItem> = (10..12u64)
-            .map(|n| {
-                let mut mail = render(
-                    &Notice::PasswordSet {
-                        to: format!("m{n}@acme.test"),
-                        user_name: "Ana".into(),
-                        account_name: "Acme".into(),
-                        account_id: "acc_1".into(),
-                        token: format!("tok{n}"),
-                    },
-                    "https://admin.example.test",
-                    "en",
-                );
-                mail.id = n;
-                item_of(vec![mail])
-            })
+            .map(|n| item_of(vec![rendered(n, format!("m{n}@acme.test"))]))
             .collect();
         let gone = outbox_in(dir.path().join("no-such-folder"));
         let results = gone.attempt_batch(&mut mails).await;
@@ -1140,6 +1115,24 @@ mod tests {
         assert!(again.iter().all(|r| matches!(r, Attempt::Done)));
         assert!(dir.path().join(format!("{:020}.eml", 10)).exists());
         assert!(dir.path().join(MAIL_TMP_DIR).is_dir());
+    }
+
+    /// A mail rendered (as an earlier version queued it) to `to`, with
+    /// outbox id `n` and token `tok<n>`.
+    fn rendered(n: u64, to: String) -> OutboxMail {
+        let mut mail = render(
+            &Notice::PasswordSet {
+                to,
+                user_name: "Ana".into(),
+                account_name: "Acme".into(),
+                account_id: "acc_1".into(),
+                token: format!("tok{n}"),
+            },
+            "https://admin.example.test",
+            "en",
+        );
+        mail.id = n;
+        mail
     }
 
     /// An outbox item of `mails`, numbered as they are.
