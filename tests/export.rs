@@ -173,3 +173,60 @@ async fn import_refuses_a_damaged_file_and_a_store_that_is_not_empty() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A mail an earlier version queued on its own (one outbox row per mail,
+/// rendered at commit) and that was still waiting when its store was
+/// exported: imported into this build, which queues a change's mails as
+/// one item, it is read as an item of that mail and delivered under its
+/// own outbox id, and leaves the outbox (R03: the old owner's notice is
+/// not lost across an upgrade).
+#[tokio::test]
+async fn r03_a_mail_queued_alone_by_an_earlier_version_is_delivered_after_import() {
+    let mut d = Daemon::start();
+    d.terminate();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("earlier.jsonl");
+    let now = chrono::Utc::now().to_rfc3339();
+    let lines = [
+        json!({"format": "admind-export", "version": 1, "exported_at": now, "from": "sled"}),
+        json!({"kind": "queue_item", "queue": "outbox", "id": 4242, "value": {
+            "id": 4242,
+            "to": "old-owner@acme.test",
+            "subject": "You are no longer the owner of Acme",
+            "body": "Ada is now the owner of Acme.\n",
+            "created_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": null,
+        }}),
+        json!({"end": {"counts": {"queue_item": 1}, "records": 1}}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let out = admind_on(&["import", "--in", file.to_str().unwrap()], &d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.restart();
+    let mail = d
+        .wait_mail("old-owner@acme.test", "no longer the owner", 1)
+        .await;
+    assert!(
+        mail.file.ends_with(&format!("{:020}.eml", 4242)),
+        "named after its own outbox id: {}",
+        mail.file
+    );
+    assert!(mail.body.contains("Ada is now the owner"), "{}", mail.body);
+    d.wait_metric("admind_mail_delivered_total", 1.0).await;
+    // Off the outbox once its settling commits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.metric("admind_outbox_depth").await != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail stays queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
