@@ -740,11 +740,7 @@ impl Outbox {
             .and_then(|account| account.language)
             .unwrap_or_else(|| self.default_language.clone())
     }
-}
 
-const RETRY_CAP_MS: u64 = 3_600_000;
-
-impl Outbox {
     /// Delivers a batch of mails: each built (rendered now when it was
     /// queued as a notice), then written or sent together.
     async fn deliver_mails(&self, mails: &[&OutboxMail]) -> Vec<Result<(), DeliveryError>> {
@@ -791,6 +787,8 @@ impl Outbox {
         deliver_batch(&self.transport, messages).await
     }
 }
+
+const RETRY_CAP_MS: u64 = 3_600_000;
 
 impl Queue for Outbox {
     type Item = OutboxItem;
