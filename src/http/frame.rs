@@ -31,6 +31,11 @@ pub(super) struct Frame {
     registry: Arc<crate::metrics::Metrics>,
     ids: SequentialIds,
     request_timeout: std::time::Duration,
+    /// The body limit every extractor that reads a body applies, set on
+    /// each request that may carry one (not GET or HEAD: no such route
+    /// reads a body). Here rather than as `DefaultBodyLimit`'s own layer,
+    /// which wraps every route in one more boxed service per request.
+    body_limit: Option<axum::extract::DefaultBodyLimit>,
     check_path: bool,
     request_id: bool,
     trace: bool,
@@ -57,12 +62,15 @@ impl Frame {
     pub(super) fn new(
         registry: Arc<crate::metrics::Metrics>,
         request_timeout: Duration,
+        body_max_bytes: usize,
         without: impl Fn(&str) -> bool,
     ) -> Frame {
         Frame {
             registry,
             ids: SequentialIds::new(),
             request_timeout,
+            body_limit: (!without("body_limit"))
+                .then(|| axum::extract::DefaultBodyLimit::max(body_max_bytes)),
             check_path: !without("check_path"),
             request_id: !without("request_id"),
             trace: !without("trace"),
@@ -193,6 +201,14 @@ where
             req = Request::from_parts(parts, body);
         }
         let method = crate::metrics::method_label(req.method());
+        if let Some(limit) = frame.body_limit {
+            if !matches!(
+                *req.method(),
+                axum::http::Method::GET | axum::http::Method::HEAD
+            ) {
+                limit.apply(&mut req);
+            }
+        }
         let id = if frame.request_id {
             match req.headers().get(X_REQUEST_ID) {
                 Some(id) => Some(id.clone()),
