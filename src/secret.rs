@@ -27,8 +27,22 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
 
 /// Compares two SHA-256 digests of secrets without leaking where they
 /// differ: [`secrets_equal`] for a caller that already holds both digests.
+///
+/// Four 64-bit words XOR'd and OR'd together, whatever they hold: the
+/// same operations for any input, with no branch on the data until the
+/// one answer (`black_box` keeps the compiler from adding one). `subtle`'s
+/// byte-at-a-time `ct_eq` did the same in about ten times the instructions,
+/// on every API request.
 pub fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.ct_eq(b).into()
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let mut wx = [0u8; 8];
+        let mut wy = [0u8; 8];
+        wx.copy_from_slice(x);
+        wy.copy_from_slice(y);
+        diff |= u64::from_ne_bytes(wx) ^ u64::from_ne_bytes(wy);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 /// Argon2id cost. The defaults follow OWASP's minimum (19 MiB, 2 passes).
@@ -80,6 +94,22 @@ pub fn decoy_hash(cost: PasswordCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal digests compare equal; a difference in any bit of any byte
+    /// (each of the four words, either end of a word) does not.
+    #[test]
+    fn digests_differing_anywhere_are_unequal() {
+        let a: [u8; 32] = std::array::from_fn(|i| i as u8 * 7);
+        assert!(digests_equal(&a, &a));
+        for byte in 0..32 {
+            for bit in 0..8 {
+                let mut b = a;
+                b[byte] ^= 1 << bit;
+                assert!(!digests_equal(&a, &b), "byte {byte} bit {bit}");
+                assert!(!digests_equal(&b, &a), "byte {byte} bit {bit}");
+            }
+        }
+    }
 
     #[test]
     fn passwords_verify_and_tokens_are_distinct() {
