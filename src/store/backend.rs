@@ -664,6 +664,9 @@ macro_rules! forward_state_view {
             fn account(&$self, id: &str) -> Result<Option<Account>, ViewError> {
                 $target.account(id)
             }
+            fn account_shared(&$self, id: &str) -> Result<Option<std::sync::Arc<Account>>, ViewError> {
+                $target.account_shared(id)
+            }
             fn accounts(&$self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
                 $target.accounts(after, limit)
             }

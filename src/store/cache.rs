@@ -227,7 +227,7 @@ pub const MEMBER_LIST_CACHED_MAX: usize = 200;
 /// The cached tables of a store: decoded accounts, members, sessions, and
 /// small accounts' whole member lists.
 pub struct ReadCache {
-    pub accounts: Table<Account>,
+    pub accounts: Table<Arc<Account>>,
     /// Shared, so that a page of a long team list takes its members from
     /// here without copying them ([`ReadCache::users_scanned`]).
     pub users: Table<Arc<User>>,

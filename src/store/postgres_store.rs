@@ -1607,10 +1607,19 @@ impl Store {
 
 impl StateView for PostgresStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
+        Ok(self.account_shared(id)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn account_shared(&self, id: &str) -> Result<Option<Arc<Account>>, ViewError> {
         if let Some(hit) = self.in_overlay(|o| o.accounts.get(id).cloned()) {
-            return Ok(hit);
+            return Ok(hit.map(Arc::new));
         }
-        let read = || self.one("SELECT value FROM accounts WHERE id = $1", &[&id]);
+        let read = || {
+            Ok::<_, ViewError>(
+                self.one::<Account>("SELECT value FROM accounts WHERE id = $1", &[&id])?
+                    .map(Arc::new),
+            )
+        };
         match self.cache() {
             Some(cache) => ReadCache::value(&cache.accounts, id.as_bytes(), read),
             None => read(),

@@ -389,7 +389,16 @@ impl Coordination for SledStore {
 
 impl StateView for SledStore {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError> {
-        Ok(self.cached(&self.cache.accounts, Kind::Accounts, id.as_bytes())?)
+        Ok(self.account_shared(id)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn account_shared(&self, id: &str) -> Result<Option<Arc<Account>>, ViewError> {
+        let read = || {
+            Ok::<_, StoreError>(
+                kv::get::<Account>(self, Kind::Accounts, id.as_bytes())?.map(Arc::new),
+            )
+        };
+        Ok(ReadCache::value(&self.cache.accounts, id.as_bytes(), read)?)
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {

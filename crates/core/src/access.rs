@@ -68,6 +68,18 @@ pub fn member_with(
     account_id: &str,
     need: Need,
 ) -> Result<(Account, Arc<User>), Refusal> {
+    let (account, user) = member_with_shared(view, principal, account_id, need)?;
+    Ok((Arc::unwrap_or_clone(account), user))
+}
+
+/// [`member_with`] for a read: the account as the store shares it, not
+/// copied (a command, which changes it, takes [`member_with`]'s copy).
+pub fn member_with_shared(
+    view: &dyn StateView,
+    principal: &Principal,
+    account_id: &str,
+    need: Need,
+) -> Result<(Arc<Account>, Arc<User>), Refusal> {
     let refuse_outsider = |p: &Principal| {
         match (p, need) {
         // The operator is outside every account; R02/R19 say it never acts
@@ -131,14 +143,14 @@ pub fn member_with(
         } if a == account_id && !matches!(need, Need::Owner | Need::Billing) => acting_for,
         other => {
             // Outsiders learn nothing about accounts that do not exist.
-            if view.account(account_id)?.is_none() {
+            if view.account_shared(account_id)?.is_none() {
                 return Err(Refusal::not_found("account"));
             }
             return Err(refuse_outsider(other));
         }
     };
     let account = view
-        .account(account_id)?
+        .account_shared(account_id)?
         .ok_or_else(|| Refusal::not_found("account"))?;
     let user = view
         .user_shared(account_id, user_id)?

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::access::{member_with, role_label, Need};
+use super::access::{member_with_shared, role_label, Need};
 use super::command::Principal;
 use super::model::*;
 use super::refusal::{Refusal, RefusalKind};
@@ -81,8 +81,8 @@ pub fn account_summary(
             .ok_or_else(|| Refusal::not_found("account"))?;
         return Ok(summarize(account, now));
     }
-    let (account, _) = member_with(view, who, account_id, Need::Agent)?;
-    Ok(summarize(account, now))
+    let (account, _) = member_with_shared(view, who, account_id, Need::Agent)?;
+    Ok(summarize(Arc::unwrap_or_clone(account), now))
 }
 
 /// The account's settings (its language): its admins, and platform
@@ -97,7 +97,9 @@ pub fn account_settings(
             .account(account_id)?
             .ok_or_else(|| Refusal::not_found("account"));
     }
-    Ok(member_with(view, who, account_id, Need::Admin)?.0)
+    Ok(Arc::unwrap_or_clone(
+        member_with_shared(view, who, account_id, Need::Admin)?.0,
+    ))
 }
 
 /// Support cases looked through at most, per read.
@@ -184,7 +186,7 @@ pub fn owner(
     who: &Principal,
     account_id: &str,
 ) -> Result<MemberView, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Agent)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Agent)?;
     let user = view
         .user_shared(account_id, &account.owner_id)?
         .ok_or_else(|| Refusal::store("the owner's profile is missing"))?;
@@ -204,7 +206,7 @@ pub fn members(
     limit: Option<usize>,
 ) -> Result<Page<MemberView>, Refusal> {
     let limit = clamp_limit(limit)?;
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     members_of(view, &account, after, limit)
 }
 
@@ -219,7 +221,7 @@ pub fn members_before(
     limit: Option<usize>,
 ) -> Result<Page<MemberView>, Refusal> {
     let limit = clamp_limit(limit)?;
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     let mut users = view.members_before(&account.id, before, limit + 1)?;
     let more = users.len() > limit;
     users.truncate(limit);
@@ -251,9 +253,9 @@ pub fn team(
     now: DateTime<Utc>,
 ) -> Result<(AccountSummary, Page<MemberView>), Refusal> {
     let limit = clamp_limit(limit)?;
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     let page = members_of(view, &account, after, limit)?;
-    Ok((summarize(account, now), page))
+    Ok((summarize(Arc::unwrap_or_clone(account), now), page))
 }
 
 fn members_of(
@@ -287,7 +289,7 @@ pub fn member(
     account_id: &str,
     user_id: &str,
 ) -> Result<MemberView, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     let user = view
         .user(account_id, user_id)?
         .ok_or_else(|| Refusal::not_found("member"))?;
@@ -307,7 +309,7 @@ pub fn owner_candidates(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<MemberView>, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Owner)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Owner)?;
     scan_members(view, &account, CANDIDATES_MAX, |u| {
         u.support_role == SupportRole::Admin && u.id != account.owner_id && u.is_active()
     })
@@ -348,7 +350,7 @@ pub fn invoices(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<Invoice>, Refusal> {
-    member_with(view, who, account_id, Need::Billing)?;
+    member_with_shared(view, who, account_id, Need::Billing)?;
     Ok(view.invoices(account_id, PAGE_LIMIT_MAX)?)
 }
 
@@ -358,8 +360,8 @@ pub fn billing_contacts(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<String>, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Billing)?;
-    Ok(account.billing_contacts)
+    let (account, _) = member_with_shared(view, who, account_id, Need::Billing)?;
+    Ok(account.billing_contacts.clone())
 }
 
 pub fn payment_method(
@@ -367,8 +369,8 @@ pub fn payment_method(
     who: &Principal,
     account_id: &str,
 ) -> Result<Option<PaymentMethod>, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Billing)?;
-    Ok(account.payment_method)
+    let (account, _) = member_with_shared(view, who, account_id, Need::Billing)?;
+    Ok(account.payment_method.clone())
 }
 
 pub fn integrations(
@@ -376,7 +378,7 @@ pub fn integrations(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<Integration>, Refusal> {
-    member_with(view, who, account_id, Need::Admin)?;
+    member_with_shared(view, who, account_id, Need::Admin)?;
     Ok(view.integrations(account_id, PAGE_LIMIT_MAX * 5)?)
 }
 
@@ -400,7 +402,7 @@ pub fn audit(
         view.account(account_id)?
             .ok_or_else(|| Refusal::not_found("account"))?;
     } else {
-        member_with(view, who, account_id, Need::Admin)?;
+        member_with_shared(view, who, account_id, Need::Admin)?;
     }
     let mut items = view.audit(account_id, after, limit + 1)?;
     let more = items.len() > limit;
@@ -519,7 +521,7 @@ pub fn emails(
     account_id: &str,
     user_id: &str,
 ) -> Result<Vec<EmailAddress>, Refusal> {
-    let (_, me) = member_with(view, who, account_id, Need::Member)?;
+    let (_, me) = member_with_shared(view, who, account_id, Need::Member)?;
     if me.id == user_id {
         return Ok(std::sync::Arc::unwrap_or_clone(me).emails);
     }
@@ -540,7 +542,7 @@ pub fn account_licence_requests(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<LicenceRequest>, Refusal> {
-    member_with(view, who, account_id, Need::Owner)?;
+    member_with_shared(view, who, account_id, Need::Owner)?;
     Ok(view.account_licence_requests(account_id, PAGE_LIMIT_MAX)?)
 }
 
@@ -560,7 +562,7 @@ pub fn sell_users(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<MemberView>, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     scan_members(view, &account, SELL_USERS_MAX, |u| {
         u.sell_role != SellRole::None
     })
@@ -622,8 +624,8 @@ pub fn scim_tokens(
             "a directory does not see the account's directory tokens",
         ));
     }
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
-    Ok(account.scim_tokens)
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
+    Ok(account.scim_tokens.clone())
 }
 
 /// Every member of an account, in id order, handed to `each` one at a
@@ -638,7 +640,7 @@ pub fn each_member(
     mut each: impl FnMut(&Account, Arc<User>) -> std::ops::ControlFlow<()>,
 ) -> Result<Account, Refusal> {
     const SCAN_PAGE: usize = 500;
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     let mut after: Option<String> = None;
     let mut seen = 0usize;
     loop {
@@ -655,11 +657,11 @@ pub fn each_member(
                 ));
             }
             if each(&account, user).is_break() {
-                return Ok(account);
+                return Ok(Arc::unwrap_or_clone(account));
             }
         }
         if done {
-            return Ok(account);
+            return Ok(Arc::unwrap_or_clone(account));
         }
     }
 }
@@ -672,9 +674,9 @@ pub fn member_by_email(
     account_id: &str,
     email: &str,
 ) -> Result<(Account, Option<User>), Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     let user = view.user_by_email(account_id, email)?;
-    Ok((account, user))
+    Ok((Arc::unwrap_or_clone(account), user))
 }
 
 /// The members a directory's `userName` may name: the one holding that
@@ -686,7 +688,7 @@ pub fn members_by_user_name(
     account_id: &str,
     user_name: &str,
 ) -> Result<Vec<User>, Refusal> {
-    member_with(view, who, account_id, Need::Admin)?;
+    member_with_shared(view, who, account_id, Need::Admin)?;
     let mut found = vec![];
     for key in [directory_name_key(user_name), normalize_email(user_name)] {
         if let Some(user) = view.user_by_email(account_id, &key)? {
@@ -716,7 +718,7 @@ pub fn sell_admin_candidates(
     who: &Principal,
     account_id: &str,
 ) -> Result<Vec<User>, Refusal> {
-    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
     if account.sell.admin_count > 0 {
         return Ok(Vec::new());
     }

@@ -9,6 +9,12 @@ use super::refusal::ViewError;
 
 pub trait StateView {
     fn account(&self, id: &str) -> Result<Option<Account>, ViewError>;
+    /// [`StateView::account`], shared: a store that caches accounts hands
+    /// out its cached value without copying it (every account-scoped read
+    /// checks its caller against the account).
+    fn account_shared(&self, id: &str) -> Result<Option<Arc<Account>>, ViewError> {
+        Ok(self.account(id)?.map(Arc::new))
+    }
     /// Accounts ordered by id, strictly after `after`, at most `limit`.
     fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError>;
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError>;
