@@ -170,28 +170,26 @@ fn write_identity(out: &mut Vec<u8>, u: &User) {
 
 fn write_member(out: &mut Vec<u8>, m: &MemberView) {
     let u = &m.user;
-    let flag = |b: bool| if b { &b"true"[..] } else { &b"false"[..] };
+    // Each piece is a constant of its own, even where a value picks one
+    // (a flag, a role): a constant length is copied inline, a length known
+    // only at run time is a `memcpy` call (five a member before).
     write_identity(out, u);
     out.extend_from_slice(b",\"email_verified\":");
-    out.extend_from_slice(flag(u.primary_verified()));
-    out.extend_from_slice(b",\"role\":\"");
-    out.extend_from_slice(match u.support_role {
-        SupportRole::EndUser => b"end_user",
-        SupportRole::Agent => b"agent",
-        SupportRole::Admin => b"admin",
-    });
-    out.extend_from_slice(b"\",\"role_label\":");
+    put_flag(out, u.primary_verified());
+    match u.support_role {
+        SupportRole::EndUser => out.extend_from_slice(b",\"role\":\"end_user\",\"role_label\":"),
+        SupportRole::Agent => out.extend_from_slice(b",\"role\":\"agent\",\"role_label\":"),
+        SupportRole::Admin => out.extend_from_slice(b",\"role\":\"admin\",\"role_label\":"),
+    }
     write_json_str(out, m.role_label);
     out.extend_from_slice(b",\"is_owner\":");
-    out.extend_from_slice(flag(m.is_owner));
-    out.extend_from_slice(b",\"sell_role\":\"");
-    out.extend_from_slice(match u.sell_role {
-        SellRole::None => b"none",
-        SellRole::User => b"user",
-        SellRole::Admin => b"admin",
-    });
-    out.extend_from_slice(b"\",\"active\":");
-    out.extend_from_slice(flag(u.is_active()));
+    put_flag(out, m.is_owner);
+    match u.sell_role {
+        SellRole::None => out.extend_from_slice(b",\"sell_role\":\"none\",\"active\":"),
+        SellRole::User => out.extend_from_slice(b",\"sell_role\":\"user\",\"active\":"),
+        SellRole::Admin => out.extend_from_slice(b",\"sell_role\":\"admin\",\"active\":"),
+    }
+    put_flag(out, u.is_active());
     if let Some(id) = &u.external_id {
         out.extend_from_slice(b",\"external_id\":");
         write_json_str(out, id);
@@ -209,6 +207,16 @@ fn write_member(out: &mut Vec<u8>, m: &MemberView) {
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
+}
+
+/// A JSON boolean, each spelling a constant copy.
+#[inline(always)]
+fn put_flag(out: &mut Vec<u8>, value: bool) {
+    if value {
+        out.extend_from_slice(b"true");
+    } else {
+        out.extend_from_slice(b"false");
+    }
 }
 
 /// `text` as a JSON string: copied whole when nothing in it needs escaping
@@ -250,7 +258,9 @@ fn needs_json_escape(bytes: &[u8]) -> bool {
         last.copy_from_slice(&bytes[len - 8..]);
         return word_needs_escape(first) | word_needs_escape(last);
     }
-    bytes.iter().fold(false, |any, &b| any | byte_needs_escape(b))
+    bytes
+        .iter()
+        .fold(false, |any, &b| any | byte_needs_escape(b))
 }
 
 fn byte_needs_escape(b: u8) -> bool {
@@ -258,7 +268,9 @@ fn byte_needs_escape(b: u8) -> bool {
 }
 
 fn block_needs_escape(block: &[u8]) -> bool {
-    block.iter().fold(false, |any, &b| any | byte_needs_escape(b))
+    block
+        .iter()
+        .fold(false, |any, &b| any | byte_needs_escape(b))
 }
 
 /// [`byte_needs_escape`] for any of eight bytes at once: the classic
