@@ -118,6 +118,29 @@ fn push_segment(path: &mut String, segment: &str) {
     }
 }
 
+/// A value escaped for HTML as the page is written
+/// ([`crate::console::i18n::write_html`]): a team row's name, address and
+/// role, written once each, so not worth an [`Escaped`] copy.
+pub struct Text<'a>(pub &'a str);
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::console::i18n::write_html(f, self.0)
+    }
+}
+
+impl askama::filters::HtmlSafe for Text<'_> {}
+
+impl askama::FastWritable for Text<'_> {
+    fn write_into(
+        &self,
+        dest: &mut dyn std::fmt::Write,
+        _: &dyn askama::Values,
+    ) -> askama::Result<()> {
+        Ok(crate::console::i18n::write_html(dest, self.0)?)
+    }
+}
+
 /// Text escaped for HTML once, when the page is built, for a value a
 /// template writes many times: the CSRF token of every form, the account's
 /// path and each member's id in every row's forms. askama writes it as it

@@ -1,7 +1,7 @@
 //! Team members: the list, search, add, change role, remove, and what the rules allow when no seat is free (R09, R11, R18).
 
 use crate::console::page::at;
-use crate::console::page::Escaped;
+use crate::console::page::{Escaped, Text};
 use crate::domain::cmd;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -34,6 +34,20 @@ pub struct MemberRow {
     /// Deactivated (by the directory or an admin): holds no seat.
     deactivated: bool,
     last_sign_in: Option<crate::console::page::When>,
+}
+
+impl MemberRow {
+    fn name(&self) -> Text<'_> {
+        Text(&self.user.name)
+    }
+
+    fn address(&self) -> Text<'_> {
+        Text(self.user.primary_address())
+    }
+
+    fn role(&self) -> Text<'_> {
+        Text(self.role)
+    }
 }
 
 #[derive(Template)]
