@@ -694,6 +694,9 @@ macro_rules! forward_state_view {
             fn session(&$self, hash: &str) -> Result<Option<Session>, ViewError> {
                 $target.session(hash)
             }
+            fn session_shared(&$self, hash: &str) -> Result<Option<std::sync::Arc<Session>>, ViewError> {
+                $target.session_shared(hash)
+            }
             fn invoices(&$self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {
                 $target.invoices(account_id, limit)
             }

@@ -231,7 +231,7 @@ pub struct ReadCache {
     /// Shared, so that a page of a long team list takes its members from
     /// here without copying them ([`ReadCache::users_scanned`]).
     pub users: Table<Arc<User>>,
-    pub sessions: Table<Session>,
+    pub sessions: Table<Arc<Session>>,
     /// An account's whole member list, when it has at most
     /// [`MEMBER_LIST_CACHED_MAX`] members, weighing its length.
     pub members: Table<Option<Arc<Vec<Arc<User>>>>>,

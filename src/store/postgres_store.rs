@@ -1732,7 +1732,16 @@ impl StateView for PostgresStore {
     }
 
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
-        let read = || self.one("SELECT value FROM sessions WHERE hash = $1", &[&hash]);
+        Ok(self.session_shared(hash)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn session_shared(&self, hash: &str) -> Result<Option<Arc<Session>>, ViewError> {
+        let read = || {
+            Ok::<_, ViewError>(
+                self.one::<Session>("SELECT value FROM sessions WHERE hash = $1", &[&hash])?
+                    .map(Arc::new),
+            )
+        };
         match self.cache() {
             Some(cache) => ReadCache::value(&cache.sessions, hash.as_bytes(), read),
             None => read(),

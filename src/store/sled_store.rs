@@ -98,14 +98,16 @@ impl SledStore {
         })
     }
 
-    /// A value of a cached tree: from the cache, else read and kept.
-    fn cached<V: serde::de::DeserializeOwned + Clone>(
+    /// A value of a cached tree, shared: from the cache, else read and kept.
+    fn cached<V: serde::de::DeserializeOwned>(
         &self,
-        table: &super::cache::Table<V>,
+        table: &super::cache::Table<Arc<V>>,
         kind: Kind,
         key: &[u8],
-    ) -> Result<Option<V>, StoreError> {
-        ReadCache::value(table, key, || kv::get(self, kind, key))
+    ) -> Result<Option<Arc<V>>, StoreError> {
+        ReadCache::value(table, key, || {
+            Ok(kv::get::<V>(self, kind, key)?.map(Arc::new))
+        })
     }
 
     fn members_uncached(
@@ -471,6 +473,10 @@ impl StateView for SledStore {
     }
 
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError> {
+        Ok(self.session_shared(hash)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn session_shared(&self, hash: &str) -> Result<Option<Arc<Session>>, ViewError> {
         Ok(self.cached(&self.cache.sessions, Kind::Sessions, hash.as_bytes())?)
     }
 

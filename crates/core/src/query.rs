@@ -504,13 +504,13 @@ pub fn session_principal(
             "the session is invalid or expired; sign in again",
         )
     };
-    let session = view.session(token_hash)?.ok_or_else(unauthorized)?;
+    let session = view.session_shared(token_hash)?.ok_or_else(unauthorized)?;
     if session.expires_at <= now {
         return Err(unauthorized());
     }
     Ok(Principal::Member {
-        account_id: session.account_id,
-        user_id: session.user_id,
+        account_id: session.account_id.clone(),
+        user_id: session.user_id.clone(),
     })
 }
 

@@ -54,6 +54,11 @@ pub trait StateView {
     fn integration(&self, account_id: &str, id: &str) -> Result<Option<Integration>, ViewError>;
     fn token(&self, hash: &str) -> Result<Option<Token>, ViewError>;
     fn session(&self, hash: &str) -> Result<Option<Session>, ViewError>;
+    /// [`StateView::session`], shared from a store's cache (every request
+    /// of a signed-in member looks one up).
+    fn session_shared(&self, hash: &str) -> Result<Option<Arc<Session>>, ViewError> {
+        Ok(self.session(hash)?.map(Arc::new))
+    }
     /// Newest first, at most `limit`.
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError>;
     /// Whether a webhook id from `source` was already recorded.
