@@ -264,7 +264,9 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
     pub members_per_account_max: u32,
     pub integrations_per_account_max: usize,
-    /// Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers, from their first
+    /// byte (the wait for a keep-alive connection's next request is
+    /// `idle_timeout_ms`'s).
     pub header_read_timeout_ms: u64,
     /// A connection with no request in flight and no traffic for this long
     /// is closed (idle keep-alive, or a socket that never sends).

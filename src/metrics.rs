@@ -67,6 +67,7 @@ pub struct Metrics {
     pub accept_errors: Counter,
     pub open_connections: Gauge,
     pub idle_connections_closed: Counter,
+    pub slow_headers_closed: Counter,
     pub requests_shed: Family<ReasonLabels, Counter>,
     pub policy_actions_dropped: Family<ReasonLabels, Counter>,
     pub audit_entries_pruned: Counter,
@@ -118,6 +119,7 @@ impl Metrics {
         let accept_errors = Counter::default();
         let open_connections = Gauge::default();
         let idle_connections_closed = Counter::default();
+        let slow_headers_closed = Counter::default();
         let requests_shed = Family::<ReasonLabels, Counter>::default();
         let policy_actions_dropped = Family::<ReasonLabels, Counter>::default();
         let audit_entries_pruned = Counter::default();
@@ -135,6 +137,11 @@ impl Metrics {
             "idle_connections_closed",
             "Connections closed for idleness",
             idle_connections_closed.clone(),
+        );
+        registry.register(
+            "slow_headers_closed",
+            "Connections closed because a request's headers took longer than limits.header_read_timeout_ms",
+            slow_headers_closed.clone(),
         );
         registry.register(
             "requests_shed",
@@ -341,6 +348,7 @@ impl Metrics {
             accept_errors,
             open_connections,
             idle_connections_closed,
+            slow_headers_closed,
             requests_shed,
             policy_actions_dropped,
             audit_entries_pruned,

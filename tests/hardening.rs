@@ -460,6 +460,94 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
     );
 }
 
+/// One request on a fresh keep-alive socket; the status line.
+fn request_on(s: &mut TcpStream) -> String {
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Whether the daemon closed `s` (EOF or a reset) within `wait`.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 1];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// The header deadline runs from a request's first byte to its last
+/// header, not while a keep-alive connection waits for its next request:
+/// that wait is `idle_timeout`'s. Before, hyper's own header timer also
+/// ran between requests and closed such a connection after the header
+/// deadline.
+#[tokio::test]
+async fn a_waiting_keep_alive_connection_gets_the_idle_timeout_and_a_slow_head_the_header_deadline()
+{
+    let d = Daemon::start_with("[limits]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 2000\n");
+    let addr = d.base.trim_start_matches("http://").to_string();
+
+    // Waits between requests longer than the header deadline: served.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(request_on(&mut s).contains("200"));
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(
+        request_on(&mut s).contains("200"),
+        "closed before its idle timeout"
+    );
+    // Then left alone: closed once idle for idle_timeout, not before half of it.
+    let started = Instant::now();
+    assert!(
+        !closed_within(&mut s, Duration::from_millis(1000)),
+        "closed too early"
+    );
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)),
+        "never closed"
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+
+    // A request whose headers trickle in: cut at the header deadline,
+    // long before the idle timeout (bytes keep moving).
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .chain([b'a'; 60].iter())
+    {
+        if slow.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        if started.elapsed() > Duration::from_millis(1800) {
+            break;
+        }
+    }
+    assert!(
+        cut || closed_within(&mut slow, Duration::from_millis(200)),
+        "the slow head was served for {:?}",
+        started.elapsed()
+    );
+    let text = d.get("/metrics", &d.operator).await.body;
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.contains("admind_slow_headers_closed_total 1\n"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn metric_labels_come_from_a_closed_set() {
     let d = Daemon::start();

@@ -4,11 +4,14 @@
 //! - At most `connections_max` connections are served at once. The loop
 //!   takes a slot *before* `accept`, so past the cap new clients wait in the
 //!   kernel's backlog instead of costing a descriptor each.
-//! - hyper closes a connection whose request headers do not arrive within
-//!   `header_read_timeout` (slow senders).
-//! - A watchdog closes a connection that has no request in flight and has
-//!   moved no byte for `idle_timeout` (idle keep-alive, or a socket opened
-//!   and never used).
+//! - A watchdog closes a connection whose request headers, once begun, are
+//!   not complete within `header_read_timeout` (slow senders), and one that
+//!   has no request in flight and has moved no byte for `idle_timeout`
+//!   (idle keep-alive, or a socket opened and never used). hyper's own
+//!   header timer is not used: it armed, polled and dropped a timer for
+//!   every request (about a thirtieth of a cached read), and it ran while a
+//!   keep-alive connection waited for its next request, closing it after
+//!   `header_read_timeout` instead of `idle_timeout`.
 //! - An `accept` error (`EMFILE`, `ENFILE`, `ECONNABORTED`, ...) is logged at
 //!   most once a second and the loop goes on after a short pause: a full
 //!   descriptor table is a moment to wait out, not a reason to stop serving.
@@ -17,7 +20,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -56,11 +59,8 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.connections_max));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+    // No timer: the watchdog below keeps the header deadline.
+    builder.http1().keep_alive(true);
     let builder = Arc::new(builder);
     let mut last_error_logged: Option<Instant> = None;
     tokio::pin!(shutdown);
@@ -107,23 +107,29 @@ pub async fn serve(
             )
             .into_owned();
         let conn = graceful.watch(conn);
-        let idle_timeout = limits.idle_timeout;
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = slot;
             metrics.open_connections.inc();
-            let check_every =
-                (idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+            let check_every = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1));
             tokio::pin!(conn);
-            let mut idle = IdleClock::new(&activity);
+            let mut watch = Watch::new(&activity);
             loop {
                 tokio::select! {
                     _ = &mut conn => break,
                     _ = tokio::time::sleep(check_every) => {
-                        if idle.idle_for(&activity) >= idle_timeout {
-                            metrics.idle_connections_closed.inc();
+                        match watch.check(&activity, &limits) {
+                            Verdict::Keep => {}
                             // Dropping the connection closes the socket.
-                            break;
+                            Verdict::Idle => {
+                                metrics.idle_connections_closed.inc();
+                                break;
+                            }
+                            Verdict::SlowHeaders => {
+                                metrics.slow_headers_closed.inc();
+                                break;
+                            }
                         }
                     }
                 }
@@ -135,16 +141,21 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// Whether a connection moves bytes, and how many requests it has in
-/// flight (a request waiting on the store moves no byte but is not idle).
-/// A read or write only bumps a counter (no clock read per I/O: three per
-/// request cost about a fiftieth of a cached read); the watchdog, which
-/// wakes every quarter of the idle timeout, notes when the counter last
-/// changed, so a connection is closed between one and one and a quarter
-/// idle timeouts after its last byte.
+/// Whether a connection moves bytes, how many requests it has in flight
+/// (a request waiting on the store moves no byte but is not idle), and
+/// whether a request's headers are arriving. A read or write only bumps
+/// counters and a flag (no clock read per I/O: three per request cost
+/// about a fiftieth of a cached read); the watchdog ([`Watch`]) keeps the
+/// time.
 struct Activity {
+    /// Reads and writes that moved bytes.
     moves: AtomicU64,
     in_flight: AtomicUsize,
+    /// Requests whose headers were complete (handed to the router).
+    heads: AtomicU64,
+    /// Bytes arrived with no request in flight: a request's headers are
+    /// coming (cleared when they are complete).
+    reading_head: AtomicBool,
 }
 
 impl Activity {
@@ -152,39 +163,78 @@ impl Activity {
         Activity {
             moves: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            heads: AtomicU64::new(0),
+            reading_head: AtomicBool::new(false),
         }
     }
 
     fn touch(&self) {
         self.moves.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn read_some(&self) {
+        self.touch();
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            self.reading_head.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
-/// The watchdog's view of one connection's [`Activity`]: the count it
-/// last saw and since when that count has not moved.
-struct IdleClock {
-    seen: u64,
-    since: Instant,
+/// What the watchdog decided about a connection at one check.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Idle,
+    SlowHeaders,
 }
 
-impl IdleClock {
+/// The watchdog's clock for one connection's [`Activity`]: the counts it
+/// last saw and since when they have not moved. It wakes every quarter of
+/// the shorter limit (at most a second), so a connection is closed
+/// between one and 1.25 limits after the fact.
+struct Watch {
+    moves_seen: u64,
+    idle_since: Instant,
+    /// The head being timed: how many heads were complete when the watchdog
+    /// first saw it arriving, and when that was.
+    head: Option<(u64, Instant)>,
+}
+
+impl Watch {
     fn new(activity: &Activity) -> Self {
-        IdleClock {
-            seen: activity.moves.load(Ordering::Relaxed),
-            since: Instant::now(),
+        Watch {
+            moves_seen: activity.moves.load(Ordering::Relaxed),
+            idle_since: Instant::now(),
+            head: None,
         }
     }
 
-    /// How long the connection has moved no byte with no request in
-    /// flight, as of this check.
-    fn idle_for(&mut self, activity: &Activity) -> Duration {
+    fn check(&mut self, activity: &Activity, limits: &ConnectionLimits) -> Verdict {
         let now = Instant::now();
         let moves = activity.moves.load(Ordering::Relaxed);
-        if moves != self.seen || activity.in_flight.load(Ordering::Acquire) > 0 {
-            self.seen = moves;
-            self.since = now;
+        let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+        if moves != self.moves_seen || busy {
+            self.moves_seen = moves;
+            self.idle_since = now;
         }
-        now.saturating_duration_since(self.since)
+        let heads = activity.heads.load(Ordering::Acquire);
+        if busy || !activity.reading_head.load(Ordering::Relaxed) {
+            self.head = None;
+        } else {
+            match self.head {
+                // The same request's headers, still arriving.
+                Some((seen, since)) if seen == heads => {
+                    if now.saturating_duration_since(since) >= limits.header_read_timeout {
+                        return Verdict::SlowHeaders;
+                    }
+                }
+                _ => self.head = Some((heads, now)),
+            }
+        }
+        if now.saturating_duration_since(self.idle_since) >= limits.idle_timeout {
+            return Verdict::Idle;
+        }
+        Verdict::Keep
     }
 }
 
@@ -218,6 +268,9 @@ impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
 
     fn call(&mut self, mut req: hyper::Request<Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        // The request's headers are complete.
+        self.activity.reading_head.store(false, Ordering::Relaxed);
+        self.activity.heads.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(self.activity.clone());
         req.extensions_mut().insert(ConnectInfo(self.remote));
         // The router is always ready (axum's `poll_ready` answers Ready);
@@ -265,7 +318,7 @@ impl AsyncRead for ActivityIo {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            self.activity.read_some();
         }
         result
     }
