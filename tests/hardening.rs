@@ -355,6 +355,27 @@ fn idle_sockets(d: &Daemon, n: usize) -> Vec<TcpStream> {
 }
 
 /// A daemon allowed 64 open descriptors.
+/// Sends a request's headers a byte at a time, `every` apart, for at most
+/// `budget` (they never finish); the socket, and whether a write failed
+/// (the daemon hung up).
+fn trickle_head(addr: &str, every: Duration, budget: Duration) -> (TcpStream, bool) {
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let started = Instant::now();
+    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .chain([b'a'; 100].iter())
+    {
+        if slow.write_all(&[*b]).is_err() {
+            return (slow, true);
+        }
+        std::thread::sleep(every);
+        if started.elapsed() > budget {
+            break;
+        }
+    }
+    (slow, false)
+}
+
 fn with_64_descriptors(config: &str) -> Daemon {
     Daemon::start_opts(
         config,
@@ -426,23 +447,8 @@ async fn idle_connections_are_closed_capped_and_accept_errors_do_not_stop_servin
 
     // A slow sender: headers that never finish are cut off.
     let addr = d.base.trim_start_matches("http://").to_string();
-    let mut slow = TcpStream::connect(&addr).unwrap();
+    let (mut slow, cut) = trickle_head(&addr, Duration::from_millis(50), Duration::from_secs(3));
     slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let started = Instant::now();
-    let mut cut = false;
-    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
-        .iter()
-        .chain([b'a'; 40].iter())
-    {
-        if slow.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        if started.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-    }
     // The daemon hangs up (EOF, or a reset) within the read timeout: a
     // connection it still held would leave the read waiting, and fail it
     // with WouldBlock.
@@ -519,22 +525,12 @@ async fn a_waiting_keep_alive_connection_gets_the_idle_timeout_and_a_slow_head_t
 
     // A request whose headers trickle in: cut at the header deadline,
     // long before the idle timeout (bytes keep moving).
-    let mut slow = TcpStream::connect(&addr).unwrap();
     let started = Instant::now();
-    let mut cut = false;
-    for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
-        .iter()
-        .chain([b'a'; 60].iter())
-    {
-        if slow.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(30));
-        if started.elapsed() > Duration::from_millis(1800) {
-            break;
-        }
-    }
+    let (mut slow, cut) = trickle_head(
+        &addr,
+        Duration::from_millis(30),
+        Duration::from_millis(1800),
+    );
     assert!(
         cut || closed_within(&mut slow, Duration::from_millis(200)),
         "the slow head was served for {:?}",
