@@ -156,6 +156,10 @@ struct Activity {
     /// Bytes arrived with no request in flight: a request's headers are
     /// coming (cleared when they are complete).
     reading_head: AtomicBool,
+    /// An HTTP/2 connection (seen at its first request): its frames flow
+    /// between requests (pings, window updates), so only the idle timeout
+    /// applies to it, as hyper's header timeout applied to HTTP/1 only.
+    http2: AtomicBool,
 }
 
 impl Activity {
@@ -165,6 +169,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             heads: AtomicU64::new(0),
             reading_head: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
         }
     }
 
@@ -218,7 +223,10 @@ impl Watch {
             self.idle_since = now;
         }
         let heads = activity.heads.load(Ordering::Acquire);
-        if busy || !activity.reading_head.load(Ordering::Relaxed) {
+        if busy
+            || !activity.reading_head.load(Ordering::Relaxed)
+            || activity.http2.load(Ordering::Relaxed)
+        {
             self.head = None;
         } else {
             match self.head {
@@ -270,6 +278,9 @@ impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
         // The request's headers are complete.
         self.activity.reading_head.store(false, Ordering::Relaxed);
+        if req.version() == hyper::Version::HTTP_2 {
+            self.activity.http2.store(true, Ordering::Relaxed);
+        }
         self.activity.heads.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(self.activity.clone());
         req.extensions_mut().insert(ConnectInfo(self.remote));
@@ -359,5 +370,97 @@ impl AsyncWrite for ActivityIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(header_ms: u64, idle_ms: u64) -> ConnectionLimits {
+        ConnectionLimits {
+            connections_max: 1,
+            header_read_timeout: Duration::from_millis(header_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+        }
+    }
+
+    fn pause() {
+        std::thread::sleep(Duration::from_millis(40));
+    }
+
+    /// Headers arriving for longer than the deadline are cut; a request in
+    /// flight, or a new request's headers, start the clock again; waiting
+    /// for the next request is the idle timeout's, not the deadline's.
+    #[test]
+    fn the_header_deadline_runs_from_a_heads_first_byte_to_its_last() {
+        let limits = limits(30, 10_000);
+        let a = Activity::new();
+        let mut watch = Watch::new(&a);
+        // Nothing sent yet: no head to time.
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
+        // A head begins, and is still arriving past the deadline.
+        a.read_some();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
+        pause();
+        a.read_some();
+        assert_eq!(watch.check(&a, &limits), Verdict::SlowHeaders);
+
+        // A head completed in time (the router's call), then a wait for
+        // the next request longer than the deadline.
+        let a = Activity::new();
+        let mut watch = Watch::new(&a);
+        a.read_some();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
+        a.in_flight.fetch_add(1, Ordering::AcqRel);
+        a.reading_head.store(false, Ordering::Relaxed);
+        a.heads.fetch_add(1, Ordering::AcqRel);
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep, "in flight");
+        a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        a.touch();
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep, "waiting");
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep, "still waiting");
+
+        // Two heads in a row seen arriving at two checks: each is timed
+        // from its own start.
+        a.read_some();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
+        a.heads.fetch_add(1, Ordering::AcqRel);
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep, "a new head");
+    }
+
+    /// An HTTP/2 connection's frames between requests are not a head.
+    #[test]
+    fn http2_connections_get_only_the_idle_timeout() {
+        let limits = limits(30, 10_000);
+        let a = Activity::new();
+        a.http2.store(true, Ordering::Relaxed);
+        let mut watch = Watch::new(&a);
+        a.read_some();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
+        pause();
+        a.read_some();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
+    }
+
+    /// No byte and no request for the idle timeout: closed as idle.
+    #[test]
+    fn a_connection_silent_for_the_idle_timeout_is_idle() {
+        let limits = limits(10_000, 30);
+        let a = Activity::new();
+        let mut watch = Watch::new(&a);
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Idle);
+        // A request in flight is never idle, however long it takes.
+        let a = Activity::new();
+        let mut watch = Watch::new(&a);
+        a.in_flight.fetch_add(1, Ordering::AcqRel);
+        pause();
+        assert_eq!(watch.check(&a, &limits), Verdict::Keep);
     }
 }
