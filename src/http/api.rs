@@ -11,11 +11,13 @@ use utoipa::IntoResponses;
 use super::dto::*;
 pub use crate::app::problem::Problem;
 pub use crate::app::{unexpected, App, AppState, ClientIp};
-use crate::domain::{query, token_digest, token_hash_of, Principal, Reply};
+use crate::domain::{query, token_digest, token_hash_in, Principal, Reply};
 use crate::secret;
 
-/// An authenticated caller: the operator or a member with a live session.
-pub struct Authed(pub Principal, pub Option<String>);
+/// An authenticated caller: the operator or a member with a live session,
+/// and for a member the digest of their session's token (its stored hash
+/// is `token_hash_of` it: made only when a handler needs it, sign-out).
+pub struct Authed(pub Principal, pub Option<[u8; 32]>);
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = Problem;
@@ -43,9 +45,10 @@ impl FromRequestParts<AppState> for Authed {
         if secret::digests_equal(&digest, &app.operator_token_digest) {
             return Ok(Authed(Principal::Operator, None));
         }
-        let hash = token_hash_of(&digest);
-        let principal = query::session_principal(&app.store, &hash, Utc::now())?;
-        Ok(Authed(principal, Some(hash)))
+        let mut hex = [0u8; 64];
+        let hash = token_hash_in(&digest, &mut hex);
+        let principal = query::session_principal(&app.store, hash, Utc::now())?;
+        Ok(Authed(principal, Some(digest)))
     }
 }
 

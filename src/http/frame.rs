@@ -476,10 +476,12 @@ impl SequentialIds {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Written by hand into one buffer: `format!` was a fiftieth of a
         // cached read.
-        let mut id = Vec::with_capacity(self.prefix.len() + 17);
+        let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
+        // Exactly its length: `Bytes` takes a full vector as it is, and
+        // allocates a second block for one with spare capacity.
+        let mut id = Vec::with_capacity(self.prefix.len() + 1 + digits as usize);
         id.extend_from_slice(self.prefix.as_bytes());
         id.push(b'-');
-        let digits = (u64::BITS - n.leading_zeros()).div_ceil(4).max(1);
         for shift in (0..digits).rev() {
             id.push(HEX[((n >> (shift * 4)) & 0xf) as usize]);
         }

@@ -69,8 +69,11 @@ async fn sign_in(
 /// Ends the caller's session.
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "members",
     responses((status = 204, description = "signed out"), Errors), security(("bearer" = [])))]
-async fn sign_out(State(app): State<AppState>, Authed(who, hash): Authed) -> ApiResult<StatusCode> {
-    let Some(hash) = hash else {
+async fn sign_out(
+    State(app): State<AppState>,
+    Authed(who, digest): Authed,
+) -> ApiResult<StatusCode> {
+    let Some(digest) = digest else {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
             "validation_failed",
@@ -79,7 +82,9 @@ async fn sign_out(State(app): State<AppState>, Authed(who, hash): Authed) -> Api
     };
     app.submit(
         who,
-        Command::RevokeSession(cmd::RevokeSession { token_hash: hash }),
+        Command::RevokeSession(cmd::RevokeSession {
+            token_hash: crate::domain::token_hash_of(&digest),
+        }),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -116,14 +116,20 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 /// `char` iterator, and pushing `char`s checks the capacity and encodes
 /// each one: together a third of a bearer check's own work).
 pub fn token_hash_of(digest: &[u8; 32]) -> String {
+    let mut out = [0u8; 64];
+    token_hash_in(digest, &mut out).to_string()
+}
+
+/// [`token_hash_of`] written into `out`, for a lookup that needs no
+/// `String` of its own (every bearer check).
+pub fn token_hash_in<'a>(digest: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0u8; 64];
     for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
         pair[0] = HEX[usize::from(byte >> 4)];
         pair[1] = HEX[usize::from(byte & 0x0f)];
     }
     // Always ASCII: the check cannot fail.
-    String::from_utf8(out).unwrap_or_default()
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 pub(crate) struct Draft<'a> {

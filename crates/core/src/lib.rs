@@ -41,7 +41,7 @@ pub use access::{role_label, snapshot};
 pub use catalog as cmd;
 pub use catalog::Command;
 pub use command::*;
-pub use context::{token_digest, token_hash, token_hash_of, Ctx, Entropy, Settings};
+pub use context::{token_digest, token_hash, token_hash_in, token_hash_of, Ctx, Entropy, Settings};
 pub use directory::{scim_token_parts, SCIM_TOKEN_PREFIX};
 pub use event::*;
 pub use model::*;
