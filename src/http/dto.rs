@@ -258,17 +258,17 @@ fn needs_json_escape(bytes: &[u8]) -> bool {
         last.copy_from_slice(&bytes[len - 8..]);
         return word_needs_escape(first) | word_needs_escape(last);
     }
-    bytes
-        .iter()
-        .fold(false, |any, &b| any | byte_needs_escape(b))
+    block_needs_escape(bytes)
 }
 
 fn byte_needs_escape(b: u8) -> bool {
     (b < 0x20) | (b == b'"') | (b == b'\\')
 }
 
-fn block_needs_escape(block: &[u8]) -> bool {
-    block
+/// Whether any of `bytes` needs escaping, every byte looked at (a block of
+/// 16, or a string shorter than 8).
+fn block_needs_escape(bytes: &[u8]) -> bool {
+    bytes
         .iter()
         .fold(false, |any, &b| any | byte_needs_escape(b))
 }

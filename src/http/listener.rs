@@ -183,6 +183,18 @@ impl Activity {
             self.reading_head.store(true, Ordering::Relaxed);
         }
     }
+
+    /// A request's headers are complete (the router is called): it is in
+    /// flight until its [`InFlight`] guard drops.
+    fn head_complete(self: &Arc<Self>, version: hyper::Version) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.reading_head.store(false, Ordering::Relaxed);
+        self.heads.fetch_add(1, Ordering::AcqRel);
+        if version == hyper::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        InFlight(self.clone())
+    }
 }
 
 /// What the watchdog decided about a connection at one check.
@@ -275,14 +287,7 @@ impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
     }
 
     fn call(&mut self, mut req: hyper::Request<Incoming>) -> Self::Future {
-        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        // The request's headers are complete.
-        self.activity.reading_head.store(false, Ordering::Relaxed);
-        if req.version() == hyper::Version::HTTP_2 {
-            self.activity.http2.store(true, Ordering::Relaxed);
-        }
-        self.activity.heads.fetch_add(1, Ordering::AcqRel);
-        let guard = InFlight(self.activity.clone());
+        let guard = self.activity.head_complete(req.version());
         req.extensions_mut().insert(ConnectInfo(self.remote));
         // The router is always ready (axum's `poll_ready` answers Ready);
         // its future is kept as it is, not boxed again.
@@ -395,7 +400,7 @@ mod tests {
     #[test]
     fn the_header_deadline_runs_from_a_heads_first_byte_to_its_last() {
         let limits = limits(30, 10_000);
-        let a = Activity::new();
+        let a = Arc::new(Activity::new());
         let mut watch = Watch::new(&a);
         // Nothing sent yet: no head to time.
         pause();
@@ -409,27 +414,25 @@ mod tests {
 
         // A head completed in time (the router's call), then a wait for
         // the next request longer than the deadline.
-        let a = Activity::new();
+        let a = Arc::new(Activity::new());
         let mut watch = Watch::new(&a);
         a.read_some();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep);
-        a.in_flight.fetch_add(1, Ordering::AcqRel);
-        a.reading_head.store(false, Ordering::Relaxed);
-        a.heads.fetch_add(1, Ordering::AcqRel);
+        let request = a.head_complete(hyper::Version::HTTP_11);
         pause();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep, "in flight");
-        a.in_flight.fetch_sub(1, Ordering::AcqRel);
-        a.touch();
+        drop(request);
         pause();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep, "waiting");
         pause();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep, "still waiting");
 
-        // Two heads in a row seen arriving at two checks: each is timed
-        // from its own start.
+        // Two heads in a row seen arriving at two checks (the first one
+        // served between them): each is timed from its own start.
         a.read_some();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep);
-        a.heads.fetch_add(1, Ordering::AcqRel);
+        drop(a.head_complete(hyper::Version::HTTP_11));
+        a.read_some();
         pause();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep, "a new head");
     }
@@ -438,9 +441,9 @@ mod tests {
     #[test]
     fn http2_connections_get_only_the_idle_timeout() {
         let limits = limits(30, 10_000);
-        let a = Activity::new();
-        a.http2.store(true, Ordering::Relaxed);
+        let a = Arc::new(Activity::new());
         let mut watch = Watch::new(&a);
+        drop(a.head_complete(hyper::Version::HTTP_2));
         a.read_some();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep);
         pause();
@@ -457,9 +460,9 @@ mod tests {
         pause();
         assert_eq!(watch.check(&a, &limits), Verdict::Idle);
         // A request in flight is never idle, however long it takes.
-        let a = Activity::new();
+        let a = Arc::new(Activity::new());
         let mut watch = Watch::new(&a);
-        a.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _request = a.head_complete(hyper::Version::HTTP_11);
         pause();
         assert_eq!(watch.check(&a, &limits), Verdict::Keep);
     }

@@ -638,6 +638,22 @@ impl PostgresStore {
         })?)
     }
 
+    /// [`Self::one`], shared through the read cache's `table` (when the
+    /// cache may be used: see [`Self::cache`]) under `key`.
+    fn one_cached<V: serde::de::DeserializeOwned>(
+        &self,
+        table: impl FnOnce(&ReadCache) -> &super::cache::Table<Arc<V>>,
+        key: &[u8],
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Arc<V>>, ViewError> {
+        let read = || Ok::<_, ViewError>(self.one::<V>(sql, params)?.map(Arc::new));
+        match self.cache() {
+            Some(cache) => ReadCache::value(table(cache), key, read),
+            None => read(),
+        }
+    }
+
     fn many<V: serde::de::DeserializeOwned>(
         &self,
         sql: &str,
@@ -1614,16 +1630,12 @@ impl StateView for PostgresStore {
         if let Some(hit) = self.in_overlay(|o| o.accounts.get(id).cloned()) {
             return Ok(hit.map(Arc::new));
         }
-        let read = || {
-            Ok::<_, ViewError>(
-                self.one::<Account>("SELECT value FROM accounts WHERE id = $1", &[&id])?
-                    .map(Arc::new),
-            )
-        };
-        match self.cache() {
-            Some(cache) => ReadCache::value(&cache.accounts, id.as_bytes(), read),
-            None => read(),
-        }
+        self.one_cached(
+            |c| &c.accounts,
+            id.as_bytes(),
+            "SELECT value FROM accounts WHERE id = $1",
+            &[&id],
+        )
     }
 
     fn accounts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Account>, ViewError> {
@@ -1643,19 +1655,12 @@ impl StateView for PostgresStore {
         if let Some(hit) = self.in_overlay(|o| o.members.get(&key2(account_id, user_id)).cloned()) {
             return Ok(hit);
         }
-        let read = || {
-            Ok::<_, ViewError>(
-                self.one::<User>(
-                    "SELECT value FROM members WHERE account_id = $1 AND id = $2",
-                    &[&account_id, &user_id],
-                )?
-                .map(Arc::new),
-            )
-        };
-        match self.cache() {
-            Some(cache) => ReadCache::value(&cache.users, &key2(account_id, user_id), read),
-            None => read(),
-        }
+        self.one_cached(
+            |c| &c.users,
+            &key2(account_id, user_id),
+            "SELECT value FROM members WHERE account_id = $1 AND id = $2",
+            &[&account_id, &user_id],
+        )
     }
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {
@@ -1736,16 +1741,12 @@ impl StateView for PostgresStore {
     }
 
     fn session_shared(&self, hash: &str) -> Result<Option<Arc<Session>>, ViewError> {
-        let read = || {
-            Ok::<_, ViewError>(
-                self.one::<Session>("SELECT value FROM sessions WHERE hash = $1", &[&hash])?
-                    .map(Arc::new),
-            )
-        };
-        match self.cache() {
-            Some(cache) => ReadCache::value(&cache.sessions, hash.as_bytes(), read),
-            None => read(),
-        }
+        self.one_cached(
+            |c| &c.sessions,
+            hash.as_bytes(),
+            "SELECT value FROM sessions WHERE hash = $1",
+            &[&hash],
+        )
     }
 
     fn invoices(&self, account_id: &str, limit: usize) -> Result<Vec<Invoice>, ViewError> {

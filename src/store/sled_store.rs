@@ -411,8 +411,7 @@ impl StateView for SledStore {
 
     fn user_shared(&self, account_id: &str, user_id: &str) -> Result<Option<Arc<User>>, ViewError> {
         let key = key2(account_id, user_id);
-        let read = || Ok::<_, StoreError>(kv::get::<User>(self, Kind::Users, &key)?.map(Arc::new));
-        Ok(ReadCache::value(&self.cache.users, &key, read)?)
+        Ok(self.cached(&self.cache.users, Kind::Users, &key)?)
     }
 
     fn user_by_email(&self, account_id: &str, email: &str) -> Result<Option<User>, ViewError> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::access::{member_with_shared, role_label, Need};
+use super::access::{member_with, member_with_shared, role_label, Need};
 use super::command::Principal;
 use super::model::*;
 use super::refusal::{Refusal, RefusalKind};
@@ -81,8 +81,8 @@ pub fn account_summary(
             .ok_or_else(|| Refusal::not_found("account"))?;
         return Ok(summarize(account, now));
     }
-    let (account, _) = member_with_shared(view, who, account_id, Need::Agent)?;
-    Ok(summarize(Arc::unwrap_or_clone(account), now))
+    let (account, _) = member_with(view, who, account_id, Need::Agent)?;
+    Ok(summarize(account, now))
 }
 
 /// The account's settings (its language): its admins, and platform
@@ -97,9 +97,7 @@ pub fn account_settings(
             .account(account_id)?
             .ok_or_else(|| Refusal::not_found("account"));
     }
-    Ok(Arc::unwrap_or_clone(
-        member_with_shared(view, who, account_id, Need::Admin)?.0,
-    ))
+    Ok(member_with(view, who, account_id, Need::Admin)?.0)
 }
 
 /// Support cases looked through at most, per read.
@@ -253,9 +251,9 @@ pub fn team(
     now: DateTime<Utc>,
 ) -> Result<(AccountSummary, Page<MemberView>), Refusal> {
     let limit = clamp_limit(limit)?;
-    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
     let page = members_of(view, &account, after, limit)?;
-    Ok((summarize(Arc::unwrap_or_clone(account), now), page))
+    Ok((summarize(account, now), page))
 }
 
 fn members_of(
@@ -640,7 +638,7 @@ pub fn each_member(
     mut each: impl FnMut(&Account, Arc<User>) -> std::ops::ControlFlow<()>,
 ) -> Result<Account, Refusal> {
     const SCAN_PAGE: usize = 500;
-    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
     let mut after: Option<String> = None;
     let mut seen = 0usize;
     loop {
@@ -657,11 +655,11 @@ pub fn each_member(
                 ));
             }
             if each(&account, user).is_break() {
-                return Ok(Arc::unwrap_or_clone(account));
+                return Ok(account);
             }
         }
         if done {
-            return Ok(Arc::unwrap_or_clone(account));
+            return Ok(account);
         }
     }
 }
@@ -674,9 +672,9 @@ pub fn member_by_email(
     account_id: &str,
     email: &str,
 ) -> Result<(Account, Option<User>), Refusal> {
-    let (account, _) = member_with_shared(view, who, account_id, Need::Admin)?;
+    let (account, _) = member_with(view, who, account_id, Need::Admin)?;
     let user = view.user_by_email(account_id, email)?;
-    Ok((Arc::unwrap_or_clone(account), user))
+    Ok((account, user))
 }
 
 /// The members a directory's `userName` may name: the one holding that
