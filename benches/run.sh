@@ -297,7 +297,7 @@ slow_policy_figures() {
 # layers_figures: the read figures with each middleware layer left out in
 # turn (BENCH_WITHOUT_LAYERS, issue 26), beside the whole stack and the
 # bare server, pinned as the read figures are. Two rounds, alternating.
-LAYERS="check_path body_limit frame request_id trace catch_panic deadline metrics"
+LAYERS="lane check_path body_limit frame request_id trace catch_panic deadline metrics"
 layers_figures() {
   echo "== middleware layers" >&2
   machine_line layers >> "$RESULTS"

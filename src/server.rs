@@ -384,7 +384,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         policy_save: config.console.policy_save,
         default_language: config.mail.default_language.clone(),
     });
-    let router = http::router(
+    let routes = http::router(
         app.clone(),
         crate::console::routes().merge(crate::scim::routes()),
         config.limits.body_max_bytes,
@@ -404,7 +404,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     http::listener::serve(
         listener,
-        router,
+        routes,
         http::listener::ConnectionLimits {
             connections_max: config.limits.connections_max,
             header_read_timeout: std::time::Duration::from_millis(

@@ -1045,3 +1045,83 @@ async fn r19_an_account_asks_support_and_reads_the_answer_but_the_owner_stays() 
         owner_id
     );
 }
+
+/// The two most frequent reads (an account's owner, the first page of its
+/// team) are answered by the read lane in front of the router; with a
+/// query string the same reads go through the router. Both answer the
+/// same, byte for byte, to every kind of caller (R07's agents and admins,
+/// an end user, another account's owner, the operator, a bad or missing
+/// token), echo the request id, and are counted under the same route.
+#[tokio::test]
+async fn r07_the_read_lane_answers_as_the_router_does() {
+    let d = Daemon::start();
+    let (a, _owner, owner_token) = d.account_with_owner(10).await;
+    let (_, agent) = d.member(&owner_token, &a, "agent@acme.test", "agent").await;
+    let (_, admin) = d.member(&owner_token, &a, "admin@acme.test", "admin").await;
+    let (_, end_user) = d
+        .member(&owner_token, &a, "user@acme.test", "end_user")
+        .await;
+    let (other_account, _) = d.create_account("Globex", "owner@globex.test", 3).await;
+    let stranger = d.activate(&other_account, "owner@globex.test").await;
+    let callers: Vec<(&str, Option<String>)> = vec![
+        ("owner", Some(format!("Bearer {owner_token}"))),
+        ("agent", Some(format!("Bearer {agent}"))),
+        ("admin", Some(format!("Bearer {admin}"))),
+        ("end user", Some(format!("Bearer {end_user}"))),
+        (
+            "another account's owner",
+            Some(format!("Bearer {stranger}")),
+        ),
+        ("operator", Some(format!("Bearer {}", d.operator))),
+        ("unknown token", Some("Bearer not-a-session".to_string())),
+        ("not bearer", Some(format!("Basic {owner_token}"))),
+        ("no header", None),
+    ];
+    let missing = "acc_00000000000000000000";
+    let mut lane_answers = 0;
+    for account in [a.as_str(), other_account.as_str(), missing] {
+        for what in ["owner", "members"] {
+            let path = format!("/v1/accounts/{account}/{what}");
+            for (caller, authorization) in &callers {
+                let mut answers = Vec::new();
+                // The lane's path, then the router's (`limit=50` is the
+                // default page size; the owner's read takes no query).
+                for uri in [path.clone(), format!("{path}?limit=50")] {
+                    let mut req = d
+                        .http
+                        .get(format!("{}{uri}", d.base))
+                        .header("x-request-id", "lane-check");
+                    if let Some(value) = authorization {
+                        req = req.header("authorization", value);
+                    }
+                    let res = req.send().await.expect("request sent");
+                    let status = res.status();
+                    let headers = res.headers().clone();
+                    let body = res.bytes().await.expect("body");
+                    assert!(!status.is_server_error(), "{uri} ({caller}): {status}");
+                    assert_eq!(
+                        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+                        Some("lane-check"),
+                        "{uri} ({caller})"
+                    );
+                    let content_type = headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    answers.push((status, content_type, body));
+                }
+                assert_eq!(answers[0], answers[1], "{path} as {caller}");
+                lane_answers += 1;
+            }
+        }
+    }
+    // Both counted under the router's route label: the lane's as many
+    // as the router's.
+    let counted = d
+        .metric(r#"admind_http_requests_total{method="GET",route="/v1/accounts/{a}/owner",status="200"}"#)
+        .await;
+    // The owner, the agent and the admin read A's owner, and the other
+    // account's owner its own (the operator is not a member of either):
+    // four, twice each.
+    assert_eq!(counted, 8.0, "{lane_answers} reads compared");
+}

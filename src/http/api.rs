@@ -26,8 +26,16 @@ impl FromRequestParts<AppState> for Authed {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
+        Authed::from_headers(&parts.headers, app)
+    }
+}
+
+impl Authed {
+    /// The caller a request's `Authorization: Bearer` header names (the
+    /// extractor's work, also called by the read lane that answers
+    /// without the router).
+    pub fn from_headers(headers: &axum::http::HeaderMap, app: &App) -> Result<Self, Problem> {
+        let value = headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <token>"))?;
         let token = value

@@ -53,6 +53,14 @@ pub(super) struct Frame {
     counted: std::sync::RwLock<rustc_hash::FxHashMap<CountKey, (Histogram, Counter)>>,
 }
 
+/// What [`Frame::begin`] set up for a request.
+struct Begun {
+    started: Instant,
+    method: &'static str,
+    id: Option<HeaderValue>,
+    span: tracing::Span,
+}
+
 /// Method label, route label and status of a counted request.
 type CountKey = (&'static str, &'static str, u16);
 
@@ -80,6 +88,69 @@ impl Frame {
             routes: std::sync::RwLock::default(),
             counted: std::sync::RwLock::default(),
         }
+    }
+
+    /// What every request gets before its route runs: its method's label,
+    /// its id (the client's `x-request-id`, else a new one, set on the
+    /// request for the handlers) and its log span.
+    fn begin<B>(&self, req: &mut axum::http::Request<B>) -> Begun {
+        let started = Instant::now();
+        let method = crate::metrics::method_label(req.method());
+        let id = if self.request_id {
+            match req.headers().get(X_REQUEST_ID) {
+                Some(id) => Some(id.clone()),
+                None => {
+                    let id = self.ids.next();
+                    if let Some(id) = &id {
+                        req.headers_mut().insert(X_REQUEST_ID, id.clone());
+                    }
+                    id
+                }
+            }
+        } else {
+            None
+        };
+        let span = if self.trace {
+            tracing::info_span!(
+                "request",
+                id = %crate::logsafe::Clean(id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")),
+                method = %crate::logsafe::Clean(req.method().as_str()),
+                path = %crate::logsafe::Clean(req.uri().path())
+            )
+        } else {
+            tracing::Span::none()
+        };
+        Begun {
+            started,
+            method,
+            id,
+            span,
+        }
+    }
+
+    /// A request answered at once by `handler`, in the same frame as a
+    /// routed one: its id, its span, a panic turned into a 500, its count
+    /// under `route` (the router's template of the route it stands for).
+    /// For the read lane (`super::lane`), whose handlers never wait, so no
+    /// deadline is armed, as for a routed request answered at its first
+    /// poll.
+    pub(super) fn answer_now<B>(
+        &self,
+        mut req: axum::http::Request<B>,
+        route: &'static str,
+        handler: impl FnOnce(&axum::http::Request<B>) -> Response,
+    ) -> Response {
+        let begun = self.begin(&mut req);
+        let response = {
+            let _entered = begun.span.enter();
+            if self.catch_panic {
+                std::panic::catch_unwind(AssertUnwindSafe(|| handler(&req)))
+                    .unwrap_or_else(|_| panicked(route))
+            } else {
+                handler(&req)
+            }
+        };
+        finish(self, response, begun.started, route, begun.method, begun.id)
     }
 
     /// Counts one request and its latency.
@@ -183,7 +254,6 @@ where
     /// path's parameters ([`path_refusal`]); then the route's own call.
     fn call(&mut self, mut req: Request) -> Self::Future {
         let frame = &self.frame;
-        let started = Instant::now();
         let matched = req.extensions().get::<MatchedPath>();
         let route = frame.route_label(matched);
         // Only a matched route has parameters; the fallback answers 404
@@ -200,7 +270,6 @@ where
             };
             req = Request::from_parts(parts, body);
         }
-        let method = crate::metrics::method_label(req.method());
         if let Some(limit) = frame.body_limit {
             if !matches!(
                 *req.method(),
@@ -209,30 +278,12 @@ where
                 limit.apply(&mut req);
             }
         }
-        let id = if frame.request_id {
-            match req.headers().get(X_REQUEST_ID) {
-                Some(id) => Some(id.clone()),
-                None => {
-                    let id = frame.ids.next();
-                    if let Some(id) = &id {
-                        req.headers_mut().insert(X_REQUEST_ID, id.clone());
-                    }
-                    id
-                }
-            }
-        } else {
-            None
-        };
-        let span = if frame.trace {
-            tracing::info_span!(
-                "request",
-                id = %crate::logsafe::Clean(id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")),
-                method = %crate::logsafe::Clean(req.method().as_str()),
-                path = %crate::logsafe::Clean(req.uri().path())
-            )
-        } else {
-            tracing::Span::none()
-        };
+        let Begun {
+            started,
+            method,
+            id,
+            span,
+        } = frame.begin(&mut req);
         let inner = match refused {
             Some(refused) => Err(refused),
             None => {

@@ -26,7 +26,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -51,7 +50,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// connections finish their requests (graceful shutdown) and returns.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: super::Routes,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
@@ -96,7 +95,7 @@ pub async fn serve(
             activity: activity.clone(),
         });
         let service = ConnectionService {
-            router: router.clone(),
+            routes: routes.clone(),
             remote,
             activity: activity.clone(),
         };
@@ -272,7 +271,7 @@ impl Drop for InFlight {
 /// limits) and counts the request as in flight.
 #[derive(Clone)]
 struct ConnectionService {
-    router: Router,
+    routes: super::Routes,
     remote: SocketAddr,
     activity: Arc<Activity>,
 }
@@ -286,23 +285,39 @@ impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: hyper::Request<Incoming>) -> Self::Future {
         let guard = self.activity.head_complete(req.version());
+        let mut req = match &self.routes.lane {
+            Some(lane) => match lane.answer(req) {
+                super::lane::Lane::Answered(answer) => {
+                    return InFlightFuture {
+                        inner: None,
+                        answer: Some(answer),
+                        guard: Some(guard),
+                    }
+                }
+                super::lane::Lane::ForTheRouter(req) => req,
+            },
+            None => req,
+        };
         req.extensions_mut().insert(ConnectInfo(self.remote));
         // The router is always ready (axum's `poll_ready` answers Ready);
         // its future is kept as it is, not boxed again.
         InFlightFuture {
-            inner: tower::Service::call(&mut self.router, req),
+            inner: Some(tower::Service::call(&mut self.routes.router, req)),
+            answer: None,
             guard: Some(guard),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A request's answer on its way, counted in flight until it is ready.
+    /// A request's answer on its way, counted in flight until it is ready:
+    /// the router's future, or the read lane's answer, ready at once.
     struct InFlightFuture {
         #[pin]
-        inner: axum::routing::future::RouteFuture<std::convert::Infallible>,
+        inner: Option<axum::routing::future::RouteFuture<std::convert::Infallible>>,
+        answer: Option<axum::response::Response>,
         guard: Option<InFlight>,
     }
 }
@@ -312,7 +327,15 @@ impl Future for InFlightFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let answer = std::task::ready!(this.inner.poll(cx));
+        let answer = match this.answer.take() {
+            Some(answer) => Ok(answer),
+            None => match this.inner.as_pin_mut() {
+                Some(inner) => std::task::ready!(inner.poll(cx)),
+                None => Ok(axum::response::IntoResponse::into_response(
+                    crate::app::problem::Problem::internal("a request was polled after its answer"),
+                )),
+            },
+        };
         // Ready: the request is no longer in flight (the guard's drop).
         this.guard.take();
         Poll::Ready(answer)

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use super::api::*;
 use super::dto::*;
 use crate::app::problem::{Json, Query};
-use crate::domain::{query, Command, Reply};
+use crate::domain::{query, Command, Principal, Reply};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -93,7 +93,19 @@ async fn list_members(
     Path(a): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
-    let page = query::members(&app.store, &who, &a, q.after.as_deref(), q.limit)?;
+    members_answer(&app, &who, &a, q.after.as_deref(), q.limit)
+}
+
+/// `list_members`'s answer, also given by the read lane (`super::lane`)
+/// for the first page at the default size.
+pub(super) fn members_answer(
+    app: &App,
+    who: &Principal,
+    a: &str,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> ApiResult<Response> {
+    let page = query::members(&app.store, who, a, after, limit)?;
     let mut body = Vec::with_capacity(64 + page.items.len() * MEMBER_JSON_BYTES);
     MemberListJson {
         items: &page.items,

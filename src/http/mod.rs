@@ -5,6 +5,7 @@
 pub mod api;
 pub mod dto;
 mod frame;
+mod lane;
 pub mod listener;
 
 // One module per capability, each with its `routes()`.
@@ -64,13 +65,23 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The router with every route, and the OpenAPI document generated from it.
+/// What answers the daemon's requests: axum's router with every route
+/// (and the OpenAPI document generated from it), and the read lane in
+/// front of it, which answers the two most frequent reads itself
+/// ([`lane`]).
+#[derive(Clone)]
+pub struct Routes {
+    pub(crate) router: Router,
+    pub(crate) lane: Option<Arc<lane::ReadLane>>,
+}
+
+/// Every route: the router, and the read lane that shares its frame.
 pub fn router(
     app: AppState,
     pages: Router<AppState>,
     body_max_bytes: usize,
     request_timeout_ms: u64,
-) -> Router {
+) -> Routes {
     let request_timeout = std::time::Duration::from_millis(request_timeout_ms.max(1));
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(system::routes())
@@ -115,6 +126,7 @@ pub fn router(
     // limit.
     // The body limit is part of the frame; without the frame (a
     // benchmark's), it is a layer of its own.
+    let mut lane = None;
     let router = if without_layer("frame") {
         if without_layer("body_limit") {
             router
@@ -122,15 +134,23 @@ pub fn router(
             router.layer(axum::extract::DefaultBodyLimit::max(body_max_bytes))
         }
     } else {
-        let frame = Frame::new(
+        let frame = Arc::new(Frame::new(
             app.metrics.clone(),
             request_timeout,
             body_max_bytes,
             without_layer,
-        );
-        router.layer(FrameLayer(Arc::new(frame)))
+        ));
+        // The lane answers in the same frame as the router (one sequence
+        // of request ids, one set of metrics).
+        if !without_layer("lane") {
+            lane = Some(Arc::new(lane::ReadLane::new(app.clone(), frame.clone())));
+        }
+        router.layer(FrameLayer(frame))
     };
-    router.with_state(app)
+    Routes {
+        router: router.with_state(app),
+        lane,
+    }
 }
 
 /// Whether a benchmark asked to leave out this middleware layer, or this

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::api::*;
 use super::dto::*;
 use crate::app::problem::Json;
-use crate::domain::{query, Command};
+use crate::domain::{query, Command, Principal};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -25,7 +25,12 @@ async fn get_owner(
     Authed(who, _): Authed,
     Path(a): Path<String>,
 ) -> ApiResult<Response> {
-    let owner = query::owner(&app.store, &who, &a)?;
+    owner_answer(&app, &who, &a)
+}
+
+/// `get_owner`'s answer, also given by the read lane (`super::lane`).
+pub(super) fn owner_answer(app: &App, who: &Principal, a: &str) -> ApiResult<Response> {
+    let owner = query::owner(&app.store, who, a)?;
     let mut body = Vec::with_capacity(MEMBER_JSON_BYTES);
     OwnerJson(&owner).write(&mut body);
     Ok(json_response(body))
