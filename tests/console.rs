@@ -386,6 +386,9 @@ async fn r07_console_escapes_what_people_typed_and_sends_security_headers() {
         .to_str()
         .unwrap()
         .starts_with("text/javascript"));
+    // An asset gets the same headers but stays cacheable.
+    assert_eq!(js.headers["x-content-type-options"], "nosniff");
+    assert_eq!(js.headers["cache-control"], "public, max-age=3600");
 }
 
 /// The flags of the session cookie a sign-in sets.
