@@ -147,6 +147,104 @@ async fn bookkeeping_and_a_command_behind_it_are_both_answered() {
     assert!(flushes(&metrics) >= 1.0);
 }
 
+/// R09 in a batch committed as one transaction: the commands of one batch
+/// are staged together and applied by its flush, so each must read what
+/// the ones before it wrote. Twenty adds of agents (each address twice)
+/// to two accounts of five seats, sent at once: whatever the batches,
+/// each account ends with exactly its four free seats taken, each address
+/// once, the others refused with `email_taken` or `agent_seat_exhausted`
+/// (a refusal's audit entry staged beside the others' commits), and the
+/// store agrees. Some batch held more than one command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r09_commands_of_one_batch_see_each_others_seats_and_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, store, metrics) = sled_writer(dir.path());
+    let mut accounts = Vec::new();
+    for n in 0..2 {
+        let reply = writer
+            .submit(
+                Principal::Operator,
+                new_account(format!("acme-{n}"), format!("o@c{n}.test")),
+            )
+            .await;
+        let Ok(Reply::Account(account)) = reply else {
+            panic!("an account: {reply:?}")
+        };
+        accounts.push(account);
+    }
+    let mut adds = Vec::new();
+    for account in &accounts {
+        let owner = Principal::Member {
+            account_id: account.id.clone(),
+            user_id: account.owner_id.clone(),
+        };
+        for n in 0..10 {
+            let email = format!("agent{}@acme.test", n / 2);
+            let (writer, owner, account_id) = (writer.clone(), owner.clone(), account.id.clone());
+            adds.push(async move {
+                let reply = writer
+                    .submit(
+                        owner,
+                        Command::AddMember(cmd::AddMember {
+                            account_id: account_id.clone(),
+                            name: "Agent".into(),
+                            email: email.clone(),
+                            role: SupportRole::Agent,
+                        }),
+                    )
+                    .await;
+                (account_id, email, reply)
+            });
+        }
+    }
+    let replies = futures::future::join_all(adds).await;
+    for account in &accounts {
+        let mut added = Vec::new();
+        for (account_id, email, reply) in &replies {
+            if *account_id != account.id {
+                continue;
+            }
+            match reply {
+                Ok(_) => added.push(email.clone()),
+                Err(refusal) => assert!(
+                    ["email_taken", "agent_seat_exhausted"].contains(&refusal.code),
+                    "{email}: {refusal:?}"
+                ),
+            }
+        }
+        added.sort();
+        let mut distinct = added.clone();
+        distinct.dedup();
+        assert_eq!(added, distinct, "an address added twice: {added:?}");
+        assert_eq!(added.len(), 4, "the four free seats: {added:?}");
+        let stored = store.account(&account.id).unwrap().expect("the account");
+        assert_eq!(stored.support_seats_used, 5, "{stored:?}");
+        assert_eq!(stored.member_count, 5, "{stored:?}");
+        for email in &added {
+            assert!(
+                store.user_by_email(&account.id, email).unwrap().is_some(),
+                "{email}"
+            );
+        }
+    }
+    let rendered = metrics.render();
+    let metric = |name: &str| {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (commands, batches) = (
+        metric("admind_store_batch_size_sum"),
+        metric("admind_store_batch_size_count"),
+    );
+    assert!(
+        commands > batches,
+        "no batch held two commands: {commands} commands in {batches} groups"
+    );
+}
+
 /// A command creating an account of five seats.
 fn new_account(name: String, owner_email: String) -> Command {
     Command::CreateAccount(cmd::CreateAccount {

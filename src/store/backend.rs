@@ -131,6 +131,10 @@ pub struct About<'a> {
     /// How many writer threads may run commands at once: one unless the
     /// backend's `lock_command` keeps commands on one account apart.
     pub writer_threads: usize,
+    /// Whether a group of commands (`LockScope::Accounts`) is committed as
+    /// one transaction by its `flush`: each command's `commit` only stages
+    /// its writes, which the group's later commands read.
+    pub groups_commits: bool,
 }
 
 /// Which claimed queue items a worker's window leaves out.
@@ -423,6 +427,12 @@ impl Store {
     /// Whether several daemons may serve this store at once.
     pub fn shared(&self) -> bool {
         self.0.about().shared
+    }
+
+    /// Whether the writer runs a batch's commands as a group committed by
+    /// one transaction ([`About::groups_commits`]).
+    pub fn groups_commits(&self) -> bool {
+        self.0.about().groups_commits
     }
 
     /// How many writer threads may run commands at once.

@@ -132,6 +132,7 @@ impl Backend for MemoryBackend {
             installation_id: &self.installation_id,
             shared: false,
             writer_threads: 1,
+            groups_commits: false,
         }
     }
 

@@ -1836,6 +1836,7 @@ impl Backend for PostgresStore {
             installation_id: &self.installation_id,
             shared: true,
             writer_threads: self.writers,
+            groups_commits: true,
         }
     }
 

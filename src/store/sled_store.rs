@@ -1,6 +1,15 @@
 //! The sled backend, the embedded default: one tree per kind of record,
-//! values in the [`codec`](super::codec) format, one sled transaction per
-//! [`Transaction`], durability from explicit flushes (group commit).
+//! values in the [`codec`](super::codec) format, durability from explicit
+//! flushes (group commit).
+//!
+//! A [`Transaction`] is one sled transaction, except in a group of commands
+//! (`LockScope::Accounts`, the writer's batch): there each command's rows
+//! are staged on the writer thread, the group's later commands read them
+//! through the stage, and the group's `flush` applies them all in one sled
+//! transaction. Why: each sled transaction seals the log buffer before and
+//! after itself, and each sealed buffer is written and synced on its own
+//! (`sync_file_range`), two synced writes per transaction whatever its
+//! size (BENCHMARKS.md, "One sled transaction per batch").
 //!
 //! Only the writer thread commits, so a command's reads and its transaction
 //! see the same state without retries.
@@ -14,7 +23,9 @@ use sled::Transactional;
 
 use crate::domain::*;
 
-use super::backend::{About, Backend, Coordination, Store, StoreError, Transaction};
+use super::backend::{
+    About, Backend, CommandLock, Coordination, LockScope, Store, StoreError, Transaction,
+};
 use super::cache::{ReadCache, MEMBER_LIST_CACHED_MAX};
 use super::codec::key2;
 use super::kv::{self, Kv, KvState};
@@ -49,6 +60,22 @@ pub struct SledStore {
 }
 
 pub use super::cache::CACHE_ENTRIES_MAX_DEFAULT;
+
+/// A group's staged rows on the writer thread, from the group's
+/// `lock_command` to its `flush` (or its lock's release): what its
+/// commands committed, in order, and the latest value of each key they
+/// wrote, which the group's reads see before sled's. Other threads never
+/// see it: they read what sled has committed, as before.
+struct Staged {
+    /// The store it stages for ([`SledStore::identity`]).
+    store: usize,
+    rows: Vec<Row>,
+    latest: std::collections::BTreeMap<(Kind, Vec<u8>), Option<Vec<u8>>>,
+}
+
+thread_local! {
+    static STAGED: std::cell::RefCell<Option<Staged>> = const { std::cell::RefCell::new(None) };
+}
 
 /// Key (in sled's default tree) of the installation id.
 const INSTALLATION_ID_KEY: &[u8] = b"installation_id";
@@ -105,9 +132,13 @@ impl SledStore {
         kind: Kind,
         key: &[u8],
     ) -> Result<Option<Arc<V>>, StoreError> {
-        ReadCache::value(table, key, || {
-            Ok(kv::get::<V>(self, kind, key)?.map(Arc::new))
-        })
+        let read = || Ok(kv::get::<V>(self, kind, key)?.map(Arc::new));
+        // Staged by this thread's group: not what the others see, so
+        // neither taken from the cache nor kept in it.
+        if self.staged_value(kind, key).is_some() {
+            return read();
+        }
+        ReadCache::value(table, key, read)
     }
 
     fn members_uncached(
@@ -124,6 +155,73 @@ impl SledStore {
     /// how far an upgraded store has been rewritten.
     pub fn format_census(&self) -> Result<Vec<(&'static str, [usize; 3])>, StoreError> {
         kv::census(self)
+    }
+
+    /// This open store, among others in the process (tests open several):
+    /// the address of its cache, shared by its clones.
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.cache) as *const () as usize
+    }
+
+    /// `f` of this thread's group, if it stages for this store.
+    fn with_staged<R>(&self, f: impl FnOnce(&Staged) -> R) -> Option<R> {
+        let identity = self.identity();
+        STAGED.with(|staged| {
+            staged
+                .borrow()
+                .as_ref()
+                .filter(|g| g.store == identity)
+                .map(f)
+        })
+    }
+
+    /// The staged value of a key (`Some(None)`: staged as removed), or
+    /// `None` when no group of this thread staged it.
+    fn staged_value(&self, kind: Kind, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        self.with_staged(|g| g.latest.get(&(kind, key.to_vec())).cloned())
+            .flatten()
+    }
+
+    /// Whether this thread's group staged a key of `kind` starting with
+    /// `prefix` (so a cached list of them is not what the group sees).
+    fn staged_under(&self, kind: Kind, prefix: &[u8]) -> bool {
+        self.with_staged(|g| {
+            g.latest
+                .range((kind, prefix.to_vec())..)
+                .next()
+                .is_some_and(|((k, key), _)| *k == kind && key.starts_with(prefix))
+        })
+        .unwrap_or(false)
+    }
+
+    /// Stages `rows` in this thread's group; gives them back when there is
+    /// none (they are then applied at once).
+    fn stage(&self, rows: Vec<Row>) -> Option<Vec<Row>> {
+        let identity = self.identity();
+        STAGED.with(|staged| match staged.borrow_mut().as_mut() {
+            Some(group) if group.store == identity => {
+                for row in &rows {
+                    group
+                        .latest
+                        .insert((row.kind, row.key.clone()), row.value.clone());
+                }
+                group.rows.extend(rows);
+                None
+            }
+            _ => Some(rows),
+        })
+    }
+
+    /// Takes this thread's group's rows (the group stays open, empty).
+    fn take_staged(&self) -> Option<Vec<Row>> {
+        let identity = self.identity();
+        STAGED.with(|staged| match staged.borrow_mut().as_mut() {
+            Some(group) if group.store == identity => {
+                group.latest.clear();
+                Some(std::mem::take(&mut group.rows))
+            }
+            _ => None,
+        })
     }
 
     /// Forgets what a commit wrote (after it is applied, before it returns).
@@ -216,6 +314,9 @@ fn mark_until(value: &[u8]) -> i64 {
 
 impl Kv for SledStore {
     fn kv_get(&self, kind: Kind, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(staged) = self.staged_value(kind, key) {
+            return Ok(staged);
+        }
         Ok(self.tree(kind).get(key)?.map(|v| v.to_vec()))
     }
 
@@ -227,6 +328,36 @@ impl Kv for SledStore {
         order: Order,
         each: &mut RowVisit<'_>,
     ) -> Result<(), StoreError> {
+        // What this thread's group staged in the scanned range, in the
+        // scan's order: merged with sled's rows (a staged key replaces
+        // sled's, a staged removal hides it).
+        let newest_first = matches!(order, Order::NewestFirst);
+        let staged: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .with_staged(|g| {
+                let start = (kind, prefix.to_vec());
+                let in_range = |key: &[u8]| match order {
+                    Order::OldestFirst => key >= from,
+                    Order::NewestFirst if from.len() > prefix.len() && from.starts_with(prefix) => {
+                        key < from
+                    }
+                    Order::NewestFirst => true,
+                };
+                let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
+                    .latest
+                    .range(start..)
+                    .take_while(|((k, key), _)| *k == kind && key.starts_with(prefix))
+                    .filter(|((_, key), _)| in_range(key))
+                    .map(|((_, key), value)| (key.clone(), value.clone()))
+                    .collect();
+                if newest_first {
+                    rows.reverse();
+                }
+                rows
+            })
+            .unwrap_or_default();
+        let mut staged = staged.into_iter().peekable();
+        // Whether `a` comes before `b` in the scan's order.
+        let before = |a: &[u8], b: &[u8]| if newest_first { a > b } else { a < b };
         let tree = self.tree(kind);
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match order {
             Order::OldestFirst => Box::new(tree.range(from.max(prefix)..)),
@@ -237,8 +368,31 @@ impl Kv for SledStore {
         };
         for item in iter {
             let (k, v) = item?;
-            if !k.starts_with(prefix) || !each(&k, &v)? {
+            if !k.starts_with(prefix) {
                 break;
+            }
+            // Staged keys that come first, then this one as staged or not.
+            while let Some((key, value)) = staged.next_if(|(key, _)| before(key, &k)) {
+                if let Some(value) = value {
+                    if !each(&key, &value)? {
+                        return Ok(());
+                    }
+                }
+            }
+            let visited = match staged.next_if(|(key, _)| key.as_slice() == &*k) {
+                Some((_, Some(value))) => each(&k, &value)?,
+                Some((_, None)) => true,
+                None => each(&k, &v)?,
+            };
+            if !visited {
+                return Ok(());
+            }
+        }
+        for (key, value) in staged {
+            if let Some(value) = value {
+                if !each(&key, &value)? {
+                    break;
+                }
             }
         }
         Ok(())
@@ -252,7 +406,34 @@ impl Backend for SledStore {
             installation_id: &self.installation_id,
             shared: false,
             writer_threads: 1,
+            groups_commits: true,
         }
+    }
+
+    /// A group (`LockScope::Accounts`) opens a stage on this thread, which
+    /// its `flush` applies and its release drops (rows a failed flush left
+    /// are then run again by the writer, one command at a time). One
+    /// process opens the store: there is nothing else to lock.
+    fn lock_command(&self, scope: LockScope<'_>) -> Result<CommandLock<'_>, StoreError> {
+        if !matches!(scope, LockScope::Accounts(_) | LockScope::AccountsIfFree(_)) {
+            return Ok(CommandLock::none());
+        }
+        let identity = self.identity();
+        STAGED.with(|staged| {
+            *staged.borrow_mut() = Some(Staged {
+                store: identity,
+                rows: Vec::new(),
+                latest: std::collections::BTreeMap::new(),
+            })
+        });
+        Ok(CommandLock::releasing(move || {
+            STAGED.with(|staged| {
+                let mut staged = staged.borrow_mut();
+                if staged.as_ref().is_some_and(|g| g.store == identity) {
+                    *staged = None;
+                }
+            })
+        }))
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {
@@ -275,7 +456,10 @@ impl Backend for SledStore {
             }
             while self.issue_id()? < restored_id_max {}
         }
-        self.apply(&rows)
+        match self.stage(rows) {
+            Some(rows) => self.apply(&rows),
+            None => Ok(()),
+        }
     }
 
     fn append(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -299,6 +483,12 @@ impl Backend for SledStore {
     /// (sled's reads see a committed write before the batch's flush, hence
     /// the watermark).
     fn flush(&self) -> Result<(), StoreError> {
+        // A group's commit: its rows in one transaction, all or none (if
+        // it fails, the writer runs the group's commands again one by
+        // one, on a state without them).
+        if let Some(rows) = self.take_staged() {
+            self.apply(&rows)?;
+        }
         let issued = self
             .last_issued_id
             .load(std::sync::atomic::Ordering::Acquire);
@@ -395,12 +585,7 @@ impl StateView for SledStore {
     }
 
     fn account_shared(&self, id: &str) -> Result<Option<Arc<Account>>, ViewError> {
-        let read = || {
-            Ok::<_, StoreError>(
-                kv::get::<Account>(self, Kind::Accounts, id.as_bytes())?.map(Arc::new),
-            )
-        };
-        Ok(ReadCache::value(&self.cache.accounts, id.as_bytes(), read)?)
+        Ok(self.cached(&self.cache.accounts, Kind::Accounts, id.as_bytes())?)
     }
 
     fn user(&self, account_id: &str, user_id: &str) -> Result<Option<User>, ViewError> {
@@ -451,10 +636,19 @@ impl StateView for SledStore {
         let long = self
             .account(account_id)?
             .is_some_and(|a| a.member_count as usize > MEMBER_LIST_CACHED_MAX);
+        let (p, from) = kv::members_from(account_id, after);
+        // Members this thread's group staged: the list as the group sees
+        // it, read through the stage, not the cache.
+        if self.staged_under(Kind::Users, &p) {
+            return Ok(self
+                .members_uncached(account_id, after, limit)?
+                .into_iter()
+                .map(Arc::new)
+                .collect());
+        }
         if long {
             // A page of a long list: its members from the user cache when
             // there, so that it costs about what a short list's page does.
-            let (p, from) = kv::members_from(account_id, after);
             return Ok(self.cache.users_scanned(
                 limit,
                 |each| {
@@ -532,5 +726,149 @@ impl StateView for SledStore {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ViewError> {
         KvState(self).audit_newest(account_id, before, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+
+    /// Every row `kv_scan` visits, in its order.
+    fn scanned(
+        store: &SledStore,
+        prefix: &[u8],
+        from: &[u8],
+        order: Order,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut seen = Vec::new();
+        store
+            .kv_scan(Kind::Users, prefix, from, order, &mut |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                Ok(true)
+            })
+            .unwrap();
+        seen
+    }
+
+    /// What a scan of `model` visits: the same rules as sled's scan.
+    fn expected(
+        model: &BTreeMap<Vec<u8>, Vec<u8>>,
+        prefix: &[u8],
+        from: &[u8],
+        order: Order,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let under = model
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()));
+        match order {
+            Order::OldestFirst => under.filter(|(k, _)| k.as_slice() >= from).collect(),
+            Order::NewestFirst => {
+                let bounded = from.len() > prefix.len() && from.starts_with(prefix);
+                let mut rows: Vec<_> = under
+                    .filter(|(k, _)| !bounded || k.as_slice() < from)
+                    .collect();
+                rows.reverse();
+                rows
+            }
+        }
+    }
+
+    /// Inside a group, reads see what its commands staged over what sled
+    /// holds (a staged value replaces sled's, a staged removal hides it,
+    /// new keys appear in order), in both scan orders, from any starting
+    /// key; outside the group (another thread) nothing staged shows; the
+    /// group's flush applies it all, and the release of a group that was
+    /// not flushed drops it.
+    #[test]
+    fn a_group_reads_its_staged_rows_merged_with_the_store_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let key = |n: u8| vec![b'a' + n % 3, b'/', b'0' + n / 3];
+        for round in 0..40 {
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            // What sled holds before the group.
+            let committed: Vec<Row> = (0..rng.gen_range(0..12))
+                .map(|_| {
+                    let k = key(rng.gen_range(0..30));
+                    let v = vec![round, rng.gen()];
+                    model.insert(k.clone(), v.clone());
+                    Row::put(Kind::Users, k, v)
+                })
+                .collect();
+            store.apply(&committed).unwrap();
+            let before = model.clone();
+            let lock = store.lock_command(LockScope::Accounts(&[])).unwrap();
+            for _ in 0..rng.gen_range(0..12) {
+                let k = key(rng.gen_range(0..30));
+                let row = if rng.gen_bool(0.3) {
+                    model.remove(&k);
+                    Row {
+                        kind: Kind::Users,
+                        key: k,
+                        value: None,
+                    }
+                } else {
+                    let v = vec![round, rng.gen(), 1];
+                    model.insert(k.clone(), v.clone());
+                    Row::put(Kind::Users, k, v)
+                };
+                assert!(store.stage(vec![row]).is_none(), "staged in the group");
+            }
+            for prefix in [&b""[..], b"a/", b"b/", b"c/"] {
+                for from in [
+                    prefix.to_vec(),
+                    [prefix, b"3"].concat(),
+                    [prefix, b"5"].concat(),
+                ] {
+                    for order in [Order::OldestFirst, Order::NewestFirst] {
+                        assert_eq!(
+                            scanned(&store, prefix, &from, order),
+                            expected(&model, prefix, &from, order),
+                            "round {round}, prefix {prefix:?}, from {from:?}, {order:?}"
+                        );
+                    }
+                }
+            }
+            for n in 0..30 {
+                let k = key(n);
+                assert_eq!(
+                    store.kv_get(Kind::Users, &k).unwrap(),
+                    model.get(&k).cloned()
+                );
+            }
+            // Another thread sees only what sled holds.
+            let other = store.clone();
+            let seen = std::thread::spawn(move || scanned(&other, b"", b"", Order::OldestFirst))
+                .join()
+                .unwrap();
+            assert_eq!(seen, expected(&before, b"", b"", Order::OldestFirst));
+            if round % 2 == 0 {
+                // Flushed: applied, then visible to all.
+                store.flush().unwrap();
+                drop(lock);
+            } else {
+                // Released without a flush: nothing of it stays.
+                drop(lock);
+                model = before;
+            }
+            assert_eq!(
+                scanned(&store, b"", b"", Order::OldestFirst),
+                expected(&model, b"", b"", Order::OldestFirst)
+            );
+            // The next round starts from what sled holds.
+            let clear: Vec<Row> = model
+                .keys()
+                .map(|k| Row {
+                    kind: Kind::Users,
+                    key: k.clone(),
+                    value: None,
+                })
+                .collect();
+            store.apply(&clear).unwrap();
+        }
     }
 }

@@ -680,9 +680,12 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
         let commands_come = last_command.is_some_and(|at| at.elapsed() < COMMANDS_RECENT);
         let answers = &mut unflushed.answers;
         let mut queued = Queued::NOTHING;
-        // On a shared store, the commands of one account each are run and
-        // committed together (group commit); the rest one by one after.
-        let rest: Vec<Job> = if deps.store.shared() {
+        // Where a group's commits are one transaction (PostgreSQL, sled),
+        // the commands naming an account are run together and committed
+        // by the group's flush (on PostgreSQL one WAL sync, on sled one
+        // transaction: each of sled's costs two synced log writes); the
+        // rest one by one after.
+        let rest: Vec<Job> = if deps.store.groups_commits() {
             let (grouped, rest): (Vec<Job>, Vec<Job>) =
                 batch.drain(..).partition(|job| match &job.work {
                     Work::Command(command) => command.info().account_id.is_some(),
