@@ -154,7 +154,9 @@ async fn bookkeeping_and_a_command_behind_it_are_both_answered() {
 /// each account ends with exactly its four free seats taken, each address
 /// once, the others refused with `email_taken` or `agent_seat_exhausted`
 /// (a refusal's audit entry staged beside the others' commits), and the
-/// store agrees. Some batch held more than one command.
+/// store agrees. The last check makes sure the run did batch commands
+/// together (else it would prove nothing about a group's reads): with
+/// reads that missed the stage, addresses were added twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r09_commands_of_one_batch_see_each_others_seats_and_addresses() {
     let dir = tempfile::tempdir().unwrap();

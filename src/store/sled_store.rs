@@ -53,6 +53,10 @@ pub struct SledStore {
     /// before the batch's flush).
     last_issued_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     durable_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether anything was written since the last flush began: a flush
+    /// with nothing to write is skipped (the writer's flush after a
+    /// group's own found nothing new, yet sealed and synced a log buffer).
+    written: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Decoded accounts, members, sessions and small accounts' member
     /// lists (this process is sled's only writer, so its commits are the
     /// only invalidations there are).
@@ -121,6 +125,7 @@ impl SledStore {
             installation_id: installation_id.into(),
             last_issued_id: std::sync::Arc::new(opened_at_id.into()),
             durable_id: std::sync::Arc::new(opened_at_id.into()),
+            written: std::sync::Arc::new(true.into()),
             cache: std::sync::Arc::new(ReadCache::new(cache_entries_max, None)),
         })
     }
@@ -245,6 +250,8 @@ impl SledStore {
 
     /// Applies writes atomically (one sled transaction across trees).
     fn apply(&self, rows: &[Row]) -> Result<(), StoreError> {
+        self.written
+            .store(true, std::sync::atomic::Ordering::Release);
         let result = self.apply_uncached(rows);
         // Also after a failure: whatever part sled kept, nobody reads it
         // from the cache.
@@ -468,6 +475,8 @@ impl Backend for SledStore {
             &mut || self.issue_id(),
             Transaction::of_writes(writes),
         )?;
+        self.written
+            .store(true, std::sync::atomic::Ordering::Release);
         let result = rows.iter().try_for_each(|Row { kind, key, value }| {
             let tree = self.tree(*kind);
             match value {
@@ -489,10 +498,23 @@ impl Backend for SledStore {
         if let Some(rows) = self.take_staged() {
             self.apply(&rows)?;
         }
+        // Nothing written since the last flush began: nothing to make
+        // durable. The watermark stays (ids issued since may still be
+        // committed, and must not count as durable before their flush).
+        if !self
+            .written
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Ok(());
+        }
         let issued = self
             .last_issued_id
             .load(std::sync::atomic::Ordering::Acquire);
-        self.db.flush()?;
+        if let Err(e) = self.db.flush() {
+            self.written
+                .store(true, std::sync::atomic::Ordering::Release);
+            return Err(e.into());
+        }
         self.durable_id
             .fetch_max(issued, std::sync::atomic::Ordering::AcqRel);
         Ok(())
