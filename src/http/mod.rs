@@ -68,7 +68,7 @@ impl Modify for BearerAuth {
 /// What answers the daemon's requests: axum's router with every route
 /// (and the OpenAPI document generated from it), and the read lane in
 /// front of it, which answers the two most frequent reads itself
-/// ([`lane`]).
+/// (`src/http/lane.rs`).
 #[derive(Clone)]
 pub struct Routes {
     pub(crate) router: Router,
