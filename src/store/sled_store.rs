@@ -74,7 +74,31 @@ struct Staged {
     /// The store it stages for ([`SledStore::identity`]).
     store: usize,
     rows: Vec<Row>,
-    latest: std::collections::BTreeMap<(Kind, Vec<u8>), Option<Vec<u8>>>,
+    /// Per kind (indexed as `SPECS`): looked up and ranged by the key's
+    /// bytes as they are, without building an owned key.
+    latest: Vec<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl Staged {
+    fn new(store: usize) -> Staged {
+        Staged {
+            store,
+            rows: Vec::new(),
+            latest: vec![std::collections::BTreeMap::new(); SPECS.len()],
+        }
+    }
+
+    /// The staged keys of `kind` from `prefix` on that start with it.
+    fn under<'a>(
+        &'a self,
+        kind: Kind,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
+        use std::ops::Bound;
+        self.latest[kind as usize]
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(key, _)| key.starts_with(prefix))
+    }
 }
 
 thread_local! {
@@ -140,7 +164,7 @@ impl SledStore {
         let read = || Ok(kv::get::<V>(self, kind, key)?.map(Arc::new));
         // Staged by this thread's group: not what the others see, so
         // neither taken from the cache nor kept in it.
-        if self.staged_value(kind, key).is_some() {
+        if self.is_staged(kind, key) {
             return read();
         }
         ReadCache::value(table, key, read)
@@ -183,20 +207,22 @@ impl SledStore {
     /// The staged value of a key (`Some(None)`: staged as removed), or
     /// `None` when no group of this thread staged it.
     fn staged_value(&self, kind: Kind, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        self.with_staged(|g| g.latest.get(&(kind, key.to_vec())).cloned())
+        self.with_staged(|g| g.latest[kind as usize].get(key).cloned())
             .flatten()
+    }
+
+    /// Whether this thread's group staged a key (its reads then bypass the
+    /// read cache).
+    fn is_staged(&self, kind: Kind, key: &[u8]) -> bool {
+        self.with_staged(|g| g.latest[kind as usize].contains_key(key))
+            .unwrap_or(false)
     }
 
     /// Whether this thread's group staged a key of `kind` starting with
     /// `prefix` (so a cached list of them is not what the group sees).
     fn staged_under(&self, kind: Kind, prefix: &[u8]) -> bool {
-        self.with_staged(|g| {
-            g.latest
-                .range((kind, prefix.to_vec())..)
-                .next()
-                .is_some_and(|((k, key), _)| *k == kind && key.starts_with(prefix))
-        })
-        .unwrap_or(false)
+        self.with_staged(|g| g.under(kind, prefix).next().is_some())
+            .unwrap_or(false)
     }
 
     /// Stages `rows` in this thread's group; gives them back when there is
@@ -206,9 +232,7 @@ impl SledStore {
         STAGED.with(|staged| match staged.borrow_mut().as_mut() {
             Some(group) if group.store == identity => {
                 for row in &rows {
-                    group
-                        .latest
-                        .insert((row.kind, row.key.clone()), row.value.clone());
+                    group.latest[row.kind as usize].insert(row.key.clone(), row.value.clone());
                 }
                 group.rows.extend(rows);
                 None
@@ -222,7 +246,10 @@ impl SledStore {
         let identity = self.identity();
         STAGED.with(|staged| match staged.borrow_mut().as_mut() {
             Some(group) if group.store == identity => {
-                group.latest.clear();
+                group
+                    .latest
+                    .iter_mut()
+                    .for_each(std::collections::BTreeMap::clear);
                 Some(std::mem::take(&mut group.rows))
             }
             _ => None,
@@ -341,7 +368,6 @@ impl Kv for SledStore {
         let newest_first = matches!(order, Order::NewestFirst);
         let staged: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
             .with_staged(|g| {
-                let start = (kind, prefix.to_vec());
                 let in_range = |key: &[u8]| match order {
                     Order::OldestFirst => key >= from,
                     Order::NewestFirst if from.len() > prefix.len() && from.starts_with(prefix) => {
@@ -350,11 +376,9 @@ impl Kv for SledStore {
                     Order::NewestFirst => true,
                 };
                 let mut rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
-                    .latest
-                    .range(start..)
-                    .take_while(|((k, key), _)| *k == kind && key.starts_with(prefix))
-                    .filter(|((_, key), _)| in_range(key))
-                    .map(|((_, key), value)| (key.clone(), value.clone()))
+                    .under(kind, prefix)
+                    .filter(|(key, _)| in_range(key))
+                    .map(|(key, value)| (key.clone(), value.clone()))
                     .collect();
                 if newest_first {
                     rows.reverse();
@@ -426,13 +450,7 @@ impl Backend for SledStore {
             return Ok(CommandLock::none());
         }
         let identity = self.identity();
-        STAGED.with(|staged| {
-            *staged.borrow_mut() = Some(Staged {
-                store: identity,
-                rows: Vec::new(),
-                latest: std::collections::BTreeMap::new(),
-            })
-        });
+        STAGED.with(|staged| *staged.borrow_mut() = Some(Staged::new(identity)));
         Ok(CommandLock::releasing(move || {
             STAGED.with(|staged| {
                 let mut staged = staged.borrow_mut();

@@ -1,7 +1,9 @@
 //! The single writer with group commit.
 //!
 //! Every command goes through one thread: it runs the core against the
-//! store, commits each outcome in its own transaction, and after a
+//! store, commits each outcome with everything it implies (where the
+//! store groups commits, a batch's commands that name an account in one
+//! transaction per group of [`GROUP_MAX`]), and after a
 //! batch (everything that queued while the previous flush ran, up to
 //! [`BATCH_MAX`]) flushes once and only then answers every caller of the
 //! batch. Concurrent writers thus share fsyncs, a refused command changes
@@ -759,8 +761,8 @@ fn run(deps: WriterDeps, versions: Arc<AccountVersions>, mut rx: mpsc::Receiver<
 }
 
 /// Runs the workers' bookkeeping jobs of one batch (settled queue items)
-/// in one transaction of a shared store: one commit, one WAL sync, instead
-/// of one per item. A job whose writes cannot be computed fails alone; if
+/// in one transaction of a store that groups commits: one commit (one WAL
+/// sync, or one sled transaction) instead of one per item. A job whose writes cannot be computed fails alone; if
 /// the joint commit fails, each job's writes are committed on their own,
 /// so one bad write fails no other. Returns whom what committed gives work
 /// to (see [`Queued::of_writes`]).
@@ -923,9 +925,10 @@ fn members_named(jobs: &[Job]) -> Vec<(String, String)> {
 }
 
 /// Runs commands of different accounts (or several of one) in one
-/// transaction of a shared store, their accounts locked together in key
-/// order, each isolated (a refusal or a failed write leaves nothing and
-/// fails no other), committed by one flush: one WAL sync for the group.
+/// transaction of a store that groups commits, their accounts locked
+/// together in key order on a shared store, each isolated (a refusal or a
+/// failed write leaves nothing and fails no other), committed by one
+/// flush: one WAL sync (one sled transaction) for the group.
 /// If the group's commit fails, each command is run again on its own.
 /// Unless it `waits`, the group takes only the locks no other transaction
 /// holds, and the commands of the other accounts are pushed to `busy`, not
